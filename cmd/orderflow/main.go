@@ -1,0 +1,145 @@
+// Command orderflow runs every part of the order pipeline: the Stripe webhook
+// gateway, the step processor, the topic tools and the dead-letter tools.
+// Run `orderflow help` for the list of subcommands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand. run gets the arguments after the command name
+// and returns an error; a usageError exits 2, anything else exits 1.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// commands lists every subcommand, in help order.
+var commands = []command{
+	{"topics", "create or check the Kafka topics", runTopics},
+}
+
+// usageError is a bad invocation: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, stdout, stderr)
+		}
+		printUsage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return exitCode(c.run(ctx, args[1:], stdout, stderr), stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "orderflow: unknown command %q (run 'orderflow help')\n", args[0])
+	return 2
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "orderflow: %s\n", ue.msg)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "orderflow: %s\n", err)
+		return 1
+	}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, "orderflow turns paid Stripe orders into CRM deals, production-log rows,\nshipping labels, invoices and confirmation emails, through Kafka.\n\nUsage: orderflow <command> [flags]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nEvery flag can also be set by an environment variable ORDERFLOW_<FLAG>,\nupper case with '-' as '_' (--brokers: ORDERFLOW_BROKERS). A flag on the\ncommand line wins over the environment.\nRun 'orderflow <command> --help' for a command's flags.\n")
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting and
+// prints its usage to stderr.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("orderflow "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: orderflow %s\n\nFlags (each also ORDERFLOW_<FLAG>):\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags applies ORDERFLOW_<FLAG> environment variables to flags not set
+// on the command line, then parses args. Bad values, from either source, are
+// usage errors naming the flag.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := envName(f.Name)
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Sprintf("%s=%q: %v", env, v, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		return usageError{"invalid environment: " + strings.Join(errs, "; ")}
+	}
+	return nil
+}
+
+// envName is the environment variable of a flag: "max-body" → ORDERFLOW_MAX_BODY.
+func envName(flagName string) string {
+	return "ORDERFLOW_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// splitList splits a comma-separated flag value, dropping empty parts.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,155 @@
+package integrations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Class says whether retrying a failed call can help.
+type Class int
+
+const (
+	// Transient failures (timeouts, 5xx, 408, 409, 429, network errors) may
+	// succeed later; they are retried with backoff.
+	Transient Class = iota
+	// Permanent failures (validation, other 4xx) will fail again; the order
+	// goes to the dead-letter topic at once.
+	Permanent
+)
+
+func (c Class) String() string {
+	if c == Permanent {
+		return "permanent"
+	}
+	return "transient"
+}
+
+// Error is a provider call's failure. The processor decides retry or dead
+// letter from Class alone, never from the message text.
+type Error struct {
+	Provider   string        // "zoho", "postnord", ...
+	Op         string        // "upsert deal", "book shipment", ...
+	Status     int           // HTTP status, 0 when none
+	Class      Class         //
+	RetryAfter time.Duration // what the provider asked for (429, 503), 0 if nothing
+	Msg        string        // short reason, never a secret or a whole payload
+	Err        error         // underlying cause, if any
+}
+
+func (e *Error) Error() string {
+	s := e.Provider + ": " + e.Op
+	if e.Status != 0 {
+		s += ": HTTP " + strconv.Itoa(e.Status)
+	}
+	if e.Msg != "" {
+		s += ": " + e.Msg
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassifyStatus maps an HTTP status to a class: 408, 409, 425, 429 and 5xx
+// are transient, other 4xx permanent.
+func ClassifyStatus(status int) Class {
+	switch {
+	case status == http.StatusRequestTimeout, status == http.StatusConflict,
+		status == http.StatusTooEarly, status == http.StatusTooManyRequests:
+		return Transient
+	case status >= 500:
+		return Transient
+	case status >= 400:
+		return Permanent
+	}
+	return Transient
+}
+
+// HTTPError builds an Error from a non-2xx response: the class from the
+// status, RetryAfter from the Retry-After header (seconds or HTTP date).
+func HTTPError(provider, op string, resp *http.Response, msg string) *Error {
+	return &Error{
+		Provider:   provider,
+		Op:         op,
+		Status:     resp.StatusCode,
+		Class:      ClassifyStatus(resp.StatusCode),
+		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		Msg:        msg,
+	}
+}
+
+// Permanentf returns a permanent Error with a formatted message.
+func Permanentf(provider, op, format string, args ...any) *Error {
+	return &Error{Provider: provider, Op: op, Class: Permanent, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Transientf returns a transient Error with a formatted message.
+func Transientf(provider, op, format string, args ...any) *Error {
+	return &Error{Provider: provider, Op: op, Class: Transient, Msg: fmt.Sprintf(format, args...)}
+}
+
+// NetError wraps a transport failure (dial, timeout, reset) as transient,
+// unless the caller's context was cancelled, which is returned as is.
+func NetError(provider, op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &Error{Provider: provider, Op: op, Class: Transient, Err: err}
+}
+
+// IsPermanent reports whether err says retrying cannot help. Errors that are
+// not an *Error (including timeouts) count as transient.
+func IsPermanent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Class == Permanent
+}
+
+// RetryAfterOf returns the delay a provider asked for, if any.
+func RetryAfterOf(err error) (time.Duration, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		return e.RetryAfter, true
+	}
+	return 0, false
+}
+
+// ProviderOf names the provider that failed, or "".
+func ProviderOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Provider
+	}
+	return ""
+}
+
+// IsTimeout reports a network timeout.
+func IsTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
+}
+
+// ParseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

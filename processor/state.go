@@ -1,0 +1,150 @@
+package processor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+// StateVersion is the current version of the order state record.
+const StateVersion = 1
+
+// Status is where an order stands.
+type Status string
+
+const (
+	// StatusInProgress: the chain has started and not finished.
+	StatusInProgress Status = "in_progress"
+	// StatusCompleted: every enabled step is done.
+	StatusCompleted Status = "completed"
+	// StatusDeadLettered: a step failed permanently or exhausted its
+	// attempts; the record is on the dead-letter topic.
+	StatusDeadLettered Status = "dead_lettered"
+	// StatusParked: the order is dead-lettered and later events of it were
+	// dead-lettered behind it (class parked), waiting for a replay.
+	StatusParked Status = "parked"
+	// StatusRefunded: a refund arrived before shipping; the chain stopped.
+	StatusRefunded Status = "refunded"
+	// StatusAwaitingPayment: a Checkout Session completed unpaid (delayed
+	// payment method); the chain starts when the payment succeeds.
+	StatusAwaitingPayment Status = "awaiting_payment"
+)
+
+// State is an order's progress, the value of its record on `orders.state`
+// (key = order key). It is the processor's durable memory: a step recorded
+// done here is never called again.
+type State struct {
+	Version int    `json:"v"`
+	OrderID string `json:"order_id"`
+	Status  Status `json:"status"`
+	// Order is the result of the details step, used by every later step so
+	// that all of them see the same data.
+	Order *integrations.Order `json:"order,omitempty"`
+	// Steps holds each step's progress by step name.
+	Steps map[string]*StepState `json:"steps,omitempty"`
+	// AppliedEvents are the Stripe event ids already applied (bounded to the
+	// most recent MaxAppliedEvents).
+	AppliedEvents []string `json:"applied_events,omitempty"`
+	// AppliedObjects are "<event type>/<data.object.id>" pairs already
+	// applied: Stripe sometimes sends two distinct events for one change.
+	AppliedObjects []string `json:"applied_objects,omitempty"`
+	// Replays are the dead letters ("<dlq partition>/<dlq offset>") already
+	// replayed into this order; a second replay of one is ignored.
+	Replays []string `json:"replays,omitempty"`
+	// Flags are conditions a human should know about, such as
+	// "possible_duplicate:shipping".
+	Flags      []string    `json:"flags,omitempty"`
+	LastError  string      `json:"last_error,omitempty"`
+	DeadLetter *DeadLetter `json:"dead_letter,omitempty"`
+	// NextOffset is one past the `orders` offset of the last record of this
+	// order that was fully handled; a record below it is a redelivery (after
+	// a crash or rebalance before the commit) and changes nothing.
+	NextOffset int64     `json:"next_offset,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// MaxAppliedEvents bounds State.AppliedEvents and AppliedObjects.
+const MaxAppliedEvents = 64
+
+// StepState is one step's progress.
+type StepState struct {
+	Done   bool            `json:"done,omitempty"`
+	DoneAt *time.Time      `json:"done_at,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	// Skipped is true when the step is turned off in the configuration.
+	Skipped      bool       `json:"skipped,omitempty"`
+	Attempts     int        `json:"attempts,omitempty"`
+	LastError    string     `json:"last_error,omitempty"`
+	FirstFailure *time.Time `json:"first_failure,omitempty"`
+	LastFailure  *time.Time `json:"last_failure,omitempty"`
+	// Intent is recorded before a call to a provider that is not idempotent
+	// (shipping, invoice, email) and cleared when the result is recorded.
+	// An intent without a result after a restart means the call may have
+	// happened.
+	Intent *time.Time `json:"intent,omitempty"`
+}
+
+// DeadLetter points at the order's dead letter.
+type DeadLetter struct {
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Step      string    `json:"step"`
+	Class     string    `json:"class"`
+	At        time.Time `json:"at"`
+}
+
+// ErrStateInvalid is returned by DecodeState for a record it cannot read.
+var ErrStateInvalid = errors.New("processor: invalid order state")
+
+// Encode returns the state's wire form.
+func (s *State) Encode() ([]byte, error) {
+	if s.Version == 0 {
+		s.Version = StateVersion
+	}
+	return json.Marshal(s)
+}
+
+// DecodeState parses an `orders.state` record value.
+func DecodeState(b []byte) (*State, error) {
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStateInvalid, err)
+	}
+	if s.Version <= 0 || s.Version > StateVersion {
+		return nil, fmt.Errorf("%w: version %d (this build reads up to %d)", ErrStateInvalid, s.Version, StateVersion)
+	}
+	if s.OrderID == "" {
+		return nil, fmt.Errorf("%w: no order id", ErrStateInvalid)
+	}
+	if s.Steps == nil {
+		s.Steps = map[string]*StepState{}
+	}
+	return &s, nil
+}
+
+// Step returns the state of a step, creating it when absent.
+func (s *State) Step(name string) *StepState {
+	if s.Steps == nil {
+		s.Steps = map[string]*StepState{}
+	}
+	st, ok := s.Steps[name]
+	if !ok {
+		st = &StepState{}
+		s.Steps[name] = st
+	}
+	return st
+}
+
+// HasFlag reports whether the state carries a flag.
+func (s *State) HasFlag(f string) bool {
+	for _, x := range s.Flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
