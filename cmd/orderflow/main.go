@@ -27,6 +27,7 @@ type command struct {
 // commands lists every subcommand, in help order.
 var commands = []command{
 	{"topics", "create or check the Kafka topics", runTopics},
+	{"loadgen", "post signed test load at a gateway and report rates and latency", runLoadgen},
 }
 
 // usageError is a bad invocation: exit code 2.

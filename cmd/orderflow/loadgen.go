@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/orderflow/orderflow/test/loadgen"
+)
+
+const loadgenUsage = `loadgen [flags]
+
+Posts Stripe-signed webhook events at a gateway, at a target rate or as fast
+as the connections allow, and reports accepted/s, latency p50/p99/max and
+status counts. Exits 1 when an event never got a 2xx answer.`
+
+func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("loadgen", loadgenUsage, stderr)
+	url := fs.String("url", "http://127.0.0.1:8080/webhooks/stripe", "webhook endpoint")
+	secret := fs.String("secret", "", "webhook signing secret(s), comma-separated (required)")
+	orders := fs.Int("orders", 1000, "orders to send")
+	conns := fs.Int("connections", 64, "concurrent connections")
+	rate := fs.Float64("rate", 0, "deliveries per second (0: as fast as possible)")
+	checkout := fs.Bool("checkout", true, "send both checkout.session.completed and payment_intent.succeeded per order")
+	dups := fs.Float64("duplicates", 0.1, "share of orders with one event delivered twice")
+	redeliver := fs.Int("redeliver", 0, "redeliver an event that got no 2xx up to N times, as Stripe retries")
+	redeliverDelay := fs.Duration("redeliver-delay", time.Second, "wait before a redelivery")
+	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	secrets := splitList(*secret)
+	switch {
+	case len(secrets) == 0:
+		return usagef("loadgen: --secret is required")
+	case *orders < 1:
+		return usagef("loadgen: --orders must be at least 1")
+	case *conns < 1:
+		return usagef("loadgen: --connections must be at least 1")
+	case *rate < 0:
+		return usagef("loadgen: --rate must not be negative")
+	case *dups < 0 || *dups > 1:
+		return usagef("loadgen: --duplicates must be between 0 and 1")
+	}
+	rep, err := loadgen.Run(ctx, loadgen.Config{
+		URL: *url, Secrets: secrets, Orders: *orders, Connections: *conns, Rate: *rate,
+		Checkout: *checkout, Duplicates: *dups, Redeliver: *redeliver, RedeliverDelay: *redeliverDelay,
+		Timeout: *timeout,
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(stdout, rep.String())
+	}
+	if len(rep.Unanswered) > 0 {
+		return fmt.Errorf("%d event(s) never got a 2xx answer", len(rep.Unanswered))
+	}
+	return nil
+}
