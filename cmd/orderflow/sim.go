@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations/sim"
+)
+
+const simUsage = `sim [flags]
+
+Serves every provider API orderflow uses (Stripe reads, Zoho CRM, Airtable,
+PostNord, Netvisor, Mailgun, Telegram) on one address, for dev mode, tests
+and benchmarks: point the clients at it with --sim-url.
+
+Control endpoints:
+  PUT    /_sim/faults  {"step":"shipping","mode":"unavailable"|"reject"|"slow","rate":1.0,"latency":"5s"}
+  DELETE /_sim/faults  clear every fault (?step=<step> clears one)
+  GET    /_sim/faults  list the active faults
+  GET    /_sim/stats   {"steps":{"<step>":{"requests":N,"created":N,"duplicate_creates":N}}}
+  DELETE /_sim/stats   reset the counters
+Steps: crm, production_log, shipping, invoice, email, alert, stripe.`
+
+func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("sim", simUsage, stderr)
+	addr := fs.String("addr", "127.0.0.1:8090", "listen address")
+	dataDir := fs.String("data-dir", "", "outbox root: labels, invoices, emails, alerts and <step>.jsonl under <data-dir>/outbox (empty: keep nothing on disk)")
+	latency := fs.String("latency", "", "added to every provider call, optionally per step: 50ms or 50ms,shipping=200ms")
+	peer := fs.Bool("peer", false, "also serve the benchmark peer's generic endpoints POST /<step> with {\"order_id\":...}")
+	maxFiles := fs.Int("max-outbox-files", sim.DefaultMaxOutboxFiles, "per-object outbox files kept per step (the JSON lines are always written; 0: none)")
+	nvCustomerKey := fs.String("netvisor-customer-key", "", "with --netvisor-partner-key, verify Netvisor MACs with these keys (otherwise only their form is checked)")
+	nvPartnerKey := fs.String("netvisor-partner-key", "", "see --netvisor-customer-key")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("sim: unexpected argument %q", fs.Arg(0))
+	}
+	def, perStep, err := sim.ParseLatency(*latency)
+	if err != nil {
+		return usagef("--latency: %v", err)
+	}
+	if *maxFiles <= 0 {
+		*maxFiles = -1 // 0 on the command line means none, not the default
+	}
+	if (*nvCustomerKey == "") != (*nvPartnerKey == "") {
+		return usagef("--netvisor-customer-key and --netvisor-partner-key go together")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	s, err := sim.New(sim.Config{
+		DataDir:        *dataDir,
+		Latency:        def,
+		StepLatency:    perStep,
+		Peer:           *peer,
+		MaxOutboxFiles: *maxFiles,
+		Logger:         log,
+
+		NetvisorCustomerKey: *nvCustomerKey,
+		NetvisorPartnerKey:  *nvPartnerKey,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			log.Error("sim: closing the outbox", "err", err)
+		}
+	}()
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "provider simulator listening on http://%s\n", ln.Addr())
+	log.Info("sim started", "addr", ln.Addr().String(), "data_dir", *dataDir, "latency", *latency, "peer", *peer)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("sim: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		// Calls held by latency or a slow fault: cut them off.
+		_ = srv.Close()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("sim: shutdown: %w", err)
+		}
+	}
+	log.Info("sim stopped")
+	return nil
+}

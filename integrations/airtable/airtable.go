@@ -1,0 +1,332 @@
+// Package airtable keeps the production log: one Airtable row per order,
+// upserted on the order-id field (performUpsert), with a status field that
+// lists the steps the order has completed.
+//
+// Request (one per call):
+//
+//	PATCH https://api.airtable.com/v0/{baseId}/{tableIdOrName}
+//	Authorization: Bearer <personal access token>
+//	Content-Type: application/json
+//
+//	{"performUpsert":{"fieldsToMergeOn":["Order ID"]},
+//	 "records":[{"fields":{"Order ID":"pi_…","Order Number":"OF-…","Status":"details, crm", …}}],
+//	 "typecast":true}
+//
+// Airtable allows 5 requests per second per base; a Client spaces its
+// requests to stay under that, so use one Client per base. A 429 means
+// "wait 30 seconds": the client returns a transient error with that
+// RetryAfter and sends nothing to the base until the 30 s are over.
+package airtable
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+const (
+	provider = "airtable"
+	// DefaultBaseURL is Airtable's API host.
+	DefaultBaseURL = "https://api.airtable.com"
+	// RateLimitPenalty is how long Airtable refuses requests after a 429.
+	RateLimitPenalty = 30 * time.Second
+	maxBody          = 1 << 20
+)
+
+// Fields names the table's fields. A field set to "-" is not written.
+type Fields struct {
+	OrderID     string // the merge key; default "Order ID"
+	OrderNumber string // default "Order Number"
+	Status      string // completed steps; default "Status"
+	Customer    string // customer name; default "Customer"
+	Items       string // one line per item; default "Items"
+	Total       string // formatted total; default "Total"
+	Country     string // shipping country; default "Country"
+	OrderDate   string // YYYY-MM-DD; default "Order Date"
+}
+
+func (f *Fields) defaults() {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	set(&f.OrderID, "Order ID")
+	set(&f.OrderNumber, "Order Number")
+	set(&f.Status, "Status")
+	set(&f.Customer, "Customer")
+	set(&f.Items, "Items")
+	set(&f.Total, "Total")
+	set(&f.Country, "Country")
+	set(&f.OrderDate, "Order Date")
+}
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the API host; default https://api.airtable.com.
+	BaseURL string
+	// Token is a personal access token (pat…) with data.records:write on
+	// the base.
+	Token string
+	// BaseID is the base (app…).
+	BaseID string
+	// Table is the table id (tbl…, recommended) or name.
+	Table string
+	// Fields names the fields written; empty names take the defaults.
+	Fields Fields
+	// NoTypecast turns off "typecast": by default it is on, so Airtable
+	// converts values (for example creates a select option for a new step
+	// name) instead of rejecting them.
+	NoTypecast bool
+	// StatusAsList sends the completed steps as a list, for a multiple
+	// select Status field; by default they are one comma-separated string.
+	StatusAsList bool
+	// RequestsPerSecond is the client-side limit for the base; default 5.
+	RequestsPerSecond float64
+	// Timeout bounds each HTTP request; default 10 s. Ignored when
+	// HTTPClient is set.
+	Timeout    time.Duration
+	HTTPClient *http.Client
+	// Logger is optional; only order ids and record ids are logged.
+	Logger *slog.Logger
+}
+
+// Validate reports a missing or malformed setting.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Token == "" {
+		errs = append(errs, errors.New("airtable: token is required"))
+	}
+	if c.BaseID == "" || strings.ContainsAny(c.BaseID, "/?# ") {
+		errs = append(errs, errors.New("airtable: base id (app…) is required"))
+	}
+	if c.Table == "" {
+		errs = append(errs, errors.New("airtable: table id or name is required"))
+	}
+	if c.BaseURL != "" {
+		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("airtable: base URL %q is not an http(s) URL", c.BaseURL))
+		}
+	}
+	if c.RequestsPerSecond < 0 || c.Timeout < 0 {
+		errs = append(errs, errors.New("airtable: rate and timeout must not be negative"))
+	}
+	if c.Fields.OrderID == "-" {
+		errs = append(errs, errors.New("airtable: the order id field is the merge key and cannot be left out"))
+	}
+	return errors.Join(errs...)
+}
+
+// Client writes production-log rows. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	url     string
+	hc      *http.Client
+	limiter *limiter
+	log     *slog.Logger
+}
+
+// New returns a client for cfg.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Fields.defaults()
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	if cfg.RequestsPerSecond == 0 {
+		cfg.RequestsPerSecond = 5
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	c := &Client{
+		cfg:     cfg,
+		url:     strings.TrimRight(cfg.BaseURL, "/") + "/v0/" + url.PathEscape(cfg.BaseID) + "/" + url.PathEscape(cfg.Table),
+		hc:      cfg.HTTPClient,
+		limiter: newLimiter(cfg.RequestsPerSecond),
+		log:     cfg.Logger,
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Timeout: cfg.Timeout}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+type upsertRequest struct {
+	PerformUpsert struct {
+		FieldsToMergeOn []string `json:"fieldsToMergeOn"`
+	} `json:"performUpsert"`
+	Records  []record `json:"records"`
+	Typecast bool     `json:"typecast"`
+}
+
+type record struct {
+	ID     string         `json:"id,omitempty"`
+	Fields map[string]any `json:"fields"`
+}
+
+type upsertResponse struct {
+	Records        []record `json:"records"`
+	CreatedRecords []string `json:"createdRecords"`
+	UpdatedRecords []string `json:"updatedRecords"`
+}
+
+// UpsertOrder creates or updates the order's row; completedSteps goes to
+// the status field.
+func (c *Client) UpsertOrder(ctx context.Context, o integrations.Order, completedSteps []string) (integrations.ProductionLogResult, error) {
+	const op = "upsert order"
+	if o.ID == "" {
+		return integrations.ProductionLogResult{}, integrations.Permanentf(provider, op, "order has no id")
+	}
+	var req upsertRequest
+	req.PerformUpsert.FieldsToMergeOn = []string{c.cfg.Fields.OrderID}
+	req.Records = []record{{Fields: c.fields(o, completedSteps)}}
+	req.Typecast = !c.cfg.NoTypecast
+	body, err := json.Marshal(req)
+	if err != nil {
+		return integrations.ProductionLogResult{}, integrations.Permanentf(provider, op, "encode request: %v", err)
+	}
+
+	if err := c.limiter.wait(ctx, op); err != nil {
+		return integrations.ProductionLogResult{}, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.url, bytes.NewReader(body))
+	if err != nil {
+		return integrations.ProductionLogResult{}, integrations.Permanentf(provider, op, "bad URL")
+	}
+	hreq.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return integrations.ProductionLogResult{}, integrations.NetError(provider, op, err)
+	}
+	defer resp.Body.Close()
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return integrations.ProductionLogResult{}, integrations.NetError(provider, op, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return integrations.ProductionLogResult{}, c.statusError(op, resp, respBody)
+	}
+	var out upsertResponse
+	if err := json.Unmarshal(respBody, &out); err != nil || len(out.Records) == 0 || out.Records[0].ID == "" {
+		return integrations.ProductionLogResult{}, &integrations.Error{Provider: provider, Op: op, Status: resp.StatusCode,
+			Class: integrations.Transient, Msg: "response without a record"}
+	}
+	id := out.Records[0].ID
+	c.log.InfoContext(ctx, "airtable: order row upserted", "order_id", o.ID, "record_id", id, "created", len(out.CreatedRecords) > 0)
+	return integrations.ProductionLogResult{RecordID: id}, nil
+}
+
+func (c *Client) fields(o integrations.Order, steps []string) map[string]any {
+	f := c.cfg.Fields
+	m := map[string]any{}
+	put := func(name string, v any) {
+		if name != "-" {
+			m[name] = v
+		}
+	}
+	put(f.OrderID, o.ID)
+	put(f.OrderNumber, o.Number)
+	if c.cfg.StatusAsList {
+		if steps == nil {
+			steps = []string{}
+		}
+		put(f.Status, steps)
+	} else {
+		put(f.Status, strings.Join(steps, ", "))
+	}
+	name := o.Customer.Name
+	if name == "" {
+		name = o.Shipping.Name
+	}
+	put(f.Customer, name)
+	put(f.Items, itemsText(o))
+	put(f.Total, integrations.FormatMoney(o.AmountTotal, o.Currency))
+	if o.Shipping.Country != "" {
+		put(f.Country, o.Shipping.Country)
+	}
+	if !o.CreatedAt.IsZero() {
+		put(f.OrderDate, o.CreatedAt.UTC().Format(time.DateOnly))
+	}
+	return m
+}
+
+// itemsText renders one line per item: "2 × Villasukat (15.00 EUR)".
+func itemsText(o integrations.Order) string {
+	var b strings.Builder
+	for i, it := range o.Items {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%d × %s (%s)", it.Quantity, it.Description, integrations.FormatMoney(it.UnitAmount, o.Currency))
+		if it.SKU != "" {
+			fmt.Fprintf(&b, " [%s]", it.SKU)
+		}
+	}
+	return b.String()
+}
+
+// apiError reads {"error":{"type","message"}} and the bare {"error":"NOT_FOUND"}.
+func apiError(body []byte) (typ, msg string) {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil || len(e.Error) == 0 {
+		return "", ""
+	}
+	var s string
+	if json.Unmarshal(e.Error, &s) == nil {
+		return s, ""
+	}
+	var o struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(e.Error, &o)
+	return o.Type, o.Message
+}
+
+func (c *Client) statusError(op string, resp *http.Response, body []byte) *integrations.Error {
+	typ, msg := apiError(body)
+	if resp.StatusCode == http.StatusUnprocessableEntity {
+		// Validation messages may quote the rejected value (a name, an
+		// address); the type says enough.
+		msg = ""
+	}
+	if len(msg) > 160 {
+		msg = msg[:160] + "…"
+	}
+	text := typ
+	if msg != "" {
+		text += ": " + msg
+	}
+	e := integrations.HTTPError(provider, op, resp, text)
+	if resp.StatusCode == http.StatusTooManyRequests {
+		if e.RetryAfter < RateLimitPenalty {
+			e.RetryAfter = RateLimitPenalty
+		}
+		c.limiter.pause(e.RetryAfter)
+		c.log.Warn("airtable: rate limited, pausing requests to the base", "retry_after", e.RetryAfter)
+	}
+	return e
+}

@@ -1,0 +1,390 @@
+// Package mailgun sends the order confirmation through Mailgun's messages
+// API with a stored template. The template gets its variables (locale, order
+// number, tracking number and URL, invoice number, items with formatted
+// money) from the h:X-Mailgun-Variables header, and the message carries a
+// Message-Id derived from the order, so a resent confirmation is recognisably
+// the same message.
+//
+// Request:
+//
+//	POST https://api.eu.mailgun.net/v3/{domain}/messages
+//	Authorization: Basic base64("api:" + key)
+//	Content-Type: multipart/form-data
+//
+//	from, to, [subject], template, [t:version], h:Message-Id, h:X-Mailgun-Variables,
+//	v:order_id, [o:tag ...], [o:testmode=yes]
+//
+// Mailgun has no idempotency key; the processor records a sent message and
+// never calls SendConfirmation again for it.
+package mailgun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+const (
+	provider = "mailgun"
+	// DefaultBaseURL is Mailgun's EU region; US domains use
+	// https://api.mailgun.net.
+	DefaultBaseURL = "https://api.eu.mailgun.net"
+	// DefaultTemplate is the stored template's name.
+	DefaultTemplate = "order-confirmation"
+	// optionsLimit is Mailgun's limit on all o:, h:, v: and t: values of
+	// one message together.
+	optionsLimit = 16 * 1024
+	maxBody      = 1 << 20
+)
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the API host; default https://api.eu.mailgun.net (the
+	// region is fixed when the sending domain is created).
+	BaseURL string
+	// APIKey is the account key or a domain sending key.
+	APIKey string
+	// Domain is the sending domain, e.g. mg.example.com. Message-Ids are
+	// built on it.
+	Domain string
+	// From is the sender, e.g. "Shop <orders@mg.example.com>". It may be
+	// empty when the template sets it.
+	From string
+	// Template is the stored template; default "order-confirmation".
+	Template string
+	// TemplateVersion selects a template version (t:version) when set.
+	TemplateVersion string
+	// Subject is sent when set; otherwise the template's subject is used.
+	Subject string
+	// DefaultLocale is the template's locale variable when the order has
+	// none; default "en".
+	DefaultLocale string
+	// Tags are sent as o:tag.
+	Tags []string
+	// TestMode sends o:testmode=yes: Mailgun accepts but does not deliver.
+	TestMode bool
+	// Timeout bounds each HTTP request; default 15 s. Ignored when
+	// HTTPClient is set.
+	Timeout    time.Duration
+	HTTPClient *http.Client
+	// Logger is optional; only order ids and message ids are logged.
+	Logger *slog.Logger
+}
+
+// Validate reports a missing or malformed setting.
+func (c Config) Validate() error {
+	var errs []error
+	if c.APIKey == "" {
+		errs = append(errs, errors.New("mailgun: API key is required"))
+	}
+	if c.Domain == "" || strings.ContainsAny(c.Domain, "/?#@ <>") {
+		errs = append(errs, fmt.Errorf("mailgun: sending domain %q is missing or malformed", c.Domain))
+	}
+	if c.From != "" {
+		if _, err := mail.ParseAddress(c.From); err != nil {
+			errs = append(errs, fmt.Errorf("mailgun: from address: %w", err))
+		}
+	}
+	if c.BaseURL != "" {
+		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("mailgun: base URL %q is not an http(s) URL", c.BaseURL))
+		}
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, errors.New("mailgun: timeout must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Client sends confirmation emails. It is safe for concurrent use.
+type Client struct {
+	cfg Config
+	url string
+	hc  *http.Client
+	log *slog.Logger
+}
+
+// New returns a client for cfg.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	if cfg.Template == "" {
+		cfg.Template = DefaultTemplate
+	}
+	if cfg.DefaultLocale == "" {
+		cfg.DefaultLocale = "en"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	c := &Client{
+		cfg: cfg,
+		url: strings.TrimRight(cfg.BaseURL, "/") + "/v3/" + url.PathEscape(cfg.Domain) + "/messages",
+		hc:  cfg.HTTPClient,
+		log: cfg.Logger,
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Timeout: cfg.Timeout}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// MessageID is the Message-Id header of the order's confirmation:
+// "<OF-…@domain>". It depends on the order only, so every attempt to send
+// the same confirmation carries the same id.
+func (c *Client) MessageID(o integrations.Order) string {
+	n := o.Number
+	if n == "" {
+		n = integrations.OrderNumber(o.ID)
+	}
+	return "<" + n + "@" + c.cfg.Domain + ">"
+}
+
+// Item is one line of the template's items variable; money is formatted
+// with the currency's exponent ("15.00 EUR", "1500 JPY", "1.500 KWD").
+type Item struct {
+	Description string `json:"description"`
+	Quantity    int64  `json:"quantity"`
+	UnitPrice   string `json:"unit_price"`
+	Total       string `json:"total"`
+}
+
+// Variables are the template variables sent in h:X-Mailgun-Variables.
+// Mailgun includes this header in the delivered message, so it carries
+// nothing the customer may not see.
+type Variables struct {
+	Locale         string `json:"locale"`
+	OrderID        string `json:"order_id"`
+	OrderNumber    string `json:"order_number"`
+	CustomerName   string `json:"customer_name"`
+	TrackingNumber string `json:"tracking_number"`
+	TrackingURL    string `json:"tracking_url"`
+	InvoiceNumber  string `json:"invoice_number"`
+	Items          []Item `json:"items"`
+	// ItemsOmitted counts lines left out to stay under Mailgun's 16 KB
+	// limit for headers and variables.
+	ItemsOmitted int    `json:"items_omitted,omitempty"`
+	Currency     string `json:"currency"`
+	Subtotal     string `json:"subtotal"`
+	Shipping     string `json:"shipping"`
+	Tax          string `json:"tax"`
+	Total        string `json:"total"`
+}
+
+// TemplateVariables builds the template variables for an order.
+func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment, inv integrations.Invoice) Variables {
+	cur := o.Currency
+	v := Variables{
+		Locale:         o.Locale,
+		OrderID:        o.ID,
+		OrderNumber:    o.Number,
+		CustomerName:   o.Customer.Name,
+		TrackingNumber: s.TrackingNumber,
+		TrackingURL:    s.TrackingURL,
+		InvoiceNumber:  inv.Number,
+		Items:          make([]Item, 0, len(o.Items)),
+		Currency:       strings.ToUpper(cur),
+		Subtotal:       integrations.FormatMoney(o.AmountSubtotal, cur),
+		Shipping:       integrations.FormatMoney(o.AmountShipping, cur),
+		Tax:            integrations.FormatMoney(o.AmountTax, cur),
+		Total:          integrations.FormatMoney(o.AmountTotal, cur),
+	}
+	if v.Locale == "" {
+		v.Locale = c.cfg.DefaultLocale
+	}
+	if v.OrderNumber == "" {
+		v.OrderNumber = integrations.OrderNumber(o.ID)
+	}
+	for _, it := range o.Items {
+		v.Items = append(v.Items, Item{
+			Description: it.Description,
+			Quantity:    it.Quantity,
+			UnitPrice:   integrations.FormatMoney(it.UnitAmount, cur),
+			Total:       integrations.FormatMoney(it.AmountTotal, cur),
+		})
+	}
+	return v
+}
+
+// SendConfirmation sends the confirmation email for the order and returns
+// Mailgun's message id.
+func (c *Client) SendConfirmation(ctx context.Context, o integrations.Order, s integrations.Shipment, inv integrations.Invoice) (integrations.Message, error) {
+	const op = "send confirmation"
+	if o.Customer.Email == "" {
+		return integrations.Message{}, integrations.Permanentf(provider, op, "order has no customer email")
+	}
+	to := (&mail.Address{Name: o.Customer.Name, Address: o.Customer.Email}).String()
+	msgID := c.MessageID(o)
+
+	fields := [][2]string{}
+	add := func(k, v string) { fields = append(fields, [2]string{k, v}) }
+	if c.cfg.From != "" {
+		add("from", c.cfg.From)
+	}
+	add("to", to)
+	if c.cfg.Subject != "" {
+		add("subject", c.cfg.Subject)
+	}
+	add("template", c.cfg.Template)
+	options := [][2]string{{"h:Message-Id", msgID}, {"v:order_id", o.ID}}
+	if c.cfg.TemplateVersion != "" {
+		options = append(options, [2]string{"t:version", c.cfg.TemplateVersion})
+	}
+	for _, t := range c.cfg.Tags {
+		options = append(options, [2]string{"o:tag", t})
+	}
+	if c.cfg.TestMode {
+		options = append(options, [2]string{"o:testmode", "yes"})
+	}
+	used := 0
+	for _, kv := range options {
+		used += len(kv[1])
+	}
+	vars, err := fitVariables(c.TemplateVariables(o, s, inv), optionsLimit-used)
+	if err != nil {
+		return integrations.Message{}, integrations.Permanentf(provider, op, "%v", err)
+	}
+	fields = append(fields, options...)
+	add("h:X-Mailgun-Variables", string(vars))
+
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	for _, kv := range fields {
+		if err := w.WriteField(kv[0], kv[1]); err != nil {
+			return integrations.Message{}, integrations.Permanentf(provider, op, "encode form: %v", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return integrations.Message{}, integrations.Permanentf(provider, op, "encode form: %v", err)
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, &body)
+	if err != nil {
+		return integrations.Message{}, integrations.Permanentf(provider, op, "bad URL")
+	}
+	req.SetBasicAuth("api", c.cfg.APIKey)
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return integrations.Message{}, integrations.NetError(provider, op, err)
+	}
+	defer resp.Body.Close()
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return integrations.Message{}, integrations.NetError(provider, op, err)
+	}
+	var out struct {
+		ID      string `json:"id"`
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(respBody, &out)
+	if resp.StatusCode/100 != 2 {
+		return integrations.Message{}, statusError(op, resp, out.Message)
+	}
+	id := out.ID
+	if id == "" {
+		// Accepted without an id: the message is queued, and our own
+		// Message-Id identifies it as well.
+		c.log.WarnContext(ctx, "mailgun: accepted without an id", "order_id", o.ID)
+		id = msgID
+	}
+	c.log.InfoContext(ctx, "mailgun: confirmation queued", "order_id", o.ID, "message_id", id)
+	return integrations.Message{MessageID: id}, nil
+}
+
+// fitVariables encodes the variables in at most limit bytes, leaving out
+// item lines from the end if needed.
+func fitVariables(v Variables, limit int) ([]byte, error) {
+	all := v.Items
+	for keep := len(all); keep >= 0; keep-- {
+		v.Items = all[:keep]
+		v.ItemsOmitted = len(all) - keep
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode variables: %w", err)
+		}
+		if len(b) <= limit {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("template variables exceed Mailgun's %d-byte limit even without items", optionsLimit)
+}
+
+// statusError maps a non-2xx answer: 429 and 5xx transient with the delay
+// Mailgun asked for, 404 transient (Mailgun documents it as possibly
+// transient: its system is eventually consistent), other 4xx permanent.
+func statusError(op string, resp *http.Response, msg string) *integrations.Error {
+	e := integrations.HTTPError(provider, op, resp, redact(msg))
+	switch resp.StatusCode {
+	case http.StatusNotFound:
+		e.Class = integrations.Transient
+	case http.StatusTooManyRequests:
+		if e.RetryAfter == 0 {
+			e.RetryAfter = rateLimitReset(resp.Header.Get("X-RateLimit-Reset"), time.Now())
+		}
+	}
+	return e
+}
+
+// rateLimitReset reads X-RateLimit-Reset, which may be a Unix time in
+// seconds or milliseconds, or a number of seconds from now.
+func rateLimitReset(v string, now time.Time) time.Duration {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	var d time.Duration
+	switch {
+	case n > 1e12:
+		d = time.UnixMilli(n).Sub(now)
+	case n > 1e9:
+		d = time.Unix(n, 0).Sub(now)
+	default:
+		d = time.Duration(n) * time.Second
+	}
+	if d <= 0 {
+		return 0
+	}
+	return (d + time.Second - 1).Truncate(time.Second) // whole seconds, rounded up
+}
+
+// redact shortens a provider message and hides anything that looks like an
+// email address.
+func redact(s string) string {
+	words := strings.Fields(s)
+	for i, w := range words {
+		if strings.Contains(w, "@") {
+			words[i] = "<address>"
+		}
+	}
+	s = strings.Join(words, " ")
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}

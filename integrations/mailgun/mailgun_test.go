@@ -1,0 +1,443 @@
+package mailgun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+const (
+	testKey    = "key-0123456789abcdef"
+	testDomain = "mg.example.com"
+)
+
+type reply struct {
+	status  int
+	file    string
+	body    string
+	headers map[string]string
+}
+
+type seen struct {
+	method, path, query, contentType string
+	user, pass                       string
+	authOK                           bool
+	form                             map[string][]string
+	files                            int
+}
+
+type fakeMailgun struct {
+	t     *testing.T
+	reply reply
+	mu    sync.Mutex
+	reqs  []seen
+}
+
+func (f *fakeMailgun) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := seen{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, contentType: r.Header.Get("Content-Type")}
+	s.user, s.pass, s.authOK = r.BasicAuth()
+	if err := r.ParseMultipartForm(1 << 20); err != nil {
+		f.t.Errorf("body is not multipart/form-data: %v", err)
+	} else {
+		s.form = r.MultipartForm.Value
+		s.files = len(r.MultipartForm.File)
+	}
+	f.mu.Lock()
+	f.reqs = append(f.reqs, s)
+	f.mu.Unlock()
+	rp := f.reply
+	if rp.status == 0 {
+		rp.status = 200
+	}
+	body := []byte(rp.body)
+	if rp.file != "" {
+		var err error
+		if body, err = os.ReadFile(filepath.Join("testdata", rp.file)); err != nil {
+			f.t.Error(err)
+		}
+	}
+	for k, v := range rp.headers {
+		w.Header().Set(k, v)
+	}
+	if rp.status != http.StatusUnauthorized {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(rp.status)
+	_, _ = w.Write(body)
+}
+
+func (f *fakeMailgun) requests() []seen {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]seen(nil), f.reqs...)
+}
+
+func newTest(t *testing.T, rp reply, mod ...func(*Config)) (*Client, *fakeMailgun, *bytes.Buffer) {
+	t.Helper()
+	f := &fakeMailgun{t: t, reply: rp}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	logs := &bytes.Buffer{}
+	cfg := Config{BaseURL: srv.URL, APIKey: testKey, Domain: testDomain, From: "Villakauppa <orders@mg.example.com>",
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, f, logs
+}
+
+func testOrder() integrations.Order {
+	return integrations.Order{
+		ID:             "pi_3OabcDEF1234567890",
+		Number:         "OF-1234567890",
+		Currency:       "eur",
+		AmountTotal:    5478,
+		AmountSubtotal: 4800,
+		AmountTax:      1088,
+		AmountShipping: 590,
+		Items: []integrations.LineItem{
+			{Description: "Villasukat – käsin neulottu", Quantity: 2, UnitAmount: 1500, AmountTotal: 3765},
+			{Description: "Kirja", Quantity: 1, UnitAmount: 1800, AmountTotal: 2043},
+		},
+		Customer: integrations.Customer{Name: "Åsa Öberg-Järvinen", Email: "asa@example.fi"},
+		Locale:   "fi-FI",
+	}
+}
+
+var (
+	testShipment = integrations.Shipment{TrackingNumber: "00373500454541020957", TrackingURL: "https://tracking.postnord.com/fi/?id=00373500454541020957"}
+	testInvoice  = integrations.Invoice{Number: "INV-OF-1234567890", ProviderID: "1802"}
+)
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{APIKey: "k", Domain: "mg.example.com"}
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"minimal", func(*Config) {}, true},
+		{"with from", func(c *Config) { c.From = "Shop <orders@mg.example.com>" }, true},
+		{"US region", func(c *Config) { c.BaseURL = "https://api.mailgun.net" }, true},
+		{"no key", func(c *Config) { c.APIKey = "" }, false},
+		{"no domain", func(c *Config) { c.Domain = "" }, false},
+		{"domain with a slash", func(c *Config) { c.Domain = "mg.example.com/x" }, false},
+		{"bad from", func(c *Config) { c.From = "not an address" }, false},
+		{"bad URL", func(c *Config) { c.BaseURL = "api.eu.mailgun.net" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ok
+			tt.mod(&cfg)
+			if err := cfg.Validate(); (err == nil) != tt.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestDefaultBaseIsEU(t *testing.T) {
+	c, err := New(Config{APIKey: "k", Domain: testDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.url != "https://api.eu.mailgun.net/v3/mg.example.com/messages" {
+		t.Errorf("url = %s", c.url)
+	}
+}
+
+func TestSendConfirmationRequest(t *testing.T) {
+	c, f, logs := newTest(t, reply{file: "send_ok.json"})
+	msg, err := c.SendConfirmation(context.Background(), testOrder(), testShipment, testInvoice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.MessageID != "<20261128100000.1.ABCDEF@mg.example.com>" {
+		t.Errorf("MessageID = %q, want the id Mailgun returned", msg.MessageID)
+	}
+	reqs := f.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	r := reqs[0]
+	if r.method != http.MethodPost || r.path != "/v3/mg.example.com/messages" || r.query != "" {
+		t.Errorf("request = %s %s?%s", r.method, r.path, r.query)
+	}
+	if !r.authOK || r.user != "api" || r.pass != testKey {
+		t.Errorf("basic auth = %q/%q (%v)", r.user, r.pass, r.authOK)
+	}
+	if !strings.HasPrefix(r.contentType, "multipart/form-data; boundary=") || r.files != 0 {
+		t.Errorf("content type %q, %d files", r.contentType, r.files)
+	}
+	vars := r.form["h:X-Mailgun-Variables"]
+	delete(r.form, "h:X-Mailgun-Variables")
+	want := map[string][]string{
+		"from":         {"Villakauppa <orders@mg.example.com>"},
+		"to":           {"=?utf-8?q?=C3=85sa_=C3=96berg-J=C3=A4rvinen?= <asa@example.fi>"},
+		"template":     {"order-confirmation"},
+		"h:Message-Id": {"<OF-1234567890@mg.example.com>"},
+		"v:order_id":   {"pi_3OabcDEF1234567890"},
+	}
+	if !reflect.DeepEqual(r.form, want) {
+		t.Errorf("form\n got %v\nwant %v", r.form, want)
+	}
+	if len(vars) != 1 {
+		t.Fatalf("h:X-Mailgun-Variables = %v", vars)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(vars[0]), &got); err != nil {
+		t.Fatal(err)
+	}
+	wantVars := map[string]any{
+		"locale":          "fi-FI",
+		"order_id":        "pi_3OabcDEF1234567890",
+		"order_number":    "OF-1234567890",
+		"customer_name":   "Åsa Öberg-Järvinen",
+		"tracking_number": "00373500454541020957",
+		"tracking_url":    "https://tracking.postnord.com/fi/?id=00373500454541020957",
+		"invoice_number":  "INV-OF-1234567890",
+		"items": []any{
+			map[string]any{"description": "Villasukat – käsin neulottu", "quantity": 2.0, "unit_price": "15.00 EUR", "total": "37.65 EUR"},
+			map[string]any{"description": "Kirja", "quantity": 1.0, "unit_price": "18.00 EUR", "total": "20.43 EUR"},
+		},
+		"currency": "EUR",
+		"subtotal": "48.00 EUR",
+		"shipping": "5.90 EUR",
+		"tax":      "10.88 EUR",
+		"total":    "54.78 EUR",
+	}
+	if !reflect.DeepEqual(got, wantVars) {
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(wantVars)
+		t.Errorf("variables\n got %s\nwant %s", g, w)
+	}
+	for _, s := range []string{"asa@example.fi", testKey, "Åsa"} {
+		if strings.Contains(logs.String(), s) {
+			t.Errorf("log contains %q: %s", s, logs)
+		}
+	}
+	if !strings.Contains(logs.String(), "pi_3OabcDEF1234567890") {
+		t.Errorf("log does not name the order: %s", logs)
+	}
+}
+
+func TestOptionalFields(t *testing.T) {
+	c, f, _ := newTest(t, reply{file: "send_ok.json"}, func(cfg *Config) {
+		cfg.From = ""
+		cfg.Subject = "Tilausvahvistus"
+		cfg.Template = "tilaus"
+		cfg.TemplateVersion = "v2"
+		cfg.Tags = []string{"order", "confirmation"}
+		cfg.TestMode = true
+	})
+	o := testOrder()
+	o.Locale = ""
+	o.Customer.Name = ""
+	if _, err := c.SendConfirmation(context.Background(), o, integrations.Shipment{}, integrations.Invoice{}); err != nil {
+		t.Fatal(err)
+	}
+	form := f.requests()[0].form
+	checks := map[string][]string{
+		"from":       nil,
+		"to":         {"<asa@example.fi>"},
+		"subject":    {"Tilausvahvistus"},
+		"template":   {"tilaus"},
+		"t:version":  {"v2"},
+		"o:tag":      {"order", "confirmation"},
+		"o:testmode": {"yes"},
+		"v:order_id": {"pi_3OabcDEF1234567890"},
+	}
+	for k, want := range checks {
+		if got := form[k]; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s = %v, want %v", k, got, want)
+		}
+	}
+	var vars Variables
+	if err := json.Unmarshal([]byte(form["h:X-Mailgun-Variables"][0]), &vars); err != nil {
+		t.Fatal(err)
+	}
+	if vars.Locale != "en" || vars.TrackingNumber != "" || vars.InvoiceNumber != "" {
+		t.Errorf("variables = %+v, want default locale and empty tracking/invoice", vars)
+	}
+}
+
+func TestMessageIDIsDeterministic(t *testing.T) {
+	c, _, _ := newTest(t, reply{})
+	o := testOrder()
+	if a, b := c.MessageID(o), c.MessageID(o); a != b || a != "<OF-1234567890@mg.example.com>" {
+		t.Errorf("MessageID = %q then %q", a, b)
+	}
+	o.Number = ""
+	if got := c.MessageID(o); got != "<"+integrations.OrderNumber(o.ID)+"@mg.example.com>" {
+		t.Errorf("MessageID without a number = %q", got)
+	}
+}
+
+func TestMoneyFormatting(t *testing.T) {
+	tests := []struct {
+		currency                    string
+		unit, line, total           int64
+		wantUnit, wantLine, wantTot string
+	}{
+		{"eur", 1500, 3765, 5478, "15.00 EUR", "37.65 EUR", "54.78 EUR"},
+		{"jpy", 1500, 3300, 3300, "1500 JPY", "3300 JPY", "3300 JPY"},
+		{"kwd", 1500, 3765, 12345, "1.500 KWD", "3.765 KWD", "12.345 KWD"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.currency, func(t *testing.T) {
+			c, _, _ := newTest(t, reply{})
+			o := testOrder()
+			o.Currency, o.AmountTotal = tt.currency, tt.total
+			o.Items = []integrations.LineItem{{Description: "x", Quantity: 2, UnitAmount: tt.unit, AmountTotal: tt.line}}
+			v := c.TemplateVariables(o, testShipment, testInvoice)
+			if v.Items[0].UnitPrice != tt.wantUnit || v.Items[0].Total != tt.wantLine || v.Total != tt.wantTot || v.Currency != strings.ToUpper(tt.currency) {
+				t.Errorf("got %+v total %s", v.Items[0], v.Total)
+			}
+		})
+	}
+}
+
+func TestVariablesStayUnderTheOptionsLimit(t *testing.T) {
+	c, f, _ := newTest(t, reply{file: "send_ok.json"})
+	o := testOrder()
+	o.Items = nil
+	for i := 0; i < 400; i++ {
+		o.Items = append(o.Items, integrations.LineItem{Description: "Villasukat – käsin neulottu, koko " + strconv.Itoa(i), Quantity: 1, UnitAmount: 1500, AmountTotal: 1500})
+	}
+	if _, err := c.SendConfirmation(context.Background(), o, testShipment, testInvoice); err != nil {
+		t.Fatal(err)
+	}
+	form := f.requests()[0].form
+	total := 0
+	for k, vs := range form {
+		if strings.HasPrefix(k, "h:") || strings.HasPrefix(k, "o:") || strings.HasPrefix(k, "v:") || strings.HasPrefix(k, "t:") {
+			for _, v := range vs {
+				total += len(v)
+			}
+		}
+	}
+	if total > 16*1024 {
+		t.Errorf("options total %d bytes, over 16 KB", total)
+	}
+	var vars Variables
+	if err := json.Unmarshal([]byte(form["h:X-Mailgun-Variables"][0]), &vars); err != nil {
+		t.Fatal(err)
+	}
+	if vars.ItemsOmitted == 0 || len(vars.Items)+vars.ItemsOmitted != 400 || len(vars.Items) == 0 {
+		t.Errorf("%d items kept, %d omitted", len(vars.Items), vars.ItemsOmitted)
+	}
+}
+
+func TestNoEmailIsPermanent(t *testing.T) {
+	c, f, _ := newTest(t, reply{file: "send_ok.json"})
+	o := testOrder()
+	o.Customer.Email = ""
+	_, err := c.SendConfirmation(context.Background(), o, testShipment, testInvoice)
+	if !integrations.IsPermanent(err) || len(f.requests()) != 0 {
+		t.Fatalf("err = %v, %d requests", err, len(f.requests()))
+	}
+}
+
+func TestAcceptedWithoutID(t *testing.T) {
+	c, _, _ := newTest(t, reply{body: `{"message":"Queued. Thank you."}`})
+	msg, err := c.SendConfirmation(context.Background(), testOrder(), testShipment, testInvoice)
+	if err != nil || msg.MessageID != "<OF-1234567890@mg.example.com>" {
+		t.Fatalf("msg = %+v, err = %v", msg, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	reset := strconv.FormatInt(time.Now().Add(90*time.Second).Unix(), 10)
+	tests := []struct {
+		name         string
+		reply        reply
+		class        integrations.Class
+		status       int
+		msg          string
+		retryAfterAt time.Duration // lower bound
+		retryAfterTo time.Duration // upper bound
+	}{
+		{"400 invalid address", reply{status: 400, file: "error_400.json"}, integrations.Permanent, 400, "not a valid address", 0, 0},
+		{"400 quoting the address is redacted", reply{status: 400, file: "error_400_address.json"}, integrations.Permanent, 400, "<address>", 0, 0},
+		{"401 plain text", reply{status: 401, body: "Forbidden"}, integrations.Permanent, 401, "", 0, 0},
+		{"403 sandbox recipient", reply{status: 403, file: "error_403_sandbox.json"}, integrations.Permanent, 403, "Free accounts", 0, 0},
+		{"404 may be transient", reply{status: 404, file: "error_404.json"}, integrations.Transient, 404, "Domain not found", 0, 0},
+		{"429 with Retry-After", reply{status: 429, file: "error_429.json", headers: map[string]string{"Retry-After": "20"}}, integrations.Transient, 429, "Too Many Requests", 20 * time.Second, 20 * time.Second},
+		{"429 with X-RateLimit-Reset", reply{status: 429, file: "error_429.json", headers: map[string]string{"X-RateLimit-Reset": reset}}, integrations.Transient, 429, "", 80 * time.Second, 91 * time.Second},
+		{"429 without a hint", reply{status: 429, file: "error_429.json"}, integrations.Transient, 429, "", 0, 0},
+		{"500", reply{status: 500, file: "error_500.json"}, integrations.Transient, 500, "Internal Server Error", 0, 0},
+		{"502 HTML", reply{status: 502, body: "<html>"}, integrations.Transient, 502, "", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, _ := newTest(t, tt.reply)
+			_, err := c.SendConfirmation(context.Background(), testOrder(), testShipment, testInvoice)
+			var e *integrations.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v", err)
+			}
+			if e.Class != tt.class || e.Status != tt.status || !strings.Contains(e.Msg, tt.msg) ||
+				e.RetryAfter < tt.retryAfterAt || e.RetryAfter > tt.retryAfterTo {
+				t.Errorf("err = %+v, want class %v status %d msg ~%q retry in [%v,%v]", e, tt.class, tt.status, tt.msg, tt.retryAfterAt, tt.retryAfterTo)
+			}
+			for _, s := range []string{"@example.fi", testKey} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error contains %q: %v", s, err)
+				}
+			}
+		})
+	}
+}
+
+func TestRateLimitReset(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tests := []struct {
+		v    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"junk", 0},
+		{"30", 30 * time.Second},
+		{"1800000045", 45 * time.Second},
+		{"1800000045500", 46 * time.Second},
+		{"1799999990", 0},
+	}
+	for _, tt := range tests {
+		if got := rateLimitReset(tt.v, now); got != tt.want {
+			t.Errorf("rateLimitReset(%q) = %v, want %v", tt.v, got, tt.want)
+		}
+	}
+}
+
+func TestNetworkError(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	base := srv.URL
+	srv.Close()
+	c, err := New(Config{BaseURL: base, APIKey: testKey, Domain: testDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.SendConfirmation(context.Background(), testOrder(), testShipment, testInvoice)
+	var e *integrations.Error
+	if !errors.As(err, &e) || e.Class != integrations.Transient {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,421 @@
+// Package netvisor creates VAT sales invoices in Netvisor, the Finnish
+// accounting service, through its XML API (salesinvoice.nv?method=add), and
+// finds them again by invoice number (salesinvoicelist.nv) to reconcile an
+// uncertain create.
+//
+// Every request carries Netvisor's authentication headers and a MAC over the
+// request URL, those headers and the two secret keys (SHA256 by default,
+// HMAC-SHA256 selectable); the keys themselves are never sent or logged.
+// Netvisor answers inside <ResponseStatus>: "OK", or "FAILED" followed by
+// "CODE :: message", which becomes an *integrations.Error wrapping an
+// *APIError (see classify for which codes are permanent).
+//
+// Creating an invoice is not idempotent: a fresh TransactionId is used per
+// request, and a retried create makes a second invoice. The invoice number
+// is derived from the order (InvoiceNumber), so FindInvoice can tell whether
+// a create that failed in transit went through.
+package netvisor
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+const provider = "netvisor"
+
+// DefaultBaseURL is Netvisor's production integration host; the test
+// environment is https://isvapi.netvisor.fi (with its own credentials).
+const DefaultBaseURL = "https://integration.netvisor.fi"
+
+// MAC algorithms (X-Netvisor-Authentication-MACHashCalculationAlgorithm).
+const (
+	AlgorithmSHA256     = "SHA256"
+	AlgorithmHMACSHA256 = "HMACSHA256"
+)
+
+// Request encodings. Netvisor documents ISO-8859-15 for Scandinavian
+// characters; characters outside it are sent as XML character references.
+const (
+	EncodingISO885915 = "ISO-8859-15"
+	EncodingUTF8      = "UTF-8"
+)
+
+// Config configures a Client.
+type Config struct {
+	// BaseURL is the API host; default https://integration.netvisor.fi.
+	BaseURL string
+	// Sender names the sending software (X-Netvisor-Authentication-Sender).
+	Sender string
+	// CustomerID and CustomerKey are the customer's integration user id and
+	// key; PartnerID and PartnerKey the software partner's. The keys only
+	// enter the MAC.
+	CustomerID  string
+	CustomerKey string
+	PartnerID   string
+	PartnerKey  string
+	// OrganisationID is the company's business id, e.g. "1967543-8".
+	OrganisationID string
+	// Language of Netvisor's messages: FI, EN (default) or SE.
+	Language string
+	// Algorithm is SHA256 (default) or HMACSHA256. HMACSHA256 also sends
+	// TimestampUnix and asks for HTTP status codes on errors.
+	Algorithm string
+	// Encoding of request bodies: ISO-8859-15 (default) or UTF-8.
+	Encoding string
+	// Timeout bounds one call; default 120s, the minimum Netvisor advises.
+	Timeout time.Duration
+	// HTTPClient is used for requests; default a client with Timeout.
+	HTTPClient *http.Client
+	// Logger gets one line per invoice (order id and invoice number only).
+	Logger *slog.Logger
+	// Location decides the invoice date from the order time; default
+	// Europe/Helsinki (UTC if the zone database is unavailable).
+	Location *time.Location
+
+	// CustomerIdentifier links every invoice to one Netvisor customer (a web
+	// shop's "consumer" customer); the buyer's name and addresses are set on
+	// the invoice itself. CustomerIdentifierType is "netvisor" (the
+	// customer's Netvisor key, default) or "customer" (its customer code).
+	CustomerIdentifier     string
+	CustomerIdentifierType string
+	// ProductIdentifier is the product each order line is linked to, of
+	// ProductIdentifierType "netvisor" (default) or "customer" (product
+	// code). With UseSKUAsProduct, a line's SKU is used as the product code
+	// instead (type "customer"), when it has one.
+	ProductIdentifier     string
+	ProductIdentifierType string
+	UseSKUAsProduct       bool
+	// ShippingProductIdentifier is the product of the shipping line;
+	// default ProductIdentifier. ShippingProductName defaults to "Shipping".
+	ShippingProductIdentifier string
+	ShippingProductName       string
+	// VATCode is the vatcode attribute of every line; default "KOMY"
+	// (domestic sales).
+	VATCode string
+	// InvoiceStatus is the status of created invoices; default "unsent".
+	InvoiceStatus string
+	// PaymentTermNetDays; default 14. Orders are paid already, but Netvisor
+	// requires a payment term.
+	PaymentTermNetDays int
+}
+
+func (c *Config) setDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	if c.Language == "" {
+		c.Language = "EN"
+	}
+	if c.Algorithm == "" {
+		c.Algorithm = AlgorithmSHA256
+	}
+	if c.Encoding == "" {
+		c.Encoding = EncodingISO885915
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 120 * time.Second
+	}
+	if c.CustomerIdentifierType == "" {
+		c.CustomerIdentifierType = "netvisor"
+	}
+	if c.ProductIdentifierType == "" {
+		c.ProductIdentifierType = "netvisor"
+	}
+	if c.ShippingProductIdentifier == "" {
+		c.ShippingProductIdentifier = c.ProductIdentifier
+	}
+	if c.ShippingProductName == "" {
+		c.ShippingProductName = "Shipping"
+	}
+	if c.VATCode == "" {
+		c.VATCode = "KOMY"
+	}
+	if c.InvoiceStatus == "" {
+		c.InvoiceStatus = "unsent"
+	}
+	if c.PaymentTermNetDays == 0 {
+		c.PaymentTermNetDays = 14
+	}
+	if c.Location == nil {
+		if loc, err := time.LoadLocation("Europe/Helsinki"); err == nil {
+			c.Location = loc
+		} else {
+			c.Location = time.UTC
+		}
+	}
+}
+
+// Validate reports a missing or malformed setting; zero values that have a
+// default are fine.
+func (c Config) Validate() error {
+	c.setDefaults()
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return errors.New("netvisor: BaseURL must be an http(s) URL without a query")
+	}
+	var problems []string
+	for _, f := range []struct{ name, v string }{
+		{"Sender", c.Sender}, {"CustomerID", c.CustomerID}, {"CustomerKey", c.CustomerKey},
+		{"PartnerID", c.PartnerID}, {"PartnerKey", c.PartnerKey}, {"OrganisationID", c.OrganisationID},
+		{"CustomerIdentifier", c.CustomerIdentifier}, {"ProductIdentifier", c.ProductIdentifier},
+	} {
+		if f.v == "" {
+			problems = append(problems, f.name+" is required")
+		}
+	}
+	for _, f := range []struct{ name, v string }{
+		{"Sender", c.Sender}, {"CustomerID", c.CustomerID}, {"PartnerID", c.PartnerID}, {"OrganisationID", c.OrganisationID},
+	} {
+		if !headerSafe(f.v) {
+			problems = append(problems, f.name+" must be printable ASCII (it is sent as a header)")
+		}
+	}
+	switch c.Language {
+	case "FI", "EN", "SE":
+	default:
+		problems = append(problems, "Language must be FI, EN or SE")
+	}
+	switch c.Algorithm {
+	case AlgorithmSHA256, AlgorithmHMACSHA256:
+	default:
+		problems = append(problems, "Algorithm must be SHA256 or HMACSHA256")
+	}
+	switch c.Encoding {
+	case EncodingISO885915, EncodingUTF8:
+	default:
+		problems = append(problems, "Encoding must be ISO-8859-15 or UTF-8")
+	}
+	for _, f := range []struct{ name, v string }{{"CustomerIdentifierType", c.CustomerIdentifierType}, {"ProductIdentifierType", c.ProductIdentifierType}} {
+		if f.v != "netvisor" && f.v != "customer" {
+			problems = append(problems, f.name+` must be "netvisor" or "customer"`)
+		}
+	}
+	if c.Timeout < 0 || c.PaymentTermNetDays < 0 {
+		problems = append(problems, "Timeout and PaymentTermNetDays must not be negative")
+	}
+	if len(problems) > 0 {
+		return errors.New("netvisor: " + strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func headerSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// Client talks to one Netvisor company. Calls are serialised: Netvisor asks
+// integrations to send one message at a time per customer environment.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	log  *slog.Logger
+	base string
+	now  func() time.Time
+	txID func() string
+	sem  chan struct{}
+}
+
+// New validates cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: cfg.Timeout}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{
+		cfg:  cfg,
+		http: hc,
+		log:  log.With("provider", provider),
+		base: strings.TrimRight(cfg.BaseURL, "/"),
+		now:  time.Now,
+		txID: newTransactionID,
+		sem:  make(chan struct{}, 1),
+	}, nil
+}
+
+// InvoiceNumber is the order's invoice number: the order number's 10-
+// character suffix (letters and digits, from the payment id) read as a
+// base-36 number and written in decimal, e.g. "OF-00000000RS" → "1000".
+// Netvisor invoice numbers are numeric, so a decimal number is used; the
+// mapping is one-to-one, so two orders share an invoice number only if they
+// share an order number. An order number that is not base-36 falls back to
+// a 15-digit FNV-1a hash of the order id.
+func InvoiceNumber(o integrations.Order) string {
+	num := o.Number
+	if num == "" && o.ID != "" {
+		num = integrations.OrderNumber(o.ID)
+	}
+	s := strings.TrimPrefix(num, "OF-")
+	if s != "" && len(s) <= 12 {
+		if v, err := strconv.ParseUint(strings.ToLower(s), 36, 64); err == nil {
+			return strconv.FormatUint(v, 10)
+		}
+	}
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(o.ID); i++ {
+		h ^= uint64(o.ID[i])
+		h *= 1099511628211
+	}
+	return strconv.FormatUint(h%1_000_000_000_000_000, 10)
+}
+
+// InvoiceNumber implements processor.Invoicing.
+func (c *Client) InvoiceNumber(o integrations.Order) string { return InvoiceNumber(o) }
+
+// CreateInvoice imports the order as a sales invoice and returns our number
+// and Netvisor's key (InsertedDataIdentifier). A retry after a transient
+// error may create a second invoice: check FindInvoice first.
+func (c *Client) CreateInvoice(ctx context.Context, o integrations.Order, s integrations.Shipment) (integrations.Invoice, error) {
+	const op = "add sales invoice"
+	number := InvoiceNumber(o)
+	doc, err := c.invoiceXML(o, s, number)
+	if err != nil {
+		return integrations.Invoice{}, err
+	}
+	body := doc
+	if c.cfg.Encoding == EncodingISO885915 {
+		body = encodeISO885915(doc)
+	}
+	raw, err := c.do(ctx, op, http.MethodPost, "/salesinvoice.nv", url.Values{"method": {"add"}}, body)
+	if err != nil {
+		return integrations.Invoice{}, err
+	}
+	var r struct {
+		Replies struct {
+			InsertedDataIdentifier string `xml:"InsertedDataIdentifier"`
+		} `xml:"Replies"`
+	}
+	if err := unmarshal(raw, &r); err != nil {
+		// Status was OK, so the invoice exists; only its key is unreadable.
+		c.log.WarnContext(ctx, "invoice created but reply unreadable", "order_id", o.ID, "invoice_number", number)
+	}
+	inv := integrations.Invoice{Number: number, ProviderID: strings.TrimSpace(r.Replies.InsertedDataIdentifier)}
+	c.log.InfoContext(ctx, "invoice created", "order_id", o.ID, "invoice_number", number, "netvisor_key", inv.ProviderID)
+	return inv, nil
+}
+
+// FindInvoice looks the invoice up by our number with
+// salesinvoicelist.nv?InvoiceNumber=<number>, matching the number exactly.
+func (c *Client) FindInvoice(ctx context.Context, number string) (integrations.Invoice, bool, error) {
+	const op = "find sales invoice"
+	if number == "" {
+		return integrations.Invoice{}, false, integrations.Permanentf(provider, op, "empty invoice number")
+	}
+	raw, err := c.do(ctx, op, http.MethodGet, "/salesinvoicelist.nv", url.Values{"InvoiceNumber": {number}}, nil)
+	if err != nil {
+		return integrations.Invoice{}, false, err
+	}
+	var r struct {
+		Invoices []struct {
+			NetvisorKey   string `xml:"NetvisorKey"`
+			InvoiceNumber string `xml:"InvoiceNumber"`
+		} `xml:"SalesInvoiceList>SalesInvoice"`
+	}
+	if err := unmarshal(raw, &r); err != nil {
+		return integrations.Invoice{}, false, integrations.Transientf(provider, op, "unreadable invoice list")
+	}
+	for _, inv := range r.Invoices {
+		if strings.TrimSpace(inv.InvoiceNumber) == number {
+			return integrations.Invoice{Number: number, ProviderID: strings.TrimSpace(inv.NetvisorKey)}, true, nil
+		}
+	}
+	return integrations.Invoice{}, false, nil
+}
+
+// do sends one authenticated request and returns the body of an OK reply;
+// a FAILED reply or an HTTP error becomes an *integrations.Error.
+func (c *Client) do(ctx context.Context, op, method, path string, query url.Values, body []byte) ([]byte, error) {
+	endpoint := c.base + path + "?" + query.Encode()
+	select {
+	case c.sem <- struct{}{}:
+		defer func() { <-c.sem }()
+	case <-ctx.Done():
+		return nil, integrations.NetError(provider, op, ctx.Err())
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, endpoint, rd)
+	if err != nil {
+		return nil, integrations.Permanentf(provider, op, "build request: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "text/xml; charset="+c.cfg.Encoding)
+	}
+	c.sign(req.Header, endpoint)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, integrations.NetError(provider, op, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, integrations.NetError(provider, op, err)
+	}
+	st, parseErr := parseStatus(raw)
+	if parseErr == nil && st.failed() {
+		e := classify(st.apiError())
+		e.Op = op
+		e.Status = resp.StatusCode
+		if resp.StatusCode/100 != 2 {
+			e.RetryAfter = integrations.ParseRetryAfter(resp.Header.Get("Retry-After"), c.now())
+		}
+		return nil, e
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, integrations.HTTPError(provider, op, resp, "")
+	}
+	if parseErr != nil || !st.ok() {
+		// Neither OK nor FAILED: a proxy page or a format change. Whether
+		// the invoice was created is unknown; a retry reconciles first.
+		e := integrations.Transientf(provider, op, "reply is not Netvisor XML")
+		if parseErr == nil {
+			e.Msg = fmt.Sprintf("unexpected response status %q", truncate(st.first(), 40))
+		}
+		e.Status = resp.StatusCode
+		return nil, e
+	}
+	return raw, nil
+}
+
+func newTransactionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}

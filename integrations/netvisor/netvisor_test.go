@@ -1,0 +1,620 @@
+package netvisor
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+const (
+	testCustomerKey = "customer-secret-key"
+	testPartnerKey  = "partner-secret-key"
+)
+
+type captured struct {
+	method, path, rawQuery, url string
+	header                      http.Header
+	body                        []byte
+}
+
+// fakeNetvisor answers with status and body (or a testdata file when body
+// starts with "file:") and records requests.
+type fakeNetvisor struct {
+	status int
+	body   string
+	header http.Header
+
+	mu       sync.Mutex
+	reqs     []captured
+	inFlight atomic.Int32
+	maxIn    atomic.Int32
+	delay    time.Duration
+}
+
+func (f *fakeNetvisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
+	for {
+		m := f.maxIn.Load()
+		if n <= m || f.maxIn.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(f.delay)
+	b, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	f.reqs = append(f.reqs, captured{r.Method, r.URL.Path, r.URL.RawQuery, "http://" + r.Host + r.URL.RequestURI(), r.Header.Clone(), b})
+	f.mu.Unlock()
+	for k, v := range f.header {
+		w.Header()[k] = v
+	}
+	body := f.body
+	if name, ok := strings.CutPrefix(body, "file:"); ok {
+		raw, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			panic(err)
+		}
+		body = string(raw)
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	w.WriteHeader(f.status)
+	_, _ = io.WriteString(w, body)
+}
+
+var fixedNow = time.Date(2026, 11, 28, 10, 40, 52, 0, time.UTC)
+
+func testConfig(base string) Config {
+	return Config{
+		BaseURL:            base,
+		Sender:             "orderflow",
+		CustomerID:         "CUST1",
+		CustomerKey:        testCustomerKey,
+		PartnerID:          "PART1",
+		PartnerKey:         testPartnerKey,
+		OrganisationID:     "1967543-8",
+		Language:           "EN",
+		CustomerIdentifier: "42",
+		ProductIdentifier:  "1697",
+	}
+}
+
+func newTest(t *testing.T, f *fakeNetvisor, mod func(*Config)) *Client {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	cfg := testConfig(srv.URL)
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = func() time.Time { return fixedNow }
+	return c
+}
+
+func testOrder() integrations.Order {
+	return integrations.Order{
+		ID:             "pi_3Abcdefgh00000000RS",
+		Number:         "OF-00000000RS",
+		Currency:       "eur",
+		AmountTotal:    45369,
+		AmountSubtotal: 35450,
+		AmountTax:      8919,
+		AmountShipping: 990,
+		Items: []integrations.LineItem{
+			{SKU: "price_1", Description: "Kahvimuki <Åsa> & €", Quantity: 2, UnitAmount: 1250, TaxRateBasisPoints: 2550},
+			{SKU: "price_2", Description: "Kirja Łódź", Quantity: 1, UnitAmount: 32950, TaxRateBasisPoints: 1400},
+		},
+		Customer:  integrations.Customer{Name: "Matti Meikäläinen", Email: "matti@example.fi"},
+		Shipping:  integrations.Address{Name: "Matti Meikäläinen", Line1: "Pajukuja 1", PostalCode: "53100", City: "Lappeenranta", Country: "fi"},
+		CreatedAt: time.Date(2026, 11, 27, 23, 30, 0, 0, time.UTC), // 28 Nov in Helsinki
+	}
+}
+
+// Independent MAC vectors, computed outside Go from the documented formula:
+//
+//	python3: sha256("&".join([url, sender, customerId, timestamp, language,
+//	         orgId, txId, customerKey, partnerKey]).encode("latin-1"))
+//	         hmac(b"ckey&pkey", "&".join([... txId, unix, ckey, pkey]), sha256)
+func TestMACKnownVectors(t *testing.T) {
+	for _, tt := range []struct {
+		alg, want string
+	}{
+		{AlgorithmSHA256, "12286a7b1cb02ce9a7d5dbfe0c71183112357bb0638c99c80c695355dd4e5c52"},
+		{AlgorithmHMACSHA256, "2c3f40ae6f0e7ee6254d7c9d5158529fe1bddd4f9d1a8f587e26759cae0f4f3b"},
+	} {
+		cfg := testConfig("")
+		cfg.CustomerKey, cfg.PartnerKey, cfg.Algorithm = "ckey", "pkey", tt.alg
+		c, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.now = func() time.Time { return fixedNow }
+		c.txID = func() string { return "0123456789abcdef0123456789abcdef" }
+		h := http.Header{}
+		c.sign(h, "https://integration.netvisor.fi/salesinvoice.nv?method=add")
+		if got := h.Get("X-Netvisor-Authentication-MAC"); got != tt.want {
+			t.Errorf("%s MAC = %s, want %s", tt.alg, got, tt.want)
+		}
+	}
+}
+
+// expectedMAC recomputes the MAC from the headers a request carried.
+func expectedMAC(r captured) string {
+	h := r.header
+	fields := []string{r.url,
+		h.Get("X-Netvisor-Authentication-Sender"), h.Get("X-Netvisor-Authentication-CustomerId"),
+		h.Get("X-Netvisor-Authentication-Timestamp"), h.Get("X-Netvisor-Interface-Language"),
+		h.Get("X-Netvisor-Organisation-ID"), h.Get("X-Netvisor-Authentication-TransactionId")}
+	if h.Get("X-Netvisor-Authentication-MACHashCalculationAlgorithm") == "HMACSHA256" {
+		m := hmac.New(sha256.New, []byte(testCustomerKey+"&"+testPartnerKey))
+		m.Write([]byte(strings.Join(append(fields, h.Get("X-Netvisor-Authentication-TimestampUnix"), testCustomerKey, testPartnerKey), "&")))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	s := sha256.Sum256([]byte(strings.Join(append(fields, testCustomerKey, testPartnerKey), "&")))
+	return hex.EncodeToString(s[:])
+}
+
+func TestCreateInvoiceRequestHeaders(t *testing.T) {
+	for _, alg := range []string{AlgorithmSHA256, AlgorithmHMACSHA256} {
+		t.Run(alg, func(t *testing.T) {
+			f := &fakeNetvisor{status: 200, body: "file:created.xml"}
+			c := newTest(t, f, func(c *Config) { c.Algorithm = alg })
+			for range 2 {
+				if _, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := f.reqs[0]
+			if r.method != http.MethodPost || r.path != "/salesinvoice.nv" || r.rawQuery != "method=add" {
+				t.Errorf("request = %s %s?%s", r.method, r.path, r.rawQuery)
+			}
+			want := map[string]string{
+				"X-Netvisor-Authentication-Sender":                      "orderflow",
+				"X-Netvisor-Authentication-CustomerId":                  "CUST1",
+				"X-Netvisor-Authentication-PartnerId":                   "PART1",
+				"X-Netvisor-Authentication-Timestamp":                   "2026-11-28 10:40:52.000",
+				"X-Netvisor-Interface-Language":                         "EN",
+				"X-Netvisor-Organisation-ID":                            "1967543-8",
+				"X-Netvisor-Authentication-MACHashCalculationAlgorithm": alg,
+				"Content-Type": "text/xml; charset=ISO-8859-15",
+			}
+			if alg == AlgorithmHMACSHA256 {
+				want["X-Netvisor-Authentication-TimestampUnix"] = "1795862452"
+				want["X-Netvisor-Authentication-UseHTTPResponseStatusCodes"] = "1"
+			}
+			for k, v := range want {
+				if got := r.header.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			if alg == AlgorithmSHA256 && r.header.Get("X-Netvisor-Authentication-TimestampUnix") != "" {
+				t.Error("SHA256 request carries TimestampUnix")
+			}
+			tx1, tx2 := r.header.Get("X-Netvisor-Authentication-TransactionId"), f.reqs[1].header.Get("X-Netvisor-Authentication-TransactionId")
+			if tx1 == "" || tx1 == tx2 {
+				t.Errorf("TransactionIds %q and %q are not unique", tx1, tx2)
+			}
+			for _, req := range f.reqs {
+				if got, want := req.header.Get("X-Netvisor-Authentication-MAC"), expectedMAC(req); got != want {
+					t.Errorf("MAC = %s, want %s", got, want)
+				}
+			}
+			for k, vs := range r.header {
+				for _, v := range vs {
+					if strings.Contains(v, testCustomerKey) || strings.Contains(v, testPartnerKey) {
+						t.Errorf("header %s carries a key", k)
+					}
+				}
+			}
+		})
+	}
+}
+
+// latin9ToUTF8 decodes ISO-8859-15, written separately from the package's
+// decoder.
+func latin9ToUTF8(b []byte) string {
+	special := map[byte]rune{0xa4: '€', 0xa6: 'Š', 0xa8: 'š', 0xb4: 'Ž', 0xb8: 'ž', 0xbc: 'Œ', 0xbd: 'œ', 0xbe: 'Ÿ'}
+	var sb strings.Builder
+	for _, c := range b {
+		if r, ok := special[c]; ok {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteRune(rune(c))
+		}
+	}
+	return sb.String()
+}
+
+type xmlValue struct {
+	Value    string `xml:",chardata"`
+	Type     string `xml:"type,attr"`
+	Currency string `xml:"iso4217currencycode,attr"`
+	VATCode  string `xml:"vatcode,attr"`
+}
+
+type xmlLine struct {
+	Product   xmlValue `xml:"ProductIdentifier"`
+	Name      string   `xml:"ProductName"`
+	UnitPrice xmlValue `xml:"ProductUnitPrice"`
+	VAT       xmlValue `xml:"ProductVatPercentage"`
+	Quantity  string   `xml:"SalesInvoiceProductLineQuantity"`
+	FreeText  string   `xml:"SalesInvoiceProductLineFreeText"`
+}
+
+type xmlInvoice struct {
+	XMLName  xml.Name  `xml:"Root"`
+	Number   string    `xml:"SalesInvoice>SalesInvoiceNumber"`
+	Date     string    `xml:"SalesInvoice>SalesInvoiceDate"`
+	Amount   xmlValue  `xml:"SalesInvoice>SalesInvoiceAmount"`
+	Status   xmlValue  `xml:"SalesInvoice>SalesInvoiceStatus"`
+	Customer xmlValue  `xml:"SalesInvoice>InvoicingCustomerIdentifier"`
+	Name     string    `xml:"SalesInvoice>InvoicingCustomerName"`
+	Country  string    `xml:"SalesInvoice>InvoicingCustomerCountryCode"`
+	NetDays  string    `xml:"SalesInvoice>PaymentTermNetDays"`
+	Lines    []xmlLine `xml:"SalesInvoice>InvoiceLines>InvoiceLine>SalesInvoiceProductLine"`
+}
+
+func parseInvoice(t *testing.T, body []byte) xmlInvoice {
+	t.Helper()
+	var inv xmlInvoice
+	if err := xml.Unmarshal([]byte(latin9ToUTF8(body)), &inv); err != nil {
+		t.Fatalf("invoice XML: %v\n%s", err, body)
+	}
+	return inv
+}
+
+func TestCreateInvoiceXML(t *testing.T) {
+	f := &fakeNetvisor{status: 200, body: "file:created.xml"}
+	c := newTest(t, f, nil)
+	inv, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{TrackingNumber: "00373500454541020957"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Number != "1000" || inv.ProviderID != "1802" {
+		t.Errorf("invoice = %+v, want number 1000 and key 1802", inv)
+	}
+	body := f.reqs[0].body
+	if !strings.HasPrefix(string(body), "<Root><SalesInvoice>") {
+		t.Errorf("body does not start with <Root>: %.40s", body)
+	}
+	// ISO-8859-15 on the wire: Ä is 0xC4, € is 0xA4, Ł (not in the charset)
+	// is a character reference.
+	for _, want := range [][]byte{{'M', 'e', 'i', 'k', 0xe4}, {' ', 0xa4}, []byte("&#321;")} {
+		if !strings.Contains(string(body), string(want)) {
+			t.Errorf("body lacks % x", want)
+		}
+	}
+	got := parseInvoice(t, body)
+	if got.Number != "1000" || got.Date != "2026-11-28" || got.Status.Value != "unsent" || got.Status.Type != "netvisor" {
+		t.Errorf("header = %+v", got)
+	}
+	if got.Amount.Value != "453,69" || got.Amount.Currency != "EUR" {
+		t.Errorf("amount = %+v", got.Amount)
+	}
+	if got.Customer.Value != "42" || got.Customer.Type != "netvisor" || got.Name != "Matti Meikäläinen" || got.Country != "FI" || got.NetDays != "14" {
+		t.Errorf("customer = %+v %q %q %q", got.Customer, got.Name, got.Country, got.NetDays)
+	}
+	want := []xmlLine{
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Kahvimuki <Åsa> & €", UnitPrice: xmlValue{Value: "12,50", Type: "net"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"}, Quantity: "2"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Kirja Łódź", UnitPrice: xmlValue{Value: "329,50", Type: "net"}, VAT: xmlValue{Value: "14", VATCode: "KOMY"}, Quantity: "1"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Shipping", UnitPrice: xmlValue{Value: "9,90", Type: "net"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"}, Quantity: "1", FreeText: "Tracking 00373500454541020957"},
+	}
+	if len(got.Lines) != len(want) {
+		t.Fatalf("%d lines, want %d", len(got.Lines), len(want))
+	}
+	for i := range want {
+		if got.Lines[i] != want[i] {
+			t.Errorf("line %d = %+v\nwant %+v", i+1, got.Lines[i], want[i])
+		}
+	}
+	// Element order follows the DTD.
+	order := []string{"SalesInvoiceNumber", "SalesInvoiceDate", "SalesInvoiceAmount", "SalesInvoiceStatus", "InvoicingCustomerIdentifier", "InvoicingCustomerName", "DeliveryAddressName", "PaymentTermNetDays", "InvoiceLines"}
+	last := -1
+	for _, el := range order {
+		i := strings.Index(string(body), "<"+el)
+		if i < last {
+			t.Errorf("<%s> out of order", el)
+		}
+		last = i
+	}
+}
+
+func TestCreateInvoiceUTF8AndSKU(t *testing.T) {
+	f := &fakeNetvisor{status: 200, body: "file:created.xml"}
+	c := newTest(t, f, func(c *Config) { c.Encoding = EncodingUTF8; c.UseSKUAsProduct = true })
+	if _, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{}); err != nil {
+		t.Fatal(err)
+	}
+	r := f.reqs[0]
+	if ct := r.header.Get("Content-Type"); ct != "text/xml; charset=UTF-8" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	var inv xmlInvoice
+	if err := xml.Unmarshal(r.body, &inv); err != nil {
+		t.Fatal(err)
+	}
+	if inv.Lines[1].Name != "Kirja Łódź" || inv.Lines[0].Product != (xmlValue{Value: "price_1", Type: "customer"}) {
+		t.Errorf("lines = %+v", inv.Lines)
+	}
+}
+
+func TestInvoiceMoneyFormatting(t *testing.T) {
+	tests := []struct {
+		currency          string
+		total, unit       int64
+		wantTotal, wantUP string
+	}{
+		{"eur", 123456, 5, "1234,56", "0,05"},
+		{"jpy", 1500, 500, "1500", "500"},
+		{"kwd", 1234, 5, "1,234", "0,005"},
+		{"EUR", -250, 100, "-2,50", "1,00"},
+	}
+	for _, tt := range tests {
+		f := &fakeNetvisor{status: 200, body: "file:created.xml"}
+		c := newTest(t, f, nil)
+		o := testOrder()
+		o.Currency, o.AmountTotal, o.AmountShipping = tt.currency, tt.total, 0
+		o.Items = []integrations.LineItem{{Description: "x", Quantity: 3, UnitAmount: tt.unit, TaxRateBasisPoints: 2400}}
+		if _, err := c.CreateInvoice(context.Background(), o, integrations.Shipment{}); err != nil {
+			t.Fatal(err)
+		}
+		inv := parseInvoice(t, f.reqs[0].body)
+		if inv.Amount.Value != tt.wantTotal || inv.Amount.Currency != strings.ToUpper(tt.currency) {
+			t.Errorf("%s: SalesInvoiceAmount = %+v, want %s", tt.currency, inv.Amount, tt.wantTotal)
+		}
+		if len(inv.Lines) != 1 || inv.Lines[0].UnitPrice.Value != tt.wantUP || inv.Lines[0].VAT.Value != "24" {
+			t.Errorf("%s: lines = %+v, want unit price %s", tt.currency, inv.Lines, tt.wantUP)
+		}
+	}
+}
+
+func TestVATPercent(t *testing.T) {
+	for bp, want := range map[int64]string{0: "0", 2400: "24", 2550: "25,5", 1405: "14,05", 1000: "10", 10000: "100", 5: "0,05"} {
+		if got := VATPercent(bp); got != want {
+			t.Errorf("VATPercent(%d) = %q, want %q", bp, got, want)
+		}
+	}
+}
+
+func TestInvoiceNumber(t *testing.T) {
+	a := integrations.Order{ID: "pi_3Abcdefgh00000000RS", Number: "OF-00000000RS"}
+	b := integrations.Order{ID: "pi_3Abcdefgh00000000RT", Number: "OF-00000000RT"}
+	if got := InvoiceNumber(a); got != "1000" {
+		t.Errorf("InvoiceNumber(a) = %q, want 1000 (RS in base 36)", got)
+	}
+	if InvoiceNumber(a) == InvoiceNumber(b) {
+		t.Error("different orders share an invoice number")
+	}
+	// Without Number, it is derived from the id the same way.
+	if got := InvoiceNumber(integrations.Order{ID: a.ID}); got != "1000" {
+		t.Errorf("from ID only = %q", got)
+	}
+	real := integrations.Order{ID: "pi_3NxYzAbCdEfGhIjKlMnOpQrS"}
+	n := InvoiceNumber(real)
+	if !regexp.MustCompile(`^[1-9][0-9]{0,15}$`).MatchString(n) || n != InvoiceNumber(real) {
+		t.Errorf("InvoiceNumber(%s) = %q, want a stable decimal number", real.ID, n)
+	}
+	odd := integrations.Order{ID: "order-ä", Number: "OF-ÄÖ"}
+	if n := InvoiceNumber(odd); !regexp.MustCompile(`^[0-9]{1,15}$`).MatchString(n) || n != InvoiceNumber(odd) {
+		t.Errorf("fallback = %q", n)
+	}
+}
+
+func TestCreateInvoiceErrors(t *testing.T) {
+	failed := func(code, msg string) string {
+		return fmt.Sprintf("<Root><ResponseStatus><Status>FAILED</Status><Status>%s :: %s</Status><TimeStamp>x</TimeStamp></ResponseStatus></Root>", code, msg)
+	}
+	tests := []struct {
+		name       string
+		alg        string
+		status     int
+		body       string
+		header     http.Header
+		permanent  bool
+		code       string
+		retryAfter time.Duration
+		msg        string
+	}{
+		{name: "auth", status: 200, body: failed("AUTHENTICATION_FAILED", "Integration keys are not valid."), permanent: true, code: CodeAuthenticationFailed, msg: "keys are not valid"},
+		{name: "invalid data file", status: 200, body: "file:failed_invalid_data.xml", permanent: true, code: CodeInvalidData, msg: "product not found"},
+		{name: "data size", status: 200, body: failed("INVALID_DATA_SIZE", "too long"), permanent: true, code: CodeInvalidDataSize},
+		{name: "duplicate", status: 200, body: failed("DUPLICATE_DATA", "already exists in Netvisor"), permanent: true, code: CodeDuplicateData},
+		{name: "period lock", status: 200, body: failed("PERIOD_LOCK", "period locked"), permanent: true, code: CodePeriodLock},
+		{name: "access", status: 200, body: failed("SERVICE_ACCESS_ERROR", "no access"), permanent: true, code: CodeServiceAccessError},
+		{name: "not unique", status: 200, body: failed("REQUEST_NOT_UNIQUE", "TransactionId used"), code: CodeRequestNotUnique},
+		{name: "maintenance", status: 200, body: failed("SYSTEM_MAINTANANCE", "back soon"), code: CodeSystemMaintenance},
+		{name: "technical", status: 200, body: failed("TECHNICAL_ERROR", "oops"), code: CodeTechnicalError},
+		{name: "unknown code", status: 200, body: failed("SOMETHING_NEW", "?"), code: "SOMETHING_NEW"},
+		{name: "no code", status: 200, body: "<Root><ResponseStatus><Status>FAILED</Status><Status>Unexpected failure</Status></ResponseStatus></Root>", msg: "Unexpected failure"},
+		{name: "hmac 401 with body", alg: AlgorithmHMACSHA256, status: 401, body: failed("AUTHENTICATION_FAILED", "bad MAC"), permanent: true, code: CodeAuthenticationFailed, msg: "HTTP 401"},
+		{name: "hmac 400 with body", alg: AlgorithmHMACSHA256, status: 400, body: failed("INVALID_DATA", "bad"), permanent: true, code: CodeInvalidData},
+		{name: "hmac 503 maintenance", alg: AlgorithmHMACSHA256, status: 503, body: failed("SYSTEM_MAINTANANCE", "later"), header: http.Header{"Retry-After": {"30"}}, code: CodeSystemMaintenance, retryAfter: 30 * time.Second},
+		{name: "502 html", status: 502, body: "<html>bad gateway</html>", msg: "HTTP 502"},
+		{name: "429", status: 429, body: "", header: http.Header{"Retry-After": {"5"}}, retryAfter: 5 * time.Second, msg: "HTTP 429"},
+		{name: "403 plain", status: 403, body: "Forbidden", permanent: true, msg: "HTTP 403"},
+		{name: "200 not xml", status: 200, body: "hello", msg: "not Netvisor XML"},
+		{name: "200 odd status", status: 200, body: "<Root><ResponseStatus><Status>MAYBE</Status></ResponseStatus></Root>", msg: "MAYBE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeNetvisor{status: tt.status, body: tt.body, header: tt.header}
+			c := newTest(t, f, func(c *Config) {
+				if tt.alg != "" {
+					c.Algorithm = tt.alg
+				}
+			})
+			_, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{})
+			var e *integrations.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v, want *integrations.Error", err)
+			}
+			if e.Provider != "netvisor" || integrations.IsPermanent(err) != tt.permanent || e.RetryAfter != tt.retryAfter || e.Status != tt.status {
+				t.Errorf("err %v: permanent=%v retryAfter=%v status=%d; want %v %v %d", err, integrations.IsPermanent(err), e.RetryAfter, e.Status, tt.permanent, tt.retryAfter, tt.status)
+			}
+			var api *APIError
+			if tt.code != "" && (!errors.As(err, &api) || api.Code != tt.code) {
+				t.Errorf("APIError = %+v, want code %s", api, tt.code)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q lacks %q", err, tt.msg)
+			}
+			if strings.Contains(err.Error(), testCustomerKey) || strings.Contains(err.Error(), testPartnerKey) {
+				t.Errorf("error leaks a key: %q", err)
+			}
+		})
+	}
+}
+
+func TestCreateInvoiceRejectsBadOrders(t *testing.T) {
+	tests := map[string]func(*integrations.Order){
+		"no lines":     func(o *integrations.Order) { o.Items = nil },
+		"no currency":  func(o *integrations.Order) { o.Currency = "" },
+		"zero qty":     func(o *integrations.Order) { o.Items[0].Quantity = 0 },
+		"negative VAT": func(o *integrations.Order) { o.Items[0].TaxRateBasisPoints = -1 },
+	}
+	for name, mod := range tests {
+		f := &fakeNetvisor{status: 200, body: "file:created.xml"}
+		c := newTest(t, f, nil)
+		o := testOrder()
+		mod(&o)
+		if _, err := c.CreateInvoice(context.Background(), o, integrations.Shipment{}); !integrations.IsPermanent(err) {
+			t.Errorf("%s: err = %v, want permanent", name, err)
+		}
+		if len(f.reqs) != 0 {
+			t.Errorf("%s: sent a request", name)
+		}
+	}
+}
+
+func TestCreatedWithoutIdentifierIsSuccess(t *testing.T) {
+	f := &fakeNetvisor{status: 200, body: "<Root><ResponseStatus><Status>OK</Status></ResponseStatus></Root>"}
+	c := newTest(t, f, nil)
+	inv, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{})
+	if err != nil || inv.Number != "1000" || inv.ProviderID != "" {
+		t.Fatalf("inv = %+v, err = %v", inv, err)
+	}
+}
+
+func TestFindInvoice(t *testing.T) {
+	tests := []struct {
+		name, body, number string
+		found              bool
+		key                string
+	}{
+		{"exact match among several", "file:invoice_list.xml", "1000", true, "166"},
+		{"prefix is not a match", "file:invoice_list.xml", "100", false, ""},
+		{"empty list", "file:invoice_list_empty.xml", "1000", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeNetvisor{status: 200, body: tt.body}
+			c := newTest(t, f, nil)
+			inv, found, err := c.FindInvoice(context.Background(), tt.number)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found != tt.found || inv.ProviderID != tt.key || (found && inv.Number != tt.number) {
+				t.Errorf("FindInvoice = %+v, %v", inv, found)
+			}
+			r := f.reqs[0]
+			if r.method != http.MethodGet || r.path != "/salesinvoicelist.nv" || r.rawQuery != "InvoiceNumber="+tt.number {
+				t.Errorf("request = %s %s?%s", r.method, r.path, r.rawQuery)
+			}
+			if got, want := r.header.Get("X-Netvisor-Authentication-MAC"), expectedMAC(r); got != want {
+				t.Errorf("MAC = %s, want %s", got, want)
+			}
+			if len(r.body) != 0 || r.header.Get("Content-Type") != "" {
+				t.Error("GET carries a body")
+			}
+		})
+	}
+	f := &fakeNetvisor{status: 200, body: "<Root><ResponseStatus><Status>FAILED</Status><Status>AUTHENTICATION_FAILED :: no</Status></ResponseStatus></Root>"}
+	c := newTest(t, f, nil)
+	if _, _, err := c.FindInvoice(context.Background(), "1000"); !integrations.IsPermanent(err) {
+		t.Errorf("FAILED list: err = %v, want permanent", err)
+	}
+}
+
+func TestResponseInISO885915(t *testing.T) {
+	body := "<?xml version=\"1.0\" encoding=\"ISO-8859-15\"?><Root><ResponseStatus><Status>FAILED</Status><Status>INVALID_DATA :: Tuote \xe4 puuttuu \xa4</Status></ResponseStatus></Root>"
+	f := &fakeNetvisor{status: 200, body: body}
+	c := newTest(t, f, nil)
+	_, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{})
+	if err == nil || !strings.Contains(err.Error(), "Tuote ä puuttuu €") {
+		t.Fatalf("err = %v", err)
+	}
+	// Undeclared Latin-9 bytes are read as such too.
+	f.body = "<Root><ResponseStatus><Status>FAILED</Status><Status>INVALID_DATA :: \xe4</Status></ResponseStatus></Root>"
+	if _, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{}); err == nil || !strings.Contains(err.Error(), ": ä") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Netvisor asks for one message at a time per company: concurrent calls on
+// one Client never overlap.
+func TestCallsAreSerialised(t *testing.T) {
+	f := &fakeNetvisor{status: 200, body: "file:created.xml", delay: 5 * time.Millisecond}
+	c := newTest(t, f, nil)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if m := f.maxIn.Load(); m != 1 {
+		t.Fatalf("%d requests in flight at once, want 1", m)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"valid", func(*Config) {}, true},
+		{"defaults", func(c *Config) { c.BaseURL, c.Language, c.Algorithm = "", "", "" }, true},
+		{"hmac", func(c *Config) { c.Algorithm = AlgorithmHMACSHA256 }, true},
+		{"md5", func(c *Config) { c.Algorithm = "MD5" }, false},
+		{"no partner key", func(c *Config) { c.PartnerKey = "" }, false},
+		{"no customer identifier", func(c *Config) { c.CustomerIdentifier = "" }, false},
+		{"no product", func(c *Config) { c.ProductIdentifier = "" }, false},
+		{"bad language", func(c *Config) { c.Language = "DE" }, false},
+		{"non-ascii sender", func(c *Config) { c.Sender = "Kauppa Öy" }, false},
+		{"bad encoding", func(c *Config) { c.Encoding = "UTF-16" }, false},
+		{"bad identifier type", func(c *Config) { c.CustomerIdentifierType = "code" }, false},
+		{"base with query", func(c *Config) { c.BaseURL = "https://x/?a=1" }, false},
+	}
+	for _, tt := range tests {
+		c := testConfig("https://integration.netvisor.fi")
+		tt.mod(&c)
+		if err := c.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%s: Validate() = %v", tt.name, err)
+		}
+	}
+}

@@ -1,0 +1,8 @@
+package postnord_test
+
+import (
+	"github.com/orderflow/orderflow/integrations/postnord"
+	"github.com/orderflow/orderflow/processor"
+)
+
+var _ processor.Shipping = (*postnord.Client)(nil)

@@ -1,0 +1,301 @@
+package sim
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// postnordSim serves PostNord's v3 EDI booking with PDF labels in one call.
+// Like the real API it has no idempotency: every call books new shipments
+// with new item ids, so a retried booking for the same order reference (the
+// CU reference) is a duplicate shipment.
+type postnordSim struct{ s *Server }
+
+func newPostnordSim(s *Server) *postnordSim { return &postnordSim{s: s} }
+
+type pnFault struct {
+	FaultCode       string `json:"faultCode"`
+	ExplanationText string `json:"explanationText"`
+	ParamValues     []obj  `json:"paramValues,omitempty"`
+}
+
+func postnordError(w http.ResponseWriter, status int, msg string, faults ...pnFault) {
+	if faults == nil {
+		faults = []pnFault{}
+	}
+	writeJSON(w, status, obj{"message": msg, "compositeFault": obj{"faults": faults}})
+}
+
+func postnordErrors(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	code := "API-005"
+	if status >= 500 {
+		code = "API-503"
+	}
+	postnordError(w, status, msg, pnFault{FaultCode: code, ExplanationText: msg})
+}
+
+type pnInstruction struct {
+	MessageDate     string `json:"messageDate"`
+	MessageID       string `json:"messageId"`
+	UpdateIndicator string `json:"updateIndicator"`
+	TestIndicator   bool   `json:"testIndicator"`
+	Application     *struct {
+		ApplicationID json.RawMessage `json:"applicationId"`
+		Name          string          `json:"name"`
+	} `json:"application"`
+	Shipment []pnShipment `json:"shipment"`
+}
+
+type pnShipment struct {
+	ShipmentIdentification *struct {
+		ShipmentID string `json:"shipmentId"`
+	} `json:"shipmentIdentification"`
+	Service *struct {
+		BasicServiceCode string `json:"basicServiceCode"`
+	} `json:"service"`
+	References []struct {
+		ReferenceNo   string `json:"referenceNo"`
+		ReferenceType string `json:"referenceType"`
+	} `json:"references"`
+	Parties *struct {
+		Consignor *pnParty `json:"consignor"`
+		Consignee *pnParty `json:"consignee"`
+	} `json:"parties"`
+	GoodsItem []struct {
+		PackageTypeCode string `json:"packageTypeCode"`
+		Items           []struct {
+			ItemIdentification *struct {
+				ItemID     string `json:"itemId"`
+				ItemIDType string `json:"itemIdType"`
+			} `json:"itemIdentification"`
+		} `json:"items"`
+	} `json:"goodsItem"`
+}
+
+type pnParty struct {
+	IssuerCode          string `json:"issuerCode"`
+	PartyIdentification *struct {
+		PartyID     string `json:"partyId"`
+		PartyIDType string `json:"partyIdType"`
+	} `json:"partyIdentification"`
+	Party *struct {
+		NameIdentification *struct {
+			Name        string `json:"name"`
+			CompanyName string `json:"companyName"`
+		} `json:"nameIdentification"`
+		Address *struct {
+			Streets     []string `json:"streets"`
+			PostalCode  string   `json:"postalCode"`
+			City        string   `json:"city"`
+			CountryCode string   `json:"countryCode"`
+		} `json:"address"`
+	} `json:"party"`
+}
+
+// validate returns the business-rule faults of one instruction.
+func (in pnInstruction) validate() []pnFault {
+	var fs []pnFault
+	miss := func(param string) {
+		fs = append(fs, pnFault{FaultCode: "API-005", ExplanationText: param + " is mandatory", ParamValues: []obj{{"param": param, "value": ""}}})
+	}
+	if in.MessageDate == "" {
+		miss("messageDate")
+	}
+	switch in.UpdateIndicator {
+	case "Original", "Update", "Deletion":
+	case "":
+		miss("updateIndicator")
+	default:
+		fs = append(fs, pnFault{FaultCode: "API-005", ExplanationText: "updateIndicator must be Original, Update or Deletion", ParamValues: []obj{{"param": "updateIndicator", "value": in.UpdateIndicator}}})
+	}
+	if in.Application != nil && len(in.Application.ApplicationID) > 0 {
+		if _, err := strconv.ParseInt(string(in.Application.ApplicationID), 10, 64); err != nil {
+			fs = append(fs, pnFault{FaultCode: "API-005", ExplanationText: "application.applicationId must be an integer", ParamValues: []obj{{"param": "application.applicationId", "value": string(in.Application.ApplicationID)}}})
+		}
+	}
+	if len(in.Shipment) == 0 {
+		miss("shipment")
+	}
+	if len(in.Shipment) > 200 {
+		fs = append(fs, pnFault{FaultCode: "API-005", ExplanationText: "at most 200 shipments per instruction"})
+	}
+	for i, sh := range in.Shipment {
+		p := fmt.Sprintf("shipment[%d]", i)
+		if sh.Service == nil || sh.Service.BasicServiceCode == "" {
+			miss(p + ".service.basicServiceCode")
+		}
+		for j, ref := range sh.References {
+			if ref.ReferenceNo == "" || len(ref.ReferenceNo) > 35 {
+				miss(fmt.Sprintf("%s.references[%d].referenceNo", p, j))
+			}
+			if ref.ReferenceType == "" || len(ref.ReferenceType) > 3 {
+				miss(fmt.Sprintf("%s.references[%d].referenceType", p, j))
+			}
+		}
+		if sh.Parties == nil || sh.Parties.Consignor == nil {
+			miss(p + ".parties.consignor")
+		} else {
+			c := sh.Parties.Consignor
+			if c.IssuerCode == "" {
+				miss(p + ".parties.consignor.issuerCode")
+			}
+			if c.PartyIdentification == nil || c.PartyIdentification.PartyID == "" {
+				miss(p + ".parties.consignor.partyIdentification.partyId")
+			}
+			fs = append(fs, c.validateParty(p+".parties.consignor")...)
+		}
+		if sh.Parties == nil || sh.Parties.Consignee == nil {
+			miss(p + ".parties.consignee")
+		} else {
+			fs = append(fs, sh.Parties.Consignee.validateParty(p+".parties.consignee")...)
+		}
+		if len(sh.GoodsItem) == 0 {
+			miss(p + ".goodsItem")
+		}
+		for j, g := range sh.GoodsItem {
+			if len(g.Items) == 0 {
+				miss(fmt.Sprintf("%s.goodsItem[%d].items", p, j))
+			}
+			for k, it := range g.Items {
+				if it.ItemIdentification == nil || it.ItemIdentification.ItemID == "" {
+					miss(fmt.Sprintf("%s.goodsItem[%d].items[%d].itemIdentification.itemId", p, j, k))
+				}
+			}
+		}
+	}
+	return fs
+}
+
+func (pt *pnParty) validateParty(p string) []pnFault {
+	var fs []pnFault
+	miss := func(param string) {
+		fs = append(fs, pnFault{FaultCode: "API-005", ExplanationText: param + " is mandatory", ParamValues: []obj{{"param": param, "value": ""}}})
+	}
+	if pt.Party == nil {
+		miss(p + ".party")
+		return fs
+	}
+	if pt.Party.NameIdentification == nil || pt.Party.NameIdentification.Name == "" {
+		miss(p + ".party.nameIdentification.name")
+	}
+	a := pt.Party.Address
+	if a == nil {
+		miss(p + ".party.address")
+		return fs
+	}
+	if a.PostalCode == "" {
+		miss(p + ".party.address.postalCode")
+	}
+	if a.City == "" {
+		miss(p + ".party.address.city")
+	}
+	if len(a.CountryCode) != 2 {
+		miss(p + ".party.address.countryCode")
+	}
+	return fs
+}
+
+func (pn *postnordSim) book(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("apikey") == "" {
+		postnordError(w, http.StatusUnauthorized, "apikey query parameter is missing or invalid",
+			pnFault{FaultCode: "API-001", ExplanationText: "apikey is mandatory"})
+		return
+	}
+	raw, err := readBody(w, r)
+	if err != nil {
+		postnordError(w, http.StatusBadRequest, "request body could not be read")
+		return
+	}
+	var in pnInstruction
+	if err := json.Unmarshal(raw, &in); err != nil {
+		postnordError(w, http.StatusBadRequest, "Invalid JSON in request body",
+			pnFault{FaultCode: "API-004", ExplanationText: err.Error()})
+		return
+	}
+	if fs := in.validate(); len(fs) > 0 {
+		postnordError(w, http.StatusBadRequest, "Validation of the request failed", fs...)
+		return
+	}
+
+	now := nowUTC()
+	bookingID := fmt.Sprintf("%016x%016x", hash64(string(raw)), nextID())
+	idInfo := make([]any, 0, len(in.Shipment))
+	printouts := make([]any, 0, len(in.Shipment))
+	for _, sh := range in.Shipment {
+		shipmentID := ""
+		if sh.ShipmentIdentification != nil {
+			shipmentID = sh.ShipmentIdentification.ShipmentID
+		}
+		if shipmentID == "" {
+			shipmentID = fmt.Sprintf("%018d", 700000000000000000+nextID())
+		}
+		var itemIDs []string
+		var ids, itemRefs []any
+		for _, g := range sh.GoodsItem {
+			for _, it := range g.Items {
+				id := it.ItemIdentification.ItemID
+				if id == "0" {
+					id = fmt.Sprintf("00373500%012d", nextID())
+				}
+				itemIDs = append(itemIDs, id)
+				ids = append(ids, obj{"idType": "itemId", "value": id, "printId": fmt.Sprintf("%x", hash64("print/"+id))})
+				itemRefs = append(itemRefs, obj{"itemId": id})
+			}
+		}
+		ids = append(ids, obj{"idType": "shipmentId", "value": shipmentID, "printId": fmt.Sprintf("%x", hash64("print/"+shipmentID))})
+		country := strings.ToLower(sh.Parties.Consignee.Party.Address.CountryCode)
+		refs := make([]any, 0, len(sh.References))
+		order := ""
+		for _, ref := range sh.References {
+			refs = append(refs, obj{"referenceNo": ref.ReferenceNo, "referenceType": ref.ReferenceType})
+			if ref.ReferenceType == "CU" && order == "" {
+				order = ref.ReferenceNo
+			}
+		}
+		if order == "" && sh.ShipmentIdentification != nil {
+			order = sh.ShipmentIdentification.ShipmentID
+		}
+		trackingURL := fmt.Sprintf("https://tracking.postnord.com/%s/?id=%s", country, itemIDs[0])
+		idInfo = append(idInfo, obj{
+			"status": "OK", "references": obj{"shipment": refs}, "ids": ids,
+			"urls":          []any{obj{"type": "TRACKING", "url": trackingURL}},
+			"errorResponse": nil,
+		})
+		pdf := labelPDF(pn.labelLines(sh, itemIDs[0], order, in.TestIndicator))
+		printouts = append(printouts, obj{
+			"itemIds": itemRefs,
+			"printout": obj{
+				"id": nextID(), "type": "LABEL", "labelFormat": "PDF", "encoding": "base64",
+				"data": base64.StdEncoding.EncodeToString(pdf), "uriResource": "",
+			},
+		})
+		file := pn.s.outbox.write(StepShipping, itemIDs[0]+".pdf", pdf)
+		dup := pn.s.stats.created(StepShipping, "shipment", order)
+		pn.s.outbox.record(entry{Time: now, Step: StepShipping, Order: order, Kind: "shipment", ID: itemIDs[0], Action: "create", Duplicate: dup, File: file})
+	}
+	writeJSON(w, http.StatusOK, obj{
+		"bookingResponse": obj{"bookingId": bookingID, "idInformation": idInfo},
+		"labelPrintout":   printouts,
+	})
+}
+
+func (pn *postnordSim) labelLines(sh pnShipment, itemID, order string, test bool) []string {
+	c := sh.Parties.Consignee.Party
+	lines := []string{"PostNord  " + itemID}
+	if test {
+		lines[0] += "  TEST"
+	}
+	lines = append(lines, "Service "+sh.Service.BasicServiceCode+"   Ref "+order, "", "To: "+c.NameIdentification.Name)
+	if c.Address != nil {
+		lines = append(lines, c.Address.Streets...)
+		lines = append(lines, c.Address.PostalCode+" "+c.Address.City, c.Address.CountryCode)
+	}
+	if f := sh.Parties.Consignor.Party; f != nil && f.NameIdentification != nil {
+		lines = append(lines, "", "From: "+f.NameIdentification.Name)
+	}
+	return lines
+}

@@ -1,0 +1,307 @@
+package sim
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// zohoSim serves Zoho's refresh-token grant and CRM v3 upserts of Contacts
+// and Deals. Upsert matches on duplicate_check_fields (default: the module's
+// system field, Email for Contacts and Deal_Name for Deals): a match updates
+// that record, otherwise one is inserted. Only the index needed to match and
+// the record ids are kept in memory, not the records.
+type zohoSim struct {
+	s *Server
+
+	mu     sync.Mutex
+	tokens map[string]time.Time // access token → expiry
+	index  map[string]string    // module \x00 field \x00 lower(value) → id
+	ids    map[string]zohoRec   // id → record facts
+}
+
+type zohoRec struct {
+	module  string
+	created time.Time
+}
+
+// zohoTokenTTL is what Zoho grants: one hour.
+const zohoTokenTTL = time.Hour
+
+// zohoSystemDupField is each module's system-defined duplicate-check field.
+var zohoSystemDupField = map[string]string{"Contacts": "Email", "Deals": "Deal_Name"}
+
+// zohoMandatory is the field each module cannot do without.
+var zohoMandatory = map[string]string{"Contacts": "Last_Name", "Deals": "Deal_Name"}
+
+func newZohoSim(s *Server) *zohoSim {
+	return &zohoSim{s: s, tokens: map[string]time.Time{}, index: map[string]string{}, ids: map[string]zohoRec{}}
+}
+
+// token is POST /oauth/v2/token with grant_type=refresh_token, parameters in
+// the query string (as Zoho documents) or a form body. Errors come back, as
+// Zoho's do, with HTTP 200 and an "error" key.
+func (z *zohoSim) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, obj{"error": "invalid_request"})
+		return
+	}
+	if gt := r.Form.Get("grant_type"); gt != "refresh_token" {
+		writeJSON(w, http.StatusOK, obj{"error": "unsupported_grant_type"})
+		return
+	}
+	if r.Form.Get("client_id") == "" || r.Form.Get("client_secret") == "" {
+		writeJSON(w, http.StatusOK, obj{"error": "invalid_client"})
+		return
+	}
+	if r.Form.Get("refresh_token") == "" {
+		writeJSON(w, http.StatusOK, obj{"error": "invalid_code"})
+		return
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	tok := "1000.sim." + hex.EncodeToString(b[:])
+	now := time.Now()
+	z.mu.Lock()
+	if len(z.tokens) > 10000 {
+		for t, exp := range z.tokens {
+			if now.After(exp) {
+				delete(z.tokens, t)
+			}
+		}
+	}
+	z.tokens[tok] = now.Add(zohoTokenTTL)
+	z.mu.Unlock()
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	writeJSON(w, http.StatusOK, obj{
+		"access_token": tok,
+		"api_domain":   scheme + "://" + r.Host,
+		"token_type":   "Bearer",
+		"expires_in":   int(zohoTokenTTL / time.Second),
+		"scope":        "ZohoCRM.modules.ALL",
+	})
+}
+
+// InvalidateZohoTokens forgets every issued access token, so the next CRM
+// call gets 401 INVALID_TOKEN and the client must refresh.
+func (s *Server) InvalidateZohoTokens() {
+	s.zoho.mu.Lock()
+	clear(s.zoho.tokens)
+	s.zoho.mu.Unlock()
+}
+
+func zohoTopError(w http.ResponseWriter, status int, code, msg string, details obj) {
+	if details == nil {
+		details = obj{}
+	}
+	writeJSON(w, status, obj{"code": code, "details": details, "message": msg, "status": "error"})
+}
+
+// zohoErrors: 503 gets Zoho's top-level error; a rejection gets the
+// per-record error of an upsert.
+func zohoErrors(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if status >= 500 {
+		zohoTopError(w, status, "INTERNAL_ERROR", msg, nil)
+		return
+	}
+	writeJSON(w, status, obj{"data": []any{obj{"code": "INVALID_DATA", "details": obj{}, "message": msg, "status": "error"}}})
+}
+
+func (z *zohoSim) authorized(w http.ResponseWriter, r *http.Request) bool {
+	v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Zoho-oauthtoken ")
+	if !ok || strings.TrimSpace(v) == "" {
+		zohoTopError(w, http.StatusUnauthorized, "AUTHENTICATION_FAILURE", "Authentication failed", nil)
+		return false
+	}
+	z.mu.Lock()
+	exp, known := z.tokens[strings.TrimSpace(v)]
+	z.mu.Unlock()
+	if !known || time.Now().After(exp) {
+		zohoTopError(w, http.StatusUnauthorized, "INVALID_TOKEN", "invalid oauth token", nil)
+		return false
+	}
+	return true
+}
+
+type zohoUpsertBody struct {
+	Data                 []map[string]any `json:"data"`
+	DuplicateCheckFields []string         `json:"duplicate_check_fields"`
+	Trigger              []string         `json:"trigger"`
+}
+
+func (z *zohoSim) upsert(w http.ResponseWriter, r *http.Request) {
+	if !z.authorized(w, r) {
+		return
+	}
+	module := r.PathValue("module")
+	if _, ok := zohoSystemDupField[module]; !ok {
+		zohoTopError(w, http.StatusBadRequest, "INVALID_MODULE", "the module name given seems to be invalid", obj{"resource_path_index": 0})
+		return
+	}
+	raw, err := readBody(w, r)
+	if err != nil {
+		zohoTopError(w, http.StatusBadRequest, "INVALID_DATA", "the request body could not be read", nil)
+		return
+	}
+	var body zohoUpsertBody
+	if err := json.Unmarshal(raw, &body); err != nil {
+		zohoTopError(w, http.StatusBadRequest, "INVALID_DATA", "body is not a valid JSON", nil)
+		return
+	}
+	if len(body.Data) == 0 {
+		zohoTopError(w, http.StatusBadRequest, "MANDATORY_NOT_FOUND", "required field not found", obj{"api_name": "data", "json_path": "$.data"})
+		return
+	}
+	if len(body.Data) > 100 {
+		zohoTopError(w, http.StatusBadRequest, "LIMIT_EXCEEDED", "the number of records exceeds 100", obj{"limit": 100})
+		return
+	}
+	dupFields := body.DuplicateCheckFields
+	if len(dupFields) == 0 {
+		dupFields = []string{zohoSystemDupField[module]}
+	}
+	out := make([]any, 0, len(body.Data))
+	ok, failed := 0, 0
+	for i, rec := range body.Data {
+		res := z.upsertOne(module, i, rec, dupFields)
+		if res["status"] == "success" {
+			ok++
+		} else {
+			failed++
+		}
+		out = append(out, res)
+	}
+	status := http.StatusOK
+	switch {
+	case ok == 0:
+		status = http.StatusBadRequest
+	case failed > 0:
+		status = http.StatusMultiStatus
+	}
+	writeJSON(w, status, obj{"data": out})
+}
+
+func zohoRecordError(code, msg string, details obj) obj {
+	return obj{"code": code, "details": details, "message": msg, "status": "error"}
+}
+
+func strField(rec map[string]any, f string) string {
+	switch v := rec[f].(type) {
+	case string:
+		return strings.TrimSpace(v)
+	case json.Number:
+		return v.String()
+	case float64:
+		return fmt.Sprint(v)
+	}
+	return ""
+}
+
+func (z *zohoSim) upsertOne(module string, i int, rec map[string]any, dupFields []string) obj {
+	path := func(f string) string { return fmt.Sprintf("$.data[%d].%s", i, f) }
+	if m := zohoMandatory[module]; strField(rec, m) == "" {
+		return zohoRecordError("MANDATORY_NOT_FOUND", "required field not found", obj{"api_name": m, "json_path": path(m)})
+	}
+	if e, has := rec["Email"]; has {
+		if s, _ := e.(string); !strings.Contains(s, "@") {
+			return zohoRecordError("INVALID_DATA", "invalid data", obj{"api_name": "Email", "json_path": path("Email"), "expected_data_type": "email"})
+		}
+	}
+	if a, has := rec["Amount"]; has {
+		if _, isNum := a.(float64); !isNum && a != nil {
+			return zohoRecordError("INVALID_DATA", "invalid data", obj{"api_name": "Amount", "json_path": path("Amount"), "expected_data_type": "currency"})
+		}
+	}
+	if c, has := rec["Contact_Name"]; has && c != nil {
+		m, _ := c.(map[string]any)
+		id, _ := m["id"].(string)
+		z.mu.Lock()
+		known := z.ids[id].module == "Contacts"
+		z.mu.Unlock()
+		if !known {
+			return zohoRecordError("INVALID_DATA", "invalid data", obj{"api_name": "Contact_Name", "json_path": path("Contact_Name"), "expected_data_type": "lookup"})
+		}
+	}
+
+	now := nowUTC()
+	key := func(f, v string) string { return module + "\x00" + f + "\x00" + strings.ToLower(v) }
+	fields := append([]string(nil), dupFields...)
+	if sys := zohoSystemDupField[module]; !contains(fields, sys) {
+		fields = append(fields, sys)
+	}
+
+	z.mu.Lock()
+	var id, matchedField string
+	for _, f := range dupFields {
+		if v := strField(rec, f); v != "" {
+			if found, ok := z.index[key(f, v)]; ok {
+				id, matchedField = found, f
+				break
+			}
+		}
+	}
+	action := "update"
+	if id == "" {
+		action = "insert"
+		id = fmt.Sprintf("%d", 4150868000000000000+nextID())
+		z.ids[id] = zohoRec{module: module, created: now}
+	}
+	created := z.ids[id].created
+	for _, f := range fields {
+		if v := strField(rec, f); v != "" {
+			z.index[key(f, v)] = id
+		}
+	}
+	z.mu.Unlock()
+
+	// The order key: the first duplicate-check value the record carries.
+	order := ""
+	for _, f := range dupFields {
+		if v := strField(rec, f); v != "" {
+			order = v
+			break
+		}
+	}
+	kind := strings.ToLower(strings.TrimSuffix(module, "s"))
+	// The record as last sent, for a person to open; an update overwrites it.
+	pretty, _ := json.MarshalIndent(rec, "", "  ")
+	file := z.s.outbox.write(StepCRM, kind+"-"+id+".json", pretty)
+	e := entry{Time: now, Step: StepCRM, Order: order, Kind: kind, ID: id, Action: "update", File: file}
+	if action == "insert" {
+		e.Action = "create"
+		e.Duplicate = z.s.stats.created(StepCRM, kind, order)
+	}
+	z.s.outbox.record(e)
+
+	user := obj{"name": "Orderflow Sim", "id": "4150868000000225013"}
+	res := obj{
+		"code": "SUCCESS", "action": action, "status": "success",
+		"details": obj{
+			"Modified_Time": now.Format("2006-01-02T15:04:05-07:00"), "Modified_By": user,
+			"Created_Time": created.Format("2006-01-02T15:04:05-07:00"), "Created_By": user, "id": id,
+		},
+	}
+	if action == "insert" {
+		res["message"], res["duplicate_field"] = "record added", nil
+	} else {
+		res["message"], res["duplicate_field"] = "record updated", matchedField
+	}
+	return res
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,437 @@
+// Package zoho records the customer and the sale in Zoho CRM (API v3): the
+// contact is upserted by email, the deal by a deterministic order key held in
+// a unique custom field, so calling it twice for one order changes nothing.
+//
+// Authentication is Zoho's OAuth refresh-token grant. The access token is
+// cached until shortly before it expires, refreshed by one goroutine at a
+// time, refreshed once more when the CRM answers 401 INVALID_TOKEN, and a
+// throttled token endpoint (10 token requests per 10 minutes) makes the
+// client wait instead of hammering it.
+//
+// Requests (EU data centre by default):
+//
+//	POST https://accounts.zoho.eu/oauth/v2/token?refresh_token=…&client_id=…&client_secret=…&grant_type=refresh_token
+//	POST https://www.zohoapis.eu/crm/v3/Contacts/upsert   {"data":[{…}],"duplicate_check_fields":["Email"]}
+//	POST https://www.zohoapis.eu/crm/v3/Deals/upsert      {"data":[{…,"Order_ID":"pi_…"}],"duplicate_check_fields":["Order_ID"]}
+//
+// CRM calls carry "Authorization: Zoho-oauthtoken <access token>". The token
+// response's api_domain is not followed: the configured API base is used, so
+// a simulator or proxy stays in the path.
+package zoho
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+const provider = "zoho"
+
+// Defaults: Zoho's EU data centre. Other centres: zohoapis.com /
+// accounts.zoho.com, .com.au, .in, .jp, .com.cn, zohocloud.ca, .sa.
+const (
+	DefaultAPIBaseURL      = "https://www.zohoapis.eu"
+	DefaultAccountsURL     = "https://accounts.zoho.eu"
+	DefaultDealKeyField    = "Order_ID"
+	DefaultDealStage       = "Closed Won"
+	defaultTimeout         = 15 * time.Second
+	defaultRefreshMargin   = 2 * time.Minute
+	defaultThrottleBackoff = time.Minute
+	maxBody                = 1 << 20
+)
+
+// Config configures a Client.
+type Config struct {
+	// APIBaseURL is the CRM API host; default https://www.zohoapis.eu.
+	APIBaseURL string
+	// AccountsURL is the OAuth server; default https://accounts.zoho.eu.
+	AccountsURL string
+	// ClientID, ClientSecret and RefreshToken are the self-client's OAuth
+	// credentials; the refresh token needs the ZohoCRM.modules.contacts
+	// and ZohoCRM.modules.deals CREATE/WRITE scopes.
+	ClientID     string
+	ClientSecret string
+	RefreshToken string
+	// DealKeyField is the API name of the Deals field holding the order id,
+	// set to "Do not allow duplicate values" in the CRM; default Order_ID.
+	DealKeyField string
+	// DealStage is the Stage of a new or updated deal; default "Closed Won".
+	DealStage string
+	// DealPipeline is sent as Pipeline when set (orgs with pipelines).
+	DealPipeline string
+	// Triggers is sent as "trigger" when not nil: an empty, non-nil slice
+	// suppresses workflow, approval and blueprint rules; nil lets Zoho run
+	// its defaults.
+	Triggers []string
+	// Timeout bounds each HTTP request; default 15 s. Ignored when
+	// HTTPClient is set.
+	Timeout time.Duration
+	// TokenRefreshMargin is how long before expiry the access token is
+	// renewed; default 2 minutes.
+	TokenRefreshMargin time.Duration
+	// TokenThrottleBackoff is how long no token request is made after the
+	// token endpoint said "too many requests", and the RetryAfter given to
+	// the caller; default 1 minute. Zoho blocks for the rest of its
+	// 10-minute window, which is not reported.
+	TokenThrottleBackoff time.Duration
+	HTTPClient           *http.Client
+	// Logger is optional; only order ids and outcomes are logged.
+	Logger *slog.Logger
+}
+
+// Validate reports a missing or malformed setting.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ClientID == "" || c.ClientSecret == "" || c.RefreshToken == "" {
+		errs = append(errs, errors.New("zoho: client id, client secret and refresh token are required"))
+	}
+	for name, v := range map[string]string{"API base URL": c.APIBaseURL, "accounts URL": c.AccountsURL} {
+		if v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("zoho: %s %q is not an http(s) URL", name, v))
+		}
+	}
+	if c.Timeout < 0 || c.TokenRefreshMargin < 0 || c.TokenThrottleBackoff < 0 {
+		errs = append(errs, errors.New("zoho: durations must not be negative"))
+	}
+	if c.TokenRefreshMargin >= 30*time.Minute {
+		errs = append(errs, errors.New("zoho: token refresh margin must be under 30 minutes (tokens live 1 hour)"))
+	}
+	return errors.Join(errs...)
+}
+
+// Client is a Zoho CRM client. It is safe for concurrent use.
+type Client struct {
+	cfg      Config
+	api      string
+	accounts string
+	hc       *http.Client
+	tokens   *tokenSource
+	log      *slog.Logger
+}
+
+// New returns a client for cfg.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.APIBaseURL == "" {
+		cfg.APIBaseURL = DefaultAPIBaseURL
+	}
+	if cfg.AccountsURL == "" {
+		cfg.AccountsURL = DefaultAccountsURL
+	}
+	if cfg.DealKeyField == "" {
+		cfg.DealKeyField = DefaultDealKeyField
+	}
+	if cfg.DealStage == "" {
+		cfg.DealStage = DefaultDealStage
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = defaultTimeout
+	}
+	if cfg.TokenRefreshMargin == 0 {
+		cfg.TokenRefreshMargin = defaultRefreshMargin
+	}
+	if cfg.TokenThrottleBackoff == 0 {
+		cfg.TokenThrottleBackoff = defaultThrottleBackoff
+	}
+	c := &Client{
+		cfg:      cfg,
+		api:      strings.TrimRight(cfg.APIBaseURL, "/"),
+		accounts: strings.TrimRight(cfg.AccountsURL, "/"),
+		hc:       cfg.HTTPClient,
+		log:      cfg.Logger,
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Timeout: cfg.Timeout}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.tokens = &tokenSource{
+		fetch:    c.fetchToken,
+		now:      time.Now,
+		margin:   cfg.TokenRefreshMargin,
+		timeout:  cfg.Timeout,
+		cooldown: cfg.TokenThrottleBackoff,
+	}
+	return c, nil
+}
+
+// UpsertContactAndDeal upserts the contact by email, then the deal by the
+// order key, linked to the contact.
+func (c *Client) UpsertContactAndDeal(ctx context.Context, o integrations.Order) (integrations.CRMResult, error) {
+	if o.Customer.Email == "" {
+		return integrations.CRMResult{}, integrations.Permanentf(provider, "upsert contact", "order has no customer email")
+	}
+	contactID, contactAction, err := c.upsert(ctx, "upsert contact", "Contacts", contactRecord(o), "Email")
+	if err != nil {
+		return integrations.CRMResult{}, err
+	}
+	dealID, dealAction, err := c.upsert(ctx, "upsert deal", "Deals", c.dealRecord(o, contactID), c.cfg.DealKeyField)
+	if err != nil {
+		return integrations.CRMResult{}, err
+	}
+	c.log.InfoContext(ctx, "zoho: contact and deal upserted", "order_id", o.ID,
+		"contact_action", contactAction, "deal_action", dealAction)
+	return integrations.CRMResult{ContactID: contactID, DealID: dealID}, nil
+}
+
+func contactRecord(o integrations.Order) map[string]any {
+	name := o.Customer.Name
+	if name == "" {
+		name = o.Shipping.Name
+	}
+	first, last := splitName(name)
+	if last == "" {
+		// Last_Name is mandatory; fall back to the mailbox name.
+		last, _, _ = strings.Cut(o.Customer.Email, "@")
+	}
+	r := map[string]any{"Email": o.Customer.Email, "Last_Name": last}
+	if first != "" {
+		r["First_Name"] = first
+	}
+	if o.Customer.Phone != "" {
+		r["Phone"] = o.Customer.Phone
+	}
+	if a := o.Shipping; a.Line1 != "" {
+		street := a.Line1
+		if a.Line2 != "" {
+			street += ", " + a.Line2
+		}
+		r["Mailing_Street"] = street
+		r["Mailing_City"] = a.City
+		r["Mailing_Zip"] = a.PostalCode
+		r["Mailing_Country"] = a.Country
+		if a.State != "" {
+			r["Mailing_State"] = a.State
+		}
+	}
+	return r
+}
+
+// splitName splits "Åsa Öberg-Järvinen" into "Åsa" and "Öberg-Järvinen";
+// a single word is the last name.
+func splitName(name string) (first, last string) {
+	name = strings.TrimSpace(name)
+	i := strings.LastIndexByte(name, ' ')
+	if i < 0 {
+		return "", name
+	}
+	return strings.TrimSpace(name[:i]), name[i+1:]
+}
+
+func (c *Client) dealRecord(o integrations.Order, contactID string) map[string]any {
+	closing := o.CreatedAt
+	if closing.IsZero() {
+		closing = time.Now()
+	}
+	name := o.Number
+	if o.Customer.Name != "" {
+		name += " " + o.Customer.Name
+	}
+	r := map[string]any{
+		"Deal_Name":        name,
+		c.cfg.DealKeyField: o.ID,
+		"Stage":            c.cfg.DealStage,
+		"Amount":           json.Number(integrations.FormatAmount(o.AmountTotal, o.Currency)),
+		"Closing_Date":     closing.UTC().Format(time.DateOnly),
+		"Contact_Name":     map[string]string{"id": contactID},
+		"Description":      fmt.Sprintf("Order %s (%s), %d line(s), %s", o.Number, o.ID, len(o.Items), integrations.FormatMoney(o.AmountTotal, o.Currency)),
+	}
+	if c.cfg.DealPipeline != "" {
+		r["Pipeline"] = c.cfg.DealPipeline
+	}
+	return r
+}
+
+// recordResult is one element of a response's data array.
+type recordResult struct {
+	Code    string `json:"code"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Action  string `json:"action"`
+	Details struct {
+		ID      string `json:"id"`
+		APIName string `json:"api_name"`
+	} `json:"details"`
+}
+
+// apiError is the top-level error body: {"code","details","message","status":"error"}.
+type apiError struct {
+	Code    string `json:"code"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+	Details struct {
+		APIName string `json:"api_name"`
+	} `json:"details"`
+}
+
+// upsert posts one record to /crm/v3/{module}/upsert and returns its id and
+// action (insert or update).
+func (c *Client) upsert(ctx context.Context, op, module string, record map[string]any, dupField string) (id, action string, err error) {
+	payload := map[string]any{
+		"data":                   []map[string]any{record},
+		"duplicate_check_fields": []string{dupField},
+	}
+	if c.cfg.Triggers != nil {
+		payload["trigger"] = c.cfg.Triggers
+	}
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return "", "", integrations.Permanentf(provider, op, "encode request: %v", err)
+	}
+	resp, respBody, err := c.call(ctx, op, "/crm/v3/"+module+"/upsert", body)
+	if err != nil {
+		return "", "", err
+	}
+	var out struct {
+		Data []recordResult `json:"data"`
+	}
+	if err := json.Unmarshal(respBody, &out); err != nil || len(out.Data) == 0 {
+		return "", "", &integrations.Error{Provider: provider, Op: op, Status: resp.StatusCode, Class: integrations.Transient,
+			Msg: "response without a record result"}
+	}
+	r := out.Data[0]
+	if !strings.EqualFold(r.Status, "success") {
+		return "", "", recordError(op, resp.StatusCode, r)
+	}
+	if r.Details.ID == "" {
+		return "", "", &integrations.Error{Provider: provider, Op: op, Status: resp.StatusCode, Class: integrations.Transient,
+			Msg: "success without a record id"}
+	}
+	return r.Details.ID, r.Action, nil
+}
+
+// transientCodes are Zoho error codes that may succeed later.
+var transientCodes = map[string]bool{
+	"TOO_MANY_REQUESTS": true,
+	"INTERNAL_ERROR":    true,
+	"LIMIT_EXCEEDED":    true,
+}
+
+// recordError turns a per-record error (inside a 2xx body, or a 4xx body
+// with a data array) into an Error: MANDATORY_NOT_FOUND, INVALID_DATA,
+// DUPLICATE_DATA, ... are permanent.
+func recordError(op string, status int, r recordResult) *integrations.Error {
+	class := integrations.Permanent
+	if transientCodes[r.Code] {
+		class = integrations.Transient
+	}
+	return &integrations.Error{Provider: provider, Op: op, Status: status, Class: class, Msg: codeMsg(r.Code, r.Details.APIName, r.Message)}
+}
+
+func codeMsg(code, field, message string) string {
+	s := code
+	if field != "" {
+		s += " (field " + field + ")"
+	}
+	if message != "" {
+		s += ": " + short(message)
+	}
+	return s
+}
+
+// call sends an authorised POST to the CRM. On 401 INVALID_TOKEN it
+// refreshes the token once and repeats the call. It returns the response
+// only for 200, 201, 202 and 207; anything else is an error.
+func (c *Client) call(ctx context.Context, op, path string, body []byte) (*http.Response, []byte, error) {
+	tok, err := c.tokens.get(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.api+path, bytes.NewReader(body))
+		if err != nil {
+			return nil, nil, integrations.Permanentf(provider, op, "bad API URL")
+		}
+		req.Header.Set("Authorization", "Zoho-oauthtoken "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		resp, respBody, err := c.roundTrip(req)
+		if err != nil {
+			return nil, nil, netError(op, err)
+		}
+		switch resp.StatusCode {
+		case http.StatusOK, http.StatusCreated, http.StatusAccepted, http.StatusMultiStatus:
+			return resp, respBody, nil
+		}
+		var ae apiError
+		_ = json.Unmarshal(respBody, &ae)
+		if resp.StatusCode == http.StatusUnauthorized && ae.Code == "INVALID_TOKEN" && attempt == 0 {
+			c.log.DebugContext(ctx, "zoho: access token rejected, refreshing", "op", op)
+			if tok, err = c.tokens.get(ctx, tok); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		return nil, nil, statusError(op, resp, respBody, ae)
+	}
+}
+
+// statusError builds the Error for a non-2xx CRM answer.
+func statusError(op string, resp *http.Response, body []byte, ae apiError) *integrations.Error {
+	if ae.Code == "" {
+		// Some errors come as {"data":[{record error}]}.
+		var out struct {
+			Data []recordResult `json:"data"`
+		}
+		if json.Unmarshal(body, &out) == nil && len(out.Data) > 0 && out.Data[0].Code != "" {
+			e := recordError(op, resp.StatusCode, out.Data[0])
+			if transientCodes[out.Data[0].Code] || integrations.ClassifyStatus(resp.StatusCode) == integrations.Transient {
+				e.Class = integrations.Transient
+			}
+			e.RetryAfter = integrations.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			return e
+		}
+	}
+	e := integrations.HTTPError(provider, op, resp, codeMsg(ae.Code, ae.Details.APIName, ae.Message))
+	if transientCodes[ae.Code] {
+		e.Class = integrations.Transient
+	}
+	return e
+}
+
+func (c *Client) roundTrip(req *http.Request) (*http.Response, []byte, error) {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, body, nil
+}
+
+// netError wraps a transport error without its URL (the token URL holds
+// the client secret and refresh token).
+func netError(op string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return integrations.NetError(provider, op, err)
+}
+
+// short cuts a provider message to a length fit for an error string.
+func short(s string) string {
+	if len(s) > 160 {
+		return s[:160] + "…"
+	}
+	return s
+}
