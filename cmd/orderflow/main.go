@@ -27,6 +27,7 @@ type command struct {
 // commands lists every subcommand, in help order.
 var commands = []command{
 	{"topics", "create or check the Kafka topics", runTopics},
+	{"gateway", "receive Stripe webhooks and queue them on Kafka", runGateway},
 	{"sim", "run the provider simulator (every provider API on one port)", runSim},
 	{"loadgen", "post signed test load at a gateway and report rates and latency", runLoadgen},
 }

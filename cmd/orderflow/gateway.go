@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/gateway"
+)
+
+const gatewayUsage = `gateway [flags]
+
+Receives Stripe webhooks on POST /webhooks/stripe, verifies them and queues
+the handled event types on the orders topic. Serves /healthz and /readyz on
+--http-addr, Prometheus /metrics on --metrics-addr. The webhook secret is
+best given as ORDERFLOW_WEBHOOK_SECRET rather than on the command line.`
+
+// gatewayFlags are the flags of `orderflow gateway`.
+type gatewayFlags struct {
+	kafka            kafkaFlags
+	httpAddr         string
+	metricsAddr      string
+	secrets          string
+	redisAddr        string
+	redisPassFile    string
+	dedupTTL         time.Duration
+	maxBody          int64
+	produceTimeout   time.Duration
+	maxInflightBytes int64
+	eventTypes       string
+	linger           time.Duration
+	shutdownTimeout  time.Duration
+	logFormat        string
+	logLevel         string
+}
+
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("gateway", gatewayUsage, stderr)
+	var f gatewayFlags
+	f.kafka.register(fs)
+	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "listen address of the webhook endpoint, /healthz and /readyz")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9090", "listen address of /metrics (empty: no metrics listener)")
+	fs.StringVar(&f.secrets, "webhook-secret", "", "Stripe endpoint signing secrets (whsec_…), comma-separated; any of them is accepted, for rotation")
+	fs.StringVar(&f.redisAddr, "redis-addr", "", "Redis host:port for the dedup fast path (empty: an in-process dedup cache)")
+	fs.StringVar(&f.redisPassFile, "redis-password-file", "", "file holding the Redis password (or set ORDERFLOW_REDIS_PASSWORD)")
+	fs.DurationVar(&f.dedupTTL, "dedup-ttl", gateway.DefaultDedupTTL, "how long a queued event id is remembered (longer than Stripe's 3-day retry window)")
+	fs.Int64Var(&f.maxBody, "max-body", gateway.DefaultMaxBody, "largest accepted webhook body in bytes (413 above)")
+	fs.DurationVar(&f.produceTimeout, "produce-timeout", gateway.DefaultProduceTimeout, "longest wait for Kafka's acknowledgement before answering 503")
+	fs.Int64Var(&f.maxInflightBytes, "max-inflight-bytes", gateway.DefaultMaxInflightBytes, "bytes of webhook bodies handled at once; beyond it 503 with Retry-After")
+	fs.StringVar(&f.eventTypes, "event-types", strings.Join(gateway.DefaultEventTypes, ","), "Stripe event types to queue, comma-separated; others are answered 200 and ignored")
+	fs.DurationVar(&f.linger, "linger", gateway.DefaultLinger, "how long the producer waits to batch records of concurrent requests")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to finish in-flight requests and flush the producer")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("gateway: unexpected argument %q", fs.Arg(0))
+	}
+	logger, err := gatewayLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	if f.linger < 0 || f.shutdownTimeout <= 0 {
+		return usagef("--linger must not be negative and --shutdown-timeout must be positive")
+	}
+	cfg := gateway.Config{
+		Topic:            f.kafka.names().Orders,
+		Secrets:          splitList(f.secrets),
+		EventTypes:       splitList(f.eventTypes),
+		MaxBody:          f.maxBody,
+		MaxInflightBytes: f.maxInflightBytes,
+		ProduceTimeout:   f.produceTimeout,
+		DedupTTL:         f.dedupTTL,
+	}
+	if f.maxBody <= 0 || f.maxInflightBytes <= 0 || f.produceTimeout <= 0 || f.dedupTTL <= 0 {
+		return usagef("--max-body, --max-inflight-bytes, --produce-timeout and --dedup-ttl must be positive")
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	kopts, err := f.kafka.opts()
+	if err != nil {
+		return err
+	}
+	client, err := kgo.NewClient(append(kopts, gateway.ProducerOpts(cfg, f.linger)...)...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer client.Close()
+
+	var dedup gateway.Deduper = gateway.NewMemoryDeduper(0)
+	if f.redisAddr != "" {
+		pass, err := secretFromFileOrEnv(f.redisPassFile, "ORDERFLOW_REDIS_PASSWORD")
+		if err != nil {
+			return usagef("--redis-password-file: %v", err)
+		}
+		redis.SetLogger(gateway.RedisLogger{Logger: logger})
+		rdb := redis.NewClient(gateway.RedisOptions(f.redisAddr, pass))
+		defer rdb.Close()
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := rdb.Ping(pctx).Err(); err != nil {
+			logger.Warn("redis unreachable at start; accepting events without the dedup fast path until it answers", "addr", f.redisAddr, "err", err)
+		}
+		cancel()
+		dedup = gateway.NewRedisDeduper(rdb, "")
+	} else {
+		logger.Info("no --redis-addr: deduplicating in process only")
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gw, err := gateway.New(cfg, client, dedup, logger, reg)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := gw.Ready(pctx); err != nil {
+		logger.Warn("kafka unreachable at start; /readyz reports it until it answers", "err", err)
+	}
+	cancel()
+
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15*time.Second + cfg.ProduceTimeout,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	servers := []*http.Server{srv}
+	listeners := []net.Listener{}
+	ln, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	listeners = append(listeners, ln)
+	if f.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.Handle("/", gw.Handler()) // /healthz and /readyz here too
+		msrv := &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          srv.ErrorLog,
+		}
+		mln, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		servers = append(servers, msrv)
+		listeners = append(listeners, mln)
+	}
+
+	serveErr := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() {
+			if err := s.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}()
+	}
+	logger.Info("gateway listening", "http_addr", ln.Addr().String(), "metrics_addr", f.metricsAddr, "topic", cfg.Topic, "event_types", cfg.EventTypes, "secrets", len(cfg.Secrets))
+	fmt.Fprintf(stdout, "gateway listening on %s\n", ln.Addr())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: finishing in-flight requests")
+	case runErr = <-serveErr:
+		logger.Error("http server failed", "err", runErr)
+	}
+
+	// Stop accepting and finish in-flight webhook requests (each waits at
+	// most --produce-timeout for Kafka), then flush what the producer still
+	// holds, then stop the metrics listener last so the drain stays visible.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownTimeout)
+	defer scancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			logger.Warn("http shutdown incomplete", "err", err)
+		}
+	}
+	if err := client.Flush(sctx); err != nil {
+		logger.Warn("producer flush incomplete", "err", err)
+	}
+	logger.Info("gateway stopped")
+	return runErr
+}
+
+// gatewayLogger returns the slog logger for --log-format and --log-level.
+func gatewayLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, usagef("--log-format %q: want text or json", format)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v76/webhook"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+func TestGatewayUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no secret", []string{"--brokers", "127.0.0.1:1"}, "webhook secret"},
+		{"bad log format", []string{"--webhook-secret", "whsec_x", "--log-format", "xml"}, "--log-format"},
+		{"zero max body", []string{"--webhook-secret", "whsec_x", "--max-body", "0"}, "must be positive"},
+		{"stray argument", []string{"--webhook-secret", "whsec_x", "extra"}, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := runGateway(context.Background(), tt.args, io.Discard, io.Discard)
+			var ue usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err %v, want a usage error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestGatewayServesAndShutsDown runs the command on an in-process Kafka,
+// queues one event and checks that cancelling the context (SIGTERM) stops it
+// cleanly.
+func TestGatewayServesAndShutsDown(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "cmdtest.orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runGateway(ctx, []string{
+			"--brokers", strings.Join(cluster.ListenAddrs(), ","),
+			"--topic-prefix", "cmdtest.",
+			"--webhook-secret", "whsec_old,whsec_new",
+			"--http-addr", "127.0.0.1:0",
+			"--metrics-addr", "",
+			"--log-format", "json",
+		}, &stdout, &stderr)
+	}()
+	var addr string
+	deadline := time.Now().Add(10 * time.Second)
+	for addr == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway did not start; stderr: %s", stderr.String())
+		}
+		if out := stdout.String(); strings.HasPrefix(out, "gateway listening on ") {
+			addr = strings.TrimSpace(strings.TrimPrefix(out, "gateway listening on "))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	body, err := os.ReadFile("../../gateway/testdata/payment_intent.succeeded.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: "whsec_new"})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/webhooks/stripe", bytes.NewReader(body))
+	req.Header.Set("Stripe-Signature", sig.Header)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != "queued\n" {
+		t.Fatalf("got %d %q, want 200 queued", resp.StatusCode, got)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("gateway exited with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway did not stop after cancellation")
+	}
+	logs := stderr.String()
+	if !strings.Contains(logs, `"gateway stopped"`) || strings.Contains(logs, "whsec_") || strings.Contains(logs, "aino@example.com") {
+		t.Errorf("logs: %s", logs)
+	}
+}

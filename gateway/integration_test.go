@@ -1,0 +1,485 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/test/testenv"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// kafkaGateway is a gateway on a real broker and, optionally, a real Redis,
+// served over HTTP like in production.
+type kafkaGateway struct {
+	g      *Gateway
+	srv    *httptest.Server
+	reg    *prometheus.Registry
+	client *kgo.Client
+	rdb    *redis.Client
+	dedup  *RedisDeduper
+	names  topics.Names
+	http   *http.Client
+}
+
+var quietRedis sync.Once
+
+func newKafkaGateway(t *testing.T, brokers string, names topics.Names, redisAddr string, mod func(*Config)) *kafkaGateway {
+	t.Helper()
+	quietRedis.Do(func() { redis.SetLogger(RedisLogger{Logger: slog.New(slog.DiscardHandler)}) })
+	cfg := Config{Topic: names.Orders, Secrets: []string{testSecret}, ProduceTimeout: 5 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(strings.Split(brokers, ",")...)}, ProducerOpts(cfg, 2*time.Millisecond)...)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	kg := &kafkaGateway{reg: prometheus.NewRegistry(), client: client, names: names}
+	var dd Deduper
+	if redisAddr != "" {
+		kg.rdb = redis.NewClient(RedisOptions(redisAddr, ""))
+		prefix := "orderflow-test:" + names.Prefix
+		t.Cleanup(func() {
+			// Leave the shared Redis as found; errors only mean it is gone.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			iter := kg.rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+			for iter.Next(ctx) {
+				kg.rdb.Del(ctx, iter.Val())
+			}
+			kg.rdb.Close()
+		})
+		kg.dedup = NewRedisDeduper(kg.rdb, prefix)
+		dd = kg.dedup
+	}
+	kg.g, err = New(cfg, client, dd, slog.New(slog.NewTextHandler(io.Discard, nil)), kg.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kg.srv = httptest.NewServer(kg.g.Handler())
+	t.Cleanup(kg.srv.Close)
+	kg.http = &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096},
+	}
+	return kg
+}
+
+// deliver posts a freshly signed delivery of body and returns status and body.
+func (kg *kafkaGateway) deliver(t testing.TB, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, kg.srv.URL+WebhookPath, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(SignatureHeader, sign(body, testSecret, time.Now()))
+	resp, err := kg.http.Do(req)
+	if err != nil {
+		t.Errorf("deliver: %v", err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (kg *kafkaGateway) marked(t testing.TB, eventID string) bool {
+	t.Helper()
+	n, err := kg.rdb.Exists(context.Background(), kg.dedup.Key(eventID)).Result()
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	return n == 1
+}
+
+// consumeAll reads orders from the start until want records arrived or
+// within passed, then keeps reading for extra to catch records beyond want.
+func consumeAll(t testing.TB, brokers, topic string, want int, within, extra time.Duration) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var recs []*kgo.Record
+	extended := false
+	for {
+		if len(recs) >= want && !extended {
+			cancel()
+			ctx, cancel = context.WithTimeout(context.Background(), extra)
+			defer cancel()
+			extended = true
+		}
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return recs
+		}
+		fs.EachError(func(_ string, _ int32, err error) { t.Logf("fetch: %v", err) })
+		recs = append(recs, fs.Records()...)
+	}
+}
+
+// countConsumed reads the whole topic, expecting want records.
+func countConsumed(t testing.TB, brokers, topic string, want int) []*kgo.Record {
+	t.Helper()
+	return consumeAll(t, brokers, topic, want, 30*time.Second, 2*time.Second)
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func eventBody(t testing.TB, name, eventID, objectID string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(fixture(t, name), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["id"] = eventID
+	if objectID != "" {
+		m["data"].(map[string]any)["object"].(map[string]any)["id"] = objectID
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestIntegrationRecordOnKeyPartition(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.Kafka(t)
+	redisAddr := testenv.Redis(t)
+	names := testenv.Topics(t, brokers, 6)
+	kg := newKafkaGateway(t, brokers, names, redisAddr, nil)
+
+	deliveries := []struct{ fixture, eventID, key string }{
+		{"payment_intent.succeeded", "evt_3OKpiLJZ4cn2Yx0b1c2Ld9Xa", "pi_3OKpiLJZ4cn2Yx0b1Q8sGz7t"},
+		{"checkout.session.completed", "evt_1OKpjAJZ4cn2Yx0bT6vWn2Ke", "pi_3OKpjAJZ4cn2Yx0b0Hk2Lm4N"},
+		{"checkout.session.completed.no_payment_intent", "evt_1OKpkBJZ4cn2Yx0bR2s4T6uV", "cs_test_b9Z8y7X6w5V4u3T2s1R0qPoNmLkJiHgFeDcB"},
+		{"charge.refunded", "evt_3OKpiLJZ4cn2Yx0b1W9xYz0A", "pi_3OKpiLJZ4cn2Yx0b1Q8sGz7t"},
+	}
+	for _, d := range deliveries {
+		if code, body := kg.deliver(t, fixture(t, d.fixture)); code != 200 || body != "queued\n" {
+			t.Fatalf("%s: got %d %q", d.fixture, code, body)
+		}
+		if !kg.marked(t, d.eventID) {
+			t.Errorf("%s: event id not in Redis after the ack", d.fixture)
+		}
+	}
+	if code, body := kg.deliver(t, fixture(t, "customer.created")); code != 200 || body != "ignored\n" {
+		t.Fatalf("unhandled type: got %d %q", code, body)
+	}
+
+	recs := countConsumed(t, brokers, names.Orders, len(deliveries))
+	if len(recs) != len(deliveries) {
+		t.Fatalf("consumed %d records, want %d", len(recs), len(deliveries))
+	}
+	byID := map[string]*kgo.Record{}
+	for _, r := range recs {
+		byID[header(r, topics.HeaderEventID)] = r
+	}
+	partitioner := kgo.StickyKeyPartitioner(nil).ForTopic(names.Orders)
+	for _, d := range deliveries {
+		r := byID[d.eventID]
+		if r == nil {
+			t.Errorf("%s: no record", d.eventID)
+			continue
+		}
+		if string(r.Key) != d.key {
+			t.Errorf("%s: key %q, want %q", d.eventID, r.Key, d.key)
+		}
+		if want := int32(partitioner.Partition(&kgo.Record{Key: []byte(d.key)}, 6)); r.Partition != want {
+			t.Errorf("%s: partition %d, the murmur2 partition of its key is %d", d.eventID, r.Partition, want)
+		}
+		env, err := topics.DecodeEnvelope(r.Value)
+		if err != nil {
+			t.Errorf("%s: %v", d.eventID, err)
+			continue
+		}
+		var ev struct {
+			ID string `json:"id"`
+		}
+		if env.EventID != d.eventID || env.Key != d.key || env.APIVersion != "2023-10-16" || json.Unmarshal(env.Event, &ev) != nil || ev.ID != d.eventID {
+			t.Errorf("%s: envelope %+v", d.eventID, env)
+		}
+		if header(r, topics.HeaderEventType) != env.EventType || !validTraceParent(header(r, topics.HeaderTraceParent)) {
+			t.Errorf("%s: headers %v", d.eventID, r.Headers)
+		}
+	}
+	// The PaymentIntent and the refund of its charge share a key, so a
+	// partition and an order.
+	if a, b := byID[deliveries[0].eventID], byID[deliveries[3].eventID]; a != nil && b != nil && (a.Partition != b.Partition || a.Offset > b.Offset) {
+		t.Errorf("payment and refund on partitions %d/%d offsets %d/%d", a.Partition, b.Partition, a.Offset, b.Offset)
+	}
+}
+
+func TestIntegrationSameEventTwice(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.Kafka(t)
+	names := testenv.Topics(t, brokers)
+	kg := newKafkaGateway(t, brokers, names, testenv.Redis(t), nil)
+	body := fixture(t, "payment_intent.succeeded")
+	for i, want := range []string{"queued\n", "duplicate\n"} {
+		if code, got := kg.deliver(t, body); code != 200 || got != want {
+			t.Fatalf("delivery %d: got %d %q, want %q", i+1, code, got, want)
+		}
+	}
+	if recs := countConsumed(t, brokers, names.Orders, 1); len(recs) != 1 {
+		t.Errorf("consumed %d records, want 1", len(recs))
+	}
+}
+
+func TestIntegrationConcurrentDistinctEvents(t *testing.T) {
+	t.Parallel()
+	const n = 2000
+	brokers := testenv.Kafka(t)
+	names := testenv.Topics(t, brokers)
+	kg := newKafkaGateway(t, brokers, names, testenv.Redis(t), func(c *Config) { c.ProduceTimeout = 20 * time.Second })
+
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = eventBody(t, "payment_intent.succeeded", fmt.Sprintf("evt_burst_%04d", i), fmt.Sprintf("pi_burst_%04d", i))
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		statuses = map[string]int{}
+		start    = make(chan struct{})
+	)
+	for _, b := range bodies {
+		wg.Go(func() {
+			<-start
+			code, body := kg.deliver(t, b)
+			mu.Lock()
+			statuses[fmt.Sprintf("%d %s", code, strings.TrimSpace(body))]++
+			mu.Unlock()
+		})
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	t.Logf("%d concurrent deliveries answered in %v", n, time.Since(began))
+	if statuses["200 queued"] != n {
+		t.Fatalf("answers %v, want %d × 200 queued", statuses, n)
+	}
+	recs := countConsumed(t, brokers, names.Orders, n)
+	ids := map[string]bool{}
+	for _, r := range recs {
+		ids[header(r, topics.HeaderEventID)] = true
+	}
+	if len(recs) != n || len(ids) != n {
+		t.Errorf("consumed %d records with %d distinct event ids, want %d", len(recs), len(ids), n)
+	}
+}
+
+func TestIntegrationBrokerStopped(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	broker := testenv.NewKafka(t)
+	t.Logf("private broker started in %v", time.Since(began))
+	names := testenv.Topics(t, broker.Addr())
+	const timeout = 2 * time.Second
+	kg := newKafkaGateway(t, broker.Addr(), names, testenv.Redis(t), func(c *Config) { c.ProduceTimeout = timeout })
+
+	before := eventBody(t, "payment_intent.succeeded", "evt_before_outage", "pi_before_outage")
+	if code, body := kg.deliver(t, before); code != 200 {
+		t.Fatalf("before the outage: got %d %q", code, body)
+	}
+
+	stopAt := time.Now()
+	broker.Stop()
+	t.Logf("broker stopped in %v", time.Since(stopAt))
+	during := eventBody(t, "payment_intent.succeeded", "evt_during_outage", "pi_during_outage")
+	start := time.Now()
+	code, body := kg.deliver(t, during)
+	elapsed := time.Since(start)
+	if code != 503 {
+		t.Fatalf("broker stopped: got %d %q, want 503", code, body)
+	}
+	if elapsed > timeout+2*time.Second {
+		t.Errorf("503 after %v, want within the %v produce timeout", elapsed, timeout)
+	}
+	if kg.marked(t, "evt_during_outage") {
+		t.Error("event marked in Redis although Kafka never acknowledged it")
+	}
+	if code, body := (&harnessGet{kg}).get(t, ReadyPath); code != 503 {
+		t.Errorf("readyz with the broker stopped: %d %q", code, body)
+	}
+
+	startAt := time.Now()
+	broker.Start(t)
+	t.Logf("broker restarted in %v", time.Since(startAt))
+	// Stripe retries; the client reconnects within a few attempts.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body = kg.deliver(t, during)
+		if code == 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("accepted %v after the restart", time.Since(startAt))
+	if code != 200 || body != "queued\n" {
+		t.Fatalf("broker back: got %d %q, want 200 queued", code, body)
+	}
+	if !kg.marked(t, "evt_during_outage") {
+		t.Error("event not marked after it was queued")
+	}
+	found := false
+	for _, r := range consumeAll(t, broker.Addr(), names.Orders, 2, 30*time.Second, 0) {
+		found = found || header(r, topics.HeaderEventID) == "evt_during_outage"
+	}
+	if !found {
+		t.Error("the retried event is not on the topic")
+	}
+}
+
+func TestIntegrationRedisStopped(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.Kafka(t)
+	names := testenv.Topics(t, brokers)
+	rs := testenv.NewRedis(t)
+	kg := newKafkaGateway(t, brokers, names, rs.Addr(), nil)
+
+	first := eventBody(t, "payment_intent.succeeded", "evt_redis_1", "pi_redis_1")
+	if code, body := kg.deliver(t, first); code != 200 || body != "queued\n" {
+		t.Fatalf("redis up: got %d %q", code, body)
+	}
+	rs.Stop()
+	second := eventBody(t, "payment_intent.succeeded", "evt_redis_2", "pi_redis_2")
+	if code, body := kg.deliver(t, second); code != 200 || body != "queued\n" {
+		t.Fatalf("redis stopped: got %d %q, want 200 queued", code, body)
+	}
+	if got := metricValue(t, kg.reg, "orderflow_gateway_redis_errors_total", nil); got < 2 {
+		t.Errorf("redis errors %v, want at least 2 (lookup and mark)", got)
+	}
+	recs := countConsumed(t, brokers, names.Orders, 2)
+	if len(recs) != 2 || header(recs[1], topics.HeaderEventID) != "evt_redis_2" && header(recs[0], topics.HeaderEventID) != "evt_redis_2" {
+		t.Errorf("consumed %d records, want both events", len(recs))
+	}
+
+	rs.Start(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, body := kg.deliver(t, first)
+		if body == "duplicate\n" {
+			break
+		}
+		if code != 200 || time.Now().After(deadline) {
+			t.Fatalf("redis back: got %d %q, want 200 duplicate for the event marked before the outage", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type harnessGet struct{ kg *kafkaGateway }
+
+func (h *harnessGet) get(t testing.TB, path string) (int, string) {
+	t.Helper()
+	resp, err := h.kg.http.Get(h.kg.srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// BenchmarkIntegrationHandler measures whole deliveries (HTTP handler,
+// produce with acks=all to the real broker, ack) for several producer
+// lingers, under 256 concurrent requests, to choose the linger.
+func BenchmarkIntegrationHandler(b *testing.B) {
+	brokers := testenv.Kafka(b)
+	names := testenv.Topics(b, brokers, 6)
+	base := fixture(b, "payment_intent.succeeded")
+	for _, linger := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
+		b.Run("linger="+linger.String(), func(b *testing.B) {
+			cfg := Config{Topic: names.Orders, Secrets: []string{testSecret}}
+			client, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(strings.Split(brokers, ",")...)}, ProducerOpts(cfg, linger)...)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer client.Close()
+			g, err := New(cfg, client, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := g.Handler()
+			header := sign(base, testSecret, time.Now())
+			b.SetParallelism(128) // × GOMAXPROCS concurrent requests
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodPost, WebhookPath, bytes.NewReader(base))
+					req.Header.Set(SignatureHeader, header)
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != 200 {
+						b.Fatalf("status %d %q", rec.Code, rec.Body.String())
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestIntegrationRedisDeduper(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
+	defer rdb.Close()
+	d := NewRedisDeduper(rdb, "orderflow-test:"+testenv.Prefix(t))
+	ctx := context.Background()
+	t.Cleanup(func() { rdb.Del(context.Background(), d.Key("evt_a"), d.Key("evt_short")) })
+
+	if seen, err := d.Seen(ctx, "evt_a"); err != nil || seen {
+		t.Fatalf("unmarked: seen %v err %v", seen, err)
+	}
+	if err := d.Mark(ctx, "evt_a", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if seen, err := d.Seen(ctx, "evt_a"); err != nil || !seen {
+		t.Fatalf("marked: seen %v err %v", seen, err)
+	}
+	// SET NX: a second mark keeps the first expiry.
+	if err := d.Mark(ctx, "evt_a", 96*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := rdb.TTL(ctx, d.Key("evt_a")).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("ttl %v, want at most the first mark's hour", ttl)
+	}
+	if err := d.Mark(ctx, "evt_short", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if seen, _ := d.Seen(ctx, "evt_short"); seen {
+		t.Error("id still seen after its ttl")
+	}
+	if NewRedisDeduper(rdb, "").Key("evt_x") != DefaultRedisKeyPrefix+"evt_x" {
+		t.Error("default prefix not applied")
+	}
+}
