@@ -28,6 +28,7 @@ type command struct {
 var commands = []command{
 	{"topics", "create or check the Kafka topics", runTopics},
 	{"gateway", "receive Stripe webhooks and queue them on Kafka", runGateway},
+	{"processor", "run the order step chain as a Kafka consumer group", runProcessor},
 	{"sim", "run the provider simulator (every provider API on one port)", runSim},
 	{"loadgen", "post signed test load at a gateway and report rates and latency", runLoadgen},
 }

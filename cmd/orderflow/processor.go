@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/orderflow/orderflow/processor"
+)
+
+const processorUsage = `processor [flags]
+
+Consumes the orders topic in a consumer group and runs each order's step
+chain: order details (Stripe) → crm → production_log → shipping → invoice →
+email. Records of one order run in order, different orders concurrently;
+every step's result is stored on the orders.state topic before the next
+starts, and offsets are committed only below the lowest unfinished record.
+Run as many instances as there are partitions; SIGTERM finishes in-flight
+steps (up to --revoke-deadline), commits and leaves the group.`
+
+// processorFlags are the flags of `orderflow processor`.
+type processorFlags struct {
+	kafka     kafkaFlags
+	providers providerFlags
+
+	group           string
+	metricsAddr     string
+	logFormat       string
+	logLevel        string
+	maxInflight     int
+	maxInflightPart int
+
+	retryBase     time.Duration
+	retryMaxDelay time.Duration
+	retryAttempts int
+
+	breakerFailures int
+	breakerOrders   int
+	breakerWindow   time.Duration
+	breakerCooldown time.Duration
+
+	shippingIntent string
+	emailIntent    string
+
+	stepTimeout    time.Duration
+	revokeDeadline time.Duration
+	commitInterval time.Duration
+}
+
+func (f *processorFlags) register(fs *flag.FlagSet) {
+	d := processor.DefaultConfig(f.kafka.names())
+	f.kafka.register(fs)
+	f.providers.register(fs)
+	fs.StringVar(&f.group, "group", d.Group, "consumer group id")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9091", "listen address of Prometheus /metrics (empty: no metrics listener)")
+	fs.StringVar(&f.logFormat, "log-format", "json", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&f.maxInflight, "max-inflight", d.MaxInflight, "records fetched and not finished, over all partitions; fetching pauses at the bound")
+	fs.IntVar(&f.maxInflightPart, "max-inflight-per-partition", d.MaxInflightPerPartition, "records fetched and not finished per partition")
+	fs.DurationVar(&f.retryBase, "retry-base-delay", d.Retry.BaseDelay, "first backoff bound of a transient failure (doubles per attempt, full jitter)")
+	fs.DurationVar(&f.retryMaxDelay, "retry-max-delay", d.Retry.MaxDelay, "largest backoff, Retry-After included")
+	fs.IntVar(&f.retryAttempts, "retry-attempts", d.Retry.MaxAttempts, "attempts per step before the order is dead-lettered (class exhausted)")
+	fs.IntVar(&f.breakerFailures, "breaker-failures", d.Breaker.FailureThreshold, "consecutive transient failures of a provider that open its circuit")
+	fs.IntVar(&f.breakerOrders, "breaker-orders", d.Breaker.MinOrders, "distinct orders those failures must come from")
+	fs.DurationVar(&f.breakerWindow, "breaker-window", d.Breaker.Window, "time window of those failures")
+	fs.DurationVar(&f.breakerCooldown, "breaker-cooldown", d.Breaker.Cooldown, "wait before an open circuit lets one probe through")
+	fs.StringVar(&f.shippingIntent, "shipping-intent-policy", string(processor.IntentRetry), "after a crash during a shipment booking: retry (and flag a possible duplicate) or dead-letter")
+	fs.StringVar(&f.emailIntent, "email-intent-policy", string(processor.IntentRetry), "after a crash while sending the email: retry (and flag a possible duplicate) or dead-letter")
+	fs.DurationVar(&f.stepTimeout, "step-timeout", d.StepTimeout, "bound of one provider call")
+	fs.DurationVar(&f.revokeDeadline, "revoke-deadline", d.RevokeDeadline, "how long in-flight steps may finish after a revocation or SIGTERM")
+	fs.DurationVar(&f.commitInterval, "commit-interval", d.CommitInterval, "how often finished offsets are committed")
+}
+
+// config builds the processor configuration from the flags.
+func (f *processorFlags) config() (processor.Config, error) {
+	cfg := processor.DefaultConfig(f.kafka.names())
+	cfg.Group = f.group
+	cfg.MaxInflight = f.maxInflight
+	cfg.MaxInflightPerPartition = f.maxInflightPart
+	cfg.Retry = processor.RetryPolicy{BaseDelay: f.retryBase, MaxDelay: f.retryMaxDelay, MaxAttempts: f.retryAttempts}
+	cfg.Breaker = processor.BreakerConfig{FailureThreshold: f.breakerFailures, MinOrders: f.breakerOrders, Window: f.breakerWindow, Cooldown: f.breakerCooldown}
+	ship, err := processor.ParseIntentPolicy(f.shippingIntent)
+	if err != nil {
+		return cfg, usagef("--shipping-intent-policy: %v", err)
+	}
+	email, err := processor.ParseIntentPolicy(f.emailIntent)
+	if err != nil {
+		return cfg, usagef("--email-intent-policy: %v", err)
+	}
+	cfg.IntentPolicy = map[string]processor.IntentPolicy{processor.StepShipping: ship, processor.StepEmail: email}
+	cfg.StepTimeout = f.stepTimeout
+	cfg.RevokeDeadline = f.revokeDeadline
+	cfg.CommitInterval = f.commitInterval
+	if err := cfg.Validate(); err != nil {
+		return cfg, usagef("%v", err)
+	}
+	return cfg, nil
+}
+
+func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("processor", processorUsage, stderr)
+	var f processorFlags
+	f.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("processor: unexpected argument %q", fs.Arg(0))
+	}
+	logger, err := gatewayLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.config()
+	if err != nil {
+		return err
+	}
+	kopts, err := f.kafka.opts()
+	if err != nil {
+		return err
+	}
+	prov, cleanup, err := f.providers.build(ctx, logger.With("component", "providers"))
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	proc, err := processor.New(cfg, prov, kopts, logger, reg)
+	if err != nil {
+		return err
+	}
+
+	var msrv *http.Server
+	if f.metricsAddr != "" {
+		ln, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() {
+			if err := msrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("metrics listener failed", "err", err)
+			}
+		}()
+		logger.Info("metrics listening", "metrics_addr", ln.Addr().String())
+	}
+	fmt.Fprintf(stdout, "processor consuming %s as group %s\n", cfg.Topics.Orders, cfg.Group)
+
+	runErr := proc.Run(ctx)
+	if msrv != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = msrv.Shutdown(sctx)
+	}
+	return runErr
+}

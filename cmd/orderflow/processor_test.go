@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/processor"
+)
+
+func TestProcessorFlagsConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(*testing.T, processor.Config)
+		wantErr string
+	}{
+		{"defaults", nil, func(t *testing.T, c processor.Config) {
+			if c.Group != "orderflow-processor" || c.Topics.Orders != "orders" || c.Retry.MaxAttempts != 5 || c.Retry.BaseDelay != 2*time.Second {
+				t.Errorf("config %+v", c)
+			}
+		}, ""},
+		{"settings", []string{"--topic-prefix", "shop1.", "--group", "g", "--max-inflight", "50", "--max-inflight-per-partition", "5",
+			"--retry-base-delay", "1s", "--retry-attempts", "7", "--shipping-intent-policy", "dead-letter", "--revoke-deadline", "3s"},
+			func(t *testing.T, c processor.Config) {
+				if c.Topics.State != "shop1.orders.state" || c.Group != "g" || c.MaxInflight != 50 || c.MaxInflightPerPartition != 5 ||
+					c.Retry.BaseDelay != time.Second || c.Retry.MaxAttempts != 7 || c.RevokeDeadline != 3*time.Second ||
+					c.IntentPolicy[processor.StepShipping] != processor.IntentDeadLetter || c.IntentPolicy[processor.StepEmail] != processor.IntentRetry {
+					t.Errorf("config %+v", c)
+				}
+			}, ""},
+		{"bad policy", []string{"--email-intent-policy", "skip"}, nil, "--email-intent-policy"},
+		{"bad bound", []string{"--max-inflight", "0"}, nil, "max in-flight"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := newFlagSet("processor", processorUsage, io.Discard)
+			var f processorFlags
+			f.register(fs)
+			if err := parseFlags(fs, tt.args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := f.config()
+			if tt.wantErr != "" {
+				var ue usageError
+				if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("config() = %v, want a usage error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, cfg)
+		})
+	}
+}

@@ -1,0 +1,175 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/topics"
+)
+
+// IntentPolicy says what to do when a step that is not idempotent at its
+// provider (shipping, email) finds an intent without a result: the previous
+// call may or may not have reached the provider.
+type IntentPolicy string
+
+const (
+	// IntentRetry calls the provider again and flags the order
+	// "possible_duplicate:<step>" for a human to check.
+	IntentRetry IntentPolicy = "retry"
+	// IntentDeadLetter sends the order to the dead-letter topic (class
+	// permanent) for a human to decide.
+	IntentDeadLetter IntentPolicy = "dead-letter"
+)
+
+// RetryPolicy bounds retries of transient failures: exponential backoff with
+// full jitter, delay n drawn from [0, min(MaxDelay, BaseDelay*2^(n-1))], and
+// never shorter than a Retry-After the provider asked for (capped by
+// MaxDelay).
+type RetryPolicy struct {
+	BaseDelay   time.Duration
+	MaxDelay    time.Duration
+	MaxAttempts int // attempts per step, the first call included
+}
+
+// BreakerConfig configures the per-provider circuit breaker. The circuit
+// opens when FailureThreshold consecutive transient failures, from at least
+// MinOrders distinct orders, happen within Window: a provider that fails for
+// everyone, not one order that keeps failing. While open, orders needing the
+// provider wait without consuming attempts; after Cooldown one order probes
+// (half-open); its success closes the circuit, its failure opens it again.
+type BreakerConfig struct {
+	FailureThreshold int
+	MinOrders        int
+	Window           time.Duration
+	Cooldown         time.Duration
+}
+
+// Config configures a Processor. Start from DefaultConfig.
+type Config struct {
+	// Topics are the topic names (see topics.New).
+	Topics topics.Names
+	// Group is the consumer group id.
+	Group string
+	// MaxInflight bounds records fetched but not finished, over all
+	// partitions; fetching pauses at the bound.
+	MaxInflight int
+	// MaxInflightPerPartition bounds the same per partition.
+	MaxInflightPerPartition int
+	// Retry is the transient-failure policy.
+	Retry RetryPolicy
+	// Breaker is the circuit-breaker policy, one circuit per step.
+	Breaker BreakerConfig
+	// IntentPolicy is the policy of shipping and email (keys StepShipping,
+	// StepEmail) on resume after an intent without a result; absent means
+	// IntentRetry. Invoices are always reconciled by look-up.
+	IntentPolicy map[string]IntentPolicy
+	// StepTimeout bounds one provider call.
+	StepTimeout time.Duration
+	// RevokeDeadline is how long in-flight steps may run on after their
+	// partition is revoked or the processor stops.
+	RevokeDeadline time.Duration
+	// CommitInterval is how often finished offsets are committed.
+	CommitInterval time.Duration
+	// ProduceTimeout bounds one state or dead-letter write attempt.
+	ProduceTimeout time.Duration
+	// AlertTimeout bounds one call to the Alerter.
+	AlertTimeout time.Duration
+	// MaxErrorLen cuts error texts stored in the state and DLQ headers.
+	MaxErrorLen int
+}
+
+// DefaultConfig returns the defaults for the given topic names.
+func DefaultConfig(names topics.Names) Config {
+	return Config{
+		Topics:                  names,
+		Group:                   "orderflow-processor",
+		MaxInflight:             10000,
+		MaxInflightPerPartition: 2000,
+		Retry:                   RetryPolicy{BaseDelay: 2 * time.Second, MaxDelay: 5 * time.Minute, MaxAttempts: 5},
+		Breaker:                 BreakerConfig{FailureThreshold: 5, MinOrders: 3, Window: 30 * time.Second, Cooldown: 30 * time.Second},
+		IntentPolicy:            map[string]IntentPolicy{StepShipping: IntentRetry, StepEmail: IntentRetry},
+		StepTimeout:             30 * time.Second,
+		RevokeDeadline:          10 * time.Second,
+		CommitInterval:          time.Second,
+		ProduceTimeout:          30 * time.Second,
+		AlertTimeout:            10 * time.Second,
+		MaxErrorLen:             512,
+	}
+}
+
+// Validate reports every invalid setting.
+func (c Config) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.Topics.Orders == "" || c.Topics.State == "" || c.Topics.DLQ == "" {
+		bad("topic names are required (use topics.New)")
+	}
+	if strings.TrimSpace(c.Group) == "" {
+		bad("group is required")
+	}
+	if c.MaxInflight <= 0 {
+		bad("max in-flight must be > 0, got %d", c.MaxInflight)
+	}
+	if c.MaxInflightPerPartition <= 0 {
+		bad("max in-flight per partition must be > 0, got %d", c.MaxInflightPerPartition)
+	}
+	if c.Retry.BaseDelay <= 0 {
+		bad("retry base delay must be > 0")
+	}
+	if c.Retry.MaxDelay < c.Retry.BaseDelay {
+		bad("retry max delay %s is below the base delay %s", c.Retry.MaxDelay, c.Retry.BaseDelay)
+	}
+	if c.Retry.MaxAttempts < 1 {
+		bad("retry attempts must be >= 1, got %d", c.Retry.MaxAttempts)
+	}
+	if c.Breaker.FailureThreshold < 1 || c.Breaker.MinOrders < 1 {
+		bad("breaker failure threshold and min orders must be >= 1")
+	}
+	if c.Breaker.Window <= 0 || c.Breaker.Cooldown <= 0 {
+		bad("breaker window and cool-down must be > 0")
+	}
+	for step, pol := range c.IntentPolicy {
+		if step != StepShipping && step != StepEmail {
+			bad("intent policy for %q: only %s and %s have one", step, StepShipping, StepEmail)
+		}
+		if pol != IntentRetry && pol != IntentDeadLetter {
+			bad("intent policy %q for %s: want %q or %q", pol, step, IntentRetry, IntentDeadLetter)
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"step timeout": c.StepTimeout, "revoke deadline": c.RevokeDeadline,
+		"commit interval": c.CommitInterval, "produce timeout": c.ProduceTimeout,
+		"alert timeout": c.AlertTimeout,
+	} {
+		if d <= 0 {
+			bad("%s must be > 0", name)
+		}
+	}
+	if c.MaxErrorLen < 16 {
+		bad("max error length must be >= 16")
+	}
+	if len(errs) > 0 {
+		slices.Sort(errs)
+		return errors.New("processor config: " + strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (c Config) intentPolicy(step string) IntentPolicy {
+	if p, ok := c.IntentPolicy[step]; ok {
+		return p
+	}
+	return IntentRetry
+}
+
+// ParseIntentPolicy parses a policy name.
+func ParseIntentPolicy(s string) (IntentPolicy, error) {
+	switch p := IntentPolicy(strings.ToLower(strings.TrimSpace(s))); p {
+	case IntentRetry, IntentDeadLetter:
+		return p, nil
+	}
+	return "", fmt.Errorf("intent policy %q: want %q or %q", s, IntentRetry, IntentDeadLetter)
+}

@@ -1,0 +1,461 @@
+package processor
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/test/testenv"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// A provider down for everyone opens its circuit: orders wait, nothing is
+// dead-lettered, and all complete once it recovers.
+func TestCircuitOpensWhenProviderIsDown(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	var down atomic.Bool
+	down.Store(true)
+	f.fail = func(step, _ string, _ int) error {
+		if step == StepCRM && down.Load() {
+			return transient(step)
+		}
+		return nil
+	}
+	r := h.start(h.config(), f.providers())
+	ks := keys("down", 12)
+	for _, k := range ks {
+		h.send(paid(k))
+	}
+	crm := r.p.m.circuit.WithLabelValues(StepCRM)
+	eventually(t, "circuit open", 30*time.Second, func() bool { return metricValue(crm) != circuitClosed })
+	// Stay down through several cool-downs: probes fail, nobody is
+	// dead-lettered, nobody exhausts attempts.
+	time.Sleep(800 * time.Millisecond)
+	if dl := h.readAll(h.names.DLQ); len(dl) != 0 {
+		t.Fatalf("%d dead letters while the circuit was open", len(dl))
+	}
+	total := 0
+	for _, k := range ks {
+		total += f.attemptCount(StepCRM, k)
+	}
+	if total > 40 {
+		t.Errorf("%d crm calls for %d orders while down: orders are spinning", total, len(ks))
+	}
+	down.Store(false)
+	h.waitStates("all completed", 30*time.Second, allStatus(ks, StatusCompleted))
+	eventually(t, "circuit closed", 5*time.Second, func() bool { return metricValue(crm) == circuitClosed })
+	if dl := h.readAll(h.names.DLQ); len(dl) != 0 {
+		t.Errorf("%d dead letters", len(dl))
+	}
+	for _, k := range ks {
+		if n := f.createdCount(StepCRM, k); n != 1 {
+			t.Errorf("%s crm created %d times", k, n)
+		}
+	}
+	// One alert when it opened, one when it closed.
+	eventually(t, "two alerts", 5*time.Second, func() bool { return f.alertCount() == 2 })
+}
+
+// A dead-lettered order parks its later events behind the dead letter; a
+// replay of the dead letters, in DLQ order, un-parks it and applies them in
+// their original order; replaying one twice does nothing.
+func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	var broken atomic.Bool
+	broken.Store(true)
+	f.fail = func(step, _ string, _ int) error {
+		if step == StepShipping && broken.Load() {
+			return permanent(step)
+		}
+		return nil
+	}
+	h.start(h.config(), f.providers())
+	k := "pi_park"
+	h.send(paid(k),
+		event{key: k, typ: EventCheckoutCompleted, id: "evt_cs", object: "cs_park", paymentStatus: "paid"},
+		event{key: k, typ: EventChargeRefunded, id: "evt_refund", object: "ch_park"})
+	h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
+	dl := h.readAll(h.names.DLQ)
+	if len(dl) != 3 {
+		t.Fatalf("%d dead letters, want 3", len(dl))
+	}
+	wantClasses := []string{topics.ClassPermanent, topics.ClassParked, topics.ClassParked}
+	for i, d := range dl {
+		if c, _ := header(d, topics.HeaderDLQClass); c != wantClasses[i] {
+			t.Errorf("dead letter %d class %q, want %q", i, c, wantClasses[i])
+		}
+		if i > 0 && d.Offset <= dl[i-1].Offset {
+			t.Errorf("dead letters out of order")
+		}
+	}
+
+	broken.Store(false)
+	replay := func(d *kgo.Record) {
+		r := &kgo.Record{Topic: h.names.Orders, Key: d.Key, Value: d.Value}
+		for _, hd := range d.Headers {
+			if hd.Key == topics.HeaderEventID || hd.Key == topics.HeaderEventType {
+				r.Headers = append(r.Headers, hd)
+			}
+		}
+		r.Headers = append(r.Headers,
+			kgo.RecordHeader{Key: topics.HeaderReplay, Value: []byte("1")},
+			kgo.RecordHeader{Key: topics.HeaderReplaySource, Value: []byte(topics.Source(d.Partition, d.Offset))})
+		if err := h.prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range dl {
+		replay(d)
+	}
+	sources := []string{topics.Source(dl[0].Partition, dl[0].Offset), topics.Source(dl[1].Partition, dl[1].Offset), topics.Source(dl[2].Partition, dl[2].Offset)}
+	st := h.waitStates("all replays applied", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && len(m[k].Replays) == 3
+	})[k]
+	if !slices.Equal(st.Replays, sources) {
+		t.Errorf("replays applied in order %v, want %v", st.Replays, sources)
+	}
+	if st.Status != StatusCompleted || !st.HasFlag(FlagRefundedAfterShipping) {
+		t.Errorf("status %s flags %v: want completed and refunded after shipping (the refund ran after the chain)", st.Status, st.Flags)
+	}
+	// Replay the first dead letter again: nothing happens.
+	replay(dl[0])
+	h.send(event{key: k, typ: "customer.updated", id: "evt_marker", object: "cus_marker"})
+	st = h.waitStates("marker applied", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && slices.Contains(m[k].AppliedEvents, "evt_marker")
+	})[k]
+	if len(st.Replays) != 3 {
+		t.Errorf("replays %v after a second replay", st.Replays)
+	}
+	for _, step := range Chain {
+		if n := f.createdCount(step, k); n != 1 {
+			t.Errorf("%s created %d times", step, n)
+		}
+	}
+	if n := len(h.readAll(h.names.DLQ)); n != 3 {
+		t.Errorf("%d dead letters after the replay, want 3", n)
+	}
+}
+
+func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	h.start(h.config(), f.providers())
+	// Refund before the payment event; refund while awaiting a delayed payment.
+	h.send(event{key: "pi_r1", typ: EventChargeRefunded, id: "evt_r1", object: "ch_r1"}, paid("pi_r1"))
+	h.send(event{key: "pi_r2", typ: EventCheckoutCompleted, id: "evt_cs2", object: "cs_r2", paymentStatus: "unpaid"},
+		event{key: "pi_r2", typ: EventChargeRefunded, id: "evt_r2", object: "ch_r2"},
+		event{key: "pi_r2", typ: EventAsyncPaymentSucceded, id: "evt_async2", object: "cs_r2"})
+	h.send(event{key: "pi_marker", typ: EventPaymentSucceeded, id: "evt_m", object: "pi_marker"})
+	h.waitStates("refunded", 30*time.Second, func(m map[string]*State) bool {
+		return allStatus([]string{"pi_r1", "pi_r2"}, StatusRefunded)(m) &&
+			m["pi_r1"].NextOffset > 0 && len(m["pi_r1"].AppliedEvents) == 1 &&
+			m["pi_r2"] != nil && m["pi_r2"].NextOffset > 0 && len(m["pi_r2"].AppliedEvents) == 2
+	})
+	// Give the trailing payment events time to (not) run a chain.
+	h.waitStates("marker completed", 30*time.Second, allStatus([]string{"pi_marker"}, StatusCompleted))
+	time.Sleep(300 * time.Millisecond)
+	for _, k := range []string{"pi_r1", "pi_r2"} {
+		for _, step := range Chain {
+			if n := f.attemptCount(step, k); n != 0 {
+				t.Errorf("%s: %s called %d times after a refund", k, step, n)
+			}
+		}
+	}
+	eventually(t, "two refund alerts", 5*time.Second, func() bool { return f.alertCount() == 2 })
+}
+
+func TestDuplicatesProduceOneChain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	h.start(h.config(), f.providers())
+	k := "pi_dup"
+	h.send(
+		event{key: k, typ: EventCheckoutCompleted, id: "evt_a", object: "cs_dup", paymentStatus: "paid"},
+		event{key: k, typ: EventCheckoutCompleted, id: "evt_a", object: "cs_dup", paymentStatus: "paid"}, // same event again
+		event{key: k, typ: EventCheckoutCompleted, id: "evt_b", object: "cs_dup", paymentStatus: "paid"}, // a second event for one change
+		event{key: k, typ: EventPaymentSucceeded, id: "evt_c", object: k},
+		event{key: k, typ: EventAsyncPaymentSucceded, id: "evt_d", object: "cs_dup"},
+		event{key: k, typ: EventChargeRefunded, id: "evt_r", object: "ch_dup"},
+		event{key: k, typ: EventChargeRefunded, id: "evt_r", object: "ch_dup"},
+		event{key: k, typ: EventChargeRefunded, id: "evt_r2", object: "ch_dup"},
+		event{key: k, typ: "customer.updated", id: "evt_end", object: "cus_end"},
+	)
+	st := h.waitStates("all handled", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && slices.Contains(m[k].AppliedEvents, "evt_end")
+	})[k]
+	for _, step := range Chain {
+		if n := f.attemptCount(step, k); n != 1 {
+			t.Errorf("%s called %d times, want 1", step, n)
+		}
+	}
+	if st.Status != StatusCompleted || !st.HasFlag(FlagRefundedAfterShipping) {
+		t.Errorf("status %s flags %v", st.Status, st.Flags)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := f.alertCount(); n != 1 {
+		t.Errorf("%d alerts, want 1 (one refund)", n)
+	}
+}
+
+// An unreadable record is dead-lettered (class corrupt) and the partition
+// goes on.
+func TestCorruptRecordIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	r := h.start(h.config(), f.providers())
+	bad := []*kgo.Record{
+		{Topic: h.names.Orders, Partition: 0, Key: []byte("pi_bad"), Value: []byte("{not json")},
+		{Topic: h.names.Orders, Partition: 0, Key: []byte("pi_other"), Value: h.record(paid("pi_mismatch")).Value},
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), bad...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	h.sendTo(0, paid("pi_after"))
+	h.waitStates("later order completed", 30*time.Second, allStatus([]string{"pi_after"}, StatusCompleted))
+	dl := h.readAll(h.names.DLQ)
+	if len(dl) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dl))
+	}
+	values := map[string]bool{string(bad[0].Value): true, string(bad[1].Value): true}
+	for _, d := range dl {
+		if c, _ := header(d, topics.HeaderDLQClass); c != topics.ClassCorrupt {
+			t.Errorf("class %q", c)
+		}
+		if !values[string(d.Value)] {
+			t.Errorf("dead letter value %q is not an original record value", d.Value)
+		}
+		delete(values, string(d.Value))
+	}
+	if got := metricValue(r.p.m.dlqWrites.WithLabelValues(topics.ClassCorrupt)); got != 2 {
+		t.Errorf("dlq writes{corrupt} = %v", got)
+	}
+}
+
+// An unreadable state record is skipped during restore, counted and
+// alerted; the other states restore.
+func TestCorruptStateIsSkippedOnRestore(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	done := &State{Version: StateVersion, OrderID: "pi_done", Status: StatusCompleted, NextOffset: 1 << 40}
+	b, _ := done.Encode()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := int32(1)
+	if err := cl.ProduceSync(context.Background(),
+		&kgo.Record{Topic: h.names.State, Partition: p, Key: []byte("pi_garbage"), Value: []byte("\x00\x01garbage")},
+		&kgo.Record{Topic: h.names.State, Partition: p, Key: []byte("pi_done"), Value: b},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	r := h.start(h.config(), f.providers())
+	h.sendTo(p, paid("pi_done"), paid("pi_garbage"))
+	h.waitStates("garbage order completed", 30*time.Second, allStatus([]string{"pi_garbage"}, StatusCompleted))
+	if n := f.attemptCount(StepDetails, "pi_done"); n != 0 {
+		t.Errorf("restored completed order ran %d times", n)
+	}
+	if got := metricValue(r.p.m.corruptStates); got != 1 {
+		t.Errorf("corrupt states = %v, want 1", got)
+	}
+	if f.alertCount() < 1 {
+		t.Error("no alert for the corrupt state")
+	}
+}
+
+// A graceful stop commits every finished record: a new processor in the
+// group reads nothing again.
+func TestShutdownCommitsFinishedWork(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	cfg := h.config()
+	cfg.CommitInterval = time.Hour // only the shutdown commits
+	r := h.start(cfg, f.providers())
+	ks := keys("sd", 30)
+	for _, k := range ks {
+		h.send(paid(k))
+	}
+	h.waitStates("all completed", 30*time.Second, allStatus(ks, StatusCompleted))
+	r.stop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(h.prod)
+	committed, err := adm.FetchOffsets(ctx, cfg.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, h.names.Orders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup(h.names.Orders, o.Partition)
+		if o.Offset > 0 && (!ok || c.At != o.Offset) {
+			t.Errorf("partition %d: committed %d, end %d", o.Partition, c.At, o.Offset)
+		}
+	})
+}
+
+// Fetching pauses at the in-flight bound: however long the backlog, no more
+// than MaxInflight records are held, and fetching resumes as they finish.
+func TestInflightIsBounded(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	f.latency = func(step, _ string) time.Duration {
+		if step == StepDetails {
+			return 20 * time.Millisecond
+		}
+		return 0
+	}
+	ks := keys("bound", 60)
+	var evs []event
+	for _, k := range ks {
+		evs = append(evs, paid(k))
+	}
+	h.send(evs...)
+	cfg := h.config()
+	cfg.MaxInflight = 5
+	cfg.MaxInflightPerPartition = 2
+	r := h.start(cfg, f.providers())
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if n := r.p.inflight.Load(); n > peak.Load() {
+				peak.Store(n)
+			}
+		}
+	}()
+	h.waitStates("all completed", 60*time.Second, allStatus(ks, StatusCompleted))
+	close(stop)
+	<-sampled
+	if p := peak.Load(); p > int64(cfg.MaxInflight) || p < 2 {
+		t.Errorf("peak in-flight records %d, want between 2 and %d", p, cfg.MaxInflight)
+	}
+}
+
+// An unpaid completed Checkout Session waits; the chain runs when the
+// payment succeeds, once, whichever success events arrive.
+func TestDelayedPaymentStartsChainOnSuccess(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	h.start(h.config(), f.providers())
+	k := "pi_delayed"
+	h.send(event{key: k, typ: EventCheckoutCompleted, id: "evt_cs", object: "cs_d", paymentStatus: "unpaid"})
+	h.waitStates("awaiting payment", 30*time.Second, allStatus([]string{k}, StatusAwaitingPayment))
+	if n := f.attemptCount(StepDetails, k); n != 0 {
+		t.Fatalf("details called %d times before the payment", n)
+	}
+	h.send(event{key: k, typ: EventAsyncPaymentSucceded, id: "evt_async", object: "cs_d"}, paid(k))
+	h.waitStates("completed", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && m[k].Status == StatusCompleted && m[k].NextOffset == 2
+	})
+	time.Sleep(200 * time.Millisecond)
+	for _, step := range Chain {
+		if n := f.attemptCount(step, k); n != 1 {
+			t.Errorf("%s called %d times, want 1", step, n)
+		}
+	}
+}
+
+// Run refuses topics that are not co-partitioned.
+func TestRunRefusesTopicsNotCoPartitioned(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.Kafka(t)
+	names := topics.New(testenv.Prefix(t))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	specs := names.Specs(3)
+	specs[1].Partitions = 2 // orders.state
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := topics.Create(ctx, kadm.NewClient(cl), specs, 1); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig(names)
+	cfg.Group = names.Prefix + "g"
+	p, err := New(cfg, newFakes().providers(), []kgo.Opt{kgo.SeedBrokers(brokers)}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "co-partitioned") {
+		t.Fatalf("Run = %v, want a co-partitioning error", err)
+	}
+}
+
+// On shutdown a step still running after the revoke deadline is cut off;
+// finished steps are kept, and the next processor redoes only the rest.
+func TestShutdownCutsSlowStepAtDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	started := make(chan struct{})
+	var once sync.Once
+	f.latency = func(step, order string) time.Duration {
+		if step == StepCRM && f.attemptCount(step, order) == 1 {
+			once.Do(func() { close(started) })
+			return time.Minute
+		}
+		return 0
+	}
+	cfg := h.config()
+	cfg.RevokeDeadline = 300 * time.Millisecond
+	r := h.start(cfg, f.providers())
+	h.send(paid("pi_slowstop"))
+	<-started
+	begin := time.Now()
+	r.stop(t)
+	if d := time.Since(begin); d > 10*time.Second {
+		t.Errorf("shutdown took %s with a %s deadline", d, cfg.RevokeDeadline)
+	}
+	st := h.states()["pi_slowstop"]
+	if st == nil || !st.Steps[StepDetails].Done || st.Steps[StepCRM] != nil && st.Steps[StepCRM].Done {
+		t.Fatalf("state after shutdown %+v: want details done, crm not", st)
+	}
+	if st.Steps[StepCRM] != nil && st.Steps[StepCRM].Attempts != 0 {
+		t.Errorf("an interrupted call counted as a failed attempt: %+v", st.Steps[StepCRM])
+	}
+	h.start(cfg, f.providers())
+	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_slowstop"}, StatusCompleted))
+	if n := f.attemptCount(StepDetails, "pi_slowstop"); n != 1 {
+		t.Errorf("details called %d times, want 1", n)
+	}
+	if n := f.attemptCount(StepCRM, "pi_slowstop"); n != 2 {
+		t.Errorf("crm called %d times, want 2 (cut off, then redone)", n)
+	}
+}

@@ -1,0 +1,85 @@
+package processor
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Step outcomes, the outcome label of orderflow_step_duration_seconds.
+const (
+	outcomeOK        = "ok"
+	outcomeTransient = "transient"
+	outcomePermanent = "permanent"
+	outcomeSkipped   = "skipped"
+)
+
+// metrics are the processor's Prometheus collectors.
+type metrics struct {
+	stepDuration  *prometheus.HistogramVec
+	stepAttempts  *prometheus.CounterVec
+	orders        *prometheus.CounterVec
+	inflight      prometheus.Gauge
+	lag           *prometheus.GaugeVec
+	restore       prometheus.Histogram
+	circuit       *prometheus.GaugeVec
+	dlqWrites     *prometheus.CounterVec
+	alerts        prometheus.Counter
+	corruptStates prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orderflow_step_duration_seconds",
+			Help:    "Duration of one step call by step and outcome (ok, transient, permanent, skipped).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"step", "outcome"}),
+		stepAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_step_attempts_total",
+			Help: "Provider calls made by step, retries included.",
+		}, []string{"step"}),
+		orders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_orders_total",
+			Help: "Orders reaching a final status (completed, dead_lettered, parked, refunded).",
+		}, []string{"status"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "orderflow_orders_inflight",
+			Help: "Records fetched and not yet finished.",
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderflow_consumer_lag",
+			Help: "Records between the partition's high watermark and its finished watermark.",
+		}, []string{"partition"}),
+		restore: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orderflow_state_restore_seconds",
+			Help:    "Time to restore the order states of newly assigned partitions.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
+		}),
+		circuit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderflow_circuit_state",
+			Help: "Circuit state by step: 0 closed, 1 half-open, 2 open.",
+		}, []string{"step"}),
+		dlqWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_dlq_writes_total",
+			Help: "Dead letters written by class.",
+		}, []string{"class"}),
+		alerts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_alerts_total",
+			Help: "Alerts handed to the alerter.",
+		}),
+		corruptStates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_state_corrupt_total",
+			Help: "Unreadable orders.state records skipped during restore.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.stepDuration, m.stepAttempts, m.orders, m.inflight, m.lag,
+		m.restore, m.circuit, m.dlqWrites, m.alerts, m.corruptStates} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func partitionLabel(p int32) string { return strconv.Itoa(int(p)) }

@@ -1,0 +1,511 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+// Providers are the provider clients the steps call. A nil provider turns
+// its step off (recorded as skipped in the state), except Details, which
+// every chain needs. A nil Alerter only logs.
+type Providers struct {
+	Details       OrderDetails
+	CRM           CRM
+	ProductionLog ProductionLog
+	Shipping      Shipping
+	Invoicing     Invoicing
+	Mailer        Mailer
+	Alerter       Alerter
+}
+
+// Processor consumes `orders` in a consumer group and runs each order's step
+// chain. Build it with New and run it once with Run.
+type Processor struct {
+	cfg  Config
+	prov Providers
+	log  *slog.Logger
+	m    *metrics
+	cl   *kgo.Client
+	// clSet is closed once cl is set. franz-go may join the group and call
+	// the partition callbacks before kgo.NewClient returns; they wait on it.
+	clSet   chan struct{}
+	kgoOpts []kgo.Opt // connection options, reused by restore clients
+
+	breakers map[string]*breaker
+
+	mu          sync.Mutex
+	parts       map[int32]*partition
+	allPaused   atomic.Bool // written under mu
+	inflight    atomic.Int64
+	commitMu    sync.Mutex
+	alerts      sync.WaitGroup
+	ioCtx       context.Context // produce and commit; cancelled by kill and at the end of Run
+	ioCancel    context.CancelFunc
+	killed      atomic.Bool
+	runCancel   context.CancelFunc
+	runCancelMu sync.Mutex
+	ran         atomic.Bool
+}
+
+// New validates cfg and builds a Processor. kgoOpts are the connection
+// options (seed brokers, TLS, SASL); the processor adds the consumer-group,
+// commit and partitioning options itself. reg receives the metrics (nil: a
+// private registry).
+func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg prometheus.Registerer) (*Processor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if prov.Details == nil {
+		return nil, errors.New("processor: the order details provider is required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("processor: register metrics: %w", err)
+	}
+	p := &Processor{
+		cfg:      cfg,
+		prov:     prov,
+		log:      log,
+		m:        m,
+		kgoOpts:  append([]kgo.Opt(nil), kgoOpts...),
+		breakers: map[string]*breaker{},
+		parts:    map[int32]*partition{},
+	}
+	p.ioCtx, p.ioCancel = context.WithCancel(context.Background())
+	for _, step := range Chain {
+		p.breakers[step] = newBreaker(step, cfg.Breaker, p.circuitChanged)
+		m.circuit.WithLabelValues(step).Set(circuitClosed)
+	}
+	opts := append(append([]kgo.Opt(nil), kgoOpts...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics.Orders),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		// Rebalances are blocked only between a poll and the hand-off of its
+		// records to the partition schedulers (microseconds, never across a
+		// step), so a revoked partition never receives records of a poll
+		// made before the revocation.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// A partition resumed after an in-flight pause joins the next fetch
+		// only when the current one returns; a short wait keeps that quick.
+		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onLost),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(time.Millisecond),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	)
+	p.clSet = make(chan struct{})
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("processor: kafka client: %w", err)
+	}
+	p.cl = cl
+	close(p.clSet)
+	return p, nil
+}
+
+// Run consumes until ctx is cancelled, then stops fetching, gives in-flight
+// steps RevokeDeadline to finish, persists and commits what finished, leaves
+// the group and returns nil. It returns an error only when the processor
+// cannot run at all.
+func (p *Processor) Run(ctx context.Context) error {
+	if !p.ran.CompareAndSwap(false, true) {
+		return errors.New("processor: Run called twice")
+	}
+	if err := p.checkTopics(ctx); err != nil {
+		p.cl.Close()
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	p.runCancelMu.Lock()
+	p.runCancel = cancel
+	p.runCancelMu.Unlock()
+	defer cancel()
+
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		p.commitLoop(runCtx)
+	}()
+
+	p.log.Info("processor started", "group", p.cfg.Group, "topic", p.cfg.Topics.Orders)
+	for {
+		// Never take more records than the global bound leaves room for.
+		room := max(int64(p.cfg.MaxInflight)-p.inflight.Load(), 1)
+		fetches := p.cl.PollRecords(runCtx, int(min(room, 10000)))
+		if runCtx.Err() != nil || fetches.IsClientClosed() {
+			p.cl.AllowRebalance()
+			break
+		}
+		failed := false
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				failed = true
+				p.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
+			}
+		})
+		p.dispatch(fetches)
+		p.cl.AllowRebalance()
+		if failed && fetches.NumRecords() == 0 {
+			select { // do not spin on a persistent fetch error
+			case <-runCtx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+
+	bg.Wait()
+	if p.killed.Load() {
+		p.stopAll(0, false)
+	} else {
+		p.stopAll(p.cfg.RevokeDeadline, true)
+	}
+	p.cl.CloseAllowingRebalance()
+	p.waitAlerts(p.cfg.AlertTimeout)
+	p.ioCancel()
+	p.log.Info("processor stopped")
+	return nil
+}
+
+// checkTopics verifies that the three topics exist with one partition
+// count: state and dead letters go to the partition number of their record.
+func (p *Processor) checkTopics(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	names := []string{p.cfg.Topics.Orders, p.cfg.Topics.State, p.cfg.Topics.DLQ}
+	details, err := kadm.NewClient(p.cl).ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("processor: list topics: %w", err)
+	}
+	want := -1
+	for _, name := range names {
+		d, ok := details[name]
+		if !ok || d.Err != nil {
+			return fmt.Errorf("processor: topic %s is missing (run 'orderflow topics create')", name)
+		}
+		if want < 0 {
+			want = len(d.Partitions)
+		} else if len(d.Partitions) != want {
+			return fmt.Errorf("processor: %s has %d partitions, %s has %d: they must be co-partitioned (run 'orderflow topics check')",
+				name, len(d.Partitions), p.cfg.Topics.Orders, want)
+		}
+	}
+	return nil
+}
+
+// kill stops the processor as a crash would: no deadline for in-flight
+// steps, no state writes after it, no commit. It exists for tests.
+func (p *Processor) kill() {
+	p.killed.Store(true)
+	p.ioCancel()
+	p.mu.Lock()
+	for _, part := range p.parts {
+		part.beginStop()
+		part.stepCancel()
+	}
+	p.mu.Unlock()
+	p.runCancelMu.Lock()
+	if p.runCancel != nil {
+		p.runCancel()
+	}
+	p.runCancelMu.Unlock()
+}
+
+// dispatch hands fetched records to their partition schedulers and pauses
+// fetching at the in-flight bounds.
+func (p *Processor) dispatch(fetches kgo.Fetches) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pause []int32
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		part := p.parts[fp.Partition]
+		if part == nil || fp.Topic != p.cfg.Topics.Orders {
+			return
+		}
+		part.highWatermark.Store(fp.HighWatermark)
+		added := 0
+		for _, r := range fp.Records {
+			if part.sched.add(r) {
+				added++
+			}
+		}
+		n := p.inflight.Add(int64(added))
+		p.m.inflight.Set(float64(n))
+		if !part.paused.Load() && part.sched.pending() >= p.cfg.MaxInflightPerPartition {
+			part.paused.Store(true)
+			pause = append(pause, part.num)
+		}
+	})
+	if len(pause) > 0 {
+		p.cl.PauseFetchPartitions(map[string][]int32{p.cfg.Topics.Orders: pause})
+	}
+	if !p.allPaused.Load() && p.inflight.Load() >= int64(p.cfg.MaxInflight) {
+		p.allPaused.Store(true)
+		p.cl.PauseFetchTopics(p.cfg.Topics.Orders)
+	}
+}
+
+// recordFinished updates the in-flight count and resumes paused fetching
+// once below the bounds.
+func (p *Processor) recordFinished(part *partition) {
+	n := p.inflight.Add(-1)
+	p.m.inflight.Set(float64(n))
+	if !part.paused.Load() && !p.allPaused.Load() {
+		return // fast path; the flags are re-checked under the lock
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if part.paused.Load() && part.sched.pending() < p.cfg.MaxInflightPerPartition && p.parts[part.num] == part {
+		part.paused.Store(false)
+		p.cl.ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Orders: {part.num}})
+	}
+	if p.allPaused.Load() && p.inflight.Load() < int64(p.cfg.MaxInflight) {
+		p.allPaused.Store(false)
+		p.cl.ResumeFetchTopics(p.cfg.Topics.Orders)
+	}
+}
+
+func (p *Processor) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	<-p.clSet
+	nums := assigned[p.cfg.Topics.Orders]
+	if len(nums) == 0 || p.killed.Load() {
+		return
+	}
+	p.mu.Lock()
+	var fresh []*partition
+	for _, n := range nums {
+		if p.parts[n] != nil {
+			continue
+		}
+		part := p.newPartition(n)
+		p.parts[n] = part
+		fresh = append(fresh, part)
+	}
+	p.mu.Unlock()
+	p.log.Info("partitions assigned", "partitions", nums)
+	if len(fresh) > 0 {
+		go p.restore(fresh)
+	}
+}
+
+func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	<-p.clSet
+	nums := revoked[p.cfg.Topics.Orders]
+	if len(nums) == 0 {
+		return
+	}
+	p.log.Info("partitions revoked", "partitions", nums)
+	if p.killed.Load() {
+		p.stop(p.take(nums), 0, false)
+		return
+	}
+	p.stop(p.take(nums), p.cfg.RevokeDeadline, true)
+}
+
+func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	<-p.clSet
+	nums := lost[p.cfg.Topics.Orders]
+	if len(nums) == 0 {
+		return
+	}
+	// Another member may own these already: stop at once, commit nothing.
+	p.log.Warn("partitions lost", "partitions", nums)
+	p.stop(p.take(nums), 0, false)
+}
+
+// take removes partitions from the assignment and resumes any paused
+// fetching of them (a pause outlives a revocation otherwise).
+func (p *Processor) take(nums []int32) []*partition {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*partition
+	var resume []int32
+	for _, n := range nums {
+		if part := p.parts[n]; part != nil {
+			delete(p.parts, n)
+			out = append(out, part)
+			if part.paused.Load() {
+				resume = append(resume, n)
+			}
+		}
+	}
+	if len(resume) > 0 {
+		p.cl.ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Orders: resume})
+	}
+	return out
+}
+
+func (p *Processor) stopAll(deadline time.Duration, commit bool) {
+	p.mu.Lock()
+	nums := make([]int32, 0, len(p.parts))
+	for n := range p.parts {
+		nums = append(nums, n)
+	}
+	p.mu.Unlock()
+	p.stop(p.take(nums), deadline, commit)
+}
+
+// stop stops partitions: no new step starts, in-flight steps get deadline,
+// then what finished is committed (when commit is true).
+func (p *Processor) stop(parts []*partition, deadline time.Duration, commit bool) {
+	if len(parts) == 0 {
+		return
+	}
+	for _, part := range parts {
+		part.beginStop()
+		part.sched.stop()
+	}
+	timer := time.AfterFunc(deadline, func() {
+		for _, part := range parts {
+			part.stepCancel()
+		}
+	})
+	for _, part := range parts {
+		part.sched.wait()
+	}
+	timer.Stop()
+	for _, part := range parts {
+		part.stepCancel()
+		n := p.inflight.Add(-int64(part.sched.pending()))
+		p.m.inflight.Set(float64(n))
+		p.m.lag.DeleteLabelValues(partitionLabel(part.num))
+	}
+	if commit && !p.killed.Load() {
+		ctx, cancel := context.WithTimeout(p.ioCtx, p.cfg.ProduceTimeout)
+		defer cancel()
+		if err := p.commit(ctx, parts); err != nil {
+			p.log.Error("commit on revocation failed; the next owner redoes the uncommitted records", "err", err)
+		}
+	}
+}
+
+func (p *Processor) commitLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		parts := make([]*partition, 0, len(p.parts))
+		for _, part := range p.parts {
+			parts = append(parts, part)
+		}
+		p.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, p.cfg.ProduceTimeout)
+		if err := p.commit(cctx, parts); err != nil && ctx.Err() == nil {
+			p.log.Warn("commit failed; retrying at the next interval", "err", err)
+		}
+		cancel()
+	}
+}
+
+// commit commits the watermark of every partition whose watermark moved.
+func (p *Processor) commit(ctx context.Context, parts []*partition) error {
+	p.commitMu.Lock()
+	defer p.commitMu.Unlock()
+	offsets := map[int32]kgo.EpochOffset{}
+	for _, part := range parts {
+		mark, epoch := part.sched.watermark()
+		if hw := part.highWatermark.Load(); hw > 0 && mark >= 0 {
+			p.m.lag.WithLabelValues(partitionLabel(part.num)).Set(float64(max(hw-mark, 0)))
+		}
+		if mark > part.committed {
+			offsets[part.num] = kgo.EpochOffset{Epoch: epoch, Offset: mark}
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	var reqErr, partErr error
+	p.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{p.cfg.Topics.Orders: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				reqErr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, pr := range t.Partitions {
+					if e := kerr.ErrorForCode(pr.ErrorCode); e != nil {
+						partErr = fmt.Errorf("partition %d: %w", pr.Partition, e)
+						delete(offsets, pr.Partition)
+					}
+				}
+			}
+		})
+	if reqErr != nil {
+		return reqErr
+	}
+	for _, part := range parts {
+		if o, ok := offsets[part.num]; ok {
+			part.committed = o.Offset
+		}
+	}
+	return partErr
+}
+
+// alert tells a human, without blocking the caller.
+func (p *Processor) alert(a integrations.Alert) {
+	p.m.alerts.Inc()
+	p.log.Warn("alert", "order_id", a.OrderID, "step", a.Step, "text", a.Text)
+	if p.prov.Alerter == nil {
+		return
+	}
+	p.alerts.Add(1)
+	go func() {
+		defer p.alerts.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.AlertTimeout)
+		defer cancel()
+		if err := p.prov.Alerter.Alert(ctx, a); err != nil {
+			p.log.Error("alert failed", "order_id", a.OrderID, "step", a.Step, "err", err)
+		}
+	}()
+}
+
+func (p *Processor) waitAlerts(d time.Duration) {
+	done := make(chan struct{})
+	go func() { p.alerts.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		p.log.Warn("alerts still being sent at shutdown")
+	}
+}
+
+func (p *Processor) circuitChanged(step string, from, to int) {
+	p.m.circuit.WithLabelValues(step).Set(float64(to))
+	p.log.Warn("circuit changed", "step", step, "from", circuitNames[from], "to", circuitNames[to])
+	switch to {
+	case circuitOpen:
+		if from == circuitClosed {
+			p.alert(integrations.Alert{Step: step, Text: "provider of step " + step + " is failing for every order: circuit open, orders wait"})
+		}
+	case circuitClosed:
+		p.alert(integrations.Alert{Step: step, Text: "provider of step " + step + " recovered: circuit closed, orders resume"})
+	}
+}
