@@ -29,6 +29,8 @@ var commands = []command{
 	{"topics", "create or check the Kafka topics", runTopics},
 	{"gateway", "receive Stripe webhooks and queue them on Kafka", runGateway},
 	{"processor", "run the order step chain as a Kafka consumer group", runProcessor},
+	{"dlq", "list, show and replay dead letters", runDLQ},
+	{"orders", "show an order's state and step results", runOrders},
 	{"sim", "run the provider simulator (every provider API on one port)", runSim},
 	{"loadgen", "post signed test load at a gateway and report rates and latency", runLoadgen},
 }

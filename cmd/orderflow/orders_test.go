@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/processor"
+)
+
+func TestOrdersShow(t *testing.T) {
+	e := newDLQEnv(t)
+	at := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	res := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
+	st := &processor.State{
+		OrderID: "pi_show", Status: processor.StatusInProgress, CreatedAt: at, UpdatedAt: at,
+		Order: &integrations.Order{ID: "pi_show", Number: "OF-PI_SHOW", Currency: "eur", AmountTotal: 4200,
+			Customer: integrations.Customer{Name: "Åsa Öberg", Email: buyerEmail},
+			Shipping: integrations.Address{Name: "Åsa Öberg", Line1: "Kauppakatu 1", City: "Oulu", PostalCode: "90100", Country: "FI"}},
+		Steps: map[string]*processor.StepState{
+			processor.StepDetails:       {Done: true, DoneAt: &at},
+			processor.StepCRM:           {Done: true, DoneAt: &at, Result: res(integrations.CRMResult{ContactID: "c-1", DealID: "deal-42"})},
+			processor.StepProductionLog: {Done: true, DoneAt: &at, Result: res(integrations.ProductionLogResult{RecordID: "recAB"})},
+			processor.StepShipping: {Done: true, DoneAt: &at, Result: res(integrations.Shipment{ShipmentID: "s-9", TrackingNumber: "00370733741234567890",
+				LabelLocation: "labels/OF-PI_SHOW.pdf"})},
+			processor.StepInvoice: {Done: true, DoneAt: &at, Result: res(integrations.Invoice{Number: "INV-OF-PI_SHOW", ProviderID: "nv-7"})},
+			processor.StepEmail:   {Attempts: 2, LastError: "mailgun: 503 Service Unavailable", LastFailure: &at},
+		},
+		Flags: []string{"possible_duplicate:shipping"},
+	}
+	// An older state first: the latest one is shown.
+	e.produce(e.state(1, &processor.State{OrderID: "pi_show", Status: processor.StatusDeadLettered}), e.state(1, st))
+
+	code, out, errs := e.run("orders", "show", "pi_show")
+	if code != 0 {
+		t.Fatalf("orders show: exit %d\n%s", code, errs)
+	}
+	for _, want := range []string{"order pi_show (OF-PI_SHOW)", "in_progress", "deal deal-42", "record recAB",
+		"tracking 00370733741234567890", "label labels/OF-PI_SHOW.pdf", "number INV-OF-PI_SHOW", "2 attempt(s)",
+		"mailgun: 503 Service Unavailable", "possible_duplicate:shipping", "42.00 EUR"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("orders show lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, buyerEmail) || strings.Contains(out, "Kauppakatu") {
+		t.Errorf("orders show prints customer data:\n%s", out)
+	}
+
+	code, out, errs = e.run("orders", "show", "pi_show", "--json")
+	if code != 0 {
+		t.Fatalf("orders show --json: exit %d\n%s", code, errs)
+	}
+	got, err := processor.DecodeState([]byte(out))
+	if err != nil {
+		t.Fatalf("--json output is not a state: %v\n%s", err, out)
+	}
+	if got.Status != processor.StatusInProgress || !got.HasFlag("possible_duplicate:shipping") || got.Steps[processor.StepEmail].Attempts != 2 {
+		t.Errorf("--json state = %+v", got)
+	}
+	if got.Order.Customer.Email != "***" || got.Order.Shipping.City != "***" || got.Order.AmountTotal != 4200 {
+		t.Errorf("--json does not mask customer data: %+v", got.Order)
+	}
+
+	code, out, _ = e.run("orders", "show", "--json", "--reveal", "pi_show")
+	if code != 0 || !strings.Contains(out, buyerEmail) {
+		t.Errorf("orders show --json --reveal: exit %d\n%s", code, out)
+	}
+
+	code, _, errs = e.run("orders", "show", "pi_none")
+	if code != 1 || !strings.Contains(errs, "order pi_none not found") {
+		t.Errorf("unknown order: exit %d, stderr %q", code, errs)
+	}
+}

@@ -1,0 +1,296 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// Reasons a selected dead letter is not replayed.
+const (
+	// SkipAlreadyReplayed: the order's state lists the dead letter in
+	// State.Replays; the processor already applied its replay.
+	SkipAlreadyReplayed = "already replayed"
+	// SkipAlreadyCompleted: the order's state is completed.
+	SkipAlreadyCompleted = "already completed"
+)
+
+// DefaultRate is the default replay rate in records per second: slow enough
+// that a replay of a whole outage's backlog does not hit the providers with
+// a burst, fast enough to replay thousands in minutes.
+const DefaultRate = 50
+
+// Decision is what a replay does with one dead letter.
+type Decision struct {
+	DeadLetter
+	// Skip is the reason the dead letter is not replayed; empty to replay.
+	Skip string
+}
+
+// Plan decides, from the orders' current state, which of dls to replay:
+// those already replayed or of an order already completed are skipped. The
+// decisions are in partition then offset order, the order Replay sends them.
+func (c *Client) Plan(ctx context.Context, dls []DeadLetter) ([]Decision, error) {
+	dls = slices.Clone(dls)
+	sortDeadLetters(dls)
+	// The processor keeps an order's state on the `orders.state` partition
+	// with the number of its `orders` partition, which the dead letter names.
+	where := map[string]int32{}
+	for _, d := range dls {
+		if d.Key != "" {
+			where[d.Key] = d.OriginalPartition
+		}
+	}
+	states, err := c.OrderStates(ctx, where)
+	if err != nil {
+		return nil, fmt.Errorf("read order states: %w", err)
+	}
+	return decide(dls, states), nil
+}
+
+func decide(dls []DeadLetter, states map[string]*processor.State) []Decision {
+	out := make([]Decision, 0, len(dls))
+	for _, d := range dls {
+		dec := Decision{DeadLetter: d}
+		if st := states[d.Key]; st != nil {
+			switch {
+			case slices.Contains(st.Replays, d.Source()):
+				dec.Skip = SkipAlreadyReplayed
+			case st.Status == processor.StatusCompleted:
+				dec.Skip = SkipAlreadyCompleted
+			}
+		}
+		out = append(out, dec)
+	}
+	return out
+}
+
+// ReplayOptions tune Replay.
+type ReplayOptions struct {
+	// Rate is the most records per second to send; <= 0 means DefaultRate.
+	Rate float64
+	// Progress, when set, is called after each acknowledged record.
+	Progress func(Progress)
+}
+
+// Progress is how far a replay got.
+type Progress struct {
+	Done, Total int
+}
+
+// Summary is the outcome of a replay.
+type Summary struct {
+	// Replayed counts records the broker acknowledged.
+	Replayed         int `json:"replayed"`
+	AlreadyReplayed  int `json:"already_replayed"`
+	AlreadyCompleted int `json:"already_completed"`
+	// Failed counts records not acknowledged (a write error or the replay
+	// stopped); running the same replay again sends them.
+	Failed int `json:"failed"`
+}
+
+// Skipped is the number of dead letters not replayed on purpose.
+func (s Summary) Skipped() int { return s.AlreadyReplayed + s.AlreadyCompleted }
+
+// ReplayRecord is the `orders` record that replays d on the given
+// partition: d's key and value, its headers without the DLQ ones (and
+// without those of an earlier replay), then topics.HeaderReplay = d's replay
+// count + 1 and topics.HeaderReplaySource = d's partition/offset.
+func ReplayRecord(d DeadLetter, ordersTopic string, partition int32) *kgo.Record {
+	headers := make([]kgo.RecordHeader, 0, len(d.Headers)+2)
+	for _, h := range d.Headers {
+		if isReplayDropped(h.Key) {
+			continue
+		}
+		headers = append(headers, h)
+	}
+	headers = append(headers,
+		kgo.RecordHeader{Key: topics.HeaderReplay, Value: []byte(strconv.Itoa(d.ReplayCount + 1))},
+		kgo.RecordHeader{Key: topics.HeaderReplaySource, Value: []byte(d.Source())},
+	)
+	var key []byte
+	if d.Key != "" {
+		key = []byte(d.Key)
+	}
+	return &kgo.Record{Topic: ordersTopic, Partition: partition, Key: key, Value: d.Value, Headers: headers}
+}
+
+var droppedHeaders = []string{
+	topics.HeaderDLQTopic, topics.HeaderDLQPartition, topics.HeaderDLQOffset,
+	topics.HeaderDLQStep, topics.HeaderDLQClass, topics.HeaderDLQError,
+	topics.HeaderDLQAttempts, topics.HeaderDLQFirstFailure, topics.HeaderDLQLastFailure,
+	topics.HeaderDLQReplayCount, topics.HeaderReplay, topics.HeaderReplaySource,
+}
+
+func isReplayDropped(k string) bool { return slices.Contains(droppedHeaders, k) }
+
+// replayPartition is the `orders` partition a replay goes to: the original
+// partition named in the headers (where the order's other events and its
+// state live), else the key's partition.
+func replayPartition(d DeadLetter, n int) int32 {
+	switch {
+	case d.OriginalPartition >= 0 && int(d.OriginalPartition) < n:
+		return d.OriginalPartition
+	case d.Key != "":
+		return keyPartition(d.Key, n)
+	default:
+		return d.Partition % int32(n)
+	}
+}
+
+// Replay sends the dead letters of plan not marked Skip to `orders`, in plan
+// order, at most opts.Rate per second, and waits for every acknowledgement.
+// It stops sending at the first write error or when ctx ends and returns
+// the summary with that error; what was acknowledged stays replayed, and a
+// second run replays the rest (the processor ignores a replay it applied).
+func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions) (Summary, error) {
+	var sum Summary
+	var todo []Decision
+	for _, d := range plan {
+		switch d.Skip {
+		case "":
+			todo = append(todo, d)
+		case SkipAlreadyReplayed:
+			sum.AlreadyReplayed++
+		case SkipAlreadyCompleted:
+			sum.AlreadyCompleted++
+		default:
+			return sum, fmt.Errorf("dlq: unknown skip reason %q", d.Skip)
+		}
+	}
+	if len(todo) == 0 {
+		return sum, nil
+	}
+	spans, err := c.spans(ctx, c.names.Orders)
+	if err != nil {
+		return sum, err
+	}
+	n := len(spans)
+	rate := opts.Rate
+	if rate <= 0 {
+		rate = DefaultRate
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+
+	var (
+		mu       sync.Mutex
+		acked    int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr
+	}
+	next := time.Now()
+	sent := 0
+	var stopErr error
+	for _, d := range todo {
+		if err := failed(); err != nil {
+			break
+		}
+		if wait := time.Until(next); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				stopErr = fmt.Errorf("replay stopped: %w", ctx.Err())
+			case <-t.C:
+			}
+			if stopErr != nil {
+				break
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			stopErr = fmt.Errorf("replay stopped: %w", err)
+			break
+		}
+		next = time.Now().Add(interval)
+		rec := ReplayRecord(d.DeadLetter, c.names.Orders, replayPartition(d.DeadLetter, n))
+		src := d.Source()
+		wg.Add(1)
+		sent++
+		c.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			mu.Lock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("replay dead letter %s: %w", src, err)
+				}
+				mu.Unlock()
+				return
+			}
+			acked++
+			done := acked
+			mu.Unlock()
+			if opts.Progress != nil {
+				opts.Progress(Progress{Done: done, Total: len(todo)})
+			}
+		})
+	}
+	// Every record handed to the producer is awaited: the producer retries
+	// until the broker acknowledges or the record fails.
+	wg.Wait()
+	sum.Replayed = acked
+	sum.Failed = len(todo) - acked
+	err = errors.Join(stopErr, failed())
+	return sum, err
+}
+
+// LeftOut returns the dead letters of all that a replay of plan leaves out
+// although they come before a replayed dead letter of the same order on
+// the same partition and are not skipped themselves: replaying without them
+// changes the order in which the processor sees that order's events. all is
+// the plan of every dead letter of the orders in plan.
+func LeftOut(plan, all []Decision) []Decision {
+	type pos struct {
+		partition int32
+		offset    int64
+	}
+	selected := map[string]bool{}
+	first := map[string]pos{}
+	for _, d := range plan {
+		if d.Skip != "" {
+			continue
+		}
+		selected[d.Source()] = true
+		if f, ok := first[d.Key]; !ok || d.Partition < f.partition || (d.Partition == f.partition && d.Offset < f.offset) {
+			first[d.Key] = pos{d.Partition, d.Offset}
+		}
+	}
+	var out []Decision
+	for _, d := range all {
+		f, ok := first[d.Key]
+		if d.Skip != "" || selected[d.Source()] || !ok || d.Partition != f.partition || d.Offset > f.offset {
+			continue
+		}
+		out = append(out, d)
+	}
+	sortDecisions(out)
+	return out
+}
+
+func sortDecisions(ds []Decision) {
+	slices.SortFunc(ds, func(a, b Decision) int {
+		if a.Partition != b.Partition {
+			return int(a.Partition - b.Partition)
+		}
+		switch {
+		case a.Offset < b.Offset:
+			return -1
+		case a.Offset > b.Offset:
+			return 1
+		}
+		return 0
+	})
+}
