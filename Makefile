@@ -6,7 +6,7 @@ INFRA     := $(GO) run ./test/infra/cmd/infra
 PKGS      := ./...
 TESTFLAGS ?= -race -timeout 30m
 
-.PHONY: all build test lint infra-up infra-down clean
+.PHONY: all build test lint run infra-up infra-down clean
 
 all: build
 
@@ -34,3 +34,8 @@ infra-down:
 
 clean: infra-down
 	rm -rf bin
+
+## run: the whole pipeline in one process (embedded Kafka, gateway, processor,
+## provider simulator), data under ./var. Then: ./bin/orderflow send-test-event
+run: build
+	./bin/orderflow dev $(ARGS)

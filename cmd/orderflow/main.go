@@ -26,12 +26,14 @@ type command struct {
 
 // commands lists every subcommand, in help order.
 var commands = []command{
-	{"topics", "create or check the Kafka topics", runTopics},
 	{"gateway", "receive Stripe webhooks and queue them on Kafka", runGateway},
 	{"processor", "run the order step chain as a Kafka consumer group", runProcessor},
+	{"dev", "run everything in one process: embedded Kafka, gateway, processor, simulator", runDev},
+	{"topics", "create or check the Kafka topics", runTopics},
 	{"dlq", "list, show and replay dead letters", runDLQ},
 	{"orders", "show an order's state and step results", runOrders},
 	{"sim", "run the provider simulator (every provider API on one port)", runSim},
+	{"send-test-event", "post realistic signed Stripe test events to a gateway", runSendTestEvent},
 	{"loadgen", "post signed test load at a gateway and report rates and latency", runLoadgen},
 }
 

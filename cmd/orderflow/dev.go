@@ -1,0 +1,502 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/integrations/sim"
+	"github.com/orderflow/orderflow/integrations/stripe"
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/topics"
+)
+
+const devUsage = `dev [flags]
+
+Runs the whole pipeline in one process, for trying orderflow out and for
+development: an embedded Kafka broker (its data under <data-dir>/kafka), the
+webhook gateway, one processor and the provider simulator (its outbox under
+<data-dir>/sim/outbox). Stop it with Ctrl-C; the next start carries on with
+the same topics, offsets and order state.
+
+Then send an order from another terminal: orderflow send-test-event`
+
+// devConfig configures dev mode.
+type devConfig struct {
+	HTTPAddr    string
+	KafkaAddr   string
+	SimAddr     string
+	MetricsAddr string // empty: no metrics listener
+	DataDir     string
+	// WebhookSecrets are accepted besides the one kept in the data folder
+	// (the Stripe CLI's, for example).
+	WebhookSecrets []string
+	SimLatency     string
+	// StripeAPIKey, a test-mode key, reads order details from the real
+	// Stripe API instead of the simulator.
+	StripeAPIKey string
+	RedisAddr    string
+	Partitions   int
+	// Command is how the banner spells this program ("orderflow", or
+	// "go run ./cmd/orderflow" under make run).
+	Command string
+	// Processor adjusts the processor's configuration (tests shorten
+	// delays); nil keeps the defaults.
+	Processor func(*processor.Config)
+}
+
+// Default addresses of dev mode.
+const (
+	devDefaultHTTPAddr    = "127.0.0.1:8080"
+	devDefaultKafkaAddr   = "127.0.0.1:9092"
+	devDefaultSimAddr     = "127.0.0.1:8090"
+	devDefaultMetricsAddr = "127.0.0.1:9090"
+	devDefaultDataDir     = "var"
+)
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dev", devUsage, stderr)
+	var c devConfig
+	var secrets, logLevel string
+	fs.StringVar(&c.HTTPAddr, "http-addr", devDefaultHTTPAddr, "listen address of the webhook endpoint (/webhooks/stripe)")
+	fs.StringVar(&c.KafkaAddr, "kafka-addr", devDefaultKafkaAddr, "listen address of the embedded Kafka broker (give it to other commands as --brokers)")
+	fs.StringVar(&c.SimAddr, "sim-addr", devDefaultSimAddr, "listen address of the provider simulator")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", devDefaultMetricsAddr, "listen address of Prometheus /metrics (empty: none)")
+	fs.StringVar(&c.DataDir, "data-dir", devDefaultDataDir, "folder for Kafka's data, the simulator's outbox, labels and the webhook secret")
+	fs.StringVar(&secrets, "webhook-secret", "", "extra accepted webhook signing secrets, comma-separated (the Stripe CLI's whsec_…); the one kept in <data-dir>/webhook-secret is always accepted")
+	fs.StringVar(&c.SimLatency, "sim-latency", "", "simulated provider latency, optionally per step: 50ms or 50ms,shipping=300ms")
+	fs.StringVar(&c.StripeAPIKey, "stripe-api-key", "", "a Stripe test-mode key (sk_test_… or rk_test_…): read order details from the real Stripe API instead of the simulator (better set as ORDERFLOW_STRIPE_API_KEY)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port for the gateway's dedup (empty: in memory)")
+	fs.IntVar(&c.Partitions, "partitions", 3, "partitions of the topics when they are first created")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("dev: unexpected argument %q", fs.Arg(0))
+	}
+	c.WebhookSecrets = splitList(secrets)
+	c.Command = selfCommand()
+	logger, err := gatewayLogger(stderr, "text", logLevel)
+	if err != nil {
+		return err
+	}
+	d, err := startDev(ctx, c, stdout, logger)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	// A second Ctrl-C ends the process at once, without a clean stop.
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	fmt.Fprintln(stdout, "\nstopping: finishing in-flight steps, saving Kafka's data (Ctrl-C again to quit at once)")
+	return d.Stop()
+}
+
+// selfCommand is how a user runs this program again: "go run
+// ./cmd/orderflow" when started by go run (make run), else the name it was
+// started by.
+func selfCommand() string {
+	exe := os.Args[0]
+	if strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		return "go run ./cmd/orderflow"
+	}
+	if filepath.Base(exe) == exe {
+		return exe // found on PATH
+	}
+	if rel, err := filepath.Rel(".", exe); err == nil && !strings.HasPrefix(rel, "..") && !filepath.IsAbs(exe) {
+		return "./" + filepath.ToSlash(rel)
+	}
+	return exe
+}
+
+// devProviders are the provider settings of dev mode: every provider on
+// the simulator at simAddr, except order details from the real Stripe API
+// when a test-mode key is given. Nothing is read from the environment.
+func devProviders(c devConfig, simAddr string) *providerFlags {
+	pf := &providerFlags{
+		simURL:   "http://" + simAddr,
+		steps:    defaultSteps,
+		labelDir: filepath.Join(c.DataDir, "labels"),
+		getenv:   func(string) string { return "" },
+	}
+	if c.StripeAPIKey != "" {
+		pf.stripeURL = stripe.DefaultBaseURL
+		pf.stripeKey = c.StripeAPIKey
+	}
+	return pf
+}
+
+// devServer is a running dev mode.
+type devServer struct {
+	cfg        devConfig
+	log        *slog.Logger
+	names      topics.Names
+	kafka      *kfake.Cluster
+	kafkaAddr  string
+	sim        *sim.Server
+	simAddr    string
+	httpAddr   string
+	metricAddr string
+	secret     string
+	outbox     string
+
+	producer *kgo.Client
+	lns      []net.Listener
+	servers  []*http.Server // gateway first, then metrics; the simulator's separately
+	simSrv   *http.Server
+	redis    *redis.Client
+	cleanup  func()
+
+	cancelProc context.CancelFunc
+	procDone   chan error
+	stopOnce   sync.Once
+	stopErr    error
+}
+
+// startDev starts every part and prints the banner to out. Stop it with
+// Stop; cancelling ctx does not stop it by itself.
+func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logger) (_ *devServer, err error) {
+	if c.Partitions < 1 {
+		return nil, usagef("--partitions must be at least 1")
+	}
+	if c.StripeAPIKey != "" && !strings.HasPrefix(c.StripeAPIKey, "sk_test_") && !strings.HasPrefix(c.StripeAPIKey, "rk_test_") {
+		return nil, usagef("--stripe-api-key: dev mode takes a test-mode key (sk_test_… or rk_test_…), never a live one")
+	}
+	latency, stepLatency, err := sim.ParseLatency(c.SimLatency)
+	if err != nil {
+		return nil, usagef("--sim-latency: %v", err)
+	}
+	kafkaHost, kafkaPort, err := splitHostPort(c.KafkaAddr)
+	if err != nil {
+		return nil, usagef("--kafka-addr: %v", err)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	secret, err := loadOrCreateWebhookSecret(filepath.Join(c.DataDir, webhookSecretFile))
+	if err != nil {
+		return nil, err
+	}
+
+	d := &devServer{cfg: c, log: logger, names: topics.New(""), secret: secret, procDone: make(chan error, 1)}
+	// On a failed start, stop what did start.
+	defer func() {
+		if err != nil {
+			for _, ln := range d.lns {
+				ln.Close()
+			}
+			d.Stop()
+		}
+	}()
+
+	// Listeners first, so a busy port fails before anything is written.
+	listen := func(flagName, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", flagName, err)
+		}
+		d.lns = append(d.lns, ln)
+		return ln, nil
+	}
+	httpLn, err := listen("http-addr", c.HTTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	d.httpAddr = httpLn.Addr().String()
+	simLn, err := listen("sim-addr", c.SimAddr)
+	if err != nil {
+		return nil, err
+	}
+	d.simAddr = simLn.Addr().String()
+	var metricsLn net.Listener
+	if c.MetricsAddr != "" {
+		if metricsLn, err = listen("metrics-addr", c.MetricsAddr); err != nil {
+			return nil, err
+		}
+		d.metricAddr = metricsLn.Addr().String()
+	}
+
+	// Kafka. kfake writes each batch to its files as it is produced (no
+	// fsync per batch: like Kafka, a process crash loses nothing, only a
+	// machine crash could) and saves the rest of its state on Close.
+	d.kafka, err = kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.Ports(kafkaPort),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(kafkaHost, strconv.Itoa(kafkaPort)))
+		}),
+		kfake.DataDir(filepath.Join(c.DataDir, "kafka")),
+		kfake.ClusterID("orderflow-dev"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("embedded kafka on --kafka-addr %s: %w", c.KafkaAddr, err)
+	}
+	d.kafkaAddr = d.kafka.ListenAddrs()[0]
+	kopts := []kgo.Opt{kgo.SeedBrokers(d.kafkaAddr)}
+	if err := d.createTopics(ctx, kopts); err != nil {
+		return nil, err
+	}
+
+	// Simulator.
+	simDir := filepath.Join(c.DataDir, "sim")
+	d.sim, err = sim.New(sim.Config{DataDir: simDir, Latency: latency, StepLatency: stepLatency, Logger: logger.With("component", "sim")})
+	if err != nil {
+		return nil, err
+	}
+	d.outbox = filepath.Join(simDir, "outbox")
+	d.simSrv = &http.Server{Handler: d.sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go d.serve(d.simSrv, simLn)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Processor, with every provider pointed at the simulator.
+	pf := devProviders(c, d.simAddr)
+	prov, cleanup, err := pf.build(ctx, logger.With("component", "providers"))
+	if err != nil {
+		return nil, err
+	}
+	d.cleanup = cleanup
+	pcfg := processor.DefaultConfig(d.names)
+	pcfg.Group = "orderflow-dev"
+	if c.Processor != nil {
+		c.Processor(&pcfg)
+	}
+	proc, err := processor.New(pcfg, prov, kopts, logger.With("component", "processor"), reg)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancelProc = cancel
+	go func() { d.procDone <- proc.Run(pctx) }()
+
+	// Gateway.
+	gcfg := gateway.Config{Topic: d.names.Orders, Secrets: append([]string{secret}, c.WebhookSecrets...)}
+	if err := gcfg.Validate(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	d.producer, err = kgo.NewClient(append(kopts, gateway.ProducerOpts(gcfg, 2*time.Millisecond)...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	var dedup gateway.Deduper = gateway.NewMemoryDeduper(0)
+	if c.RedisAddr != "" {
+		d.redis = redis.NewClient(&redis.Options{Addr: c.RedisAddr, DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
+		dedup = gateway.NewRedisDeduper(d.redis, "")
+	}
+	gw, err := gateway.New(gcfg, d.producer, dedup, logger.With("component", "gateway"), reg)
+	if err != nil {
+		return nil, err
+	}
+	gwSrv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second}
+	d.servers = append(d.servers, gwSrv)
+	go d.serve(gwSrv, httpLn)
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		d.servers = append(d.servers, msrv)
+		go d.serve(msrv, metricsLn)
+	}
+
+	logger.Info("dev mode started", "http_addr", d.httpAddr, "kafka_addr", d.kafkaAddr, "sim_addr", d.simAddr, "data_dir", c.DataDir)
+	d.printBanner(out)
+	return d, nil
+}
+
+func (d *devServer) serve(s *http.Server, ln net.Listener) {
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		d.log.Error("http server failed", "addr", ln.Addr().String(), "err", err)
+	}
+}
+
+// createTopics creates the topics that do not exist yet (a restart finds
+// them in the data folder) and checks them.
+func (d *devServer) createTopics(ctx context.Context, kopts []kgo.Opt) error {
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	specs := d.names.Specs(int32(d.cfg.Partitions))
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	created, err := topics.Create(tctx, adm, specs, 1)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	if len(created) > 0 {
+		d.log.Info("created topics", "topics", created)
+	}
+	diffs, err := topics.Check(tctx, adm, specs)
+	if err != nil {
+		return fmt.Errorf("check topics: %w", err)
+	}
+	for _, df := range diffs {
+		d.log.Warn("topic differs from the expected shape", "topic", df.Topic, "reason", df.Reason)
+	}
+	return nil
+}
+
+// Stop stops every part, in order: the gateway (no new events), the
+// processor (in-flight steps finish, state and offsets are written), the
+// simulator, then Kafka, which saves its data. It is safe to call twice.
+func (d *devServer) Stop() error {
+	d.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var errs []error
+		for _, s := range d.servers {
+			if err := s.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+			}
+		}
+		if d.producer != nil {
+			if err := d.producer.Flush(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("flush producer: %w", err))
+			}
+			d.producer.Close()
+		}
+		if d.redis != nil {
+			d.redis.Close()
+		}
+		if d.cancelProc != nil {
+			d.cancelProc()
+			select {
+			case err := <-d.procDone:
+				if err != nil {
+					errs = append(errs, fmt.Errorf("processor: %w", err))
+				}
+			case <-ctx.Done():
+				errs = append(errs, errors.New("processor did not stop in 30s"))
+			}
+		}
+		if d.cleanup != nil {
+			d.cleanup()
+		}
+		if d.simSrv != nil {
+			if err := d.simSrv.Shutdown(ctx); err != nil {
+				_ = d.simSrv.Close()
+			}
+		}
+		if d.sim != nil {
+			if err := d.sim.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("simulator outbox: %w", err))
+			}
+		}
+		if d.kafka != nil {
+			d.kafka.Close()
+		}
+		d.log.Info("dev mode stopped")
+		d.stopErr = errors.Join(errs...)
+	})
+	return d.stopErr
+}
+
+// printBanner tells a newcomer where everything is and what to do next.
+func (d *devServer) printBanner(w io.Writer) {
+	c := d.cfg
+	cmd := c.Command
+	if cmd == "" {
+		cmd = "orderflow"
+	}
+	sendCmd := cmd + " send-test-event"
+	if d.httpAddr != devDefaultHTTPAddr {
+		sendCmd += " --url http://" + d.httpAddr + gateway.WebhookPath
+	}
+	if filepath.Clean(c.DataDir) != devDefaultDataDir {
+		sendCmd += " --data-dir " + c.DataDir
+	}
+	details := "the simulator"
+	if c.StripeAPIKey != "" {
+		details = "the Stripe API (test mode)"
+	}
+	fmt.Fprintf(w, "orderflow dev mode: Kafka, gateway, processor and provider simulator in one process.\n\n")
+	fmt.Fprintf(w, "  webhooks   http://%s%s\n", d.httpAddr, gateway.WebhookPath)
+	fmt.Fprintf(w, "  secret     %s (kept in %s)\n", d.secret, filepath.Join(c.DataDir, webhookSecretFile))
+	fmt.Fprintf(w, "  kafka      %s (data in %s)\n", d.kafkaAddr, filepath.Join(c.DataDir, "kafka"))
+	fmt.Fprintf(w, "  providers  simulator at http://%s (stats: /_sim/stats); order details from %s\n", d.simAddr, details)
+	fmt.Fprintf(w, "  outbox     %s (labels, invoices, emails, alerts)\n", d.outbox)
+	if d.metricAddr != "" {
+		fmt.Fprintf(w, "  metrics    http://%s/metrics\n", d.metricAddr)
+	}
+	fmt.Fprintf(w, "\nIn another terminal, send an order:\n  %s\n", sendCmd)
+	if c.StripeAPIKey != "" {
+		fmt.Fprintf(w, "  (its made-up orders are not in your Stripe account, so with --stripe-api-key\n   they fail at the details step; use the Stripe CLI below and\n   stripe trigger checkout.session.completed)\n")
+	}
+	fmt.Fprintf(w, "Then look at it:\n  ls %s/*\n  %s orders show <order id> --brokers %s\n  %s dlq list --brokers %s\n",
+		d.outbox, cmd, d.kafkaAddr, cmd, d.kafkaAddr)
+	fmt.Fprintf(w, "Real test-mode webhooks from Stripe (Stripe CLI):\n  stripe listen --forward-to http://%s%s\n", d.httpAddr, gateway.WebhookPath)
+	fmt.Fprintf(w, "  and restart with --webhook-secret set to the whsec_… it prints.\n")
+	fmt.Fprintf(w, "Ctrl-C stops; the next start carries on with the same data.\n\n")
+}
+
+// loadOrCreateWebhookSecret returns the secret kept in path, creating it
+// (mode 0600) on first use.
+func loadOrCreateWebhookSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("webhook secret: %w", err)
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("webhook secret: %w", err)
+	}
+	s := "whsec_" + hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("webhook secret: %w", err)
+	}
+	if _, err := fmt.Fprintln(f, s); err != nil {
+		f.Close()
+		return "", fmt.Errorf("webhook secret: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("webhook secret: %w", err)
+	}
+	return s, nil
+}
+
+// splitHostPort splits a listen address; the port may be 0 (any free one).
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a number from 0 to 65535", p)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return host, port, nil
+}

@@ -1,0 +1,469 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/integrations/sim"
+	"github.com/orderflow/orderflow/integrations/stripe"
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/test/testenv"
+)
+
+// devTestConfig is dev mode on free ports in dir, with short processor
+// intervals so the test does not wait on defaults made for production.
+func devTestConfig(dir string) devConfig {
+	return devConfig{
+		HTTPAddr:   "127.0.0.1:0",
+		KafkaAddr:  "127.0.0.1:0",
+		SimAddr:    "127.0.0.1:0",
+		DataDir:    dir,
+		Partitions: 3,
+		Command:    "orderflow",
+		Processor: func(c *processor.Config) {
+			c.CommitInterval = 100 * time.Millisecond
+			c.Retry.BaseDelay = 50 * time.Millisecond
+			c.Retry.MaxDelay = time.Second
+		},
+	}
+}
+
+func startDevT(t *testing.T, cfg devConfig) (*devServer, string) {
+	t.Helper()
+	var banner bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := startDev(context.Background(), cfg, &banner, logger)
+	if err != nil {
+		t.Fatalf("start dev mode: %v", err)
+	}
+	t.Cleanup(func() { d.Stop() })
+	return d, banner.String()
+}
+
+// stateReader follows orders.state and keeps each order's latest state.
+type stateReader struct {
+	cl      *kgo.Client
+	states  map[string]*processor.State
+	records int // records read
+}
+
+func newStateReader(t *testing.T, brokers, topic string) *stateReader {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &stateReader{cl: cl, states: map[string]*processor.State{}}
+}
+
+func (r *stateReader) poll(t *testing.T, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	fs := r.cl.PollFetches(ctx)
+	fs.EachRecord(func(rec *kgo.Record) {
+		r.records++
+		if rec.Value == nil {
+			delete(r.states, string(rec.Key))
+			return
+		}
+		st, err := processor.DecodeState(rec.Value)
+		if err != nil {
+			t.Errorf("state of %s: %v", rec.Key, err)
+			return
+		}
+		r.states[string(rec.Key)] = st
+	})
+}
+
+// waitCompleted waits until every order is completed and returns the
+// orders not completed (with their status) when the time is up.
+func (r *stateReader) waitCompleted(t *testing.T, orders []string, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r.poll(t, 300*time.Millisecond)
+		var pending []string
+		for _, id := range orders {
+			st := r.states[id]
+			switch {
+			case st == nil:
+				pending = append(pending, id+": no state")
+			case st.Status != processor.StatusCompleted:
+				pending = append(pending, fmt.Sprintf("%s: %s (%s)", id, st.Status, st.LastError))
+			}
+		}
+		if len(pending) == 0 || time.Now().After(deadline) {
+			return pending
+		}
+	}
+}
+
+// waitCommitted waits until the processor's group has committed every
+// record of orders: then nothing is left to redeliver.
+func waitCommitted(t *testing.T, brokers, group, topic string, timeout time.Duration) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ends, err1 := adm.ListEndOffsets(ctx, topic)
+		committed, err2 := adm.FetchOffsets(ctx, group)
+		cancel()
+		behind := -1
+		if err1 == nil && err2 == nil {
+			behind = 0
+			ends.Each(func(o kadm.ListedOffset) {
+				if c, ok := committed.Lookup(topic, o.Partition); !ok || c.At < o.Offset {
+					behind++
+				}
+			})
+		}
+		if behind == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s has not committed the end of %s after %s (partitions behind %d, errors %v %v)", group, topic, timeout, behind, err1, err2)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkPersistedOffsets opens the saved Kafka data alone, with no
+// processor that could commit again, and checks that the dev group's
+// committed offsets were restored at the end of every partition.
+func checkPersistedOffsets(t *testing.T, dataDir, topic string) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dataDir))
+	if err != nil {
+		t.Fatalf("reopen kafka data: %v", err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := adm.FetchOffsets(ctx, "orderflow-dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup(topic, o.Partition)
+		if o.Offset == 0 || !ok || c.At != o.Offset {
+			t.Errorf("%s/%d: committed %v (found %v), end %d: offsets not restored from the data folder", topic, o.Partition, c.At, ok, o.Offset)
+		}
+	})
+}
+
+func countFiles(t *testing.T, pattern string) int {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(m)
+}
+
+func TestDevModeEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	dir := t.TempDir()
+	cfg := devTestConfig(dir)
+	d, banner := startDevT(t, cfg)
+
+	url := "http://" + d.httpAddr + gateway.WebhookPath
+	for _, want := range []string{url, d.secret, "send-test-event --url " + url, "orders show <order id> --brokers " + d.kafkaAddr,
+		"dlq list --brokers " + d.kafkaAddr, "stripe listen --forward-to " + url, filepath.Join(dir, "sim", "outbox")} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dir, webhookSecretFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("webhook secret file: %v, mode %v; want 0600", err, fi)
+	}
+
+	const orders = 50
+	opts := testEventOptions{URL: url, Secret: d.secret, Type: typeCheckout, Count: orders, Duplicates: 0.3, Seed: 42, Quiet: true}
+	var out bytes.Buffer
+	sum, err := sendTestEvents(context.Background(), opts, &out)
+	if err != nil || sum.Failed > 0 {
+		t.Fatalf("send: %v, %d failed: %s", err, sum.Failed, out.String())
+	}
+	if sum.Duplicates == 0 {
+		t.Fatalf("no duplicate was sent: %s", out.String())
+	}
+
+	states := newStateReader(t, d.kafkaAddr, d.names.State)
+	if pending := states.waitCompleted(t, sum.Orders, 90*time.Second); len(pending) > 0 {
+		t.Fatalf("%d orders not completed: %v", len(pending), pending)
+	}
+	waitCommitted(t, d.kafkaAddr, "orderflow-dev", d.names.Orders, 30*time.Second)
+
+	st := d.sim.Stats().Steps
+	for _, step := range []string{sim.StepShipping, sim.StepInvoice, sim.StepEmail} {
+		if st[step].Created != orders {
+			t.Errorf("%s: created %d, want %d", step, st[step].Created, orders)
+		}
+	}
+	for step, s := range st {
+		if s.DuplicateCreates != 0 {
+			t.Errorf("%s: %d duplicate creates", step, s.DuplicateCreates)
+		}
+	}
+	outbox := filepath.Join(dir, "sim", "outbox")
+	for pattern, want := range map[string]int{
+		"shipping/*.pdf": orders, "invoice/*.xml": orders, "email/*.eml": orders,
+		"shipping.jsonl": 1, "invoice.jsonl": 1, "email.jsonl": 1,
+	} {
+		if got := countFiles(t, filepath.Join(outbox, pattern)); got != want {
+			t.Errorf("outbox %s: %d files, want %d", pattern, got, want)
+		}
+	}
+	if got := countFiles(t, filepath.Join(dir, "labels", "pi_*", "*.pdf")); got != orders {
+		t.Errorf("label store: %d label PDFs, want %d", got, orders)
+	}
+
+	// Compact orders.state (Kafka would, in its own time), stop, and start
+	// again on the same folder.
+	d.kafka.Compact()
+	secret := d.secret
+	if err := d.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	checkPersistedOffsets(t, filepath.Join(dir, "kafka"), d.names.Orders)
+	d2, _ := startDevT(t, cfg)
+	if d2.secret != secret {
+		t.Errorf("webhook secret changed on restart")
+	}
+	// The group's offsets survived: nothing is redelivered.
+	waitCommitted(t, d2.kafkaAddr, "orderflow-dev", d2.names.Orders, 5*time.Second)
+
+	code, showOut, showErr := orderflow(t, "orders", "show", sum.Orders[0], "--brokers", d2.kafkaAddr)
+	if code != 0 || !strings.Contains(showOut, "completed") {
+		t.Fatalf("orders show after restart: exit %d\n%s%s", code, showOut, showErr)
+	}
+	states2 := newStateReader(t, d2.kafkaAddr, d2.names.State)
+	if pending := states2.waitCompleted(t, sum.Orders, 10*time.Second); len(pending) > 0 {
+		t.Fatalf("after restart, %d orders not completed: %v", len(pending), pending)
+	}
+	if states2.records >= states.records {
+		t.Errorf("orders.state has %d records after compaction and restart, %d before; want fewer", states2.records, states.records)
+	}
+	t.Logf("orders.state: %d records before compaction, %d after the restart", states.records, states2.records)
+
+	// Stripe delivers the first order's events again. The gateway's memory
+	// dedup was lost with the restart, so they are queued; the processor
+	// must recognise them and create nothing.
+	again := opts
+	again.Count = 1
+	again.URL = "http://" + d2.httpAddr + gateway.WebhookPath
+	sum2, err := sendTestEvents(context.Background(), again, &out)
+	if err != nil || sum2.Failed > 0 || sum2.Orders[0] != sum.Orders[0] {
+		t.Fatalf("resend: %v, %d failed, order %v (want %s)", err, sum2.Failed, sum2.Orders, sum.Orders[0])
+	}
+	if sum2.Answers["200 queued"] == 0 {
+		t.Fatalf("the resent events were not queued (answers %v): the processor's dedup is not exercised", sum2.Answers)
+	}
+	waitCommitted(t, d2.kafkaAddr, "orderflow-dev", d2.names.Orders, 30*time.Second)
+	for step, s := range d2.sim.Stats().Steps {
+		if s.Created != 0 || s.DuplicateCreates != 0 {
+			t.Errorf("after a resent event, %s: created %d, duplicate creates %d; want none", step, s.Created, s.DuplicateCreates)
+		}
+	}
+}
+
+func TestDevModeBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"live stripe key", []string{"--stripe-api-key", "sk_live_123"}, "test-mode key"},
+		{"bad latency", []string{"--sim-latency", "fast"}, "--sim-latency"},
+		{"bad kafka addr", []string{"--kafka-addr", "nowhere"}, "--kafka-addr"},
+		{"bad partitions", []string{"--partitions", "0"}, "--partitions"},
+		{"extra argument", []string{"now"}, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--metrics-addr", ""}, tt.args...)
+			code, _, errs := orderflow(t, args...)
+			if code != 2 || !strings.Contains(errs, tt.want) {
+				t.Fatalf("exit %d, want 2 with %q\n%s", code, tt.want, errs)
+			}
+		})
+	}
+}
+
+func TestDevModeBusyPort(t *testing.T) {
+	dir := t.TempDir()
+	d, _ := startDevT(t, devTestConfig(dir))
+	cfg := devTestConfig(t.TempDir())
+	cfg.HTTPAddr = d.httpAddr
+	_, err := startDev(context.Background(), cfg, &bytes.Buffer{}, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "--http-addr") {
+		t.Fatalf("err = %v, want a --http-addr error", err)
+	}
+}
+
+func TestWebhookSecretKeptInDataDir(t *testing.T) {
+	path := filepath.Join(t.TempDir(), webhookSecretFile)
+	s1, err := loadOrCreateWebhookSecret(path)
+	if err != nil || !strings.HasPrefix(s1, "whsec_") || len(s1) < 40 {
+		t.Fatalf("secret %q, %v", s1, err)
+	}
+	s2, err := loadOrCreateWebhookSecret(path)
+	if err != nil || s2 != s1 {
+		t.Fatalf("second load: %q, %v; want %q", s2, err, s1)
+	}
+	got, err := resolveWebhookSecret("", "", filepath.Dir(path))
+	if err != nil || got != s1 {
+		t.Fatalf("send-test-event reads %q, %v; want %q", got, err, s1)
+	}
+}
+
+func TestDevProviders(t *testing.T) {
+	tests := []struct {
+		name       string
+		key        string
+		wantStripe string
+		wantKey    string
+	}{
+		{"simulator only", "", "http://127.0.0.1:8090", simStripeKey},
+		{"real stripe test key", "sk_test_abc", stripe.DefaultBaseURL, "sk_test_abc"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(envZohoClientSecret, "from-the-environment") // must not leak into dev mode
+			pf := devProviders(devConfig{DataDir: "var", StripeAPIKey: tt.key}, "127.0.0.1:8090")
+			c, err := pf.configs(slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Stripe.BaseURL != tt.wantStripe || c.Stripe.SecretKey != tt.wantKey {
+				t.Errorf("stripe %q %q, want %q %q", c.Stripe.BaseURL, c.Stripe.SecretKey, tt.wantStripe, tt.wantKey)
+			}
+			if c.Zoho.APIBaseURL != "http://127.0.0.1:8090" || c.Zoho.ClientSecret != simZohoClientSecret {
+				t.Errorf("zoho %q %q, want the simulator and its test secret", c.Zoho.APIBaseURL, c.Zoho.ClientSecret)
+			}
+			if c.LabelDir != filepath.Join("var", "labels") {
+				t.Errorf("label dir %q", c.LabelDir)
+			}
+		})
+	}
+}
+
+// TestDevModeRedisDedup: with --redis-addr the gateway's dedup is in Redis,
+// so it outlives a restart.
+func TestDevModeRedisDedup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	cfg := devTestConfig(t.TempDir())
+	cfg.RedisAddr = testenv.Redis(t)
+	d, _ := startDevT(t, cfg)
+	opts := testEventOptions{URL: "http://" + d.httpAddr + gateway.WebhookPath, Secret: d.secret, Type: typeCheckout, Count: 2, Seed: uint64(time.Now().UnixNano()), Quiet: true}
+	sum, err := sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Answers["200 queued"] != 4 {
+		t.Fatalf("send: %v, answers %v", err, sum.Answers)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := startDevT(t, cfg)
+	opts.URL = "http://" + d2.httpAddr + gateway.WebhookPath
+	sum, err = sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Answers["200 duplicate"] != 4 {
+		t.Fatalf("resend after restart: %v, answers %v; want 4 duplicates from Redis", err, sum.Answers)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDevCommandStopsOnCancel runs `orderflow dev` as the CLI does and
+// stops it the way Ctrl-C does: by cancelling its context.
+func TestDevCommandStopsOnCancel(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0",
+			"--sim-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn"}, &out, &errb)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "Ctrl-C stops") {
+		select {
+		case code := <-done:
+			t.Fatalf("dev exited %d before its banner:\n%s%s", code, out.String(), errb.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner after 30s:\n%s%s", out.String(), errb.String())
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after cancel:\n%s", code, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dev did not stop within 30s of cancel")
+	}
+	if !strings.Contains(out.String(), "stopping:") {
+		t.Errorf("no stopping line:\n%s", out.String())
+	}
+	// Kafka's state was saved in the data folder.
+	if _, err := os.Stat(filepath.Join(dir, "kafka", "topics.json")); err != nil {
+		t.Errorf("kafka data not saved: %v", err)
+	}
+}

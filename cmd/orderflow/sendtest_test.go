@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// fakeProducer records what the gateway produces and acknowledges it.
+type fakeProducer struct {
+	mu   sync.Mutex
+	recs []*kgo.Record
+}
+
+func (p *fakeProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.mu.Lock()
+	p.recs = append(p.recs, r)
+	p.mu.Unlock()
+	promise(r, nil)
+}
+
+func (p *fakeProducer) Ping(context.Context) error { return nil }
+
+const testSecret = "whsec_sendtest"
+
+// startGateway serves the real gateway handler with a fake producer.
+func startGateway(t *testing.T) (*httptest.Server, *fakeProducer) {
+	t.Helper()
+	prod := &fakeProducer{}
+	gw, err := gateway.New(gateway.Config{Topic: "orders", Secrets: []string{testSecret}}, prod,
+		gateway.NewMemoryDeduper(0), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler())
+	t.Cleanup(srv.Close)
+	return srv, prod
+}
+
+func TestSendTestEventsThroughGateway(t *testing.T) {
+	srv, prod := startGateway(t)
+	var out bytes.Buffer
+	sum, err := sendTestEvents(context.Background(), testEventOptions{
+		URL: srv.URL + gateway.WebhookPath, Secret: testSecret, Type: typeCheckout,
+		Count: 40, Duplicates: 0.3, Seed: 7,
+	}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed != 0 {
+		t.Fatalf("%d events failed:\n%s", sum.Failed, out.String())
+	}
+	if len(sum.Orders) != 40 || sum.Sent != 80+sum.Duplicates || sum.Duplicates == 0 {
+		t.Fatalf("summary %+v: want 40 orders, 80 events plus duplicates, some duplicates", sum)
+	}
+	if got := sum.Answers["200 duplicate"]; got != sum.Duplicates {
+		t.Errorf("gateway answered duplicate %d times, want %d (answers %v)", got, sum.Duplicates, sum.Answers)
+	}
+	if !strings.Contains(out.String(), "sent ") || !strings.Contains(out.String(), "→ 200 queued") {
+		t.Errorf("output lacks per-event answers or the summary:\n%s", out.String())
+	}
+
+	// Every order queued both event types, keyed by its PaymentIntent, and
+	// neither type always comes first.
+	types := map[string][]string{}
+	for _, r := range prod.recs {
+		env, err := topics.DecodeEnvelope(r.Value)
+		if err != nil {
+			t.Fatalf("record value: %v", err)
+		}
+		if env.Key != string(r.Key) {
+			t.Errorf("envelope key %q, record key %q", env.Key, r.Key)
+		}
+		types[string(r.Key)] = append(types[string(r.Key)], env.EventType)
+	}
+	firstSession := 0
+	for _, id := range sum.Orders {
+		got := types[id]
+		if len(got) != 2 || got[0] == got[1] {
+			t.Errorf("order %s queued %v, want both event types once", id, got)
+			continue
+		}
+		if got[0] == typeSessionCompleted {
+			firstSession++
+		}
+	}
+	if firstSession == 0 || firstSession == len(sum.Orders) {
+		t.Errorf("checkout.session.completed came first in %d of %d orders; want a random order", firstSession, len(sum.Orders))
+	}
+}
+
+func TestTestOrderEvents(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	currencies := map[string]bool{}
+	nonLatin := false
+	for range 200 {
+		o := newTestOrder(rng, time.Now())
+		if !strings.HasPrefix(o.PaymentIntentID, "pi_") || strings.TrimPrefix(o.CheckoutSessionID, "cs_test_") != strings.TrimPrefix(o.PaymentIntentID, "pi_") {
+			t.Fatalf("ids %s %s do not share a suffix", o.PaymentIntentID, o.CheckoutSessionID)
+		}
+		if o.total != o.subtotal+o.ship || o.tax <= 0 || o.tax >= o.total {
+			t.Fatalf("amounts: subtotal %d shipping %d tax %d total %d", o.subtotal, o.ship, o.tax, o.total)
+		}
+		evs := o.events(rng, typeCheckout)
+		if len(evs) != 2 {
+			t.Fatalf("checkout gives %d events", len(evs))
+		}
+		for _, ev := range evs {
+			var e struct {
+				ID   string `json:"id"`
+				Type string `json:"type"`
+				Data struct {
+					Object struct {
+						ID            string `json:"id"`
+						PaymentIntent string `json:"payment_intent"`
+						Currency      string `json:"currency"`
+						AmountTotal   int64  `json:"amount_total"`
+						Amount        int64  `json:"amount"`
+						Shipping      struct {
+							Name string `json:"name"`
+						} `json:"shipping"`
+						ShippingDetails struct {
+							Name string `json:"name"`
+						} `json:"shipping_details"`
+					} `json:"object"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(ev.body, &e); err != nil {
+				t.Fatal(err)
+			}
+			obj := e.Data.Object
+			currencies[obj.Currency] = true
+			name := obj.Shipping.Name + obj.ShippingDetails.Name
+			for _, r := range name {
+				if r > unicode.MaxLatin1 && !unicode.Is(unicode.Latin, r) {
+					nonLatin = true
+				}
+			}
+			switch e.Type {
+			case typeSessionCompleted:
+				if obj.ID != o.CheckoutSessionID || obj.PaymentIntent != o.PaymentIntentID || obj.AmountTotal != o.total {
+					t.Fatalf("session event: %+v", obj)
+				}
+			case typePaymentIntentSucceeded:
+				if obj.ID != o.PaymentIntentID || obj.Amount != o.total {
+					t.Fatalf("payment intent event: %+v", obj)
+				}
+			default:
+				t.Fatalf("type %q", e.Type)
+			}
+		}
+		for _, typ := range []string{typeSessionCompleted, typePaymentIntentSucceeded} {
+			if evs := o.events(rng, typ); len(evs) != 1 || evs[0].typ != typ {
+				t.Fatalf("--type %s gives %v", typ, evs)
+			}
+		}
+	}
+	for _, c := range []string{"eur", "sek", "jpy"} {
+		if !currencies[c] {
+			t.Errorf("no order in %s", c)
+		}
+	}
+	if !nonLatin {
+		t.Error("no customer name in a non-Latin script")
+	}
+}
+
+func TestSendTestEventCommand(t *testing.T) {
+	srv, _ := startGateway(t)
+	url := srv.URL + gateway.WebhookPath
+	dataDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dataDir, webhookSecretFile), []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ORDERFLOW_WEBHOOK_SECRET", "")
+	tests := []struct {
+		name     string
+		args     []string
+		env      string
+		wantCode int
+		wantOut  string
+	}{
+		{"secret from the dev data folder", []string{"--url", url, "--data-dir", dataDir}, "", 0, "2 events for 1 order (0 sent again): 2 × 200 queued"},
+		{"secret flag", []string{"--url", url, "--secret", testSecret, "--data-dir", t.TempDir(), "--count", "2"}, "", 0, "4 × 200 queued"},
+		{"secret from the environment", []string{"--url", url, "--data-dir", t.TempDir(), "--type", typePaymentIntentSucceeded}, testSecret, 0, "1 × 200 queued"},
+		{"wrong secret: exit 1", []string{"--url", url, "--secret", "whsec_wrong"}, "", 1, "× 400"},
+		{"no secret anywhere", []string{"--url", url, "--data-dir", t.TempDir()}, "", 2, ""},
+		{"gateway unreachable", []string{"--url", "http://127.0.0.1:1/webhooks/stripe", "--secret", testSecret}, "", 1, "error:"},
+		{"bad count", []string{"--count", "0", "--secret", testSecret}, "", 2, ""},
+		{"bad duplicates", []string{"--duplicates", "1.5", "--secret", testSecret}, "", 2, ""},
+		{"bad type", []string{"--type", "charge.refunded", "--secret", testSecret}, "", 2, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("ORDERFLOW_WEBHOOK_SECRET", tt.env)
+			var out, errb bytes.Buffer
+			code := run(context.Background(), append([]string{"send-test-event"}, tt.args...), &out, &errb)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tt.wantCode, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String(), tt.wantOut) {
+				t.Errorf("output lacks %q:\n%s", tt.wantOut, out.String())
+			}
+		})
+	}
+}
+
+func TestSendTestEventsStopsOnCancel(t *testing.T) {
+	srv, _ := startGateway(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := sendTestEvents(ctx, testEventOptions{URL: srv.URL, Secret: testSecret, Type: typeCheckout, Count: 3}, io.Discard)
+	if err == nil {
+		t.Fatal("no error after cancel")
+	}
+}
