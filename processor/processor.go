@@ -509,3 +509,10 @@ func (p *Processor) circuitChanged(step string, from, to int) {
 		p.alert(integrations.Alert{Step: step, Text: "provider of step " + step + " recovered: circuit closed, orders resume"})
 	}
 }
+
+// Ready reports whether the processor can reach Kafka: a readiness probe
+// for load balancers and orchestrators (the process itself is alive as long
+// as it answers at all).
+func (p *Processor) Ready(ctx context.Context) error {
+	return p.cl.Ping(ctx)
+}
