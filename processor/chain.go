@@ -52,7 +52,7 @@ type handling struct {
 
 // handle runs one record; it returns false when the record was left
 // unfinished because the partition is stopping.
-func (p *Processor) handle(part *partition, t *task) bool {
+func (p *Processor) handle(part *partition, t *task) (handled bool) {
 	select {
 	case <-part.ready:
 	case <-part.stopCh:
@@ -79,6 +79,15 @@ func (p *Processor) handle(part *partition, t *task) bool {
 			h.replaySrc = string(hd.Value)
 		}
 	}
+	// A record that makes the processor panic (a state no code path
+	// expected) must not crash it in a loop: it is dead-lettered as
+	// corrupt with an alert, and the partition goes on.
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("panic while handling a record; dead-lettered as corrupt", "panic", fmt.Sprint(r))
+			handled = p.corrupt(part, rec, fmt.Errorf("internal error while handling the record: %v", r))
+		}
+	}()
 	return h.run()
 }
 
@@ -366,7 +375,7 @@ func (h *handling) chain() bool {
 		if ss.Done && (step != StepDetails || st.Order != nil) {
 			continue
 		}
-		if ss.Skipped {
+		if ss.Skipped && step != StepDetails { // the order details are never optional
 			continue
 		}
 		if !h.p.enabled(step) {

@@ -123,6 +123,11 @@ func DecodeState(b []byte) (*State, error) {
 	if s.Steps == nil {
 		s.Steps = map[string]*StepState{}
 	}
+	for name, ss := range s.Steps {
+		if ss == nil {
+			return nil, fmt.Errorf("%w: step %q is null", ErrStateInvalid, name)
+		}
+	}
 	return &s, nil
 }
 

@@ -1,0 +1,70 @@
+package processor
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/topics"
+)
+
+// States no code path writes, found by fuzzing and hostile-input tests,
+// once crashed the processor on every restart. They must not: a null step
+// is an unreadable state (skipped with an alert), and a skipped details step
+// is run anyway, because every later step needs the order.
+func TestOddStatesDoNotCrashTheProcessor(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const p = int32(2)
+	nullStep := `{"v":1,"order_id":"pi_nullstep","status":"in_progress","steps":{"crm":null},"created_at":"2026-11-28T12:00:00Z","updated_at":"2026-11-28T12:00:00Z"}`
+	noDetails := `{"v":1,"order_id":"pi_nodetails","status":"in_progress","steps":{"details":{"skipped":true},"crm":{"skipped":true},"production_log":{"skipped":true},"shipping":{"skipped":true},"invoice":{"intent":"2026-11-28T12:00:00Z"}},"created_at":"2026-11-28T12:00:00Z","updated_at":"2026-11-28T12:00:00Z"}`
+	if err := cl.ProduceSync(context.Background(),
+		&kgo.Record{Topic: h.names.State, Partition: p, Key: []byte("pi_nullstep"), Value: []byte(nullStep)},
+		&kgo.Record{Topic: h.names.State, Partition: p, Key: []byte("pi_nodetails"), Value: []byte(noDetails)},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	h.start(h.config(), f.providers())
+	h.sendTo(p, paid("pi_nullstep"), paid("pi_nodetails"))
+	h.waitStates("both orders completed", 30*time.Second, allStatus([]string{"pi_nullstep", "pi_nodetails"}, StatusCompleted))
+	if n := f.createdCount(StepDetails, "pi_nodetails"); n != 1 {
+		t.Errorf("details of the order whose details were marked skipped ran %d times, want 1", n)
+	}
+	if n := f.createdCount(StepInvoice, "pi_nodetails"); n != 1 {
+		t.Errorf("invoices created = %d, want 1 (the interrupted call is reconciled first)", n)
+	}
+}
+
+// A panic while handling one record dead-letters that record as corrupt
+// and the processor goes on with the others.
+func TestPanicIsDeadLetteredNotACrash(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 3)
+	f := newFakes()
+	f.setFail(func(step, order string, _ int) error {
+		if step == StepCRM && order == "pi_panics" {
+			panic("provider client bug")
+		}
+		return nil
+	})
+	h.start(h.config(), f.providers())
+	h.sendTo(1, paid("pi_panics"), paid("pi_fine"))
+	h.waitStates("other order completed", 30*time.Second, allStatus([]string{"pi_fine"}, StatusCompleted))
+	var corrupt bool
+	eventually(t, "dead letter of class corrupt", 30*time.Second, func() bool {
+		for _, r := range h.readAll(h.names.DLQ) {
+			if v, _ := header(r, topics.HeaderDLQClass); v == topics.ClassCorrupt && string(r.Key) == "pi_panics" {
+				corrupt = true
+			}
+		}
+		return corrupt
+	})
+}
