@@ -6,16 +6,17 @@ INFRA     := $(GO) run ./test/infra/cmd/infra
 PKGS      := ./...
 TESTFLAGS ?= -race -timeout 30m
 
-.PHONY: all build test lint run infra-up infra-down clean
+.PHONY: all build test lint fuzz run infra-up infra-down clean
 
 all: build
 
 build:
 	$(GO) build -o bin/orderflow ./cmd/orderflow
 
-## test: lint, then every test (unit and integration) with the real
-## infrastructure (Kafka 4.x, Redis, stripe-mock) started and stopped around it.
-test: lint
+## test: lint, a bounded fuzz run, then every test (unit and integration) with
+## the real infrastructure (Kafka 4.x, Redis, stripe-mock) started and stopped
+## around it.
+test: lint fuzz
 	$(INFRA) run -- $(GO) test $(TESTFLAGS) $(PKGS)
 
 ## lint: gofmt and go vet must be clean.
@@ -39,3 +40,14 @@ clean: infra-down
 ## provider simulator), data under ./var. Then: ./bin/orderflow send-test-event
 run: build
 	./bin/orderflow dev $(ARGS)
+
+## fuzz: run each fuzz target for FUZZTIME (part of test; needs no
+## infrastructure). Failing inputs are saved under the package's testdata/fuzz.
+FUZZTIME ?= 12s
+FUZZ_TARGETS := FuzzHandler:./gateway FuzzVerifySignature:./gateway \
+	FuzzDecodeEnvelope:./topics FuzzDecodeState:./processor
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t%%:*} ($${t#*:}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
+	done

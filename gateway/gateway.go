@@ -123,6 +123,13 @@ func ProducerOpts(cfg Config, linger time.Duration) []kgo.Opt {
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(WebhookPath, g.ServeWebhook)
+	g.HandleHealth(mux)
+	return mux
+}
+
+// HandleHealth adds only /healthz and /readyz to mux: the metrics listener
+// serves them without exposing the webhook endpoint there.
+func (g *Gateway) HandleHealth(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+HealthPath, func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok")
 	})
@@ -135,7 +142,6 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		writeText(w, http.StatusOK, "ready")
 	})
-	return mux
 }
 
 // Ready reports whether Kafka answers.
@@ -157,6 +163,12 @@ type result struct {
 // ServeWebhook handles one Stripe webhook delivery.
 func (g *Gateway) ServeWebhook(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if len(r.TransferEncoding) > 0 {
+		// Stripe sends Content-Length. A chunked request may have come with
+		// a conflicting Content-Length through a proxy that framed it
+		// differently (request smuggling); never reuse that connection.
+		w.Header().Set("Connection", "close")
+	}
 	res := g.handle(w, r)
 	switch res.status {
 	case http.StatusOK:

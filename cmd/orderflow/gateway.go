@@ -152,7 +152,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if f.metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		mux.Handle("/", gw.Handler()) // /healthz and /readyz here too
+		gw.HandleHealth(mux) // /healthz and /readyz, never the webhook endpoint
 		msrv := &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 5 * time.Second,
