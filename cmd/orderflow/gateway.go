@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -33,8 +34,12 @@ type gatewayFlags struct {
 	httpAddr         string
 	metricsAddr      string
 	secrets          string
+	secretsFile      string
 	redisAddr        string
+	redisUser        string
 	redisPassFile    string
+	redisTLS         bool
+	redisTLSCA       string
 	dedupTTL         time.Duration
 	maxBody          int64
 	produceTimeout   time.Duration
@@ -54,7 +59,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9090", "listen address of /metrics (empty: no metrics listener)")
 	fs.StringVar(&f.secrets, "webhook-secret", "", "Stripe endpoint signing secrets (whsec_…), comma-separated; any of them is accepted, for rotation")
 	fs.StringVar(&f.redisAddr, "redis-addr", "", "Redis host:port for the dedup fast path (empty: an in-process dedup cache)")
+	fs.StringVar(&f.secretsFile, "webhook-secret-file", "", "file holding the signing secrets, comma- or newline-separated (keeps them out of the process list); added to --webhook-secret")
+	fs.StringVar(&f.redisUser, "redis-username", "", "Redis ACL user name (empty: the default user)")
 	fs.StringVar(&f.redisPassFile, "redis-password-file", "", "file holding the Redis password (or set ORDERFLOW_REDIS_PASSWORD)")
+	fs.BoolVar(&f.redisTLS, "redis-tls", false, "connect to Redis over TLS")
+	fs.StringVar(&f.redisTLSCA, "redis-tls-ca", "", "PEM file of CAs to trust for Redis TLS (default: system roots)")
 	fs.DurationVar(&f.dedupTTL, "dedup-ttl", gateway.DefaultDedupTTL, "how long a queued event id is remembered (longer than Stripe's 3-day retry window)")
 	fs.Int64Var(&f.maxBody, "max-body", gateway.DefaultMaxBody, "largest accepted webhook body in bytes (413 above)")
 	fs.DurationVar(&f.produceTimeout, "produce-timeout", gateway.DefaultProduceTimeout, "longest wait for Kafka's acknowledgement before answering 503")
@@ -77,9 +86,17 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if f.linger < 0 || f.shutdownTimeout <= 0 {
 		return usagef("--linger must not be negative and --shutdown-timeout must be positive")
 	}
+	secrets := splitList(f.secrets)
+	if f.secretsFile != "" {
+		b, err := os.ReadFile(f.secretsFile)
+		if err != nil {
+			return usagef("--webhook-secret-file: %v", err)
+		}
+		secrets = append(secrets, splitList(strings.ReplaceAll(string(b), "\n", ","))...)
+	}
 	cfg := gateway.Config{
 		Topic:            f.kafka.names().Orders,
-		Secrets:          splitList(f.secrets),
+		Secrets:          secrets,
 		EventTypes:       splitList(f.eventTypes),
 		MaxBody:          f.maxBody,
 		MaxInflightBytes: f.maxInflightBytes,
@@ -109,7 +126,16 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usagef("--redis-password-file: %v", err)
 		}
 		redis.SetLogger(gateway.RedisLogger{Logger: logger})
-		rdb := redis.NewClient(gateway.RedisOptions(f.redisAddr, pass))
+		ropts := gateway.RedisOptions(f.redisAddr, pass)
+		ropts.Username = f.redisUser
+		if f.redisTLS || f.redisTLSCA != "" {
+			tc, err := tlsConfig(f.redisTLSCA)
+			if err != nil {
+				return usagef("--redis-tls-ca: %v", err)
+			}
+			ropts.TLSConfig = tc
+		}
+		rdb := redis.NewClient(ropts)
 		defer rdb.Close()
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := rdb.Ping(pctx).Err(); err != nil {

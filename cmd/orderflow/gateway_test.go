@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,8 @@ func TestGatewayUsageErrors(t *testing.T) {
 		{"bad log format", []string{"--webhook-secret", "whsec_x", "--log-format", "xml"}, "--log-format"},
 		{"zero max body", []string{"--webhook-secret", "whsec_x", "--max-body", "0"}, "must be positive"},
 		{"stray argument", []string{"--webhook-secret", "whsec_x", "extra"}, "unexpected argument"},
+		{"missing secret file", []string{"--webhook-secret-file", "/nonexistent/secret"}, "--webhook-secret-file"},
+		{"bad redis CA", []string{"--webhook-secret", "whsec_x", "--brokers", "127.0.0.1:1", "--redis-addr", "127.0.0.1:1", "--redis-tls-ca", "/nonexistent/ca.pem"}, "--redis-tls-ca"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,12 +71,19 @@ func TestGatewayServesAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stdout, stderr lockedBuffer
+	// The new secret comes from a file (one per line), the old one from the
+	// flag: both are accepted.
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("whsec_new\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() {
 		done <- runGateway(ctx, []string{
 			"--brokers", strings.Join(cluster.ListenAddrs(), ","),
 			"--topic-prefix", "cmdtest.",
-			"--webhook-secret", "whsec_old,whsec_new",
+			"--webhook-secret", "whsec_old",
+			"--webhook-secret-file", secretFile,
 			"--http-addr", "127.0.0.1:0",
 			"--metrics-addr", "",
 			"--log-format", "json",

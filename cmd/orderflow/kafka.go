@@ -54,17 +54,9 @@ func (k *kafkaFlags) opts() ([]kgo.Opt, error) {
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(seeds...)}
 	if k.tls || k.tlsCA != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if k.tlsCA != "" {
-			pem, err := os.ReadFile(k.tlsCA)
-			if err != nil {
-				return nil, usagef("--kafka-tls-ca: %v", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, usagef("--kafka-tls-ca: no PEM certificate in %s", k.tlsCA)
-			}
-			cfg.RootCAs = pool
+		cfg, err := tlsConfig(k.tlsCA)
+		if err != nil {
+			return nil, usagef("--kafka-tls-ca: %v", err)
 		}
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
@@ -85,6 +77,25 @@ func (k *kafkaFlags) opts() ([]kgo.Opt, error) {
 		}
 	}
 	return opts, nil
+}
+
+// tlsConfig is a TLS 1.2+ client configuration trusting the CAs in caFile,
+// or the system roots when caFile is empty.
+func tlsConfig(caFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificate in %s", caFile)
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
 }
 
 // secretFromFileOrEnv reads a secret from a file (trailing newline removed)
