@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
+	"math"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -88,6 +91,7 @@ type providerFlags struct {
 	airtableTokenFile string
 	airtableBaseID    string
 	airtableTable     string
+	airtableRate      rateFlag
 
 	postnordURL        string
 	postnordKeyFile    string
@@ -150,6 +154,9 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.airtableTokenFile, "airtable-token-file", "", "file holding the Airtable personal access token (or set "+envAirtableToken+")")
 	fs.StringVar(&p.airtableBaseID, "airtable-base-id", "", "Airtable base id (app…)")
 	fs.StringVar(&p.airtableTable, "airtable-table", "", "Airtable table id (tbl…) or name of the production log")
+	p.airtableRate.v = airtable.DefaultRequestsPerSecond
+	fs.Var(&p.airtableRate, "airtable-requests-per-second", "client-side limit of requests to the Airtable base, each carrying up to 10 orders; 0 = no limit. "+
+		"With --sim-url the default is no limit, since the simulator does not enforce Airtable's limit")
 
 	fs.StringVar(&p.postnordURL, "postnord-base-url", "", "PostNord API URL (default "+postnord.DefaultBaseURL+", or --sim-url)")
 	fs.StringVar(&p.postnordKeyFile, "postnord-api-key-file", "", "file holding the PostNord API key (or set "+envPostNordAPIKey+")")
@@ -298,6 +305,14 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 			BaseID:  miss.need(p.orSim(p.airtableBaseID, simAirtableBaseID), "airtable-base-id"),
 			Table:   miss.need(p.orSim(p.airtableTable, simAirtableTable), "airtable-table"),
 			Logger:  logger,
+
+			RequestsPerSecond: p.airtableRate.v,
+			NoRateLimit:       p.airtableRate.v == 0,
+		}
+		// The simulator does not enforce Airtable's 5 requests per second,
+		// so against it the client does not space requests unless told to.
+		if p.simURL != "" && !p.airtableRate.set {
+			c.Airtable.NoRateLimit = true
 		}
 	}
 	if on[processor.StepShipping] {
@@ -375,8 +390,8 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 }
 
 // build constructs the provider clients for the processor. cleanup flushes
-// and stops what runs in the background (the Telegram batcher); call it
-// after the processor has stopped.
+// and stops what runs in the background (the Telegram batcher, the Airtable
+// batch sender); call it after the processor has stopped.
 func (p *providerFlags) build(_ context.Context, logger *slog.Logger) (processor.Providers, func(), error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -410,11 +425,13 @@ func (c providerConfigs) build(logger *slog.Logger) (processor.Providers, func()
 			prov.CRM = cl
 		}
 	}
+	var closers []func()
 	if c.Airtable != nil {
 		if cl, err := airtable.New(*c.Airtable); err != nil {
 			bad("airtable", err)
 		} else {
 			prov.ProductionLog = cl
+			closers = append(closers, func() { _ = cl.Close() })
 		}
 	}
 	if c.PostNord != nil {
@@ -445,17 +462,25 @@ func (c providerConfigs) build(logger *slog.Logger) (processor.Providers, func()
 			prov.Mailer = cl
 		}
 	}
+	closeAll := func() {
+		for _, f := range closers {
+			f()
+		}
+	}
 	if len(errs) > 0 {
+		closeAll()
 		return processor.Providers{}, nil, joinUsage(errs)
 	}
-	cleanup := func() {}
+	cleanup := closeAll
 	if c.Telegram != nil {
 		tg, err := telegram.New(*c.Telegram)
 		if err != nil {
+			closeAll()
 			return processor.Providers{}, nil, usagef("%v (flags --telegram-*)", err)
 		}
 		prov.Alerter = tg
 		cleanup = func() {
+			closeAll()
 			if err := tg.Close(); err != nil {
 				logger.Warn("telegram: alerts not sent before stopping", "err", err)
 			}
@@ -465,6 +490,29 @@ func (c providerConfigs) build(logger *slog.Logger) (processor.Providers, func()
 		logger.Info("no Telegram bot configured: alerts are logged only")
 	}
 	return prov, cleanup, nil
+}
+
+// rateFlag is a requests-per-second flag that remembers whether it was
+// given (on the command line or in the environment).
+type rateFlag struct {
+	v   float64
+	set bool
+}
+
+func (r *rateFlag) String() string {
+	if r == nil {
+		return ""
+	}
+	return strconv.FormatFloat(r.v, 'g', -1, 64)
+}
+
+func (r *rateFlag) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return errors.New("want a number of requests per second, 0 or more")
+	}
+	r.v, r.set = v, true
+	return nil
 }
 
 // joinUsage makes one usage error of several, so that every problem is

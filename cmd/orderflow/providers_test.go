@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -349,5 +350,44 @@ func TestProviderFlagsBadValues(t *testing.T) {
 				t.Fatalf("err = %v, want a usage error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestProviderFlagsAirtableRate(t *testing.T) {
+	dir := t.TempDir()
+	simArgs := []string{"--label-dir", dir, "--sim-url", "http://sim:8090"}
+	liveArgs := slices.Concat([]string{"--label-dir", dir}, realArgs)
+	with := func(args []string, rate string) []string {
+		return slices.Concat(args, []string{"--airtable-requests-per-second", rate})
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		rate    float64
+		noLimit bool
+	}{
+		{"real Airtable: 5 per second", liveArgs, 5, false},
+		{"real Airtable, limit off", with(liveArgs, "0"), 0, true},
+		{"real Airtable, other limit", with(liveArgs, "2.5"), 2.5, false},
+		{"simulator: no limit", simArgs, 5, true},
+		{"simulator, limit given", with(simArgs, "5"), 5, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := parseProviderFlags(t, realEnv, tt.args...)
+			c, err := p.configs(discardLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Airtable.RequestsPerSecond != tt.rate || c.Airtable.NoRateLimit != tt.noLimit {
+				t.Errorf("rate %v no limit %v, want %v %v", c.Airtable.RequestsPerSecond, c.Airtable.NoRateLimit, tt.rate, tt.noLimit)
+			}
+		})
+	}
+	var r rateFlag
+	for _, bad := range []string{"-1", "fast", "Inf", "NaN"} {
+		if err := r.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
 	}
 }

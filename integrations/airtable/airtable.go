@@ -2,20 +2,35 @@
 // upserted on the order-id field (performUpsert), with a status field that
 // lists the steps the order has completed.
 //
-// Request (one per call):
+// Request (shared by up to 10 concurrent calls):
 //
 //	PATCH https://api.airtable.com/v0/{baseId}/{tableIdOrName}
 //	Authorization: Bearer <personal access token>
 //	Content-Type: application/json
 //
 //	{"performUpsert":{"fieldsToMergeOn":["Order ID"]},
-//	 "records":[{"fields":{"Order ID":"pi_…","Order Number":"OF-…","Status":"details, crm", …}}],
+//	 "records":[{"fields":{"Order ID":"pi_…","Order Number":"OF-…","Status":"details, crm", …}}, …],
 //	 "typecast":true}
 //
-// Airtable allows 5 requests per second per base; a Client spaces its
-// requests to stay under that, so use one Client per base. A 429 means
-// "wait 30 seconds": the client returns a transient error with that
-// RetryAfter and sends nothing to the base until the 30 s are over.
+// Airtable allows 5 requests per second per base and up to 10 records per
+// request, so a Client queues concurrent UpsertOrder calls and sends them
+// in batches: whenever the client-side limiter grants a turn, up to 10
+// queued records go in one request (at most one per order, and none for an
+// order whose previous write is still under way), and each caller gets the
+// record id matched to its order id in the response. One Client per base,
+// then, holds about 50 orders per second. A call waits for its turn as
+// long as its context allows and fails transiently when the context ends.
+//
+// A request-level failure (network, 5xx, 401/403/404) fails every record
+// of the batch with the same typed error. Airtable rejects a whole request
+// with 422 even when only one record is invalid, so the records of a
+// rejected batch are retried one per request and only the invalid one gets
+// the permanent error. A 429 means "wait 30 seconds": every record of the
+// batch gets a transient error with that RetryAfter, and the client sends
+// nothing to the base (failing calls at once) until the 30 s are over.
+//
+// The client runs a sender goroutine only while records are queued; Close
+// stops it and fails what is still queued.
 package airtable
 
 import (
@@ -29,6 +44,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -36,8 +52,11 @@ import (
 
 const (
 	provider = "airtable"
+	opUpsert = "upsert order"
 	// DefaultBaseURL is Airtable's API host.
 	DefaultBaseURL = "https://api.airtable.com"
+	// DefaultRequestsPerSecond is Airtable's limit per base.
+	DefaultRequestsPerSecond = 5
 	// RateLimitPenalty is how long Airtable refuses requests after a 429.
 	RateLimitPenalty = 30 * time.Second
 	maxBody          = 1 << 20
@@ -91,8 +110,14 @@ type Config struct {
 	// StatusAsList sends the completed steps as a list, for a multiple
 	// select Status field; by default they are one comma-separated string.
 	StatusAsList bool
-	// RequestsPerSecond is the client-side limit for the base; default 5.
+	// RequestsPerSecond is the client-side limit for the base; default 5,
+	// Airtable's limit per base. Each request carries up to MaxBatch
+	// records.
 	RequestsPerSecond float64
+	// NoRateLimit turns the client-side limit off, for an endpoint that
+	// does not enforce Airtable's limit (the provider simulator). The
+	// pause after a 429 still applies.
+	NoRateLimit bool
 	// Timeout bounds each HTTP request; default 10 s. Ignored when
 	// HTTPClient is set.
 	Timeout    time.Duration
@@ -129,14 +154,27 @@ func (c Config) Validate() error {
 
 // Client writes production-log rows. It is safe for concurrent use.
 type Client struct {
-	cfg     Config
-	url     string
-	hc      *http.Client
-	limiter *limiter
-	log     *slog.Logger
+	cfg         Config
+	url         string
+	hc          *http.Client
+	limiter     *limiter
+	log         *slog.Logger
+	maxInFlight int
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the sender and the requests under way
+	wake   chan struct{}  // a request finished or a record was queued
+
+	mu            sync.Mutex
+	pending       []*call         // queued, not yet sent, in arrival order
+	sending       map[string]bool // order ids in a request under way
+	inFlight      int             // requests under way
+	senderRunning bool
+	closed        bool
 }
 
-// New returns a client for cfg.
+// New returns a client for cfg. Call Close when done with it.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -146,7 +184,11 @@ func New(cfg Config) (*Client, error) {
 		cfg.BaseURL = DefaultBaseURL
 	}
 	if cfg.RequestsPerSecond == 0 {
-		cfg.RequestsPerSecond = 5
+		cfg.RequestsPerSecond = DefaultRequestsPerSecond
+	}
+	rate := cfg.RequestsPerSecond
+	if cfg.NoRateLimit {
+		rate = 0
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
@@ -155,9 +197,14 @@ func New(cfg Config) (*Client, error) {
 		cfg:     cfg,
 		url:     strings.TrimRight(cfg.BaseURL, "/") + "/v0/" + url.PathEscape(cfg.BaseID) + "/" + url.PathEscape(cfg.Table),
 		hc:      cfg.HTTPClient,
-		limiter: newLimiter(cfg.RequestsPerSecond),
+		limiter: newLimiter(rate),
 		log:     cfg.Logger,
+
+		maxInFlight: defaultMaxInFlight,
+		wake:        make(chan struct{}, 1),
+		sending:     map[string]bool{},
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if c.hc == nil {
 		c.hc = &http.Client{Timeout: cfg.Timeout}
 	}
@@ -187,27 +234,68 @@ type upsertResponse struct {
 }
 
 // UpsertOrder creates or updates the order's row; completedSteps goes to
-// the status field.
+// the status field. Concurrent calls share requests (up to MaxBatch records
+// each); the call returns when its own record is written or failed, or
+// when ctx ends.
 func (c *Client) UpsertOrder(ctx context.Context, o integrations.Order, completedSteps []string) (integrations.ProductionLogResult, error) {
-	const op = "upsert order"
 	if o.ID == "" {
-		return integrations.ProductionLogResult{}, integrations.Permanentf(provider, op, "order has no id")
+		return integrations.ProductionLogResult{}, integrations.Permanentf(provider, opUpsert, "order has no id")
+	}
+	cl := &call{orderID: o.ID, fields: c.fields(o, completedSteps), done: make(chan callResult, 1)}
+	if dl, ok := ctx.Deadline(); ok {
+		cl.deadline = dl
+	}
+	if err := ctx.Err(); err != nil {
+		return integrations.ProductionLogResult{}, &integrations.Error{Provider: provider, Op: opUpsert, Class: integrations.Transient, Err: err}
+	}
+	if err := c.enqueue(cl); err != nil {
+		return integrations.ProductionLogResult{}, err
+	}
+	r, err := c.await(ctx, cl)
+	if err != nil {
+		return integrations.ProductionLogResult{}, err
+	}
+	if r.err != nil {
+		return integrations.ProductionLogResult{}, r.err
+	}
+	c.log.InfoContext(ctx, "airtable: order row upserted", "order_id", o.ID, "record_id", r.res.RecordID, "created", r.created)
+	return r.res, nil
+}
+
+// sendResult is one record's outcome of a request. split means Airtable
+// rejected the whole request as invalid and the record should be tried in
+// a request of its own, so that only an invalid record fails.
+type sendResult struct {
+	callResult
+	split bool
+}
+
+// send makes one upsert request for batch and returns each record's result
+// in batch order.
+func (c *Client) send(batch []*call) []sendResult {
+	results := make([]sendResult, len(batch))
+	failAll := func(err error) []sendResult {
+		for i := range results {
+			results[i].err = err
+		}
+		return results
 	}
 	var req upsertRequest
 	req.PerformUpsert.FieldsToMergeOn = []string{c.cfg.Fields.OrderID}
-	req.Records = []record{{Fields: c.fields(o, completedSteps)}}
 	req.Typecast = !c.cfg.NoTypecast
+	req.Records = make([]record, len(batch))
+	for i, cl := range batch {
+		req.Records[i] = record{Fields: cl.fields}
+	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return integrations.ProductionLogResult{}, integrations.Permanentf(provider, op, "encode request: %v", err)
+		return failAll(integrations.Permanentf(provider, opUpsert, "encode request: %v", err))
 	}
-
-	if err := c.limiter.wait(ctx, op); err != nil {
-		return integrations.ProductionLogResult{}, err
-	}
+	ctx, cancel := c.batchContext(batch)
+	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.url, bytes.NewReader(body))
 	if err != nil {
-		return integrations.ProductionLogResult{}, integrations.Permanentf(provider, op, "bad URL")
+		return failAll(integrations.Permanentf(provider, opUpsert, "bad URL"))
 	}
 	hreq.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	hreq.Header.Set("Content-Type", "application/json")
@@ -217,24 +305,64 @@ func (c *Client) UpsertOrder(ctx context.Context, o integrations.Order, complete
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return integrations.ProductionLogResult{}, integrations.NetError(provider, op, err)
+		return failAll(&integrations.Error{Provider: provider, Op: opUpsert, Class: integrations.Transient, Err: err})
 	}
 	defer resp.Body.Close()
 	respBody, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return integrations.ProductionLogResult{}, integrations.NetError(provider, op, err)
+		return failAll(integrations.NetError(provider, opUpsert, err))
 	}
 	if resp.StatusCode/100 != 2 {
-		return integrations.ProductionLogResult{}, c.statusError(op, resp, respBody)
+		err := c.statusError(opUpsert, resp, respBody)
+		failAll(err)
+		// A 422 (or 413) rejects the whole request for what may be one
+		// record: retry each record alone so the others are written.
+		if len(batch) > 1 && (resp.StatusCode == http.StatusUnprocessableEntity || resp.StatusCode == http.StatusRequestEntityTooLarge) {
+			for i := range results {
+				results[i].split = true
+			}
+		}
+		return results
 	}
 	var out upsertResponse
-	if err := json.Unmarshal(respBody, &out); err != nil || len(out.Records) == 0 || out.Records[0].ID == "" {
-		return integrations.ProductionLogResult{}, &integrations.Error{Provider: provider, Op: op, Status: resp.StatusCode,
-			Class: integrations.Transient, Msg: "response without a record"}
+	if err := json.Unmarshal(respBody, &out); err != nil {
+		out.Records = nil
 	}
-	id := out.Records[0].ID
-	c.log.InfoContext(ctx, "airtable: order row upserted", "order_id", o.ID, "record_id", id, "created", len(out.CreatedRecords) > 0)
-	return integrations.ProductionLogResult{RecordID: id}, nil
+	// Match records by the merge field; Airtable returns them in request
+	// order, which is the fallback when a record does not echo the field.
+	byOrder := make(map[string]string, len(out.Records))
+	for _, r := range out.Records {
+		if id, ok := r.Fields[c.cfg.Fields.OrderID].(string); ok && r.ID != "" {
+			byOrder[id] = r.ID
+		}
+	}
+	created := make(map[string]bool, len(out.CreatedRecords))
+	for _, id := range out.CreatedRecords {
+		created[id] = true
+	}
+	inBatch := make(map[string]bool, len(batch))
+	for _, cl := range batch {
+		inBatch[cl.orderID] = true
+	}
+	for i, cl := range batch {
+		id := byOrder[cl.orderID]
+		if id == "" && len(out.Records) == len(batch) {
+			// No record names this order: take the one at its position,
+			// unless that one names another order of the batch.
+			if v, _ := out.Records[i].Fields[c.cfg.Fields.OrderID].(string); !inBatch[v] {
+				id = out.Records[i].ID
+			}
+		}
+		if id == "" {
+			results[i].err = &integrations.Error{Provider: provider, Op: opUpsert, Status: resp.StatusCode,
+				Class: integrations.Transient, Msg: "response without a record"}
+			continue
+		}
+		results[i].res = integrations.ProductionLogResult{RecordID: id}
+		results[i].created = created[id]
+	}
+	c.log.Debug("airtable: upsert request done", "records", len(batch), "created", len(out.CreatedRecords))
+	return results
 }
 
 func (c *Client) fields(o integrations.Order, steps []string) map[string]any {

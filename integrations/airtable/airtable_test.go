@@ -94,6 +94,7 @@ func newTest(t *testing.T, rp reply, mod ...func(*Config)) (*Client, *fakeAirtab
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = c.Close() })
 	return c, f, logs
 }
 

@@ -27,12 +27,14 @@ type limiter struct {
 	pausedUntil time.Time // no requests before this (after a 429)
 }
 
+// newLimiter returns a limiter for perSecond requests per second; 0 means
+// no spacing (only the pause after a 429).
 func newLimiter(perSecond float64) *limiter {
-	return &limiter{
-		interval: time.Duration(float64(time.Second) / perSecond),
-		now:      time.Now,
-		sleep:    sleepCtx,
+	l := &limiter{now: time.Now, sleep: sleepCtx}
+	if perSecond > 0 {
+		l.interval = time.Duration(float64(time.Second) / perSecond)
 	}
+	return l
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -46,10 +48,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// wait blocks until the caller may send a request. It fails at once, with a
-// transient error saying how long to wait, when the base is paused after a
-// 429 or when the caller's deadline would pass before its turn; neither
-// case uses up a turn.
+// wait blocks until the caller may send a request, or until ctx ends. It
+// fails at once, with a transient error saying how long to wait, when the
+// base is paused after a 429; that uses up no turn. A wait cut short by ctx
+// gives back its turn if no later turn has been booked.
 func (l *limiter) wait(ctx context.Context, op string) error {
 	l.mu.Lock()
 	now := l.now()
@@ -63,15 +65,18 @@ func (l *limiter) wait(ctx context.Context, op string) error {
 	if slot.Before(now) {
 		slot = now
 	}
-	if dl, ok := ctx.Deadline(); ok && dl.Before(slot) {
-		l.mu.Unlock()
-		return &integrations.Error{Provider: provider, Op: op, Class: integrations.Transient, RetryAfter: slot.Sub(now),
-			Msg: "request queue for the base is longer than the deadline"}
-	}
 	l.next = slot.Add(l.interval)
+	booked := l.next
 	l.mu.Unlock()
 	if d := slot.Sub(now); d > 0 {
-		return l.sleep(ctx, d)
+		if err := l.sleep(ctx, d); err != nil {
+			l.mu.Lock()
+			if l.next.Equal(booked) {
+				l.next = slot
+			}
+			l.mu.Unlock()
+			return &integrations.Error{Provider: provider, Op: op, Class: integrations.Transient, Msg: "waiting for a turn at the base", Err: err}
+		}
 	}
 	return nil
 }

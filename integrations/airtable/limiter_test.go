@@ -106,25 +106,54 @@ func TestLimiterIdleBaseDoesNotWait(t *testing.T) {
 	}
 }
 
-func TestLimiterRefusesWhenDeadlineComesFirst(t *testing.T) {
+func TestLimiterWaitEndsWithTheContext(t *testing.T) {
 	l := newLimiter(5)
 	clock := &recordingClock{t: time.Now()}
 	l.now, l.sleep = clock.now, clock.sleep
 	for i := 0; i < 5; i++ { // book the next second
-		_ = l.wait(context.Background(), "test")
+		if err := l.wait(context.Background(), "test"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), clock.t.Add(500*time.Millisecond))
-	defer cancel()
+	// A caller whose context ends before its turn gets a transient error
+	// when it ends, not at once.
+	var waited time.Duration
+	l.sleep = func(ctx context.Context, d time.Duration) error {
+		waited = d
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
 	err := l.wait(ctx, "test")
-	if d, ok := integrations.RetryAfterOf(err); !ok || d != time.Second || integrations.IsPermanent(err) {
-		t.Fatalf("err = %v, retry after %v; want transient, 1s", err, d)
+	if err == nil || integrations.IsPermanent(err) || waited != time.Second {
+		t.Fatalf("err = %v after waiting for %v; want transient after starting a 1s wait", err, waited)
 	}
-	// The refused caller did not take a turn.
+	// It gave back its turn.
+	l.sleep = clock.sleep
 	if err := l.wait(context.Background(), "test"); err != nil {
 		t.Fatal(err)
 	}
 	if last := clock.waits[len(clock.waits)-1]; last != time.Second {
 		t.Errorf("next caller waits %v, want 1s", last)
+	}
+}
+
+func TestLimiterWithoutRate(t *testing.T) {
+	l := newLimiter(0)
+	clock := &recordingClock{t: time.Unix(1_800_000_000, 0)}
+	l.now, l.sleep = clock.now, clock.sleep
+	for i := 0; i < 20; i++ {
+		if err := l.wait(context.Background(), "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(clock.waits) != 0 {
+		t.Errorf("waited %v without a rate", clock.waits)
+	}
+	l.pause(30 * time.Second)
+	if d, _ := integrations.RetryAfterOf(l.wait(context.Background(), "test")); d != 30*time.Second {
+		t.Errorf("pause without a rate: retry after %v, want 30s", d)
 	}
 }
 

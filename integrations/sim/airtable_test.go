@@ -76,3 +76,38 @@ func TestAirtableErrors(t *testing.T) {
 		t.Fatalf("failed requests created %d rows", got)
 	}
 }
+
+func TestAirtableBatchOfTen(t *testing.T) {
+	s, ts := newTest(t, Config{})
+	url := ts.URL + "/v0/appSIM123/tblOrders"
+	auth := map[string]string{"Authorization": "Bearer patSIM.x", "Content-Type": "application/json"}
+	body := func(status string) string {
+		recs := make([]string, 10)
+		for i := range recs {
+			recs[i] = fmt.Sprintf(`{"fields":{"Order ID":"pi_batch%d","Status":%q}}`, i, status)
+		}
+		return `{"performUpsert":{"fieldsToMergeOn":["Order ID"]},"records":[` + strings.Join(recs, ",") + `],"typecast":true}`
+	}
+	r1 := call(t, "PATCH", url, auth, body("crm"))
+	wantStatus(t, r1, 200)
+	m1 := r1.json(t)
+	ids := make([]string, 10)
+	for i := range ids {
+		ids[i], _ = path(m1, "records", i, "id").(string)
+		if ids[i] == "" || path(m1, "records", i, "fields", "Order ID") != fmt.Sprintf("pi_batch%d", i) || path(m1, "createdRecords", i) != ids[i] {
+			t.Fatalf("record %d of the first batch: %s", i, r1.body)
+		}
+	}
+	r2 := call(t, "PATCH", url, auth, body("crm, shipping"))
+	wantStatus(t, r2, 200)
+	m2 := r2.json(t)
+	if len(m2["createdRecords"].([]any)) != 0 || len(m2["updatedRecords"].([]any)) != 10 {
+		t.Fatalf("repeat should update all 10: %s", r2.body)
+	}
+	for i, id := range ids {
+		if path(m2, "records", i, "id") != id {
+			t.Fatalf("record %d: id %v, want %s", i, path(m2, "records", i, "id"), id)
+		}
+	}
+	wantStats(t, s, StepProductionLog, StepStats{Requests: 2, Created: 10})
+}

@@ -2,10 +2,12 @@ package sim_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -309,6 +311,49 @@ func TestAirtableClientAgainstSim(t *testing.T) {
 		if err == nil || integrations.IsPermanent(err) != tc.permanent {
 			t.Fatalf("%s: got %v, want permanent=%v", tc.mode, err, tc.permanent)
 		}
+	}
+}
+
+func TestAirtableClientBatchesAgainstSim(t *testing.T) {
+	s, url := startSim(t, sim.Config{})
+	c, err := airtable.New(airtable.Config{BaseURL: url, Token: "patSIM.secret", BaseID: "appSIM", Table: "tblOrders", NoRateLimit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	const n = 25
+	orders := make([]integrations.Order, n)
+	for i := range orders {
+		orders[i] = simOrder(t, url, fmt.Sprintf("pi_batch%02d", i))
+	}
+	upsertAll := func(steps []string) []string {
+		ids := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range orders {
+			wg.Go(func() {
+				r, err := c.UpsertOrder(context.Background(), orders[i], steps)
+				if err != nil {
+					t.Errorf("%s: %v", orders[i].ID, err)
+				}
+				ids[i] = r.RecordID
+			})
+		}
+		wg.Wait()
+		return ids
+	}
+	first := upsertAll([]string{processor.StepDetails})
+	second := upsertAll([]string{processor.StepDetails, processor.StepProductionLog})
+	seen := map[string]bool{}
+	for i := range first {
+		if first[i] == "" || first[i] != second[i] || seen[first[i]] {
+			t.Fatalf("order %d: record %q then %q (each order needs its own row, kept)", i, first[i], second[i])
+		}
+		seen[first[i]] = true
+	}
+	st := s.Stats().Steps[sim.StepProductionLog]
+	t.Logf("%d requests for %d upserts", st.Requests, 2*n)
+	if st.Created != n || st.DuplicateCreates != 0 || st.Requests > 2*n {
+		t.Fatalf("production_log stats %+v, want %d created, no duplicates", st, n)
 	}
 }
 
