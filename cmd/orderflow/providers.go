@@ -115,6 +115,7 @@ type providerFlags struct {
 	netvisorCustomer string
 	netvisorProduct  string
 	netvisorAlg      string
+	netvisorMax      countFlag
 
 	mailgunURL      string
 	mailgunKeyFile  string
@@ -180,6 +181,8 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.netvisorCustomer, "netvisor-customer", "", "Netvisor customer every invoice is linked to (its Netvisor key)")
 	fs.StringVar(&p.netvisorProduct, "netvisor-product", "", "Netvisor product every order line is linked to (its Netvisor key)")
 	fs.StringVar(&p.netvisorAlg, "netvisor-mac-algorithm", netvisor.AlgorithmSHA256, "Netvisor MAC algorithm: SHA256 or HMACSHA256")
+	p.netvisorMax.v = netvisor.DefaultMaxConcurrent
+	fs.Var(&p.netvisorMax, "netvisor-max-concurrent", "requests in flight to Netvisor; 0 = no bound. With --sim-url and not set: no bound (the simulator has none)")
 
 	fs.StringVar(&p.mailgunURL, "mailgun-base-url", "", "Mailgun API URL (default "+mailgun.DefaultBaseURL+", or --sim-url)")
 	fs.StringVar(&p.mailgunKeyFile, "mailgun-api-key-file", "", "file holding the Mailgun API key (or set "+envMailgunKey+")")
@@ -352,7 +355,11 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 			CustomerIdentifier: miss.need(p.orSim(p.netvisorCustomer, simNetvisorCustomer), "netvisor-customer"),
 			ProductIdentifier:  miss.need(p.orSim(p.netvisorProduct, simNetvisorProduct), "netvisor-product"),
 			Algorithm:          p.netvisorAlg,
+			MaxConcurrent:      p.netvisorMax.v,
 			Logger:             logger,
+		}
+		if p.netvisorMax.v == 0 || (p.simURL != "" && !p.netvisorMax.set) {
+			c.Netvisor.MaxConcurrent = -1
 		}
 	}
 	if on[processor.StepEmail] {
@@ -512,6 +519,28 @@ func (r *rateFlag) Set(s string) error {
 		return errors.New("want a number of requests per second, 0 or more")
 	}
 	r.v, r.set = v, true
+	return nil
+}
+
+// countFlag is a non-negative integer flag that remembers whether it was set.
+type countFlag struct {
+	v   int
+	set bool
+}
+
+func (c *countFlag) String() string {
+	if c == nil {
+		return ""
+	}
+	return strconv.Itoa(c.v)
+}
+
+func (c *countFlag) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return errors.New("want a whole number, 0 or more")
+	}
+	c.v, c.set = v, true
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/integrations/netvisor"
 	"github.com/orderflow/orderflow/integrations/sim"
 	"github.com/orderflow/orderflow/integrations/telegram"
 )
@@ -389,5 +390,37 @@ func TestProviderFlagsAirtableRate(t *testing.T) {
 		if err := r.Set(bad); err == nil {
 			t.Errorf("Set(%q) accepted", bad)
 		}
+	}
+}
+
+func TestProviderFlagsNetvisorConcurrency(t *testing.T) {
+	dir := t.TempDir()
+	simArgs := []string{"--label-dir", dir, "--sim-url", "http://sim:8090"}
+	liveArgs := slices.Concat([]string{"--label-dir", dir}, realArgs)
+	with := func(args []string, n string) []string {
+		return slices.Concat(args, []string{"--netvisor-max-concurrent", n})
+	}
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"real Netvisor: default bound", liveArgs, netvisor.DefaultMaxConcurrent},
+		{"real Netvisor, one at a time", with(liveArgs, "1"), 1},
+		{"real Netvisor, no bound", with(liveArgs, "0"), -1},
+		{"simulator: no bound", simArgs, -1},
+		{"simulator, bound given", with(simArgs, "2"), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := parseProviderFlags(t, realEnv, tt.args...)
+			c, err := p.configs(discardLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Netvisor.MaxConcurrent != tt.want {
+				t.Errorf("MaxConcurrent %d, want %d", c.Netvisor.MaxConcurrent, tt.want)
+			}
+		})
 	}
 }

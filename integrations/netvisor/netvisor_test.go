@@ -570,24 +570,33 @@ func TestResponseInISO885915(t *testing.T) {
 	}
 }
 
-// Netvisor asks for one message at a time per company: concurrent calls on
-// one Client never overlap.
-func TestCallsAreSerialised(t *testing.T) {
-	f := &fakeNetvisor{status: 200, body: "file:created.xml", delay: 5 * time.Millisecond}
-	c := newTest(t, f, nil)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{}); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if m := f.maxIn.Load(); m != 1 {
-		t.Fatalf("%d requests in flight at once, want 1", m)
+// Concurrent calls on one Client never exceed MaxConcurrent in flight; a
+// negative bound lets them all through.
+func TestConcurrencyBound(t *testing.T) {
+	for _, tc := range []struct {
+		max, want int
+		exact     bool
+	}{{1, 1, true}, {3, 3, false}, {-1, 8, false}} {
+		f := &fakeNetvisor{status: 200, body: "file:created.xml", delay: 20 * time.Millisecond}
+		c := newTest(t, f, func(c *Config) { c.MaxConcurrent = tc.max })
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := c.CreateInvoice(context.Background(), testOrder(), integrations.Shipment{}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		m := int(f.maxIn.Load())
+		if m > tc.want || (tc.max > 0 && m > tc.max) || (tc.exact && m != tc.want) {
+			t.Errorf("MaxConcurrent %d: %d requests in flight at once, want at most %d", tc.max, m, tc.want)
+		}
+		if tc.max < 0 && m < 2 {
+			t.Errorf("no bound: only %d request in flight at once", m)
+		}
 	}
 }
 
