@@ -6,6 +6,8 @@
 package integrations
 
 import (
+	"net"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -116,4 +118,19 @@ func OrderNumber(orderID string) string {
 		s = s[len(s)-10:]
 	}
 	return "OF-" + strings.ToUpper(s)
+}
+
+// Transport is the HTTP transport every provider client uses unless given
+// an http.Client of its own. Go's default keeps only two idle connections
+// per host, so a processor with hundreds of orders in flight would open and
+// close a connection for most calls; this one keeps enough for them.
+var Transport http.RoundTripper = &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	ForceAttemptHTTP2:     true,
+	MaxIdleConns:          1024,
+	MaxIdleConnsPerHost:   256,
+	IdleConnTimeout:       90 * time.Second,
+	TLSHandshakeTimeout:   10 * time.Second,
+	ExpectContinueTimeout: time.Second,
 }

@@ -206,7 +206,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if c.hc == nil {
-		c.hc = &http.Client{Timeout: cfg.Timeout}
+		c.hc = &http.Client{Timeout: cfg.Timeout, Transport: integrations.Transport}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

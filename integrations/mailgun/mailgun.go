@@ -141,7 +141,7 @@ func New(cfg Config) (*Client, error) {
 		log: cfg.Logger,
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{Timeout: cfg.Timeout}
+		c.hc = &http.Client{Timeout: cfg.Timeout, Transport: integrations.Transport}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -201,7 +201,7 @@ func New(cfg Config) (*Client, error) {
 	cfg.setDefaults()
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: cfg.Timeout}
+		hc = &http.Client{Timeout: cfg.Timeout, Transport: integrations.Transport}
 	}
 	log := cfg.Logger
 	if log == nil {
