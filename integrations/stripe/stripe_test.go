@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -122,9 +123,13 @@ func TestOrderDetailsPaymentIntent(t *testing.T) {
 		path  string
 		query url.Values
 	}{
-		{"/v1/payment_intents/" + pi, url.Values{}},
-		{"/v1/checkout/sessions", url.Values{"payment_intent": {pi}, "limit": {"1"}}},
+		// The session with its line items and PaymentIntent expanded; this
+		// fixture has neither (as if Stripe had left them out), so both are
+		// read on their own.
+		{"/v1/checkout/sessions", url.Values{"payment_intent": {pi}, "limit": {"1"},
+			"expand[0]": {"data.line_items"}, "expand[1]": {"data.line_items.data.taxes"}, "expand[2]": {"data.payment_intent"}}},
 		{"/v1/checkout/sessions/cs_test_a1B2c3D4/line_items", url.Values{"limit": {"100"}, "expand[0]": {"data.taxes"}}},
+		{"/v1/payment_intents/" + pi, url.Values{}},
 	}
 	if len(reqs) != len(want) {
 		t.Fatalf("got %d requests, want %d", len(reqs), len(want))
@@ -253,7 +258,7 @@ func TestOrderDetailsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, srv := newFake(t, map[string]route{"/v1/payment_intents/" + pi: tt.rt})
+			f, srv := newFake(t, map[string]route{"/v1/checkout/sessions": tt.rt})
 			_, err := newClient(t, srv.URL).OrderDetails(context.Background(), pi)
 			var e *integrations.Error
 			if !errors.As(err, &e) {
@@ -348,5 +353,31 @@ func TestOrderDetailsSessionFallsBackToPaymentIntentShipping(t *testing.T) {
 	// KWD has three decimals: 1000 fils is 1.000 KWD.
 	if o.Currency != "kwd" || o.AmountTotal != 1000 || integrations.FormatMoney(o.AmountTotal, o.Currency) != "1.000 KWD" {
 		t.Errorf("money = %d %s", o.AmountTotal, o.Currency)
+	}
+}
+
+// When Stripe returns the session with its line items and PaymentIntent
+// expanded, the order takes one call and is the same order.
+func TestOrderDetailsPaymentIntentOneCall(t *testing.T) {
+	const pi = "pi_3OabcDEF1234567890"
+	_, full := newFake(t, map[string]route{
+		"/v1/payment_intents/" + pi:                         {file: "payment_intent.json"},
+		"/v1/checkout/sessions":                             {file: "sessions_list.json"},
+		"/v1/checkout/sessions/cs_test_a1B2c3D4/line_items": {file: "line_items.json"},
+	})
+	want, err := newClient(t, full.URL).OrderDetails(context.Background(), pi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, srv := newFake(t, map[string]route{"/v1/checkout/sessions": {file: "sessions_list_expanded.json"}})
+	got, err := newClient(t, srv.URL).OrderDetails(context.Background(), pi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.requests()); n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("one-call order differs:\n got %+v\nwant %+v", got, want)
 	}
 }
