@@ -33,6 +33,7 @@ type gatewayFlags struct {
 	kafka            kafkaFlags
 	httpAddr         string
 	metricsAddr      string
+	pprof            bool
 	secrets          string
 	secretsFile      string
 	redisAddr        string
@@ -57,6 +58,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	f.kafka.register(fs)
 	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "listen address of the webhook endpoint, /healthz and /readyz")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9090", "listen address of /metrics (empty: no metrics listener)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the metrics listener")
 	fs.StringVar(&f.secrets, "webhook-secret", "", "Stripe endpoint signing secrets (whsec_…), comma-separated; any of them is accepted, for rotation")
 	fs.StringVar(&f.redisAddr, "redis-addr", "", "Redis host:port for the dedup fast path (empty: an in-process dedup cache)")
 	fs.StringVar(&f.secretsFile, "webhook-secret-file", "", "file holding the signing secrets, comma- or newline-separated (keeps them out of the process list); added to --webhook-secret")
@@ -177,6 +179,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listeners = append(listeners, ln)
 	if f.metricsAddr != "" {
 		mux := http.NewServeMux()
+		if f.pprof {
+			servePprof(mux)
+		}
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		gw.HandleHealth(mux) // /healthz and /readyz, never the webhook endpoint
 		msrv := &http.Server{

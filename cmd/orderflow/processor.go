@@ -34,6 +34,7 @@ type processorFlags struct {
 
 	group           string
 	metricsAddr     string
+	pprof           bool
 	logFormat       string
 	logLevel        string
 	maxInflight     int
@@ -62,6 +63,7 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	f.providers.register(fs)
 	fs.StringVar(&f.group, "group", d.Group, "consumer group id")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9091", "listen address of Prometheus /metrics (empty: no metrics listener)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the metrics listener")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&f.maxInflight, "max-inflight", d.MaxInflight, "records fetched and not finished, over all partitions; fetching pauses at the bound")
@@ -148,6 +150,9 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("--metrics-addr: %w", err)
 		}
 		mux := http.NewServeMux()
+		if f.pprof {
+			servePprof(mux)
+		}
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
