@@ -6,7 +6,7 @@ INFRA     := $(GO) run ./test/infra/cmd/infra
 PKGS      := ./...
 TESTFLAGS ?= -race -timeout 30m
 
-.PHONY: all build test lint fuzz run infra-up infra-down clean
+.PHONY: all build test lint fuzz bench run infra-up infra-down clean
 
 all: build
 
@@ -24,6 +24,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+## bench: side-by-side benchmarks (not part of test); writes bench/results/.
+bench:
+	$(INFRA) run -- $(GO) run ./test/bench $(BENCHFLAGS)
 
 ## infra-up / infra-down: start or stop the test infrastructure in the
 ## background; addresses go to test/.infra.env (set -a; . test/.infra.env; set +a).

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/test/harness"
+	"github.com/orderflow/orderflow/test/loadgen"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// startSim runs `orderflow sim` with a per-call latency.
+func (b *bench) startSim(ctx context.Context, latency time.Duration) (*harness.Proc, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := b.start("sim", nil, b.bin, "sim", "--addr", addr, "--peer", "--latency", latency.String())
+	if err != nil {
+		return nil, "", err
+	}
+	url := "http://" + addr
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := harness.WaitHTTP(wctx, url+"/_sim/stats"); err != nil {
+		return nil, "", fmt.Errorf("sim: %w\n%s", err, p.LogTail(20))
+	}
+	return p, url, nil
+}
+
+// startProcessor runs `orderflow processor` against the simulator.
+func (b *bench) startProcessor(ctx context.Context, name string, names topics.Names, simURL string, extra ...string) (*harness.Proc, string, error) {
+	maddr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	args := append([]string{b.bin, "processor", "--brokers", b.brokers[0], "--topic-prefix", names.Prefix,
+		"--group", names.Prefix + "processor", "--metrics-addr", maddr, "--sim-url", simURL,
+		"--max-inflight", strconv.Itoa(b.o.concurrency), "--label-dir", b.tmp + "/labels", "--log-level", "warn", "--pprof"}, extra...)
+	p, err := b.start(name, nil, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := harness.WaitHTTP(wctx, "http://"+maddr+"/metrics"); err != nil {
+		return nil, "", fmt.Errorf("processor: %w\n%s", err, p.LogTail(20))
+	}
+	return p, "http://" + maddr, nil
+}
+
+// cpuProfile fetches a 10 s CPU profile from a metrics listener in the
+// background when --profile is set.
+func (b *bench) cpuProfile(baseURL, name string) {
+	if b.o.profile == "" {
+		return
+	}
+	go func() {
+		resp, err := http.Get(baseURL + "/debug/pprof/profile?seconds=10")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: profile %s: %v\n", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		_ = os.MkdirAll(b.o.profile, 0o755)
+		f, err := os.Create(filepath.Join(b.o.profile, name+".pprof"))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+	}()
+}
+
+// backlog produces n payment_intent.succeeded envelopes to orders.
+func (b *bench) backlog(ctx context.Context, names topics.Names, n int) ([]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	f := loadgen.NewFactory(false)
+	ids := make([]string, 0, n)
+	errc := make(chan error, 1)
+	for i := 0; i < n; i++ {
+		ev := f.Order(i, nil)[0]
+		env := topics.Envelope{EventID: ev.ID, EventType: ev.Type, Key: ev.OrderID, ObjectID: ev.OrderID,
+			ReceivedAt: time.Now().UTC(), Event: json.RawMessage(ev.Body)}
+		val, err := env.Encode()
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, ev.OrderID)
+		cl.Produce(ctx, &kgo.Record{Topic: names.Orders, Key: []byte(ev.OrderID), Value: val,
+			Headers: []kgo.RecordHeader{{Key: topics.HeaderEventID, Value: []byte(ev.ID)}, {Key: topics.HeaderEventType, Value: []byte(ev.Type)}}},
+			func(_ *kgo.Record, err error) {
+				if err != nil {
+					select {
+					case errc <- err:
+					default:
+					}
+				}
+			})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return nil, err
+	}
+	select {
+	case err := <-errc:
+		return nil, err
+	default:
+	}
+	return ids, nil
+}
+
+// drainOnce measures one orderflow drain of n orders at a provider latency.
+func (b *bench) drainOnce(ctx context.Context, latency time.Duration, n int) (DrainRow, error) {
+	row := DrainRow{System: "orderflow processor", Orders: n, LatencyMs: float64(latency.Milliseconds()), Concurrency: b.o.concurrency}
+	names, err := b.createTopics(ctx, fmt.Sprintf("drain%d", latency.Milliseconds()), 12)
+	if err != nil {
+		return row, err
+	}
+	ids, err := b.backlog(ctx, names, n)
+	if err != nil {
+		return row, err
+	}
+	sim, simURL, err := b.startSim(ctx, latency)
+	if err != nil {
+		return row, err
+	}
+	defer b.stop(sim)
+	states, err := harness.FollowStates(b.brokers, names.State)
+	if err != nil {
+		return row, err
+	}
+	defer states.Close()
+	start := time.Now()
+	proc, metrics, err := b.startProcessor(ctx, "processor-drain", names, simURL)
+	if err != nil {
+		return row, err
+	}
+	defer b.stop(proc)
+	b.cpuProfile(metrics, fmt.Sprintf("processor-drain-%s", latency))
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	if missing, err := states.WaitAll(wctx, ids, func(s *processor.State) bool { return s.Status == processor.StatusCompleted }); err != nil {
+		return row, fmt.Errorf("%w (e.g. %v)\n%s", err, first(missing, 3), proc.LogTail(20))
+	}
+	first, last := completionSpan(states, ids)
+	row.Seconds = last.Sub(first).Seconds()
+	row.FromStartSeconds = last.Sub(start).Seconds()
+	if row.Seconds > 0 {
+		row.OrdersPerSec = float64(n-1) / row.Seconds
+	}
+	stats, err := harness.Sim{URL: simURL}.Stats(ctx)
+	if err != nil {
+		return row, err
+	}
+	var calls int64
+	for _, s := range stats {
+		calls += s.Requests
+	}
+	row.CallsPerOrder = float64(calls) / float64(n)
+	if latency > 0 {
+		perOrder := row.CallsPerOrder * latency.Seconds()
+		row.LittleBound = float64(b.o.concurrency) / perOrder
+		row.OfBound = row.OrdersPerSec / row.LittleBound
+	}
+	row.DuplicateCreates = dupCreates(stats)
+	b.res.PeakRSS = append(b.res.PeakRSS, RSS{Process: fmt.Sprintf("processor (drain %s)", latency), Bytes: proc.PeakRSS()})
+	return row, nil
+}
+
+func first(xs []string, n int) []string {
+	if len(xs) > n {
+		return xs[:n]
+	}
+	return xs
+}
+
+// completionSpan is the time from the first to the last completion.
+func completionSpan(s *harness.States, ids []string) (time.Time, time.Time) {
+	var lo, hi time.Time
+	for _, id := range ids {
+		t, ok := s.CompletedAt(id)
+		if !ok {
+			continue
+		}
+		if lo.IsZero() || t.Before(lo) {
+			lo = t
+		}
+		if t.After(hi) {
+			hi = t
+		}
+	}
+	return lo, hi
+}
+
+func dupCreates(stats map[string]harness.StepStats) int64 {
+	var d int64
+	for _, s := range stats {
+		d += s.DuplicateCreates
+	}
+	return d
+}
+
+// drainPeer measures the peer's worker.js on n jobs at 0 ms.
+func (b *bench) drainPeer(ctx context.Context, n int) (DrainRow, error) {
+	row := DrainRow{System: "peer worker.js", Orders: n, Concurrency: b.o.concurrency}
+	redisURL := "redis://" + b.redis + "/3"
+	host, port, _ := strings.Cut(b.redis, ":")
+	if out, err := exec.CommandContext(ctx, "redis-cli", "-h", host, "-p", port, "-n", "3", "FLUSHDB").CombinedOutput(); err != nil {
+		return row, fmt.Errorf("flush peer db: %v %s", err, out)
+	}
+	gport, err := freeAddr()
+	if err != nil {
+		return row, err
+	}
+	_, p, _ := strings.Cut(gport, ":")
+	gw, err := b.start("peer-gateway-drain", []string{"PORT=" + p, "STRIPE_WEBHOOK_SECRET=" + benchSecret, "REDIS_URL=" + redisURL}, "node", b.peer+"/gateway.js")
+	if err != nil {
+		return row, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitPOST(wctx, "http://"+gport+"/"); err != nil {
+		return row, err
+	}
+	rep, err := loadgen.Run(ctx, loadgen.Config{URL: "http://" + gport + "/", Secrets: []string{benchSecret}, Orders: n, Connections: 64})
+	b.stop(gw)
+	if err != nil {
+		return row, err
+	}
+	if rep.OK != int64(n) {
+		return row, fmt.Errorf("peer gateway accepted %d of %d", rep.OK, n)
+	}
+	sim, simURL, err := b.startSim(ctx, 0)
+	if err != nil {
+		return row, err
+	}
+	defer b.stop(sim)
+	start := time.Now()
+	w, err := b.start("peer-worker", []string{"REDIS_URL=" + redisURL, "FAKE_URL=" + simURL, "CONCURRENCY=" + strconv.Itoa(b.o.concurrency)}, "node", b.peer+"/worker.js")
+	if err != nil {
+		return row, err
+	}
+	defer b.stop(w)
+	var firstAt, doneAt time.Time
+	logFile := b.tmp + "/peer-worker.log"
+	deadline := time.Now().Add(30 * time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(250 * time.Millisecond)
+		c := lastCompleted(logFile)
+		if c > 0 && firstAt.IsZero() {
+			firstAt = time.Now()
+		}
+		if c >= n {
+			doneAt = time.Now()
+			break
+		}
+		if !w.Running() {
+			return row, fmt.Errorf("worker.js exited:\n%s", w.LogTail(20))
+		}
+	}
+	if doneAt.IsZero() {
+		return row, fmt.Errorf("worker.js completed %d of %d", lastCompleted(logFile), n)
+	}
+	row.Seconds = doneAt.Sub(firstAt).Seconds()
+	row.FromStartSeconds = doneAt.Sub(start).Seconds()
+	if row.Seconds > 0 {
+		row.OrdersPerSec = float64(n) / row.Seconds
+	}
+	stats, err := harness.Sim{URL: simURL}.Stats(ctx)
+	if err == nil {
+		row.DuplicateCreates = dupCreates(stats)
+		var calls int64
+		for _, s := range stats {
+			calls += s.Requests
+		}
+		row.CallsPerOrder = float64(calls) / float64(n)
+	}
+	return row, nil
+}
+
+// lastCompleted reads the last "completed=N" line worker.js printed.
+func lastCompleted(file string) int {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "completed="); ok {
+			if c, err := strconv.Atoi(v); err == nil {
+				n = c
+			}
+		}
+	}
+	return n
+}
+
+func (b *bench) drain(ctx context.Context) error {
+	for _, lat := range []time.Duration{0, 50 * time.Millisecond} {
+		row, err := b.drainOnce(ctx, lat, b.o.drainOrders)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "bench: drain %s: %.0f orders/s\n", lat, row.OrdersPerSec)
+		b.res.Drain = append(b.res.Drain, row)
+	}
+	if b.peer != "" {
+		row, err := b.drainPeer(ctx, b.o.drainOrders)
+		if err != nil {
+			return fmt.Errorf("peer: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: drain peer: %.0f orders/s\n", row.OrdersPerSec)
+		b.res.Drain = append(b.res.Drain, row)
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/test/harness"
+	"github.com/orderflow/orderflow/test/infra"
+	"github.com/orderflow/orderflow/test/loadgen"
+	"github.com/orderflow/orderflow/topics"
+)
+
+const benchSecret = "whsec_bench"
+
+// createTopics makes a fresh prefixed topic set.
+func (b *bench) createTopics(ctx context.Context, name string, partitions int32) (topics.Names, error) {
+	names := topics.New(fmt.Sprintf("bench-%s-%d.", name, time.Now().UnixNano()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	if err != nil {
+		return names, err
+	}
+	defer cl.Close()
+	_, err = topics.Create(ctx, kadm.NewClient(cl), names.Specs(partitions), 1)
+	return names, err
+}
+
+func freeAddr() (string, error) {
+	p, err := infra.FreePort()
+	if err != nil {
+		return "", err
+	}
+	return "127.0.0.1:" + strconv.Itoa(p), nil
+}
+
+// startGateway runs `orderflow gateway` and waits until it is ready.
+func (b *bench) startGateway(ctx context.Context, names topics.Names) (*harness.Proc, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	maddr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := b.start("gateway", nil, b.bin, "gateway", "--http-addr", addr, "--metrics-addr", maddr,
+		"--brokers", b.brokers[0], "--topic-prefix", names.Prefix, "--webhook-secret", benchSecret,
+		"--redis-addr", b.redis, "--log-level", "warn", "--pprof")
+	if err != nil {
+		return nil, "", err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := harness.WaitHTTP(wctx, "http://"+addr+"/readyz"); err != nil {
+		return nil, "", fmt.Errorf("gateway: %w\n%s", err, p.LogTail(20))
+	}
+	b.gwMetrics = "http://" + maddr
+	return p, "http://" + addr + "/webhooks/stripe", nil
+}
+
+type target struct {
+	name string
+	url  string
+}
+
+func (b *bench) ingest(ctx context.Context) error {
+	names, err := b.createTopics(ctx, "ingest", 12)
+	if err != nil {
+		return err
+	}
+	gw, gwURL, err := b.startGateway(ctx, names)
+	if err != nil {
+		return err
+	}
+	defer b.stop(gw)
+	targets := []target{{"orderflow gateway", gwURL}}
+
+	bareAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bare, err := b.start("bare", nil, self, "bare-handler", bareAddr)
+	if err != nil {
+		return err
+	}
+	defer b.stop(bare)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := harness.WaitHTTP(wctx, "http://"+bareAddr+"/"); err != nil {
+		return err
+	}
+	targets = append(targets, target{"bare net/http", "http://" + bareAddr + "/"})
+
+	if b.peer != "" {
+		port, err := infra.FreePort()
+		if err != nil {
+			return err
+		}
+		peer, err := b.start("peer-gateway", []string{
+			"PORT=" + strconv.Itoa(port), "STRIPE_WEBHOOK_SECRET=" + benchSecret, "REDIS_URL=redis://" + b.redis + "/2",
+		}, "node", b.peer+"/gateway.js")
+		if err != nil {
+			return err
+		}
+		defer b.stop(peer)
+		if err := waitPOST(wctx, fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil {
+			return fmt.Errorf("peer gateway: %w\n%s", err, peer.LogTail(20))
+		}
+		targets = append(targets, target{"peer gateway.js", fmt.Sprintf("http://127.0.0.1:%d/", port)})
+	}
+
+	b.cpuProfile(b.gwMetrics, "gateway-ingest")
+	// Warm up every target once (connections, JIT, producer batches).
+	for _, t := range targets {
+		if _, err := loadgen.Run(ctx, loadgen.Config{URL: t.url, Secrets: []string{benchSecret}, Orders: 1000, Connections: 64}); err != nil {
+			return fmt.Errorf("warm-up %s: %w", t.name, err)
+		}
+	}
+	var gatewayOK int64 = 1000
+	for _, conns := range []int{64, 256} {
+		runs := map[string][]*loadgen.Report{}
+		for round := 0; round < b.o.rounds; round++ {
+			for _, t := range targets {
+				rep, err := loadgen.Run(ctx, loadgen.Config{URL: t.url, Secrets: []string{benchSecret},
+					Orders: b.o.ingestOrders, Connections: conns, Seed: uint64(round)})
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				fmt.Fprintf(os.Stderr, "bench: ingest %d conns, round %d, %s: %s\n", conns, round+1, t.name, rep)
+				runs[t.name] = append(runs[t.name], rep)
+				if t.name == "orderflow gateway" {
+					gatewayOK += rep.OK
+				}
+			}
+		}
+		for _, t := range targets {
+			r := runs[t.name]
+			var rps, p99 []float64
+			var non2xx int64
+			for _, rep := range r {
+				rps = append(rps, rep.OKPerSec)
+				p99 = append(p99, float64(rep.P99)/float64(time.Millisecond))
+				non2xx += int64(rep.Deliveries) - rep.OK
+			}
+			b.res.Ingest = append(b.res.Ingest, IngestRow{Target: t.name, Connections: conns,
+				ReqPerSec: median(rps), P99Ms: median(p99), Rounds: rps, Non2xx: non2xx})
+		}
+	}
+	// Every 200 is durable: the topic holds at least as many records as the
+	// gateway acknowledged (Redis dedup turns nothing away here: ids are new).
+	n, err := b.endOffsets(ctx, names.Orders)
+	if err != nil {
+		return err
+	}
+	b.res.IngestDurable = IngestDurability{Acknowledged: gatewayOK, InKafka: n}
+	b.res.PeakRSS = append(b.res.PeakRSS, RSS{Process: "gateway (ingest)", Bytes: gw.PeakRSS()})
+	if n < gatewayOK {
+		return fmt.Errorf("gateway acknowledged %d events but %s holds %d records", gatewayOK, names.Orders, n)
+	}
+	return nil
+}
+
+// endOffsets sums a topic's end offsets.
+func (b *bench) endOffsets(ctx context.Context, topic string) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	offs.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n, nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Results is everything one run measured, with its conditions.
+type Results struct {
+	Date          string           `json:"date"`
+	Cores         int              `json:"cores"`
+	CPU           string           `json:"cpu"`
+	GoVersion     string           `json:"go_version"`
+	KafkaVersion  string           `json:"kafka_version"`
+	RedisVersion  string           `json:"redis_version"`
+	NodeVersion   string           `json:"node_version,omitempty"`
+	Concurrency   int              `json:"concurrency"`
+	Ingest        []IngestRow      `json:"ingest"`
+	IngestDurable IngestDurability `json:"ingest_durable"`
+	Drain         []DrainRow       `json:"drain"`
+	Flash         *FlashResult     `json:"flash,omitempty"`
+	Restore       *RestoreResult   `json:"restore,omitempty"`
+	PeakRSS       []RSS            `json:"peak_rss"`
+	Micro         []string         `json:"micro"`
+	Notes         []string         `json:"notes,omitempty"`
+	Errors        []string         `json:"errors,omitempty"`
+}
+
+// IngestRow is the median of the interleaved rounds of one target.
+type IngestRow struct {
+	Target      string    `json:"target"`
+	Connections int       `json:"connections"`
+	ReqPerSec   float64   `json:"req_per_sec"`
+	P99Ms       float64   `json:"p99_ms"`
+	Rounds      []float64 `json:"rounds_req_per_sec"`
+	Non2xx      int64     `json:"non_2xx"`
+}
+
+// IngestDurability compares what the gateway acknowledged with the topic.
+type IngestDurability struct {
+	Acknowledged int64 `json:"acknowledged"`
+	InKafka      int64 `json:"in_kafka"`
+}
+
+// DrainRow is one backlog drain.
+type DrainRow struct {
+	System           string  `json:"system"`
+	Orders           int     `json:"orders"`
+	LatencyMs        float64 `json:"provider_latency_ms"`
+	Concurrency      int     `json:"concurrency"`
+	Seconds          float64 `json:"seconds_first_to_last"`
+	FromStartSeconds float64 `json:"seconds_from_start"`
+	OrdersPerSec     float64 `json:"orders_per_sec"`
+	CallsPerOrder    float64 `json:"provider_calls_per_order"`
+	LittleBound      float64 `json:"littles_law_bound,omitempty"`
+	OfBound          float64 `json:"of_bound,omitempty"`
+	DuplicateCreates int64   `json:"duplicate_creates"`
+}
+
+// FlashResult is the end-to-end flash sale.
+type FlashResult struct {
+	Orders           int              `json:"orders"`
+	Deliveries       int64            `json:"deliveries"`
+	AcceptedPerSec   float64          `json:"accepted_per_sec"`
+	IngestP99Ms      float64          `json:"ingest_p99_ms"`
+	E2EP50Ms         float64          `json:"e2e_p50_ms"`
+	E2EP99Ms         float64          `json:"e2e_p99_ms"`
+	DrainSeconds     float64          `json:"drain_seconds"`
+	Created          map[string]int64 `json:"created"`
+	DuplicateCreates map[string]int64 `json:"duplicate_creates"`
+	Status           map[int]int64    `json:"status"`
+}
+
+// RestoreResult is the state restore of one large partition.
+type RestoreResult struct {
+	States  int     `json:"states"`
+	Seconds float64 `json:"seconds"`
+	PeakRSS int64   `json:"processor_peak_rss"`
+}
+
+// RSS is a process's peak resident set size.
+type RSS struct {
+	Process string `json:"process"`
+	Bytes   int64  `json:"bytes"`
+}
+
+func (b *bench) write() error {
+	if err := os.MkdirAll(b.o.out, 0o755); err != nil {
+		return err
+	}
+	base := filepath.Join(b.o.out, time.Now().UTC().Format("2006-01-02T150405Z"))
+	if err := writeJSON(base+".json", b.res); err != nil {
+		return err
+	}
+	if err := os.WriteFile(base+".md", []byte(b.res.markdown()), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("bench: results in %s.md and %s.json\n", base, base)
+	fmt.Print(b.res.markdown())
+	return nil
+}
+
+func (r *Results) ingestRow(target string, conns int) *IngestRow {
+	for i := range r.Ingest {
+		if r.Ingest[i].Target == target && r.Ingest[i].Connections == conns {
+			return &r.Ingest[i]
+		}
+	}
+	return nil
+}
+
+func (r *Results) markdown() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "# orderflow benchmark, %s\n\n", r.Date)
+	fmt.Fprintf(&s, "Conditions: %d cores (%s), %s, Kafka %s (single node, acks=all), Redis %s", r.Cores, r.CPU, r.GoVersion, r.KafkaVersion, r.RedisVersion)
+	if r.NodeVersion != "" {
+		fmt.Fprintf(&s, ", Node.js %s", r.NodeVersion)
+	}
+	s.WriteString("; load generator, servers and broker share the machine. Every comparison is measured in one run, interleaved; medians of the rounds.\n\n")
+	if len(r.Ingest) > 0 {
+		s.WriteString("## Ingest (signed payment_intent.succeeded events)\n\n| connections | target | req/s (median) | p99 ms | non-2xx | ratio to gateway |\n|---|---|---|---|---|---|\n")
+		for _, row := range r.Ingest {
+			gw := r.ingestRow("orderflow gateway", row.Connections)
+			ratio := ""
+			if gw != nil && row.ReqPerSec > 0 {
+				ratio = fmt.Sprintf("gateway = %.2f ×", gw.ReqPerSec/row.ReqPerSec)
+			}
+			fmt.Fprintf(&s, "| %d | %s | %.0f | %.1f | %d | %s |\n", row.Connections, row.Target, row.ReqPerSec, row.P99Ms, row.Non2xx, ratio)
+		}
+		fmt.Fprintf(&s, "\nDurability: the gateway answered 2xx to %d events; `orders` holds %d records.\n\n", r.IngestDurable.Acknowledged, r.IngestDurable.InKafka)
+	}
+	if len(r.Drain) > 0 {
+		s.WriteString("## Drain (backlog already queued)\n\n| system | orders | provider latency | concurrency | orders/s | calls/order | Little's-law bound | of bound | duplicate creates |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, d := range r.Drain {
+			bound, of := "", ""
+			if d.LittleBound > 0 {
+				bound, of = fmt.Sprintf("%.0f", d.LittleBound), fmt.Sprintf("%.2f", d.OfBound)
+			}
+			fmt.Fprintf(&s, "| %s | %d | %.0f ms | %d | %.0f | %.1f | %s | %s | %d |\n", d.System, d.Orders, d.LatencyMs, d.Concurrency, d.OrdersPerSec, d.CallsPerOrder, bound, of, d.DuplicateCreates)
+		}
+		var of0, peer float64
+		for _, d := range r.Drain {
+			if d.System == "orderflow processor" && d.LatencyMs == 0 {
+				of0 = d.OrdersPerSec
+			}
+			if d.System == "peer worker.js" {
+				peer = d.OrdersPerSec
+			}
+		}
+		if of0 > 0 && peer > 0 {
+			fmt.Fprintf(&s, "\nAt 0 ms and equal concurrency orderflow drains %.2f × the peer's orders/s.\n", of0/peer)
+		}
+		s.WriteString("\n")
+	}
+	if f := r.Flash; f != nil {
+		s.WriteString("## Flash sale, end to end (both Checkout events per order, 5 % duplicates, 256 connections)\n\n")
+		fmt.Fprintf(&s, "- %d orders, %d deliveries, accepted %.0f/s, ingest p99 %.1f ms\n", f.Orders, f.Deliveries, f.AcceptedPerSec, f.IngestP99Ms)
+		fmt.Fprintf(&s, "- event accepted → order completed: p50 %.0f ms, p99 %.0f ms; drain %.1f s\n", f.E2EP50Ms, f.E2EP99Ms, f.DrainSeconds)
+		steps := make([]string, 0, len(f.Created))
+		for k := range f.Created {
+			steps = append(steps, k)
+		}
+		sort.Strings(steps)
+		s.WriteString("- simulator: ")
+		for i, k := range steps {
+			if i > 0 {
+				s.WriteString(", ")
+			}
+			fmt.Fprintf(&s, "%s created %d (duplicates %d)", k, f.Created[k], f.DuplicateCreates[k])
+		}
+		s.WriteString("\n\n")
+	}
+	if r.Restore != nil {
+		fmt.Fprintf(&s, "## State restore\n\n%d order states in one partition restored in %.2f s (processor peak RSS %.0f MiB).\n\n", r.Restore.States, r.Restore.Seconds, float64(r.Restore.PeakRSS)/(1<<20))
+	}
+	if len(r.PeakRSS) > 0 {
+		s.WriteString("## Peak RSS\n\n| process | MiB |\n|---|---|\n")
+		for _, p := range r.PeakRSS {
+			fmt.Fprintf(&s, "| %s | %.0f |\n", p.Process, float64(p.Bytes)/(1<<20))
+		}
+		s.WriteString("\n")
+	}
+	if len(r.Micro) > 0 {
+		s.WriteString("## Go micro-benchmarks\n\n```\n" + strings.Join(r.Micro, "\n") + "\n```\n\n")
+	}
+	for _, n := range r.Notes {
+		s.WriteString("Note: " + n + "\n\n")
+	}
+	for _, e := range r.Errors {
+		s.WriteString("ERROR: " + e + "\n\n")
+	}
+	return s.String()
+}
