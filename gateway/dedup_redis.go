@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,9 +16,80 @@ const DefaultRedisKeyPrefix = "orderflow:gateway:event:"
 // RedisDeduper is the production Deduper: one EXISTS before the produce and
 // one SET NX EX after the acknowledgement, each a single round trip. Several
 // gateways sharing one Redis share one view of what was queued.
+//
+// Commands of concurrent requests are pipelined together: a request that
+// finds no flush under way sends at once; those arriving meanwhile go in the
+// next pipeline. A request still waits for its own answer, but a burst of a
+// thousand webhooks costs a few round trips and system calls, not two
+// thousand (the ingest profile showed Redis writes as a third of the
+// gateway's CPU).
 type RedisDeduper struct {
 	rdb    redis.Cmdable
 	prefix string
+
+	mu    sync.Mutex
+	queue []*redisOp
+	busy  bool
+}
+
+// redisOp is one request's command waiting for a pipeline.
+type redisOp struct {
+	add  func(redis.Pipeliner) // queues the command
+	done chan struct{}
+}
+
+// maxPipeline bounds the commands of one pipeline.
+const maxPipeline = 512
+
+// do runs the command that add queues, in a pipeline shared with the
+// commands of concurrent requests, and waits for it (or ctx).
+func (d *RedisDeduper) do(ctx context.Context, add func(redis.Pipeliner)) error {
+	op := &redisOp{add: add, done: make(chan struct{})}
+	d.mu.Lock()
+	d.queue = append(d.queue, op)
+	lead := !d.busy
+	d.busy = true
+	d.mu.Unlock()
+	if lead {
+		d.flush()
+	}
+	select {
+	case <-op.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flush sends what is queued as one pipeline; when more has queued
+// meanwhile, another flush follows in the background, so no request waits
+// on others' traffic beyond one round trip.
+func (d *RedisDeduper) flush() {
+	d.mu.Lock()
+	n := min(len(d.queue), maxPipeline)
+	batch := d.queue[:n:n]
+	d.queue = d.queue[n:]
+	d.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	pipe := d.rdb.Pipeline()
+	for _, op := range batch {
+		op.add(pipe)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	cancel()
+	for _, op := range batch {
+		close(op.done)
+	}
+
+	d.mu.Lock()
+	if len(d.queue) == 0 {
+		d.busy = false
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	go d.flush()
 }
 
 // NewRedisDeduper returns a Deduper on rdb (a *redis.Client, a cluster or
@@ -54,7 +126,11 @@ func (d *RedisDeduper) Key(eventID string) string { return d.prefix + eventID }
 
 // Seen reports whether the event id is stored.
 func (d *RedisDeduper) Seen(ctx context.Context, eventID string) (bool, error) {
-	n, err := d.rdb.Exists(ctx, d.Key(eventID)).Result()
+	var cmd *redis.IntCmd
+	if err := d.do(ctx, func(p redis.Pipeliner) { cmd = p.Exists(ctx, d.Key(eventID)) }); err != nil {
+		return false, fmt.Errorf("redis exists: %w", err)
+	}
+	n, err := cmd.Result()
 	if err != nil {
 		return false, fmt.Errorf("redis exists: %w", err)
 	}
@@ -63,7 +139,11 @@ func (d *RedisDeduper) Seen(ctx context.Context, eventID string) (bool, error) {
 
 // Mark stores the event id for ttl unless it is stored already.
 func (d *RedisDeduper) Mark(ctx context.Context, eventID string, ttl time.Duration) error {
-	if err := d.rdb.SetNX(ctx, d.Key(eventID), "1", ttl).Err(); err != nil {
+	var cmd *redis.BoolCmd
+	if err := d.do(ctx, func(p redis.Pipeliner) { cmd = p.SetNX(ctx, d.Key(eventID), "1", ttl) }); err != nil {
+		return fmt.Errorf("redis set nx: %w", err)
+	}
+	if err := cmd.Err(); err != nil {
 		return fmt.Errorf("redis set nx: %w", err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -482,4 +483,69 @@ func TestIntegrationRedisDeduper(t *testing.T) {
 	if NewRedisDeduper(rdb, "").Key("evt_x") != DefaultRedisKeyPrefix+"evt_x" {
 		t.Error("default prefix not applied")
 	}
+}
+
+// pipelineCounter counts the pipelines go-redis sends.
+type pipelineCounter struct{ n atomic.Int64 }
+
+func (c *pipelineCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (c *pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (c *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// Concurrent requests share pipelines, and each still gets its own answer.
+func TestIntegrationRedisDeduperPipelines(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
+	defer rdb.Close()
+	var pc pipelineCounter
+	rdb.AddHook(&pc)
+	d := NewRedisDeduper(rdb, "orderflow-test:"+testenv.Prefix(t))
+	ctx := context.Background()
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("evt_p%d", i)
+			if i%2 == 0 {
+				if err := d.Mark(ctx, id, time.Minute); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			seen, err := d.Seen(ctx, fmt.Sprintf("evt_p%d", i))
+			if err != nil {
+				errs <- err
+			} else if seen != (i%2 == 0) {
+				errs <- fmt.Errorf("evt_p%d: seen %v", i, seen)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := pc.n.Load(); got >= 3*n/2 {
+		t.Errorf("%d pipelines for %d concurrent commands: not shared", got, 3*n/2)
+	}
+	t.Logf("%d commands in %d pipelines", 3*n/2, pc.n.Load())
+	keys := make([]string, 0, n)
+	for i := range n {
+		keys = append(keys, d.Key(fmt.Sprintf("evt_p%d", i)))
+	}
+	rdb.Del(context.Background(), keys...)
 }
