@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	_ "time/tzdata" // invoice dates in the accounting system's zone, even in a minimal image
 )
 
 // command is one subcommand. run gets the arguments after the command name
