@@ -68,3 +68,51 @@ func TestPanicIsDeadLetteredNotACrash(t *testing.T) {
 		return corrupt
 	})
 }
+
+// An order takes six state writes: one per step, with the intent of shipping,
+// invoice and email persisted in the write before their call (the previous
+// step's result) and the completion in the last step's write. Every intent
+// is persisted before its call and every result before the next call.
+func TestStateWritesPerOrder(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1)
+	f := newFakes()
+	h.start(h.config(), f.providers())
+	h.send(paid("pi_writes"))
+	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_writes"}, StatusCompleted))
+	var states []*State
+	for _, r := range h.readAll(h.names.State) {
+		if string(r.Key) != "pi_writes" {
+			continue
+		}
+		st, err := DecodeState(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		states = append(states, st)
+	}
+	if len(states) != 6 {
+		t.Fatalf("%d state writes, want 6", len(states))
+	}
+	for i, step := range Chain {
+		st := states[i]
+		if ss := st.Steps[step]; ss == nil || !ss.Done {
+			t.Errorf("write %d: %s not done", i+1, step)
+		}
+		if i+1 < len(Chain) {
+			next := Chain[i+1]
+			if ss := st.Steps[next]; (ss != nil && ss.Intent != nil) != !stepIdempotent(next) {
+				t.Errorf("write %d: intent of %s = %v, want set only for a step that is not idempotent", i+1, next, ss)
+			}
+			if st.Status == StatusCompleted {
+				t.Errorf("write %d: completed before the last step", i+1)
+			}
+		}
+	}
+	if last := states[5]; last.Status != StatusCompleted || last.NextOffset == 0 {
+		t.Errorf("last write: status %s next offset %d, want completed with the record handled", last.Status, last.NextOffset)
+	}
+	if f.createdCount(StepShipping, "pi_writes") != 1 || f.createdCount(StepEmail, "pi_writes") != 1 {
+		t.Error("a step ran more than once")
+	}
+}
