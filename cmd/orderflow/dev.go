@@ -298,7 +298,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	if err := gcfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
 	}
-	d.producer, err = kgo.NewClient(append(kopts, gateway.ProducerOpts(gcfg, 2*time.Millisecond)...)...)
+	d.producer, err = kgo.NewClient(append(kopts, gateway.ProducerOpts(gcfg, gateway.DefaultLinger)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
