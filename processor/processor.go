@@ -136,6 +136,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	if err := p.checkTopics(ctx); err != nil {
 		p.cl.Close()
+		if ctx.Err() != nil {
+			return nil // stopped before it started: not a failure
+		}
 		return err
 	}
 	runCtx, cancel := context.WithCancel(ctx)

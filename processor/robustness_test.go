@@ -116,3 +116,19 @@ func TestStateWritesPerOrder(t *testing.T) {
 		t.Error("a step ran more than once")
 	}
 }
+
+// A processor stopped while it is still checking its topics returns no error:
+// a stop is not a failure.
+func TestRunStoppedBeforeStartIsNotAnError(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1)
+	p, err := New(h.config(), newFakes().providers(), []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("Run with a cancelled context: %v, want nil", err)
+	}
+}
