@@ -29,7 +29,10 @@ func Binary(ctx context.Context, root, dir string) (string, error) {
 	build.Lock()
 	defer build.Unlock()
 	if build.path != "" {
-		return build.path, nil
+		if _, err := os.Stat(build.path); err == nil {
+			return build.path, nil
+		}
+		build.path = "" // its folder was removed (a test's temporary folder)
 	}
 	if dir == "" {
 		var err error
