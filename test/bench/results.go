@@ -122,12 +122,12 @@ func (r *Results) markdown() string {
 	}
 	s.WriteString("; load generator, servers and broker share the machine. Every comparison is measured in one run, interleaved; medians of the rounds.\n\n")
 	if len(r.Ingest) > 0 {
-		s.WriteString("## Ingest (signed payment_intent.succeeded events)\n\n| connections | target | req/s (median) | p99 ms | non-2xx | ratio to gateway |\n|---|---|---|---|---|---|\n")
+		s.WriteString("## Ingest (signed payment_intent.succeeded events)\n\n| connections | target | req/s (median) | p99 ms | non-2xx | orderflow gateway ÷ target |\n|---|---|---|---|---|---|\n")
 		for _, row := range r.Ingest {
 			gw := r.ingestRow("orderflow gateway", row.Connections)
 			ratio := ""
 			if gw != nil && row.ReqPerSec > 0 {
-				ratio = fmt.Sprintf("gateway = %.2f ×", gw.ReqPerSec/row.ReqPerSec)
+				ratio = fmt.Sprintf("%.2f", gw.ReqPerSec/row.ReqPerSec)
 			}
 			fmt.Fprintf(&s, "| %d | %s | %.0f | %.1f | %d | %s |\n", row.Connections, row.Target, row.ReqPerSec, row.P99Ms, row.Non2xx, ratio)
 		}
