@@ -375,6 +375,7 @@ func (h *handling) chain() bool {
 	h.markApplied()
 	for _, step := range Chain {
 		if h.part.stopping() {
+			h.dropPreIntent()
 			return false
 		}
 		ss := st.Step(step)
@@ -426,6 +427,18 @@ func (h *handling) runStep(step string) stepOutcome {
 			return stepStopped
 		}
 		if !stepIdempotent(step) && ss.Intent != nil && h.preIntent != step {
+			if v, ok := p.unpersisted.Load(h.key + "/" + step); ok {
+				// This process made the call; only its state write was lost.
+				r := v.(unpersistedResult)
+				ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.LastError = true, &r.at, r.result, nil, ""
+				h.withResult(step, r.at)
+				if err := h.persist(); err != nil {
+					return stepStopped
+				}
+				p.unpersisted.Delete(h.key + "/" + step)
+				log.Info("result of an earlier call recorded; not called again")
+				return stepDone
+			}
 			if o, resolved := h.resolveIntent(step, log); resolved {
 				return o
 			}
@@ -465,7 +478,12 @@ func (h *handling) runStep(step string) stepOutcome {
 			st.LastError = ""
 			h.withResult(step, now)
 			if err := h.persist(); err != nil {
-				log.Warn("step result not persisted; the step will run again", "attempt", attempt, "err", err)
+				if !stepIdempotent(step) {
+					p.unpersisted.Store(h.key+"/"+step, unpersistedResult{result: result, at: now})
+					log.Warn("step result not persisted; kept to record when the order returns to this process", "attempt", attempt, "err", err)
+				} else {
+					log.Warn("step result not persisted; the step will run again", "attempt", attempt, "err", err)
+				}
 				return stepStopped
 			}
 			log.Debug("step done", "attempt", attempt)
@@ -508,6 +526,27 @@ func (h *handling) runStep(step string) stepOutcome {
 		if consumed && !sleep(p.cfg.Retry.backoff(ss.Attempts, err), h.part.stopCh) {
 			return stepStopped
 		}
+	}
+}
+
+// unpersistedResult is a provider's answer whose state write failed.
+type unpersistedResult struct {
+	result json.RawMessage
+	at     time.Time
+}
+
+// dropPreIntent clears an intent written ahead with the previous result
+// when the chain stops before making that call, so the next owner does not
+// take it for an interrupted call (best effort: if the write fails, the
+// next owner follows the intent policy).
+func (h *handling) dropPreIntent() {
+	if h.preIntent == "" {
+		return
+	}
+	h.st.Step(h.preIntent).Intent = nil
+	h.preIntent = ""
+	if err := h.persist(); err != nil {
+		h.log.Warn("could not clear the intent of a call not made", "err", err)
 	}
 }
 

@@ -46,6 +46,12 @@ type Processor struct {
 
 	breakers map[string]*breaker
 
+	// unpersisted holds results of calls to providers that are not
+	// idempotent whose state write failed (the partition was lost while
+	// Kafka was unreachable), by "<order>/<step>". When the order comes back
+	// to this process, the result is recorded instead of calling again.
+	unpersisted sync.Map
+
 	mu          sync.Mutex
 	parts       map[int32]*partition
 	allPaused   atomic.Bool // written under mu
@@ -99,6 +105,8 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Orders),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		kgo.RebalanceTimeout(cfg.RebalanceTimeout),
 		kgo.DisableAutoCommit(),
 		// Rebalances are blocked only between a poll and the hand-off of its
 		// records to the partition schedulers (microseconds, never across a

@@ -132,3 +132,37 @@ func TestRunStoppedBeforeStartIsNotAnError(t *testing.T) {
 		t.Fatalf("Run with a cancelled context: %v, want nil", err)
 	}
 }
+
+// A graceful stop right after a step whose write also carried the next
+// step's intent clears that intent: the next owner makes the call without
+// flagging the order as a possible duplicate.
+func TestStopClearsAnIntentWrittenAhead(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1)
+	f := newFakes()
+	cfg := h.config()
+	var r1 *running
+	stopped := make(chan struct{})
+	f.afterCreate = func(step, order string) {
+		if step == StepProductionLog && order == "pi_stop" {
+			go func() { r1.cancel(); close(stopped) }()
+			time.Sleep(200 * time.Millisecond) // the stop waits for this call
+		}
+	}
+	r1 = h.start(cfg, f.providers())
+	h.send(paid("pi_stop"))
+	<-stopped
+	r1.stop(t)
+	if n := f.createdCount(StepShipping, "pi_stop"); n != 0 {
+		t.Fatalf("shipping called %d times before the stop, want 0", n)
+	}
+	f.afterCreate = nil
+	h.start(cfg, f.providers())
+	st := h.waitStates("completed after the restart", 30*time.Second, allStatus([]string{"pi_stop"}, StatusCompleted))
+	if flags := st["pi_stop"].Flags; len(flags) != 0 {
+		t.Errorf("flags %v, want none: no call was interrupted", flags)
+	}
+	if n := f.createdCount(StepShipping, "pi_stop"); n != 1 {
+		t.Errorf("shipping created %d times, want 1", n)
+	}
+}
