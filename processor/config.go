@@ -71,6 +71,13 @@ type Config struct {
 	// RevokeDeadline is how long in-flight steps may run on after their
 	// partition is revoked or the processor stops.
 	RevokeDeadline time.Duration
+	// SessionTimeout is how long the group waits for a member's heartbeat
+	// before giving its partitions to others (a crashed processor's orders
+	// wait this long). Heartbeats run beside the steps, so it can be short.
+	SessionTimeout time.Duration
+	// RebalanceTimeout bounds how long a member may take to give up
+	// revoked partitions; keep it above RevokeDeadline and the final writes.
+	RebalanceTimeout time.Duration
 	// CommitInterval is how often finished offsets are committed.
 	CommitInterval time.Duration
 	// ProduceTimeout bounds one state or dead-letter write attempt.
@@ -93,6 +100,8 @@ func DefaultConfig(names topics.Names) Config {
 		IntentPolicy:            map[string]IntentPolicy{StepShipping: IntentRetry, StepEmail: IntentRetry},
 		StepTimeout:             30 * time.Second,
 		RevokeDeadline:          10 * time.Second,
+		SessionTimeout:          10 * time.Second,
+		RebalanceTimeout:        60 * time.Second,
 		CommitInterval:          time.Second,
 		ProduceTimeout:          30 * time.Second,
 		AlertTimeout:            10 * time.Second,
@@ -142,7 +151,8 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"step timeout": c.StepTimeout, "revoke deadline": c.RevokeDeadline,
 		"commit interval": c.CommitInterval, "produce timeout": c.ProduceTimeout,
-		"alert timeout": c.AlertTimeout,
+		"alert timeout": c.AlertTimeout, "session timeout": c.SessionTimeout,
+		"rebalance timeout": c.RebalanceTimeout,
 	} {
 		if d <= 0 {
 			bad("%s must be > 0", name)

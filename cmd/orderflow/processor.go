@@ -54,6 +54,8 @@ type processorFlags struct {
 
 	stepTimeout    time.Duration
 	revokeDeadline time.Duration
+	sessionTimeout time.Duration
+	rebalanceTO    time.Duration
 	commitInterval time.Duration
 }
 
@@ -79,6 +81,8 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.emailIntent, "email-intent-policy", string(processor.IntentRetry), "after a crash while sending the email: retry (and flag a possible duplicate) or dead-letter")
 	fs.DurationVar(&f.stepTimeout, "step-timeout", d.StepTimeout, "bound of one provider call")
 	fs.DurationVar(&f.revokeDeadline, "revoke-deadline", d.RevokeDeadline, "how long in-flight steps may finish after a revocation or SIGTERM")
+	fs.DurationVar(&f.sessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent processor before moving its partitions (how long a crash stalls its orders)")
+	fs.DurationVar(&f.rebalanceTO, "rebalance-timeout", d.RebalanceTimeout, "how long a processor may take to give up revoked partitions (keep above --revoke-deadline)")
 	fs.DurationVar(&f.commitInterval, "commit-interval", d.CommitInterval, "how often finished offsets are committed")
 }
 
@@ -101,6 +105,8 @@ func (f *processorFlags) config() (processor.Config, error) {
 	cfg.IntentPolicy = map[string]processor.IntentPolicy{processor.StepShipping: ship, processor.StepEmail: email}
 	cfg.StepTimeout = f.stepTimeout
 	cfg.RevokeDeadline = f.revokeDeadline
+	cfg.SessionTimeout = f.sessionTimeout
+	cfg.RebalanceTimeout = f.rebalanceTO
 	cfg.CommitInterval = f.commitInterval
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", err)
