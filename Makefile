@@ -6,7 +6,7 @@ INFRA     := $(GO) run ./test/infra/cmd/infra
 PKGS      := ./...
 TESTFLAGS ?= -race -timeout 30m
 
-.PHONY: all build test lint fuzz bench run infra-up infra-down clean
+.PHONY: all build test lint bench infra-up infra-down clean run fuzz chaos
 
 all: build
 
@@ -55,3 +55,10 @@ fuzz:
 		echo "fuzz $${t%%:*} ($${t#*:}, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
 	done
+
+## chaos: the long version of every fault scenario (processor kills, rolling
+## restart, broker and Redis outages, provider faults, gateway kills) against
+## real processes; writes test/chaos/results.md. The short versions run in test.
+CHAOSFLAGS ?=
+chaos:
+	$(INFRA) run -- $(GO) test -race=false -count=1 -v -run TestChaos -timeout 90m ./test/chaos -chaos.full $(CHAOSFLAGS)
