@@ -7,11 +7,11 @@
 // can live in one process, and stripe-go's own network retries are off: the
 // processor owns retries and backoff.
 //
-// Requests sent for OrderDetails("pi_…"):
+// Requests sent for OrderDetails("pi_…"), one for a Checkout order:
 //
-//	GET /v1/payment_intents/pi_…
-//	GET /v1/checkout/sessions?limit=1&payment_intent=pi_…
-//	GET /v1/checkout/sessions/cs_…/line_items?expand[0]=data.taxes&limit=100   (more pages via starting_after)
+//	GET /v1/checkout/sessions?limit=1&payment_intent=pi_…&expand[0]=data.line_items&expand[1]=data.line_items.data.taxes&expand[2]=data.payment_intent
+//	GET /v1/checkout/sessions/cs_…/line_items?expand[0]=data.taxes&limit=100   (only when the expanded list is incomplete; more pages via starting_after)
+//	GET /v1/payment_intents/pi_…   (only when there is no session, or it came without the PaymentIntent)
 //
 // and for OrderDetails("cs_…"):
 //
