@@ -8,6 +8,7 @@ package integrations
 import (
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -133,4 +134,11 @@ var Transport http.RoundTripper = &http.Transport{
 	IdleConnTimeout:       90 * time.Second,
 	TLSHandshakeTimeout:   10 * time.Second,
 	ExpectContinueTimeout: time.Second,
+}
+
+// IsHTTPURL reports whether raw is an absolute http or https URL with a
+// host: what every client accepts as a base URL.
+func IsHTTPURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

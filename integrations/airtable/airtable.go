@@ -139,7 +139,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("airtable: table id or name is required"))
 	}
 	if c.BaseURL != "" {
-		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !integrations.IsHTTPURL(c.BaseURL) {
 			errs = append(errs, fmt.Errorf("airtable: base URL %q is not an http(s) URL", c.BaseURL))
 		}
 	}

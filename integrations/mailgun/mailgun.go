@@ -99,7 +99,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.BaseURL != "" {
-		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !integrations.IsHTTPURL(c.BaseURL) {
 			errs = append(errs, fmt.Errorf("mailgun: base URL %q is not an http(s) URL", c.BaseURL))
 		}
 	}

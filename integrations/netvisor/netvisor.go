@@ -168,8 +168,7 @@ func (c *Config) setDefaults() {
 // default are fine.
 func (c Config) Validate() error {
 	c.setDefaults()
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+	if !integrations.IsHTTPURL(c.BaseURL) || strings.Contains(c.BaseURL, "?") {
 		return errors.New("netvisor: BaseURL must be an http(s) URL without a query")
 	}
 	var problems []string

@@ -146,8 +146,7 @@ func (c *Config) setDefaults() {
 // default are fine.
 func (c Config) Validate() error {
 	c.setDefaults()
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !integrations.IsHTTPURL(c.BaseURL) {
 		return errors.New("postnord: BaseURL must be an http(s) URL")
 	}
 	var problems []string

@@ -70,8 +70,7 @@ func (c Config) Validate() error {
 		return errors.New("stripe: secret key is required")
 	}
 	if c.BaseURL != "" {
-		u, err := url.Parse(c.BaseURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !integrations.IsHTTPURL(c.BaseURL) {
 			return fmt.Errorf("stripe: base URL %q is not an http(s) URL", c.BaseURL)
 		}
 	}

@@ -103,8 +103,7 @@ func (c *Config) setDefaults() {
 // first, so zero values are fine where a default exists.
 func (c Config) Validate() error {
 	c.setDefaults()
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !integrations.IsHTTPURL(c.BaseURL) {
 		return errors.New("telegram: BaseURL must be an http(s) URL")
 	}
 	if c.Token == "" {

@@ -99,7 +99,7 @@ func (c Config) Validate() error {
 		if v == "" {
 			continue
 		}
-		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !integrations.IsHTTPURL(v) {
 			errs = append(errs, fmt.Errorf("zoho: %s %q is not an http(s) URL", name, v))
 		}
 	}

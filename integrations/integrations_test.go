@@ -1,0 +1,89 @@
+package integrations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestFormatAmount(t *testing.T) {
+	for _, tc := range []struct {
+		minor    int64
+		currency string
+		want     string
+	}{
+		{1999, "eur", "19.99"}, {5, "EUR", "0.05"}, {-5, "eur", "-0.05"}, {0, "eur", "0.00"},
+		{500, "jpy", "500"}, {1234, "kwd", "1.234"}, {7, "kwd", "0.007"}, {100000, "sek", "1000.00"},
+	} {
+		if got := FormatAmount(tc.minor, tc.currency); got != tc.want {
+			t.Errorf("FormatAmount(%d, %s) = %q, want %q", tc.minor, tc.currency, got, tc.want)
+		}
+	}
+	if got := FormatMoney(2400, "jpy"); got != "2400 JPY" {
+		t.Errorf("FormatMoney = %q", got)
+	}
+}
+
+func TestClassifyStatus(t *testing.T) {
+	for status, want := range map[int]Class{
+		400: Permanent, 401: Permanent, 404: Permanent, 422: Permanent,
+		408: Transient, 409: Transient, 425: Transient, 429: Transient, 500: Transient, 503: Transient,
+	} {
+		if got := ClassifyStatus(status); got != want {
+			t.Errorf("ClassifyStatus(%d) = %v, want %v", status, got, want)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"": 0, "7": 7 * time.Second, "-1": 0, "soon": 0,
+		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second,
+		now.Add(-time.Minute).Format(http.TimeFormat):     0,
+	} {
+		if got := ParseRetryAfter(v, now); got != want {
+			t.Errorf("ParseRetryAfter(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestErrorHelpers(t *testing.T) {
+	perm := fmt.Errorf("step: %w", Permanentf("zoho", "upsert", "bad field %s", "Email"))
+	if !IsPermanent(perm) || ProviderOf(perm) != "zoho" {
+		t.Errorf("wrapped permanent error not recognised: %v", perm)
+	}
+	ra := &Error{Provider: "airtable", Op: "upsert", Status: 429, Class: Transient, RetryAfter: 30 * time.Second}
+	if d, ok := RetryAfterOf(ra); !ok || d != 30*time.Second || IsPermanent(ra) {
+		t.Errorf("RetryAfterOf = %v %v", d, ok)
+	}
+	if IsPermanent(errors.New("plain")) {
+		t.Error("an unclassified error counts as permanent")
+	}
+	if err := NetError("x", "op", context.Canceled); !errors.Is(err, context.Canceled) || IsPermanent(err) {
+		t.Errorf("NetError(canceled) = %v", err)
+	}
+	if got := (&Error{Provider: "p", Op: "op", Status: 503, Msg: "down"}).Error(); got != "p: op: HTTP 503: down" {
+		t.Errorf("Error() = %q", got)
+	}
+}
+
+func TestOrderNumberAndURL(t *testing.T) {
+	if got := OrderNumber("pi_3QzW0OZVyBJIXq0JNdylE8Cg"); got != "OF-0JNDYLE8CG" {
+		t.Errorf("OrderNumber = %q", got)
+	}
+	if OrderNumber("pi_x") != OrderNumber("pi_x") || OrderNumber("pi_a") == OrderNumber("pi_b") {
+		t.Error("OrderNumber is not a stable function of the id")
+	}
+	for raw, want := range map[string]bool{
+		"https://api.stripe.com": true, "http://127.0.0.1:8090": true,
+		"api.stripe.com": false, "ftp://x": false, "https://": false, "": false,
+	} {
+		if IsHTTPURL(raw) != want {
+			t.Errorf("IsHTTPURL(%q) = %v, want %v", raw, !want, want)
+		}
+	}
+}
