@@ -89,7 +89,8 @@ func (d *Dir) Put(ctx context.Context, orderID, name string, pdf []byte) (string
 }
 
 // writeAtomic writes data to a temporary file in dir, syncs it and renames
-// it to final, so final holds either the old or the whole new content.
+// it to final, so final holds either the old or the whole new content. The
+// file is readable by its owner only.
 func writeAtomic(dir, final string, data []byte) (err error) {
 	f, err := os.CreateTemp(dir, ".label-*.tmp")
 	if err != nil {
@@ -112,10 +113,7 @@ func writeAtomic(dir, final string, data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Chmod(tmp, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, final)
+	return os.Rename(tmp, final) // mode 0600 from CreateTemp: labels carry addresses
 }
 
 // SafeName turns an order id or file name into one safe path element: ASCII

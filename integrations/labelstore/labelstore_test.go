@@ -145,3 +145,26 @@ func TestDirPutConcurrentIsAtomic(t *testing.T) {
 	}
 	t.Fatal("label content is a mix of writers")
 }
+
+// Labels carry names and addresses: only their owner may read them.
+func TestLabelFileMode(t *testing.T) {
+	d, err := NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := d.Put(context.Background(), "pi_mode", "label.pdf", []byte("%PDF-1.4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(u.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := st.Mode().Perm(); m != 0o600 {
+		t.Errorf("label mode %v, want 0600", m)
+	}
+}
