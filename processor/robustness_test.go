@@ -166,3 +166,20 @@ func TestStopClearsAnIntentWrittenAhead(t *testing.T) {
 		t.Errorf("shipping created %d times, want 1", n)
 	}
 }
+
+// A short session timeout (faster failover after a crash) is accepted:
+// the heartbeat interval follows it.
+func TestShortSessionTimeout(t *testing.T) {
+	h := newHarness(t, 1)
+	cfg := h.config()
+	cfg.SessionTimeout = 2 * time.Second
+	p, err := New(cfg, newFakes().providers(), []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, testLogger(t), nil)
+	if err != nil {
+		t.Fatalf("New with a 2s session timeout: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
