@@ -181,14 +181,6 @@ func (p *Proc) PeakRSS() int64 {
 	return p.peak * 1024
 }
 
-// ResetPeak forgets the peak seen so far (the kernel's own VmHWM of a
-// running process cannot be reset; this only affects later restarts).
-func (p *Proc) ResetPeak() {
-	p.mu.Lock()
-	p.peak = 0
-	p.mu.Unlock()
-}
-
 func (p *Proc) sampleRSS(pid int, done chan struct{}) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
