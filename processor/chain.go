@@ -604,16 +604,15 @@ func (h *handling) deadLetterOutcome(step, class string, err error) stepOutcome 
 func (h *handling) resolveIntent(step string, log *slog.Logger) (stepOutcome, bool) {
 	p, st := h.p, h.st
 	ss := st.Step(step)
-	if step == StepInvoice {
+	if lookup, what := h.reconciler(step); lookup != nil {
 		ctx, cancel := context.WithTimeout(h.part.stepCtx, p.cfg.StepTimeout)
-		number := p.prov.Invoicing.InvoiceNumber(*st.Order)
-		inv, found, err := p.prov.Invoicing.FindInvoice(ctx, number)
+		result, found, err := lookup(ctx)
 		cancel()
 		switch {
 		case err != nil && h.part.stepCtx.Err() != nil:
 			return stepStopped, true
 		case err != nil && integrations.IsPermanent(err):
-			return h.deadLetterOutcome(step, topics.ClassPermanent, fmt.Errorf("reconcile invoice %s: %w", number, err)), true
+			return h.deadLetterOutcome(step, topics.ClassPermanent, fmt.Errorf("reconcile %s: %w", what, err)), true
 		case err != nil:
 			// Transient: count it like a failed call and retry later.
 			now := time.Now().UTC()
@@ -622,19 +621,18 @@ func (h *handling) resolveIntent(step string, log *slog.Logger) (stepOutcome, bo
 			}
 			ss.LastFailure, ss.LastError = &now, truncate(err.Error(), p.cfg.MaxErrorLen)
 			ss.Attempts++
-			log.Warn("invoice reconcile failed", "attempt", ss.Attempts, "err", err)
+			log.Warn("reconcile failed", "what", what, "attempt", ss.Attempts, "err", err)
 			if ss.Attempts >= p.cfg.Retry.MaxAttempts {
-				return h.deadLetterOutcome(step, topics.ClassExhausted, fmt.Errorf("reconcile invoice %s: %w", number, err)), true
+				return h.deadLetterOutcome(step, topics.ClassExhausted, fmt.Errorf("reconcile %s: %w", what, err)), true
 			}
 			if h.persist() != nil || !sleep(p.cfg.Retry.backoff(ss.Attempts, err), h.part.stopCh) {
 				return stepStopped, true
 			}
 			return stepDone, false // intent still set: the caller reconciles again
 		case found:
-			log.Info("invoice found by number after an interrupted call; not created again", "invoice", number)
-			b, _ := json.Marshal(inv)
+			log.Info("found at the provider after an interrupted call; not made again", "what", what)
 			now := time.Now().UTC()
-			ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.LastError = true, &now, b, nil, ""
+			ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.LastError = true, &now, result, nil, ""
 			if h.persist() != nil {
 				return stepStopped, true
 			}
@@ -657,6 +655,31 @@ func (h *handling) resolveIntent(step string, log *slog.Logger) (stepOutcome, bo
 		ss.Intent = nil
 		return stepDone, false
 	}
+}
+
+// reconciler returns how to look an interrupted call up at the provider:
+// the invoice by its number, the email by its Message-Id when the mailer
+// can look messages up; nil when the step's provider has no look-up.
+func (h *handling) reconciler(step string) (func(context.Context) (json.RawMessage, bool, error), string) {
+	o := *h.st.Order
+	switch step {
+	case StepInvoice:
+		number := h.p.prov.Invoicing.InvoiceNumber(o)
+		return func(ctx context.Context) (json.RawMessage, bool, error) {
+			inv, found, err := h.p.prov.Invoicing.FindInvoice(ctx, number)
+			b, _ := json.Marshal(inv)
+			return b, found, err
+		}, "invoice " + number
+	case StepEmail:
+		if f, ok := h.p.prov.Mailer.(MessageFinder); ok {
+			return func(ctx context.Context) (json.RawMessage, bool, error) {
+				m, found, err := f.FindMessage(ctx, o)
+				b, _ := json.Marshal(m)
+				return b, found, err
+			}, "confirmation email"
+		}
+	}
+	return nil, ""
 }
 
 // answered reports whether a provider answered the call with an error

@@ -2,11 +2,13 @@ package processor
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/topics"
 )
 
@@ -181,5 +183,48 @@ func TestShortSessionTimeout(t *testing.T) {
 	cancel()
 	if err := p.Run(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// messageFinder is a fake Mailer that can look its messages up.
+type messageFinder struct{ *fakes }
+
+func (m messageFinder) FindMessage(_ context.Context, o integrations.Order) (integrations.Message, bool, error) {
+	if m.createdCount(StepEmail, o.ID) > 0 {
+		return integrations.Message{MessageID: "<" + o.Number + "@mg>"}, true, nil
+	}
+	return integrations.Message{}, false, nil
+}
+
+// The email of an order whose processor crashed right after the provider
+// accepted it is found by its Message-Id, not sent again.
+func TestEmailIntentIsReconciled(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 1)
+	f := newFakes()
+	prov := f.providers()
+	prov.Mailer = messageFinder{f}
+	cfg := h.config()
+	var r1 *running
+	var once sync.Once
+	f.afterCreate = func(step, order string) {
+		if step == StepEmail {
+			once.Do(func() { r1.p.kill() })
+		}
+	}
+	r1 = h.start(cfg, prov)
+	h.send(paid("pi_mail"))
+	eventually(t, "email sent", 30*time.Second, func() bool { return f.createdCount(StepEmail, "pi_mail") == 1 })
+	r1.stop(t)
+	f.mu.Lock()
+	f.afterCreate = nil
+	f.mu.Unlock()
+	h.start(cfg, prov)
+	st := h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_mail"}, StatusCompleted))["pi_mail"]
+	if n := f.attemptCount(StepEmail, "pi_mail"); n != 1 {
+		t.Errorf("email sent %d times, want 1", n)
+	}
+	if len(st.Flags) != 0 {
+		t.Errorf("flags %v, want none", st.Flags)
 	}
 }

@@ -67,6 +67,13 @@ type Mailer interface {
 	SendConfirmation(ctx context.Context, o integrations.Order, s integrations.Shipment, inv integrations.Invoice) (integrations.Message, error)
 }
 
+// MessageFinder is implemented by a Mailer that can look up whether the
+// order's confirmation was already accepted (by its deterministic
+// Message-Id), so a call interrupted by a crash is not made twice.
+type MessageFinder interface {
+	FindMessage(ctx context.Context, o integrations.Order) (msg integrations.Message, found bool, err error)
+}
+
 // Alerter tells a human. Implementations batch bursts.
 type Alerter interface {
 	Alert(ctx context.Context, a integrations.Alert) error

@@ -406,3 +406,27 @@ func TestMailgunClientAgainstSim(t *testing.T) {
 		t.Fatalf("email does not show the tracking number:\n%s", b)
 	}
 }
+
+func TestMailgunFindMessageAgainstSim(t *testing.T) {
+	_, url := startSim(t, sim.Config{})
+	c, err := mailgun.New(mailgun.Config{BaseURL: url, APIKey: "key-sim", Domain: "mg.example.com", From: "Shop <orders@mg.example.com>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f processor.MessageFinder = c
+	o := simOrder(t, url, "pi_find1")
+	if _, found, err := f.FindMessage(context.Background(), o); err != nil || found {
+		t.Fatalf("before sending: found %v, err %v; want not found", found, err)
+	}
+	if _, err := c.SendConfirmation(context.Background(), o, integrations.Shipment{}, integrations.Invoice{}); err != nil {
+		t.Fatal(err)
+	}
+	msg, found, err := f.FindMessage(context.Background(), o)
+	if err != nil || !found || msg.MessageID != c.MessageID(o) {
+		t.Fatalf("after sending: %+v found %v err %v; want the order's Message-Id", msg, found, err)
+	}
+	other := simOrder(t, url, "pi_find2")
+	if _, found, _ := f.FindMessage(context.Background(), other); found {
+		t.Fatal("another order's message found")
+	}
+}

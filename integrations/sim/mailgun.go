@@ -9,13 +9,17 @@ import (
 	"net/mail"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // mailgunSim serves Mailgun's POST /v3/{domain}/messages, multipart or
 // urlencoded, with basic auth "api:<key>". Mailgun has no idempotency, so
 // every accepted message counts as created; a second one with the same
 // h:Message-Id is a duplicate. The rendered message is written as .eml.
-type mailgunSim struct{ s *Server }
+type mailgunSim struct {
+	s    *Server
+	sent sync.Map // Message-Id without brackets → Mailgun's id, for the events look-up
+}
 
 func newMailgunSim(s *Server) *mailgunSim { return &mailgunSim{s: s} }
 
@@ -73,8 +77,27 @@ func (mg *mailgunSim) send(w http.ResponseWriter, r *http.Request) {
 	eml := renderEML(f, id)
 	file := mg.s.outbox.write(StepEmail, fmt.Sprintf("%d-%s.eml", nextID(), msgID), eml)
 	dup := mg.s.stats.created(StepEmail, "message", order)
+	mg.sent.Store(msgID, id)
 	mg.s.outbox.record(entry{Time: nowUTC(), Step: StepEmail, Order: order, Kind: "message", ID: id, Action: "create", Duplicate: dup, File: file})
 	writeJSON(w, http.StatusOK, obj{"id": id, "message": "Queued. Thank you."})
+}
+
+// events serves the events look-up by Message-Id
+// (GET /v3/{domain}/events?message-id=…&event=accepted): one "accepted" item
+// per message sent with that id, none otherwise.
+func (mg *mailgunSim) events(w http.ResponseWriter, r *http.Request) {
+	if user, key, ok := r.BasicAuth(); !ok || user != "api" || key == "" {
+		writeJSON(w, http.StatusUnauthorized, obj{"message": "Invalid private key"})
+		return
+	}
+	items := []any{}
+	want := strings.Trim(r.URL.Query().Get("message-id"), "<> ")
+	if id, ok := mg.sent.Load(want); ok && want != "" {
+		items = append(items, obj{"event": "accepted", "id": fmt.Sprintf("ev%d", nextID()),
+			"timestamp": float64(nowUTC().Unix()),
+			"message":   obj{"headers": obj{"message-id": strings.Trim(id.(string), "<>")}}})
+	}
+	writeJSON(w, http.StatusOK, obj{"items": items, "paging": obj{}})
 }
 
 // mailgunValidate returns Mailgun's 400 message for a form it would refuse.

@@ -203,6 +203,7 @@ func (s *Server) routes() {
 
 	// Mailgun.
 	m.Handle("POST /v3/{domain}/messages", s.step(StepEmail, mailgunErrors, s.mg.send))
+	m.Handle("GET /v3/{domain}/events", s.step(StepEmail, mailgunErrors, s.mg.events))
 
 	// Telegram: /bot<token>/<method>, methods case-insensitive.
 	s.telegramSend = s.step(StepAlert, telegramErrors, s.tg.sendMessage)
