@@ -54,7 +54,7 @@ type Config struct {
 	// Group is the consumer group id.
 	Group string
 	// MaxInflight bounds records fetched but not finished, over all
-	// partitions; fetching pauses at the bound.
+	// partitions; at the bound the processor takes no more until some finish.
 	MaxInflight int
 	// MaxInflightPerPartition bounds the same per partition.
 	MaxInflightPerPartition int

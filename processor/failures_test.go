@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -318,10 +319,21 @@ func TestShutdownCommitsFinishedWork(t *testing.T) {
 	})
 }
 
-// Fetching pauses at the in-flight bound: however long the backlog, no more
-// than MaxInflight records are held, and fetching resumes as they finish.
+// However long the backlog, no more than MaxInflight records are held, and
+// taking records resumes as they finish: with the per-partition bound
+// pausing partitions too, and with the global bound alone (the poll loop
+// waits for room).
 func TestInflightIsBounded(t *testing.T) {
 	t.Parallel()
+	for _, perPartition := range []int{2, 1000} {
+		t.Run(fmt.Sprintf("per-partition=%d", perPartition), func(t *testing.T) {
+			t.Parallel()
+			testInflightIsBounded(t, perPartition)
+		})
+	}
+}
+
+func testInflightIsBounded(t *testing.T, perPartition int) {
 	h := newHarness(t, 3)
 	f := newFakes()
 	f.latency = func(step, _ string) time.Duration {
@@ -330,7 +342,7 @@ func TestInflightIsBounded(t *testing.T) {
 		}
 		return 0
 	}
-	ks := keys("bound", 60)
+	ks := keys(fmt.Sprintf("bound%d", perPartition), 60)
 	var evs []event
 	for _, k := range ks {
 		evs = append(evs, paid(k))
@@ -338,7 +350,7 @@ func TestInflightIsBounded(t *testing.T) {
 	h.send(evs...)
 	cfg := h.config()
 	cfg.MaxInflight = 5
-	cfg.MaxInflightPerPartition = 2
+	cfg.MaxInflightPerPartition = perPartition
 	r := h.start(cfg, f.providers())
 	var peak atomic.Int64
 	stop := make(chan struct{})

@@ -52,10 +52,12 @@ type Processor struct {
 	// to this process, the result is recorded instead of calling again.
 	unpersisted sync.Map
 
-	mu          sync.Mutex
-	parts       map[int32]*partition
-	allPaused   atomic.Bool // written under mu
-	inflight    atomic.Int64
+	mu       sync.Mutex
+	parts    map[int32]*partition
+	inflight atomic.Int64
+	// room is signalled when in-flight records finish, waking a poll loop
+	// that waits at the global bound.
+	room        chan struct{}
 	commitMu    sync.Mutex
 	alerts      sync.WaitGroup
 	ioCtx       context.Context // produce and commit; cancelled by kill and at the end of Run
@@ -65,6 +67,9 @@ type Processor struct {
 	runCancelMu sync.Mutex
 	ran         atomic.Bool
 }
+
+// maxFetchBytes caps one fetch response (franz-go's default is 50 MiB).
+const maxFetchBytes = 8 << 20
 
 // New validates cfg and builds a Processor. kgoOpts are the connection
 // options (seed brokers, TLS, SASL); the processor adds the consumer-group,
@@ -95,6 +100,7 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		kgoOpts:  append([]kgo.Opt(nil), kgoOpts...),
 		breakers: map[string]*breaker{},
 		parts:    map[int32]*partition{},
+		room:     make(chan struct{}, 1),
 	}
 	p.ioCtx, p.ioCancel = context.WithCancel(context.Background())
 	for _, step := range Chain {
@@ -118,6 +124,9 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		// A partition resumed after an in-flight pause joins the next fetch
 		// only when the current one returns; a short wait keeps that quick.
 		kgo.FetchMaxWait(250*time.Millisecond),
+		// What waits in the client's buffer while the poll loop is at the
+		// in-flight bound: at most one fetch per broker of this size.
+		kgo.FetchMaxBytes(maxFetchBytes),
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onLost),
@@ -166,8 +175,21 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.log.Info("processor started", "group", p.cfg.Group, "topic", p.cfg.Topics.Orders)
 	for {
 		// Never take more records than the global bound leaves room for.
-		room := max(int64(p.cfg.MaxInflight)-p.inflight.Load(), 1)
-		fetches := p.cl.PollRecords(runCtx, int(min(room, 10000)))
+		// At the bound the loop waits instead of pausing the topic: franz-go
+		// holds at most one fetch per broker until it is polled, so the
+		// fetched records wait decoded in its buffer (a pause would drop
+		// them, to be fetched and decoded again on resume).
+		room := int64(p.cfg.MaxInflight) - p.inflight.Load()
+		if room <= 0 {
+			select {
+			case <-p.room:
+			case <-runCtx.Done():
+			}
+			if runCtx.Err() == nil {
+				continue
+			}
+		}
+		fetches := p.cl.PollRecords(runCtx, int(min(max(room, 1), 10000)))
 		if runCtx.Err() != nil || fetches.IsClientClosed() {
 			p.cl.AllowRebalance()
 			break
@@ -247,7 +269,7 @@ func (p *Processor) kill() {
 }
 
 // dispatch hands fetched records to their partition schedulers and pauses
-// fetching at the in-flight bounds.
+// a partition's fetching at the per-partition bound.
 func (p *Processor) dispatch(fetches kgo.Fetches) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -274,29 +296,31 @@ func (p *Processor) dispatch(fetches kgo.Fetches) {
 	if len(pause) > 0 {
 		p.cl.PauseFetchPartitions(map[string][]int32{p.cfg.Topics.Orders: pause})
 	}
-	if !p.allPaused.Load() && p.inflight.Load() >= int64(p.cfg.MaxInflight) {
-		p.allPaused.Store(true)
-		p.cl.PauseFetchTopics(p.cfg.Topics.Orders)
+}
+
+// released lowers the in-flight count by n and wakes a poll loop waiting
+// for room.
+func (p *Processor) released(n int64) {
+	v := p.inflight.Add(-n)
+	p.m.inflight.Set(float64(v))
+	select {
+	case p.room <- struct{}{}:
+	default:
 	}
 }
 
-// recordFinished updates the in-flight count and resumes paused fetching
-// once below the bounds.
+// recordFinished updates the in-flight count and resumes a partition
+// paused at its bound once below it.
 func (p *Processor) recordFinished(part *partition) {
-	n := p.inflight.Add(-1)
-	p.m.inflight.Set(float64(n))
-	if !part.paused.Load() && !p.allPaused.Load() {
-		return // fast path; the flags are re-checked under the lock
+	p.released(1)
+	if !part.paused.Load() {
+		return // fast path; the flag is re-checked under the lock
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if part.paused.Load() && part.sched.pending() < p.cfg.MaxInflightPerPartition && p.parts[part.num] == part {
 		part.paused.Store(false)
 		p.cl.ResumeFetchPartitions(map[string][]int32{p.cfg.Topics.Orders: {part.num}})
-	}
-	if p.allPaused.Load() && p.inflight.Load() < int64(p.cfg.MaxInflight) {
-		p.allPaused.Store(false)
-		p.cl.ResumeFetchTopics(p.cfg.Topics.Orders)
 	}
 }
 
@@ -401,8 +425,7 @@ func (p *Processor) stop(parts []*partition, deadline time.Duration, commit bool
 	timer.Stop()
 	for _, part := range parts {
 		part.stepCancel()
-		n := p.inflight.Add(-int64(part.sched.pending()))
-		p.m.inflight.Set(float64(n))
+		p.released(int64(part.sched.pending()))
 		p.m.lag.DeleteLabelValues(partitionLabel(part.num))
 	}
 	if commit && !p.killed.Load() {

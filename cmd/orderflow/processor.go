@@ -68,7 +68,7 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the metrics listener")
 	fs.StringVar(&f.logFormat, "log-format", "json", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.IntVar(&f.maxInflight, "max-inflight", d.MaxInflight, "records fetched and not finished, over all partitions; fetching pauses at the bound")
+	fs.IntVar(&f.maxInflight, "max-inflight", d.MaxInflight, "records fetched and not finished, over all partitions; at the bound no more are taken until some finish")
 	fs.IntVar(&f.maxInflightPart, "max-inflight-per-partition", d.MaxInflightPerPartition, "records fetched and not finished per partition")
 	fs.DurationVar(&f.retryBase, "retry-base-delay", d.Retry.BaseDelay, "first backoff bound of a transient failure (doubles per attempt, full jitter)")
 	fs.DurationVar(&f.retryMaxDelay, "retry-max-delay", d.Retry.MaxDelay, "largest backoff, Retry-After included")
