@@ -36,6 +36,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	maxFiles := fs.Int("max-outbox-files", sim.DefaultMaxOutboxFiles, "per-object outbox files kept per step (the JSON lines are always written; 0: none)")
 	nvCustomerKey := fs.String("netvisor-customer-key", "", "with --netvisor-partner-key, verify Netvisor MACs with these keys (otherwise only their form is checked)")
 	nvPartnerKey := fs.String("netvisor-partner-key", "", "see --netvisor-customer-key")
+	pprofOn := fs.Bool("pprof", false, "also serve Go's profiler at /debug/pprof/ (the simulator has one listener)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -77,7 +78,14 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = s.Handler()
+	if *pprofOn {
+		mux := http.NewServeMux()
+		servePprof(mux)
+		mux.Handle("/", handler)
+		handler = mux
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "provider simulator listening on http://%s\n", ln.Addr())
 	log.Info("sim started", "addr", ln.Addr().String(), "data_dir", *dataDir, "latency", *latency, "peer", *peer)
 

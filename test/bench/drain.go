@@ -28,7 +28,7 @@ func (b *bench) startSim(ctx context.Context, latency time.Duration) (*harness.P
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := b.start("sim", nil, b.bin, "sim", "--addr", addr, "--peer", "--latency", latency.String())
+	p, err := b.start("sim", nil, b.bin, "sim", "--addr", addr, "--peer", "--latency", latency.String(), "--pprof")
 	if err != nil {
 		return nil, "", err
 	}
@@ -142,20 +142,30 @@ func (b *bench) drainOnce(ctx context.Context, latency time.Duration, n int) (Dr
 		return row, err
 	}
 	defer b.stop(sim)
-	states, err := harness.FollowStates(b.brokers, names.State)
-	if err != nil {
-		return row, err
-	}
-	defer states.Close()
 	start := time.Now()
 	proc, metrics, err := b.startProcessor(ctx, "processor-drain", names, simURL)
 	if err != nil {
 		return row, err
 	}
 	defer b.stop(proc)
+	kafka, redis := infraPIDs()
+	meter := newCPUMeter(map[string]int{"processor": proc.PID(), "simulator": sim.PID(), "kafka": kafka, "redis": redis, "observer": os.Getpid()})
 	b.cpuProfile(metrics, fmt.Sprintf("processor-drain-%s", latency))
+	b.cpuProfile(simURL, fmt.Sprintf("sim-drain-%s", latency))
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
+	// While the drain runs, the bench only polls the processor's completed
+	// counter, so that it takes next to no CPU from what it measures; the
+	// state topic is read afterwards, for the check and the timestamps.
+	if err := waitCompleted(wctx, metrics, n, proc); err != nil {
+		return row, err
+	}
+	row.CPUMsPerOrder = perOrder(meter.stop(), n)
+	states, err := harness.FollowCompletions(b.brokers, names.State)
+	if err != nil {
+		return row, err
+	}
+	defer states.Close()
 	if missing, err := states.WaitAll(wctx, ids, func(s *processor.State) bool { return s.Status == processor.StatusCompleted }); err != nil {
 		return row, fmt.Errorf("%w (e.g. %v)\n%s", err, first(missing, 3), proc.LogTail(20))
 	}
@@ -182,6 +192,56 @@ func (b *bench) drainOnce(ctx context.Context, latency time.Duration, n int) (Dr
 	row.DuplicateCreates = dupCreates(stats)
 	b.res.PeakRSS = append(b.res.PeakRSS, RSS{Process: fmt.Sprintf("processor (drain %s)", latency), Bytes: proc.PeakRSS()})
 	return row, nil
+}
+
+// completedMetric is the processor's counter of completed orders.
+const completedMetric = `orderflow_orders_total{status="completed"}`
+
+// waitCompleted polls a processor's metrics until it has completed n orders.
+func waitCompleted(ctx context.Context, metricsURL string, n int, proc *harness.Proc) error {
+	for {
+		if c, err := metricValue(ctx, metricsURL, completedMetric); err == nil && c >= float64(n) {
+			return nil
+		}
+		if !proc.Running() {
+			return fmt.Errorf("processor exited:\n%s", proc.LogTail(20))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d completed orders: %w\n%s", n, ctx.Err(), proc.LogTail(20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// metricValue reads one sample from a Prometheus text endpoint.
+func metricValue(ctx context.Context, baseURL, sample string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s not in %s/metrics", sample, baseURL)
+}
+
+// perOrder turns CPU seconds into milliseconds per order.
+func perOrder(secs map[string]float64, n int) map[string]float64 {
+	out := make(map[string]float64, len(secs))
+	for k, v := range secs {
+		out[k] = v * 1000 / float64(max(n, 1))
+	}
+	return out
 }
 
 func first(xs []string, n int) []string {
@@ -253,11 +313,13 @@ func (b *bench) drainPeer(ctx context.Context, n int) (DrainRow, error) {
 	}
 	defer b.stop(sim)
 	start := time.Now()
+	kafka, redis := infraPIDs()
 	w, err := b.start("peer-worker", []string{"REDIS_URL=" + redisURL, "FAKE_URL=" + simURL, "CONCURRENCY=" + strconv.Itoa(b.o.concurrency)}, "node", b.peer+"/worker.js")
 	if err != nil {
 		return row, err
 	}
 	defer b.stop(w)
+	meter := newCPUMeter(map[string]int{"processor": w.PID(), "simulator": sim.PID(), "kafka": kafka, "redis": redis, "observer": os.Getpid()})
 	var firstAt, doneAt time.Time
 	logFile := b.tmp + "/peer-worker.log"
 	deadline := time.Now().Add(30 * time.Minute)
@@ -278,6 +340,7 @@ func (b *bench) drainPeer(ctx context.Context, n int) (DrainRow, error) {
 	if doneAt.IsZero() {
 		return row, fmt.Errorf("worker.js completed %d of %d", lastCompleted(logFile), n)
 	}
+	row.CPUMsPerOrder = perOrder(meter.stop(), n)
 	row.Seconds = doneAt.Sub(firstAt).Seconds()
 	row.FromStartSeconds = doneAt.Sub(start).Seconds()
 	if row.Seconds > 0 {

@@ -35,16 +35,11 @@ func (b *bench) flash(ctx context.Context) error {
 		return err
 	}
 	defer b.stop(gw)
-	proc, _, err := b.startProcessor(ctx, "processor-flash", names, simURL)
+	proc, metrics, err := b.startProcessor(ctx, "processor-flash", names, simURL)
 	if err != nil {
 		return err
 	}
 	defer b.stop(proc)
-	states, err := harness.FollowStates(b.brokers, names.State)
-	if err != nil {
-		return err
-	}
-	defer states.Close()
 
 	rep, err := loadgen.Run(ctx, loadgen.Config{URL: url, Secrets: []string{benchSecret}, Orders: n, Connections: 256,
 		Checkout: true, Duplicates: 0.05, Redeliver: 5, RedeliverDelay: 2 * time.Second})
@@ -54,6 +49,16 @@ func (b *bench) flash(ctx context.Context) error {
 	fmt.Fprintf(os.Stderr, "bench: flash sale ingest: %s\n", rep)
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
+	// Completion times come from the state records' timestamps, so the
+	// state topic is read only once every order is done.
+	if err := waitCompleted(wctx, metrics, n, proc); err != nil {
+		return err
+	}
+	states, err := harness.FollowCompletions(b.brokers, names.State)
+	if err != nil {
+		return err
+	}
+	defer states.Close()
 	if missing, err := states.WaitAll(wctx, rep.OrderIDs, func(s *processor.State) bool { return s.Status == processor.StatusCompleted }); err != nil {
 		return fmt.Errorf("%w (e.g. %v)\n%s", err, first(missing, 3), proc.LogTail(20))
 	}

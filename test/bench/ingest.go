@@ -67,6 +67,13 @@ func (b *bench) startGateway(ctx context.Context, names topics.Names) (*harness.
 type target struct {
 	name string
 	url  string
+	proc *harness.Proc
+}
+
+// pids are the processes whose CPU time is measured for a target.
+func (b *bench) ingestPIDs(t target) map[string]int {
+	kafka, redis := infraPIDs()
+	return map[string]int{"server": t.proc.PID(), "kafka": kafka, "redis": redis, "load generator": os.Getpid()}
 }
 
 func (b *bench) ingest(ctx context.Context) error {
@@ -79,7 +86,7 @@ func (b *bench) ingest(ctx context.Context) error {
 		return err
 	}
 	defer b.stop(gw)
-	targets := []target{{"orderflow gateway", gwURL}}
+	targets := []target{{"orderflow gateway", gwURL, gw}}
 
 	bareAddr, err := freeAddr()
 	if err != nil {
@@ -99,7 +106,7 @@ func (b *bench) ingest(ctx context.Context) error {
 	if err := harness.WaitHTTP(wctx, "http://"+bareAddr+"/"); err != nil {
 		return err
 	}
-	targets = append(targets, target{"bare net/http", "http://" + bareAddr + "/"})
+	targets = append(targets, target{"bare net/http", "http://" + bareAddr + "/", bare})
 
 	if b.peer != "" {
 		port, err := infra.FreePort()
@@ -116,7 +123,7 @@ func (b *bench) ingest(ctx context.Context) error {
 		if err := waitPOST(wctx, fmt.Sprintf("http://127.0.0.1:%d/", port)); err != nil {
 			return fmt.Errorf("peer gateway: %w\n%s", err, peer.LogTail(20))
 		}
-		targets = append(targets, target{"peer gateway.js", fmt.Sprintf("http://127.0.0.1:%d/", port)})
+		targets = append(targets, target{"peer gateway.js", fmt.Sprintf("http://127.0.0.1:%d/", port), peer})
 	}
 
 	b.cpuProfile(b.gwMetrics, "gateway-ingest")
@@ -129,12 +136,20 @@ func (b *bench) ingest(ctx context.Context) error {
 	var gatewayOK int64 = 1000
 	for _, conns := range []int{64, 256} {
 		runs := map[string][]*loadgen.Report{}
+		cpu := map[string]map[string][]float64{} // target → process → µs per request, per round
 		for round := 0; round < b.o.rounds; round++ {
 			for _, t := range targets {
+				meter := newCPUMeter(b.ingestPIDs(t))
 				rep, err := loadgen.Run(ctx, loadgen.Config{URL: t.url, Secrets: []string{benchSecret},
 					Orders: b.o.ingestOrders, Connections: conns, Seed: uint64(round)})
 				if err != nil {
 					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				if cpu[t.name] == nil {
+					cpu[t.name] = map[string][]float64{}
+				}
+				for proc, secs := range meter.stop() {
+					cpu[t.name][proc] = append(cpu[t.name][proc], secs*1e6/float64(max(rep.Deliveries, 1)))
 				}
 				fmt.Fprintf(os.Stderr, "bench: ingest %d conns, round %d, %s: %s\n", conns, round+1, t.name, rep)
 				runs[t.name] = append(runs[t.name], rep)
@@ -152,8 +167,12 @@ func (b *bench) ingest(ctx context.Context) error {
 				p99 = append(p99, float64(rep.P99)/float64(time.Millisecond))
 				non2xx += int64(rep.Deliveries) - rep.OK
 			}
+			perReq := map[string]float64{}
+			for proc, xs := range cpu[t.name] {
+				perReq[proc] = median(xs)
+			}
 			b.res.Ingest = append(b.res.Ingest, IngestRow{Target: t.name, Connections: conns,
-				ReqPerSec: median(rps), P99Ms: median(p99), Rounds: rps, Non2xx: non2xx})
+				ReqPerSec: median(rps), P99Ms: median(p99), Rounds: rps, Non2xx: non2xx, CPUMicrosPerReq: perReq})
 		}
 	}
 	// Every 200 is durable: the topic holds at least as many records as the

@@ -38,6 +38,9 @@ type IngestRow struct {
 	P99Ms       float64   `json:"p99_ms"`
 	Rounds      []float64 `json:"rounds_req_per_sec"`
 	Non2xx      int64     `json:"non_2xx"`
+	// CPUMicrosPerReq is the CPU time per request of each process taking
+	// part (server, kafka, redis, load generator), median of the rounds.
+	CPUMicrosPerReq map[string]float64 `json:"cpu_us_per_request,omitempty"`
 }
 
 // IngestDurability compares what the gateway acknowledged with the topic.
@@ -59,6 +62,9 @@ type DrainRow struct {
 	LittleBound      float64 `json:"littles_law_bound,omitempty"`
 	OfBound          float64 `json:"of_bound,omitempty"`
 	DuplicateCreates int64   `json:"duplicate_creates"`
+	// CPUMsPerOrder is the CPU time per order of each process taking part
+	// (processor or worker, simulator, kafka, redis, the bench's observer).
+	CPUMsPerOrder map[string]float64 `json:"cpu_ms_per_order,omitempty"`
 }
 
 // FlashResult is the end-to-end flash sale.
@@ -113,6 +119,41 @@ func (r *Results) ingestRow(target string, conns int) *IngestRow {
 	return nil
 }
 
+type cpuRow struct {
+	label string
+	cpu   map[string]float64
+}
+
+// cpuTable renders CPU times per process with a total column; rows without
+// figures are left out.
+func cpuTable(rows []cpuRow, procs []string, format string) string {
+	var s strings.Builder
+	s.WriteString("| run | " + strings.Join(procs, " | ") + " | total |\n|---|" + strings.Repeat("---|", len(procs)+1) + "\n")
+	any := false
+	for _, r := range rows {
+		if len(r.cpu) == 0 {
+			continue
+		}
+		any = true
+		total := 0.0
+		s.WriteString("| " + r.label + " |")
+		for _, p := range procs {
+			v, ok := r.cpu[p]
+			if !ok {
+				s.WriteString("  |")
+				continue
+			}
+			total += v
+			s.WriteString(" " + fmt.Sprintf(format, v) + " |")
+		}
+		s.WriteString(" " + fmt.Sprintf(format, total) + " |\n")
+	}
+	if !any {
+		return ""
+	}
+	return s.String() + "\n"
+}
+
 func (r *Results) markdown() string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "# orderflow benchmark, %s\n\n", r.Date)
@@ -132,6 +173,12 @@ func (r *Results) markdown() string {
 			fmt.Fprintf(&s, "| %d | %s | %.0f | %.1f | %d | %s |\n", row.Connections, row.Target, row.ReqPerSec, row.P99Ms, row.Non2xx, ratio)
 		}
 		fmt.Fprintf(&s, "\nDurability: the gateway answered 2xx to %d events; `orders` holds %d records.\n\n", r.IngestDurable.Acknowledged, r.IngestDurable.InKafka)
+		s.WriteString("CPU time per request (µs, median of the rounds; from /proc/<pid>/stat):\n\n")
+		rows := make([]cpuRow, 0, len(r.Ingest))
+		for _, row := range r.Ingest {
+			rows = append(rows, cpuRow{fmt.Sprintf("%s, %d conns", row.Target, row.Connections), row.CPUMicrosPerReq})
+		}
+		s.WriteString(cpuTable(rows, []string{"server", "kafka", "redis", "load generator"}, "%.0f"))
 	}
 	if len(r.Drain) > 0 {
 		s.WriteString("## Drain (backlog already queued)\n\n| system | orders | provider latency | concurrency | orders/s | calls/order | Little's-law bound | of bound | duplicate creates |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -154,7 +201,12 @@ func (r *Results) markdown() string {
 		if of0 > 0 && peer > 0 {
 			fmt.Fprintf(&s, "\nAt 0 ms and equal concurrency orderflow drains %.2f × the peer's orders/s.\n", of0/peer)
 		}
-		s.WriteString("\n")
+		s.WriteString("\nCPU time per order (ms; \"processor\" is worker.js for the peer, \"observer\" is this bench following completions):\n\n")
+		rows := make([]cpuRow, 0, len(r.Drain))
+		for _, d := range r.Drain {
+			rows = append(rows, cpuRow{fmt.Sprintf("%s, %.0f ms", d.System, d.LatencyMs), d.CPUMsPerOrder})
+		}
+		s.WriteString(cpuTable(rows, []string{"processor", "simulator", "kafka", "redis", "observer"}, "%.2f"))
 	}
 	if f := r.Flash; f != nil {
 		s.WriteString("## Flash sale, end to end (both Checkout events per order, 5 % duplicates, 256 connections)\n\n")

@@ -174,6 +174,16 @@ func (p *Proc) ExitCode() int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
+// PID is the running process's id, or 0.
+func (p *Proc) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || exited(p.done) {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // PeakRSS is the highest resident set size seen, in bytes.
 func (p *Proc) PeakRSS() int64 {
 	p.mu.Lock()
