@@ -17,12 +17,6 @@ const (
 	DefaultDedupTimeout     = time.Second
 	DefaultErrorLogInterval = 10 * time.Second
 	DefaultRetryAfter       = time.Second
-	// DefaultLinger is the producer linger for ProducerOpts. Measured with
-	// BenchmarkIntegrationHandler under 256 concurrent requests: 0–2 ms
-	// give the best throughput, longer lingers only add latency, because
-	// records of concurrent requests already share batches while the
-	// previous produce request is in flight.
-	DefaultLinger = time.Millisecond
 )
 
 // DefaultEventTypes are the Stripe event types queued when Config.EventTypes

@@ -29,8 +29,8 @@ const (
 // SignatureHeader is the header carrying Stripe's signature.
 const SignatureHeader = "Stripe-Signature"
 
-// Producer is the part of *kgo.Client the gateway uses. Build the client
-// with ProducerOpts.
+// Producer is what the gateway produces through: a KafkaProducer, or a
+// *kgo.Client.
 type Producer interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 	Ping(ctx context.Context) error
@@ -57,7 +57,7 @@ type Gateway struct {
 }
 
 // New returns a Gateway producing to cfg.Topic through producer (normally a
-// *kgo.Client built with ProducerOpts, shared for the process lifetime).
+// KafkaProducer, shared for the process lifetime).
 // dedup may be nil to disable the dedup fast path. Metrics are registered
 // on reg, which must not already hold them.
 func New(cfg Config, producer Producer, dedup Deduper, logger *slog.Logger, reg prometheus.Registerer) (*Gateway, error) {
@@ -95,28 +95,6 @@ func New(cfg Config, producer Producer, dedup Deduper, logger *slog.Logger, reg 
 	}
 	g.m = m
 	return g, nil
-}
-
-// ProducerOpts returns the producer options the gateway's Kafka client needs,
-// to add to the connection options: acks from all in-sync replicas with
-// idempotence (franz-go's default, stated here so it cannot drift), a short
-// linger so concurrent requests share batches without adding visible latency,
-// and a record buffer large enough that a burst filling the in-flight byte
-// budget with small events never blocks in Produce. Records keep franz-go's
-// default partitioner, which maps a key to a partition with murmur2 exactly
-// as the Java client does.
-func ProducerOpts(cfg Config, linger time.Duration) []kgo.Opt {
-	cfg = cfg.withDefaults()
-	maxRecords := int(cfg.MaxInflightBytes / 512)
-	if maxRecords < 50_000 {
-		maxRecords = 50_000
-	}
-	return []kgo.Opt{
-		kgo.DefaultProduceTopic(cfg.Topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(linger),
-		kgo.MaxBufferedRecords(maxRecords),
-	}
 }
 
 // Handler serves WebhookPath (POST), HealthPath and ReadyPath.

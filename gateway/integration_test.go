@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,7 @@ type kafkaGateway struct {
 	g      *Gateway
 	srv    *httptest.Server
 	reg    *prometheus.Registry
-	client *kgo.Client
+	client *KafkaProducer
 	rdb    *redis.Client
 	dedup  *RedisDeduper
 	names  topics.Names
@@ -45,12 +46,15 @@ func newKafkaGateway(t *testing.T, brokers string, names topics.Names, redisAddr
 	if mod != nil {
 		mod(&cfg)
 	}
-	opts := append([]kgo.Opt{kgo.SeedBrokers(strings.Split(brokers, ",")...)}, ProducerOpts(cfg, 2*time.Millisecond)...)
-	client, err := kgo.NewClient(opts...)
+	client, err := NewKafkaProducer(cfg, kgo.SeedBrokers(strings.Split(brokers, ",")...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(client.Close)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = client.Close(ctx)
+	})
 	kg := &kafkaGateway{reg: prometheus.NewRegistry(), client: client, names: names}
 	var dd Deduper
 	if redisAddr != "" {
@@ -411,41 +415,74 @@ func (h *harnessGet) get(t testing.TB, path string) (int, string) {
 }
 
 // BenchmarkIntegrationHandler measures whole deliveries (HTTP handler,
-// produce with acks=all to the real broker, ack) for several producer
-// lingers, under 256 concurrent requests, to choose the linger.
+// produce with acks=all to the real broker, ack) through the group-commit
+// KafkaProducer and, for comparison, through a plain franz-go client (its
+// own flushing, 1 ms linger), under 64 and 256 concurrent requests. It
+// reports records per produce request.
 func BenchmarkIntegrationHandler(b *testing.B) {
 	brokers := testenv.Kafka(b)
-	names := testenv.Topics(b, brokers, 6)
+	names := testenv.Topics(b, brokers, 12)
 	base := fixture(b, "payment_intent.succeeded")
-	for _, linger := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
-		b.Run("linger="+linger.String(), func(b *testing.B) {
-			cfg := Config{Topic: names.Orders, Secrets: []string{testSecret}}
-			client, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(strings.Split(brokers, ",")...)}, ProducerOpts(cfg, linger)...)...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer client.Close()
-			g, err := New(cfg, client, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := g.Handler()
-			header := sign(base, testSecret, time.Now())
-			b.SetParallelism(128) // × GOMAXPROCS concurrent requests
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					req := httptest.NewRequest(http.MethodPost, WebhookPath, bytes.NewReader(base))
-					req.Header.Set(SignatureHeader, header)
-					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, req)
-					if rec.Code != 200 {
-						b.Fatalf("status %d %q", rec.Code, rec.Body.String())
+	seed := kgo.SeedBrokers(strings.Split(brokers, ",")...)
+	for _, conc := range []int{64, 256} {
+		for _, kind := range []string{"group-commit", "franz-go-flushing"} {
+			b.Run(fmt.Sprintf("%s/concurrency=%d", kind, conc), func(b *testing.B) {
+				cfg := Config{Topic: names.Orders, Secrets: []string{testSecret}}
+				var requests atomic.Int64
+				count := kgo.WithHooks(produceRequestCounter{&requests})
+				var prod Producer
+				if kind == "group-commit" {
+					kp, err := NewKafkaProducer(cfg, seed, count)
+					if err != nil {
+						b.Fatal(err)
 					}
+					defer kp.Close(context.Background())
+					prod = kp
+				} else {
+					cl, err := kgo.NewClient(seed, count, kgo.DefaultProduceTopic(cfg.Topic), kgo.RequiredAcks(kgo.AllISRAcks()),
+						kgo.ProducerLinger(time.Millisecond))
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer cl.Close()
+					prod = cl
+				}
+				g, err := New(cfg, prod, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+				if err != nil {
+					b.Fatal(err)
+				}
+				h := g.Handler()
+				header := sign(base, testSecret, time.Now())
+				b.SetParallelism(max(conc/runtime.GOMAXPROCS(0), 1))
+				b.ReportAllocs()
+				requests.Store(0)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						req := httptest.NewRequest(http.MethodPost, WebhookPath, bytes.NewReader(base))
+						req.Header.Set(SignatureHeader, header)
+						rec := httptest.NewRecorder()
+						h.ServeHTTP(rec, req)
+						if rec.Code != 200 {
+							b.Fatalf("status %d %q", rec.Code, rec.Body.String())
+						}
+					}
+				})
+				b.StopTimer()
+				if n := requests.Load(); n > 0 {
+					b.ReportMetric(float64(b.N)/float64(n), "records/request")
 				}
 			})
-		})
+		}
+	}
+}
+
+// produceRequestCounter counts produce requests written to brokers.
+type produceRequestCounter struct{ n *atomic.Int64 }
+
+func (c produceRequestCounter) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
+	if key == 0 { // Produce
+		c.n.Add(1)
 	}
 }
 

@@ -163,7 +163,7 @@ type devServer struct {
 	secret     string
 	outbox     string
 
-	producer *kgo.Client
+	producer *gateway.KafkaProducer
 	lns      []net.Listener
 	servers  []*http.Server // gateway first, then metrics; the simulator's separately
 	simSrv   *http.Server
@@ -298,7 +298,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	if err := gcfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
 	}
-	d.producer, err = kgo.NewClient(append(kopts, gateway.ProducerOpts(gcfg, gateway.DefaultLinger)...)...)
+	d.producer, err = gateway.NewKafkaProducer(gcfg, kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
@@ -376,10 +376,9 @@ func (d *devServer) Stop() error {
 			}
 		}
 		if d.producer != nil {
-			if err := d.producer.Flush(ctx); err != nil {
+			if err := d.producer.Close(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("flush producer: %w", err))
 			}
-			d.producer.Close()
 		}
 		if d.redis != nil {
 			d.redis.Close()

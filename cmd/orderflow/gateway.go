@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/gateway"
 )
@@ -46,7 +45,6 @@ type gatewayFlags struct {
 	produceTimeout   time.Duration
 	maxInflightBytes int64
 	eventTypes       string
-	linger           time.Duration
 	shutdownTimeout  time.Duration
 	logFormat        string
 	logLevel         string
@@ -71,7 +69,6 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&f.produceTimeout, "produce-timeout", gateway.DefaultProduceTimeout, "longest wait for Kafka's acknowledgement before answering 503")
 	fs.Int64Var(&f.maxInflightBytes, "max-inflight-bytes", gateway.DefaultMaxInflightBytes, "bytes of webhook bodies handled at once; beyond it 503 with Retry-After")
 	fs.StringVar(&f.eventTypes, "event-types", strings.Join(gateway.DefaultEventTypes, ","), "Stripe event types to queue, comma-separated; others are answered 200 and ignored")
-	fs.DurationVar(&f.linger, "linger", gateway.DefaultLinger, "how long the producer waits to batch records of concurrent requests")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to finish in-flight requests and flush the producer")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -85,8 +82,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if f.linger < 0 || f.shutdownTimeout <= 0 {
-		return usagef("--linger must not be negative and --shutdown-timeout must be positive")
+	if f.shutdownTimeout <= 0 {
+		return usagef("--shutdown-timeout must be positive")
 	}
 	secrets := splitList(f.secrets)
 	if f.secretsFile != "" {
@@ -115,11 +112,18 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	client, err := kgo.NewClient(append(kopts, gateway.ProducerOpts(cfg, f.linger)...)...)
+	producer, err := gateway.NewKafkaProducer(cfg, kopts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
 	}
-	defer client.Close()
+	producerClosed := false
+	defer func() {
+		if !producerClosed {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ProduceTimeout)
+			defer cancel()
+			_ = producer.Close(ctx)
+		}
+	}()
 
 	var dedup gateway.Deduper = gateway.NewMemoryDeduper(0)
 	if f.redisAddr != "" {
@@ -151,7 +155,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gw, err := gateway.New(cfg, client, dedup, logger, reg)
+	gw, err := gateway.New(cfg, producer, dedup, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -231,7 +235,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			logger.Warn("http shutdown incomplete", "err", err)
 		}
 	}
-	if err := client.Flush(sctx); err != nil {
+	producerClosed = true
+	if err := producer.Close(sctx); err != nil {
 		logger.Warn("producer flush incomplete", "err", err)
 	}
 	logger.Info("gateway stopped")
