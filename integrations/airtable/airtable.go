@@ -115,8 +115,9 @@ type Config struct {
 	// records.
 	RequestsPerSecond float64
 	// NoRateLimit turns the client-side limit off, for an endpoint that
-	// does not enforce Airtable's limit (the provider simulator). The
-	// pause after a 429 still applies.
+	// does not enforce Airtable's limit (the provider simulator), and allows
+	// 8 requests in flight instead of 4. The pause after a 429 still
+	// applies.
 	NoRateLimit bool
 	// Timeout bounds each HTTP request; default 10 s. Ignored when
 	// HTTPClient is set.
@@ -203,6 +204,9 @@ func New(cfg Config) (*Client, error) {
 		maxInFlight: defaultMaxInFlight,
 		wake:        make(chan struct{}, 1),
 		sending:     map[string]bool{},
+	}
+	if cfg.NoRateLimit {
+		c.maxInFlight = unlimitedMaxInFlight
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if c.hc == nil {

@@ -17,6 +17,10 @@ const (
 	// response, two would do; four leaves room for slow responses and,
 	// without a client-side limit, lets batches form while requests run.
 	defaultMaxInFlight = 4
+	// unlimitedMaxInFlight is the bound without a client-side rate limit
+	// (NoRateLimit): requests are then as fast as the endpoint answers, and
+	// four at 50 ms each made orders queue 30 ms for a turn at 400 orders/s.
+	unlimitedMaxInFlight = 8
 )
 
 // errClosed is returned to callers after Close.

@@ -408,3 +408,75 @@ func TestResponseMatching(t *testing.T) {
 		})
 	}
 }
+
+// Requests in flight to the base are bounded: 4 by default, 8 without the
+// client-side rate limit. A fake that holds every request counts them.
+func TestRequestsInFlightAreBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		noRPS bool
+		want  int
+	}{{"rate limited", false, defaultMaxInFlight}, {"no rate limit", true, unlimitedMaxInFlight}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			cur, peak := 0, 0
+			gate := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				cur++
+				peak = max(peak, cur)
+				mu.Unlock()
+				<-gate
+				mu.Lock()
+				cur--
+				mu.Unlock()
+				var body struct {
+					Records []record `json:"records"`
+				}
+				_ = json.NewDecoder(r.Body).Decode(&body)
+				var out upsertResponse
+				for _, rec := range body.Records {
+					id, _ := rec.Fields["Order ID"].(string)
+					out.Records = append(out.Records, record{ID: "rec_" + id, Fields: rec.Fields})
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(out)
+			}))
+			t.Cleanup(srv.Close)
+			c, err := New(Config{BaseURL: srv.URL, Token: testToken, BaseID: testBase, Table: testTable,
+				NoRateLimit: tc.noRPS, RequestsPerSecond: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			// One order per request: each call waits until the previous
+			// ones are sent, so every request carries a single record.
+			const n = 12
+			outs := make([]<-chan outcome, n)
+			for i := range outs {
+				outs[i] = upsertAsync(context.Background(), c, fmt.Sprintf("pi_%02d", i))
+				for stop := time.Now().Add(5 * time.Second); time.Now().Before(stop); time.Sleep(time.Millisecond) {
+					mu.Lock()
+					busy := cur
+					mu.Unlock()
+					if busy >= min(i+1, tc.want) {
+						break
+					}
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // time for any request beyond the bound to arrive
+			mu.Lock()
+			got := peak
+			mu.Unlock()
+			close(gate)
+			for i, ch := range outs {
+				if o := <-ch; o.err != nil {
+					t.Errorf("caller %d: %v", i, o.err)
+				}
+			}
+			if got != tc.want {
+				t.Errorf("peak requests in flight %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
