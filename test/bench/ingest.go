@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -49,9 +50,10 @@ func (b *bench) startGateway(ctx context.Context, names topics.Names) (*harness.
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := b.start("gateway", nil, b.bin, "gateway", "--http-addr", addr, "--metrics-addr", maddr,
+	args := append([]string{b.bin, "gateway", "--http-addr", addr, "--metrics-addr", maddr,
 		"--brokers", b.brokers[0], "--topic-prefix", names.Prefix, "--webhook-secret", benchSecret,
-		"--redis-addr", b.redis, "--log-level", "warn", "--pprof")
+		"--redis-addr", b.redis, "--log-level", "warn", "--pprof"}, strings.Fields(b.o.gatewayFlags)...)
+	p, err := b.start("gateway", nil, args...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -54,6 +54,7 @@ type options struct {
 	skipPeer      bool
 	only          string
 	profile       string
+	gatewayFlags  string
 }
 
 func main() {
@@ -72,6 +73,7 @@ func main() {
 	flag.StringVar(&o.peerDir, "peer-dir", "../shared/peers/bullmq-seed", "the peer's folder (gateway.js, worker.js, package.json)")
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")
 	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,flash,restore,micro")
+	flag.StringVar(&o.gatewayFlags, "gateway-flags", "", "extra flags for every orderflow gateway, space-separated (e.g. \"--produce-timeout 2s\")")
 	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest) and the processor (drain) into this folder")
 	flag.Parse()
 

@@ -59,12 +59,18 @@ type DrainRow struct {
 	FromStartSeconds float64 `json:"seconds_from_start"`
 	OrdersPerSec     float64 `json:"orders_per_sec"`
 	CallsPerOrder    float64 `json:"provider_calls_per_order"`
+	// WaitsPerOrder is the provider round trips one order waits for, in
+	// sequence: the calls, except that a batched Airtable request counts
+	// once for every order in it. The Little's-law bound uses it.
+	WaitsPerOrder    float64 `json:"provider_round_trips_per_order"`
 	LittleBound      float64 `json:"littles_law_bound,omitempty"`
 	OfBound          float64 `json:"of_bound,omitempty"`
 	DuplicateCreates int64   `json:"duplicate_creates"`
 	// CPUMsPerOrder is the CPU time per order of each process taking part
 	// (processor or worker, simulator, kafka, redis, the bench's observer).
 	CPUMsPerOrder map[string]float64 `json:"cpu_ms_per_order,omitempty"`
+	// StepMs is the processor's mean successful call time per step (ms).
+	StepMs map[string]float64 `json:"step_call_ms,omitempty"`
 }
 
 // FlashResult is the end-to-end flash sale.
@@ -181,14 +187,15 @@ func (r *Results) markdown() string {
 		s.WriteString(cpuTable(rows, []string{"server", "kafka", "redis", "load generator"}, "%.0f"))
 	}
 	if len(r.Drain) > 0 {
-		s.WriteString("## Drain (backlog already queued)\n\n| system | orders | provider latency | concurrency | orders/s | calls/order | Little's-law bound | of bound | duplicate creates |\n|---|---|---|---|---|---|---|---|---|\n")
+		s.WriteString("## Drain (backlog already queued)\n\n| system | orders | provider latency | concurrency | orders/s | calls/order | round trips/order | Little's-law bound | of bound | duplicate creates |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, d := range r.Drain {
 			bound, of := "", ""
 			if d.LittleBound > 0 {
 				bound, of = fmt.Sprintf("%.0f", d.LittleBound), fmt.Sprintf("%.2f", d.OfBound)
 			}
-			fmt.Fprintf(&s, "| %s | %d | %.0f ms | %d | %.0f | %.1f | %s | %s | %d |\n", d.System, d.Orders, d.LatencyMs, d.Concurrency, d.OrdersPerSec, d.CallsPerOrder, bound, of, d.DuplicateCreates)
+			fmt.Fprintf(&s, "| %s | %d | %.0f ms | %d | %.0f | %.1f | %.1f | %s | %s | %d |\n", d.System, d.Orders, d.LatencyMs, d.Concurrency, d.OrdersPerSec, d.CallsPerOrder, d.WaitsPerOrder, bound, of, d.DuplicateCreates)
 		}
+		s.WriteString("\nLittle's-law bound: concurrency ÷ (round trips per order × provider latency), the orders/s if every in-flight order were always waiting on a provider and nothing else. Round trips count what one order waits for in sequence: the calls, except that an Airtable request shared by up to 10 orders counts once for each.\n")
 		var of0, peer float64
 		for _, d := range r.Drain {
 			if d.System == "orderflow processor" && d.LatencyMs == 0 {
@@ -207,6 +214,21 @@ func (r *Results) markdown() string {
 			rows = append(rows, cpuRow{fmt.Sprintf("%s, %.0f ms", d.System, d.LatencyMs), d.CPUMsPerOrder})
 		}
 		s.WriteString(cpuTable(rows, []string{"processor", "simulator", "kafka", "redis", "observer"}, "%.2f"))
+		s.WriteString("Where an order's time goes (ms): the mean provider call per step, their sum, and the rest of the order's time in the processor (concurrency ÷ orders/s − calls: state writes and waiting for CPU):\n\n")
+		s.WriteString("| run | details | crm | production_log | shipping | invoice | email | calls | rest |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, d := range r.Drain {
+			if len(d.StepMs) == 0 || d.OrdersPerSec == 0 {
+				continue
+			}
+			fmt.Fprintf(&s, "| %s, %.0f ms |", d.System, d.LatencyMs)
+			sum := 0.0
+			for _, st := range []string{"details", "crm", "production_log", "shipping", "invoice", "email"} {
+				sum += d.StepMs[st]
+				fmt.Fprintf(&s, " %.1f |", d.StepMs[st])
+			}
+			fmt.Fprintf(&s, " %.1f | %.1f |\n", sum, float64(d.Concurrency)/d.OrdersPerSec*1000-sum)
+		}
+		s.WriteString("\n")
 	}
 	if f := r.Flash; f != nil {
 		s.WriteString("## Flash sale, end to end (both Checkout events per order, 5 % duplicates, 256 connections)\n\n")
