@@ -249,7 +249,7 @@ func TestDevModeEndToEnd(t *testing.T) {
 			t.Errorf("outbox %s: %d files, want %d", pattern, got, want)
 		}
 	}
-	if got := countFiles(t, filepath.Join(dir, "labels", "pi_*", "*.pdf")); got != orders {
+	if got := countFiles(t, filepath.Join(dir, "labels", "pi_*_label-*.pdf")); got != orders {
 		t.Errorf("label store: %d label PDFs, want %d", got, orders)
 	}
 

@@ -2,9 +2,10 @@
 // order and returns where it lives; the processor records that location in
 // the order's state and the confirmation email can link to it.
 //
-// Dir, the default, writes to a local folder. The Store interface is shaped
-// for an S3-compatible object store as well: Put takes a context (a network
-// call), the order id and a file name (which map to an object key
+// Dir, the default, writes to one local folder, one file per label named
+// "<order>_<name>" directly in it (no folder per order). The Store interface
+// is shaped for an S3-compatible object store as well: Put takes a context (a
+// network call), the order id and a file name (which map to an object key
 // "<order>/<name>"), and returns a location string ("s3://bucket/key" or an
 // https URL for such a store, "file://..." for Dir), so a bucket-backed
 // implementation drops in without touching callers.
@@ -18,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Store keeps label PDFs.
@@ -35,10 +37,30 @@ const maxNameLen = 128
 // reduces to nothing usable after sanitising.
 var ErrInvalidName = errors.New("labelstore: invalid name")
 
-// Dir stores labels in a local folder as <Root>/<order id>/<name>, each
-// written to a temporary file in the same folder and renamed into place.
+// maxFileLen bounds the name of one label file in Dir's folder; most file
+// systems allow 255 bytes.
+const maxFileLen = 255
+
+// Dir stores labels flat in one local folder: Put(ctx, id, name, pdf)
+// writes the file <Root>/<SafeName(id)>_<SafeName(name)>; there is no folder
+// per order. The id part is shortened if needed to keep the file name within
+// 255 bytes. The '_' is not an escape (SafeName keeps '_'), so two pairs can
+// in principle share a file ("a_b" with "c.pdf", "a" with "b_c.pdf"); the
+// shipping client's names start with "label-" and no order id (pi_...,
+// cs_...) contains "_label-", so its labels never meet this way.
+//
+// A label is written to a temporary file in the folder (a hidden
+// ".label-*.tmp", never a label's name), synced, renamed over the final name
+// and then the folder itself is synced, so a reader never sees a partial
+// label and a returned Put survives a crash. Concurrent Puts share folder
+// syncs: see dirSync.
+//
+// Dir keeps the folder open for those syncs. Close releases it; a Dir used
+// for the life of the process need not be closed (it holds one file
+// descriptor until exit, or until the Dir is garbage collected).
 type Dir struct {
-	root string
+	root   string
+	folder dirSync
 }
 
 var _ Store = (*Dir)(nil)
@@ -57,40 +79,62 @@ func NewDir(root string) (*Dir, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("labelstore: %w", err)
 	}
-	return &Dir{root: abs}, nil
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, fmt.Errorf("labelstore: %w", err)
+	}
+	return &Dir{root: abs, folder: dirSync{dir: f, fsync: (*os.File).Sync}}, nil
 }
 
-// Root is the folder labels are written under.
+// Root is the folder labels are written to.
 func (d *Dir) Root() string { return d.root }
 
-// Put writes pdf to <root>/<SafeName(orderID)>/<SafeName(name)> atomically
-// and returns a file:// URL of it.
+// Close releases the handle on the folder. Put fails after Close.
+func (d *Dir) Close() error { return d.folder.dir.Close() }
+
+// Put writes pdf to <root>/<SafeName(orderID)>_<SafeName(name)> atomically
+// and durably, replacing an earlier label of that order and name, and
+// returns a file:// URL of it.
 func (d *Dir) Put(ctx context.Context, orderID, name string, pdf []byte) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	dirName, err := SafeName(orderID)
+	fileName, err := labelFileName(orderID, name)
 	if err != nil {
 		return "", err
 	}
-	fileName, err := SafeName(name)
-	if err != nil {
-		return "", err
-	}
-	dir := filepath.Join(d.root, dirName)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("labelstore: %w", err)
-	}
-	final := filepath.Join(dir, fileName)
-	if err := writeAtomic(dir, final, pdf); err != nil {
+	final := filepath.Join(d.root, fileName)
+	if err := writeAtomic(d.root, final, pdf); err != nil {
 		return "", fmt.Errorf("labelstore: write label: %w", err)
+	}
+	if err := d.folder.wait(); err != nil {
+		return "", fmt.Errorf("labelstore: sync folder after writing %s: %w", fileName, err)
 	}
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(final)}).String(), nil
 }
 
+// labelFileName is the file name Dir stores orderID's label name under.
+func labelFileName(orderID, name string) (string, error) {
+	order, err := SafeName(orderID)
+	if err != nil {
+		return "", err
+	}
+	file, err := SafeName(name)
+	if err != nil {
+		return "", err
+	}
+	// Both parts are at most maxNameLen bytes of ASCII, so the order part
+	// loses at most a couple of bytes here and never becomes empty.
+	if n := maxFileLen - 1 - len(file); len(order) > n {
+		order = order[:n]
+	}
+	return order + "_" + file, nil
+}
+
 // writeAtomic writes data to a temporary file in dir, syncs it and renames
 // it to final, so final holds either the old or the whole new content. The
-// file is readable by its owner only.
+// file is readable by its owner only. The rename is durable only once dir
+// is synced as well.
 func writeAtomic(dir, final string, data []byte) (err error) {
 	f, err := os.CreateTemp(dir, ".label-*.tmp")
 	if err != nil {
@@ -114,6 +158,66 @@ func writeAtomic(dir, final string, data []byte) (err error) {
 		return err
 	}
 	return os.Rename(tmp, final) // mode 0600 from CreateTemp: labels carry addresses
+}
+
+// dirSync syncs a folder on behalf of many writers with a group commit: a
+// writer calls wait after its rename and gets back once a sync of the folder
+// that started after that call has finished. A sync runs at most one at a
+// time; the writers arriving while one runs gather into the next round,
+// which one sync serves as soon as the running one ends. The writer that
+// finds no sync running runs its round itself; a later round is run by a
+// goroutine of its own, so no writer keeps syncing for others. A round's
+// error goes to every writer in it.
+type dirSync struct {
+	dir   *os.File
+	fsync func(*os.File) error // (*os.File).Sync; tests replace it
+
+	mu      sync.Mutex
+	running bool       // a round's fsync is under way
+	next    *syncRound // the round gathering writers, nil if none
+}
+
+// syncRound is one sync of the folder and the writers waiting for it.
+type syncRound struct {
+	done chan struct{} // closed when the sync has finished
+	err  error         // its result, written before done is closed
+}
+
+// wait returns the result of a sync of the folder that starts after wait was
+// called.
+func (s *dirSync) wait() error {
+	s.mu.Lock()
+	r := s.next
+	if r == nil {
+		r = &syncRound{done: make(chan struct{})}
+		s.next = r
+	}
+	lead := !s.running
+	if lead {
+		s.running = true
+		s.next = nil
+	}
+	s.mu.Unlock()
+	if lead {
+		s.run(r)
+	}
+	<-r.done
+	return r.err
+}
+
+// run syncs the folder for round r, which has been taken out of s.next, and
+// then starts the round gathered meanwhile, if any.
+func (s *dirSync) run(r *syncRound) {
+	r.err = s.fsync(s.dir)
+	close(r.done)
+	s.mu.Lock()
+	next := s.next
+	s.next = nil
+	s.running = next != nil
+	s.mu.Unlock()
+	if next != nil {
+		go s.run(next)
+	}
 }
 
 // SafeName turns an order id or file name into one safe path element: ASCII

@@ -225,7 +225,7 @@ func TestCreateShipmentResult(t *testing.T) {
 		t.Errorf("TrackingURL = %q", s.TrackingURL)
 	}
 	u, err := url.Parse(s.LabelLocation)
-	if err != nil || u.Scheme != "file" || !strings.HasSuffix(u.Path, "/pi_3OrderflowTest0001/label-00373500454541020957.pdf") {
+	if err != nil || u.Scheme != "file" || !strings.HasSuffix(u.Path, "/pi_3OrderflowTest0001_label-00373500454541020957.pdf") {
 		t.Fatalf("LabelLocation = %q", s.LabelLocation)
 	}
 	pdf, err := os.ReadFile(filepath.FromSlash(u.Path))
