@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,77 +34,6 @@ func produceWait(ctx context.Context, p Producer, key string) error {
 	done := make(chan error, 1)
 	p.Produce(ctx, &kgo.Record{Key: []byte(key), Value: []byte("v-" + key)}, func(_ *kgo.Record, err error) { done <- err })
 	return <-done
-}
-
-// Concurrent records share produce requests, every one is acknowledged and
-// lands once in the topic.
-func TestIntegrationProducerGroupsConcurrentRecords(t *testing.T) {
-	t.Parallel()
-	brokers := testenv.Kafka(t)
-	names := testenv.Topics(t, brokers, 12)
-	p := newTestProducer(t, brokers, names.Orders)
-
-	const workers, each = 64, 25
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				if err := produceWait(context.Background(), p, fmt.Sprintf("pi_w%02d_%02d", w, i)); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("produce: %v", err)
-	}
-	groups, records := p.Groups()
-	if records != workers*each {
-		t.Errorf("%d records sent in groups, want %d", records, workers*each)
-	}
-	if groups == 0 || records/groups < 4 {
-		t.Errorf("%d groups for %d records from %d concurrent producers: want several records per group", groups, records, workers)
-	}
-	recs := countConsumed(t, brokers, names.Orders, workers*each)
-	seen := map[string]int{}
-	for _, r := range recs {
-		seen[string(r.Key)]++
-	}
-	if len(recs) != workers*each || len(seen) != workers*each {
-		t.Errorf("topic holds %d records with %d distinct keys, want %d of each", len(recs), len(seen), workers*each)
-	}
-}
-
-// A record whose context ended while it queued (its webhook answered 503
-// already) fails with that error and is never produced; records after it
-// go on.
-func TestIntegrationProducerDropsExpiredRecords(t *testing.T) {
-	t.Parallel()
-	brokers := testenv.Kafka(t)
-	names := testenv.Topics(t, brokers, 3)
-	p := newTestProducer(t, brokers, names.Orders)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := produceWait(ctx, p, "pi_expired"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("expired record: %v, want context.Canceled", err)
-	}
-	if err := produceWait(context.Background(), p, "pi_live"); err != nil {
-		t.Fatalf("live record: %v", err)
-	}
-	recs := consumeAll(t, brokers, names.Orders, 1, 30*time.Second, 2*time.Second)
-	if len(recs) != 1 || string(recs[0].Key) != "pi_live" {
-		var keys []string
-		for _, r := range recs {
-			keys = append(keys, string(r.Key))
-		}
-		t.Errorf("topic holds %v, want only pi_live", keys)
-	}
 }
 
 // Close sends what is queued, then refuses new records.

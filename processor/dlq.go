@@ -69,9 +69,8 @@ func (p *Processor) produce(part *partition, r *kgo.Record, what string, orderID
 		}
 		rec := &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
 		ctx, cancel := context.WithTimeout(p.ioCtx, p.cfg.ProduceTimeout)
-		res := p.cl.ProduceSync(ctx, rec)
+		out, err := p.gp.ProduceSync(ctx, rec)
 		cancel()
-		out, err := res.First()
 		if err == nil {
 			return out, nil
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/topics"
 )
 
 // Providers are the provider clients the steps call. A nil provider turns
@@ -39,6 +40,7 @@ type Processor struct {
 	log  *slog.Logger
 	m    *metrics
 	cl   *kgo.Client
+	gp   *topics.GroupProducer // state and dead-letter writes through cl
 	// clSet is closed once cl is set. franz-go may join the group and call
 	// the partition callbacks before kgo.NewClient returns; they wait on it.
 	clSet   chan struct{}
@@ -131,8 +133,10 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		kgo.OnPartitionsRevoked(p.onRevoked),
 		kgo.OnPartitionsLost(p.onLost),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// State and dead-letter writes leave in groups (topics.GroupProducer):
+		// one produce request per broker while the next group forms.
+		kgo.ManualFlushing(),
 	)
 	p.clSet = make(chan struct{})
 	cl, err := kgo.NewClient(opts...)
@@ -140,6 +144,7 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		return nil, fmt.Errorf("processor: kafka client: %w", err)
 	}
 	p.cl = cl
+	p.gp = topics.NewGroupProducer(cl, cfg.ProduceTimeout)
 	close(p.clSet)
 	return p, nil
 }
@@ -153,6 +158,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		return errors.New("processor: Run called twice")
 	}
 	if err := p.checkTopics(ctx); err != nil {
+		p.closeProducer()
 		p.cl.Close()
 		if ctx.Err() != nil {
 			return nil // stopped before it started: not a failure
@@ -217,11 +223,20 @@ func (p *Processor) Run(ctx context.Context) error {
 	} else {
 		p.stopAll(p.cfg.RevokeDeadline, true)
 	}
+	p.closeProducer()
 	p.cl.CloseAllowingRebalance()
 	p.waitAlerts(p.cfg.AlertTimeout)
 	p.ioCancel()
 	p.log.Info("processor stopped")
 	return nil
+}
+
+// closeProducer stops the group producer once nothing writes any more; what
+// it still holds gets ProduceTimeout to be acknowledged.
+func (p *Processor) closeProducer() {
+	ctx, cancel := context.WithTimeout(p.ioCtx, p.cfg.ProduceTimeout)
+	defer cancel()
+	_ = p.gp.Close(ctx)
 }
 
 // checkTopics verifies that the three topics exist with one partition

@@ -1,7 +1,8 @@
 // Package topics is the one place that names and shapes orderflow's Kafka
 // topics: their names (with a configurable prefix), partition counts and
-// configs, the record envelope carried on `orders` and `orders.dlq`, and the
-// header keys every component reads and writes.
+// configs, the record envelope carried on `orders` and `orders.dlq`, the
+// header keys every component reads and writes, and the group-commit
+// producer (GroupProducer) the gateway and the processor write through.
 package topics
 
 import (

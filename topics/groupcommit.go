@@ -1,0 +1,168 @@
+package topics
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrProducerClosed is a record's error when it was handed to a closed
+// GroupProducer.
+var ErrProducerClosed = errors.New("topics: producer closed")
+
+// GroupProducer produces in groups (a group commit) through a kgo.Client
+// built with kgo.ManualFlushing: records handed to Produce wait in a queue
+// while the previous group is on its way; then the whole queue goes to the
+// brokers together, as one produce request per broker, and the next group
+// forms while that one is acknowledged. At low load a group is one record
+// and waits for nothing (there is no linger).
+//
+// franz-go on its own (idempotent, up to five requests in flight per
+// broker) sends whatever arrived as soon as a slot frees, so with a few
+// dozen concurrent writers each request carries two or three records spread
+// over the partitions, and the broker's cost per request becomes the
+// largest CPU cost of producing. Delivery is unchanged: the client's acks
+// and idempotence apply, and a record's promise is called when the broker
+// acknowledged it or it failed. A record whose context ended while it
+// queued is failed with that error and never produced.
+type GroupProducer struct {
+	cl           *kgo.Client
+	flushTimeout time.Duration
+
+	mu     sync.Mutex
+	queue  []queuedRecord
+	closed bool
+	wake   chan struct{} // buffered 1
+	quit   chan struct{} // closed when Close gives up waiting
+	done   chan struct{} // closed when the loop returns
+
+	groups  atomic.Int64
+	records atomic.Int64
+}
+
+type queuedRecord struct {
+	ctx     context.Context
+	rec     *kgo.Record
+	promise func(*kgo.Record, error)
+}
+
+// NewGroupProducer starts a group producer on cl, which must be built with
+// kgo.ManualFlushing (otherwise records leave on franz-go's own schedule
+// and the groups only add a wait). flushTimeout bounds one flush; records
+// a flush leaves behind go with the next one.
+func NewGroupProducer(cl *kgo.Client, flushTimeout time.Duration) *GroupProducer {
+	p := &GroupProducer{cl: cl, flushTimeout: flushTimeout, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	go p.loop()
+	return p
+}
+
+// Produce queues r for the next group; promise is called once with the
+// outcome.
+func (p *GroupProducer) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		promise(r, ErrProducerClosed)
+		return
+	}
+	p.queue = append(p.queue, queuedRecord{ctx: ctx, rec: r, promise: promise})
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ProduceSync produces r and waits for its outcome; r carries its partition
+// and offset afterwards.
+func (p *GroupProducer) ProduceSync(ctx context.Context, r *kgo.Record) (*kgo.Record, error) {
+	done := make(chan error, 1)
+	p.Produce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
+	return r, <-done
+}
+
+// Groups returns how many groups were sent and how many records they held.
+func (p *GroupProducer) Groups() (groups, records int64) {
+	return p.groups.Load(), p.records.Load()
+}
+
+// Close stops taking records and sends what is queued, waiting until that
+// is acknowledged or ctx ends. It leaves the client open: closing the
+// client afterwards fails whatever is still buffered.
+func (p *GroupProducer) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		select {
+		case <-p.quit:
+		default:
+			close(p.quit)
+		}
+		return ctx.Err()
+	}
+}
+
+func (p *GroupProducer) loop() {
+	defer close(p.done)
+	for {
+		p.mu.Lock()
+		for len(p.queue) == 0 && !p.closed && p.cl.BufferedProduceRecords() == 0 {
+			p.mu.Unlock()
+			select {
+			case <-p.wake:
+			case <-p.quit:
+				return
+			}
+			p.mu.Lock()
+		}
+		group := p.queue
+		p.queue = nil
+		closed := p.closed
+		p.mu.Unlock()
+		if len(group) == 0 && closed && p.cl.BufferedProduceRecords() == 0 {
+			return
+		}
+		p.send(group)
+		select {
+		case <-p.quit:
+			return
+		default:
+		}
+	}
+}
+
+// send hands a group to the client and flushes it: one produce request per
+// broker, then the acknowledgements.
+func (p *GroupProducer) send(group []queuedRecord) {
+	n := 0
+	for _, q := range group {
+		if err := q.ctx.Err(); err != nil {
+			q.promise(q.rec, err) // its writer stopped waiting
+			continue
+		}
+		p.cl.Produce(q.ctx, q.rec, q.promise)
+		n++
+	}
+	if n > 0 {
+		p.groups.Add(1)
+		p.records.Add(int64(n))
+	}
+	if p.cl.BufferedProduceRecords() == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.flushTimeout)
+	defer cancel()
+	_ = p.cl.Flush(ctx)
+}

@@ -1,0 +1,179 @@
+package topics_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/test/testenv"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// groupProducer returns a GroupProducer on a fresh manual-flushing client
+// producing to topic, and its client.
+func groupProducer(t *testing.T, brokers, topic string, opts ...kgo.Opt) (*topics.GroupProducer, *kgo.Client) {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ManualFlushing()}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gp := topics.NewGroupProducer(cl, 5*time.Second)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = gp.Close(ctx)
+		cl.Close()
+	})
+	return gp, cl
+}
+
+// readAll reads topic from the start until want records arrived or 30 s
+// passed, then 1 s more to see any extra.
+func readAll(t *testing.T, brokers, topic string, want int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if soon := time.Now().Add(time.Second); len(recs) >= want && soon.Before(deadline) {
+			deadline = soon
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		recs = append(recs, fs.Records()...)
+	}
+	return recs
+}
+
+// Concurrent writers share produce requests; every record is acknowledged
+// with its partition and offset and lands once.
+func TestGroupProducerGroupsConcurrentRecords(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.Kafka(t)
+	names := testenv.Topics(t, brokers, 12)
+	var requests sync.Mutex
+	nreq := 0
+	gp, _ := groupProducer(t, brokers, names.Orders, kgo.WithHooks(writeHook(func(key int16) {
+		if key == 0 {
+			requests.Lock()
+			nreq++
+			requests.Unlock()
+		}
+	})))
+
+	const workers, each = 64, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				r, err := gp.ProduceSync(context.Background(), &kgo.Record{Key: []byte(fmt.Sprintf("pi_w%02d_%02d", w, i)), Value: []byte("v")})
+				if err == nil && (r.Offset < 0 || r.Partition < 0 || r.Partition >= 12) {
+					err = fmt.Errorf("acknowledged record at partition %d offset %d", r.Partition, r.Offset)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("produce: %v", err)
+	}
+	groups, records := gp.Groups()
+	requests.Lock()
+	n := nreq
+	requests.Unlock()
+	if records != workers*each {
+		t.Errorf("%d records sent in groups, want %d", records, workers*each)
+	}
+	if groups == 0 || records/groups < 4 || n > int(groups)+5 {
+		t.Errorf("%d groups and %d produce requests for %d records from %d concurrent writers: want several records per group, one request per group",
+			groups, n, records, workers)
+	}
+	recs := readAll(t, brokers, names.Orders, workers*each)
+	seen := map[string]int{}
+	for _, r := range recs {
+		seen[string(r.Key)]++
+	}
+	if len(recs) != workers*each || len(seen) != workers*each {
+		t.Errorf("topic holds %d records with %d distinct keys, want %d of each", len(recs), len(seen), workers*each)
+	}
+}
+
+type writeHook func(key int16)
+
+func (h writeHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, _ error) {
+	h(key)
+}
+
+// A record whose context ended while it queued fails with that error and is
+// never produced; the records after it go on.
+func TestGroupProducerDropsExpiredRecords(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.Kafka(t)
+	names := testenv.Topics(t, brokers, 3)
+	gp, _ := groupProducer(t, brokers, names.Orders)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := gp.ProduceSync(ctx, &kgo.Record{Key: []byte("pi_expired"), Value: []byte("v")}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("expired record: %v, want context.Canceled", err)
+	}
+	if _, err := gp.ProduceSync(context.Background(), &kgo.Record{Key: []byte("pi_live"), Value: []byte("v")}); err != nil {
+		t.Fatalf("live record: %v", err)
+	}
+	recs := readAll(t, brokers, names.Orders, 1)
+	if len(recs) != 1 || string(recs[0].Key) != "pi_live" {
+		t.Errorf("topic holds %d records, want only pi_live", len(recs))
+	}
+}
+
+// Close sends what is queued and then refuses records; the client stays
+// usable.
+func TestGroupProducerClose(t *testing.T) {
+	t.Parallel()
+	brokers := testenv.Kafka(t)
+	names := testenv.Topics(t, brokers, 3)
+	gp, cl := groupProducer(t, brokers, names.Orders)
+	const n = 50
+	results := make(chan error, n)
+	for i := 0; i < n; i++ {
+		gp.Produce(context.Background(), &kgo.Record{Key: []byte(fmt.Sprintf("pi_close%02d", i)), Value: []byte("v")},
+			func(_ *kgo.Record, err error) { results <- err })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := gp.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-results; err != nil {
+			t.Errorf("record queued before Close: %v", err)
+		}
+	}
+	if _, err := gp.ProduceSync(context.Background(), &kgo.Record{Key: []byte("pi_after"), Value: []byte("v")}); !errors.Is(err, topics.ErrProducerClosed) {
+		t.Errorf("record after Close: %v, want ErrProducerClosed", err)
+	}
+	if err := cl.Ping(ctx); err != nil {
+		t.Errorf("client after Close: %v", err)
+	}
+	if got := len(readAll(t, brokers, names.Orders, n)); got != n {
+		t.Errorf("topic holds %d records, want %d", got, n)
+	}
+}
