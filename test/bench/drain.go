@@ -43,11 +43,16 @@ func (b *bench) startSim(ctx context.Context, latency time.Duration) (*harness.P
 
 // startProcessor runs `orderflow processor` against the simulator.
 func (b *bench) startProcessor(ctx context.Context, name string, names topics.Names, simURL string, extra ...string) (*harness.Proc, string, error) {
+	return b.startProcessorBin(ctx, b.bin, name, names, simURL, extra...)
+}
+
+// startProcessorBin runs the processor of the orderflow binary bin.
+func (b *bench) startProcessorBin(ctx context.Context, bin, name string, names topics.Names, simURL string, extra ...string) (*harness.Proc, string, error) {
 	maddr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
 	}
-	args := append([]string{b.bin, "processor", "--brokers", b.brokers[0], "--topic-prefix", names.Prefix,
+	args := append([]string{bin, "processor", "--brokers", b.brokers[0], "--topic-prefix", names.Prefix,
 		"--group", names.Prefix + "processor", "--metrics-addr", maddr, "--sim-url", simURL,
 		"--max-inflight", strconv.Itoa(b.o.concurrency), "--label-dir", b.tmp + "/labels", "--log-level", "warn", "--pprof"}, extra...)
 	p, err := b.start(name, nil, args...)
@@ -126,9 +131,10 @@ func (b *bench) backlog(ctx context.Context, names topics.Names, n int) ([]strin
 	return ids, nil
 }
 
-// drainOnce measures one orderflow drain of n orders at a provider latency.
-func (b *bench) drainOnce(ctx context.Context, latency time.Duration, n int) (DrainRow, error) {
-	row := DrainRow{System: "orderflow processor", Orders: n, LatencyMs: float64(latency.Milliseconds()), Concurrency: b.o.concurrency}
+// drainOnce measures one drain of n orders at a provider latency by the
+// processor of the orderflow binary bin.
+func (b *bench) drainOnce(ctx context.Context, bin, system string, latency time.Duration, n int) (DrainRow, error) {
+	row := DrainRow{System: system, Orders: n, LatencyMs: float64(latency.Milliseconds()), Concurrency: b.o.concurrency}
 	names, err := b.createTopics(ctx, fmt.Sprintf("drain%d", latency.Milliseconds()), 12)
 	if err != nil {
 		return row, err
@@ -143,7 +149,7 @@ func (b *bench) drainOnce(ctx context.Context, latency time.Duration, n int) (Dr
 	}
 	defer b.stop(sim)
 	start := time.Now()
-	proc, metrics, err := b.startProcessor(ctx, "processor-drain", names, simURL)
+	proc, metrics, err := b.startProcessorBin(ctx, bin, "processor-drain", names, simURL)
 	if err != nil {
 		return row, err
 	}
@@ -198,7 +204,7 @@ func (b *bench) drainOnce(ctx context.Context, latency time.Duration, n int) (Dr
 		row.OfBound = row.OrdersPerSec / row.LittleBound
 	}
 	row.DuplicateCreates = dupCreates(stats)
-	b.res.PeakRSS = append(b.res.PeakRSS, RSS{Process: fmt.Sprintf("processor (drain %s)", latency), Bytes: proc.PeakRSS()})
+	b.res.PeakRSS = append(b.res.PeakRSS, RSS{Process: fmt.Sprintf("%s (drain %s)", system, latency), Bytes: proc.PeakRSS()})
 	return row, nil
 }
 
@@ -433,13 +439,20 @@ func lastCompleted(file string) int {
 }
 
 func (b *bench) drain(ctx context.Context) error {
+	type build struct{ bin, system string }
+	builds := []build{{b.bin, "orderflow processor"}}
+	if b.o.baselineBin != "" {
+		builds = []build{{b.o.baselineBin, "orderflow processor (baseline)"}, builds[0]}
+	}
 	for _, lat := range []time.Duration{0, 50 * time.Millisecond} {
-		row, err := b.drainOnce(ctx, lat, b.o.drainOrders)
-		if err != nil {
-			return err
+		for _, bd := range builds {
+			row, err := b.drainOnce(ctx, bd.bin, bd.system, lat, b.o.drainOrders)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "bench: drain %s, %s: %.0f orders/s\n", lat, bd.system, row.OrdersPerSec)
+			b.res.Drain = append(b.res.Drain, row)
 		}
-		fmt.Fprintf(os.Stderr, "bench: drain %s: %.0f orders/s\n", lat, row.OrdersPerSec)
-		b.res.Drain = append(b.res.Drain, row)
 	}
 	if b.peer != "" {
 		row, err := b.drainPeer(ctx, b.o.drainOrders)

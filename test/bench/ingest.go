@@ -42,6 +42,11 @@ func freeAddr() (string, error) {
 
 // startGateway runs `orderflow gateway` and waits until it is ready.
 func (b *bench) startGateway(ctx context.Context, names topics.Names) (*harness.Proc, string, error) {
+	return b.startGatewayBin(ctx, b.bin, "gateway", names)
+}
+
+// startGatewayBin runs the gateway of the orderflow binary bin.
+func (b *bench) startGatewayBin(ctx context.Context, bin, name string, names topics.Names) (*harness.Proc, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
@@ -50,10 +55,10 @@ func (b *bench) startGateway(ctx context.Context, names topics.Names) (*harness.
 	if err != nil {
 		return nil, "", err
 	}
-	args := append([]string{b.bin, "gateway", "--http-addr", addr, "--metrics-addr", maddr,
+	args := append([]string{bin, "gateway", "--http-addr", addr, "--metrics-addr", maddr,
 		"--brokers", b.brokers[0], "--topic-prefix", names.Prefix, "--webhook-secret", benchSecret,
 		"--redis-addr", b.redis, "--log-level", "warn", "--pprof"}, strings.Fields(b.o.gatewayFlags)...)
-	p, err := b.start("gateway", nil, args...)
+	p, err := b.start(name, nil, args...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -89,6 +94,16 @@ func (b *bench) ingest(ctx context.Context) error {
 	}
 	defer b.stop(gw)
 	targets := []target{{"orderflow gateway", gwURL, gw}}
+	if b.o.baselineBin != "" {
+		metrics := b.gwMetrics
+		base, baseURL, err := b.startGatewayBin(ctx, b.o.baselineBin, "gateway-baseline", names)
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		defer b.stop(base)
+		b.gwMetrics = metrics
+		targets = append(targets, target{"orderflow gateway (baseline)", baseURL, base})
+	}
 
 	bareAddr, err := freeAddr()
 	if err != nil {
@@ -135,7 +150,10 @@ func (b *bench) ingest(ctx context.Context) error {
 			return fmt.Errorf("warm-up %s: %w", t.name, err)
 		}
 	}
-	var gatewayOK int64 = 1000
+	var gatewayOK int64 = 1000 // the warm-up
+	if b.o.baselineBin != "" {
+		gatewayOK += 1000
+	}
 	for _, conns := range []int{64, 256} {
 		runs := map[string][]*loadgen.Report{}
 		cpu := map[string]map[string][]float64{} // target → process → µs per request, per round
@@ -155,7 +173,7 @@ func (b *bench) ingest(ctx context.Context) error {
 				}
 				fmt.Fprintf(os.Stderr, "bench: ingest %d conns, round %d, %s: %s\n", conns, round+1, t.name, rep)
 				runs[t.name] = append(runs[t.name], rep)
-				if t.name == "orderflow gateway" {
+				if strings.HasPrefix(t.name, "orderflow gateway") {
 					gatewayOK += rep.OK
 				}
 			}

@@ -55,6 +55,7 @@ type options struct {
 	only          string
 	profile       string
 	gatewayFlags  string
+	baselineBin   string
 }
 
 func main() {
@@ -74,6 +75,7 @@ func main() {
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")
 	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,flash,restore,micro")
 	flag.StringVar(&o.gatewayFlags, "gateway-flags", "", "extra flags for every orderflow gateway, space-separated (e.g. \"--produce-timeout 2s\")")
+	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest and drain parts")
 	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest) and the processor (drain) into this folder")
 	flag.Parse()
 
