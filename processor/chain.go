@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -533,6 +534,26 @@ func (h *handling) runStep(step string) stepOutcome {
 type unpersistedResult struct {
 	result json.RawMessage
 	at     time.Time
+}
+
+// unpersistedTTL is how long a result whose state write failed is kept for
+// its order's return. An order that went to another processor is resolved
+// there (look-up by invoice number or Message-Id, or the possible-duplicate
+// flag) within minutes; the entry is then only a leak.
+const unpersistedTTL = 24 * time.Hour
+
+// pruneUnpersisted drops the results kept since before cutoff and returns
+// how many it dropped.
+func pruneUnpersisted(m *sync.Map, cutoff time.Time) int {
+	n := 0
+	m.Range(func(k, v any) bool {
+		if r, ok := v.(unpersistedResult); ok && r.at.Before(cutoff) {
+			m.Delete(k)
+			n++
+		}
+		return true
+	})
+	return n
 }
 
 // dropPreIntent clears an intent written ahead with the previous result

@@ -52,6 +52,7 @@ type Processor struct {
 	// idempotent whose state write failed (the partition was lost while
 	// Kafka was unreachable), by "<order>/<step>". When the order comes back
 	// to this process, the result is recorded instead of calling again.
+	// Entries older than unpersistedTTL are dropped by the commit loop.
 	unpersisted sync.Map
 
 	mu       sync.Mutex
@@ -472,6 +473,9 @@ func (p *Processor) commitLoop(ctx context.Context) {
 			p.log.Warn("commit failed; retrying at the next interval", "err", err)
 		}
 		cancel()
+		if n := pruneUnpersisted(&p.unpersisted, time.Now().Add(-unpersistedTTL)); n > 0 {
+			p.log.Info("dropped results kept for orders that did not return", "count", n)
+		}
 	}
 }
 

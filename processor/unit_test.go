@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -331,5 +332,23 @@ func BenchmarkScheduler(b *testing.B) {
 	b.StopTimer()
 	if m, _ := s.watermark(); m != int64(b.N) {
 		b.Fatalf("watermark %d, want %d", m, b.N)
+	}
+}
+
+// Results kept for an order's return are dropped once older than the TTL;
+// younger ones stay.
+func TestPruneUnpersisted(t *testing.T) {
+	var m sync.Map
+	now := time.Now()
+	m.Store("pi_old/invoice", unpersistedResult{result: json.RawMessage(`{}`), at: now.Add(-unpersistedTTL - time.Minute)})
+	m.Store("pi_new/email", unpersistedResult{result: json.RawMessage(`{}`), at: now.Add(-time.Minute)})
+	if n := pruneUnpersisted(&m, now.Add(-unpersistedTTL)); n != 1 {
+		t.Errorf("dropped %d, want 1", n)
+	}
+	if _, ok := m.Load("pi_old/invoice"); ok {
+		t.Error("an entry older than the TTL is still kept")
+	}
+	if _, ok := m.Load("pi_new/email"); !ok {
+		t.Error("a recent entry was dropped")
 	}
 }
