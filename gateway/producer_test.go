@@ -3,31 +3,17 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
+	"io"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/orderflow/orderflow/test/testenv"
 )
 
-func newTestProducer(t *testing.T, brokers, topic string) *KafkaProducer {
-	t.Helper()
-	p, err := NewKafkaProducer(Config{Topic: topic, Secrets: []string{testSecret}, ProduceTimeout: 5 * time.Second},
-		kgo.SeedBrokers(strings.Split(brokers, ",")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = p.Close(ctx)
-	})
-	return p
-}
+// The group commit itself is tested in package topics (grouping, expired
+// records, Close); these tests cover what KafkaProducer adds: its client
+// and closing it.
 
 // produceWait produces one record and waits for its promise.
 func produceWait(ctx context.Context, p Producer, key string) error {
@@ -36,41 +22,7 @@ func produceWait(ctx context.Context, p Producer, key string) error {
 	return <-done
 }
 
-// Close sends what is queued, then refuses new records.
-func TestIntegrationProducerClose(t *testing.T) {
-	t.Parallel()
-	brokers := testenv.Kafka(t)
-	names := testenv.Topics(t, brokers, 3)
-	p, err := NewKafkaProducer(Config{Topic: names.Orders, Secrets: []string{testSecret}}, kgo.SeedBrokers(strings.Split(brokers, ",")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 50
-	results := make(chan error, n)
-	for i := 0; i < n; i++ {
-		p.Produce(context.Background(), &kgo.Record{Key: []byte(fmt.Sprintf("pi_close%02d", i)), Value: []byte("v")},
-			func(_ *kgo.Record, err error) { results <- err })
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := p.Close(ctx); err != nil {
-		t.Fatalf("close: %v", err)
-	}
-	for i := 0; i < n; i++ {
-		if err := <-results; err != nil {
-			t.Errorf("record queued before Close: %v", err)
-		}
-	}
-	if err := produceWait(context.Background(), p, "pi_after"); !errors.Is(err, ErrProducerClosed) {
-		t.Errorf("record after Close: %v, want ErrProducerClosed", err)
-	}
-	if got := len(countConsumed(t, brokers, names.Orders, n)); got != n {
-		t.Errorf("topic holds %d records, want %d", got, n)
-	}
-}
-
-// With no broker reachable, a record fails by its own deadline and Close
-// gives up at its context instead of hanging.
+// With no broker reachable, a record fails by its own deadline.
 func TestProducerUnreachableBroker(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -84,6 +36,7 @@ func TestProducerUnreachableBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer p.Close(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -93,11 +46,52 @@ func TestProducerUnreachableBroker(t *testing.T) {
 	if waited := time.Since(start); waited > 5*time.Second {
 		t.Errorf("the record failed after %v, want about its 500 ms deadline", waited)
 	}
-	cctx, ccancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer ccancel()
-	start = time.Now()
-	_ = p.Close(cctx)
-	if waited := time.Since(start); waited > 5*time.Second {
-		t.Errorf("Close took %v", waited)
+}
+
+// A broker that accepts connections and never answers holds a record
+// unacknowledged: Close gives up at its context, and closing the client
+// fails the record instead of leaving its webhook waiting.
+func TestProducerCloseGivesUpOnASilentBroker(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }() // read, never answer
+		}
+	}()
+	p, err := NewKafkaProducer(Config{Topic: "orders", Secrets: []string{testSecret}, ProduceTimeout: 30 * time.Second},
+		kgo.SeedBrokers(ln.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	result := make(chan error, 1)
+	p.Produce(context.Background(), &kgo.Record{Key: []byte("pi_silent"), Value: []byte("v")},
+		func(_ *kgo.Record, err error) { result <- err })
+	time.Sleep(200 * time.Millisecond) // the record is handed to the client
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := p.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close: %v, want context.DeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Errorf("Close took %v, want about its 300 ms", waited)
+	}
+	select {
+	case err := <-result:
+		if err == nil {
+			t.Error("the record was acknowledged by a broker that never answers")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the record's promise was not called after Close")
 	}
 }

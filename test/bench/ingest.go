@@ -42,33 +42,34 @@ func freeAddr() (string, error) {
 
 // startGateway runs `orderflow gateway` and waits until it is ready.
 func (b *bench) startGateway(ctx context.Context, names topics.Names) (*harness.Proc, string, error) {
-	return b.startGatewayBin(ctx, b.bin, "gateway", names)
+	p, url, _, err := b.startGatewayBin(ctx, b.bin, "gateway", names)
+	return p, url, err
 }
 
-// startGatewayBin runs the gateway of the orderflow binary bin.
-func (b *bench) startGatewayBin(ctx context.Context, bin, name string, names topics.Names) (*harness.Proc, string, error) {
+// startGatewayBin runs the gateway of the orderflow binary bin and returns
+// its webhook URL and its metrics listener's base URL.
+func (b *bench) startGatewayBin(ctx context.Context, bin, name string, names topics.Names) (*harness.Proc, string, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	maddr, err := freeAddr()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	args := append([]string{bin, "gateway", "--http-addr", addr, "--metrics-addr", maddr,
 		"--brokers", b.brokers[0], "--topic-prefix", names.Prefix, "--webhook-secret", benchSecret,
 		"--redis-addr", b.redis, "--log-level", "warn", "--pprof"}, strings.Fields(b.o.gatewayFlags)...)
 	p, err := b.start(name, nil, args...)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := harness.WaitHTTP(wctx, "http://"+addr+"/readyz"); err != nil {
-		return nil, "", fmt.Errorf("gateway: %w\n%s", err, p.LogTail(20))
+		return nil, "", "", fmt.Errorf("gateway: %w\n%s", err, p.LogTail(20))
 	}
-	b.gwMetrics = "http://" + maddr
-	return p, "http://" + addr + "/webhooks/stripe", nil
+	return p, "http://" + addr + "/webhooks/stripe", "http://" + maddr, nil
 }
 
 type target struct {
@@ -88,20 +89,18 @@ func (b *bench) ingest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, gwURL, err := b.startGateway(ctx, names)
+	gw, gwURL, gwMetrics, err := b.startGatewayBin(ctx, b.bin, "gateway", names)
 	if err != nil {
 		return err
 	}
 	defer b.stop(gw)
 	targets := []target{{"orderflow gateway", gwURL, gw}}
 	if b.o.baselineBin != "" {
-		metrics := b.gwMetrics
-		base, baseURL, err := b.startGatewayBin(ctx, b.o.baselineBin, "gateway-baseline", names)
+		base, baseURL, _, err := b.startGatewayBin(ctx, b.o.baselineBin, "gateway-baseline", names)
 		if err != nil {
 			return fmt.Errorf("baseline: %w", err)
 		}
 		defer b.stop(base)
-		b.gwMetrics = metrics
 		targets = append(targets, target{"orderflow gateway (baseline)", baseURL, base})
 	}
 
@@ -143,7 +142,7 @@ func (b *bench) ingest(ctx context.Context) error {
 		targets = append(targets, target{"peer gateway.js", fmt.Sprintf("http://127.0.0.1:%d/", port), peer})
 	}
 
-	b.cpuProfile(b.gwMetrics, "gateway-ingest")
+	b.cpuProfile(gwMetrics, "gateway-ingest")
 	// Warm up every target once (connections, JIT, producer batches).
 	for _, t := range targets {
 		if _, err := loadgen.Run(ctx, loadgen.Config{URL: t.url, Secrets: []string{benchSecret}, Orders: 1000, Connections: 64}); err != nil {

@@ -113,16 +113,15 @@ func bareHandler(addr string) {
 }
 
 type bench struct {
-	o         options
-	root      string
-	tmp       string
-	bin       string
-	brokers   []string
-	redis     string
-	peer      string // prepared peer folder, "" when unavailable
-	gwMetrics string // the last gateway's metrics listener
-	procs     []*harness.Proc
-	res       *Results
+	o       options
+	root    string
+	tmp     string
+	bin     string
+	brokers []string
+	redis   string
+	peer    string // prepared peer folder, "" when unavailable
+	procs   []*harness.Proc
+	res     *Results
 }
 
 func newBench(ctx context.Context, o options) (*bench, error) {
