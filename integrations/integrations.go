@@ -6,6 +6,7 @@
 package integrations
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -134,6 +135,23 @@ var Transport http.RoundTripper = &http.Transport{
 	IdleConnTimeout:       90 * time.Second,
 	TLSHandshakeTimeout:   10 * time.Second,
 	ExpectContinueTimeout: time.Second,
+}
+
+// HTTPClient returns hc, or, when it is nil, a client on Transport whose
+// requests time out after timeout: what every provider client uses.
+func HTTPClient(hc *http.Client, timeout time.Duration) *http.Client {
+	if hc != nil {
+		return hc
+	}
+	return &http.Client{Timeout: timeout, Transport: Transport}
+}
+
+// Logger returns l, or a logger that discards everything when l is nil.
+func Logger(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // IsHTTPURL reports whether raw is an absolute http or https URL with a

@@ -209,12 +209,8 @@ func New(cfg Config) (*Client, error) {
 		c.maxInFlight = unlimitedMaxInFlight
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if c.hc == nil {
-		c.hc = &http.Client{Timeout: cfg.Timeout, Transport: integrations.Transport}
-	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
+	c.hc = integrations.HTTPClient(c.hc, cfg.Timeout)
+	c.log = integrations.Logger(c.log)
 	return c, nil
 }
 

@@ -247,14 +247,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: cfg.Timeout, Transport: integrations.Transport}
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	hc := integrations.HTTPClient(cfg.HTTPClient, cfg.Timeout)
+	log := integrations.Logger(cfg.Logger)
 	return &Client{
 		cfg:  cfg,
 		http: hc,

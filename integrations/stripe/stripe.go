@@ -96,18 +96,12 @@ func New(cfg Config) (*Client, error) {
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		t := cfg.Timeout
-		if t == 0 {
-			t = 10 * time.Second
-		}
-		hc = &http.Client{Timeout: t, Transport: integrations.Transport}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	hc := integrations.HTTPClient(cfg.HTTPClient, timeout)
+	log := integrations.Logger(cfg.Logger)
 	backend := stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{
 		URL:               stripego.String(base),
 		HTTPClient:        hc,

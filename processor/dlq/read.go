@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -204,16 +205,10 @@ func (c *Client) Get(ctx context.Context, partition int32, offset int64) (DeadLe
 }
 
 func sortDeadLetters(ds []DeadLetter) {
-	slices.SortFunc(ds, func(a, b DeadLetter) int {
-		if a.Partition != b.Partition {
-			return int(a.Partition - b.Partition)
-		}
-		switch {
-		case a.Offset < b.Offset:
-			return -1
-		case a.Offset > b.Offset:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ds, func(a, b DeadLetter) int { return bySource(a.Partition, a.Offset, b.Partition, b.Offset) })
+}
+
+// bySource orders records by partition, then offset.
+func bySource(pa int32, oa int64, pb int32, ob int64) int {
+	return cmp.Or(cmp.Compare(pa, pb), cmp.Compare(oa, ob))
 }

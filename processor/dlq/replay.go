@@ -281,16 +281,5 @@ func LeftOut(plan, all []Decision) []Decision {
 }
 
 func sortDecisions(ds []Decision) {
-	slices.SortFunc(ds, func(a, b Decision) int {
-		if a.Partition != b.Partition {
-			return int(a.Partition - b.Partition)
-		}
-		switch {
-		case a.Offset < b.Offset:
-			return -1
-		case a.Offset > b.Offset:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ds, func(a, b Decision) int { return bySource(a.Partition, a.Offset, b.Partition, b.Offset) })
 }
