@@ -8,8 +8,9 @@
 // Window after its first alert or when Max alerts are pending, and sends are
 // spaced at least MinInterval apart. A Summary keeps counts, the first order
 // ids and the distinct reasons per step, so its memory is bounded whatever
-// the burst. Close sends what is pending, without waiting MinInterval, and
-// abandons a send still running FlushTimeout later.
+// the burst. Close sends what is pending, still MinInterval after the
+// previous send (a channel's rate limit holds during a shutdown too), and
+// abandons a send still waiting or running FlushTimeout later.
 //
 // The channel renders the Summary in its own markup and does its own
 // retries inside send; a send that fails is logged with counts and the
@@ -286,7 +287,7 @@ func (b *Batcher) flush() {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-b.stop:
+		case <-b.ctx.Done(): // FlushTimeout after Close
 		}
 		t.Stop()
 	}

@@ -49,6 +49,7 @@ type recorder struct {
 	sends []*Summary
 	busy  bool
 	err   error
+	at    []time.Time
 }
 
 func (r *recorder) send(ctx context.Context, s *Summary) error {
@@ -62,6 +63,7 @@ func (r *recorder) send(ctx context.Context, s *Summary) error {
 	r.mu.Lock()
 	r.busy = false
 	r.sends = append(r.sends, s)
+	r.at = append(r.at, time.Now())
 	r.mu.Unlock()
 	return nil
 }
@@ -124,6 +126,31 @@ func TestSendsAreSerialAndCloseFlushes(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Close still spaces its sends MinInterval apart.
+func TestCloseKeepsMinInterval(t *testing.T) {
+	r := &recorder{}
+	b, err := New(Config{Window: time.Millisecond, Max: 1, MinInterval: 200 * time.Millisecond}, r.send)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Add(context.Background(), integrations.Alert{OrderID: "a"})
+	_ = b.Add(context.Background(), integrations.Alert{OrderID: "b"})
+	_ = b.Add(context.Background(), integrations.Alert{OrderID: "c"})
+	_ = b.Close()
+	total := 0
+	for _, s := range r.sends {
+		total += s.Total
+	}
+	if total != 3 {
+		t.Fatalf("%d alerts sent, want 3", total)
+	}
+	for i := 1; i < len(r.at); i++ {
+		if gap := r.at[i].Sub(r.at[i-1]); gap < 190*time.Millisecond {
+			t.Fatalf("sends %d and %d %v apart, want ≥ 200ms", i, i+1, gap)
+		}
 	}
 }
 
