@@ -240,10 +240,6 @@ func (b *Batcher) Close() error {
 	return nil
 }
 
-// Stopping is closed once Close was called: a send's retry loop may stop
-// waiting long delays then.
-func (b *Batcher) Stopping() <-chan struct{} { return b.stop }
-
 func (b *Batcher) run() {
 	defer close(b.done)
 	for {
