@@ -68,7 +68,10 @@ func TestFaultModes(t *testing.T) {
 	calls := stepCalls(t, ts.URL)
 	n := 0
 	for _, step := range Steps {
-		c := calls[step]
+		c, ok := calls[step]
+		if !ok { // webhook and slack answer plain text: their faults are tested in webhook_test.go and slack_test.go
+			continue
+		}
 		t.Run(step, func(t *testing.T) {
 			n++
 			if r := c.do(t, ts.URL, n); r.status != 200 {

@@ -29,7 +29,8 @@ import (
 )
 
 // Step names, as used by the processor, fault control and stats. StepAlert
-// is the Telegram alert channel and StepStripe the order-details reads.
+// is the Telegram alert channel, StepSlack the Slack one, StepWebhook every
+// outbound webhook step, and StepStripe the order-details reads.
 const (
 	StepCRM           = "crm"
 	StepProductionLog = "production_log"
@@ -38,10 +39,12 @@ const (
 	StepEmail         = "email"
 	StepAlert         = "alert"
 	StepStripe        = "stripe"
+	StepWebhook       = "webhook"
+	StepSlack         = "slack"
 )
 
 // Steps lists every step the simulator serves, in chain order.
-var Steps = []string{StepCRM, StepProductionLog, StepShipping, StepInvoice, StepEmail, StepAlert, StepStripe}
+var Steps = []string{StepCRM, StepProductionLog, StepShipping, StepInvoice, StepEmail, StepWebhook, StepAlert, StepSlack, StepStripe}
 
 // peerSteps are the steps of the benchmark peer's generic endpoints.
 var peerSteps = []string{StepCRM, StepProductionLog, StepShipping, StepInvoice, StepEmail}
@@ -81,6 +84,15 @@ type Config struct {
 	NetvisorPartnerKey  string
 	// Logger receives start-up, fault-change and error logs; nil discards.
 	Logger *slog.Logger
+	// WebhookSecrets, when set, make the webhook receiver verify Standard
+	// Webhooks signatures ("whsec_…") and timestamps; otherwise only the
+	// headers' form is checked.
+	WebhookSecrets []string
+	// EnforceLimits makes the simulator refuse what the providers would
+	// (rates, concurrency, daily credits; see Limits) with their 429s.
+	EnforceLimits bool
+	// Limits overrides the enforced limits' defaults.
+	Limits Limits
 }
 
 // Validate reports a configuration the simulator cannot run with.
@@ -97,6 +109,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("latency for %s %s is negative", step, d))
 		}
 	}
+	errs = append(errs, c.validateAdditions()...)
 	return errors.Join(errs...)
 }
 
@@ -115,6 +128,9 @@ type Server struct {
 	nv     *netvisorSim
 	mg     *mailgunSim
 	tg     *telegramSim
+	wh     *webhookSim
+	sl     *slackSim
+	limits *limiter // nil unless Config.EnforceLimits
 	// peerRows is the upsert state of the peer's crm and production_log.
 	peerRows peerState
 	// peerHandlers and telegramSend are the wrapped handlers that routes
@@ -156,6 +172,10 @@ func New(cfg Config) (*Server, error) {
 	s.nv = newNetvisorSim(s)
 	s.mg = newMailgunSim(s)
 	s.tg = newTelegramSim(s)
+	s.wh, s.sl = newWebhookSim(s, cfg.WebhookSecrets), &slackSim{s: s}
+	if cfg.EnforceLimits {
+		s.limits = newLimiter(cfg.Limits, s.stats)
+	}
 	s.routes()
 	return s, nil
 }
@@ -209,7 +229,12 @@ func (s *Server) routes() {
 	s.telegramSend = s.step(StepAlert, telegramErrors, s.tg.sendMessage)
 	m.HandleFunc("POST /{bot}/{method}", s.telegramRoute)
 
+	// Outbound webhooks and Slack incoming webhooks.
+	m.Handle("POST /webhooks/{name}", s.step(StepWebhook, webhookErrors, s.wh.receive))
+	m.Handle("POST /services/{team}/{channel}/{token}", s.step(StepSlack, slackErrors, s.sl.post))
+
 	// Control.
+	m.HandleFunc("GET /_sim/webhooks", s.getWebhookDeliveries)
 	m.HandleFunc("GET /_sim/faults", s.getFaults)
 	m.HandleFunc("PUT /_sim/faults", s.putFaults)
 	m.HandleFunc("DELETE /_sim/faults", s.deleteFaults)
@@ -249,6 +274,11 @@ func (s *Server) latency(step string) time.Duration {
 func (s *Server) step(step string, ew errorWriter, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.stats.request(step)
+		release, ok := s.limits.admit(step, w, r) // limits.go; a refusal is answered there
+		if !ok {
+			return
+		}
+		defer release()
 		delay := s.latency(step)
 		mode, extra := s.faults.roll(step)
 		if mode == ModeSlow {

@@ -13,6 +13,11 @@ type StepStats struct {
 	Requests         int64 `json:"requests"`
 	Created          int64 `json:"created"`
 	DuplicateCreates int64 `json:"duplicate_creates"`
+	// Requests refused by Config.EnforceLimits (limits.go): over a rate or
+	// in a penalty, over a concurrency limit, over a daily quota.
+	RejectedRateLimited int64 `json:"rejected_rate_limited,omitempty"`
+	RejectedConcurrency int64 `json:"rejected_concurrency,omitempty"`
+	RejectedQuota       int64 `json:"rejected_quota,omitempty"`
 }
 
 // Stats is the body of GET /_sim/stats.

@@ -1,0 +1,295 @@
+// Package alertbatch turns a burst of operator alerts into a few summary
+// messages, for alert channels with tight rate limits (Slack's incoming
+// webhooks allow about one message a second, Telegram about twenty a minute
+// to a group).
+//
+// Add only records an alert; a background goroutine hands each closed
+// batch, as a Summary, to the channel's send function. A batch closes
+// Window after its first alert or when Max alerts are pending, and sends are
+// spaced at least MinInterval apart. A Summary keeps counts, the first order
+// ids and the distinct reasons per step, so its memory is bounded whatever
+// the burst. Close sends what is pending, still MinInterval after the
+// previous send (a channel's rate limit holds during a shutdown too), and
+// abandons a send still waiting or running FlushTimeout later.
+//
+// The channel renders the Summary in its own markup and does its own
+// retries inside send; a send that fails is logged with counts and the
+// first order id only.
+package alertbatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+// Bounds of one Summary; beyond them alerts are only counted.
+const (
+	MaxSteps     = 10  // distinct steps listed; the rest are grouped as "other"
+	MaxOrders    = 10  // order ids listed per step
+	MaxReasons   = 3   // distinct reasons listed per step
+	MaxReasonLen = 300 // characters kept of one reason
+)
+
+// ErrClosed is returned by Add after Close.
+var ErrClosed = errors.New("alerts: closed")
+
+// Summary is one batch of alerts.
+type Summary struct {
+	Total      int      // alerts in the batch
+	FirstOrder string   // order id of the first alert that had one
+	Groups     []*Group // by step, in order of first appearance
+	byStep     map[string]*Group
+}
+
+// Group is one step's alerts in a batch.
+type Group struct {
+	Step         string   // the step, "unknown" when empty, "other" past MaxSteps
+	Count        int      // alerts at this step
+	Orders       []string // the first MaxOrders order ids
+	MoreOrders   int      // order ids beyond Orders
+	Reasons      []Reason // the first MaxReasons distinct reasons
+	OtherReasons int      // alerts whose reason is not in Reasons
+}
+
+// Reason is one distinct alert text and how many alerts had it.
+type Reason struct {
+	Text  string // trimmed, at most MaxReasonLen characters (then "…")
+	Count int
+}
+
+// NewSummary returns an empty Summary.
+func NewSummary() *Summary { return &Summary{byStep: map[string]*Group{}} }
+
+// Add counts a in the summary.
+func (s *Summary) Add(a integrations.Alert) {
+	s.Total++
+	if s.FirstOrder == "" {
+		s.FirstOrder = a.OrderID
+	}
+	step := a.Step
+	if step == "" {
+		step = "unknown"
+	}
+	g := s.byStep[step]
+	if g == nil {
+		if len(s.Groups) >= MaxSteps {
+			step = "other"
+			g = s.byStep[step]
+		}
+		if g == nil {
+			g = &Group{Step: step}
+			s.byStep[step] = g
+			s.Groups = append(s.Groups, g)
+		}
+	}
+	g.Count++
+	switch {
+	case a.OrderID == "":
+	case len(g.Orders) < MaxOrders:
+		g.Orders = append(g.Orders, a.OrderID)
+	default:
+		g.MoreOrders++
+	}
+	text := Truncate(strings.TrimSpace(a.Text), MaxReasonLen)
+	if text == "" {
+		return
+	}
+	for i := range g.Reasons {
+		if g.Reasons[i].Text == text {
+			g.Reasons[i].Count++
+			return
+		}
+	}
+	if len(g.Reasons) < MaxReasons {
+		g.Reasons = append(g.Reasons, Reason{Text: text, Count: 1})
+	} else {
+		g.OtherReasons++
+	}
+}
+
+// Truncate cuts s to n characters, ending in "…" when cut.
+func Truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
+// Config configures a Batcher. Zero values take the defaults.
+type Config struct {
+	// Window is how long a batch collects after its first alert; default 10s.
+	Window time.Duration
+	// Max sends the batch early once this many alerts are pending; default 200.
+	Max int
+	// MinInterval is the least time between two sends; default 1s.
+	MinInterval time.Duration
+	// FlushTimeout bounds Close's final send; default 30s.
+	FlushTimeout time.Duration
+	// Logger receives failed sends; default discards.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Window == 0 {
+		c.Window = 10 * time.Second
+	}
+	if c.Max == 0 {
+		c.Max = 200
+	}
+	if c.MinInterval == 0 {
+		c.MinInterval = time.Second
+	}
+	if c.FlushTimeout == 0 {
+		c.FlushTimeout = 30 * time.Second
+	}
+}
+
+// Validate reports a negative setting.
+func (c Config) Validate() error {
+	if c.Window < 0 || c.MinInterval < 0 || c.FlushTimeout < 0 {
+		return errors.New("durations must not be negative")
+	}
+	if c.Max < 0 {
+		return errors.New("batch max must not be negative")
+	}
+	return nil
+}
+
+// Batcher collects alerts and sends them in batches. Create it with New and
+// stop it with Close.
+type Batcher struct {
+	cfg  Config
+	send func(context.Context, *Summary) error
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	pending *Summary
+	closed  bool
+
+	wake     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	ctx      context.Context // sends; cancelled FlushTimeout after Close
+	cancel   context.CancelFunc
+	lastSent time.Time // used by the run goroutine only
+}
+
+// New starts a Batcher that calls send with each closed batch, from one
+// goroutine, never concurrently.
+func New(cfg Config, send func(context.Context, *Summary) error) (*Batcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	b := &Batcher{
+		cfg:     cfg,
+		send:    send,
+		log:     integrations.Logger(cfg.Logger),
+		pending: NewSummary(),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	go b.run()
+	return b, nil
+}
+
+// Add records a for the next batch and returns at once. It fails only after
+// Close.
+func (b *Batcher) Add(ctx context.Context, a integrations.Alert) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.pending.Add(a)
+	n := b.pending.Total
+	b.mu.Unlock()
+	if n == 1 || n >= b.cfg.Max {
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Close stops accepting alerts, sends what is pending and stops the
+// goroutine. It is safe to call more than once.
+func (b *Batcher) Close() error {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.stop)
+		time.AfterFunc(b.cfg.FlushTimeout, b.cancel)
+	}
+	b.mu.Unlock()
+	<-b.done
+	b.cancel()
+	return nil
+}
+
+func (b *Batcher) run() {
+	defer close(b.done)
+	for {
+		select {
+		case <-b.stop:
+			b.flush()
+			return
+		case <-b.wake:
+		}
+		timer := time.NewTimer(b.cfg.Window)
+	collect:
+		for !b.full() {
+			select {
+			case <-timer.C:
+				break collect
+			case <-b.wake:
+			case <-b.stop:
+				break collect
+			}
+		}
+		timer.Stop()
+		b.flush()
+	}
+}
+
+func (b *Batcher) full() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.pending.Total >= b.cfg.Max
+}
+
+func (b *Batcher) flush() {
+	b.mu.Lock()
+	s := b.pending
+	b.pending = NewSummary()
+	b.mu.Unlock()
+	if s.Total == 0 {
+		return
+	}
+	if wait := time.Until(b.lastSent.Add(b.cfg.MinInterval)); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-b.ctx.Done(): // FlushTimeout after Close
+		}
+		t.Stop()
+	}
+	err := b.send(b.ctx, s)
+	b.lastSent = time.Now()
+	if err != nil {
+		b.log.Error("alert message not sent", "alerts", s.Total, "first_order_id", s.FirstOrder, "error", err)
+	}
+}
