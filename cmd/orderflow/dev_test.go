@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -545,5 +546,40 @@ func TestDevModeProcessesTheOrderSent(t *testing.T) {
 	if !strings.Contains(eml, "Subject: Your order "+integrations.OrderNumber(o.PaymentIntentID)) || !strings.Contains(eml, c.email) ||
 		!strings.Contains(eml, `"total": "`+integrations.FormatMoney(o.total, c.curr)+`"`) {
 		t.Errorf("email:\n%s", eml)
+	}
+}
+
+// With --stripe-base-url the order details come from that Stripe (here a
+// second simulator standing for the user's own fake), not the built-in one.
+func TestDevModeStripeBaseURL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	own, err := sim.New(sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownSrv := httptest.NewServer(own.Handler())
+	t.Cleanup(func() { ownSrv.Close(); _ = own.Close() })
+	cfg := devTestConfig(t.TempDir())
+	cfg.StripeBaseURL = ownSrv.URL
+	d, banner := startDevT(t, cfg)
+	if !strings.Contains(banner, "order details from "+ownSrv.URL) {
+		t.Errorf("banner does not name the Stripe URL:\n%s", banner)
+	}
+	opts := testEventOptions{URL: "http://" + d.httpAddr + gateway.WebhookPath, Secret: d.secret, Type: typeCheckout, Count: 2, Seed: 9, SimURL: ownSrv.URL, Quiet: true}
+	sum, err := sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Failed > 0 {
+		t.Fatalf("send: %v", err)
+	}
+	states := newStateReader(t, d.kafkaAddr, d.names.State)
+	if pending := states.waitCompleted(t, sum.Orders, 60*time.Second); len(pending) > 0 {
+		t.Fatalf("%d orders not completed", len(pending))
+	}
+	if n := own.Stats().Steps[sim.StepStripe].Requests; n == 0 {
+		t.Error("the given Stripe was never asked")
+	}
+	if n := d.sim.Stats().Steps[sim.StepStripe].Requests; n != 0 {
+		t.Errorf("the built-in simulator's Stripe got %d requests", n)
 	}
 }

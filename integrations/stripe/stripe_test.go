@@ -510,3 +510,15 @@ func TestOrderDetailsPaymentIntentOneCall(t *testing.T) {
 		t.Errorf("one-call order differs:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// Stripe expands at most four levels; every expansion the client asks for
+// stays within it.
+func TestExpansionsWithinStripesDepth(t *testing.T) {
+	for _, prefix := range []string{"", "data."} {
+		for _, e := range sessionExpand(prefix) {
+			if n := strings.Count(e, ".") + 1; n > 4 {
+				t.Errorf("expand %q is %d levels deep", e, n)
+			}
+		}
+	}
+}
