@@ -14,9 +14,25 @@ import (
 	"time"
 )
 
-// Order is one paid order, built from Stripe (PaymentIntent, its Checkout
-// Session and line items). Every amount is in the currency's minor units.
+// OrderModel is the version of the Order model this build writes
+// (Order.Model). Version 2 carries what Stripe computed per line, per tax
+// and for shipping; an order recorded by the previous version (no "model"
+// field, a basis-point rate per line) has Model 0, and the processor reads
+// its details from Stripe again before any later step (see DESIGN.md).
+const OrderModel = 2
+
+// Order is one paid order, built from Stripe (the Checkout Session with its
+// line items, taxes, discounts and shipping cost, or a PaymentIntent made
+// without Checkout). Every amount is an integer in the currency's minor
+// units, copied from Stripe: nothing is recomputed from rates.
+//
+// The amounts obey the identities Stripe's own totals do (Check):
+// AmountTotal = Σ Items[].AmountTotal + Shipping.AmountTotal and
+// AmountTax = Σ Items[].AmountTax + Shipping.AmountTax.
 type Order struct {
+	// Model is OrderModel for an order built by this version; 0 for one
+	// recorded by the previous version.
+	Model int `json:"model,omitempty"`
 	// ID is the order key: the PaymentIntent id (pi_...), or for a Checkout
 	// Session without one, the session id (cs_...).
 	ID                string `json:"id"`
@@ -27,37 +43,137 @@ type Order struct {
 	// reference, Message-Id) are the same on every retry.
 	Number   string `json:"number"`
 	Currency string `json:"currency"` // ISO 4217, lower case as Stripe sends it
-	// AmountTotal is what the customer paid, tax and shipping included.
-	AmountTotal    int64             `json:"amount_total"`
-	AmountSubtotal int64             `json:"amount_subtotal"`
-	AmountTax      int64             `json:"amount_tax"`
-	AmountShipping int64             `json:"amount_shipping"`
-	Items          []LineItem        `json:"items"`
-	Customer       Customer          `json:"customer"`
-	Shipping       Address           `json:"shipping"`
-	Locale         string            `json:"locale,omitempty"` // BCP 47, from metadata["locale"]
-	Metadata       map[string]string `json:"metadata,omitempty"`
-	CreatedAt      time.Time         `json:"created_at"`
+	// AmountTotal is what the customer paid, tax and shipping included
+	// (the session's amount_total, or the PaymentIntent's amount received).
+	AmountTotal int64 `json:"amount_total"`
+	// AmountSubtotal is the lines before discounts (and, for prices
+	// exclusive of tax, before tax); shipping is not in it.
+	AmountSubtotal int64 `json:"amount_subtotal"`
+	// AmountDiscount, AmountTax and AmountShipping are Stripe's
+	// total_details: every discount, every tax (inclusive taxes too) and
+	// the shipping before tax.
+	AmountDiscount int64      `json:"amount_discount,omitempty"`
+	AmountTax      int64      `json:"amount_tax"`
+	AmountShipping int64      `json:"amount_shipping"`
+	Items          []LineItem `json:"items"`
+	// ShippingCost is what Stripe charged for shipping; nil when the order
+	// has none.
+	ShippingCost *ShippingCost `json:"shipping_cost,omitempty"`
+	// Discounts and Taxes are the session's breakdown: each discount with
+	// its total amount, each tax rate with its total amount.
+	Discounts []Discount `json:"discounts,omitempty"`
+	Taxes     []Tax      `json:"taxes,omitempty"`
+	// Customer is the buyer (Checkout's customer_details): who pays and is
+	// invoiced. Shipping is the recipient (shipping_details): where the
+	// goods go. For a gift they differ.
+	Customer Customer `json:"customer"`
+	Shipping Address  `json:"shipping"`
+	// Locale is the customer's language, BCP 47: metadata["locale"], else
+	// the Checkout page's locale.
+	Locale   string            `json:"locale,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Description is the PaymentIntent's description.
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
 }
 
-// LineItem is one line of an order.
+// Tax behaviours of a price or shipping rate (Stripe's tax_behavior).
+const (
+	TaxInclusive   = "inclusive"
+	TaxExclusive   = "exclusive"
+	TaxUnspecified = "unspecified"
+)
+
+// Taxability reasons the pipeline acts on; Stripe's list is longer and may
+// grow, so code never switches on it exhaustively.
+const (
+	ReasonReverseCharge = "reverse_charge"
+)
+
+// LineItem is one line of an order, with Stripe's amounts:
+// AmountTotal = AmountSubtotal − AmountDiscount (+ AmountTax when the price
+// is exclusive of tax). The line's gross is AmountTotal and its net
+// AmountTotal − AmountTax, whatever the tax behaviour.
 type LineItem struct {
-	SKU         string `json:"sku,omitempty"` // price or product id
+	ID          string `json:"id,omitempty"`  // Stripe's line item id (li_...)
+	SKU         string `json:"sku,omitempty"` // product id, else price id
 	Description string `json:"description"`
 	Quantity    int64  `json:"quantity"`
-	UnitAmount  int64  `json:"unit_amount"`  // minor units, before tax
-	AmountTotal int64  `json:"amount_total"` // minor units, tax included
-	AmountTax   int64  `json:"amount_tax"`
-	// TaxRateBasisPoints is the VAT rate in hundredths of a percent
-	// (2550 = 25.5 %); 0 when Stripe had no tax rate for the line.
-	TaxRateBasisPoints int64 `json:"tax_rate_bp"`
+	// UnitAmount is the price's unit_amount (inclusive of tax when
+	// TaxBehavior is inclusive); informational, never multiplied.
+	UnitAmount     int64  `json:"unit_amount"`
+	AmountSubtotal int64  `json:"amount_subtotal"`
+	AmountDiscount int64  `json:"amount_discount,omitempty"`
+	AmountTax      int64  `json:"amount_tax"`
+	AmountTotal    int64  `json:"amount_total"`
+	TaxBehavior    string `json:"tax_behavior,omitempty"`
+	// Taxes are the line's taxes, one per rate (several for US state,
+	// county and city tax); Discounts the discounts applied to it.
+	Taxes     []Tax      `json:"taxes,omitempty"`
+	Discounts []Discount `json:"discounts,omitempty"`
 }
 
-// Customer is who bought.
+// Tax is one tax of a line, of the shipping or of the whole order.
+type Tax struct {
+	// Amount is the tax Stripe computed; TaxableAmount what it was
+	// computed on.
+	Amount        int64 `json:"amount"`
+	TaxableAmount int64 `json:"taxable_amount,omitempty"`
+	// Percentage is the rate as the exact decimal Stripe sent, e.g.
+	// "25.5" or "4.5" (never rounded to basis points).
+	Percentage string `json:"percentage"`
+	Inclusive  bool   `json:"inclusive,omitempty"`
+	// TaxabilityReason is Stripe's, e.g. standard_rated, reverse_charge,
+	// not_collecting; empty for manual tax rates.
+	TaxabilityReason string `json:"taxability_reason,omitempty"`
+	RateID           string `json:"rate_id,omitempty"`
+	DisplayName      string `json:"display_name,omitempty"`
+	Jurisdiction     string `json:"jurisdiction,omitempty"`
+	Country          string `json:"country,omitempty"`
+	State            string `json:"state,omitempty"`
+	TaxType          string `json:"tax_type,omitempty"`
+}
+
+// Discount is one discount (a coupon or promotion code) with its amount.
+type Discount struct {
+	Amount        int64  `json:"amount"`
+	CouponID      string `json:"coupon_id,omitempty"`
+	Name          string `json:"name,omitempty"` // the coupon's name
+	PromotionCode string `json:"promotion_code,omitempty"`
+	// PercentOff is the coupon's percentage as an exact decimal ("10"),
+	// AmountOff its fixed amount in minor units; informational.
+	PercentOff string `json:"percent_off,omitempty"`
+	AmountOff  int64  `json:"amount_off,omitempty"`
+}
+
+// ShippingCost is what Stripe charged for shipping, with the same rule as
+// a line: AmountTotal is gross, AmountTotal − AmountTax net.
+type ShippingCost struct {
+	AmountSubtotal int64  `json:"amount_subtotal"`
+	AmountTax      int64  `json:"amount_tax"`
+	AmountTotal    int64  `json:"amount_total"`
+	TaxBehavior    string `json:"tax_behavior,omitempty"`
+	RateID         string `json:"rate_id,omitempty"`
+	Name           string `json:"name,omitempty"` // the shipping rate's display name
+	Taxes          []Tax  `json:"taxes,omitempty"`
+}
+
+// Customer is who bought: the buyer, invoiced at Address.
 type Customer struct {
 	Name  string `json:"name"`
 	Email string `json:"email"`
 	Phone string `json:"phone,omitempty"`
+	// Address is the buyer's billing address.
+	Address Address `json:"address,omitzero"`
+	// TaxExempt is Stripe's none, exempt or reverse.
+	TaxExempt string  `json:"tax_exempt,omitempty"`
+	TaxIDs    []TaxID `json:"tax_ids,omitempty"`
+}
+
+// TaxID is a buyer's tax id, e.g. {eu_vat DE123456789}.
+type TaxID struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
 }
 
 // Address is a postal address; Country is ISO 3166-1 alpha-2.
@@ -69,6 +185,83 @@ type Address struct {
 	City       string `json:"city"`
 	State      string `json:"state,omitempty"`
 	Country    string `json:"country"`
+	Phone      string `json:"phone,omitempty"`
+}
+
+// IsZero reports whether the address is empty.
+func (a Address) IsZero() bool { return a == Address{} }
+
+// Street is the address's street lines joined: "Line1, Line2".
+func (a Address) Street() string {
+	if a.Line2 == "" {
+		return a.Line1
+	}
+	if a.Line1 == "" {
+		return a.Line2
+	}
+	return a.Line1 + ", " + a.Line2
+}
+
+// BillingAddress is where the buyer is invoiced: the customer's address,
+// else (a PaymentIntent without billing details) the shipping address.
+func (o Order) BillingAddress() Address {
+	if !o.Customer.Address.IsZero() {
+		a := o.Customer.Address
+		if a.Name == "" {
+			a.Name = o.Customer.Name
+		}
+		return a
+	}
+	return o.Shipping
+}
+
+// BuyerName is the buyer's name, else the billing or shipping name.
+func (o Order) BuyerName() string {
+	switch {
+	case o.Customer.Name != "":
+		return o.Customer.Name
+	case o.Customer.Address.Name != "":
+		return o.Customer.Address.Name
+	}
+	return o.Shipping.Name
+}
+
+// VATID returns the buyer's VAT number: the first tax id of an EU, GB, CH
+// or NO VAT type, else the first tax id; "" when the buyer gave none.
+func (c Customer) VATID() string {
+	for _, t := range c.TaxIDs {
+		switch t.Type {
+		case "eu_vat", "gb_vat", "ch_vat", "no_vat":
+			return t.Value
+		}
+	}
+	if len(c.TaxIDs) > 0 {
+		return c.TaxIDs[0].Value
+	}
+	return ""
+}
+
+// ReverseCharge reports whether the buyer accounts for the VAT: Stripe
+// marked a tax reverse_charge, or the customer is tax_exempt "reverse".
+func (o Order) ReverseCharge() bool {
+	if o.Customer.TaxExempt == "reverse" {
+		return true
+	}
+	for _, it := range o.Items {
+		for _, t := range it.Taxes {
+			if t.TaxabilityReason == ReasonReverseCharge {
+				return true
+			}
+		}
+	}
+	if o.ShippingCost != nil {
+		for _, t := range o.ShippingCost.Taxes {
+			if t.TaxabilityReason == ReasonReverseCharge {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // CRMResult is what the CRM step created or updated.
@@ -99,6 +292,24 @@ type Invoice struct {
 // Message is a sent email.
 type Message struct {
 	MessageID string `json:"message_id"`
+}
+
+// Progress is where an order stands after one of its state writes, for a
+// reporter that shows it to people (the production log's status field).
+type Progress struct {
+	OrderID string
+	// Order is nil until the details step has read it.
+	Order *Order
+	// Status is the order's status: in_progress, completed,
+	// dead_lettered, parked, refunded or awaiting_payment.
+	Status string
+	// CompletedSteps are the steps done, in chain order.
+	CompletedSteps []string
+	// FailedStep and Failure say where and why a dead-lettered order
+	// stopped; empty otherwise.
+	FailedStep string
+	Failure    string
+	At         time.Time
 }
 
 // Alert is a message for the humans who run the shop.

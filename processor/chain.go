@@ -186,6 +186,7 @@ func (h *handling) persist() error {
 		return err
 	}
 	h.part.setState(h.key, h.st)
+	h.p.reportProgress(h.st)
 	return nil
 }
 

@@ -138,7 +138,7 @@ func (f *fakes) OrderDetails(ctx context.Context, id string) (integrations.Order
 	if err := f.do(ctx, StepDetails, id); err != nil {
 		return integrations.Order{}, err
 	}
-	return integrations.Order{ID: id, PaymentIntentID: id, Number: integrations.OrderNumber(id), Currency: "eur",
+	return integrations.Order{Model: integrations.OrderModel, ID: id, PaymentIntentID: id, Number: integrations.OrderNumber(id), Currency: "eur",
 		AmountTotal: 12400, Customer: integrations.Customer{Name: "Test", Email: "t@example.com"}}, nil
 }
 

@@ -128,7 +128,28 @@ func DecodeState(b []byte) (*State, error) {
 			return nil, fmt.Errorf("%w: step %q is null", ErrStateInvalid, name)
 		}
 	}
+	rereadLegacyOrder(&s)
 	return &s, nil
+}
+
+// rereadLegacyOrder makes an unfinished order recorded by the previous
+// version read its details again. That version kept one basis-point rate
+// per line and no taxes, discounts, shipping cost or billing address, so
+// the later steps cannot invoice it correctly from the state. Its details
+// step is marked not done: the chain's next run reads the order from
+// Stripe again (an idempotent read) before its first unfinished step, and
+// the steps already done are not repeated. A finished order (completed or
+// refunded) runs no step and keeps its state as it is.
+func rereadLegacyOrder(s *State) {
+	if s.Order == nil || s.Order.Model >= integrations.OrderModel {
+		return
+	}
+	if s.Status == StatusCompleted || s.Status == StatusRefunded {
+		return
+	}
+	if d := s.Steps[StepDetails]; d != nil && d.Done {
+		d.Done, d.DoneAt = false, nil
+	}
 }
 
 // Step returns the state of a step, creating it when absent.

@@ -45,6 +45,15 @@ type ProductionLog interface {
 	UpsertOrder(ctx context.Context, o integrations.Order, completedSteps []string) (integrations.ProductionLogResult, error)
 }
 
+// ProgressReporter is implemented by a ProductionLog that shows each
+// order's progress as it happens (Airtable's status field). After every
+// state write of an order the processor hands it the order's progress; the
+// call must not block (queue, coalesce, drop if need be): it runs on the
+// order's goroutine between steps, and nothing waits for its outcome.
+type ProgressReporter interface {
+	ReportProgress(p integrations.Progress)
+}
+
 // Shipping books a shipment and stores its label. Booking is not idempotent
 // at the provider: a second call books a second shipment.
 type Shipping interface {

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/integrations/sim"
 	"github.com/orderflow/orderflow/integrations/stripe"
 	"github.com/orderflow/orderflow/processor"
@@ -58,8 +59,11 @@ type devConfig struct {
 	// StripeAPIKey, a test-mode key, reads order details from the real
 	// Stripe API instead of the simulator.
 	StripeAPIKey string
-	RedisAddr    string
-	Partitions   int
+	// StripeBaseURL reads order details from this Stripe API (a fake of
+	// the user's, or stripe-mock) instead of the simulator.
+	StripeBaseURL string
+	RedisAddr     string
+	Partitions    int
 	// Command is how the banner spells this program ("orderflow", or
 	// "go run ./cmd/orderflow" under make run).
 	Command string
@@ -89,6 +93,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&secrets, "webhook-secret", "", "extra accepted webhook signing secrets, comma-separated (the Stripe CLI's whsec_…); the one kept in <data-dir>/webhook-secret is always accepted")
 	fs.StringVar(&c.SimLatency, "sim-latency", "", "simulated provider latency, optionally per step: 50ms or 50ms,shipping=300ms")
 	fs.StringVar(&c.StripeAPIKey, "stripe-api-key", "", "a Stripe test-mode key (sk_test_… or rk_test_…): read order details from the real Stripe API instead of the simulator (better set as ORDERFLOW_STRIPE_API_KEY)")
+	fs.StringVar(&c.StripeBaseURL, "stripe-base-url", "", "read order details from this Stripe API instead of the simulator: your own fake, or stripe-mock (http://127.0.0.1:12111); the key is --stripe-api-key or a test key")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port for the gateway's dedup (empty: in memory)")
 	fs.IntVar(&c.Partitions, "partitions", 3, "partitions of the topics when they are first created")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -146,6 +151,12 @@ func devProviders(c devConfig, simAddr string) *providerFlags {
 		pf.stripeURL = stripe.DefaultBaseURL
 		pf.stripeKey = c.StripeAPIKey
 	}
+	if c.StripeBaseURL != "" {
+		pf.stripeURL = strings.TrimRight(c.StripeBaseURL, "/")
+		if pf.stripeKey == "" {
+			pf.stripeKey = simStripeKey // a test-mode key, as stripe-mock wants
+		}
+	}
 	return pf
 }
 
@@ -184,6 +195,9 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	}
 	if c.StripeAPIKey != "" && !strings.HasPrefix(c.StripeAPIKey, "sk_test_") && !strings.HasPrefix(c.StripeAPIKey, "rk_test_") {
 		return nil, usagef("--stripe-api-key: dev mode takes a test-mode key (sk_test_… or rk_test_…), never a live one")
+	}
+	if c.StripeBaseURL != "" && !integrations.IsHTTPURL(c.StripeBaseURL) {
+		return nil, usagef("--stripe-base-url %q: want an http(s) URL such as http://127.0.0.1:12111", c.StripeBaseURL)
 	}
 	latency, stepLatency, err := sim.ParseLatency(c.SimLatency)
 	if err != nil {
@@ -231,6 +245,10 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 		return nil, err
 	}
 	d.simAddr = simLn.Addr().String()
+	// send-test-event seeds this simulator with the orders it sends.
+	if err := os.WriteFile(filepath.Join(c.DataDir, simURLFile), []byte("http://"+d.simAddr+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
 	var metricsLn net.Listener
 	if c.MetricsAddr != "" {
 		if metricsLn, err = listen("metrics-addr", c.MetricsAddr); err != nil {
@@ -431,7 +449,10 @@ func (d *devServer) printBanner(w io.Writer) {
 		sendCmd += " --data-dir " + c.DataDir
 	}
 	details := "the simulator"
-	if c.StripeAPIKey != "" {
+	switch {
+	case c.StripeBaseURL != "":
+		details = c.StripeBaseURL
+	case c.StripeAPIKey != "":
 		details = "the Stripe API (test mode)"
 	}
 	fmt.Fprintf(w, "orderflow dev mode: Kafka, gateway, processor and provider simulator in one process.\n\n")

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/integrations/sim"
 	"github.com/orderflow/orderflow/integrations/stripe"
 	"github.com/orderflow/orderflow/processor"
@@ -313,6 +317,7 @@ func TestDevModeBadFlags(t *testing.T) {
 		{"bad latency", []string{"--sim-latency", "fast"}, "--sim-latency"},
 		{"bad kafka addr", []string{"--kafka-addr", "nowhere"}, "--kafka-addr"},
 		{"bad partitions", []string{"--partitions", "0"}, "--partitions"},
+		{"bad stripe base URL", []string{"--stripe-base-url", "localhost:12111"}, "--stripe-base-url"},
 		{"extra argument", []string{"now"}, "unexpected argument"},
 	}
 	for _, tt := range tests {
@@ -356,17 +361,19 @@ func TestWebhookSecretKeptInDataDir(t *testing.T) {
 func TestDevProviders(t *testing.T) {
 	tests := []struct {
 		name       string
-		key        string
+		key, base  string
 		wantStripe string
 		wantKey    string
 	}{
-		{"simulator only", "", "http://127.0.0.1:8090", simStripeKey},
-		{"real stripe test key", "sk_test_abc", stripe.DefaultBaseURL, "sk_test_abc"},
+		{"simulator only", "", "", "http://127.0.0.1:8090", simStripeKey},
+		{"real stripe test key", "sk_test_abc", "", stripe.DefaultBaseURL, "sk_test_abc"},
+		{"own fake or stripe-mock", "", "http://127.0.0.1:12111/", "http://127.0.0.1:12111", simStripeKey},
+		{"own fake with a key", "sk_test_abc", "http://127.0.0.1:12111", "http://127.0.0.1:12111", "sk_test_abc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(envZohoClientSecret, "from-the-environment") // must not leak into dev mode
-			pf := devProviders(devConfig{DataDir: "var", StripeAPIKey: tt.key}, "127.0.0.1:8090")
+			pf := devProviders(devConfig{DataDir: "var", StripeAPIKey: tt.key, StripeBaseURL: tt.base}, "127.0.0.1:8090")
 			c, err := pf.configs(slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
@@ -465,5 +472,114 @@ func TestDevCommandStopsOnCancel(t *testing.T) {
 	// Kafka's state was saved in the data folder.
 	if _, err := os.Stat(filepath.Join(dir, "kafka", "topics.json")); err != nil {
 		t.Errorf("kafka data not saved: %v", err)
+	}
+}
+
+// The order send-test-event sends is the order processed: dev mode keeps
+// its simulator's address in the data folder, send-test-event seeds it
+// with the events' objects, and the CRM contact, the invoice and the email
+// name that customer, that total and today's date.
+func TestDevModeProcessesTheOrderSent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	dir := t.TempDir()
+	d, _ := startDevT(t, devTestConfig(dir))
+	simURL, err := resolveSimURL("", dir)
+	if err != nil || simURL != "http://"+d.simAddr {
+		t.Fatalf("sim-url in the data folder: %q %v, want http://%s", simURL, err, d.simAddr)
+	}
+	const seed = 5
+	opts := testEventOptions{URL: "http://" + d.httpAddr + gateway.WebhookPath, Secret: d.secret, Type: typeCheckout, Count: 1, Seed: seed, SimURL: simURL, Quiet: true}
+	sum, err := sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Failed > 0 {
+		t.Fatalf("send: %v", err)
+	}
+	// The order the events described (the same generator, the same seed).
+	o := newTestOrder(rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), time.Now())
+	if o.PaymentIntentID != sum.Orders[0] {
+		t.Fatalf("regenerated order %s, sent %s", o.PaymentIntentID, sum.Orders[0])
+	}
+	states := newStateReader(t, d.kafkaAddr, d.names.State)
+	if pending := states.waitCompleted(t, sum.Orders, 60*time.Second); len(pending) > 0 {
+		t.Fatalf("order not completed")
+	}
+	outbox := filepath.Join(dir, "sim", "outbox")
+	read := func(pattern string) string {
+		t.Helper()
+		m, _ := filepath.Glob(filepath.Join(outbox, pattern))
+		if len(m) != 1 {
+			t.Fatalf("outbox %s: %d files", pattern, len(m))
+		}
+		b, err := os.ReadFile(m[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	c := o.customer
+	invoice := read("invoice/*.xml")
+	helsinki, _ := time.LoadLocation("Europe/Helsinki")
+	if helsinki == nil {
+		helsinki = time.UTC
+	}
+	var inv struct {
+		Name   string `xml:"SalesInvoice>InvoicingCustomerName"`
+		Date   string `xml:"SalesInvoice>SalesInvoiceDate"`
+		Amount struct {
+			Value    string `xml:",chardata"`
+			Currency string `xml:"iso4217currencycode,attr"`
+		} `xml:"SalesInvoice>SalesInvoiceAmount"`
+	}
+	if err := xml.Unmarshal([]byte(invoice), &inv); err != nil {
+		t.Fatal(err)
+	}
+	wantAmount := strings.Replace(integrations.FormatAmount(o.total, c.curr), ".", ",", 1)
+	if inv.Name != c.name || inv.Amount.Value != wantAmount || inv.Amount.Currency != strings.ToUpper(c.curr) ||
+		inv.Date != o.created.In(helsinki).Format("2006-01-02") {
+		t.Errorf("invoice %+v, want %s %s %s dated %s", inv, c.name, wantAmount, c.curr, o.created.In(helsinki).Format("2006-01-02"))
+	}
+	if contact := read("crm/contact-*.json"); !strings.Contains(contact, `"Email": "`+c.email+`"`) {
+		t.Errorf("CRM contact is not the customer sent:\n%s", contact)
+	}
+	eml := read("email/*.eml")
+	if !strings.Contains(eml, "Subject: Your order "+integrations.OrderNumber(o.PaymentIntentID)) || !strings.Contains(eml, c.email) ||
+		!strings.Contains(eml, `"total": "`+integrations.FormatMoney(o.total, c.curr)+`"`) {
+		t.Errorf("email:\n%s", eml)
+	}
+}
+
+// With --stripe-base-url the order details come from that Stripe (here a
+// second simulator standing for the user's own fake), not the built-in one.
+func TestDevModeStripeBaseURL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	own, err := sim.New(sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownSrv := httptest.NewServer(own.Handler())
+	t.Cleanup(func() { ownSrv.Close(); _ = own.Close() })
+	cfg := devTestConfig(t.TempDir())
+	cfg.StripeBaseURL = ownSrv.URL
+	d, banner := startDevT(t, cfg)
+	if !strings.Contains(banner, "order details from "+ownSrv.URL) {
+		t.Errorf("banner does not name the Stripe URL:\n%s", banner)
+	}
+	opts := testEventOptions{URL: "http://" + d.httpAddr + gateway.WebhookPath, Secret: d.secret, Type: typeCheckout, Count: 2, Seed: 9, SimURL: ownSrv.URL, Quiet: true}
+	sum, err := sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Failed > 0 {
+		t.Fatalf("send: %v", err)
+	}
+	states := newStateReader(t, d.kafkaAddr, d.names.State)
+	if pending := states.waitCompleted(t, sum.Orders, 60*time.Second); len(pending) > 0 {
+		t.Fatalf("%d orders not completed", len(pending))
+	}
+	if n := own.Stats().Steps[sim.StepStripe].Requests; n == 0 {
+		t.Error("the given Stripe was never asked")
+	}
+	if n := d.sim.Stats().Steps[sim.StepStripe].Requests; n != 0 {
+		t.Errorf("the built-in simulator's Stripe got %d requests", n)
 	}
 }

@@ -86,12 +86,15 @@ type providerFlags struct {
 	zohoRefreshFile  string
 	zohoDealKeyField string
 	zohoDealStage    string
+	zohoCurrencyMode string
+	zohoHomeCurrency string
 
 	airtableURL       string
 	airtableTokenFile string
 	airtableBaseID    string
 	airtableTable     string
 	airtableRate      rateFlag
+	airtableFailure   string
 
 	postnordURL        string
 	postnordKeyFile    string
@@ -116,6 +119,8 @@ type providerFlags struct {
 	netvisorProduct  string
 	netvisorAlg      string
 	netvisorMax      countFlag
+	netvisorRCCode   string
+	netvisorExpCode  string
 
 	mailgunURL      string
 	mailgunKeyFile  string
@@ -150,6 +155,8 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.zohoRefreshFile, "zoho-refresh-token-file", "", "file holding the Zoho OAuth refresh token (or set "+envZohoRefreshToken+")")
 	fs.StringVar(&p.zohoDealKeyField, "zoho-deal-key-field", zoho.DefaultDealKeyField, "API name of the unique Deals field holding the order id")
 	fs.StringVar(&p.zohoDealStage, "zoho-deal-stage", zoho.DefaultDealStage, "Stage of the order's deal")
+	fs.StringVar(&p.zohoCurrencyMode, "zoho-currency-mode", zoho.CurrencyAuto, "how a deal's currency is booked: auto (read the CRM's currencies), multi (always send Currency) or home (only --zoho-home-currency); a deal in a currency the CRM cannot book gets no Amount")
+	fs.StringVar(&p.zohoHomeCurrency, "zoho-home-currency", "", "the CRM's home currency (ISO code, e.g. EUR); needed by --zoho-currency-mode home")
 
 	fs.StringVar(&p.airtableURL, "airtable-base-url", "", "Airtable API URL (default "+airtable.DefaultBaseURL+", or --sim-url)")
 	fs.StringVar(&p.airtableTokenFile, "airtable-token-file", "", "file holding the Airtable personal access token (or set "+envAirtableToken+")")
@@ -158,6 +165,8 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	p.airtableRate.v = airtable.DefaultRequestsPerSecond
 	fs.Var(&p.airtableRate, "airtable-requests-per-second", "client-side limit of requests to the Airtable base, each carrying up to 10 orders; 0 = no limit. "+
 		"With --sim-url the default is no limit, since the simulator does not enforce Airtable's limit")
+
+	fs.StringVar(&p.airtableFailure, "airtable-failure-field", "-", "field for the step and reason of a dead-lettered order (- : none, the reason then goes into the status field)")
 
 	fs.StringVar(&p.postnordURL, "postnord-base-url", "", "PostNord API URL (default "+postnord.DefaultBaseURL+", or --sim-url)")
 	fs.StringVar(&p.postnordKeyFile, "postnord-api-key-file", "", "file holding the PostNord API key (or set "+envPostNordAPIKey+")")
@@ -181,6 +190,8 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.netvisorCustomer, "netvisor-customer", "", "Netvisor customer every invoice is linked to (its Netvisor key)")
 	fs.StringVar(&p.netvisorProduct, "netvisor-product", "", "Netvisor product every order line is linked to (its Netvisor key)")
 	fs.StringVar(&p.netvisorAlg, "netvisor-mac-algorithm", netvisor.AlgorithmSHA256, "Netvisor MAC algorithm: SHA256 or HMACSHA256")
+	fs.StringVar(&p.netvisorRCCode, "netvisor-reverse-charge-vat-code", "EUMY", "vatcode of reverse-charge lines: EUMY (EU sales of goods), EUPM309 or EUPM312 (EU sales of services)")
+	fs.StringVar(&p.netvisorExpCode, "netvisor-export-vat-code", "EUUM", "vatcode of untaxed lines whose goods leave the EU")
 	p.netvisorMax.v = netvisor.DefaultMaxConcurrent
 	fs.Var(&p.netvisorMax, "netvisor-max-concurrent", "requests in flight to Netvisor; 0 = no bound. With --sim-url and not set: no bound (the simulator has none)")
 
@@ -298,6 +309,8 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 			RefreshToken: read(p.zohoRefreshFile, envZohoRefreshToken, simZohoRefreshToken, "zoho-refresh-token-file"),
 			DealKeyField: p.zohoDealKeyField,
 			DealStage:    p.zohoDealStage,
+			CurrencyMode: p.zohoCurrencyMode,
+			HomeCurrency: p.zohoHomeCurrency,
 			Logger:       logger,
 		}
 	}
@@ -309,6 +322,7 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 			Table:   miss.need(p.orSim(p.airtableTable, simAirtableTable), "airtable-table"),
 			Logger:  logger,
 
+			Fields:            airtable.Fields{Failure: p.airtableFailure},
 			RequestsPerSecond: p.airtableRate.v,
 			NoRateLimit:       p.airtableRate.v == 0,
 		}
@@ -345,18 +359,20 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 	}
 	if on[processor.StepInvoice] {
 		c.Netvisor = &netvisor.Config{
-			BaseURL:            base(p.netvisorURL),
-			Sender:             miss.need(p.orSim(p.netvisorSender, simNetvisorSender), "netvisor-sender"),
-			CustomerID:         miss.need(p.orSim(p.netvisorCustID, simNetvisorCustID), "netvisor-customer-id"),
-			CustomerKey:        read(p.netvisorCustFile, envNetvisorCustKey, simNetvisorCustKey, "netvisor-customer-key-file"),
-			PartnerID:          miss.need(p.orSim(p.netvisorPartID, simNetvisorPartID), "netvisor-partner-id"),
-			PartnerKey:         read(p.netvisorPartFile, envNetvisorPartKey, simNetvisorPartKey, "netvisor-partner-key-file"),
-			OrganisationID:     miss.need(p.orSim(p.netvisorOrgID, simNetvisorOrgID), "netvisor-organisation-id"),
-			CustomerIdentifier: miss.need(p.orSim(p.netvisorCustomer, simNetvisorCustomer), "netvisor-customer"),
-			ProductIdentifier:  miss.need(p.orSim(p.netvisorProduct, simNetvisorProduct), "netvisor-product"),
-			Algorithm:          p.netvisorAlg,
-			MaxConcurrent:      p.netvisorMax.v,
-			Logger:             logger,
+			BaseURL:              base(p.netvisorURL),
+			Sender:               miss.need(p.orSim(p.netvisorSender, simNetvisorSender), "netvisor-sender"),
+			CustomerID:           miss.need(p.orSim(p.netvisorCustID, simNetvisorCustID), "netvisor-customer-id"),
+			CustomerKey:          read(p.netvisorCustFile, envNetvisorCustKey, simNetvisorCustKey, "netvisor-customer-key-file"),
+			PartnerID:            miss.need(p.orSim(p.netvisorPartID, simNetvisorPartID), "netvisor-partner-id"),
+			PartnerKey:           read(p.netvisorPartFile, envNetvisorPartKey, simNetvisorPartKey, "netvisor-partner-key-file"),
+			OrganisationID:       miss.need(p.orSim(p.netvisorOrgID, simNetvisorOrgID), "netvisor-organisation-id"),
+			CustomerIdentifier:   miss.need(p.orSim(p.netvisorCustomer, simNetvisorCustomer), "netvisor-customer"),
+			ProductIdentifier:    miss.need(p.orSim(p.netvisorProduct, simNetvisorProduct), "netvisor-product"),
+			Algorithm:            p.netvisorAlg,
+			ReverseChargeVATCode: p.netvisorRCCode,
+			ExportVATCode:        p.netvisorExpCode,
+			MaxConcurrent:        p.netvisorMax.v,
+			Logger:               logger,
 		}
 		if p.netvisorMax.v == 0 || (p.simURL != "" && !p.netvisorMax.set) {
 			c.Netvisor.MaxConcurrent = -1

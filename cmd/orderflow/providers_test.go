@@ -424,3 +424,26 @@ func TestProviderFlagsNetvisorConcurrency(t *testing.T) {
 		})
 	}
 }
+
+// The money settings reach the clients: the CRM's currency booking, the
+// invoice's VAT codes, the production log's failure field.
+func TestProviderFlagsMoneySettings(t *testing.T) {
+	dir := t.TempDir()
+	args := append([]string{"--label-dir", dir, "--zoho-currency-mode", "home", "--zoho-home-currency", "SEK",
+		"--netvisor-reverse-charge-vat-code", "EUPM309", "--netvisor-export-vat-code", "MUUL", "--airtable-failure-field", "Failure"}, realArgs...)
+	p := parseProviderFlags(t, realEnv, args...)
+	c, err := p.configs(discardLogger())
+	if err != nil {
+		t.Fatalf("configs: %v", err)
+	}
+	if c.Zoho.CurrencyMode != "home" || c.Zoho.HomeCurrency != "SEK" || c.Netvisor.ReverseChargeVATCode != "EUPM309" ||
+		c.Netvisor.ExportVATCode != "MUUL" || c.Airtable.Fields.Failure != "Failure" {
+		t.Errorf("zoho %+v netvisor %q %q airtable %q", c.Zoho, c.Netvisor.ReverseChargeVATCode, c.Netvisor.ExportVATCode, c.Airtable.Fields.Failure)
+	}
+	// A mode the client does not know is a usage error naming it.
+	p = parseProviderFlags(t, realEnv, append([]string{"--label-dir", dir, "--zoho-currency-mode", "guess", "--netvisor-export-vat-code", "EUPM"}, realArgs...)...)
+	_, _, err = p.build(context.Background(), discardLogger())
+	if err == nil || !strings.Contains(err.Error(), `currency mode "guess"`) || !strings.Contains(err.Error(), `ExportVATCode "EUPM"`) {
+		t.Fatalf("build = %v", err)
+	}
+}

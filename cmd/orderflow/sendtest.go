@@ -25,8 +25,17 @@ what the gateway answered. A Checkout payment (--type checkout, the default)
 sends both checkout.session.completed and payment_intent.succeeded for one
 PaymentIntent, in random order, as Stripe does. Customers come from several
 countries and scripts (Finnish, Swedish, Japanese, German, ...), paying in
-EUR, SEK or JPY. --duplicates re-sends that fraction of events, as Stripe's
-retries do. Exits 1 if any event was not answered 2xx.
+EUR, SEK or JPY, with VAT-inclusive prices and taxed shipping, dated now.
+--duplicates re-sends that fraction of events, as Stripe's retries do.
+Exits 1 if any event was not answered 2xx, or the simulator could not be
+seeded.
+
+Before an order's events, the simulator's Stripe is seeded with exactly the
+Checkout Session (line items, taxes, shipping, customer) and PaymentIntent
+the events describe, so label, CRM, invoice and email show that order.
+--sim-url defaults to the simulator of 'orderflow dev' on --data-dir (its
+address is kept in <data-dir>/sim-url); give --sim-url none when the
+processor reads order details from elsewhere.
 
 The secret defaults to ORDERFLOW_WEBHOOK_SECRET, then to the one 'orderflow
 dev' keeps in <data-dir>/webhook-secret.`
@@ -43,6 +52,10 @@ const (
 // signing secret.
 const webhookSecretFile = "webhook-secret"
 
+// simURLFile is the file in the dev data folder holding the simulator's
+// URL, for send-test-event to seed it.
+const simURLFile = "sim-url"
+
 func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("send-test-event", sendTestUsage, stderr)
 	url := fs.String("url", "http://127.0.0.1:8080/webhooks/stripe", "webhook endpoint of the gateway")
@@ -53,6 +66,7 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 	dups := fs.Float64("duplicates", 0, "fraction of events sent twice, 0 to 1 (Stripe retries deliver an event again)")
 	seed := fs.Uint64("seed", 0, "random seed, for a repeatable run (0: a new one each run)")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
+	simURL := fs.String("sim-url", "", "provider simulator to seed with the orders' Stripe objects (default: the one in <data-dir>/sim-url, written by 'orderflow dev'; none: do not seed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -63,6 +77,12 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 	var err error
 	if opts.Secret, err = resolveWebhookSecret(*secret, os.Getenv("ORDERFLOW_WEBHOOK_SECRET"), *dataDir); err != nil {
 		return err
+	}
+	if opts.SimURL, err = resolveSimURL(*simURL, *dataDir); err != nil {
+		return err
+	}
+	if opts.SimURL == "" && *simURL == "" {
+		fmt.Fprintf(stderr, "note: not seeding a simulator (no %s; give --sim-url): the processor reads these orders' details from wherever it is configured to\n", filepath.Join(*dataDir, simURLFile))
 	}
 	if err := opts.validate(); err != nil {
 		return err
@@ -101,6 +121,28 @@ func resolveWebhookSecret(flagValue, envValue, dataDir string) (string, error) {
 	return s, nil
 }
 
+// resolveSimURL picks the simulator to seed: the flag ("none": none), else
+// the one dev mode wrote in the data folder, else none.
+func resolveSimURL(flagValue, dataDir string) (string, error) {
+	switch v := strings.TrimSpace(flagValue); {
+	case v == "none":
+		return "", nil
+	case v != "":
+		if !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
+			return "", usagef("--sim-url %q: want an http(s) URL such as http://127.0.0.1:8090, or none", v)
+		}
+		return strings.TrimRight(v, "/"), nil
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, simURLFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the simulator's address: %w", err)
+	}
+	return strings.TrimRight(strings.TrimSpace(string(b)), "/"), nil
+}
+
 // testEventOptions configures sendTestEvents.
 type testEventOptions struct {
 	URL        string
@@ -111,6 +153,9 @@ type testEventOptions struct {
 	// Seed makes a run repeatable; 0 picks a random one.
 	Seed    uint64
 	Timeout time.Duration
+	// SimURL, when set, is the provider simulator seeded with each order's
+	// Checkout Session and PaymentIntent before its events are sent.
+	SimURL string
 	// Client is optional.
 	Client *http.Client
 	// Quiet prints only the summary.
@@ -214,6 +259,11 @@ func sendTestEvents(ctx context.Context, opts testEventOptions, out io.Writer) (
 	}
 	for range opts.Count {
 		o := newTestOrder(rng, time.Now())
+		if opts.SimURL != "" {
+			if err := o.seed(ctx, client, opts.SimURL); err != nil {
+				return sum, fmt.Errorf("seed the simulator at %s with order %s: %w (is 'orderflow dev' running? --sim-url none to send without)", opts.SimURL, o.PaymentIntentID, err)
+			}
+		}
 		sum.Orders = append(sum.Orders, o.PaymentIntentID)
 		events := o.events(rng, opts.Type)
 		for _, ev := range events {
@@ -289,7 +339,8 @@ type testCustomer struct {
 	name, email, phone           string
 	line1, line2, postal, city   string
 	state, country, locale, curr string
-	// vatBP is the VAT rate in basis points included in the prices.
+	// vatBP is the VAT rate in basis points included in the prices (the
+	// generator plays Stripe; every rate here has two decimals at most).
 	vatBP int64
 }
 
@@ -322,13 +373,24 @@ var testProducts = []testProduct{
 
 var testShipping = map[string]int64{"eur": 590, "sek": 6900, "jpy": 900}
 
+// testLine is one line of a test order, VAT included.
+type testLine struct {
+	product   testProduct
+	qty       int64
+	total     int64 // unit price × quantity, VAT included
+	tax       int64
+	lineIndex int
+}
+
 // testOrder is one Checkout payment.
 type testOrder struct {
 	suffix            string
 	PaymentIntentID   string
 	CheckoutSessionID string
 	customer          testCustomer
+	lines             []testLine
 	subtotal, ship    int64
+	shipTax           int64
 	tax, total        int64
 	created           time.Time
 }
@@ -343,8 +405,14 @@ func randomID(rng *rand.Rand, n int) string {
 	return string(b)
 }
 
-// newTestOrder makes an order. Its PaymentIntent pi_X and Checkout Session
-// cs_test_X share the suffix, as the simulator's Stripe expects.
+// inclusiveTax is the VAT inside a gross amount at bp basis points,
+// rounded half up: gross × bp / (10000 + bp).
+func inclusiveTax(gross, bp int64) int64 {
+	return (2*gross*bp + 10000 + bp) / (2 * (10000 + bp))
+}
+
+// newTestOrder makes an order placed now (give or take two minutes). Its
+// PaymentIntent pi_X and Checkout Session cs_test_X share the suffix.
 func newTestOrder(rng *rand.Rand, now time.Time) testOrder {
 	suffix := "3Q" + randomID(rng, 22)
 	c := testCustomers[rng.IntN(len(testCustomers))]
@@ -356,14 +424,25 @@ func newTestOrder(rng *rand.Rand, now time.Time) testOrder {
 		ship:              testShipping[c.curr],
 		created:           now.Add(-time.Duration(rng.IntN(120)) * time.Second),
 	}
-	for range 1 + rng.IntN(3) {
+	for i := range 1 + rng.IntN(3) {
 		p := testProducts[rng.IntN(len(testProducts))]
-		o.subtotal += p.price[c.curr] * int64(1+rng.IntN(2))
+		qty := int64(1 + rng.IntN(2))
+		l := testLine{product: p, qty: qty, total: p.price[c.curr] * qty, lineIndex: i + 1}
+		l.tax = inclusiveTax(l.total, c.vatBP)
+		o.lines = append(o.lines, l)
+		o.subtotal += l.total
+		o.tax += l.tax
 	}
+	o.shipTax = inclusiveTax(o.ship, c.vatBP)
+	o.tax += o.shipTax
 	o.total = o.subtotal + o.ship
-	// VAT included in the prices: total × rate / (1 + rate), rounded.
-	o.tax = (o.total*c.vatBP + (10000+c.vatBP)/2) / (10000 + c.vatBP)
 	return o
+}
+
+// percent writes basis points as Stripe's percentage: 2550 → 25.5.
+func percent(bp int64) json.Number {
+	s := strings.TrimRight(strings.TrimRight(fmt.Sprintf("%d.%02d", bp/100, bp%100), "0"), ".")
+	return json.Number(s)
 }
 
 func (o testOrder) address() map[string]any {
@@ -386,7 +465,7 @@ func nullable(s string) any {
 func (o testOrder) events(rng *rand.Rand, typ string) []testEvent {
 	var evs []testEvent
 	if typ == typeCheckout || typ == typeSessionCompleted {
-		evs = append(evs, o.event(rng, typeSessionCompleted, o.session()))
+		evs = append(evs, o.event(rng, typeSessionCompleted, o.session(false)))
 	}
 	if typ == typeCheckout || typ == typePaymentIntentSucceeded {
 		evs = append(evs, o.event(rng, typePaymentIntentSucceeded, o.paymentIntent()))
@@ -414,9 +493,21 @@ func (o testOrder) event(rng *rand.Rand, typ string, object map[string]any) test
 	return testEvent{id: id, typ: typ, order: o.PaymentIntentID, body: body}
 }
 
-func (o testOrder) session() map[string]any {
+func (o testOrder) taxRate() map[string]any {
 	c := o.customer
-	return map[string]any{
+	return map[string]any{"id": "txr_test_" + strings.ToLower(c.country), "object": "tax_rate", "percentage": percent(c.vatBP),
+		"inclusive": true, "country": c.country, "jurisdiction": c.country, "display_name": "VAT", "tax_type": "vat", "active": true, "livemode": false}
+}
+
+// session is the Checkout Session. full is the object as the simulator
+// serves it, with everything expandable filled in (line items with their
+// taxes, the tax breakdown, the shipping cost's taxes and rate); without
+// full it is what a webhook carries.
+func (o testOrder) session(full bool) map[string]any {
+	c := o.customer
+	shipping := map[string]any{"amount_subtotal": o.ship, "amount_tax": o.shipTax, "amount_total": o.ship, "shipping_rate": "shr_test_" + c.curr}
+	totals := map[string]any{"amount_discount": 0, "amount_shipping": o.ship, "amount_tax": o.tax}
+	s := map[string]any{
 		"id":              o.CheckoutSessionID,
 		"object":          "checkout.session",
 		"amount_subtotal": o.subtotal,
@@ -428,19 +519,39 @@ func (o testOrder) session() map[string]any {
 			"address": o.address(), "email": c.email, "name": c.name,
 			"phone": nullable(c.phone), "tax_exempt": "none", "tax_ids": []any{},
 		},
-		"livemode":       false,
-		"locale":         c.locale,
-		"metadata":       map[string]any{"locale": c.locale},
-		"mode":           "payment",
-		"payment_intent": o.PaymentIntentID,
-		"payment_status": "paid",
-		"shipping_cost": map[string]any{
-			"amount_subtotal": o.ship, "amount_tax": 0, "amount_total": o.ship,
-		},
+		"livemode":         false,
+		"locale":           c.locale,
+		"metadata":         map[string]any{"locale": c.locale},
+		"mode":             "payment",
+		"payment_intent":   o.PaymentIntentID,
+		"payment_status":   "paid",
+		"shipping_cost":    shipping,
 		"shipping_details": map[string]any{"address": o.address(), "name": c.name},
 		"status":           "complete",
-		"total_details":    map[string]any{"amount_discount": 0, "amount_shipping": o.ship, "amount_tax": o.tax},
+		"total_details":    totals,
 	}
+	if !full {
+		return s
+	}
+	shipping["shipping_rate"] = map[string]any{"id": "shr_test_" + c.curr, "object": "shipping_rate", "display_name": "PostNord MyPack",
+		"tax_behavior": "inclusive", "type": "fixed_amount", "active": true, "livemode": false}
+	shipping["taxes"] = []any{map[string]any{"amount": o.shipTax, "taxable_amount": o.ship - o.shipTax, "taxability_reason": "standard_rated", "rate": o.taxRate()}}
+	totals["breakdown"] = map[string]any{"discounts": []any{},
+		"taxes": []any{map[string]any{"amount": o.tax, "taxable_amount": o.total - o.tax, "taxability_reason": "standard_rated", "rate": o.taxRate()}}}
+	items := make([]any, 0, len(o.lines))
+	for _, l := range o.lines {
+		items = append(items, map[string]any{
+			"id": fmt.Sprintf("li_%s_%d", o.suffix, l.lineIndex), "object": "item",
+			"amount_subtotal": l.total, "amount_discount": 0, "amount_tax": l.tax, "amount_total": l.total,
+			"currency": c.curr, "description": l.product.name, "quantity": l.qty,
+			"price": map[string]any{"id": "price_" + l.product.sku + "_" + c.curr, "object": "price", "currency": c.curr,
+				"unit_amount": l.product.price[c.curr], "product": l.product.sku, "tax_behavior": "inclusive", "type": "one_time"},
+			"discounts": []any{},
+			"taxes":     []any{map[string]any{"amount": l.tax, "taxable_amount": l.total - l.tax, "taxability_reason": "standard_rated", "rate": o.taxRate()}},
+		})
+	}
+	s["line_items"] = map[string]any{"object": "list", "data": items, "has_more": false}
+	return s
 }
 
 func (o testOrder) paymentIntent() map[string]any {
@@ -466,4 +577,36 @@ func (o testOrder) paymentIntent() map[string]any {
 		},
 		"status": "succeeded",
 	}
+}
+
+// seed stores the order's Checkout Session and PaymentIntent in the
+// simulator (PUT /_sim/stripe/...), so the details step reads this order.
+func (o testOrder) seed(ctx context.Context, client *http.Client, simURL string) error {
+	for _, obj := range []struct {
+		path string
+		v    map[string]any
+	}{
+		{"/_sim/stripe/payment_intents/" + o.PaymentIntentID, o.paymentIntent()},
+		{"/_sim/stripe/checkout/sessions/" + o.CheckoutSessionID, o.session(true)},
+	} {
+		body, err := json.Marshal(obj.v)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, simURL+obj.path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %d %s", obj.path, resp.StatusCode, strings.TrimSpace(string(msg)))
+		}
+	}
+	return nil
 }

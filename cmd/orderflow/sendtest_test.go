@@ -20,6 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/integrations/sim"
+	"github.com/orderflow/orderflow/integrations/stripe"
 	"github.com/orderflow/orderflow/topics"
 )
 
@@ -229,5 +231,88 @@ func TestSendTestEventsStopsOnCancel(t *testing.T) {
 	_, err := sendTestEvents(ctx, testEventOptions{URL: srv.URL, Secret: testSecret, Type: typeCheckout, Count: 3}, io.Discard)
 	if err == nil {
 		t.Fatal("no error after cancel")
+	}
+}
+
+// With a simulator to seed, the objects the events describe are what the
+// simulator's Stripe serves: the real client reads the same customer,
+// amounts and date as the events carry, and the amounts add up.
+func TestSendTestEventsSeedTheSimulator(t *testing.T) {
+	srv, prod := startGateway(t)
+	s, err := sim.New(sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simSrv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { simSrv.Close(); _ = s.Close() })
+	sum, err := sendTestEvents(context.Background(), testEventOptions{URL: srv.URL + gateway.WebhookPath, Secret: testSecret,
+		Type: typeCheckout, Count: 20, Seed: 11, SimURL: simSrv.URL, Quiet: true}, io.Discard)
+	if err != nil || sum.Failed != 0 {
+		t.Fatalf("send: %v (%d failed)", err, sum.Failed)
+	}
+	c, err := stripe.New(stripe.Config{BaseURL: simSrv.URL, SecretKey: simStripeKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := map[string]map[string]any{}
+	for _, r := range prod.recs {
+		env, _ := topics.DecodeEnvelope(r.Value)
+		if env.EventType != typeSessionCompleted {
+			continue
+		}
+		var e struct {
+			Data struct {
+				Object map[string]any `json:"object"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(env.Event, &e); err != nil {
+			t.Fatal(err)
+		}
+		events[env.Key] = e.Data.Object
+	}
+	for _, id := range sum.Orders {
+		o, err := c.OrderDetails(context.Background(), id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		ev := events[id]
+		details := ev["customer_details"].(map[string]any)
+		if o.Customer.Name != details["name"] || o.Customer.Email != details["email"] || float64(o.AmountTotal) != ev["amount_total"] ||
+			o.Currency != ev["currency"] || o.CheckoutSessionID != ev["id"] {
+			t.Errorf("%s: order %s %s %d %s, event %v", id, o.Customer.Name, o.Customer.Email, o.AmountTotal, o.Currency, ev)
+		}
+		if d := time.Since(o.CreatedAt); d < 0 || d > 10*time.Minute {
+			t.Errorf("%s: created %v, want now", id, o.CreatedAt)
+		}
+		if o.ShippingCost == nil || o.ShippingCost.AmountTax == 0 || len(o.Items) == 0 || o.Items[0].TaxBehavior != "inclusive" {
+			t.Errorf("%s: order lacks its taxed shipping or inclusive lines: %+v", id, o)
+		}
+	}
+
+	// A simulator that is not there is an error naming it, before any
+	// event is sent.
+	n := len(prod.recs)
+	_, err = sendTestEvents(context.Background(), testEventOptions{URL: srv.URL + gateway.WebhookPath, Secret: testSecret,
+		Type: typeCheckout, Count: 1, SimURL: "http://127.0.0.1:1", Quiet: true}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "seed the simulator at http://127.0.0.1:1") || len(prod.recs) != n {
+		t.Fatalf("unreachable simulator: err %v, %d events sent", err, len(prod.recs)-n)
+	}
+}
+
+func TestResolveSimURL(t *testing.T) {
+	dir := t.TempDir()
+	if u, err := resolveSimURL("", dir); err != nil || u != "" {
+		t.Errorf("no file: %q %v", u, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, simURLFile), []byte("http://127.0.0.1:8091/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for flag, want := range map[string]string{"": "http://127.0.0.1:8091", "none": "", "http://sim:8090/": "http://sim:8090"} {
+		if u, err := resolveSimURL(flag, dir); err != nil || u != want {
+			t.Errorf("--sim-url %q: %q %v, want %q", flag, u, err, want)
+		}
+	}
+	if _, err := resolveSimURL("sim:8090", dir); err == nil {
+		t.Error("a URL without scheme is accepted")
 	}
 }

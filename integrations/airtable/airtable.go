@@ -72,6 +72,9 @@ type Fields struct {
 	Total       string // formatted total; default "Total"
 	Country     string // shipping country; default "Country"
 	OrderDate   string // YYYY-MM-DD; default "Order Date"
+	// Failure gets "<step>: <reason>" while the order is dead-lettered;
+	// default "-" (not written: the reason is then in the status text).
+	Failure string
 }
 
 func (f *Fields) defaults() {
@@ -88,6 +91,7 @@ func (f *Fields) defaults() {
 	set(&f.Total, "Total")
 	set(&f.Country, "Country")
 	set(&f.OrderDate, "Order Date")
+	set(&f.Failure, "-")
 }
 
 // Config configures a Client.
@@ -119,6 +123,9 @@ type Config struct {
 	// 8 requests in flight instead of 4. The pause after a 429 still
 	// applies.
 	NoRateLimit bool
+	// MaxProgress bounds the orders whose progress reports wait to be sent
+	// (ReportProgress); default DefaultMaxProgress.
+	MaxProgress int
 	// Timeout bounds each HTTP request; default 10 s. Ignored when
 	// HTTPClient is set.
 	Timeout    time.Duration
@@ -144,7 +151,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("airtable: base URL %q is not an http(s) URL", c.BaseURL))
 		}
 	}
-	if c.RequestsPerSecond < 0 || c.Timeout < 0 {
+	if c.RequestsPerSecond < 0 || c.Timeout < 0 || c.MaxProgress < 0 {
 		errs = append(errs, errors.New("airtable: rate and timeout must not be negative"))
 	}
 	if c.Fields.OrderID == "-" {
@@ -167,12 +174,20 @@ type Client struct {
 	wg     sync.WaitGroup // the sender and the requests under way
 	wake   chan struct{}  // a request finished or a record was queued
 
-	mu            sync.Mutex
-	pending       []*call         // queued, not yet sent, in arrival order
-	sending       map[string]bool // order ids in a request under way
-	inFlight      int             // requests under way
-	senderRunning bool
-	closed        bool
+	maxProgress int
+
+	mu         sync.Mutex
+	pending    []*call // queued, not yet sent, in arrival order
+	progress   []*call // queued progress reports, in arrival order
+	progressBy map[string]*call
+	// progressDropped and progressFailed count reports dropped at the
+	// bound and reports Airtable refused; the Warned times limit logging.
+	progressDropped, progressFailed    int64
+	progressWarned, progressFailWarned time.Time
+	sending                            map[string]bool // order ids in a request under way
+	inFlight                           int             // requests under way
+	senderRunning                      bool
+	closed                             bool
 }
 
 // New returns a client for cfg. Call Close when done with it.
@@ -204,6 +219,11 @@ func New(cfg Config) (*Client, error) {
 		maxInFlight: defaultMaxInFlight,
 		wake:        make(chan struct{}, 1),
 		sending:     map[string]bool{},
+		progressBy:  map[string]*call{},
+		maxProgress: cfg.MaxProgress,
+	}
+	if c.maxProgress == 0 {
+		c.maxProgress = DefaultMaxProgress
 	}
 	if cfg.NoRateLimit {
 		c.maxInFlight = unlimitedMaxInFlight
@@ -365,7 +385,14 @@ func (c *Client) send(batch []*call) []sendResult {
 	return results
 }
 
+// fields is the row the production-log step writes: the order and the
+// steps completed before this one.
 func (c *Client) fields(o integrations.Order, steps []string) map[string]any {
+	return c.rowFields(o, integrations.Progress{OrderID: o.ID, Status: "in_progress", CompletedSteps: steps})
+}
+
+// rowFields is the order's row with the status of p.
+func (c *Client) rowFields(o integrations.Order, p integrations.Progress) map[string]any {
 	f := c.cfg.Fields
 	m := map[string]any{}
 	put := func(name string, v any) {
@@ -375,19 +402,8 @@ func (c *Client) fields(o integrations.Order, steps []string) map[string]any {
 	}
 	put(f.OrderID, o.ID)
 	put(f.OrderNumber, o.Number)
-	if c.cfg.StatusAsList {
-		if steps == nil {
-			steps = []string{}
-		}
-		put(f.Status, steps)
-	} else {
-		put(f.Status, strings.Join(steps, ", "))
-	}
-	name := o.Customer.Name
-	if name == "" {
-		name = o.Shipping.Name
-	}
-	put(f.Customer, name)
+	c.putStatus(m, p)
+	put(f.Customer, o.BuyerName())
 	put(f.Items, itemsText(o))
 	put(f.Total, integrations.FormatMoney(o.AmountTotal, o.Currency))
 	if o.Shipping.Country != "" {
@@ -399,14 +415,15 @@ func (c *Client) fields(o integrations.Order, steps []string) map[string]any {
 	return m
 }
 
-// itemsText renders one line per item: "2 × Villasukat (15.00 EUR)".
+// itemsText renders one line per item with the line's total as charged:
+// "2 × Villasukat (30.00 EUR)".
 func itemsText(o integrations.Order) string {
 	var b strings.Builder
 	for i, it := range o.Items {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "%d × %s (%s)", it.Quantity, it.Description, integrations.FormatMoney(it.UnitAmount, o.Currency))
+		fmt.Fprintf(&b, "%d × %s (%s)", it.Quantity, it.Description, integrations.FormatMoney(it.AmountTotal, o.Currency))
 		if it.SKU != "" {
 			fmt.Fprintf(&b, " [%s]", it.SKU)
 		}

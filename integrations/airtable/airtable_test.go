@@ -105,8 +105,8 @@ func testOrder() integrations.Order {
 		Currency:    "eur",
 		AmountTotal: 5478,
 		Items: []integrations.LineItem{
-			{SKU: "prod_socks", Description: "Villasukat – käsin neulottu", Quantity: 2, UnitAmount: 1500},
-			{Description: "Kirja", Quantity: 1, UnitAmount: 1800},
+			{SKU: "prod_socks", Description: "Villasukat – käsin neulottu", Quantity: 2, UnitAmount: 1500, AmountTotal: 3000},
+			{Description: "Kirja", Quantity: 1, UnitAmount: 1800, AmountTotal: 1800},
 		},
 		Customer:  integrations.Customer{Name: "Åsa Öberg-Järvinen", Email: "asa@example.fi"},
 		Shipping:  integrations.Address{Country: "FI", City: "Helsinki"},
@@ -169,7 +169,7 @@ func TestUpsertOrderRequest(t *testing.T) {
 			"Order Number": "OF-1234567890",
 			"Status":       "details, crm",
 			"Customer":     "Åsa Öberg-Järvinen",
-			"Items":        "2 × Villasukat – käsin neulottu (15.00 EUR) [prod_socks]\n1 × Kirja (18.00 EUR)",
+			"Items":        "2 × Villasukat – käsin neulottu (30.00 EUR) [prod_socks]\n1 × Kirja (18.00 EUR)",
 			"Total":        "54.78 EUR",
 			"Country":      "FI",
 			"Order Date":   "2026-11-27",
@@ -213,16 +213,17 @@ func TestMoneyFormatting(t *testing.T) {
 		unit, total      int64
 		wantItem, wantTo string
 	}{
-		{"eur", 1500, 5478, "2 × Villasukat (15.00 EUR)", "54.78 EUR"},
-		{"jpy", 1500, 3300, "2 × Villasukat (1500 JPY)", "3300 JPY"},
-		{"kwd", 1500, 12345, "2 × Villasukat (1.500 KWD)", "12.345 KWD"},
+		// The line as charged (its total, after discounts, tax included).
+		{"eur", 3000, 5478, "2 × Villasukat (30.00 EUR)", "54.78 EUR"},
+		{"jpy", 3000, 3300, "2 × Villasukat (3000 JPY)", "3300 JPY"},
+		{"kwd", 3000, 12345, "2 × Villasukat (3.000 KWD)", "12.345 KWD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.currency, func(t *testing.T) {
 			c, f, _ := newTest(t, reply{file: "upsert_created.json"})
 			o := testOrder()
 			o.Currency, o.AmountTotal = tt.currency, tt.total
-			o.Items = []integrations.LineItem{{Description: "Villasukat", Quantity: 2, UnitAmount: tt.unit}}
+			o.Items = []integrations.LineItem{{Description: "Villasukat", Quantity: 2, AmountTotal: tt.unit}}
 			if _, err := c.UpsertOrder(context.Background(), o, nil); err != nil {
 				t.Fatal(err)
 			}

@@ -31,6 +31,10 @@ var errClosed = errors.New("client closed")
 type call struct {
 	orderID string
 	fields  map[string]any
+	// progress marks a progress report (ReportProgress): nobody waits
+	// for it, and it is sent only in room a batch of waiting calls
+	// leaves.
+	progress bool
 	// alone marks a record to be sent in a request of its own: it came
 	// back from a batch that Airtable rejected as a whole.
 	alone bool
@@ -58,6 +62,11 @@ func (c *Client) enqueue(cl *call) error {
 	}
 	cl.queued = true
 	c.pending = append(c.pending, cl)
+	// The row this call writes is newer than a progress report still
+	// queued for the order.
+	if p, ok := c.progressBy[cl.orderID]; ok {
+		c.removeProgressLocked(p)
+	}
 	c.startSenderLocked()
 	return nil
 }
@@ -124,7 +133,7 @@ func (c *Client) sender() {
 	for {
 		c.mu.Lock()
 		for !c.closed && (c.inFlight >= c.maxInFlight || !c.hasSendableLocked()) {
-			if len(c.pending) == 0 {
+			if len(c.pending) == 0 && len(c.progress) == 0 {
 				c.senderRunning = false
 				c.mu.Unlock()
 				return
@@ -151,12 +160,23 @@ func (c *Client) sender() {
 		if err != nil {
 			// The base is paused after a 429 (or the client is closing):
 			// nothing queued can be sent before the callers' next retry.
+			// Progress reports stay queued and go when the pause is over.
 			for _, cl := range c.pending {
 				cl.queued = false
 				cl.done <- callResult{err: err}
 			}
 			c.pending = nil
+			wait := len(c.progress) > 0 && !c.closed
 			c.mu.Unlock()
+			if d, ok := integrations.RetryAfterOf(err); wait && ok && d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-c.wake: // a call arrived: it fails at once
+				case <-c.ctx.Done():
+				}
+				t.Stop()
+			}
 			continue
 		}
 		batch := c.takeLocked()
@@ -175,6 +195,11 @@ func (c *Client) sender() {
 // request already.
 func (c *Client) hasSendableLocked() bool {
 	for _, cl := range c.pending {
+		if !c.sending[cl.orderID] {
+			return true
+		}
+	}
+	for _, cl := range c.progress {
 		if !c.sending[cl.orderID] {
 			return true
 		}
@@ -204,6 +229,26 @@ func (c *Client) takeLocked() []*call {
 	}
 	clear(c.pending[len(rest):])
 	c.pending = rest
+	// Progress reports fill the room the waiting calls left, oldest
+	// first; a record sent alone goes without them.
+	if len(batch) < MaxBatch && !(len(batch) == 1 && batch[0].alone) && len(c.progress) > 0 {
+		restP := c.progress[:0]
+		full := false
+		for _, cl := range c.progress {
+			take := !full && len(batch) < MaxBatch && !c.sending[cl.orderID] && !ids[cl.orderID] && (!cl.alone || len(batch) == 0)
+			if !take {
+				restP = append(restP, cl)
+				continue
+			}
+			cl.queued = false
+			delete(c.progressBy, cl.orderID)
+			ids[cl.orderID] = true
+			batch = append(batch, cl)
+			full = cl.alone
+		}
+		clear(c.progress[len(restP):])
+		c.progress = restP
+	}
 	for id := range ids {
 		c.sending[id] = true
 	}
@@ -218,8 +263,21 @@ func (c *Client) run(batch []*call) {
 	for _, cl := range batch {
 		delete(c.sending, cl.orderID)
 	}
-	var again []*call
+	var again, againP []*call
 	for i, cl := range batch {
+		if cl.progress {
+			switch {
+			case results[i].split && !c.closed:
+				if _, newer := c.progressBy[cl.orderID]; !newer {
+					cl.alone, cl.queued = true, true
+					againP = append(againP, cl)
+					c.progressBy[cl.orderID] = cl
+				}
+			case results[i].err != nil:
+				c.progressFailedLocked(cl, results[i].err)
+			}
+			continue
+		}
 		if results[i].split {
 			if !cl.gone && !c.closed {
 				cl.alone, cl.queued = true, true
@@ -231,13 +289,14 @@ func (c *Client) run(batch []*call) {
 		}
 		cl.done <- results[i].callResult
 	}
-	if len(again) > 0 {
+	if len(again) > 0 || len(againP) > 0 {
 		// Retried records keep their place at the head of the queue.
 		c.pending = append(again, c.pending...)
+		c.progress = append(againP, c.progress...)
 		c.log.Info("airtable: batch rejected as a whole, retrying its records one by one", "records", len(batch))
 	}
 	c.inFlight--
-	if len(c.pending) > 0 && !c.closed {
+	if (len(c.pending) > 0 || len(c.progress) > 0) && !c.closed {
 		c.startSenderLocked()
 	}
 	c.mu.Unlock()
@@ -257,6 +316,7 @@ func (c *Client) Close() error {
 			cl.done <- callResult{err: err}
 		}
 		c.pending = nil
+		c.progress, c.progressBy = nil, map[string]*call{}
 	}
 	c.mu.Unlock()
 	c.cancel()

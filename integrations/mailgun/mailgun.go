@@ -1,7 +1,8 @@
 // Package mailgun sends the order confirmation through Mailgun's messages
 // API with a stored template. The template gets its variables (locale, order
-// number, tracking number and URL, invoice number, items with formatted
-// money) from the h:X-Mailgun-Variables header, and the message carries a
+// number, tracking number and URL, invoice number, and the items, discount,
+// shipping, VAT included and total, gross as the customer saw them at
+// checkout) from the h:X-Mailgun-Variables header, and the message carries a
 // Message-Id derived from the order, so a resent confirmation is recognisably
 // the same message.
 //
@@ -156,18 +157,29 @@ func (c *Client) MessageID(o integrations.Order) string {
 	return "<" + n + "@" + c.cfg.Domain + ">"
 }
 
-// Item is one line of the template's items variable; money is formatted
-// with the currency's exponent ("15.00 EUR", "1500 JPY", "1.500 KWD").
+// Item is one line of the template's items variable, as the customer saw
+// it at checkout: gross (VAT included), before the line's discount. Money
+// is formatted with the currency's exponent ("15.00 EUR", "1500 JPY",
+// "1.500 KWD").
 type Item struct {
 	Description string `json:"description"`
 	Quantity    int64  `json:"quantity"`
-	UnitPrice   string `json:"unit_price"`
-	Total       string `json:"total"`
+	// UnitPrice is one unit's gross price; empty when the line's gross
+	// does not divide evenly by its quantity (a price exclusive of tax).
+	UnitPrice string `json:"unit_price,omitempty"`
+	// Total is the line's gross before its discount.
+	Total string `json:"total"`
+	// Discount is the line's discount, empty when none.
+	Discount string `json:"discount,omitempty"`
 }
 
 // Variables are the template variables sent in h:X-Mailgun-Variables.
 // Mailgun includes this header in the delivered message, so it carries
 // nothing the customer may not see.
+//
+// The amounts add up as the customer saw them at checkout:
+// subtotal (Σ item totals) − discount + shipping = total, every amount
+// gross; vat_included is the VAT inside the total.
 type Variables struct {
 	Locale         string `json:"locale"`
 	OrderID        string `json:"order_id"`
@@ -182,27 +194,30 @@ type Variables struct {
 	ItemsOmitted int    `json:"items_omitted,omitempty"`
 	Currency     string `json:"currency"`
 	Subtotal     string `json:"subtotal"`
+	Discount     string `json:"discount"`
 	Shipping     string `json:"shipping"`
-	Tax          string `json:"tax"`
+	VATIncluded  string `json:"vat_included"`
 	Total        string `json:"total"`
 }
 
-// TemplateVariables builds the template variables for an order.
-func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment, inv integrations.Invoice) Variables {
+// TemplateVariables builds the template variables for an order. It fails
+// when the order's amounts would not add up in the email (Order.Check).
+func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment, inv integrations.Invoice) (Variables, error) {
+	if err := o.Check(); err != nil {
+		return Variables{}, err
+	}
 	cur := o.Currency
 	v := Variables{
 		Locale:         o.Locale,
 		OrderID:        o.ID,
 		OrderNumber:    o.Number,
-		CustomerName:   o.Customer.Name,
+		CustomerName:   o.BuyerName(),
 		TrackingNumber: s.TrackingNumber,
 		TrackingURL:    s.TrackingURL,
 		InvoiceNumber:  inv.Number,
 		Items:          make([]Item, 0, len(o.Items)),
 		Currency:       strings.ToUpper(cur),
-		Subtotal:       integrations.FormatMoney(o.AmountSubtotal, cur),
-		Shipping:       integrations.FormatMoney(o.AmountShipping, cur),
-		Tax:            integrations.FormatMoney(o.AmountTax, cur),
+		VATIncluded:    integrations.FormatMoney(o.AmountTax, cur),
 		Total:          integrations.FormatMoney(o.AmountTotal, cur),
 	}
 	if v.Locale == "" {
@@ -211,15 +226,32 @@ func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment
 	if v.OrderNumber == "" {
 		v.OrderNumber = integrations.OrderNumber(o.ID)
 	}
+	var subtotal, discount, shipping int64
 	for _, it := range o.Items {
-		v.Items = append(v.Items, Item{
-			Description: it.Description,
-			Quantity:    it.Quantity,
-			UnitPrice:   integrations.FormatMoney(it.UnitAmount, cur),
-			Total:       integrations.FormatMoney(it.AmountTotal, cur),
-		})
+		gross := it.AmountTotal + it.AmountDiscount
+		item := Item{Description: it.Description, Quantity: it.Quantity, Total: integrations.FormatMoney(gross, cur)}
+		if it.Quantity > 0 && gross%it.Quantity == 0 {
+			item.UnitPrice = integrations.FormatMoney(gross/it.Quantity, cur)
+		}
+		if it.AmountDiscount != 0 {
+			item.Discount = integrations.FormatMoney(it.AmountDiscount, cur)
+		}
+		v.Items = append(v.Items, item)
+		subtotal += gross
+		discount += it.AmountDiscount
 	}
-	return v
+	if o.ShippingCost != nil {
+		shipping = o.ShippingCost.AmountTotal
+	}
+	if subtotal-discount+shipping != o.AmountTotal {
+		return Variables{}, fmt.Errorf("the email's amounts would not add up: %s − %s + %s ≠ %s",
+			integrations.FormatMoney(subtotal, cur), integrations.FormatMoney(discount, cur),
+			integrations.FormatMoney(shipping, cur), integrations.FormatMoney(o.AmountTotal, cur))
+	}
+	v.Subtotal = integrations.FormatMoney(subtotal, cur)
+	v.Discount = integrations.FormatMoney(discount, cur)
+	v.Shipping = integrations.FormatMoney(shipping, cur)
+	return v, nil
 }
 
 // SendConfirmation sends the confirmation email for the order and returns
@@ -229,7 +261,7 @@ func (c *Client) SendConfirmation(ctx context.Context, o integrations.Order, s i
 	if o.Customer.Email == "" {
 		return integrations.Message{}, integrations.Permanentf(provider, op, "order has no customer email")
 	}
-	to := (&mail.Address{Name: o.Customer.Name, Address: o.Customer.Email}).String()
+	to := (&mail.Address{Name: o.BuyerName(), Address: o.Customer.Email}).String()
 	msgID := c.MessageID(o)
 
 	fields := [][2]string{}
@@ -256,7 +288,11 @@ func (c *Client) SendConfirmation(ctx context.Context, o integrations.Order, s i
 	for _, kv := range options {
 		used += len(kv[1])
 	}
-	vars, err := fitVariables(c.TemplateVariables(o, s, inv), optionsLimit-used)
+	tv, err := c.TemplateVariables(o, s, inv)
+	if err != nil {
+		return integrations.Message{}, integrations.Permanentf(provider, op, "order %s: %v", o.ID, err)
+	}
+	vars, err := fitVariables(tv, optionsLimit-used)
 	if err != nil {
 		return integrations.Message{}, integrations.Permanentf(provider, op, "%v", err)
 	}

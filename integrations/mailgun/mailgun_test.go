@@ -104,21 +104,28 @@ func newTest(t *testing.T, rp reply, mod ...func(*Config)) (*Client, *fakeMailgu
 	return c, f, logs
 }
 
+// testOrder has VAT-inclusive prices, a 10 % coupon on both lines and
+// taxed shipping: what the customer saw was 30.00 + 18.00 − 4.80 + 5.90 =
+// 49.10 EUR, VAT 8.62 included.
 func testOrder() integrations.Order {
+	vat := func(a int64, p string) []integrations.Tax { return []integrations.Tax{{Amount: a, Percentage: p}} }
 	return integrations.Order{
+		Model:          2,
 		ID:             "pi_3OabcDEF1234567890",
 		Number:         "OF-1234567890",
 		Currency:       "eur",
-		AmountTotal:    5478,
+		AmountTotal:    4910,
 		AmountSubtotal: 4800,
-		AmountTax:      1088,
+		AmountDiscount: 480,
+		AmountTax:      862,
 		AmountShipping: 590,
 		Items: []integrations.LineItem{
-			{Description: "Villasukat – käsin neulottu", Quantity: 2, UnitAmount: 1500, AmountTotal: 3765},
-			{Description: "Kirja", Quantity: 1, UnitAmount: 1800, AmountTotal: 2043},
+			{Description: "Villasukat – käsin neulottu", Quantity: 2, UnitAmount: 1500, AmountSubtotal: 3000, AmountDiscount: 300, AmountTax: 549, AmountTotal: 2700, TaxBehavior: "inclusive", Taxes: vat(549, "25.5")},
+			{Description: "Kirja", Quantity: 1, UnitAmount: 1800, AmountSubtotal: 1800, AmountDiscount: 180, AmountTax: 193, AmountTotal: 1620, TaxBehavior: "inclusive", Taxes: vat(193, "13.5")},
 		},
-		Customer: integrations.Customer{Name: "Åsa Öberg-Järvinen", Email: "asa@example.fi"},
-		Locale:   "fi-FI",
+		ShippingCost: &integrations.ShippingCost{AmountSubtotal: 590, AmountTax: 120, AmountTotal: 590, TaxBehavior: "inclusive", Taxes: vat(120, "25.5")},
+		Customer:     integrations.Customer{Name: "Åsa Öberg-Järvinen", Email: "asa@example.fi"},
+		Locale:       "fi-FI",
 	}
 }
 
@@ -215,14 +222,15 @@ func TestSendConfirmationRequest(t *testing.T) {
 		"tracking_url":    "https://tracking.postnord.com/fi/?id=00373500454541020957",
 		"invoice_number":  "INV-OF-1234567890",
 		"items": []any{
-			map[string]any{"description": "Villasukat – käsin neulottu", "quantity": 2.0, "unit_price": "15.00 EUR", "total": "37.65 EUR"},
-			map[string]any{"description": "Kirja", "quantity": 1.0, "unit_price": "18.00 EUR", "total": "20.43 EUR"},
+			map[string]any{"description": "Villasukat – käsin neulottu", "quantity": 2.0, "unit_price": "15.00 EUR", "total": "30.00 EUR", "discount": "3.00 EUR"},
+			map[string]any{"description": "Kirja", "quantity": 1.0, "unit_price": "18.00 EUR", "total": "18.00 EUR", "discount": "1.80 EUR"},
 		},
-		"currency": "EUR",
-		"subtotal": "48.00 EUR",
-		"shipping": "5.90 EUR",
-		"tax":      "10.88 EUR",
-		"total":    "54.78 EUR",
+		"currency":     "EUR",
+		"subtotal":     "48.00 EUR",
+		"discount":     "4.80 EUR",
+		"shipping":     "5.90 EUR",
+		"vat_included": "8.62 EUR",
+		"total":        "49.10 EUR",
 	}
 	if !reflect.DeepEqual(got, wantVars) {
 		g, _ := json.Marshal(got)
@@ -294,20 +302,30 @@ func TestMessageIDIsDeterministic(t *testing.T) {
 func TestMoneyFormatting(t *testing.T) {
 	tests := []struct {
 		currency                    string
-		unit, line, total           int64
+		qty, line, tax              int64
 		wantUnit, wantLine, wantTot string
 	}{
-		{"eur", 1500, 3765, 5478, "15.00 EUR", "37.65 EUR", "54.78 EUR"},
-		{"jpy", 1500, 3300, 3300, "1500 JPY", "3300 JPY", "3300 JPY"},
-		{"kwd", 1500, 3765, 12345, "1.500 KWD", "3.765 KWD", "12.345 KWD"},
+		{"eur", 2, 3000, 0, "15.00 EUR", "30.00 EUR", "30.00 EUR"},
+		{"jpy", 2, 3300, 0, "1650 JPY", "3300 JPY", "3300 JPY"},
+		{"kwd", 2, 12346, 0, "6.173 KWD", "12.346 KWD", "12.346 KWD"},
+		// Exclusive of tax, 3 × 10.01 + 25.5 % (7.66): the line's gross
+		// 37.69 does not divide by 3, so no unit price is shown.
+		{"eur", 3, 3769, 766, "", "37.69 EUR", "37.69 EUR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.currency, func(t *testing.T) {
 			c, _, _ := newTest(t, reply{})
 			o := testOrder()
-			o.Currency, o.AmountTotal = tt.currency, tt.total
-			o.Items = []integrations.LineItem{{Description: "x", Quantity: 2, UnitAmount: tt.unit, AmountTotal: tt.line}}
-			v := c.TemplateVariables(o, testShipment, testInvoice)
+			o.Currency, o.AmountTotal, o.AmountTax, o.ShippingCost = tt.currency, tt.line, tt.tax, nil
+			it := integrations.LineItem{Description: "x", Quantity: tt.qty, AmountTotal: tt.line, AmountTax: tt.tax}
+			if tt.tax != 0 {
+				it.Taxes = []integrations.Tax{{Amount: tt.tax, Percentage: "25.5"}}
+			}
+			o.Items = []integrations.LineItem{it}
+			v, err := c.TemplateVariables(o, testShipment, testInvoice)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if v.Items[0].UnitPrice != tt.wantUnit || v.Items[0].Total != tt.wantLine || v.Total != tt.wantTot || v.Currency != strings.ToUpper(tt.currency) {
 				t.Errorf("got %+v total %s", v.Items[0], v.Total)
 			}
@@ -315,10 +333,24 @@ func TestMoneyFormatting(t *testing.T) {
 	}
 }
 
+// An order whose amounts do not add up is not mailed: the customer would
+// see a total that is not the sum of the lines.
+func TestEmailRefusesAmountsThatDoNotAddUp(t *testing.T) {
+	c, f, _ := newTest(t, reply{file: "send_ok.json"})
+	o := testOrder()
+	o.AmountTotal++
+	if _, err := c.SendConfirmation(context.Background(), o, testShipment, testInvoice); !integrations.IsPermanent(err) {
+		t.Fatalf("err = %v, want permanent", err)
+	}
+	if len(f.requests()) != 0 {
+		t.Fatal("sent anyway")
+	}
+}
+
 func TestVariablesStayUnderTheOptionsLimit(t *testing.T) {
 	c, f, _ := newTest(t, reply{file: "send_ok.json"})
 	o := testOrder()
-	o.Items = nil
+	o.Items, o.ShippingCost, o.AmountTax, o.AmountTotal = nil, nil, 0, 400*1500
 	for i := 0; i < 400; i++ {
 		o.Items = append(o.Items, integrations.LineItem{Description: "Villasukat – käsin neulottu, koko " + strconv.Itoa(i), Quantity: 1, UnitAmount: 1500, AmountTotal: 1500})
 	}

@@ -3,35 +3,323 @@ package netvisor
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/orderflow/orderflow/integrations"
 )
 
-// invoiceXML builds the salesinvoice.nv document. Elements follow the order
-// of Netvisor's DTD (as in its documented examples); optional elements are
-// left out when empty, since an empty element is not "no value" to Netvisor.
+// An invoice line carries one Stripe line item, or the shipping, exactly as
+// Stripe charged it: quantity 1 at the line's total, with the VAT sum and
+// the line sum (gross) given, so Netvisor computes nothing. The unit price
+// is gross for a price inclusive of tax and net otherwise, as the shop
+// priced it; the real quantity, unit price and discount are in the line's
+// free text. (A real quantity would need a unit price that cannot always
+// represent Stripe's rounded total, e.g. 3 × 12.55 with 10 % off: 33.885
+// where Stripe charged 33.88.)
 //
-// Amounts: unit prices are the order lines' UnitAmount (before tax, so
-// type="net"), the total is what the customer paid (tax and shipping
-// included). The shipping line is net as well (Stripe's amount_shipping is
-// before tax) and carries the highest VAT rate of the order's lines, as
-// Finnish VAT treats delivery as part of the main supply.
+// After building, the invoice is checked: Σ line sums = the amount paid
+// (amount_total) and Σ VAT sums = the tax charged (total_details.amount_tax)
+// to the minor unit, and the unit price of every line with its VAT is its
+// sum. A violation is a permanent error: the order is dead-lettered, never
+// invoiced wrongly.
+//
+// Netvisor keeps two decimals. Zero- and two-decimal currencies are
+// carried exactly. A three-decimal currency (KWD, BHD, ...) is carried in
+// hundredths: each line's gross and VAT are rounded half up on their
+// running totals (cumulative rounding), so every line is within half a
+// hundredth of Stripe's amount and the invoice totals are exactly the
+// rounded totals; an order whose amount paid or tax is not a whole number
+// of hundredths cannot be invoiced exactly and is a permanent error.
+
+// invoiceLine is one line as it will be written, in invoice units
+// (hundredths for a three-decimal currency, else the currency's minor unit).
+type invoiceLine struct {
+	product, productType, name string
+	priceType                  string // net or gross
+	gross, vat                 int64  // invoice units
+	percent                    string // exact decimal, "25.5"
+	vatCode                    string
+	freeText                   string
+}
+
+// unitPrice is the line's unit price at quantity 1.
+func (l invoiceLine) unitPrice() int64 {
+	if l.priceType == "gross" {
+		return l.gross
+	}
+	return l.gross - l.vat
+}
+
+// carrier converts Stripe amounts into invoice units with cumulative
+// rounding: the units sent so far are always the running total rounded
+// half up.
+type carrier struct {
+	div       int64 // Stripe minor units per invoice unit: 1 or 10
+	cum, sent int64
+}
+
+func (c *carrier) next(v int64) int64 {
+	c.cum += v
+	target := roundDiv(c.cum, c.div)
+	out := target - c.sent
+	c.sent = target
+	return out
+}
+
+// roundDiv is v/d rounded half away from zero.
+func roundDiv(v, d int64) int64 {
+	if d == 1 {
+		return v
+	}
+	if v < 0 {
+		return -roundDiv(-v, d)
+	}
+	return (v + d/2) / d
+}
+
+// euVAT lists the member states of the EU VAT area (Stripe writes Greece
+// as GR). Åland (AX) is outside it.
+var euVAT = map[string]bool{
+	"AT": true, "BE": true, "BG": true, "HR": true, "CY": true, "CZ": true, "DK": true,
+	"EE": true, "FI": true, "FR": true, "DE": true, "GR": true, "EL": true, "HU": true,
+	"IE": true, "IT": true, "LV": true, "LT": true, "LU": true, "MT": true, "NL": true,
+	"PL": true, "PT": true, "RO": true, "SK": true, "SI": true, "ES": true, "SE": true,
+}
+
+// vatCode chooses a line's vatcode: the reverse-charge code when Stripe
+// said the buyer accounts for the VAT, the export code for an untaxed line
+// to a destination outside the EU, else the configured code (domestic
+// sales, KOMY by default).
+func (c *Client) vatCode(o integrations.Order, taxes []integrations.Tax, vat int64) string {
+	rc := o.Customer.TaxExempt == "reverse"
+	for _, t := range taxes {
+		if t.TaxabilityReason == integrations.ReasonReverseCharge {
+			rc = true
+		}
+	}
+	switch {
+	case rc:
+		return c.cfg.ReverseChargeVATCode
+	case vat == 0 && !euVAT[destination(o)] && destination(o) != "":
+		return c.cfg.ExportVATCode
+	}
+	return c.cfg.VATCode
+}
+
+// destination is the country the goods go to: the shipping address's, else
+// the buyer's.
+func destination(o integrations.Order) string {
+	if c := strings.ToUpper(o.Shipping.Country); c != "" {
+		return c
+	}
+	return strings.ToUpper(o.BillingAddress().Country)
+}
+
+// lines builds the invoice lines of the order in invoice units.
+func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64) ([]invoiceLine, error) {
+	cfg := c.cfg
+	gross := carrier{div: div}
+	vat := carrier{div: div}
+	var out []invoiceLine
+	add := func(l invoiceLine, g, v int64, taxes []integrations.Tax, behavior string) error {
+		pct := make([]string, 0, len(taxes))
+		for _, t := range taxes {
+			pct = append(pct, t.Percentage)
+		}
+		p, err := integrations.SumPercent(pct...)
+		if err != nil {
+			return err
+		}
+		l.percent = p
+		l.vatCode = c.vatCode(o, taxes, v)
+		l.priceType = "net"
+		if behavior == integrations.TaxInclusive {
+			l.priceType = "gross"
+		}
+		l.gross, l.vat = gross.next(g), vat.next(v)
+		out = append(out, l)
+		return nil
+	}
+	for i, it := range o.Items {
+		product, productType := cfg.ProductIdentifier, cfg.ProductIdentifierType
+		if cfg.UseSKUAsProduct && it.SKU != "" {
+			product, productType = it.SKU, "customer"
+		}
+		name := it.Description
+		if name == "" {
+			name = it.SKU
+		}
+		l := invoiceLine{product: product, productType: productType, name: name, freeText: lineText(o, it)}
+		if err := add(l, it.AmountTotal, it.AmountTax, it.Taxes, it.TaxBehavior); err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+	}
+	if sc := o.ShippingCost; sc != nil && (sc.AmountTotal != 0 || sc.AmountTax != 0) {
+		name := cfg.ShippingProductName
+		if sc.Name != "" {
+			name += ": " + sc.Name
+		}
+		var free []string
+		if t := taxText(o, sc.Taxes); t != "" {
+			free = append(free, t)
+		}
+		if s.TrackingNumber != "" {
+			free = append(free, "Tracking "+s.TrackingNumber)
+		}
+		behavior := sc.TaxBehavior
+		if behavior == "" || behavior == integrations.TaxUnspecified {
+			// The rate was not expanded: Stripe's amounts tell the
+			// behaviour (a tax inside the total is inclusive).
+			if sc.AmountTax != 0 && sc.AmountTotal == sc.AmountSubtotal {
+				behavior = integrations.TaxInclusive
+			}
+		}
+		l := invoiceLine{product: cfg.ShippingProductIdentifier, productType: cfg.ProductIdentifierType, name: name, freeText: strings.Join(free, "; ")}
+		if err := add(l, sc.AmountTotal, sc.AmountTax, sc.Taxes, behavior); err != nil {
+			return nil, fmt.Errorf("shipping: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// lineText describes a line for a person: quantity and unit price,
+// discounts, and the taxes when there are several or they are special.
+func lineText(o integrations.Order, it integrations.LineItem) string {
+	cur := o.Currency
+	var parts []string
+	if it.UnitAmount != 0 || it.Quantity != 1 {
+		p := fmt.Sprintf("%d × %s", it.Quantity, integrations.FormatMoney(it.UnitAmount, cur))
+		switch it.TaxBehavior {
+		case integrations.TaxInclusive:
+			p += " incl. VAT"
+		case integrations.TaxExclusive:
+			p += " excl. VAT"
+		}
+		parts = append(parts, p)
+	}
+	if it.AmountDiscount != 0 {
+		d := "discount " + integrations.FormatMoney(it.AmountDiscount, cur)
+		var names []string
+		for _, x := range it.Discounts {
+			if n := discountName(x); n != "" {
+				names = append(names, n)
+			}
+		}
+		if len(names) > 0 {
+			d += " (" + strings.Join(names, ", ") + ")"
+		}
+		parts = append(parts, d)
+	}
+	if t := taxText(o, it.Taxes); t != "" {
+		parts = append(parts, t)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func discountName(d integrations.Discount) string {
+	switch {
+	case d.PromotionCode != "":
+		return d.PromotionCode
+	case d.Name != "":
+		return d.Name
+	}
+	return d.CouponID
+}
+
+// taxText lists the taxes of a line when a person needs them: several
+// rates (the invoice's percentage is their sum) or a taxability reason
+// other than a standard or reduced rate.
+func taxText(o integrations.Order, taxes []integrations.Tax) string {
+	special := len(taxes) > 1
+	for _, t := range taxes {
+		switch t.TaxabilityReason {
+		case "", "standard_rated", "reduced_rated":
+		default:
+			special = true
+		}
+	}
+	if !special {
+		return ""
+	}
+	parts := make([]string, 0, len(taxes))
+	for _, t := range taxes {
+		name := t.DisplayName
+		if name == "" {
+			name = "tax"
+		}
+		if t.Jurisdiction != "" {
+			name += " " + t.Jurisdiction
+		}
+		p := fmt.Sprintf("%s %s %% %s", name, t.Percentage, integrations.FormatMoney(t.Amount, o.Currency))
+		if t.TaxabilityReason != "" && t.TaxabilityReason != "standard_rated" && t.TaxabilityReason != "reduced_rated" {
+			p += " (" + strings.ReplaceAll(t.TaxabilityReason, "_", " ") + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// invoiceXML builds the salesinvoice.nv document. Elements follow the order
+// of Netvisor's DTD; optional elements are left out when empty, since an
+// empty element is not "no value" to Netvisor. The invoice goes to the
+// buyer (name and billing address), the delivery address is the
+// recipient's (its two street lines joined: the DTD has one delivery line).
 func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, number string) ([]byte, error) {
 	const op = "add sales invoice"
 	cur := strings.ToUpper(o.Currency)
 	if len(cur) != 3 {
 		return nil, integrations.Permanentf(provider, op, "order %s has no currency", o.ID)
 	}
+	if o.Model < integrations.OrderModel {
+		return nil, integrations.Permanentf(provider, op, "order %s was recorded without Stripe's line amounts (an earlier version); its details must be read again", o.ID)
+	}
 	if len(o.Items) == 0 {
 		return nil, integrations.Permanentf(provider, op, "order %s has no lines", o.ID)
 	}
+	if err := o.Check(); err != nil {
+		return nil, integrations.Permanentf(provider, op, "order %s: %v", o.ID, err)
+	}
 	cfg := c.cfg
+	exp := integrations.Exponent(o.Currency)
+	div, invExp := int64(1), exp
+	if exp > 2 {
+		div, invExp = 10, 2
+	}
+	lines, err := c.lines(o, s, div)
+	if err != nil {
+		return nil, integrations.Permanentf(provider, op, "order %s %v", o.ID, err)
+	}
+	if err := checkInvoice(o, lines, div); err != nil {
+		return nil, integrations.Permanentf(provider, op, "order %s: the invoice would not add up to what was paid: %v", o.ID, err)
+	}
+	rc := false
+	for _, l := range lines {
+		if l.vatCode == cfg.ReverseChargeVATCode {
+			rc = true
+		}
+	}
+	vatID := o.Customer.VATID()
+	if rc && vatID == "" {
+		return nil, integrations.Permanentf(provider, op, "order %s is a reverse-charge sale but the buyer gave no VAT number (customer_details.tax_ids is empty)", o.ID)
+	}
+	var after []string
+	if vatID != "" {
+		after = append(after, "Buyer's VAT number: "+vatID)
+	}
+	if rc {
+		after = append(after, cfg.ReverseChargeText)
+	}
+	if o.Items[0].TaxBehavior == integrations.TaxUnspecified && o.CheckoutSessionID == "" && o.AmountTax == 0 {
+		after = append(after, "Paid without Stripe Checkout: Stripe computed no tax for this payment.")
+	}
+
 	date := o.CreatedAt
 	if date.IsZero() {
 		date = c.now()
 	}
+	amount := func(units int64) string { return strings.Replace(integrations.FormatMinor(units, invExp), ".", ",", 1) }
 
 	var b bytes.Buffer
 	w := func(name, value string, attrs ...string) {
@@ -49,66 +337,74 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 		b.WriteString("</" + name + ">")
 	}
 
-	addr := o.Shipping
-	name := o.Customer.Name
-	if name == "" {
-		name = addr.Name
-	}
+	bill := o.BillingAddress()
+	ship := o.Shipping
 	b.WriteString("<Root><SalesInvoice>")
 	w("SalesInvoiceNumber", number)
 	w("SalesInvoiceDate", date.In(cfg.Location).Format("2006-01-02"))
-	w("SalesInvoiceAmount", Amount(o.AmountTotal, o.Currency), "iso4217currencycode", cur)
+	w("SalesInvoiceAmount", amount(o.AmountTotal/div), "iso4217currencycode", cur)
 	w("SalesInvoiceStatus", cfg.InvoiceStatus, "type", "netvisor")
+	w("SalesInvoiceFreeTextAfterLines", cut(strings.Join(after, "\n"), 500))
+	w("SalesInvoiceOurReference", o.Number)
 	w("InvoicingCustomerIdentifier", cfg.CustomerIdentifier, "type", cfg.CustomerIdentifierType)
-	w("InvoicingCustomerName", cut(name, 250))
-	w("InvoicingCustomerAddressLine", cut(addr.Line1, 80))
-	w("InvoicingCustomerAdditionalAddressLine", cut(addr.Line2, 80))
-	w("InvoicingCustomerPostNumber", addr.PostalCode)
-	w("InvoicingCustomerTown", addr.City)
-	w("InvoicingCustomerCountryCode", strings.ToUpper(addr.Country))
-	w("DeliveryAddressName", cut(addr.Name, 250))
-	w("DeliveryAddressLine", cut(addr.Line1, 80))
-	w("DeliveryAddressPostNumber", addr.PostalCode)
-	w("DeliveryAddressTown", addr.City)
-	w("DeliveryAddressCountryCode", strings.ToUpper(addr.Country))
+	w("InvoicingCustomerName", cut(o.BuyerName(), 250))
+	w("InvoicingCustomerAddressLine", cut(bill.Line1, 80))
+	w("InvoicingCustomerAdditionalAddressLine", cut(bill.Line2, 80))
+	w("InvoicingCustomerPostNumber", bill.PostalCode)
+	w("InvoicingCustomerTown", bill.City)
+	w("InvoicingCustomerCountryCode", strings.ToUpper(bill.Country))
+	w("DeliveryAddressName", cut(ship.Name, 250))
+	w("DeliveryAddressLine", cut(ship.Street(), 80))
+	w("DeliveryAddressPostNumber", ship.PostalCode)
+	w("DeliveryAddressTown", ship.City)
+	w("DeliveryAddressCountryCode", strings.ToUpper(ship.Country))
 	w("PaymentTermNetDays", strconv.Itoa(cfg.PaymentTermNetDays))
 	b.WriteString("<InvoiceLines>")
-
-	var maxRate int64
-	line := func(product, productType, name string, unit, rate, qty int64, freeText string) {
+	for _, l := range lines {
 		b.WriteString("<InvoiceLine><SalesInvoiceProductLine>")
-		w("ProductIdentifier", product, "type", productType)
-		w("ProductName", cut(name, 200))
-		w("ProductUnitPrice", Amount(unit, o.Currency), "type", "net")
-		w("ProductVatPercentage", VATPercent(rate), "vatcode", cfg.VATCode)
-		w("SalesInvoiceProductLineQuantity", strconv.FormatInt(qty, 10))
-		w("SalesInvoiceProductLineFreeText", cut(freeText, 500))
+		w("ProductIdentifier", l.product, "type", l.productType)
+		w("ProductName", cut(l.name, 200))
+		w("ProductUnitPrice", amount(l.unitPrice()), "type", l.priceType)
+		w("ProductVatPercentage", strings.Replace(l.percent, ".", ",", 1), "vatcode", l.vatCode)
+		w("SalesInvoiceProductLineQuantity", "1")
+		w("SalesInvoiceProductLineFreeText", cut(l.freeText, 500))
+		w("SalesInvoiceProductLineVatSum", amount(l.vat))
+		w("SalesInvoiceProductLineSum", amount(l.gross))
 		b.WriteString("</SalesInvoiceProductLine></InvoiceLine>")
-	}
-	for i, it := range o.Items {
-		if it.Quantity <= 0 || it.TaxRateBasisPoints < 0 || it.TaxRateBasisPoints > 10000 {
-			return nil, integrations.Permanentf(provider, op, "order %s line %d: quantity %d or VAT rate %d bp out of range", o.ID, i+1, it.Quantity, it.TaxRateBasisPoints)
-		}
-		product, productType := cfg.ProductIdentifier, cfg.ProductIdentifierType
-		if cfg.UseSKUAsProduct && it.SKU != "" {
-			product, productType = it.SKU, "customer"
-		}
-		desc := it.Description
-		if desc == "" {
-			desc = it.SKU
-		}
-		line(product, productType, desc, it.UnitAmount, it.TaxRateBasisPoints, it.Quantity, "")
-		maxRate = max(maxRate, it.TaxRateBasisPoints)
-	}
-	if o.AmountShipping > 0 {
-		var free string
-		if s.TrackingNumber != "" {
-			free = "Tracking " + s.TrackingNumber
-		}
-		line(cfg.ShippingProductIdentifier, cfg.ProductIdentifierType, cfg.ShippingProductName, o.AmountShipping, maxRate, 1, free)
 	}
 	b.WriteString("</InvoiceLines></SalesInvoice></Root>")
 	return b.Bytes(), nil
+}
+
+// checkInvoice asserts the invoice invariant on the lines as they will be
+// written: their sums are the amount paid, their VAT the tax charged, and
+// every line's unit price with its VAT is its sum.
+func checkInvoice(o integrations.Order, lines []invoiceLine, div int64) error {
+	var gross, vat int64
+	for i, l := range lines {
+		if l.gross < 0 || l.vat < 0 || l.vat > l.gross {
+			return fmt.Errorf("line %d: sum %d and VAT %d are not a valid pair", i+1, l.gross, l.vat)
+		}
+		u := l.unitPrice()
+		if l.priceType == "net" {
+			u += l.vat
+		}
+		if u != l.gross {
+			return fmt.Errorf("line %d: unit price %d does not give its sum %d", i+1, l.unitPrice(), l.gross)
+		}
+		gross += l.gross
+		vat += l.vat
+	}
+	cur := o.Currency
+	if gross*div != o.AmountTotal {
+		return fmt.Errorf("lines add up to %s, the amount paid is %s (Netvisor keeps two decimals)",
+			integrations.FormatMoney(gross*div, cur), integrations.FormatMoney(o.AmountTotal, cur))
+	}
+	if vat*div != o.AmountTax {
+		return fmt.Errorf("the lines' VAT adds up to %s, the tax charged is %s (Netvisor keeps two decimals)",
+			integrations.FormatMoney(vat*div, cur), integrations.FormatMoney(o.AmountTax, cur))
+	}
+	return nil
 }
 
 // Amount formats minor units the Finnish way Netvisor expects: the
@@ -117,17 +413,6 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 // (1234, "kwd") → "1,234".
 func Amount(minor int64, currency string) string {
 	return strings.Replace(integrations.FormatAmount(minor, currency), ".", ",", 1)
-}
-
-// VATPercent formats a rate in basis points as Netvisor's percentage:
-// 2550 → "25,5", 2400 → "24", 1405 → "14,05", 0 → "0".
-func VATPercent(bp int64) string {
-	s := strconv.FormatInt(bp/100, 10)
-	if frac := bp % 100; frac != 0 {
-		f := strconv.FormatInt(frac+100, 10)[1:] // two digits
-		s += "," + strings.TrimRight(f, "0")
-	}
-	return s
 }
 
 func cut(s string, n int) string {

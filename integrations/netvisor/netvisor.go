@@ -108,9 +108,24 @@ type Config struct {
 	// default ProductIdentifier. ShippingProductName defaults to "Shipping".
 	ShippingProductIdentifier string
 	ShippingProductName       string
-	// VATCode is the vatcode attribute of every line; default "KOMY"
-	// (domestic sales).
+	// VATCode is the vatcode of a taxed line, and of an untaxed one sold
+	// inside the EU; default "KOMY" (domestic sales). Sales under the EU's
+	// OSS scheme at another country's rate also get it: ask the
+	// accountant whether the company needs another code.
 	VATCode string
+	// ReverseChargeVATCode is the vatcode of a line Stripe marked
+	// reverse_charge (or of every line when the buyer is tax_exempt
+	// "reverse"); default "EUMY" (EU sales of goods). A shop selling
+	// services sets "EUPM309" or "EUPM312" (the VAT-return box). The
+	// invoice then names the buyer's VAT number and carries
+	// ReverseChargeText.
+	ReverseChargeVATCode string
+	// ExportVATCode is the vatcode of an untaxed line whose goods go
+	// outside the EU; default "EUUM" (sales outside the EU).
+	ExportVATCode string
+	// ReverseChargeText is written after the lines of a reverse-charge
+	// invoice; default "Reverse charge / Käännetty verovelvollisuus".
+	ReverseChargeText string
 	// InvoiceStatus is the status of created invoices; default "unsent".
 	InvoiceStatus string
 	// PaymentTermNetDays; default 14. Orders are paid already, but Netvisor
@@ -148,6 +163,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.VATCode == "" {
 		c.VATCode = "KOMY"
+	}
+	if c.ReverseChargeVATCode == "" {
+		c.ReverseChargeVATCode = "EUMY"
+	}
+	if c.ExportVATCode == "" {
+		c.ExportVATCode = "EUUM"
+	}
+	if c.ReverseChargeText == "" {
+		c.ReverseChargeText = "Reverse charge / Käännetty verovelvollisuus"
 	}
 	if c.InvoiceStatus == "" {
 		c.InvoiceStatus = "unsent"
@@ -208,6 +232,11 @@ func (c Config) Validate() error {
 			problems = append(problems, f.name+` must be "netvisor" or "customer"`)
 		}
 	}
+	for _, f := range []struct{ name, v string }{{"VATCode", c.VATCode}, {"ReverseChargeVATCode", c.ReverseChargeVATCode}, {"ExportVATCode", c.ExportVATCode}} {
+		if !vatCodes[f.v] {
+			problems = append(problems, fmt.Sprintf("%s %q is not one of Netvisor's vatcodes (%s)", f.name, f.v, vatCodeList))
+		}
+	}
 	if c.Timeout < 0 || c.PaymentTermNetDays < 0 {
 		problems = append(problems, "Timeout and PaymentTermNetDays must not be negative")
 	}
@@ -215,6 +244,17 @@ func (c Config) Validate() error {
 		return errors.New("netvisor: " + strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// vatCodes are the vatcode values of salesinvoice.nv's DTD.
+var vatCodes = map[string]bool{}
+
+const vatCodeList = "NONE KOOS EUOS EUUO EUPO 100 KOMY EUMY EUUM EUPM312 EUPM309 MUUL EVTO EVPO RAMY RAOS EVRO"
+
+func init() {
+	for _, c := range strings.Fields(vatCodeList) {
+		vatCodes[c] = true
+	}
 }
 
 func headerSafe(s string) bool {

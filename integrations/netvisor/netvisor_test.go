@@ -111,22 +111,31 @@ func newTest(t *testing.T, f *fakeNetvisor, mod func(*Config)) *Client {
 	return c
 }
 
+// testOrder is an order with prices exclusive of VAT, two rates and taxed
+// shipping, with the amounts Stripe would send.
 func testOrder() integrations.Order {
+	fi := func(amount, taxable int64, pct string) []integrations.Tax {
+		return []integrations.Tax{{Amount: amount, TaxableAmount: taxable, Percentage: pct, TaxabilityReason: "standard_rated", Country: "FI"}}
+	}
 	return integrations.Order{
+		Model:          2,
 		ID:             "pi_3Abcdefgh00000000RS",
 		Number:         "OF-00000000RS",
 		Currency:       "eur",
-		AmountTotal:    45369,
+		AmountTotal:    41943,
 		AmountSubtotal: 35450,
-		AmountTax:      8919,
+		AmountTax:      5503,
 		AmountShipping: 990,
 		Items: []integrations.LineItem{
-			{SKU: "price_1", Description: "Kahvimuki <Åsa> & €", Quantity: 2, UnitAmount: 1250, TaxRateBasisPoints: 2550},
-			{SKU: "price_2", Description: "Kirja Łódź", Quantity: 1, UnitAmount: 32950, TaxRateBasisPoints: 1400},
+			{SKU: "price_1", Description: "Kahvimuki <Åsa> & €", Quantity: 2, UnitAmount: 1250, AmountSubtotal: 2500, AmountTax: 638, AmountTotal: 3138,
+				TaxBehavior: "exclusive", Taxes: fi(638, 2500, "25.5")},
+			{SKU: "price_2", Description: "Kirja Łódź", Quantity: 1, UnitAmount: 32950, AmountSubtotal: 32950, AmountTax: 4613, AmountTotal: 37563,
+				TaxBehavior: "exclusive", Taxes: fi(4613, 32950, "14")},
 		},
-		Customer:  integrations.Customer{Name: "Matti Meikäläinen", Email: "matti@example.fi"},
-		Shipping:  integrations.Address{Name: "Matti Meikäläinen", Line1: "Pajukuja 1", PostalCode: "53100", City: "Lappeenranta", Country: "fi"},
-		CreatedAt: time.Date(2026, 11, 27, 23, 30, 0, 0, time.UTC), // 28 Nov in Helsinki
+		ShippingCost: &integrations.ShippingCost{AmountSubtotal: 990, AmountTax: 252, AmountTotal: 1242, TaxBehavior: "exclusive", Taxes: fi(252, 990, "25.5")},
+		Customer:     integrations.Customer{Name: "Matti Meikäläinen", Email: "matti@example.fi"},
+		Shipping:     integrations.Address{Name: "Matti Meikäläinen", Line1: "Pajukuja 1", PostalCode: "53100", City: "Lappeenranta", Country: "fi"},
+		CreatedAt:    time.Date(2026, 11, 27, 23, 30, 0, 0, time.UTC), // 28 Nov in Helsinki
 	}
 }
 
@@ -259,19 +268,32 @@ type xmlLine struct {
 	VAT       xmlValue `xml:"ProductVatPercentage"`
 	Quantity  string   `xml:"SalesInvoiceProductLineQuantity"`
 	FreeText  string   `xml:"SalesInvoiceProductLineFreeText"`
+	VatSum    string   `xml:"SalesInvoiceProductLineVatSum"`
+	Sum       string   `xml:"SalesInvoiceProductLineSum"`
 }
 
 type xmlInvoice struct {
-	XMLName  xml.Name  `xml:"Root"`
-	Number   string    `xml:"SalesInvoice>SalesInvoiceNumber"`
-	Date     string    `xml:"SalesInvoice>SalesInvoiceDate"`
-	Amount   xmlValue  `xml:"SalesInvoice>SalesInvoiceAmount"`
-	Status   xmlValue  `xml:"SalesInvoice>SalesInvoiceStatus"`
-	Customer xmlValue  `xml:"SalesInvoice>InvoicingCustomerIdentifier"`
-	Name     string    `xml:"SalesInvoice>InvoicingCustomerName"`
-	Country  string    `xml:"SalesInvoice>InvoicingCustomerCountryCode"`
-	NetDays  string    `xml:"SalesInvoice>PaymentTermNetDays"`
-	Lines    []xmlLine `xml:"SalesInvoice>InvoiceLines>InvoiceLine>SalesInvoiceProductLine"`
+	XMLName      xml.Name  `xml:"Root"`
+	Number       string    `xml:"SalesInvoice>SalesInvoiceNumber"`
+	Date         string    `xml:"SalesInvoice>SalesInvoiceDate"`
+	Amount       xmlValue  `xml:"SalesInvoice>SalesInvoiceAmount"`
+	Status       xmlValue  `xml:"SalesInvoice>SalesInvoiceStatus"`
+	After        string    `xml:"SalesInvoice>SalesInvoiceFreeTextAfterLines"`
+	OurRef       string    `xml:"SalesInvoice>SalesInvoiceOurReference"`
+	Customer     xmlValue  `xml:"SalesInvoice>InvoicingCustomerIdentifier"`
+	Name         string    `xml:"SalesInvoice>InvoicingCustomerName"`
+	Line1        string    `xml:"SalesInvoice>InvoicingCustomerAddressLine"`
+	Line2        string    `xml:"SalesInvoice>InvoicingCustomerAdditionalAddressLine"`
+	PostNumber   string    `xml:"SalesInvoice>InvoicingCustomerPostNumber"`
+	Town         string    `xml:"SalesInvoice>InvoicingCustomerTown"`
+	Country      string    `xml:"SalesInvoice>InvoicingCustomerCountryCode"`
+	DeliveryName string    `xml:"SalesInvoice>DeliveryAddressName"`
+	DeliveryLine string    `xml:"SalesInvoice>DeliveryAddressLine"`
+	DeliveryPost string    `xml:"SalesInvoice>DeliveryAddressPostNumber"`
+	DeliveryTown string    `xml:"SalesInvoice>DeliveryAddressTown"`
+	DeliveryCtry string    `xml:"SalesInvoice>DeliveryAddressCountryCode"`
+	NetDays      string    `xml:"SalesInvoice>PaymentTermNetDays"`
+	Lines        []xmlLine `xml:"SalesInvoice>InvoiceLines>InvoiceLine>SalesInvoiceProductLine"`
 }
 
 func parseInvoice(t *testing.T, body []byte) xmlInvoice {
@@ -305,19 +327,26 @@ func TestCreateInvoiceXML(t *testing.T) {
 		}
 	}
 	got := parseInvoice(t, body)
-	if got.Number != "1000" || got.Date != "2026-11-28" || got.Status.Value != "unsent" || got.Status.Type != "netvisor" {
+	if got.Number != "1000" || got.Date != "2026-11-28" || got.Status.Value != "unsent" || got.Status.Type != "netvisor" || got.OurRef != "OF-00000000RS" {
 		t.Errorf("header = %+v", got)
 	}
-	if got.Amount.Value != "453,69" || got.Amount.Currency != "EUR" {
+	// 31,38 + 375,63 + 12,42: what the customer paid.
+	if got.Amount.Value != "419,43" || got.Amount.Currency != "EUR" {
 		t.Errorf("amount = %+v", got.Amount)
 	}
 	if got.Customer.Value != "42" || got.Customer.Type != "netvisor" || got.Name != "Matti Meikäläinen" || got.Country != "FI" || got.NetDays != "14" {
 		t.Errorf("customer = %+v %q %q %q", got.Customer, got.Name, got.Country, got.NetDays)
 	}
+	if got.After != "" {
+		t.Errorf("free text after lines = %q, want none", got.After)
+	}
 	want := []xmlLine{
-		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Kahvimuki <Åsa> & €", UnitPrice: xmlValue{Value: "12,50", Type: "net"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"}, Quantity: "2"},
-		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Kirja Łódź", UnitPrice: xmlValue{Value: "329,50", Type: "net"}, VAT: xmlValue{Value: "14", VATCode: "KOMY"}, Quantity: "1"},
-		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Shipping", UnitPrice: xmlValue{Value: "9,90", Type: "net"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"}, Quantity: "1", FreeText: "Tracking 00373500454541020957"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Kahvimuki <Åsa> & €", UnitPrice: xmlValue{Value: "25,00", Type: "net"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"},
+			Quantity: "1", FreeText: "2 × 12.50 EUR excl. VAT", VatSum: "6,38", Sum: "31,38"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Kirja Łódź", UnitPrice: xmlValue{Value: "329,50", Type: "net"}, VAT: xmlValue{Value: "14", VATCode: "KOMY"},
+			Quantity: "1", FreeText: "1 × 329.50 EUR excl. VAT", VatSum: "46,13", Sum: "375,63"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Shipping", UnitPrice: xmlValue{Value: "9,90", Type: "net"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"},
+			Quantity: "1", FreeText: "Tracking 00373500454541020957", VatSum: "2,52", Sum: "12,42"},
 	}
 	if len(got.Lines) != len(want) {
 		t.Fatalf("%d lines, want %d", len(got.Lines), len(want))
@@ -328,7 +357,9 @@ func TestCreateInvoiceXML(t *testing.T) {
 		}
 	}
 	// Element order follows the DTD.
-	order := []string{"SalesInvoiceNumber", "SalesInvoiceDate", "SalesInvoiceAmount", "SalesInvoiceStatus", "InvoicingCustomerIdentifier", "InvoicingCustomerName", "DeliveryAddressName", "PaymentTermNetDays", "InvoiceLines"}
+	order := []string{"SalesInvoiceNumber", "SalesInvoiceDate", "SalesInvoiceAmount", "SalesInvoiceStatus", "SalesInvoiceOurReference", "InvoicingCustomerIdentifier",
+		"InvoicingCustomerName", "DeliveryAddressName", "PaymentTermNetDays", "InvoiceLines", "ProductUnitPrice", "ProductVatPercentage",
+		"SalesInvoiceProductLineQuantity", "SalesInvoiceProductLineFreeText", "SalesInvoiceProductLineVatSum", "SalesInvoiceProductLineSum"}
 	last := -1
 	for _, el := range order {
 		i := strings.Index(string(body), "<"+el)
@@ -358,41 +389,71 @@ func TestCreateInvoiceUTF8AndSKU(t *testing.T) {
 	}
 }
 
+// The amounts of 0-, 2- and 3-decimal currencies: exact in the first two;
+// a three-decimal currency in hundredths with the remainder carried from
+// line to line (cumulative rounding), so the totals stay Stripe's.
 func TestInvoiceMoneyFormatting(t *testing.T) {
+	type line struct{ total, tax int64 }
 	tests := []struct {
-		currency          string
-		total, unit       int64
-		wantTotal, wantUP string
+		currency   string
+		lines      []line
+		wantAmount string
+		wantSums   []string // sum/vat per line
 	}{
-		{"eur", 123456, 5, "1234,56", "0,05"},
-		{"jpy", 1500, 500, "1500", "500"},
-		{"kwd", 1234, 5, "1,234", "0,005"},
-		{"EUR", -250, 100, "-2,50", "1,00"},
+		{"eur", []line{{123456, 24000}}, "1234,56", []string{"1234,56/240,00"}},
+		{"jpy", []line{{1500, 136}, {300, 27}}, "1800", []string{"1500/136", "300/27"}},
+		// 1.115 + 2.335 = 3.450 KWD; VAT 0.105 + 0.105 = 0.210: each rounded
+		// on the running total: 1.12 (1.115), 2.33 (3.450 − 1.12); 0.11, 0.10.
+		{"kwd", []line{{1115, 105}, {2335, 105}}, "3,45", []string{"1,12/0,11", "2,33/0,10"}},
+		{"bhd", []line{{12500, 1250}}, "12,50", []string{"12,50/1,25"}},
 	}
 	for _, tt := range tests {
 		f := &fakeNetvisor{status: 200, body: "file:created.xml"}
 		c := newTest(t, f, nil)
 		o := testOrder()
-		o.Currency, o.AmountTotal, o.AmountShipping = tt.currency, tt.total, 0
-		o.Items = []integrations.LineItem{{Description: "x", Quantity: 3, UnitAmount: tt.unit, TaxRateBasisPoints: 2400}}
+		o.Currency, o.ShippingCost = tt.currency, nil
+		o.AmountTotal, o.AmountTax, o.Items = 0, 0, nil
+		for _, l := range tt.lines {
+			o.Items = append(o.Items, integrations.LineItem{Description: "x", Quantity: 1, UnitAmount: l.total, AmountSubtotal: l.total, AmountTax: l.tax, AmountTotal: l.total,
+				TaxBehavior: "inclusive", Taxes: []integrations.Tax{{Amount: l.tax, Percentage: "10"}}})
+			o.AmountTotal += l.total
+			o.AmountTax += l.tax
+		}
 		if _, err := c.CreateInvoice(context.Background(), o, integrations.Shipment{}); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", tt.currency, err)
 		}
 		inv := parseInvoice(t, f.reqs[0].body)
-		if inv.Amount.Value != tt.wantTotal || inv.Amount.Currency != strings.ToUpper(tt.currency) {
-			t.Errorf("%s: SalesInvoiceAmount = %+v, want %s", tt.currency, inv.Amount, tt.wantTotal)
+		if inv.Amount.Value != tt.wantAmount || inv.Amount.Currency != strings.ToUpper(tt.currency) {
+			t.Errorf("%s: SalesInvoiceAmount = %+v, want %s", tt.currency, inv.Amount, tt.wantAmount)
 		}
-		if len(inv.Lines) != 1 || inv.Lines[0].UnitPrice.Value != tt.wantUP || inv.Lines[0].VAT.Value != "24" {
-			t.Errorf("%s: lines = %+v, want unit price %s", tt.currency, inv.Lines, tt.wantUP)
+		var sums []string
+		for _, l := range inv.Lines {
+			sums = append(sums, l.Sum+"/"+l.VatSum)
+			if l.UnitPrice.Value != l.Sum || l.UnitPrice.Type != "gross" {
+				t.Errorf("%s: unit price %+v, want the gross sum %s", tt.currency, l.UnitPrice, l.Sum)
+			}
+		}
+		if strings.Join(sums, " ") != strings.Join(tt.wantSums, " ") {
+			t.Errorf("%s: lines = %v, want %v", tt.currency, sums, tt.wantSums)
 		}
 	}
 }
 
-func TestVATPercent(t *testing.T) {
-	for bp, want := range map[int64]string{0: "0", 2400: "24", 2550: "25,5", 1405: "14,05", 1000: "10", 10000: "100", 5: "0,05"} {
-		if got := VATPercent(bp); got != want {
-			t.Errorf("VATPercent(%d) = %q, want %q", bp, got, want)
-		}
+// A three-decimal amount that is not a whole number of hundredths cannot
+// be invoiced exactly in Netvisor: a permanent error, not a rounded total.
+func TestInvoiceThreeDecimalsNotRepresentable(t *testing.T) {
+	f := &fakeNetvisor{status: 200, body: "file:created.xml"}
+	c := newTest(t, f, nil)
+	o := testOrder()
+	o.Currency, o.ShippingCost = "kwd", nil
+	o.Items = []integrations.LineItem{{Description: "x", Quantity: 1, AmountSubtotal: 1235, AmountTax: 0, AmountTotal: 1235, TaxBehavior: "unspecified"}}
+	o.AmountTotal, o.AmountTax = 1235, 0
+	_, err := c.CreateInvoice(context.Background(), o, integrations.Shipment{})
+	if !integrations.IsPermanent(err) || !strings.Contains(err.Error(), "1.240 KWD, the amount paid is 1.235 KWD") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(f.reqs) != 0 {
+		t.Fatal("an invoice that does not add up was sent")
 	}
 }
 
@@ -490,7 +551,13 @@ func TestCreateInvoiceRejectsBadOrders(t *testing.T) {
 		"no lines":     func(o *integrations.Order) { o.Items = nil },
 		"no currency":  func(o *integrations.Order) { o.Currency = "" },
 		"zero qty":     func(o *integrations.Order) { o.Items[0].Quantity = 0 },
-		"negative VAT": func(o *integrations.Order) { o.Items[0].TaxRateBasisPoints = -1 },
+		"negative VAT": func(o *integrations.Order) { o.Items[0].AmountTax = -1 },
+		"lines do not add up": func(o *integrations.Order) {
+			o.AmountTotal++
+		},
+		"tax without a rate": func(o *integrations.Order) { o.Items[0].Taxes = nil },
+		"bad rate":           func(o *integrations.Order) { o.Items[0].Taxes[0].Percentage = "25,5" },
+		"previous model":     func(o *integrations.Order) { o.Model = 0 },
 	}
 	for name, mod := range tests {
 		f := &fakeNetvisor{status: 200, body: "file:created.xml"}

@@ -31,8 +31,9 @@ func TestAgainstSimulator(t *testing.T) {
 			}
 			id := []string{"pi_3SimulatorTestNv0001", "pi_3SimulatorTestNv0002"}[i]
 			o := integrations.Order{
-				ID: id, Number: integrations.OrderNumber(id), Currency: "eur", AmountTotal: 3138, AmountShipping: 0,
-				Items:     []integrations.LineItem{{Description: "Kahvimuki Öljy €", Quantity: 2, UnitAmount: 1250, TaxRateBasisPoints: 2550}},
+				Model: integrations.OrderModel, ID: id, Number: integrations.OrderNumber(id), Currency: "eur", AmountTotal: 3138, AmountTax: 638,
+				Items: []integrations.LineItem{{Description: "Kahvimuki Öljy €", Quantity: 2, UnitAmount: 1250, AmountSubtotal: 2500, AmountTax: 638, AmountTotal: 3138,
+					TaxBehavior: "exclusive", Taxes: []integrations.Tax{{Amount: 638, Percentage: "25.5"}}}},
 				Customer:  integrations.Customer{Name: "Matti Meikäläinen"},
 				Shipping:  integrations.Address{Name: "Matti Meikäläinen", Line1: "Pajukuja 1", PostalCode: "53100", City: "Lappeenranta", Country: "FI"},
 				CreatedAt: time.Now(),

@@ -98,8 +98,11 @@ type Config struct {
 	GrossWeightGrams int64
 
 	// PaperSize is A4 (default), A5, A6, LETTER or LABEL; LabelType is
-	// standard (default), small, ste...; Locale (sv, da, no, fi, en) is used
-	// by PostNord for notifications and is left out when empty.
+	// standard (default), small, ste.... Each booking's locale (the
+	// language of PostNord's SMS and e-mail notifications) is the order's
+	// (see NotificationLocale); Locale (sv, da, no, fi, en) is the one used
+	// for an order without a language, left out when empty (PostNord then
+	// uses sv).
 	PaperSize string
 	LabelType string
 	Locale    string
@@ -107,7 +110,8 @@ type Config struct {
 	// "Test" label returned.
 	TestIndicator bool
 
-	// TrackingURLTemplate builds Shipment.TrackingURL; "{id}" is replaced
+	// TrackingURLTemplate builds Shipment.TrackingURL when the booking
+	// response has no urls[type=TRACKING] for the item; "{id}" is replaced
 	// by the item id. Default DefaultTrackingURLTemplate.
 	TrackingURLTemplate string
 }
@@ -233,8 +237,8 @@ func (c *Client) CreateShipment(ctx context.Context, o integrations.Order) (inte
 	q.Set("apikey", c.cfg.APIKey)
 	q.Set("paperSize", c.cfg.PaperSize)
 	q.Set("labelType", c.cfg.LabelType)
-	if c.cfg.Locale != "" {
-		q.Set("locale", c.cfg.Locale)
+	if l := NotificationLocale(o.Locale, c.cfg.Locale); l != "" {
+		q.Set("locale", l)
 	}
 	endpoint := strings.TrimRight(c.cfg.BaseURL, "/") + BookingPath + "?" + q.Encode()
 
@@ -322,7 +326,7 @@ func (c *Client) finish(ctx context.Context, o integrations.Order, messageID str
 	s := integrations.Shipment{
 		ShipmentID:     shipmentID,
 		TrackingNumber: itemID,
-		TrackingURL:    strings.ReplaceAll(c.cfg.TrackingURLTemplate, "{id}", url.QueryEscape(itemID)),
+		TrackingURL:    trackingURL(infos, itemID, c.cfg.TrackingURLTemplate),
 		LabelLocation:  loc,
 	}
 	c.log.InfoContext(ctx, "shipment booked", "order_id", o.ID, "item_id", itemID, "shipment_id", shipmentID, "message_id", messageID)

@@ -221,7 +221,8 @@ func TestCreateShipmentResult(t *testing.T) {
 	if s.TrackingNumber != "00373500454541020957" || s.ShipmentID != "00373500454541020958" {
 		t.Errorf("shipment = %+v", s)
 	}
-	if s.TrackingURL != "https://track.example/00373500454541020957?lang=en" {
+	// The TRACKING url PostNord returned wins over the template.
+	if s.TrackingURL != "https://tracking.postnord.com/se/?id=00373500454541020957" {
 		t.Errorf("TrackingURL = %q", s.TrackingURL)
 	}
 	u, err := url.Parse(s.LabelLocation)
@@ -374,5 +375,59 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); (err == nil) != tt.ok {
 			t.Errorf("%s: Validate() = %v", tt.name, err)
 		}
+	}
+}
+
+// Without a TRACKING url in the response, the template builds it.
+func TestTrackingURLFallback(t *testing.T) {
+	f := &fakePostNord{status: 200, fixture: "booking_ok.json"}
+	c := newTest(t, f, func(c *Config) { c.TrackingURLTemplate = "https://track.example/{id}?lang=en" })
+	raw, err := os.ReadFile(filepath.Join("testdata", "booking_ok.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lr labelResponse
+	if err := json.Unmarshal(raw, &lr); err != nil {
+		t.Fatal(err)
+	}
+	infos := lr.BookingResponse.IDInformation
+	if got := trackingURL(infos, "00373500454541020957", c.cfg.TrackingURLTemplate); got != "https://tracking.postnord.com/se/?id=00373500454541020957" {
+		t.Errorf("with urls: %q", got)
+	}
+	for i := range infos {
+		infos[i].URLs = nil
+	}
+	if got := trackingURL(infos, "00373500454541020957", c.cfg.TrackingURLTemplate); got != "https://track.example/00373500454541020957?lang=en" {
+		t.Errorf("without urls: %q", got)
+	}
+}
+
+// Each booking carries the customer's language; PostNord knows sv, da,
+// no, fi and en, everything else is en; no language: the configured one.
+func TestNotificationLocale(t *testing.T) {
+	for tag, want := range map[string]string{
+		"sv": "sv", "sv-SE": "sv", "sv_FI": "sv", "da-DK": "da", "nb-NO": "no", "nn": "no", "no": "no", "fi-FI": "fi", "FI": "fi",
+		"en-GB": "en", "de-DE": "en", "ja": "en", "el": "en", "auto": "xx", "": "xx",
+	} {
+		if got := NotificationLocale(tag, "xx"); got != want {
+			t.Errorf("NotificationLocale(%q) = %q, want %q", tag, got, want)
+		}
+	}
+	f := &fakePostNord{status: 200, fixture: "booking_ok.json"}
+	c := newTest(t, f, func(c *Config) { c.Locale = "fi" })
+	o := testOrder()
+	o.Locale = "da-DK"
+	if _, err := c.CreateShipment(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	o.Locale = ""
+	if _, err := c.CreateShipment(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	reqs := f.reqs
+	f.mu.Unlock()
+	if len(reqs) != 2 || reqs[0].query.Get("locale") != "da" || reqs[1].query.Get("locale") != "fi" {
+		t.Errorf("locales = %v", reqs)
 	}
 }

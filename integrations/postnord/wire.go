@@ -2,6 +2,7 @@ package postnord
 
 import (
 	"encoding/json"
+	"net/url"
 	"strings"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -242,4 +243,45 @@ func (c *Client) bookingRequest(o integrations.Order) (*ediInstruction, error) {
 		in.Application = &application{ApplicationID: cfg.ApplicationID, Name: cfg.ApplicationName}
 	}
 	return in, nil
+}
+
+// NotificationLocale is the booking's locale for the customer's language
+// tag (metadata locale, else the Checkout locale): PostNord's sv, da, no,
+// fi or en; Norwegian Bokmål and Nynorsk are no, any other language en.
+// Without a tag it is def (the configured locale, possibly empty).
+func NotificationLocale(tag, def string) string {
+	tag = strings.ToLower(strings.TrimSpace(tag))
+	if tag == "" || tag == "auto" {
+		return def
+	}
+	lang, _, _ := strings.Cut(strings.ReplaceAll(tag, "_", "-"), "-")
+	switch lang {
+	case "sv", "da", "fi", "en":
+		return lang
+	case "no", "nb", "nn":
+		return "no"
+	}
+	return "en"
+}
+
+// trackingURL is the item's TRACKING url from the booking response, else
+// the template's.
+func trackingURL(infos []idInformation, itemID, template string) string {
+	for _, info := range infos {
+		has := false
+		for _, id := range info.IDs {
+			if strings.EqualFold(id.IDType, "itemId") && id.Value == itemID {
+				has = true
+			}
+		}
+		if !has {
+			continue
+		}
+		for _, u := range info.URLs {
+			if strings.EqualFold(u.Type, "TRACKING") && u.URL != "" {
+				return u.URL
+			}
+		}
+	}
+	return strings.ReplaceAll(template, "{id}", url.QueryEscape(itemID))
 }

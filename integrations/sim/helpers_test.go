@@ -42,7 +42,8 @@ func (r resp) json(t *testing.T) map[string]any {
 	return m
 }
 
-// call sends one request; body may be a string, []byte or nil.
+// call sends one request; body may be a string, []byte, nil or a value
+// sent as JSON.
 func call(t *testing.T, method, url string, hdr map[string]string, body any) resp {
 	t.Helper()
 	var rd io.Reader
@@ -51,6 +52,13 @@ func call(t *testing.T, method, url string, hdr map[string]string, body any) res
 		rd = strings.NewReader(b)
 	case []byte:
 		rd = bytes.NewReader(b)
+	case nil:
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {

@@ -158,7 +158,23 @@ func renderEML(f map[string][]string, id string) []byte {
 	hdr("From", get("from"))
 	hdr("To", strings.Join(f["to"], ", "))
 	hdr("Cc", strings.Join(f["cc"], ", "))
-	hdr("Subject", get("subject"))
+	subject := get("subject")
+	if subject == "" && get("template") != "" {
+		// The subject lives in the template at Mailgun; the simulator shows
+		// what a typical confirmation template says.
+		subject = "Order confirmation"
+		var v struct {
+			OrderNumber string `json:"order_number"`
+		}
+		vars := get("t:variables")
+		if vars == "" {
+			vars = get("h:X-Mailgun-Variables")
+		}
+		if json.Unmarshal([]byte(vars), &v) == nil && v.OrderNumber != "" {
+			subject = "Your order " + v.OrderNumber
+		}
+	}
+	hdr("Subject", subject)
 	fmt.Fprintf(&b, "Message-Id: %s\r\nDate: %s\r\n", id, nowUTC().Format("Mon, 02 Jan 2006 15:04:05 -0700"))
 	var extra []string
 	for k := range f {

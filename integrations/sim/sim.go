@@ -165,7 +165,9 @@ func New(cfg Config) (*Server, error) {
 		faults: newFaults(),
 		outbox: ob,
 	}
-	s.stripe = &stripeSim{s: s}
+	if s.stripe, err = newStripeSim(s); err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
 	s.zoho = newZohoSim(s)
 	s.airt = newAirtableSim(s)
 	s.pn = newPostnordSim(s)
@@ -204,6 +206,8 @@ func (s *Server) routes() {
 	// gets neither the crm step's latency nor its faults.
 	m.HandleFunc("POST /oauth/v2/token", s.zoho.token)
 	m.Handle("POST /crm/v3/{module}/upsert", s.step(StepCRM, zohoErrors, s.zoho.upsert))
+	m.Handle("GET /crm/v3/org/currencies", s.step(StepCRM, zohoErrors, s.zoho.currencies))
+	m.Handle("GET /crm/v3/org", s.step(StepCRM, zohoErrors, s.zoho.org))
 
 	// Airtable.
 	m.Handle("PATCH /v0/{base}/{table}", s.step(StepProductionLog, airtableErrors, s.airt.upsert))
@@ -240,6 +244,11 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /_sim/faults", s.deleteFaults)
 	m.HandleFunc("GET /_sim/stats", s.getStats)
 	m.HandleFunc("DELETE /_sim/stats", s.deleteStats)
+	m.HandleFunc("PUT /_sim/stripe/checkout/sessions/{id}", s.putSeed("checkout.session"))
+	m.HandleFunc("PUT /_sim/stripe/payment_intents/{id}", s.putSeed("payment_intent"))
+	m.HandleFunc("GET /_sim/stripe", s.getSeeds)
+	m.HandleFunc("PUT /_sim/zoho/currencies", s.putCurrencies)
+	m.HandleFunc("DELETE /_sim/stripe", s.deleteSeeds)
 	m.HandleFunc("GET /_sim/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

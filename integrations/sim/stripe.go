@@ -3,15 +3,31 @@ package sim
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // stripeSim serves the Stripe reads of the order-details step in API
-// 2023-10-16 shapes, as stripe-go v76 decodes them. Every id gets an order
-// derived from a hash of its suffix, so pi_X, cs_test_X and cs_X describe the
-// same order: its Checkout Session is cs_test_X, the session's PaymentIntent
-// is pi_X. No set-up is needed and every run sees the same data.
-type stripeSim struct{ s *Server }
+// 2023-10-16 shapes, as stripe-go v76 decodes them, honouring expand[] as
+// Stripe does (line items, their taxes and discounts, the tax breakdown,
+// the shipping cost's taxes and rate, the PaymentIntent and its latest
+// charge are only there when expanded).
+//
+// Objects seeded through the control API (PUT /_sim/stripe/...) are served
+// as given. Any other id gets an order derived from a hash of its suffix,
+// so pi_X, cs_test_X and cs_X describe the same order: its Checkout Session
+// is cs_test_X, the session's PaymentIntent is pi_X. No set-up is needed
+// and every run sees the same data.
+type stripeSim struct {
+	s *Server
+
+	mu       sync.Mutex
+	sessions map[string]obj    // seeded Checkout Sessions by id
+	byPI     map[string]string // PaymentIntent id → seeded session id
+	pis      map[string]obj    // seeded PaymentIntents by id
+	dir      string            // where seeded objects are kept; "" none
+}
 
 type obj = map[string]any
 
@@ -100,17 +116,38 @@ func expands(r *http.Request) map[string]bool {
 	return out
 }
 
+// under returns the expansions below prefix ("data." for the objects of a
+// list), with the prefix cut off.
+func under(ex map[string]bool, prefix string) map[string]bool {
+	out := map[string]bool{}
+	for k := range ex {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
+			out[rest] = true
+		}
+	}
+	return out
+}
+
+// expandedLineItems is how many line items an expanded session carries
+// ("the first handful", in Stripe's words); the rest are read from
+// /line_items with has_more and starting_after.
+const expandedLineItems = 10
+
 func (st *stripeSim) paymentIntent(w http.ResponseWriter, r *http.Request) {
 	if !st.authorized(w, r) {
 		return
 	}
 	id := r.PathValue("id")
-	seed, ok := seedOf(id, "pi_")
-	if !ok {
-		resourceMissing(w, "payment_intent", id, "intent")
-		return
+	pi := st.seededPaymentIntent(id)
+	if pi == nil {
+		seed, ok := seedOf(id, "pi_")
+		if !ok {
+			resourceMissing(w, "payment_intent", id, "intent")
+			return
+		}
+		pi = newSimOrder(seed).paymentIntent()
 	}
-	writeJSON(w, http.StatusOK, newSimOrder(seed).paymentIntent())
+	writeJSON(w, http.StatusOK, renderPaymentIntent(pi, expands(r)))
 }
 
 func (st *stripeSim) listSessions(w http.ResponseWriter, r *http.Request) {
@@ -120,13 +157,22 @@ func (st *stripeSim) listSessions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	list := obj{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/checkout/sessions"}
 	if pi := q.Get("payment_intent"); pi != "" {
-		seed, ok := seedOf(pi, "pi_")
-		if !ok {
-			resourceMissing(w, "payment_intent", pi, "payment_intent")
-			return
+		ex := under(expands(r), "data.")
+		sess, seeded := st.seededSessionFor(pi)
+		switch {
+		case sess != nil:
+			list["data"] = []any{st.renderSession(sess, ex)}
+		case seeded:
+			// A PaymentIntent seeded without a session was made without
+			// Checkout: no session lists it.
+		default:
+			seed, ok := seedOf(pi, "pi_")
+			if !ok {
+				resourceMissing(w, "payment_intent", pi, "payment_intent")
+				return
+			}
+			list["data"] = []any{st.renderSession(newSimOrder(seed).session(), ex)}
 		}
-		ex := expands(r)
-		list["data"] = []any{newSimOrder(seed).session(ex["data.line_items"], ex["data.payment_intent"])}
 	}
 	writeJSON(w, http.StatusOK, list)
 }
@@ -136,15 +182,17 @@ func (st *stripeSim) session(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	seed, ok := sessionSeed(id)
-	if !ok {
-		resourceMissing(w, "checkout.session", id, "session")
-		return
+	sess := st.seededSession(id)
+	if sess == nil {
+		seed, ok := sessionSeed(id)
+		if !ok {
+			resourceMissing(w, "checkout.session", id, "session")
+			return
+		}
+		sess = newSimOrder(seed).session()
+		sess["id"] = id
 	}
-	ex := expands(r)
-	sess := newSimOrder(seed).session(ex["line_items"], ex["payment_intent"])
-	sess["id"] = id
-	writeJSON(w, http.StatusOK, sess)
+	writeJSON(w, http.StatusOK, st.renderSession(sess, expands(r)))
 }
 
 func (st *stripeSim) lineItems(w http.ResponseWriter, r *http.Request) {
@@ -152,14 +200,169 @@ func (st *stripeSim) lineItems(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	seed, ok := sessionSeed(id)
-	if !ok {
-		resourceMissing(w, "checkout.session", id, "session")
-		return
+	sess := st.seededSession(id)
+	if sess == nil {
+		seed, ok := sessionSeed(id)
+		if !ok {
+			resourceMissing(w, "checkout.session", id, "session")
+			return
+		}
+		sess = newSimOrder(seed).session()
 	}
-	l := newSimOrder(seed).lineItemList()
+	q := r.URL.Query()
+	limit := 10
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			writeStripeError(w, http.StatusBadRequest, "invalid_request_error", "parameter_invalid_integer", "limit",
+				"Invalid integer: "+v+" (limit must be between 1 and 100)")
+			return
+		}
+		limit = n
+	}
+	items := allItems(sess)
+	start := 0
+	if after := q.Get("starting_after"); after != "" {
+		start = -1
+		for i, it := range items {
+			if m, _ := it.(obj); m != nil && m["id"] == after {
+				start = i + 1
+			}
+		}
+		if start < 0 {
+			resourceMissing(w, "line_item", after, "starting_after")
+			return
+		}
+	}
+	l := itemPage(items, start, limit, under(expands(r), "data."))
 	l["url"] = "/v1/checkout/sessions/" + id + "/line_items"
 	writeJSON(w, http.StatusOK, l)
+}
+
+// allItems returns a session's full list of line items.
+func allItems(sess obj) []any {
+	switch li := sess["line_items"].(type) {
+	case obj:
+		d, _ := li["data"].([]any)
+		return d
+	case []any:
+		return li
+	}
+	return nil
+}
+
+// itemPage is one page of line items as Stripe lists them: each item's
+// taxes and discounts only when expanded (taxes, discounts).
+func itemPage(items []any, start, limit int, ex map[string]bool) obj {
+	if start > len(items) {
+		start = len(items)
+	}
+	end := min(start+limit, len(items))
+	data := make([]any, 0, end-start)
+	for _, it := range items[start:end] {
+		m, ok := it.(obj)
+		if !ok {
+			continue
+		}
+		c := shallow(m)
+		if !ex["taxes"] {
+			delete(c, "taxes")
+		}
+		if !ex["discounts"] {
+			delete(c, "discounts")
+		}
+		data = append(data, c)
+	}
+	return obj{"object": "list", "data": data, "has_more": end < len(items)}
+}
+
+// renderSession returns a session as Stripe sends it for the expansions
+// asked for: line_items (the first expandedLineItems), their taxes and
+// discounts, total_details.breakdown, shipping_cost.taxes (treated as
+// expandable: the stricter reading) and shipping_cost.shipping_rate, and
+// payment_intent are left out or reduced to ids unless expanded.
+func (st *stripeSim) renderSession(sess obj, ex map[string]bool) obj {
+	out := shallow(sess)
+	delete(out, "line_items")
+	if ex["line_items"] {
+		l := itemPage(allItems(sess), 0, expandedLineItems, under(ex, "line_items.data."))
+		l["url"] = fmt.Sprintf("/v1/checkout/sessions/%v/line_items", sess["id"])
+		out["line_items"] = l
+	}
+	if td, ok := sess["total_details"].(obj); ok {
+		c := shallow(td)
+		if !ex["total_details.breakdown"] {
+			delete(c, "breakdown")
+		}
+		out["total_details"] = c
+	}
+	if sc, ok := sess["shipping_cost"].(obj); ok {
+		c := shallow(sc)
+		if !ex["shipping_cost.taxes"] {
+			delete(c, "taxes")
+		}
+		if rate, ok := c["shipping_rate"].(obj); ok && !ex["shipping_cost.shipping_rate"] {
+			c["shipping_rate"] = rate["id"]
+		}
+		out["shipping_cost"] = c
+	}
+	piID := idOf(sess["payment_intent"])
+	switch {
+	case piID == "":
+	case ex["payment_intent"]:
+		pi := st.seededPaymentIntent(piID)
+		if pi == nil {
+			if m, ok := sess["payment_intent"].(obj); ok {
+				pi = m
+			} else {
+				pi = paymentIntentFor(sess)
+			}
+		}
+		out["payment_intent"] = renderPaymentIntent(pi, nil)
+	default:
+		out["payment_intent"] = piID
+	}
+	return out
+}
+
+// renderPaymentIntent reduces latest_charge to its id unless expanded.
+func renderPaymentIntent(pi obj, ex map[string]bool) obj {
+	out := shallow(pi)
+	if ch, ok := out["latest_charge"].(obj); ok && !ex["latest_charge"] {
+		out["latest_charge"] = ch["id"]
+	}
+	return out
+}
+
+// paymentIntentFor is the PaymentIntent of a seeded session whose
+// PaymentIntent was not seeded: succeeded, for the session's amount.
+func paymentIntentFor(sess obj) obj {
+	id := idOf(sess["payment_intent"])
+	return obj{
+		"id": id, "object": "payment_intent", "amount": sess["amount_total"], "amount_received": sess["amount_total"],
+		"currency": sess["currency"], "status": "succeeded", "created": sess["created"], "livemode": false,
+		"metadata": obj{}, "latest_charge": nil, "customer": nil, "description": nil,
+	}
+}
+
+// idOf is an expandable field's id: the string, or the object's "id".
+func idOf(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case obj:
+		s, _ := x["id"].(string)
+		return s
+	}
+	return ""
+}
+
+func shallow(m obj) obj {
+	c := make(obj, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
 
 // person is a customer profile of one country.
@@ -292,8 +495,26 @@ func (o simOrder) paymentIntent() obj {
 	}
 }
 
-func (o simOrder) session(withItems, withPI bool) obj {
-	s := obj{
+// session is the order's Checkout Session with everything expandable
+// filled in (renderSession leaves out what a request did not expand): all
+// line items with their taxes and discounts, the tax breakdown, the
+// shipping rate.
+func (o simOrder) session() obj {
+	byRate := map[int64]int64{}
+	taxable := map[int64]int64{}
+	var rates []int64
+	for _, it := range o.items {
+		if _, ok := byRate[it.rate]; !ok {
+			rates = append(rates, it.rate)
+		}
+		byRate[it.rate] += it.tax
+		taxable[it.rate] += it.subtotal
+	}
+	breakdown := make([]any, 0, len(rates))
+	for _, rt := range rates {
+		breakdown = append(breakdown, obj{"amount": byRate[rt], "taxable_amount": taxable[rt], "taxability_reason": "standard_rated", "rate": o.taxRate(rt)})
+	}
+	return obj{
 		"id": o.sessionID(), "object": "checkout.session",
 		"amount_subtotal": o.subtotal, "amount_total": o.total, "currency": o.m.currency,
 		"client_reference_id": nil, "created": o.created, "customer": nil,
@@ -305,31 +526,36 @@ func (o simOrder) session(withItems, withPI bool) obj {
 		"shipping_details": obj{"name": o.p.name, "address": o.address()},
 		"shipping_cost": obj{
 			"amount_subtotal": o.m.shipping, "amount_tax": 0, "amount_total": o.m.shipping,
-			"shipping_rate": "shr_sim_" + o.m.currency,
+			"shipping_rate": obj{"id": "shr_sim_" + o.m.currency, "object": "shipping_rate", "display_name": "PostNord MyPack",
+				"tax_behavior": "exclusive", "type": "fixed_amount", "active": true, "livemode": false},
+			"taxes": []any{},
 		},
-		"total_details":  obj{"amount_discount": 0, "amount_shipping": o.m.shipping, "amount_tax": o.tax},
+		"total_details": obj{"amount_discount": 0, "amount_shipping": o.m.shipping, "amount_tax": o.tax,
+			"breakdown": obj{"discounts": []any{}, "taxes": breakdown}},
+		"line_items":     o.lineItemList(),
 		"livemode":       false,
 		"locale":         strings.SplitN(o.m.locale, "-", 2)[0],
 		"metadata":       o.metadata(),
 		"mode":           "payment",
-		"payment_intent": o.piID(),
+		"payment_intent": o.paymentIntent(),
 		"payment_status": "paid",
 		"status":         "complete",
 		"url":            nil,
 	}
-	if withItems {
-		s["line_items"] = o.lineItemList()
+}
+
+func (o simOrder) taxRate(rate int64) obj {
+	pct := float64(rate) / 100
+	return obj{
+		"id": fmt.Sprintf("txr_sim_%s_%d", o.p.cty, rate), "object": "tax_rate",
+		"percentage": pct, "effective_percentage": pct, "inclusive": false,
+		"country": o.p.cty, "display_name": "VAT", "tax_type": "vat", "active": true, "livemode": false,
 	}
-	if withPI {
-		s["payment_intent"] = o.paymentIntent()
-	}
-	return s
 }
 
 func (o simOrder) lineItemList() obj {
 	data := make([]any, 0, len(o.items))
 	for i, it := range o.items {
-		pct := float64(it.rate) / 100
 		data = append(data, obj{
 			"id": fmt.Sprintf("li_%s_%d", o.seed, i+1), "object": "item",
 			"amount_discount": 0, "amount_subtotal": it.subtotal, "amount_tax": it.tax,
@@ -341,13 +567,10 @@ func (o simOrder) lineItemList() obj {
 				"product": fmt.Sprintf("prod_sim_%x", hash64(it.name)&0xffffffff), "type": "one_time",
 				"tax_behavior": "exclusive", "livemode": false,
 			},
+			"discounts": []any{},
 			"taxes": []any{obj{
 				"amount": it.tax, "taxable_amount": it.subtotal, "taxability_reason": "standard_rated",
-				"rate": obj{
-					"id": fmt.Sprintf("txr_sim_%s_%d", o.p.cty, it.rate), "object": "tax_rate",
-					"percentage": pct, "effective_percentage": pct, "inclusive": false,
-					"country": o.p.cty, "display_name": "VAT", "active": true, "livemode": false,
-				},
+				"rate": o.taxRate(it.rate),
 			}},
 		})
 	}

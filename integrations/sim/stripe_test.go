@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	stripe "github.com/stripe/stripe-go/v76"
@@ -74,7 +75,12 @@ func TestStripeOrderIsDeterministicAndConsistent(t *testing.T) {
 			t.Fatalf("session does not match its PaymentIntent: %s", rs.body)
 		}
 
-		ri := call(t, "GET", ts.URL+"/v1/checkout/sessions/"+csID+"/line_items", stripeAuthHdr, nil)
+		// Taxes only when expanded, as Stripe does.
+		bare := call(t, "GET", ts.URL+"/v1/checkout/sessions/"+csID+"/line_items", stripeAuthHdr, nil)
+		if strings.Contains(string(bare.body), `"taxes"`) {
+			t.Fatalf("line items carry taxes without expand: %s", bare.body)
+		}
+		ri := call(t, "GET", ts.URL+"/v1/checkout/sessions/"+csID+"/line_items?expand[]=data.taxes", stripeAuthHdr, nil)
 		var items stripe.LineItemList
 		if err := json.Unmarshal(ri.body, &items); err != nil {
 			t.Fatal(err)
@@ -93,8 +99,8 @@ func TestStripeOrderIsDeterministicAndConsistent(t *testing.T) {
 			sum += li.AmountTotal
 			tax += li.AmountTax
 		}
-		if sum+sess.TotalDetails.AmountShipping != sess.AmountTotal || tax != sess.TotalDetails.AmountTax {
-			t.Fatalf("lines %d + shipping %d != total %d", sum, sess.TotalDetails.AmountShipping, sess.AmountTotal)
+		if sess.ShippingCost == nil || sum+sess.ShippingCost.AmountTotal != sess.AmountTotal || tax+sess.ShippingCost.AmountTax != sess.TotalDetails.AmountTax {
+			t.Fatalf("lines %d + shipping %+v != total %d", sum, sess.ShippingCost, sess.AmountTotal)
 		}
 		currencies[string(pi.Currency)] = true
 		countries[pi.Shipping.Address.Country] = true
@@ -129,5 +135,125 @@ func TestStripeSessionExpandAndNotFound(t *testing.T) {
 		if path(r.json(t), "error", "message") == nil {
 			t.Fatalf("%s: not Stripe's error shape: %s", p, r.body)
 		}
+	}
+}
+
+// seededSession is a session of 12 lines (more than the expanded first
+// page) with a coupon, taxes, shipping and a gift's two addresses.
+func seededSession(id, pi string) map[string]any {
+	items := []any{}
+	var total, tax int64
+	for i := 1; i <= 12; i++ {
+		items = append(items, map[string]any{
+			"id": "li_" + string(rune('a'+i)), "object": "item", "description": "Item", "quantity": 1,
+			"amount_subtotal": 1255, "amount_discount": 0, "amount_tax": 255, "amount_total": 1255, "currency": "eur",
+			"price":     map[string]any{"id": "price_1", "object": "price", "unit_amount": 1255, "tax_behavior": "inclusive"},
+			"taxes":     []any{map[string]any{"amount": 255, "taxable_amount": 1000, "taxability_reason": "standard_rated", "rate": map[string]any{"percentage": 25.5, "inclusive": true}}},
+			"discounts": []any{},
+		})
+		total += 1255
+		tax += 255
+	}
+	return map[string]any{
+		"id": id, "object": "checkout.session", "currency": "eur", "amount_subtotal": total, "amount_total": total + 590,
+		"payment_intent": pi, "payment_status": "paid", "created": 1764000000,
+		"customer_details": map[string]any{"name": "Buyer", "email": "b@example.fi", "address": map[string]any{"line1": "Billing 1", "city": "Tampere", "postal_code": "33100", "country": "FI"}, "tax_exempt": "none", "tax_ids": []any{}},
+		"shipping_details": map[string]any{"name": "Recipient", "address": map[string]any{"line1": "Ship 1", "line2": "B 2", "city": "Helsinki", "postal_code": "00100", "country": "FI"}},
+		"shipping_cost": map[string]any{"amount_subtotal": 590, "amount_tax": 120, "amount_total": 590,
+			"shipping_rate": map[string]any{"id": "shr_1", "object": "shipping_rate", "display_name": "Posti", "tax_behavior": "inclusive"},
+			"taxes":         []any{map[string]any{"amount": 120, "taxable_amount": 470, "rate": map[string]any{"percentage": 25.5}}}},
+		"total_details": map[string]any{"amount_discount": 0, "amount_shipping": 590, "amount_tax": tax + 120,
+			"breakdown": map[string]any{"discounts": []any{}, "taxes": []any{map[string]any{"amount": tax + 120, "rate": map[string]any{"percentage": 25.5}}}}},
+		"line_items": items,
+	}
+}
+
+// Seeded objects are served as given, with Stripe's expand and paging
+// rules, and survive a restart on the same data folder.
+func TestStripeSeededObjects(t *testing.T) {
+	dir := t.TempDir()
+	_, ts := newTest(t, Config{DataDir: dir})
+	wantStatus(t, call(t, "PUT", ts.URL+"/_sim/stripe/checkout/sessions/cs_test_seed1", nil, seededSession("cs_test_seed1", "pi_seed1")), 200)
+	wantStatus(t, call(t, "PUT", ts.URL+"/_sim/stripe/payment_intents/pi_seed1", nil, map[string]any{
+		"id": "pi_seed1", "object": "payment_intent", "amount": 15650, "currency": "eur", "status": "succeeded", "metadata": map[string]any{"locale": "sv-FI"}}), 200)
+	wantStatus(t, call(t, "PUT", ts.URL+"/_sim/stripe/payment_intents/pi_alone", nil, map[string]any{
+		"object": "payment_intent", "amount": 4990, "currency": "sek", "status": "succeeded", "description": "Invoice 9",
+		"latest_charge": map[string]any{"id": "ch_1", "object": "charge", "billing_details": map[string]any{"name": "Åsa"}}}), 200)
+
+	check := func(url string) {
+		// Not expanded: no line items, no breakdown, no shipping taxes,
+		// ids for the shipping rate and the PaymentIntent.
+		r := call(t, "GET", url+"/v1/checkout/sessions/cs_test_seed1", stripeAuthHdr, nil)
+		wantStatus(t, r, 200)
+		m := r.json(t)
+		if m["line_items"] != nil || path(m, "total_details", "breakdown") != nil || path(m, "shipping_cost", "taxes") != nil ||
+			path(m, "shipping_cost", "shipping_rate") != "shr_1" || m["payment_intent"] != "pi_seed1" {
+			t.Fatalf("unexpanded session: %s", r.body)
+		}
+		// Expanded in a list: the first 10 items, then page by starting_after.
+		rl := call(t, "GET", url+"/v1/checkout/sessions?payment_intent=pi_seed1&expand[]=data.line_items&expand[]=data.line_items.data.taxes&expand[]=data.payment_intent&expand[]=data.total_details.breakdown", stripeAuthHdr, nil)
+		var list stripe.CheckoutSessionList
+		if err := json.Unmarshal(rl.body, &list); err != nil || len(list.Data) != 1 {
+			t.Fatalf("list: %v %s", err, rl.body)
+		}
+		cs := list.Data[0]
+		if cs.LineItems == nil || len(cs.LineItems.Data) != 10 || !cs.LineItems.HasMore || len(cs.LineItems.Data[0].Taxes) != 1 ||
+			cs.LineItems.Data[0].Discounts != nil || cs.PaymentIntent.Metadata["locale"] != "sv-FI" || cs.TotalDetails.Breakdown == nil {
+			t.Fatalf("expanded session: %s", rl.body)
+		}
+		rp := call(t, "GET", url+"/v1/checkout/sessions/cs_test_seed1/line_items?limit=100&starting_after="+cs.LineItems.Data[9].ID, stripeAuthHdr, nil)
+		var rest stripe.LineItemList
+		if err := json.Unmarshal(rp.body, &rest); err != nil || len(rest.Data) != 2 || rest.HasMore || rest.Data[0].Taxes != nil {
+			t.Fatalf("second page: %v %s", err, rp.body)
+		}
+		// A PaymentIntent seeded without a session: no session lists it,
+		// and latest_charge only when expanded.
+		ra := call(t, "GET", url+"/v1/checkout/sessions?payment_intent=pi_alone", stripeAuthHdr, nil)
+		if d, _ := ra.json(t)["data"].([]any); len(d) != 0 {
+			t.Fatalf("PaymentIntent without Checkout has a session: %s", ra.body)
+		}
+		rpi := call(t, "GET", url+"/v1/payment_intents/pi_alone?expand[]=latest_charge", stripeAuthHdr, nil)
+		if path(rpi.json(t), "latest_charge", "billing_details", "name") != "Åsa" || path(rpi.json(t), "description") != "Invoice 9" {
+			t.Fatalf("PaymentIntent: %s", rpi.body)
+		}
+		if r := call(t, "GET", url+"/v1/payment_intents/pi_alone", stripeAuthHdr, nil); path(r.json(t), "latest_charge") != "ch_1" {
+			t.Fatalf("latest_charge not reduced to its id: %s", r.body)
+		}
+	}
+	check(ts.URL)
+
+	// A new simulator on the same folder serves the same objects.
+	_, ts2 := newTest(t, Config{DataDir: dir})
+	check(ts2.URL)
+	if r := call(t, "GET", ts2.URL+"/_sim/stripe", nil, nil); path(r.json(t), "checkout_sessions") == nil {
+		t.Fatalf("list of seeds: %s", r.body)
+	}
+	wantStatus(t, call(t, "DELETE", ts2.URL+"/_sim/stripe", nil, nil), 204)
+	if r := call(t, "GET", ts2.URL+"/v1/payment_intents/pi_alone", stripeAuthHdr, nil); path(r.json(t), "description") == "Invoice 9" {
+		t.Fatal("deleted seed still served")
+	}
+}
+
+func TestStripeSeedRejectsBadObjects(t *testing.T) {
+	_, ts := newTest(t, Config{})
+	for name, tc := range map[string]struct {
+		path string
+		body any
+		want string
+	}{
+		"id differs":     {"/_sim/stripe/checkout/sessions/cs_test_a", map[string]any{"id": "cs_test_b"}, "differs"},
+		"wrong object":   {"/_sim/stripe/payment_intents/pi_a", map[string]any{"object": "charge"}, `object is \"charge\"`},
+		"bad prefix":     {"/_sim/stripe/checkout/sessions/x_1", map[string]any{}, "starts with cs_"},
+		"not decodable":  {"/_sim/stripe/checkout/sessions/cs_test_a", map[string]any{"amount_total": "lots"}, "stripe-go v76 cannot decode"},
+		"duplicate item": {"/_sim/stripe/checkout/sessions/cs_test_a", map[string]any{"line_items": []any{map[string]any{"id": "li_1"}, map[string]any{"id": "li_1"}}}, "twice"},
+		"not an object":  {"/_sim/stripe/payment_intents/pi_a", []any{1}, "not a JSON object"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := call(t, "PUT", ts.URL+tc.path, nil, tc.body)
+			wantStatus(t, r, 400)
+			if !strings.Contains(string(r.body), tc.want) {
+				t.Fatalf("body %s lacks %q", r.body, tc.want)
+			}
+		})
 	}
 }

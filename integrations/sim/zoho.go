@@ -23,7 +23,26 @@ type zohoSim struct {
 	tokens map[string]time.Time // access token → expiry
 	index  map[string]string    // module \x00 field \x00 lower(value) → id
 	ids    map[string]zohoRec   // id → record facts
+	// cur is the org's currency set-up (PUT /_sim/zoho/currencies).
+	cur ZohoCurrencies
 }
+
+// ZohoCurrencies is the simulated org's currency set-up: with Multi, the
+// Active ISO codes can be booked (Home among them) and a deal's Currency
+// must be one of them; without it, GET /crm/v3/org/currencies answers 403
+// CURRENCIES_NOT_ENABLED, /crm/v3/org names Home, and a deal must not
+// carry Currency (what Zoho does then is UNCONFIRMED; the simulator
+// rejects it as INVALID_DATA, the stricter reading).
+type ZohoCurrencies struct {
+	Multi  bool     `json:"multi_currency"`
+	Home   string   `json:"home"`
+	Active []string `json:"active"`
+}
+
+// DefaultZohoCurrencies: multi-currency on, EUR home, and the currencies
+// of the golden orders active; ISK is not, so a deal in it gets no amount.
+var DefaultZohoCurrencies = ZohoCurrencies{Multi: true, Home: "EUR",
+	Active: []string{"EUR", "SEK", "DKK", "NOK", "GBP", "USD", "CHF", "JPY", "KRW", "KWD", "BHD"}}
 
 type zohoRec struct {
 	module  string
@@ -40,7 +59,7 @@ var zohoSystemDupField = map[string]string{"Contacts": "Email", "Deals": "Deal_N
 var zohoMandatory = map[string]string{"Contacts": "Last_Name", "Deals": "Deal_Name"}
 
 func newZohoSim(s *Server) *zohoSim {
-	return &zohoSim{s: s, tokens: map[string]time.Time{}, index: map[string]string{}, ids: map[string]zohoRec{}}
+	return &zohoSim{s: s, tokens: map[string]time.Time{}, index: map[string]string{}, ids: map[string]zohoRec{}, cur: DefaultZohoCurrencies}
 }
 
 // token is POST /oauth/v2/token with grant_type=refresh_token, parameters in
@@ -220,6 +239,15 @@ func (z *zohoSim) upsertOne(module string, i int, rec map[string]any, dupFields 
 			return zohoRecordError("INVALID_DATA", "invalid data", obj{"api_name": "Amount", "json_path": path("Amount"), "expected_data_type": "currency"})
 		}
 	}
+	if c, has := rec["Currency"]; has {
+		code, _ := c.(string)
+		z.mu.Lock()
+		cur := z.cur
+		z.mu.Unlock()
+		if !cur.Multi || !contains(cur.Active, code) {
+			return zohoRecordError("INVALID_DATA", "invalid data", obj{"api_name": "Currency", "json_path": path("Currency"), "expected_data_type": "picklist"})
+		}
+	}
 	if c, has := rec["Contact_Name"]; has && c != nil {
 		m, _ := c.(map[string]any)
 		id, _ := m["id"].(string)
@@ -304,4 +332,68 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// SetZohoCurrencies changes the simulated org's currency set-up.
+func (s *Server) SetZohoCurrencies(c ZohoCurrencies) {
+	for i, a := range c.Active {
+		c.Active[i] = strings.ToUpper(a)
+	}
+	c.Home = strings.ToUpper(c.Home)
+	s.zoho.mu.Lock()
+	s.zoho.cur = c
+	s.zoho.mu.Unlock()
+}
+
+// currencies is GET /crm/v3/org/currencies.
+func (z *zohoSim) currencies(w http.ResponseWriter, r *http.Request) {
+	if !z.authorized(w, r) {
+		return
+	}
+	z.mu.Lock()
+	cur := z.cur
+	z.mu.Unlock()
+	if !cur.Multi {
+		zohoTopError(w, http.StatusForbidden, "CURRENCIES_NOT_ENABLED", "Multi currency is not enabled", nil)
+		return
+	}
+	list := make([]any, 0, len(cur.Active))
+	for i, code := range cur.Active {
+		list = append(list, obj{
+			"id": fmt.Sprintf("41508680000000%05d", i+1), "iso_code": code, "name": code, "symbol": code,
+			"is_active": true, "is_base": code == cur.Home, "exchange_rate": "1.000000000",
+			"format": obj{"decimal_places": "2", "decimal_separator": "Period", "thousand_separator": "Comma"},
+		})
+	}
+	writeJSON(w, http.StatusOK, obj{"currencies": list})
+}
+
+// org is GET /crm/v3/org.
+func (z *zohoSim) org(w http.ResponseWriter, r *http.Request) {
+	if !z.authorized(w, r) {
+		return
+	}
+	z.mu.Lock()
+	cur := z.cur
+	z.mu.Unlock()
+	writeJSON(w, http.StatusOK, obj{"org": []any{obj{
+		"id": "4150868000000000001", "company_name": "Orderflow Sim", "mc_status": cur.Multi,
+		"currency": "Home currency - " + cur.Home, "currency_locale": cur.Home, "country_code": "FI",
+	}}})
+}
+
+// putCurrencies is PUT /_sim/zoho/currencies with a ZohoCurrencies body.
+func (s *Server) putCurrencies(w http.ResponseWriter, r *http.Request) {
+	raw, err := readBody(w, r)
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, obj{"error": err.Error()})
+		return
+	}
+	var c ZohoCurrencies
+	if err := json.Unmarshal(raw, &c); err != nil || len(c.Home) != 3 {
+		writeJSON(w, http.StatusBadRequest, obj{"error": `want {"multi_currency":true,"home":"EUR","active":["EUR","SEK"]}`})
+		return
+	}
+	s.SetZohoCurrencies(c)
+	writeJSON(w, http.StatusOK, c)
 }

@@ -1,6 +1,8 @@
-// Package stripe reads a paid order from Stripe: the PaymentIntent, the
-// Checkout Session that created it and the session's line items, turned into
-// an integrations.Order in integer minor units.
+// Package stripe reads a paid order from Stripe: the Checkout Session that
+// created the PaymentIntent, with its line items, taxes, discounts, tax and
+// discount breakdown and shipping cost, turned into an integrations.Order
+// whose amounts are Stripe's own integers (minor units), never recomputed.
+// A PaymentIntent made without Checkout becomes an order of one line.
 //
 // The client uses stripe-go v76 with its own backend (no package-level
 // stripe.Key or backend), so several clients with different keys or base URLs
@@ -9,15 +11,16 @@
 //
 // Requests sent for OrderDetails("pi_…"), one for a Checkout order:
 //
-//	GET /v1/checkout/sessions?limit=1&payment_intent=pi_…&expand[0]=data.line_items&expand[1]=data.line_items.data.taxes&expand[2]=data.payment_intent
-//	GET /v1/checkout/sessions/cs_…/line_items?expand[0]=data.taxes&limit=100   (only when the expanded list is incomplete; more pages via starting_after)
-//	GET /v1/payment_intents/pi_…   (only when there is no session, or it came without the PaymentIntent)
+//	GET /v1/checkout/sessions?limit=1&payment_intent=pi_…&expand[]=data.line_items&expand[]=data.line_items.data.taxes
+//	    &expand[]=data.line_items.data.discounts&expand[]=data.total_details.breakdown&expand[]=data.shipping_cost.taxes
+//	    &expand[]=data.shipping_cost.shipping_rate&expand[]=data.payment_intent
+//	GET /v1/checkout/sessions/cs_…/line_items?expand[]=data.taxes&expand[]=data.discounts&limit=100&starting_after=li_…
+//	    (only when the expanded list has more; further pages likewise)
+//	GET /v1/payment_intents/pi_…?expand[]=latest_charge   (only when no session created the PaymentIntent)
 //
-// and for OrderDetails("cs_…"):
-//
-//	GET /v1/checkout/sessions/cs_…
-//	GET /v1/checkout/sessions/cs_…/line_items?expand[0]=data.taxes&limit=100
-//	GET /v1/payment_intents/pi_…   (only when the session has a PaymentIntent and no email or shipping of its own)
+// and for OrderDetails("cs_…") the session itself with the same expansions
+// (without the "data." prefix), then the further line-item pages if any.
+// Expansions are at most four levels deep, Stripe's limit.
 //
 // Every request carries "Authorization: Bearer <secret key>" and
 // "Stripe-Version: 2023-10-16".
@@ -32,6 +35,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -120,99 +124,131 @@ func New(cfg Config) (*Client, error) {
 
 // OrderDetails returns the order for a PaymentIntent id (pi_…) or a Checkout
 // Session id (cs_…). The order's ID and Number are derived from orderID.
+// An order whose amounts do not add up (Order.Check) is a permanent error:
+// every later step would write wrong data.
 func (c *Client) OrderDetails(ctx context.Context, orderID string) (integrations.Order, error) {
+	var o integrations.Order
+	var err error
 	switch {
 	case strings.HasPrefix(orderID, "pi_"):
-		return c.fromPaymentIntent(ctx, orderID)
+		o, err = c.fromPaymentIntent(ctx, orderID)
 	case strings.HasPrefix(orderID, "cs_"):
-		return c.fromSession(ctx, orderID)
+		o, err = c.fromSession(ctx, orderID)
+	default:
+		return integrations.Order{}, integrations.Permanentf(provider, "order details", "order id %q is neither a PaymentIntent nor a Checkout Session id", orderID)
 	}
-	return integrations.Order{}, integrations.Permanentf(provider, "order details", "order id %q is neither a PaymentIntent nor a Checkout Session id", orderID)
+	if err != nil {
+		return integrations.Order{}, err
+	}
+	if err := o.Check(); err != nil {
+		return integrations.Order{}, integrations.Permanentf(provider, "order details", "order %s: Stripe's amounts do not add up: %v", orderID, err)
+	}
+	return o, nil
+}
+
+// sessionExpand are the expansions of a Checkout Session that the order
+// needs; Stripe returns none of them by default. prefix is "data." for a
+// session in a list. The deepest, data.line_items.data.taxes, is four
+// levels: Stripe's limit.
+func sessionExpand(prefix string) []string {
+	return []string{
+		prefix + "line_items",
+		prefix + "line_items.data.taxes",
+		prefix + "line_items.data.discounts",
+		prefix + "total_details.breakdown",
+		prefix + "shipping_cost.taxes",
+		prefix + "shipping_cost.shipping_rate",
+		prefix + "payment_intent",
+	}
 }
 
 func (c *Client) fromPaymentIntent(ctx context.Context, id string) (integrations.Order, error) {
 	// One call for a Checkout order: the session found by its PaymentIntent,
-	// with its line items (and their taxes) and the PaymentIntent itself
-	// expanded. The PaymentIntent is read on its own only when there is no
-	// session. Stripe's rate limit counts calls, so this keeps a flash sale
-	// at a third of the calls.
+	// with its line items (their taxes and discounts), the tax and discount
+	// breakdown, the shipping cost's taxes and rate, and the PaymentIntent
+	// itself expanded. Stripe's rate limit counts calls, so a flash sale
+	// costs a third of the calls of reading each object on its own.
 	cs, err := c.sessionForPaymentIntent(ctx, id)
 	if err != nil {
 		return integrations.Order{}, err
 	}
-	var items []*stripego.LineItem
-	var pi *stripego.PaymentIntent
-	if cs != nil {
-		if items, err = c.sessionItems(ctx, cs); err != nil {
-			return integrations.Order{}, err
-		}
-		if cs.PaymentIntent != nil && cs.PaymentIntent.Object == "payment_intent" {
-			pi = cs.PaymentIntent // expanded
-		}
-	} else {
-		// A PaymentIntent made without Checkout has no line items; the
-		// order is still valid (amount, customer, shipping come from the PI).
+	if cs == nil {
+		// A PaymentIntent made without Checkout: no line items, taxes or
+		// discounts exist; the order is one line of its amount.
 		c.log.DebugContext(ctx, "stripe: no checkout session for payment intent", "order_id", id)
-	}
-	if pi == nil {
 		pp := &stripego.PaymentIntentParams{}
+		pp.AddExpand("latest_charge")
 		pp.Context = ctx
-		if pi, err = c.pis.Get(id, pp); err != nil {
+		pi, err := c.pis.Get(id, pp)
+		if err != nil {
 			return integrations.Order{}, classify("get payment intent", err)
 		}
+		return buildPaymentIntentOrder(id, pi), nil
 	}
-	return buildOrder(id, pi, cs, items), nil
-}
-
-// sessionItems returns the session's line items: the expanded ones when
-// they are complete, else every page read again.
-func (c *Client) sessionItems(ctx context.Context, cs *stripego.CheckoutSession) ([]*stripego.LineItem, error) {
-	if cs.LineItems != nil && !cs.LineItems.HasMore {
-		return cs.LineItems.Data, nil
+	items, err := c.sessionItems(ctx, cs)
+	if err != nil {
+		return integrations.Order{}, err
 	}
-	return c.lineItems(ctx, cs.ID)
+	var pi *stripego.PaymentIntent
+	if cs.PaymentIntent != nil && cs.PaymentIntent.Object == "payment_intent" {
+		pi = cs.PaymentIntent // expanded
+	}
+	return buildSessionOrder(id, cs, pi, items), nil
 }
 
 func (c *Client) fromSession(ctx context.Context, id string) (integrations.Order, error) {
 	sp := &stripego.CheckoutSessionParams{}
+	for _, e := range sessionExpand("") {
+		sp.AddExpand(e)
+	}
 	sp.Context = ctx
 	cs, err := c.sessions.Get(id, sp)
 	if err != nil {
 		return integrations.Order{}, classify("get checkout session", err)
 	}
-	items, err := c.lineItems(ctx, id)
+	items, err := c.sessionItems(ctx, cs)
 	if err != nil {
 		return integrations.Order{}, err
 	}
 	var pi *stripego.PaymentIntent
-	if cs.PaymentIntent != nil && cs.PaymentIntent.ID != "" && needsPaymentIntent(cs) {
-		pp := &stripego.PaymentIntentParams{}
-		pp.Context = ctx
-		if pi, err = c.pis.Get(cs.PaymentIntent.ID, pp); err != nil {
-			return integrations.Order{}, classify("get payment intent", err)
-		}
+	if cs.PaymentIntent != nil && cs.PaymentIntent.Object == "payment_intent" {
+		pi = cs.PaymentIntent
 	}
-	return buildOrder(id, pi, cs, items), nil
+	return buildSessionOrder(id, cs, pi, items), nil
 }
 
-// needsPaymentIntent reports whether the session lacks the email or the
-// shipping address, which the PaymentIntent may then supply.
-func needsPaymentIntent(cs *stripego.CheckoutSession) bool {
-	hasEmail := cs.CustomerEmail != "" || (cs.CustomerDetails != nil && cs.CustomerDetails.Email != "")
-	hasShipping := cs.ShippingDetails != nil && cs.ShippingDetails.Address != nil
-	return !hasEmail || !hasShipping
+// sessionItems returns every line item of the session: the expanded first
+// page, then the following pages (GET …/line_items?starting_after=…), or
+// every page when the session came without its line items.
+func (c *Client) sessionItems(ctx context.Context, cs *stripego.CheckoutSession) ([]*stripego.LineItem, error) {
+	var items []*stripego.LineItem
+	after := ""
+	if cs.LineItems != nil {
+		items = append(items, cs.LineItems.Data...)
+		if !cs.LineItems.HasMore {
+			return items, nil
+		}
+		if len(items) > 0 {
+			after = items[len(items)-1].ID
+		}
+	}
+	rest, err := c.lineItems(ctx, cs.ID, after)
+	if err != nil {
+		return nil, err
+	}
+	return append(items, rest...), nil
 }
 
 // sessionForPaymentIntent finds the Checkout Session that created the
-// PaymentIntent, with its line items and their taxes:
-// GET /v1/checkout/sessions?payment_intent=…&limit=1&expand[]=data.line_items&expand[]=data.line_items.data.taxes&expand[]=data.payment_intent.
+// PaymentIntent, expanded as sessionExpand lists:
+// GET /v1/checkout/sessions?payment_intent=…&limit=1&expand[]=data.line_items&…
 // It returns nil when there is none.
 func (c *Client) sessionForPaymentIntent(ctx context.Context, piID string) (*stripego.CheckoutSession, error) {
 	lp := &stripego.CheckoutSessionListParams{PaymentIntent: stripego.String(piID)}
 	lp.Limit = stripego.Int64(1)
-	lp.AddExpand("data.line_items")
-	lp.AddExpand("data.line_items.data.taxes")
-	lp.AddExpand("data.payment_intent")
+	for _, e := range sessionExpand("data.") {
+		lp.AddExpand(e)
+	}
 	lp.Context = ctx
 	it := c.sessions.List(lp)
 	var cs *stripego.CheckoutSession
@@ -225,12 +261,17 @@ func (c *Client) sessionForPaymentIntent(ctx context.Context, piID string) (*str
 	return cs, nil
 }
 
-// lineItems reads every line item of a session, with the tax rates
-// expanded (expand[]=data.taxes) for the VAT rate of each line.
-func (c *Client) lineItems(ctx context.Context, sessionID string) ([]*stripego.LineItem, error) {
+// lineItems reads the session's line items after the item with id after
+// ("" from the start), 100 per page, with their taxes and discounts
+// expanded.
+func (c *Client) lineItems(ctx context.Context, sessionID, after string) ([]*stripego.LineItem, error) {
 	lp := &stripego.CheckoutSessionListLineItemsParams{Session: stripego.String(sessionID)}
 	lp.Limit = stripego.Int64(100)
+	if after != "" {
+		lp.StartingAfter = stripego.String(after)
+	}
 	lp.AddExpand("data.taxes")
+	lp.AddExpand("data.discounts")
 	lp.Context = ctx
 	it := c.sessions.ListLineItems(lp)
 	var items []*stripego.LineItem
@@ -243,95 +284,183 @@ func (c *Client) lineItems(ctx context.Context, sessionID string) ([]*stripego.L
 	return items, nil
 }
 
-// buildOrder maps Stripe objects to the order model. pi or cs may be nil
-// (not both). Session values win over PaymentIntent values where both exist.
-func buildOrder(id string, pi *stripego.PaymentIntent, cs *stripego.CheckoutSession, items []*stripego.LineItem) integrations.Order {
-	o := integrations.Order{ID: id, Number: integrations.OrderNumber(id), Metadata: map[string]string{}}
+// buildSessionOrder maps a Checkout Session (and its PaymentIntent, when
+// expanded) to the order model: the session's amounts, the buyer from
+// customer_details, the recipient from shipping_details.
+func buildSessionOrder(id string, cs *stripego.CheckoutSession, pi *stripego.PaymentIntent, items []*stripego.LineItem) integrations.Order {
+	o := integrations.Order{Model: integrations.OrderModel, ID: id, Number: integrations.OrderNumber(id), Metadata: map[string]string{}}
+	o.CheckoutSessionID = cs.ID
+	o.Currency = strings.ToLower(string(cs.Currency))
+	o.AmountTotal = cs.AmountTotal
+	o.AmountSubtotal = cs.AmountSubtotal
 	if pi != nil {
 		o.PaymentIntentID = pi.ID
-		o.Currency = strings.ToLower(string(pi.Currency))
-		o.AmountTotal = pi.Amount
-		if pi.AmountReceived > 0 {
-			o.AmountTotal = pi.AmountReceived
-		}
-		o.AmountSubtotal = o.AmountTotal
-		o.Customer.Email = pi.ReceiptEmail
-		if pi.Shipping != nil {
-			o.Shipping = address(pi.Shipping.Name, pi.Shipping.Address)
-			o.Customer.Name = pi.Shipping.Name
-			o.Customer.Phone = pi.Shipping.Phone
-		}
+		o.Description = pi.Description
 		for k, v := range pi.Metadata {
 			o.Metadata[k] = v
 		}
-		if pi.Created != 0 {
-			o.CreatedAt = time.Unix(pi.Created, 0).UTC()
+		if o.Currency == "" {
+			o.Currency = strings.ToLower(string(pi.Currency))
+		}
+	} else if cs.PaymentIntent != nil {
+		o.PaymentIntentID = cs.PaymentIntent.ID
+	}
+	if td := cs.TotalDetails; td != nil {
+		o.AmountDiscount = td.AmountDiscount
+		o.AmountTax = td.AmountTax
+		o.AmountShipping = td.AmountShipping
+		if b := td.Breakdown; b != nil {
+			for _, d := range b.Discounts {
+				if d != nil {
+					o.Discounts = append(o.Discounts, discount(d.Amount, d.Discount))
+				}
+			}
+			for _, t := range b.Taxes {
+				if t != nil {
+					o.Taxes = append(o.Taxes, tax(t.Amount, t.TaxableAmount, string(t.TaxabilityReason), t.Rate))
+				}
+			}
 		}
 	}
-	if cs != nil {
-		o.CheckoutSessionID = cs.ID
-		if cs.PaymentIntent != nil && cs.PaymentIntent.ID != "" {
-			o.PaymentIntentID = cs.PaymentIntent.ID
+	if sc := cs.ShippingCost; sc != nil {
+		s := &integrations.ShippingCost{AmountSubtotal: sc.AmountSubtotal, AmountTax: sc.AmountTax, AmountTotal: sc.AmountTotal}
+		if r := sc.ShippingRate; r != nil {
+			s.RateID, s.Name, s.TaxBehavior = r.ID, r.DisplayName, string(r.TaxBehavior)
 		}
-		if cs.Currency != "" {
-			o.Currency = strings.ToLower(string(cs.Currency))
-		}
-		o.AmountTotal = cs.AmountTotal
-		o.AmountSubtotal = cs.AmountSubtotal
-		if cs.TotalDetails != nil {
-			o.AmountTax = cs.TotalDetails.AmountTax
-			o.AmountShipping = cs.TotalDetails.AmountShipping
-		}
-		if cs.CustomerEmail != "" {
-			o.Customer.Email = cs.CustomerEmail
-		}
-		if d := cs.CustomerDetails; d != nil {
-			if d.Email != "" {
-				o.Customer.Email = d.Email
-			}
-			if d.Name != "" {
-				o.Customer.Name = d.Name
-			}
-			if d.Phone != "" {
-				o.Customer.Phone = d.Phone
+		for _, t := range sc.Taxes {
+			if t != nil {
+				s.Taxes = append(s.Taxes, tax(t.Amount, t.TaxableAmount, string(t.TaxabilityReason), t.Rate))
 			}
 		}
-		if s := cs.ShippingDetails; s != nil && s.Address != nil {
-			o.Shipping = address(s.Name, s.Address)
-			if o.Customer.Name == "" {
-				o.Customer.Name = s.Name
+		o.ShippingCost = s
+	}
+	// The buyer is who filled in Checkout; customer_email is only what the
+	// shop pre-filled.
+	o.Customer.Email = cs.CustomerEmail
+	if d := cs.CustomerDetails; d != nil {
+		if d.Email != "" {
+			o.Customer.Email = d.Email
+		}
+		o.Customer.Name = d.Name
+		o.Customer.Phone = d.Phone
+		if d.Address != nil {
+			o.Customer.Address = address(d.Name, "", d.Address)
+		}
+		o.Customer.TaxExempt = string(d.TaxExempt)
+		for _, t := range d.TaxIDs {
+			if t != nil && t.Value != "" {
+				o.Customer.TaxIDs = append(o.Customer.TaxIDs, integrations.TaxID{Type: string(t.Type), Value: t.Value})
 			}
-			if o.Customer.Phone == "" {
-				o.Customer.Phone = s.Phone
-			}
-		}
-		for k, v := range cs.Metadata {
-			o.Metadata[k] = v
-		}
-		if cs.Created != 0 {
-			o.CreatedAt = time.Unix(cs.Created, 0).UTC()
-		}
-		if o.Locale == "" && cs.Locale != "" && cs.Locale != "auto" {
-			o.Locale = cs.Locale
 		}
 	}
-	// The shop puts the customer's language in metadata["locale"]; it wins
-	// over the Checkout page's locale.
+	if o.Customer.Email == "" && pi != nil {
+		o.Customer.Email = pi.ReceiptEmail
+	}
+	switch {
+	case cs.ShippingDetails != nil && cs.ShippingDetails.Address != nil:
+		sd := cs.ShippingDetails
+		o.Shipping = address(sd.Name, sd.Phone, sd.Address)
+	case pi != nil && pi.Shipping != nil && pi.Shipping.Address != nil:
+		o.Shipping = address(pi.Shipping.Name, pi.Shipping.Phone, pi.Shipping.Address)
+	case !o.Customer.Address.IsZero():
+		// No shipping collected: the goods go to the buyer.
+		o.Shipping = o.Customer.Address
+		o.Shipping.Phone = o.Customer.Phone
+	}
+	if o.Customer.Name == "" {
+		o.Customer.Name = o.Shipping.Name
+	}
+	for k, v := range cs.Metadata {
+		o.Metadata[k] = v
+	}
+	if cs.Created != 0 {
+		o.CreatedAt = time.Unix(cs.Created, 0).UTC()
+	} else if pi != nil && pi.Created != 0 {
+		o.CreatedAt = time.Unix(pi.Created, 0).UTC()
+	}
+	if cs.Locale != "" && cs.Locale != "auto" {
+		o.Locale = cs.Locale
+	}
+	finish(&o)
+	for _, li := range items {
+		if li != nil {
+			o.Items = append(o.Items, lineItem(li))
+		}
+	}
+	return o
+}
+
+// buildPaymentIntentOrder maps a PaymentIntent made without Checkout: one
+// line of its amount and description, no tax (Stripe computed none); the
+// buyer from the latest charge's billing details, the recipient from its
+// shipping.
+func buildPaymentIntentOrder(id string, pi *stripego.PaymentIntent) integrations.Order {
+	o := integrations.Order{Model: integrations.OrderModel, ID: id, Number: integrations.OrderNumber(id), Metadata: map[string]string{}}
+	o.PaymentIntentID = pi.ID
+	o.Currency = strings.ToLower(string(pi.Currency))
+	o.AmountTotal = pi.Amount
+	if pi.AmountReceived > 0 {
+		o.AmountTotal = pi.AmountReceived
+	}
+	o.AmountSubtotal = o.AmountTotal
+	o.Description = pi.Description
+	o.Customer.Email = pi.ReceiptEmail
+	if ch := pi.LatestCharge; ch != nil && ch.BillingDetails != nil {
+		b := ch.BillingDetails
+		o.Customer.Name, o.Customer.Phone = b.Name, b.Phone
+		if b.Email != "" {
+			o.Customer.Email = b.Email
+		}
+		if b.Address != nil && (b.Address.Line1 != "" || b.Address.City != "" || b.Address.PostalCode != "") {
+			o.Customer.Address = address(b.Name, "", b.Address)
+		}
+	}
+	if pi.Shipping != nil {
+		o.Shipping = address(pi.Shipping.Name, pi.Shipping.Phone, pi.Shipping.Address)
+	} else if !o.Customer.Address.IsZero() {
+		o.Shipping = o.Customer.Address
+		o.Shipping.Phone = o.Customer.Phone
+	}
+	if o.Customer.Name == "" {
+		o.Customer.Name = o.Shipping.Name
+	}
+	if o.Customer.Phone == "" {
+		o.Customer.Phone = o.Shipping.Phone
+	}
+	for k, v := range pi.Metadata {
+		o.Metadata[k] = v
+	}
+	if pi.Created != 0 {
+		o.CreatedAt = time.Unix(pi.Created, 0).UTC()
+	}
+	finish(&o)
+	desc := pi.Description
+	if desc == "" {
+		desc = "Payment " + pi.ID
+	}
+	o.Items = []integrations.LineItem{{
+		Description: desc, Quantity: 1,
+		UnitAmount: o.AmountTotal, AmountSubtotal: o.AmountTotal, AmountTotal: o.AmountTotal,
+		TaxBehavior: integrations.TaxUnspecified,
+	}}
+	return o
+}
+
+// finish applies what both kinds of order share: the shop's
+// metadata["locale"] wins over the Checkout page's locale, and empty
+// metadata is left out.
+func finish(o *integrations.Order) {
 	if l := o.Metadata["locale"]; l != "" {
 		o.Locale = l
 	}
 	if len(o.Metadata) == 0 {
 		o.Metadata = nil
 	}
-	for _, li := range items {
-		o.Items = append(o.Items, lineItem(li))
-	}
-	return o
 }
 
-func address(name string, a *stripego.Address) integrations.Address {
+func address(name, phone string, a *stripego.Address) integrations.Address {
 	if a == nil {
-		return integrations.Address{Name: name}
+		return integrations.Address{Name: name, Phone: phone}
 	}
 	return integrations.Address{
 		Name:       name,
@@ -341,15 +470,19 @@ func address(name string, a *stripego.Address) integrations.Address {
 		City:       a.City,
 		State:      a.State,
 		Country:    strings.ToUpper(a.Country),
+		Phone:      phone,
 	}
 }
 
 func lineItem(li *stripego.LineItem) integrations.LineItem {
 	it := integrations.LineItem{
-		Description: li.Description,
-		Quantity:    li.Quantity,
-		AmountTotal: li.AmountTotal,
-		AmountTax:   li.AmountTax,
+		ID:             li.ID,
+		Description:    li.Description,
+		Quantity:       li.Quantity,
+		AmountSubtotal: li.AmountSubtotal,
+		AmountDiscount: li.AmountDiscount,
+		AmountTax:      li.AmountTax,
+		AmountTotal:    li.AmountTotal,
 	}
 	if p := li.Price; p != nil {
 		it.SKU = p.ID
@@ -357,19 +490,67 @@ func lineItem(li *stripego.LineItem) integrations.LineItem {
 			it.SKU = p.Product.ID
 		}
 		it.UnitAmount = p.UnitAmount
+		it.TaxBehavior = string(p.TaxBehavior)
 	}
-	if it.UnitAmount == 0 && li.Quantity > 0 {
-		it.UnitAmount = li.AmountSubtotal / li.Quantity
-	}
-	// The first tax rate is the line's VAT rate; Stripe gives it as a float
-	// percentage (25.5), stored here in basis points (2550).
 	for _, t := range li.Taxes {
-		if t != nil && t.Rate != nil {
-			it.TaxRateBasisPoints = int64(math.Round(t.Rate.Percentage * 100))
-			break
+		if t != nil {
+			it.Taxes = append(it.Taxes, tax(t.Amount, t.TaxableAmount, string(t.TaxabilityReason), t.Rate))
+		}
+	}
+	for _, d := range li.Discounts {
+		if d != nil {
+			it.Discounts = append(it.Discounts, discount(d.Amount, d.Discount))
 		}
 	}
 	return it
+}
+
+func tax(amount, taxable int64, reason string, r *stripego.TaxRate) integrations.Tax {
+	t := integrations.Tax{Amount: amount, TaxableAmount: taxable, TaxabilityReason: reason, Percentage: "0"}
+	if r != nil {
+		t.Percentage = Percent(r.Percentage)
+		t.Inclusive = r.Inclusive
+		t.RateID = r.ID
+		t.DisplayName = r.DisplayName
+		t.Jurisdiction = r.Jurisdiction
+		t.Country = r.Country
+		t.State = r.State
+		t.TaxType = string(r.TaxType)
+	}
+	return t
+}
+
+func discount(amount int64, d *stripego.Discount) integrations.Discount {
+	out := integrations.Discount{Amount: amount}
+	if d == nil {
+		return out
+	}
+	if c := d.Coupon; c != nil {
+		out.CouponID, out.Name, out.AmountOff = c.ID, c.Name, c.AmountOff
+		if c.PercentOff != 0 {
+			out.PercentOff = Percent(c.PercentOff)
+		}
+	}
+	if pc := d.PromotionCode; pc != nil {
+		out.PromotionCode = pc.Code
+		if out.PromotionCode == "" {
+			out.PromotionCode = pc.ID
+		}
+	}
+	return out
+}
+
+// Percent writes a percentage that stripe-go decoded into a float64 as the
+// decimal Stripe sent. The float64 is the correctly rounded value of that
+// decimal, and for any decimal of up to 15 significant digits (Stripe's
+// rates have at most four decimals) the shortest representation that
+// rounds back to the same float64 is the decimal itself, so nothing is
+// lost. The rate only describes the tax: no amount is computed from it.
+func Percent(f float64) string {
+	if f <= 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return "0"
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
 }
 
 // classify turns a stripe-go error into an *integrations.Error: 408, 409,

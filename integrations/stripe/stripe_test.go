@@ -3,12 +3,14 @@ package stripe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -106,32 +108,26 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestOrderDetailsPaymentIntent(t *testing.T) {
-	const pi = "pi_3OabcDEF1234567890"
-	f, srv := newFake(t, map[string]route{
-		"/v1/payment_intents/" + pi:                         {file: "payment_intent.json"},
-		"/v1/checkout/sessions":                             {file: "sessions_list.json"},
-		"/v1/checkout/sessions/cs_test_a1B2c3D4/line_items": {file: "line_items.json"},
-	})
-	o, err := newClient(t, srv.URL).OrderDetails(context.Background(), pi)
-	if err != nil {
-		t.Fatal(err)
-	}
+// sessionExpansions is what every session read must ask for, in order.
+var sessionExpansions = []string{"line_items", "line_items.data.taxes", "line_items.data.discounts",
+	"total_details.breakdown", "shipping_cost.taxes", "shipping_cost.shipping_rate", "payment_intent"}
 
-	reqs := f.requests()
-	want := []struct {
-		path  string
-		query url.Values
-	}{
-		// The session with its line items and PaymentIntent expanded; this
-		// fixture has neither (as if Stripe had left them out), so both are
-		// read on their own.
-		{"/v1/checkout/sessions", url.Values{"payment_intent": {pi}, "limit": {"1"},
-			"expand[0]": {"data.line_items"}, "expand[1]": {"data.line_items.data.taxes"}, "expand[2]": {"data.payment_intent"}}},
-		{"/v1/checkout/sessions/cs_test_a1B2c3D4/line_items", url.Values{"limit": {"100"}, "expand[0]": {"data.taxes"}}},
-		{"/v1/payment_intents/" + pi, url.Values{}},
+func expandQuery(prefix string, v url.Values) url.Values {
+	for i, e := range sessionExpansions {
+		v.Set(fmt.Sprintf("expand[%d]", i), prefix+e)
 	}
+	return v
+}
+
+func checkRequests(t *testing.T, reqs []*http.Request, want []struct {
+	path  string
+	query url.Values
+}) {
+	t.Helper()
 	if len(reqs) != len(want) {
+		for _, r := range reqs {
+			t.Logf("request %s?%s", r.URL.Path, r.URL.RawQuery)
+		}
 		t.Fatalf("got %d requests, want %d", len(reqs), len(want))
 	}
 	for i, w := range want {
@@ -149,50 +145,95 @@ func TestOrderDetailsPaymentIntent(t *testing.T) {
 			t.Errorf("request %d Stripe-Version = %q", i, got)
 		}
 	}
+}
+
+// A Checkout order with VAT-inclusive prices, a coupon on both lines,
+// taxed inclusive shipping, two rates, a gift (the buyer's billing address
+// differs from the recipient's) and a second page of line items.
+func TestOrderDetailsPaymentIntent(t *testing.T) {
+	const pi = "pi_3OabcDEF1234567890"
+	f, srv := newFake(t, map[string]route{
+		"/v1/checkout/sessions":                             {file: "sessions_list.json"},
+		"/v1/checkout/sessions/cs_test_a1B2c3D4/line_items": {file: "line_items.json"},
+	})
+	o, err := newClient(t, srv.URL).OrderDetails(context.Background(), pi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRequests(t, f.requests(), []struct {
+		path  string
+		query url.Values
+	}{
+		{"/v1/checkout/sessions", expandQuery("data.", url.Values{"payment_intent": {pi}, "limit": {"1"}})},
+		// The expanded list has more: the rest after its last item.
+		{"/v1/checkout/sessions/cs_test_a1B2c3D4/line_items", url.Values{"limit": {"100"}, "starting_after": {"li_1"},
+			"expand[0]": {"data.taxes"}, "expand[1]": {"data.discounts"}}},
+	})
 
 	checks := []struct {
 		name      string
 		got, want any
 	}{
+		{"Model", o.Model, 2},
 		{"ID", o.ID, pi},
 		{"Number", o.Number, integrations.OrderNumber(pi)},
 		{"PaymentIntentID", o.PaymentIntentID, pi},
 		{"CheckoutSessionID", o.CheckoutSessionID, "cs_test_a1B2c3D4"},
 		{"Currency", o.Currency, "eur"},
-		{"AmountTotal", o.AmountTotal, int64(5478)},
+		{"AmountTotal", o.AmountTotal, int64(4910)},
 		{"AmountSubtotal", o.AmountSubtotal, int64(4800)},
-		{"AmountTax", o.AmountTax, int64(1088)},
+		{"AmountDiscount", o.AmountDiscount, int64(480)},
+		{"AmountTax", o.AmountTax, int64(862)},
 		{"AmountShipping", o.AmountShipping, int64(590)},
-		{"Customer.Email (session wins over receipt_email)", o.Customer.Email, "åsa.öberg@example.fi"},
+		{"Customer.Email (customer_details)", o.Customer.Email, "åsa.öberg@example.fi"},
 		{"Customer.Name", o.Customer.Name, "Åsa Öberg-Järvinen"},
 		{"Customer.Phone", o.Customer.Phone, "+358401234567"},
-		{"Shipping (session wins over PI)", o.Shipping, integrations.Address{Name: "Åsa Öberg-Järvinen", Line1: "Mannerheimintie 12 B 7", Line2: "c/o Ø", PostalCode: "00100", City: "Helsinki", Country: "FI"}},
+		{"Customer.Address (billing)", o.Customer.Address, integrations.Address{Name: "Åsa Öberg-Järvinen", Line1: "Hämeenkatu 10 B 7", Line2: "PL 12", PostalCode: "33100", City: "Tampere", Country: "FI"}},
+		{"Customer.TaxExempt", o.Customer.TaxExempt, "none"},
+		{"Shipping (the recipient)", o.Shipping, integrations.Address{Name: "Mikko Virtanen", Line1: "Mannerheimintie 12 B 7", Line2: "c/o Ø", PostalCode: "00100", City: "Helsinki", Country: "FI", Phone: "+358409999999"}},
 		{"Locale from metadata", o.Locale, "fi-FI"},
 		{"Metadata merged", o.Metadata["campaign"] + "/" + o.Metadata["channel"], "black-friday/web"},
+		{"Description", o.Description, "Order 1042"},
 		{"CreatedAt", o.CreatedAt, time.Unix(1732780790, 0).UTC()},
-		{"items", len(o.Items), 2},
 	}
 	for _, c := range checks {
-		if c.got != c.want {
+		if !reflect.DeepEqual(c.got, c.want) {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
-	if len(o.Items) == 2 {
-		wantItems := []integrations.LineItem{
-			{SKU: "prod_socks", Description: "Villasukat – käsin neulottu", Quantity: 2, UnitAmount: 1500, AmountTotal: 3765, AmountTax: 765, TaxRateBasisPoints: 2550},
-			{SKU: "prod_book", Description: "Kirja: Seitsemän veljestä", Quantity: 1, UnitAmount: 1800, AmountTotal: 2043, AmountTax: 243, TaxRateBasisPoints: 1350},
-		}
-		for i, w := range wantItems {
-			if o.Items[i] != w {
-				t.Errorf("item %d = %+v, want %+v", i, o.Items[i], w)
-			}
-		}
+	coupon := integrations.Discount{CouponID: "SUMMER10", Name: "Summer 10 %", PromotionCode: "KESA10", PercentOff: "10"}
+	withAmount := func(d integrations.Discount, a int64) integrations.Discount { d.Amount = a; return d }
+	wantItems := []integrations.LineItem{
+		{ID: "li_1", SKU: "prod_socks", Description: "Villasukat – käsin neulottu", Quantity: 2, UnitAmount: 1500,
+			AmountSubtotal: 3000, AmountDiscount: 300, AmountTax: 549, AmountTotal: 2700, TaxBehavior: "inclusive",
+			Taxes:     []integrations.Tax{{Amount: 549, TaxableAmount: 2151, Percentage: "25.5", Inclusive: true, TaxabilityReason: "standard_rated", RateID: "txr_fi", DisplayName: "ALV", Jurisdiction: "FI", Country: "FI", TaxType: "vat"}},
+			Discounts: []integrations.Discount{withAmount(coupon, 300)}},
+		{ID: "li_2", SKU: "prod_book", Description: "Kirja: Seitsemän veljestä", Quantity: 1, UnitAmount: 1800,
+			AmountSubtotal: 1800, AmountDiscount: 180, AmountTax: 193, AmountTotal: 1620, TaxBehavior: "inclusive",
+			Taxes:     []integrations.Tax{{Amount: 193, TaxableAmount: 1427, Percentage: "13.5", Inclusive: true, TaxabilityReason: "reduced_rated", RateID: "txr_fi_books", DisplayName: "ALV", Jurisdiction: "FI", Country: "FI", TaxType: "vat"}},
+			Discounts: []integrations.Discount{withAmount(coupon, 180)}},
+	}
+	if !reflect.DeepEqual(o.Items, wantItems) {
+		t.Errorf("items =\n %+v\nwant\n %+v", o.Items, wantItems)
+	}
+	wantShip := &integrations.ShippingCost{AmountSubtotal: 590, AmountTax: 120, AmountTotal: 590, TaxBehavior: "inclusive", RateID: "shr_posti", Name: "Posti Smartpost",
+		Taxes: []integrations.Tax{{Amount: 120, TaxableAmount: 470, Percentage: "25.5", Inclusive: true, TaxabilityReason: "standard_rated", RateID: "txr_fi", DisplayName: "ALV", Jurisdiction: "FI", Country: "FI", TaxType: "vat"}}}
+	if !reflect.DeepEqual(o.ShippingCost, wantShip) {
+		t.Errorf("shipping cost = %+v, want %+v", o.ShippingCost, wantShip)
+	}
+	if len(o.Discounts) != 1 || o.Discounts[0] != withAmount(coupon, 480) {
+		t.Errorf("order discounts = %+v", o.Discounts)
+	}
+	if len(o.Taxes) != 2 || o.Taxes[0].Amount != 669 || o.Taxes[0].Percentage != "25.5" || o.Taxes[1].Amount != 193 || o.Taxes[1].Percentage != "13.5" {
+		t.Errorf("order taxes = %+v", o.Taxes)
 	}
 }
 
+// A PaymentIntent made without Checkout: one line of its amount and
+// description, the buyer from the latest charge's billing details.
 func TestOrderDetailsPaymentIntentWithoutSession(t *testing.T) {
 	const pi = "pi_3OabcDEF1234567890"
-	_, srv := newFake(t, map[string]route{
+	f, srv := newFake(t, map[string]route{
 		"/v1/payment_intents/" + pi: {file: "payment_intent.json"},
 		"/v1/checkout/sessions":     {body: `{"object":"list","url":"/v1/checkout/sessions","has_more":false,"data":[]}`},
 	})
@@ -200,9 +241,27 @@ func TestOrderDetailsPaymentIntentWithoutSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.AmountTotal != 5478 || o.Customer.Email != "receipt@example.com" || o.Shipping.City != "Espoo" ||
-		o.Shipping.Country != "FI" || o.Customer.Name != "Pi Shipping Name" || o.Locale != "fi-FI" || len(o.Items) != 0 || o.CheckoutSessionID != "" {
-		t.Fatalf("order from PaymentIntent alone = %+v", o)
+	checkRequests(t, f.requests(), []struct {
+		path  string
+		query url.Values
+	}{
+		{"/v1/checkout/sessions", expandQuery("data.", url.Values{"payment_intent": {pi}, "limit": {"1"}})},
+		{"/v1/payment_intents/" + pi, url.Values{"expand[0]": {"latest_charge"}}},
+	})
+	want := integrations.Order{
+		Model: 2, ID: pi, PaymentIntentID: pi, Number: integrations.OrderNumber(pi), Currency: "eur",
+		AmountTotal: 12900, AmountSubtotal: 12900,
+		Items: []integrations.LineItem{{Description: "Invoice 77: consulting, 3 h", Quantity: 1, UnitAmount: 12900, AmountSubtotal: 12900, AmountTotal: 12900, TaxBehavior: "unspecified"}},
+		Customer: integrations.Customer{Name: "Pirjo Maksaja", Email: "pirjo@example.fi", Phone: "+358405555555",
+			Address: integrations.Address{Name: "Pirjo Maksaja", Line1: "Kauppakatu 1", PostalCode: "90100", City: "Oulu", Country: "FI"}},
+		Shipping:    integrations.Address{Name: "Mikko Virtanen", Line1: "Fallback 1", PostalCode: "02100", City: "Espoo", Country: "FI", Phone: "+358401111111"},
+		Locale:      "fi-FI",
+		Metadata:    map[string]string{"locale": "fi-FI", "channel": "web"},
+		Description: "Invoice 77: consulting, 3 h",
+		CreatedAt:   time.Unix(1732780800, 0).UTC(),
+	}
+	if !reflect.DeepEqual(o, want) {
+		t.Fatalf("order from PaymentIntent alone =\n %+v\nwant\n %+v", o, want)
 	}
 }
 
@@ -216,9 +275,14 @@ func TestOrderDetailsCheckoutSessionJPY(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.requests()); n != 2 {
-		t.Errorf("got %d requests, want 2 (no PaymentIntent to fetch)", n)
-	}
+	// The session came without its line items: every page is read.
+	checkRequests(t, f.requests(), []struct {
+		path  string
+		query url.Values
+	}{
+		{"/v1/checkout/sessions/" + cs, expandQuery("", url.Values{})},
+		{"/v1/checkout/sessions/" + cs + "/line_items", url.Values{"limit": {"100"}, "expand[0]": {"data.taxes"}, "expand[1]": {"data.discounts"}}},
+	})
 	if o.ID != cs || o.Number != integrations.OrderNumber(cs) || o.PaymentIntentID != "" {
 		t.Errorf("ids = %q %q %q", o.ID, o.Number, o.PaymentIntentID)
 	}
@@ -226,14 +290,83 @@ func TestOrderDetailsCheckoutSessionJPY(t *testing.T) {
 	if o.Currency != "jpy" || o.AmountTotal != 3300 || o.AmountTax != 300 || integrations.FormatMoney(o.AmountTotal, o.Currency) != "3300 JPY" {
 		t.Errorf("money = %d %s tax %d", o.AmountTotal, o.Currency, o.AmountTax)
 	}
-	if o.Customer.Email != "yamada@example.jp" || o.Customer.Name != "山田 太郎" || o.Shipping.City != "東京都" {
+	if o.Customer.Email != "yamada@example.jp" || o.Customer.Name != "山田 太郎" || o.Shipping.State != "東京都" || o.ShippingCost != nil {
 		t.Errorf("customer = %+v shipping = %+v", o.Customer, o.Shipping)
+	}
+	if !o.Customer.Address.IsZero() || o.BillingAddress() != o.Shipping {
+		t.Errorf("without a billing address the buyer is invoiced at the shipping address: %+v", o.BillingAddress())
 	}
 	if o.Locale != "ja" {
 		t.Errorf("locale = %q, want the session's locale when metadata has none", o.Locale)
 	}
-	if len(o.Items) != 1 || o.Items[0].UnitAmount != 1000 || o.Items[0].Quantity != 3 || o.Items[0].SKU != "price_matcha" {
+	if len(o.Items) != 1 || o.Items[0].UnitAmount != 1000 || o.Items[0].Quantity != 3 || o.Items[0].SKU != "price_matcha" ||
+		o.Items[0].TaxBehavior != "exclusive" || len(o.Items[0].Taxes) != 1 || o.Items[0].Taxes[0].Percentage != "10" {
 		t.Errorf("items = %+v", o.Items)
+	}
+}
+
+// US sales tax: three rates on one line, 8.875 % together, each carried
+// exactly with Stripe's own amount.
+func TestOrderDetailsSeveralRatesPerLine(t *testing.T) {
+	const cs = "cs_test_nyc"
+	body := `{"id":"cs_test_nyc","object":"checkout.session","amount_subtotal":10000,"amount_total":10888,"currency":"usd","created":1732780000,
+	 "payment_status":"paid","customer_details":{"email":"j@example.com","name":"Jo Doe","address":{"line1":"1 Main St","city":"New York","state":"NY","postal_code":"10001","country":"US"},"tax_exempt":"none","tax_ids":[]},
+	 "total_details":{"amount_discount":0,"amount_shipping":0,"amount_tax":888},
+	 "line_items":{"object":"list","has_more":false,"data":[{"id":"li_1","object":"item","amount_subtotal":10000,"amount_tax":888,"amount_total":10888,"amount_discount":0,
+	   "currency":"usd","description":"Desk lamp","quantity":1,"price":{"id":"price_lamp","object":"price","unit_amount":10000,"tax_behavior":"exclusive"},
+	   "taxes":[{"amount":400,"taxable_amount":10000,"taxability_reason":"standard_rated","rate":{"id":"txr_ny","percentage":4,"jurisdiction":"NEW YORK","state":"NY","country":"US","tax_type":"sales_tax","display_name":"Sales Tax"}},
+	            {"amount":450,"taxable_amount":10000,"taxability_reason":"standard_rated","rate":{"id":"txr_nyc","percentage":4.5,"jurisdiction":"NEW YORK CITY","state":"NY","country":"US","tax_type":"sales_tax","display_name":"Sales Tax"}},
+	            {"amount":38,"taxable_amount":10000,"taxability_reason":"standard_rated","rate":{"id":"txr_mctd","percentage":0.375,"jurisdiction":"MCTD","state":"NY","country":"US","tax_type":"sales_tax","display_name":"Sales Tax"}}]}]}}`
+	_, srv := newFake(t, map[string]route{"/v1/checkout/sessions/" + cs: {body: body}})
+	o, err := newClient(t, srv.URL).OrderDetails(context.Background(), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pcts []string
+	for _, tx := range o.Items[0].Taxes {
+		pcts = append(pcts, tx.Percentage+"="+strconv.FormatInt(tx.Amount, 10))
+	}
+	if got := strings.Join(pcts, " "); got != "4=400 4.5=450 0.375=38" {
+		t.Errorf("taxes = %s", got)
+	}
+	if sum, _ := integrations.SumPercent("4", "4.5", "0.375"); sum != "8.875" {
+		t.Errorf("sum = %s", sum)
+	}
+}
+
+// An order whose amounts do not add up (here a line total that is not the
+// session's) is refused as permanent: no later step may write it.
+func TestOrderDetailsAmountsMustAddUp(t *testing.T) {
+	const cs = "cs_test_bad"
+	body := `{"id":"cs_test_bad","object":"checkout.session","amount_subtotal":1000,"amount_total":1255,"currency":"eur","payment_status":"paid",
+	 "total_details":{"amount_discount":0,"amount_shipping":0,"amount_tax":255},
+	 "line_items":{"object":"list","has_more":false,"data":[{"id":"li_1","object":"item","amount_subtotal":1000,"amount_tax":255,"amount_total":1200,"quantity":1,
+	   "taxes":[{"amount":255,"rate":{"percentage":25.5}}]}]}}`
+	_, srv := newFake(t, map[string]route{"/v1/checkout/sessions/" + cs: {body: body}})
+	_, err := newClient(t, srv.URL).OrderDetails(context.Background(), cs)
+	if !integrations.IsPermanent(err) || !strings.Contains(err.Error(), "12.00 EUR, the amount paid is 12.55 EUR") {
+		t.Fatalf("err = %v, want a permanent error naming the mismatch", err)
+	}
+}
+
+// Percent recovers the decimal Stripe sent from stripe-go's float64: every
+// percentage with up to four decimals from 0 to 100, exhaustively.
+func TestPercentIsExact(t *testing.T) {
+	for n := 1; n <= 1_000_000; n++ {
+		want := strconv.Itoa(n / 10000)
+		if frac := n % 10000; frac != 0 {
+			want += "." + strings.TrimRight(fmt.Sprintf("%04d", frac), "0")
+		}
+		f, err := strconv.ParseFloat(want, 64) // what encoding/json does
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Percent(f); got != want {
+			t.Fatalf("Percent(%v) = %q, want %q", f, got, want)
+		}
+	}
+	if Percent(0) != "0" {
+		t.Errorf("Percent(0) = %q", Percent(0))
 	}
 }
 
@@ -334,19 +467,16 @@ func TestOrderDetailsCancelled(t *testing.T) {
 func TestOrderDetailsSessionFallsBackToPaymentIntentShipping(t *testing.T) {
 	const cs = "cs_test_noShip"
 	f, srv := newFake(t, map[string]route{
-		"/v1/checkout/sessions/" + cs:                 {file: "session_no_shipping.json"},
-		"/v1/checkout/sessions/" + cs + "/line_items": {body: `{"object":"list","data":[],"has_more":false,"url":"/v1/checkout/sessions/cs_test_noShip/line_items"}`},
-		"/v1/payment_intents/pi_3OabcDEF1234567890":   {file: "payment_intent.json"},
+		"/v1/checkout/sessions/" + cs: {file: "session_no_shipping.json"},
 	})
 	o, err := newClient(t, srv.URL).OrderDetails(context.Background(), cs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reqs := f.requests()
-	if len(reqs) != 3 || reqs[2].URL.Path != "/v1/payment_intents/pi_3OabcDEF1234567890" {
-		t.Fatalf("requests: %d", len(reqs))
+	if n := len(f.requests()); n != 1 {
+		t.Fatalf("requests: %d, want 1 (line items and PaymentIntent expanded)", n)
 	}
-	if o.ID != cs || o.PaymentIntentID != "pi_3OabcDEF1234567890" || o.Shipping.City != "Espoo" ||
+	if o.ID != cs || o.PaymentIntentID != "pi_3OabcDEF1234567890" || o.Shipping.City != "Kuwait City" || o.Shipping.Country != "KW" ||
 		o.Customer.Email != "buyer@example.com" || o.Customer.Name != "فاطمة" || o.Locale != "ar-KW" {
 		t.Errorf("order = %+v", o)
 	}
@@ -356,16 +486,15 @@ func TestOrderDetailsSessionFallsBackToPaymentIntentShipping(t *testing.T) {
 	}
 }
 
-// When Stripe returns the session with its line items and PaymentIntent
-// expanded, the order takes one call and is the same order.
+// When Stripe returns the session with all its line items expanded, the
+// order takes one call and is the same order as when it takes two.
 func TestOrderDetailsPaymentIntentOneCall(t *testing.T) {
 	const pi = "pi_3OabcDEF1234567890"
-	_, full := newFake(t, map[string]route{
-		"/v1/payment_intents/" + pi:                         {file: "payment_intent.json"},
+	_, paged := newFake(t, map[string]route{
 		"/v1/checkout/sessions":                             {file: "sessions_list.json"},
 		"/v1/checkout/sessions/cs_test_a1B2c3D4/line_items": {file: "line_items.json"},
 	})
-	want, err := newClient(t, full.URL).OrderDetails(context.Background(), pi)
+	want, err := newClient(t, paged.URL).OrderDetails(context.Background(), pi)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,5 +508,17 @@ func TestOrderDetailsPaymentIntentOneCall(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("one-call order differs:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// Stripe expands at most four levels; every expansion the client asks for
+// stays within it.
+func TestExpansionsWithinStripesDepth(t *testing.T) {
+	for _, prefix := range []string{"", "data."} {
+		for _, e := range sessionExpand(prefix) {
+			if n := strings.Count(e, ".") + 1; n > 4 {
+				t.Errorf("expand %q is %d levels deep", e, n)
+			}
+		}
 	}
 }

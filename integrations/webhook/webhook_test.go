@@ -103,7 +103,7 @@ func newClient(t *testing.T, url string, mod func(*webhook.Config)) *webhook.Cli
 func testOrder() integrations.Order {
 	return integrations.Order{
 		ID: "pi_3Abc", Number: "OF-3ABC", Currency: "eur", AmountTotal: 12490, AmountTax: 2490,
-		Items:    []integrations.LineItem{{Description: "Mug", Quantity: 2, UnitAmount: 5000, AmountTotal: 12490, AmountTax: 2490, TaxRateBasisPoints: 2550}},
+		Items:    []integrations.LineItem{{Description: "Mug", Quantity: 2, UnitAmount: 5000, AmountTotal: 12490, AmountTax: 2490, Taxes: []integrations.Tax{{Amount: 2490, Percentage: "25.5"}}}},
 		Customer: integrations.Customer{Name: "Åsa Öberg", Email: "asa@example.com"},
 	}
 }

@@ -12,7 +12,9 @@
 //
 //	POST https://accounts.zoho.eu/oauth/v2/token?refresh_token=…&client_id=…&client_secret=…&grant_type=refresh_token
 //	POST https://www.zohoapis.eu/crm/v3/Contacts/upsert   {"data":[{…}],"duplicate_check_fields":["Email"]}
-//	POST https://www.zohoapis.eu/crm/v3/Deals/upsert      {"data":[{…,"Order_ID":"pi_…"}],"duplicate_check_fields":["Order_ID"]}
+//	POST https://www.zohoapis.eu/crm/v3/Deals/upsert      {"data":[{…,"Order_ID":"pi_…","Amount":33.88,"Currency":"EUR"}],"duplicate_check_fields":["Order_ID"]}
+//	GET  https://www.zohoapis.eu/crm/v3/org/currencies    (currency mode auto, at most once per CurrencyTTL)
+//	GET  https://www.zohoapis.eu/crm/v3/org               (the same, when multi-currency is off)
 //
 // CRM calls carry "Authorization: Zoho-oauthtoken <access token>". The token
 // response's api_domain is not followed: the configured API base is used, so
@@ -73,6 +75,26 @@ type Config struct {
 	// suppresses workflow, approval and blueprint rules; nil lets Zoho run
 	// its defaults.
 	Triggers []string
+	// CurrencyMode says how a deal's currency is booked:
+	//   - "auto" (default): the org's currencies are read from the CRM
+	//     (GET /crm/v3/org/currencies, and /crm/v3/org for the home
+	//     currency when multi-currency is off) and kept for CurrencyTTL.
+	//     With multi-currency on, a deal in an active currency gets Amount
+	//     and Currency; with it off, a deal in the home currency gets
+	//     Amount only. The token needs ZohoCRM.settings.currencies.READ
+	//     and ZohoCRM.org.READ; without them HomeCurrency decides.
+	//   - "multi": always send Currency (the org has multi-currency and
+	//     every currency the shop sells in is active).
+	//   - "home": the org books only HomeCurrency; Currency is never sent.
+	// A deal in a currency the CRM cannot book gets no Amount (its
+	// description names the amount paid): a number in the wrong currency
+	// is worse than none.
+	CurrencyMode string
+	// HomeCurrency is the org's home currency (ISO code, e.g. "EUR");
+	// required by "home", and used by "auto" when the CRM does not say.
+	HomeCurrency string
+	// CurrencyTTL is how long "auto" keeps what it read; default 1 hour.
+	CurrencyTTL time.Duration
 	// Timeout bounds each HTTP request; default 15 s. Ignored when
 	// HTTPClient is set.
 	Timeout time.Duration
@@ -106,6 +128,21 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 || c.TokenRefreshMargin < 0 || c.TokenThrottleBackoff < 0 {
 		errs = append(errs, errors.New("zoho: durations must not be negative"))
 	}
+	switch c.CurrencyMode {
+	case "", CurrencyAuto, CurrencyMulti:
+	case CurrencyHome:
+		if c.HomeCurrency == "" {
+			errs = append(errs, errors.New(`zoho: currency mode "home" needs the home currency`))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("zoho: currency mode %q: want auto, multi or home", c.CurrencyMode))
+	}
+	if h := c.HomeCurrency; h != "" && !isCurrencyCode(h) {
+		errs = append(errs, fmt.Errorf("zoho: home currency %q is not a three-letter ISO code", h))
+	}
+	if c.CurrencyTTL < 0 {
+		errs = append(errs, errors.New("zoho: currency TTL must not be negative"))
+	}
 	if c.TokenRefreshMargin >= 30*time.Minute {
 		errs = append(errs, errors.New("zoho: token refresh margin must be under 30 minutes (tokens live 1 hour)"))
 	}
@@ -120,6 +157,7 @@ type Client struct {
 	hc       *http.Client
 	tokens   *tokenSource
 	log      *slog.Logger
+	cur      currencyCache
 }
 
 // New returns a client for cfg.
@@ -142,6 +180,13 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultTimeout
 	}
+	if cfg.CurrencyMode == "" {
+		cfg.CurrencyMode = CurrencyAuto
+	}
+	if cfg.CurrencyTTL == 0 {
+		cfg.CurrencyTTL = time.Hour
+	}
+	cfg.HomeCurrency = strings.ToUpper(cfg.HomeCurrency)
 	if cfg.TokenRefreshMargin == 0 {
 		cfg.TokenRefreshMargin = defaultRefreshMargin
 	}
@@ -177,7 +222,11 @@ func (c *Client) UpsertContactAndDeal(ctx context.Context, o integrations.Order)
 	if err != nil {
 		return integrations.CRMResult{}, err
 	}
-	dealID, dealAction, err := c.upsert(ctx, "upsert deal", "Deals", c.dealRecord(o, contactID), c.cfg.DealKeyField)
+	b, err := c.booking(ctx, o.Currency)
+	if err != nil {
+		return integrations.CRMResult{}, err
+	}
+	dealID, dealAction, err := c.upsert(ctx, "upsert deal", "Deals", c.dealRecord(o, contactID, b), c.cfg.DealKeyField)
 	if err != nil {
 		return integrations.CRMResult{}, err
 	}
@@ -186,12 +235,11 @@ func (c *Client) UpsertContactAndDeal(ctx context.Context, o integrations.Order)
 	return integrations.CRMResult{ContactID: contactID, DealID: dealID}, nil
 }
 
+// contactRecord is the buyer: name, email and phone from Checkout's
+// customer details and the billing address as the mailing address (for a
+// gift, not the recipient's).
 func contactRecord(o integrations.Order) map[string]any {
-	name := o.Customer.Name
-	if name == "" {
-		name = o.Shipping.Name
-	}
-	first, last := splitName(name)
+	first, last := splitName(o.BuyerName())
 	if last == "" {
 		// Last_Name is mandatory; fall back to the mailbox name.
 		last, _, _ = strings.Cut(o.Customer.Email, "@")
@@ -203,12 +251,8 @@ func contactRecord(o integrations.Order) map[string]any {
 	if o.Customer.Phone != "" {
 		r["Phone"] = o.Customer.Phone
 	}
-	if a := o.Shipping; a.Line1 != "" {
-		street := a.Line1
-		if a.Line2 != "" {
-			street += ", " + a.Line2
-		}
-		r["Mailing_Street"] = street
+	if a := o.BillingAddress(); a.Street() != "" {
+		r["Mailing_Street"] = a.Street()
 		r["Mailing_City"] = a.City
 		r["Mailing_Zip"] = a.PostalCode
 		r["Mailing_Country"] = a.Country
@@ -230,24 +274,37 @@ func splitName(name string) (first, last string) {
 	return strings.TrimSpace(name[:i]), name[i+1:]
 }
 
-func (c *Client) dealRecord(o integrations.Order, contactID string) map[string]any {
+// dealRecord is the sale. Amount is the amount paid in major units, built
+// from Stripe's integer exactly, and Currency its ISO code, when the CRM
+// can book that currency (see booking); otherwise Amount is left out and
+// the description says what was paid, rather than booking the number in
+// the CRM's home currency.
+func (c *Client) dealRecord(o integrations.Order, contactID string, b booking) map[string]any {
 	closing := o.CreatedAt
 	if closing.IsZero() {
 		closing = time.Now()
 	}
 	name := o.Number
-	if o.Customer.Name != "" {
-		name += " " + o.Customer.Name
+	if n := o.BuyerName(); n != "" {
+		name += " " + n
 	}
+	desc := fmt.Sprintf("Order %s (%s), %d line(s), %s", o.Number, o.ID, len(o.Items), integrations.FormatMoney(o.AmountTotal, o.Currency))
 	r := map[string]any{
 		"Deal_Name":        name,
 		c.cfg.DealKeyField: o.ID,
 		"Stage":            c.cfg.DealStage,
-		"Amount":           json.Number(integrations.FormatAmount(o.AmountTotal, o.Currency)),
 		"Closing_Date":     closing.UTC().Format(time.DateOnly),
 		"Contact_Name":     map[string]string{"id": contactID},
-		"Description":      fmt.Sprintf("Order %s (%s), %d line(s), %s", o.Number, o.ID, len(o.Items), integrations.FormatMoney(o.AmountTotal, o.Currency)),
 	}
+	if b.amount {
+		r["Amount"] = json.Number(integrations.FormatAmount(o.AmountTotal, o.Currency))
+	} else {
+		desc += "; amount not booked: " + b.reason
+	}
+	if b.currency {
+		r["Currency"] = strings.ToUpper(o.Currency)
+	}
+	r["Description"] = desc
 	if c.cfg.DealPipeline != "" {
 		r["Pipeline"] = c.cfg.DealPipeline
 	}
@@ -290,7 +347,7 @@ func (c *Client) upsert(ctx context.Context, op, module string, record map[strin
 	if err != nil {
 		return "", "", integrations.Permanentf(provider, op, "encode request: %v", err)
 	}
-	resp, respBody, err := c.call(ctx, op, "/crm/v3/"+module+"/upsert", body)
+	resp, respBody, err := c.call(ctx, op, http.MethodPost, "/crm/v3/"+module+"/upsert", body)
 	if err != nil {
 		return "", "", err
 	}
@@ -341,21 +398,27 @@ func codeMsg(code, field, message string) string {
 	return s
 }
 
-// call sends an authorised POST to the CRM. On 401 INVALID_TOKEN it
+// call sends an authorised request to the CRM. On 401 INVALID_TOKEN it
 // refreshes the token once and repeats the call. It returns the response
 // only for 200, 201, 202 and 207; anything else is an error.
-func (c *Client) call(ctx context.Context, op, path string, body []byte) (*http.Response, []byte, error) {
+func (c *Client) call(ctx context.Context, op, method, path string, body []byte) (*http.Response, []byte, error) {
 	tok, err := c.tokens.get(ctx, "")
 	if err != nil {
 		return nil, nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.api+path, bytes.NewReader(body))
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.api+path, rd)
 		if err != nil {
 			return nil, nil, integrations.Permanentf(provider, op, "bad API URL")
 		}
 		req.Header.Set("Authorization", "Zoho-oauthtoken "+tok)
-		req.Header.Set("Content-Type", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		req.Header.Set("Accept", "application/json")
 		resp, respBody, err := c.roundTrip(req)
 		if err != nil {

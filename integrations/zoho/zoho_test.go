@@ -59,11 +59,19 @@ type fakeZoho struct {
 	// success (insert for contacts, update for deals).
 	crm func(module, token string) reply
 
+	// org answers GET /crm/v3/org/currencies and /crm/v3/org; default:
+	// multi-currency with EUR home and EUR, SEK, JPY, KWD active.
+	org func(path string) reply
+
 	tokenCalls atomic.Int64
 	mu         sync.Mutex
 	tokenReqs  []crmRequest
 	crmReqs    []crmRequest
+	getReqs    []crmRequest
 }
+
+const defaultCurrencies = `{"currencies":[{"iso_code":"EUR","is_active":true,"is_base":true},{"iso_code":"SEK","is_active":true,"is_base":false},
+ {"iso_code":"JPY","is_active":true,"is_base":false},{"iso_code":"KWD","is_active":true,"is_base":false},{"iso_code":"USD","is_active":false,"is_base":false}]}`
 
 func (f *fakeZoho) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
@@ -83,6 +91,15 @@ func (f *fakeZoho) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rp = f.token(n)
 		} else {
 			rp = reply{body: fmt.Sprintf(`{"access_token":"tok-%d","api_domain":"https://www.zohoapis.com","token_type":"Bearer","expires_in":3600}`, n)}
+		}
+	} else if r.Method == http.MethodGet {
+		f.mu.Lock()
+		f.getReqs = append(f.getReqs, rec)
+		f.mu.Unlock()
+		if f.org != nil {
+			rp = f.org(r.URL.Path)
+		} else {
+			rp = reply{body: defaultCurrencies}
 		}
 	} else {
 		if err := json.Unmarshal(body, &rec.body); err != nil {
@@ -115,6 +132,12 @@ func okReply(t *testing.T, module string) reply {
 		return reply{status: 200, body: fixture(t, "contact_upsert_insert.json")}
 	}
 	return reply{status: 200, body: fixture(t, "deal_upsert_update.json")}
+}
+
+func (f *fakeZoho) getRequests() []crmRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]crmRequest(nil), f.getReqs...)
 }
 
 func (f *fakeZoho) crmRequests() []crmRequest {
@@ -181,9 +204,11 @@ func testOrder() integrations.Order {
 		Currency:    "eur",
 		AmountTotal: 5478,
 		Items:       []integrations.LineItem{{Description: "Villasukat", Quantity: 2}, {Description: "Kirja", Quantity: 1}},
-		Customer:    integrations.Customer{Name: "Åsa Öberg-Järvinen", Email: "asa@example.fi", Phone: "+358401234567"},
-		Shipping:    integrations.Address{Name: "Åsa Öberg-Järvinen", Line1: "Mannerheimintie 12 B 7", Line2: "c/o Ø", PostalCode: "00100", City: "Helsinki", Country: "FI"},
-		CreatedAt:   time.Date(2026, 11, 27, 23, 30, 0, 0, time.UTC),
+		// A gift: the buyer in Tampere, the recipient in Helsinki.
+		Customer: integrations.Customer{Name: "Åsa Öberg-Järvinen", Email: "asa@example.fi", Phone: "+358401234567",
+			Address: integrations.Address{Line1: "Hämeenkatu 10 B 7", Line2: "PL 12", PostalCode: "33100", City: "Tampere", Country: "FI"}},
+		Shipping:  integrations.Address{Name: "Mikko Virtanen", Line1: "Mannerheimintie 12 B 7", Line2: "c/o Ø", PostalCode: "00100", City: "Helsinki", Country: "FI"},
+		CreatedAt: time.Date(2026, 11, 27, 23, 30, 0, 0, time.UTC),
 	}
 }
 
@@ -257,7 +282,8 @@ func TestUpsertContactAndDealRequests(t *testing.T) {
 	rec := contact["data"].([]any)[0].(map[string]any)
 	wantContact := map[string]any{
 		"Email": "asa@example.fi", "First_Name": "Åsa", "Last_Name": "Öberg-Järvinen", "Phone": "+358401234567",
-		"Mailing_Street": "Mannerheimintie 12 B 7, c/o Ø", "Mailing_City": "Helsinki", "Mailing_Zip": "00100", "Mailing_Country": "FI",
+		// The buyer's billing address, not the gift recipient's.
+		"Mailing_Street": "Hämeenkatu 10 B 7, PL 12", "Mailing_City": "Tampere", "Mailing_Zip": "33100", "Mailing_Country": "FI",
 	}
 	for k, v := range wantContact {
 		if rec[k] != v {
@@ -272,12 +298,16 @@ func TestUpsertContactAndDealRequests(t *testing.T) {
 	drec := deal["data"].([]any)[0].(map[string]any)
 	wantDeal := map[string]any{
 		"Order_ID": "pi_3OabcDEF1234567890", "Deal_Name": "OF-1234567890 Åsa Öberg-Järvinen", "Stage": "Closed Won",
-		"Amount": 54.78, "Closing_Date": "2026-11-27",
+		"Amount": 54.78, "Currency": "EUR", "Closing_Date": "2026-11-27",
+		"Description": "Order OF-1234567890 (pi_3OabcDEF1234567890), 2 line(s), 54.78 EUR",
 	}
 	for k, v := range wantDeal {
 		if drec[k] != v {
 			t.Errorf("deal %s = %v, want %v", k, drec[k], v)
 		}
+	}
+	if gets := f.getRequests(); len(gets) != 1 || gets[0].path != "/crm/v3/org/currencies" || gets[0].auth != "Zoho-oauthtoken tok-1" {
+		t.Errorf("currency look-ups = %+v, want one GET /crm/v3/org/currencies", gets)
 	}
 	if cn, _ := drec["Contact_Name"].(map[string]any); cn["id"] != "4150868000003194003" {
 		t.Errorf("deal Contact_Name = %v", drec["Contact_Name"])
@@ -373,7 +403,7 @@ func TestContactWithoutName(t *testing.T) {
 	f := &fakeZoho{}
 	c, _, _ := newTest(t, f)
 	o := testOrder()
-	o.Customer.Name, o.Shipping = "", integrations.Address{}
+	o.Customer.Name, o.Customer.Address, o.Shipping = "", integrations.Address{}, integrations.Address{}
 	if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
@@ -760,5 +790,102 @@ func TestExpiresInMilliseconds(t *testing.T) {
 	}
 	if n := f.tokenCalls.Load(); n != 2 {
 		t.Fatalf("%d token requests, want 2 (a 1-hour token, not a 1000-hour one)", n)
+	}
+}
+
+// The deal's currency per CurrencyMode: in auto, the org's currencies are
+// read once and a currency the CRM cannot book gets no Amount rather than
+// a number in the wrong currency.
+func TestDealCurrency(t *testing.T) {
+	notEnabled := func(path string) reply {
+		if path == "/crm/v3/org/currencies" {
+			return reply{status: 403, body: `{"code":"CURRENCIES_NOT_ENABLED","details":{},"message":"Multi currency is not enabled","status":"error"}`}
+		}
+		return reply{body: `{"org":[{"currency":"Euro - EUR","currency_locale":"en_FI","mc_status":false}]}`}
+	}
+	noScope := func(string) reply {
+		return reply{status: 401, body: `{"code":"OAUTH_SCOPE_MISMATCH","details":{},"message":"invalid oauth scope to access this URL","status":"error"}`}
+	}
+	tests := []struct {
+		name     string
+		org      func(string) reply
+		mod      func(*Config)
+		currency string
+		amount   any // nil: absent
+		cur      any
+		note     string
+		gets     []string
+	}{
+		{"auto, active", nil, nil, "sek", 11.26, "SEK", "", []string{"/crm/v3/org/currencies"}},
+		{"auto, inactive", nil, nil, "usd", nil, nil, "; amount not booked: USD is not an active currency of the CRM", []string{"/crm/v3/org/currencies"}},
+		{"auto, not enabled, home", notEnabled, nil, "eur", 11.26, nil, "", []string{"/crm/v3/org/currencies", "/crm/v3/org"}},
+		{"auto, not enabled, other", notEnabled, nil, "sek", nil, nil, "; amount not booked: the CRM books EUR only (multi-currency is off), the order is in SEK", []string{"/crm/v3/org/currencies", "/crm/v3/org"}},
+		{"auto, no scope, configured home", noScope, func(c *Config) { c.HomeCurrency = "sek" }, "sek", 11.26, nil, "", []string{"/crm/v3/org/currencies"}},
+		{"auto, no scope, no home", noScope, nil, "eur", nil, nil, "; amount not booked: the CRM's home currency is unknown (set the home currency, or allow the token ZohoCRM.org.READ)", []string{"/crm/v3/org/currencies"}},
+		{"multi", nil, func(c *Config) { c.CurrencyMode = CurrencyMulti }, "jpy", 1126.0, "JPY", "", nil},
+		{"home, same", nil, func(c *Config) { c.CurrencyMode, c.HomeCurrency = CurrencyHome, "EUR" }, "eur", 11.26, nil, "", nil},
+		{"home, other", nil, func(c *Config) { c.CurrencyMode, c.HomeCurrency = CurrencyHome, "EUR" }, "kwd", nil, nil, "; amount not booked: the CRM books EUR only, the order is in KWD", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeZoho{org: tt.org}
+			var mods []func(*Config)
+			if tt.mod != nil {
+				mods = append(mods, tt.mod)
+			}
+			c, _, _ := newTest(t, f, mods...)
+			o := testOrder()
+			o.Currency, o.AmountTotal = tt.currency, 1126
+			for range 2 { // the look-up is cached
+				if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rec := f.crmRequests()[1].body["data"].([]any)[0].(map[string]any)
+			if rec["Amount"] != tt.amount || rec["Currency"] != tt.cur {
+				t.Errorf("Amount %v Currency %v, want %v %v", rec["Amount"], rec["Currency"], tt.amount, tt.cur)
+			}
+			want := "Order OF-1234567890 (pi_3OabcDEF1234567890), 2 line(s), " + integrations.FormatMoney(1126, tt.currency) + tt.note
+			if rec["Description"] != want {
+				t.Errorf("Description = %q\nwant %q", rec["Description"], want)
+			}
+			var gets []string
+			for _, g := range f.getRequests() {
+				gets = append(gets, g.path)
+			}
+			if fmt.Sprint(gets) != fmt.Sprint(tt.gets) {
+				t.Errorf("look-ups = %v, want %v", gets, tt.gets)
+			}
+		})
+	}
+}
+
+// A failing look-up (the CRM is down) fails the step transiently; nothing
+// is booked with a guessed currency.
+func TestDealCurrencyLookupUnavailable(t *testing.T) {
+	f := &fakeZoho{org: func(string) reply {
+		return reply{status: 500, body: `{"code":"INTERNAL_ERROR","details":{},"message":"x","status":"error"}`}
+	}}
+	c, _, _ := newTest(t, f)
+	_, err := c.UpsertContactAndDeal(context.Background(), testOrder())
+	if err == nil || integrations.IsPermanent(err) {
+		t.Fatalf("err = %v, want transient", err)
+	}
+	if n := len(f.crmRequests()); n != 1 {
+		t.Errorf("%d upserts, want only the contact", n)
+	}
+}
+
+func TestConfigCurrency(t *testing.T) {
+	base := Config{ClientID: "a", ClientSecret: "b", RefreshToken: "c"}
+	for _, tt := range []struct {
+		mode, home string
+		ok         bool
+	}{{"", "", true}, {"auto", "EUR", true}, {"multi", "", true}, {"home", "", false}, {"home", "EURO", false}, {"both", "", false}} {
+		cfg := base
+		cfg.CurrencyMode, cfg.HomeCurrency = tt.mode, tt.home
+		if err := cfg.Validate(); (err == nil) != tt.ok {
+			t.Errorf("mode %q home %q: Validate = %v, want ok=%v", tt.mode, tt.home, err, tt.ok)
+		}
 	}
 }

@@ -57,7 +57,7 @@ func (s *shop) call(step, order string) error {
 }
 
 func (s *shop) OrderDetails(_ context.Context, id string) (integrations.Order, error) {
-	return integrations.Order{ID: id, PaymentIntentID: id, Number: integrations.OrderNumber(id), Currency: "eur", AmountTotal: 4200,
+	return integrations.Order{Model: integrations.OrderModel, ID: id, PaymentIntentID: id, Number: integrations.OrderNumber(id), Currency: "eur", AmountTotal: 4200,
 		Customer: integrations.Customer{Name: "Åsa Öberg", Email: "asa@example.com"}}, s.call(processor.StepDetails, id)
 }
 

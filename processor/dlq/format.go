@@ -323,7 +323,8 @@ func derefTime(t *time.Time) time.Time {
 }
 
 // MaskState returns the state's JSON with customer data masked (the order's
-// customer and shipping address; the country stays), or as is when reveal.
+// buyer with its billing address and tax ids, and the shipping address;
+// countries stay), or as is when reveal.
 // It masks by field, not by key name: step names such as "email" and
 // "shipping" are keys of the state too.
 func MaskState(st *processor.State, reveal bool) ([]byte, error) {
@@ -344,6 +345,18 @@ func MaskState(st *processor.State, reveal bool) ([]byte, error) {
 		m(&o.Shipping.PostalCode)
 		m(&o.Shipping.City)
 		m(&o.Shipping.State)
+		m(&o.Shipping.Phone)
+		b := &o.Customer.Address
+		for _, f := range []*string{&b.Name, &b.Line1, &b.Line2, &b.PostalCode, &b.City, &b.State, &b.Phone} {
+			m(f)
+		}
+		if len(o.Customer.TaxIDs) > 0 {
+			ids := make([]integrations.TaxID, len(o.Customer.TaxIDs))
+			for i, t := range o.Customer.TaxIDs {
+				ids[i] = integrations.TaxID{Type: t.Type, Value: Masked}
+			}
+			o.Customer.TaxIDs = ids
+		}
 		c.Order = &o
 		st = &c
 	}

@@ -1,0 +1,177 @@
+package netvisor
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+func tax(amount int64, pct, reason string) []integrations.Tax {
+	return []integrations.Tax{{Amount: amount, Percentage: pct, TaxabilityReason: reason}}
+}
+
+func invoiceFor(t *testing.T, o integrations.Order, mod func(*Config)) (xmlInvoice, error) {
+	t.Helper()
+	f := &fakeNetvisor{status: 200, body: "file:created.xml"}
+	c := newTest(t, f, mod)
+	_, err := c.CreateInvoice(context.Background(), o, integrations.Shipment{})
+	if err != nil {
+		if len(f.reqs) != 0 {
+			t.Fatal("an invoice was sent although CreateInvoice failed")
+		}
+		return xmlInvoice{}, err
+	}
+	return parseInvoice(t, f.reqs[0].body), nil
+}
+
+// The issue's example: 107.40 EUR paid with VAT-inclusive prices must be
+// an invoice of 107.40, not 131.82: gross unit prices, VAT inside.
+func TestInvoiceVATInclusive(t *testing.T) {
+	o := testOrder()
+	o.Items = []integrations.LineItem{
+		{Description: "Villasukat", Quantity: 4, UnitAmount: 2490, AmountSubtotal: 9960, AmountTax: 2024, AmountTotal: 9960, TaxBehavior: "inclusive", Taxes: tax(2024, "25.5", "standard_rated")},
+	}
+	o.ShippingCost = &integrations.ShippingCost{AmountSubtotal: 780, AmountTax: 159, AmountTotal: 780, TaxBehavior: "inclusive", Name: "Posti", Taxes: tax(159, "25.5", "standard_rated")}
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 10740, 2183, 9960
+	inv, err := invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Amount.Value != "107,40" {
+		t.Errorf("amount = %s, want 107,40", inv.Amount.Value)
+	}
+	want := []xmlLine{
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Villasukat", UnitPrice: xmlValue{Value: "99,60", Type: "gross"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"},
+			Quantity: "1", FreeText: "4 × 24.90 EUR incl. VAT", VatSum: "20,24", Sum: "99,60"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Shipping: Posti", UnitPrice: xmlValue{Value: "7,80", Type: "gross"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"},
+			Quantity: "1", VatSum: "1,59", Sum: "7,80"},
+	}
+	if len(inv.Lines) != 2 || inv.Lines[0] != want[0] || inv.Lines[1] != want[1] {
+		t.Errorf("lines = %+v\nwant %+v", inv.Lines, want)
+	}
+}
+
+// Intra-EU B2B: Stripe marked the taxes reverse_charge; the invoice names
+// the buyer's VAT number, uses the reverse-charge vatcode at 0 % and says
+// "Reverse charge". It goes to the buyer's billing address; the delivery
+// address is the recipient's, its second line kept.
+func TestInvoiceReverseChargeAndAddresses(t *testing.T) {
+	o := testOrder()
+	o.Items = []integrations.LineItem{{Description: "Werkbank", Quantity: 1, UnitAmount: 50000, AmountSubtotal: 50000, AmountTotal: 50000, TaxBehavior: "exclusive", Taxes: tax(0, "0", "reverse_charge")}}
+	o.ShippingCost = &integrations.ShippingCost{AmountSubtotal: 2000, AmountTotal: 2000, TaxBehavior: "exclusive", Taxes: tax(0, "0", "reverse_charge")}
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 52000, 0, 50000
+	o.Customer = integrations.Customer{Name: "Müller & Söhne GmbH", Email: "einkauf@example.de", TaxExempt: "none",
+		TaxIDs:  []integrations.TaxID{{Type: "eu_vat", Value: "DE123456789"}},
+		Address: integrations.Address{Line1: "Hauptstraße 1", Line2: "Rechnungsstelle", PostalCode: "10115", City: "Berlin", Country: "DE"}}
+	o.Shipping = integrations.Address{Name: "Lager Nord", Line1: "Hafenweg 7", Line2: "Tor 3", PostalCode: "20457", City: "Hamburg", Country: "DE"}
+	inv, err := invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.After != "Buyer's VAT number: DE123456789\nReverse charge / Käännetty verovelvollisuus" {
+		t.Errorf("free text = %q", inv.After)
+	}
+	for i, l := range inv.Lines {
+		if l.VAT != (xmlValue{Value: "0", VATCode: "EUMY"}) || l.VatSum != "0,00" {
+			t.Errorf("line %d VAT = %+v %s", i+1, l.VAT, l.VatSum)
+		}
+	}
+	if inv.Lines[0].FreeText != "1 × 500.00 EUR excl. VAT; tax 0 % 0.00 EUR (reverse charge)" {
+		t.Errorf("line text = %q", inv.Lines[0].FreeText)
+	}
+	got := []string{inv.Name, inv.Line1, inv.Line2, inv.PostNumber, inv.Town, inv.Country, inv.DeliveryName, inv.DeliveryLine, inv.DeliveryPost, inv.DeliveryTown, inv.DeliveryCtry}
+	want := []string{"Müller & Söhne GmbH", "Hauptstraße 1", "Rechnungsstelle", "10115", "Berlin", "DE", "Lager Nord", "Hafenweg 7, Tor 3", "20457", "Hamburg", "DE"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("addresses = %q\nwant %q", got, want)
+	}
+
+	// A services shop sets its own code.
+	inv, err = invoiceFor(t, o, func(c *Config) { c.ReverseChargeVATCode = "EUPM309" })
+	if err != nil || inv.Lines[0].VAT.VATCode != "EUPM309" {
+		t.Errorf("configured code: %+v %v", inv.Lines, err)
+	}
+	// Without the buyer's VAT number a reverse-charge invoice is not legal.
+	o.Customer.TaxIDs = nil
+	if _, err := invoiceFor(t, o, nil); !integrations.IsPermanent(err) || !strings.Contains(err.Error(), "no VAT number") {
+		t.Errorf("no VAT id: err = %v", err)
+	}
+	// tax_exempt "reverse" alone makes it a reverse-charge sale too.
+	o.Customer.TaxIDs = []integrations.TaxID{{Type: "eu_vat", Value: "SE556677889901"}}
+	o.Customer.TaxExempt = "reverse"
+	o.Items[0].Taxes, o.ShippingCost.Taxes = nil, nil
+	inv, err = invoiceFor(t, o, nil)
+	if err != nil || inv.Lines[0].VAT.VATCode != "EUMY" || !strings.Contains(inv.After, "SE556677889901") {
+		t.Errorf("tax_exempt reverse: %+v %v", inv, err)
+	}
+}
+
+// An untaxed sale whose goods leave the EU gets the export code.
+func TestInvoiceExport(t *testing.T) {
+	o := testOrder()
+	o.Items = []integrations.LineItem{{Description: "Sauna stones", Quantity: 2, UnitAmount: 2000, AmountSubtotal: 4000, AmountTotal: 4000, TaxBehavior: "exclusive", Taxes: tax(0, "0", "not_subject_to_tax")}}
+	o.ShippingCost = &integrations.ShippingCost{AmountSubtotal: 0, AmountTotal: 0} // free shipping: no line
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 4000, 0, 4000
+	o.Shipping.Country = "NO"
+	inv, err := invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Lines) != 1 || inv.Lines[0].VAT != (xmlValue{Value: "0", VATCode: "EUUM"}) {
+		t.Errorf("lines = %+v", inv.Lines)
+	}
+	o.Shipping.Country = "SE" // inside the EU: the configured code at 0 %
+	inv, _ = invoiceFor(t, o, nil)
+	if inv.Lines[0].VAT.VATCode != "KOMY" {
+		t.Errorf("EU destination: %+v", inv.Lines[0].VAT)
+	}
+}
+
+// US sales tax: three rates on one line become one line at 8.875 % with
+// Stripe's VAT sum, the rates listed in the line's text.
+func TestInvoiceSeveralRatesPerLine(t *testing.T) {
+	o := testOrder()
+	o.Currency = "usd"
+	o.Items = []integrations.LineItem{{Description: "Desk lamp", Quantity: 1, UnitAmount: 10000, AmountSubtotal: 10000, AmountTax: 888, AmountTotal: 10888, TaxBehavior: "exclusive",
+		Taxes: []integrations.Tax{{Amount: 400, Percentage: "4", DisplayName: "Sales Tax", Jurisdiction: "NEW YORK"},
+			{Amount: 450, Percentage: "4.5", DisplayName: "Sales Tax", Jurisdiction: "NEW YORK CITY"},
+			{Amount: 38, Percentage: "0.375", DisplayName: "Sales Tax", Jurisdiction: "MCTD"}}}}
+	o.ShippingCost = nil
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 10888, 888, 10000
+	o.Shipping.Country = "US"
+	inv, err := invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := inv.Lines[0]
+	if l.VAT.Value != "8,875" || l.VatSum != "8,88" || l.Sum != "108,88" || l.UnitPrice.Value != "100,00" {
+		t.Errorf("line = %+v", l)
+	}
+	if l.FreeText != "1 × 100.00 USD excl. VAT; Sales Tax NEW YORK 4 % 4.00 USD, Sales Tax NEW YORK CITY 4.5 % 4.50 USD, Sales Tax MCTD 0.375 % 0.38 USD" {
+		t.Errorf("text = %q", l.FreeText)
+	}
+}
+
+// A PaymentIntent without Checkout is invoiced as one line of its amount.
+func TestInvoicePaymentIntentOnly(t *testing.T) {
+	o := integrations.Order{Model: 2, ID: "pi_3Only", Number: "OF-3ONLY", Currency: "sek", AmountTotal: 49900, AmountSubtotal: 49900,
+		Items:    []integrations.LineItem{{Description: "Konsultation 1 h", Quantity: 1, UnitAmount: 49900, AmountSubtotal: 49900, AmountTotal: 49900, TaxBehavior: "unspecified"}},
+		Customer: integrations.Customer{Name: "Åsa", Email: "a@example.se"}, Shipping: integrations.Address{Country: "SE"}}
+	inv, err := invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Amount.Value != "499,00" || len(inv.Lines) != 1 || inv.Lines[0].Sum != "499,00" || inv.Lines[0].VAT.Value != "0" ||
+		inv.After != "Paid without Stripe Checkout: Stripe computed no tax for this payment." {
+		t.Errorf("invoice = %+v", inv)
+	}
+}
+
+func TestConfigRejectsUnknownVATCode(t *testing.T) {
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.ExportVATCode = "EUPM"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `ExportVATCode "EUPM"`) {
+		t.Fatalf("Validate = %v", err)
+	}
+}

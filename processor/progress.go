@@ -1,0 +1,32 @@
+package processor
+
+import "github.com/orderflow/orderflow/integrations"
+
+// reportProgress tells the production log, when it is on and can show
+// progress (ProgressReporter), where the order stands after a state write
+// has been acknowledged: its status, the steps done, and for a
+// dead-lettered order the step and the reason. The reporter must not
+// block; what it does with the report never affects the chain.
+func (p *Processor) reportProgress(st *State) {
+	if p.prov.ProductionLog == nil {
+		return
+	}
+	r, ok := p.prov.ProductionLog.(ProgressReporter)
+	if !ok {
+		return
+	}
+	pr := integrations.Progress{
+		OrderID:        st.OrderID,
+		Order:          st.Order,
+		Status:         string(st.Status),
+		CompletedSteps: completedSteps(st),
+		At:             st.UpdatedAt,
+	}
+	if st.Status == StatusDeadLettered || st.Status == StatusParked {
+		if st.DeadLetter != nil {
+			pr.FailedStep = st.DeadLetter.Step
+		}
+		pr.Failure = st.LastError
+	}
+	r.ReportProgress(pr)
+}
