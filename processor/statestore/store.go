@@ -122,6 +122,9 @@ func Open(dir string, id Identity, o Options) (s *Store, rebuilt string, err err
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, "", fmt.Errorf("statestore: clear %s: %w", dir, err)
 		}
+		if rebuilt == "" {
+			rebuilt = reason
+		}
 		s, reason, err = open(dir, id, o, true)
 		if err != nil {
 			return nil, "", err
@@ -129,9 +132,6 @@ func Open(dir string, id Identity, o Options) (s *Store, rebuilt string, err err
 		if reason != "" {
 			_ = s.db.Close()
 			return nil, "", fmt.Errorf("statestore: new store in %s unusable: %s", dir, reason)
-		}
-		if rebuilt == "" {
-			rebuilt = reason
 		}
 	}
 	return s, rebuilt, nil
