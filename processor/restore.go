@@ -149,14 +149,23 @@ func (p *Processor) restoreOnce(ctx context.Context, part *partition) (restoreRe
 		p.m.storeRebuilds.Inc()
 	}
 	load := part.store.Load()
+	finished := false
+	finish := func() error { finished = true; return load.Finish(end) }
+	defer func() {
+		if !finished {
+			load.Abort()
+		}
+	}()
 	if ck >= end {
-		return res, load.Finish(end)
+		return res, finish()
 	}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), p.kgoOpts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part.num: kgo.NewOffset().At(ck)}}),
 		kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.FetchMaxBytes(16<<20),
-		kgo.FetchMaxPartitionBytes(8<<20),
+		// Fetches are compressed: 2 MiB of JSON states is about 10 MiB
+		// once decompressed, and franz-go holds a fetch or two of them.
+		kgo.FetchMaxBytes(4<<20),
+		kgo.FetchMaxPartitionBytes(2<<20),
 	)...)
 	if err != nil {
 		return res, fmt.Errorf("restore client: %w", err)
@@ -203,14 +212,14 @@ func (p *Processor) restoreOnce(ctx context.Context, part *partition) (restoreRe
 			return res, aerr
 		}
 		if done {
-			return res, load.Finish(end)
+			return res, finish()
 		}
 		if time.Since(lastProgress) > restoreIdle {
 			if !progressed {
 				return res, fmt.Errorf("read %s: no record within %s", topic, restoreIdle)
 			}
 			p.log.Warn("state restore ended before the listed end offset: nothing more to read", "partition", part.num)
-			return res, load.Finish(end)
+			return res, finish()
 		}
 	}
 }

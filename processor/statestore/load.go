@@ -2,6 +2,7 @@ package statestore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -17,9 +18,11 @@ import (
 
 // runBytes is how much a Loader gathers before writing it out. A run this
 // large is sorted and ingested as one table (no memtable, no write-ahead
-// log); a smaller remainder goes through an ordinary batch.
+// log) by a writer goroutine while the next run fills; a smaller remainder
+// goes through an ordinary batch. Two runs are in memory at most, copied
+// out of the fetch buffers so that those are freed at once.
 const (
-	runBytes      = 32 << 20
+	runBytes      = 8 << 20
 	smallRunBytes = 1 << 20
 )
 
@@ -28,15 +31,24 @@ const (
 // every record, then Finish.
 type Loader struct {
 	s    *Store
-	run  []entry
-	size int
+	cur  *run
+	free chan *run
+	todo chan *run
+	done chan error
+	err  error
 	last int64 // offset of the last record added
 	seq  int
 }
 
+type run struct {
+	arena   []byte
+	entries []entry
+	next    int64 // the checkpoint once the run is written
+}
+
 type entry struct {
-	key []byte // statePrefix + order key
-	val []byte // nil: tombstone
+	key []byte // statePrefix + order key, in the arena
+	val []byte // in the arena; nil: tombstone
 	off int64
 }
 
@@ -44,8 +56,25 @@ type entry struct {
 // store must be rebuilt.
 func (s *Store) Load() *Loader {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &Loader{s: s, last: s.trk.next - 1}
+	next := s.trk.next
+	s.mu.Unlock()
+	l := &Loader{s: s, last: next - 1, free: make(chan *run, 2), todo: make(chan *run, 1), done: make(chan error, 1)}
+	l.free <- &run{arena: make([]byte, 0, runBytes)}
+	l.free <- &run{arena: make([]byte, 0, runBytes)}
+	go l.writer(l.todo)
+	return l
+}
+
+func (l *Loader) writer(todo <-chan *run) {
+	var err error
+	for r := range todo {
+		if err == nil {
+			err = l.write(r)
+		}
+		r.arena, r.entries = r.arena[:0], r.entries[:0]
+		l.free <- r
+	}
+	l.done <- err
 }
 
 // Reset empties the store and sets its checkpoint to from (the changelog's
@@ -66,66 +95,117 @@ func (s *Store) Reset(from int64) error {
 	return nil
 }
 
-// Add applies one record; val nil is a tombstone. The slices are kept
-// until the run is written.
+// Add applies one record; val nil is a tombstone. The bytes are copied.
 func (l *Loader) Add(key, val []byte, off int64) error {
-	k := make([]byte, 1+len(key))
-	k[0] = statePrefix
-	copy(k[1:], key)
-	l.run = append(l.run, entry{key: k, val: val, off: off})
-	l.size += len(k) + len(val) + 48
-	l.last = off
-	if l.size >= runBytes {
-		return l.flush(off + 1)
+	if l.err != nil {
+		return l.err
 	}
+	if l.cur == nil {
+		l.cur = <-l.free
+	}
+	r := l.cur
+	if len(r.arena)+1+len(key)+len(val) > cap(r.arena) && len(r.entries) > 0 {
+		if err := l.send(off); err != nil {
+			return err
+		}
+		l.cur = <-l.free
+		r = l.cur
+	}
+	start := len(r.arena)
+	r.arena = append(r.arena, statePrefix)
+	r.arena = append(r.arena, key...)
+	k := r.arena[start:len(r.arena):len(r.arena)]
+	var v []byte
+	if val != nil {
+		vs := len(r.arena)
+		r.arena = append(r.arena, val...)
+		v = r.arena[vs:len(r.arena):len(r.arena)]
+	}
+	r.entries = append(r.entries, entry{key: k, val: v, off: off})
+	l.last = off
 	return nil
 }
 
-// Finish writes what is left and sets the checkpoint to end, the
-// changelog's end offset the replay read up to.
-func (l *Loader) Finish(end int64) error {
-	return l.flush(max(end, l.last+1))
+// send hands the current run to the writer; next is its checkpoint.
+func (l *Loader) send(next int64) error {
+	select {
+	case err := <-l.done: // the writer stopped on an error
+		l.err = err
+		return err
+	default:
+	}
+	l.cur.next = next
+	l.todo <- l.cur
+	l.cur = nil
+	return nil
 }
 
-// flush writes the gathered run and moves the checkpoint to next.
-func (l *Loader) flush(next int64) error {
+// Finish writes what is left, waits for the writer and sets the checkpoint
+// to end, the changelog's end offset the replay read up to.
+func (l *Loader) Finish(end int64) error {
+	if l.err != nil {
+		return l.err
+	}
+	next := max(end, l.last+1)
+	if l.cur == nil {
+		l.cur = <-l.free
+	}
+	l.cur.next = next
+	l.todo <- l.cur
+	l.cur = nil
+	close(l.todo)
+	l.todo = nil
+	return <-l.done
+}
+
+// Abort stops the writer without finishing (a restore that gave up); what
+// was written stays, with its checkpoint.
+func (l *Loader) Abort() {
+	if l.todo == nil {
+		return
+	}
+	close(l.todo)
+	l.todo = nil
+	<-l.done
+}
+
+// write sorts a run, writes it and moves the checkpoint.
+func (l *Loader) write(r *run) error {
 	s := l.s
+	// The last record of each key wins: sort by key, then offset.
+	slices.SortFunc(r.entries, func(a, b entry) int {
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.off, b.off)
+	})
+	n := 0
+	for i, e := range r.entries {
+		if i+1 < len(r.entries) && bytes.Equal(r.entries[i+1].key, e.key) {
+			continue
+		}
+		r.entries[n] = e
+		n++
+	}
+	entries := r.entries[:n]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return fmt.Errorf("statestore: store closed")
 	}
-	if len(l.run) == 0 {
-		if err := s.db.Set(keyCheckpoint, encodeCheckpoint(next, time.Now()), pebble.NoSync); err != nil {
-			return fmt.Errorf("statestore: checkpoint: %w", err)
-		}
-		s.trk.reset(next)
-		s.ckAt = time.Now()
-		return nil
-	}
-	// The last record of each key wins: sort by key, offsets ascending.
-	slices.SortStableFunc(l.run, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
-	n := 0
-	for i, e := range l.run {
-		if i+1 < len(l.run) && bytes.Equal(l.run[i+1].key, e.key) {
-			continue
-		}
-		l.run[n] = e
-		n++
-	}
-	run := l.run[:n]
 	var err error
-	if l.size < smallRunBytes {
-		err = l.batch(run, next)
-	} else {
-		err = l.ingest(run, next)
+	switch {
+	case len(entries) == 0:
+		err = s.db.Set(keyCheckpoint, encodeCheckpoint(r.next, time.Now()), pebble.NoSync)
+	case len(r.arena) < smallRunBytes:
+		err = l.batch(entries, r.next)
+	default:
+		err = l.ingest(entries, r.next)
 	}
-	clear(l.run)
-	l.run, l.size = l.run[:0], 0
 	if err != nil {
 		return err
 	}
-	s.trk.reset(next)
+	s.trk.reset(r.next)
 	s.ckAt = time.Now()
 	return nil
 }
@@ -157,6 +237,8 @@ func (l *Loader) ingest(run []entry, next int64) error {
 		return fmt.Errorf("statestore: %w", err)
 	}
 	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
+	// Compactions compress it when they merge it into the levels below.
+	wo.Compression = sstable.NoCompression
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
 	var val []byte
 	for _, e := range run {
