@@ -237,8 +237,6 @@ func (l *Loader) ingest(run []entry, next int64) error {
 		return fmt.Errorf("statestore: %w", err)
 	}
 	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
-	// Compactions compress it when they merge it into the levels below.
-	wo.Compression = sstable.NoCompression
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
 	var val []byte
 	for _, e := range run {

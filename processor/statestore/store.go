@@ -156,7 +156,7 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 		// A restore ingests sorted runs that overlap one another in L0;
 		// compactions merge them in the background. Writes must not stall
 		// meanwhile.
-		L0CompactionThreshold: 4,
+		L0CompactionThreshold: 20,
 		L0StopWritesThreshold: 1000,
 		ErrorIfNotExists:      !fresh,
 	}
