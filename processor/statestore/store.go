@@ -95,6 +95,26 @@ type Store struct {
 
 	count   atomic.Int64
 	counted atomic.Bool
+	// iters counts the scans in progress; Close waits for them after
+	// closing tells them to stop.
+	iters   sync.WaitGroup
+	closing atomic.Bool
+}
+
+// scan returns an iterator over the states, registered so that Close waits
+// for it; nil when the store is closed.
+func (s *Store) scan() (*pebble.Iterator, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.closing.Load() {
+		return nil, errors.New("statestore: store closed")
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{statePrefix}, UpperBound: []byte{statePrefix + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	s.iters.Add(1)
+	return it, nil
 }
 
 // Open opens the store in dir, creating it when absent. A store that cannot
@@ -330,24 +350,21 @@ func (s *Store) Count() (n int64, ok bool) { return s.count.Load(), s.counted.Lo
 // store is in use; writes meanwhile adjust the count.
 func (s *Store) CountInBackground() {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{statePrefix}, UpperBound: []byte{statePrefix + 1}})
 	s.count.Store(0)
 	s.counted.Store(false)
 	s.mu.Unlock()
+	it, err := s.scan()
 	if err != nil {
 		return
 	}
 	go func() {
+		defer s.iters.Done()
 		var n int64
-		for ok := it.First(); ok; ok = it.Next() {
+		for ok := it.First(); ok && !s.closing.Load(); ok = it.Next() {
 			n++
 		}
-		err := it.Close()
-		if err == nil {
+		stopped := s.closing.Load()
+		if it.Close() == nil && !stopped {
 			s.count.Add(n)
 			s.counted.Store(true)
 		}
@@ -357,11 +374,12 @@ func (s *Store) CountInBackground() {
 // Each calls fn for every stored state until it returns false; the value
 // passed is only valid during the call.
 func (s *Store) Each(fn func(key string, val []byte, off int64) bool) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{statePrefix}, UpperBound: []byte{statePrefix + 1}})
+	it, err := s.scan()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return err
 	}
-	for ok := it.First(); ok; ok = it.Next() {
+	defer s.iters.Done()
+	for ok := it.First(); ok && !s.closing.Load(); ok = it.Next() {
 		v := it.Value()
 		if len(v) < headerLen || v[0] != valueFormat {
 			continue
@@ -379,6 +397,10 @@ func (s *Store) Each(fn func(key string, val []byte, off int64) bool) error {
 // Close writes the checkpoint durably, closes the store and notes the time
 // in the store's folder for the clean-up of unowned stores.
 func (s *Store) Close() error {
+	s.mu.Lock() // a scan registers under the lock: after it, none starts
+	s.closing.Store(true)
+	s.mu.Unlock()
+	s.iters.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
