@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/processor/statestore"
 	"github.com/orderflow/orderflow/topics"
 )
 
@@ -73,10 +74,11 @@ type Processor struct {
 
 	// stateRoot holds the partitions' local stores; stateTmp says it is a
 	// temporary folder of this processor, removed at the end of Run.
-	stateRoot string
-	stateTmp  bool
-	stateLock *os.File
-	lastClean time.Time
+	stateRoot  string
+	stateTmp   bool
+	stateLock  *os.File
+	blockCache *statestore.Cache
+	lastClean  time.Time
 	// beforeLocalWrite, when set (tests), runs after a state write was
 	// acknowledged and before the local store write; false skips the local
 	// write, as a crash between the two would.

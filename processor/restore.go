@@ -117,7 +117,7 @@ func (p *Processor) restoreOnce(ctx context.Context, part *partition) (restoreRe
 
 	if part.store == nil {
 		id := statestore.Identity{ClusterID: meta.Cluster, Topic: topic, TopicID: td.ID.String(), Partition: part.num}
-		st, rebuilt, err := statestore.Open(p.storeDir(part.num), id, statestore.Options{Logger: p.log})
+		st, rebuilt, err := statestore.Open(p.storeDir(part.num), id, statestore.Options{Logger: p.log, Cache: p.blockCache})
 		if err != nil {
 			return res, err
 		}

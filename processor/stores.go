@@ -18,6 +18,9 @@ import (
 	"github.com/orderflow/orderflow/topics"
 )
 
+// stateBlockCache is the block cache the local stores share.
+const stateBlockCache = 16 << 20
+
 // openStateRoot prepares the folder of the local stores and locks it, so
 // that two processors never share one.
 func (p *Processor) openStateRoot() error {
@@ -44,6 +47,8 @@ func (p *Processor) openStateRoot() error {
 		return fmt.Errorf("processor: lock state folder %s: %w", root, err)
 	}
 	p.stateRoot, p.stateLock = root, f
+	// One block cache for the stores of every assigned partition.
+	p.blockCache = statestore.NewCache(stateBlockCache)
 	return nil
 }
 
@@ -54,6 +59,7 @@ func (p *Processor) closeStateRoot() {
 	}
 	_ = p.stateLock.Close()
 	p.stateLock = nil
+	p.blockCache.Unref()
 	if p.stateTmp {
 		_ = os.RemoveAll(p.stateRoot)
 	}

@@ -47,12 +47,22 @@ type Identity struct {
 
 // Options tunes a store.
 type Options struct {
-	// CacheBytes is Pebble's block cache (default 8 MiB).
+	// Cache is a block cache shared by the stores of a process (see
+	// NewCache); nil gives the store its own of CacheBytes.
+	Cache *Cache
+	// CacheBytes is the size of a store's own block cache (default 8 MiB).
 	CacheBytes int64
 	// MemTableBytes is the size of one memtable (default 4 MiB).
 	MemTableBytes uint64
 	Logger        *slog.Logger
 }
+
+// Cache is a block cache several stores can share.
+type Cache = pebble.Cache
+
+// NewCache returns a block cache of size bytes; Unref it when every store
+// using it is closed.
+func NewCache(size int64) *Cache { return pebble.NewCache(size) }
 
 // Keys in Pebble: metaPrefix+name for the store's own records,
 // statePrefix+order key for the states.
@@ -163,12 +173,15 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("statestore: %w", err)
 	}
-	cacheBytes := o.CacheBytes
-	if cacheBytes <= 0 {
-		cacheBytes = 8 << 20
+	cache := o.Cache
+	if cache == nil {
+		cacheBytes := o.CacheBytes
+		if cacheBytes <= 0 {
+			cacheBytes = 8 << 20
+		}
+		cache = pebble.NewCache(cacheBytes)
+		defer cache.Unref()
 	}
-	cache := pebble.NewCache(cacheBytes)
-	defer cache.Unref()
 	opts := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: o.MemTableBytes,
