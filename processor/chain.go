@@ -76,7 +76,11 @@ func (p *Processor) handle(part *partition, t *task) (handled bool) {
 	if err != nil {
 		return p.corrupt(part, rec, err)
 	}
-	h := &handling{p: p, part: part, rec: rec, env: env, key: env.Key, st: part.state(env.Key),
+	st, err := part.state(env.Key)
+	if err != nil {
+		return p.corrupt(part, rec, fmt.Errorf("the order's state cannot be read: %w", err))
+	}
+	h := &handling{p: p, part: part, rec: rec, env: env, key: env.Key, st: st,
 		log: p.log.With("order_id", env.Key, "partition", rec.Partition, "offset", rec.Offset, "event_id", env.EventID)}
 	for _, hd := range rec.Headers {
 		switch hd.Key {
@@ -99,6 +103,9 @@ func (p *Processor) handle(part *partition, t *task) (handled bool) {
 }
 
 func (h *handling) run() bool {
+	if handled, ok := h.erasure(); ok {
+		return handled
+	}
 	st := h.st
 	if st != nil && h.rec.Offset < st.NextOffset {
 		return true // redelivered after a crash or rebalance: already handled
@@ -182,10 +189,11 @@ func (h *handling) persist() error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key), Value: b}
-	if _, err := h.p.produce(h.part, r, "order state", h.key); err != nil {
+	out, err := h.p.produce(h.part, r, "order state", h.key)
+	if err != nil {
 		return err
 	}
-	h.part.setState(h.key, h.st)
+	h.part.setState(h.key, h.st, b, out.Offset)
 	h.p.reportProgress(h.st)
 	return nil
 }

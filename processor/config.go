@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,6 +87,22 @@ type Config struct {
 	AlertTimeout time.Duration
 	// MaxErrorLen cuts error texts stored in the state and DLQ headers.
 	MaxErrorLen int
+	// StateDir holds the local state store of each assigned partition
+	// (<StateDir>/<state topic>/<partition>). Empty: a temporary folder,
+	// removed when Run returns, so every start restores from the changelog.
+	// One processor per folder: it is locked while the processor runs.
+	StateDir string
+	// StateCacheEntries and StateCacheBytes bound the order states kept in
+	// memory per partition beside the orders in flight (0: no bound of that
+	// kind; at least one must be set).
+	StateCacheEntries int
+	StateCacheBytes   int64
+	// StateKeepUnowned is how long the store of a partition this processor
+	// no longer owns is kept for its return before it is removed.
+	StateKeepUnowned time.Duration
+	// StateRetention, when > 0, removes (tombstones) the states of finished
+	// orders (completed, refunded) not updated for that long.
+	StateRetention time.Duration
 }
 
 // DefaultConfig returns the defaults for the given topic names.
@@ -106,6 +123,8 @@ func DefaultConfig(names topics.Names) Config {
 		ProduceTimeout:          30 * time.Second,
 		AlertTimeout:            10 * time.Second,
 		MaxErrorLen:             512,
+		StateCacheEntries:       10000,
+		StateKeepUnowned:        12 * time.Hour,
 	}
 }
 
@@ -158,6 +177,15 @@ func (c Config) Validate() error {
 			bad("%s must be > 0", name)
 		}
 	}
+	if c.StateCacheEntries < 0 || c.StateCacheBytes < 0 || (c.StateCacheEntries == 0 && c.StateCacheBytes == 0) {
+		bad("state cache size must be > 0 (entries or bytes)")
+	}
+	if c.StateKeepUnowned <= 0 {
+		bad("state keep-unowned time must be > 0")
+	}
+	if c.StateRetention < 0 {
+		bad("state retention must be >= 0 (0: off)")
+	}
 	if c.MaxErrorLen < 16 {
 		bad("max error length must be >= 16")
 	}
@@ -182,4 +210,28 @@ func ParseIntentPolicy(s string) (IntentPolicy, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("intent policy %q: want %q or %q", s, IntentRetry, IntentDeadLetter)
+}
+
+// ParseCacheSize parses a state cache size: a number of entries ("10000")
+// or a size in bytes with a unit ("64MiB", "64MB", "512KiB").
+func ParseCacheSize(s string) (entries int, bytes int64, err error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(t, u.suffix); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+			if err != nil || n <= 0 {
+				return 0, 0, fmt.Errorf("state cache size %q: want a positive number of entries or a size such as 64MiB", s)
+			}
+			return 0, n * u.mult, nil
+		}
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n <= 0 {
+		return 0, 0, fmt.Errorf("state cache size %q: want a positive number of entries or a size such as 64MiB", s)
+	}
+	return n, 0, nil
 }

@@ -26,6 +26,12 @@ type metrics struct {
 	dlqWrites     *prometheus.CounterVec
 	alerts        prometheus.Counter
 	corruptStates prometheus.Counter
+	// The local state stores.
+	states         *prometheus.GaugeVec
+	restoredStates prometheus.Counter
+	storeRebuilds  prometheus.Counter
+	storeFailures  prometheus.Counter
+	erased         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,9 +78,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "orderflow_state_corrupt_total",
 			Help: "Unreadable orders.state records skipped during restore.",
 		}),
+		states: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderflow_order_states",
+			Help: "Order states of the assigned partitions held in memory (the cache) and on disk (the local stores).",
+		}, []string{"where"}),
+		restoredStates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_state_restore_records_total",
+			Help: "orders.state records read to bring local stores up to date.",
+		}),
+		storeRebuilds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_state_store_rebuilds_total",
+			Help: "Local state stores rebuilt from orders.state because they were missing, foreign, corrupt or stale.",
+		}),
+		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_state_store_failures_total",
+			Help: "Local state stores that failed a read or write while in use (their partition reads orders.state instead).",
+		}),
+		erased: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_orders_erased_total",
+			Help: "Order states replaced by an erasure marker (reason request) or removed by --state-retention (reason retention).",
+		}, []string{"reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.stepDuration, m.stepAttempts, m.orders, m.inflight, m.lag,
-		m.restore, m.circuit, m.dlqWrites, m.alerts, m.corruptStates} {
+		m.restore, m.circuit, m.dlqWrites, m.alerts, m.corruptStates, m.states, m.restoredStates,
+		m.storeRebuilds, m.storeFailures, m.erased} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/processor/statestore"
 	"github.com/orderflow/orderflow/topics"
 )
 
@@ -69,6 +71,18 @@ type Processor struct {
 	runCancel   context.CancelFunc
 	runCancelMu sync.Mutex
 	ran         atomic.Bool
+
+	// stateRoot holds the partitions' local stores; stateTmp says it is a
+	// temporary folder of this processor, removed at the end of Run.
+	stateRoot  string
+	stateTmp   bool
+	stateLock  *os.File
+	blockCache *statestore.Cache
+	lastClean  time.Time
+	// beforeLocalWrite, when set (tests), runs after a state write was
+	// acknowledged and before the local store write; false skips the local
+	// write, as a crash between the two would.
+	beforeLocalWrite func(partition int32, key string) bool
 }
 
 // maxFetchBytes caps one fetch response (franz-go's default is 50 MiB).
@@ -104,6 +118,9 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		breakers: map[string]*breaker{},
 		parts:    map[int32]*partition{},
 		room:     make(chan struct{}, 1),
+	}
+	if err := p.openStateRoot(); err != nil {
+		return nil, err
 	}
 	p.ioCtx, p.ioCancel = context.WithCancel(context.Background())
 	for _, step := range Chain {
@@ -142,6 +159,7 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 	p.clSet = make(chan struct{})
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
+		p.closeStateRoot()
 		return nil, fmt.Errorf("processor: kafka client: %w", err)
 	}
 	p.cl = cl
@@ -158,6 +176,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	if !p.ran.CompareAndSwap(false, true) {
 		return errors.New("processor: Run called twice")
 	}
+	defer p.closeStateRoot()
 	if err := p.checkTopics(ctx); err != nil {
 		p.closeProducer()
 		p.cl.Close()
@@ -347,20 +366,16 @@ func (p *Processor) onAssigned(_ context.Context, _ *kgo.Client, assigned map[st
 		return
 	}
 	p.mu.Lock()
-	var fresh []*partition
 	for _, n := range nums {
 		if p.parts[n] != nil {
 			continue
 		}
 		part := p.newPartition(n)
 		p.parts[n] = part
-		fresh = append(fresh, part)
+		go p.restore(part)
 	}
 	p.mu.Unlock()
 	p.log.Info("partitions assigned", "partitions", nums)
-	if len(fresh) > 0 {
-		go p.restore(fresh)
-	}
 }
 
 func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -451,6 +466,7 @@ func (p *Processor) stop(parts []*partition, deadline time.Duration, commit bool
 			p.log.Error("commit on revocation failed; the next owner redoes the uncommitted records", "err", err)
 		}
 	}
+	p.closeStores(parts)
 }
 
 func (p *Processor) commitLoop(ctx context.Context) {
@@ -476,6 +492,8 @@ func (p *Processor) commitLoop(ctx context.Context) {
 		if n := pruneUnpersisted(&p.unpersisted, time.Now().Add(-unpersistedTTL)); n > 0 {
 			p.log.Info("dropped results kept for orders that did not return", "count", n)
 		}
+		p.stateGauges(parts)
+		p.housekeeping(ctx, parts)
 	}
 }
 

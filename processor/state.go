@@ -31,6 +31,13 @@ const (
 	// StatusAwaitingPayment: a Checkout Session completed unpaid (delayed
 	// payment method); the chain starts when the payment succeeds.
 	StatusAwaitingPayment Status = "awaiting_payment"
+	// StatusErased: the order's data was erased on request (`orderflow
+	// orders erase`). The record is an erasure marker: the order id, when
+	// it was erased and nothing else. It replaces the state under the same
+	// key, so compaction removes every earlier value, as it would after a
+	// tombstone, while the marker itself stays: a later event of the order
+	// is ignored with an alert instead of starting the order over.
+	StatusErased Status = "erased"
 )
 
 // State is an order's progress, the value of its record on `orders.state`
@@ -62,9 +69,11 @@ type State struct {
 	// NextOffset is one past the `orders` offset of the last record of this
 	// order that was fully handled; a record below it is a redelivery (after
 	// a crash or rebalance before the commit) and changes nothing.
-	NextOffset int64     `json:"next_offset,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	NextOffset int64 `json:"next_offset,omitempty"`
+	// ErasedAt is when an erased order's data was erased.
+	ErasedAt  *time.Time `json:"erased_at,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
 }
 
 // MaxAppliedEvents bounds State.AppliedEvents and AppliedObjects.

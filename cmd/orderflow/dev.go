@@ -40,7 +40,7 @@ const devUsage = `dev [flags]
 Runs the whole pipeline in one process, for trying orderflow out and for
 development: an embedded Kafka broker (its data under <data-dir>/kafka), the
 webhook gateway, one processor and the provider simulator (its outbox under
-<data-dir>/sim/outbox). Stop it with Ctrl-C; the next start carries on with
+<data-dir>/sim/outbox), order states in <data-dir>/state). Stop it with Ctrl-C; the next start carries on with
 the same topics, offsets and order state.
 
 Then send an order from another terminal: orderflow send-test-event`
@@ -52,6 +52,9 @@ type devConfig struct {
 	SimAddr     string
 	MetricsAddr string // empty: no metrics listener
 	DataDir     string
+	// StateDir holds the processor's local state stores (empty:
+	// <DataDir>/state).
+	StateDir string
 	// WebhookSecrets are accepted besides the one kept in the data folder
 	// (the Stripe CLI's, for example).
 	WebhookSecrets []string
@@ -90,6 +93,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&c.SimAddr, "sim-addr", devDefaultSimAddr, "listen address of the provider simulator")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", devDefaultMetricsAddr, "listen address of Prometheus /metrics (empty: none)")
 	fs.StringVar(&c.DataDir, "data-dir", devDefaultDataDir, "folder for Kafka's data, the simulator's outbox, labels and the webhook secret")
+	fs.StringVar(&c.StateDir, "state-dir", "", "folder of the processor's local order-state stores (default <data-dir>/state)")
 	fs.StringVar(&secrets, "webhook-secret", "", "extra accepted webhook signing secrets, comma-separated (the Stripe CLI's whsec_…); the one kept in <data-dir>/webhook-secret is always accepted")
 	fs.StringVar(&c.SimLatency, "sim-latency", "", "simulated provider latency, optionally per step: 50ms or 50ms,shipping=300ms")
 	fs.StringVar(&c.StripeAPIKey, "stripe-api-key", "", "a Stripe test-mode key (sk_test_… or rk_test_…): read order details from the real Stripe API instead of the simulator (better set as ORDERFLOW_STRIPE_API_KEY)")
@@ -300,6 +304,10 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	d.cleanup = cleanup
 	pcfg := processor.DefaultConfig(d.names)
 	pcfg.Group = "orderflow-dev"
+	pcfg.StateDir = c.StateDir
+	if pcfg.StateDir == "" {
+		pcfg.StateDir = filepath.Join(c.DataDir, "state")
+	}
 	if c.Processor != nil {
 		c.Processor(&pcfg)
 	}

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/topics"
 )
 
 func TestOrdersShow(t *testing.T) {
@@ -72,4 +76,88 @@ func TestOrdersShow(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "order pi_none not found") {
 		t.Errorf("unknown order: exit %d, stderr %q", code, errs)
 	}
+}
+
+func TestOrdersErase(t *testing.T) {
+	e := newDLQEnv(t)
+	at := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	st := &processor.State{OrderID: "pi_erase", Status: processor.StatusCompleted, CreatedAt: at, UpdatedAt: at,
+		Order: &integrations.Order{ID: "pi_erase", Customer: integrations.Customer{Name: "Åsa Öberg", Email: buyerEmail}}}
+	e.produce(e.state(2, st))
+
+	code, _, errs := e.run("orders", "erase", "pi_unknown", "--yes")
+	if code != 1 || !strings.Contains(errs, "order pi_unknown not found on "+e.names.State+": nothing to erase") {
+		t.Errorf("unknown order: exit %d, stderr %q", code, errs)
+	}
+	code, _, errs = e.run("orders", "erase", "pi_erase")
+	if code != 2 || !strings.Contains(errs, "pass --yes") {
+		t.Errorf("no terminal, no --yes: exit %d, stderr %q", code, errs)
+	}
+
+	// No processor confirms: the request stays, the command says so.
+	code, _, errs = e.run("orders", "erase", "pi_erase", "--yes", "--wait", "1s")
+	if code != 1 || !strings.Contains(errs, "no processor confirmed it") {
+		t.Errorf("unconfirmed erase: exit %d, stderr %q", code, errs)
+	}
+	reqs := e.eraseRequests()
+	if len(reqs) != 1 || reqs[0].Partition != 2 {
+		t.Fatalf("erase requests on orders = %v, want one on partition 2 (the state's)", reqs)
+	}
+	env, err := topics.DecodeEnvelope(reqs[0].Value)
+	if err != nil || env.EventType != processor.EventEraseRequested || env.Key != "pi_erase" || strings.Contains(string(reqs[0].Value), buyerEmail) {
+		t.Errorf("erase request = %s (%v)", reqs[0].Value, err)
+	}
+
+	// What the processor writes once it ran the request: the marker.
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		erasedAt := time.Now().UTC()
+		e.produce(e.state(2, &processor.State{OrderID: "pi_erase", Status: processor.StatusErased, ErasedAt: &erasedAt}))
+	}()
+	code, out, errs := e.run("orders", "erase", "pi_erase", "--yes", "--wait", "30s")
+	if code != 0 || !strings.Contains(out, "order pi_erase erased: erasure marker at "+e.names.State+" 2/") {
+		t.Errorf("confirmed erase: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = e.run("orders", "erase", "pi_erase", "--yes")
+	if code != 0 || !strings.Contains(out, "order pi_erase was already erased at ") {
+		t.Errorf("second erase: exit %d\n%s", code, out)
+	}
+	code, out, _ = e.run("orders", "show", "pi_erase")
+	if code != 0 || !strings.Contains(out, "erased") || strings.Contains(out, "Öberg") {
+		t.Errorf("show of an erased order: exit %d\n%s", code, out)
+	}
+}
+
+// eraseRequests returns the erase requests on `orders`.
+func (e *dlqEnv) eraseRequests() []*kgo.Record {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers), kgo.ConsumeTopics(e.names.Orders),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if h, _ := recHeader(r, topics.HeaderEventType); h == processor.EventEraseRequested {
+				out = append(out, r)
+			}
+		})
+		if len(out) > 0 {
+			break
+		}
+	}
+	return out
+}
+
+func recHeader(r *kgo.Record, key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
 }

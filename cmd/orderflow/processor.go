@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +24,8 @@ Consumes the orders topic in a consumer group and runs each order's step
 chain: order details (Stripe) → crm → production_log → shipping → invoice →
 email. Records of one order run in order, different orders concurrently;
 every step's result is stored on the orders.state topic before the next
-starts, and offsets are committed only below the lowest unfinished record.
+starts, then in a local store per partition (--state-dir), and offsets are
+committed only below the lowest unfinished record.
 Run as many instances as there are partitions; SIGTERM finishes in-flight
 steps (up to --revoke-deadline), commits and leaves the group.`
 
@@ -57,6 +59,11 @@ type processorFlags struct {
 	sessionTimeout time.Duration
 	rebalanceTO    time.Duration
 	commitInterval time.Duration
+
+	stateDir       string
+	stateCache     string
+	stateKeep      time.Duration
+	stateRetention time.Duration
 }
 
 func (f *processorFlags) register(fs *flag.FlagSet) {
@@ -84,6 +91,10 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent processor before moving its partitions (how long a crash stalls its orders)")
 	fs.DurationVar(&f.rebalanceTO, "rebalance-timeout", d.RebalanceTimeout, "how long a processor may take to give up revoked partitions (keep above --revoke-deadline)")
 	fs.DurationVar(&f.commitInterval, "commit-interval", d.CommitInterval, "how often finished offsets are committed")
+	fs.StringVar(&f.stateDir, "state-dir", "", "folder of the local order-state stores, one per assigned partition, kept across restarts so a restart reads only the changelog's tail (empty: a temporary folder, removed at exit: every start restores from orders.state); one processor per folder")
+	fs.StringVar(&f.stateCache, "state-cache-size", strconv.Itoa(d.StateCacheEntries), "order states kept in memory per partition beside the orders in flight: a number of entries (10000) or a size (64MiB); the rest are read from the local store")
+	fs.DurationVar(&f.stateKeep, "state-keep-unowned", d.StateKeepUnowned, "how long the local store of a partition no longer assigned is kept for its return before it is removed")
+	fs.DurationVar(&f.stateRetention, "state-retention", 0, "remove the state of a finished (completed or refunded) order not updated for this long; a later event of it then starts a new order (0: off)")
 }
 
 // config builds the processor configuration from the flags.
@@ -108,6 +119,14 @@ func (f *processorFlags) config() (processor.Config, error) {
 	cfg.SessionTimeout = f.sessionTimeout
 	cfg.RebalanceTimeout = f.rebalanceTO
 	cfg.CommitInterval = f.commitInterval
+	cfg.StateDir = f.stateDir
+	entries, bytes, err := processor.ParseCacheSize(f.stateCache)
+	if err != nil {
+		return cfg, usagef("--state-cache-size: %v", err)
+	}
+	cfg.StateCacheEntries, cfg.StateCacheBytes = entries, bytes
+	cfg.StateKeepUnowned = f.stateKeep
+	cfg.StateRetention = f.stateRetention
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", err)
 	}

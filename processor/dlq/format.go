@@ -259,6 +259,9 @@ func WriteOrder(w io.Writer, st *processor.State) {
 	if st.Order != nil && st.Order.Currency != "" {
 		row("amount", integrations.FormatMoney(st.Order.AmountTotal, st.Order.Currency))
 	}
+	if st.Status == processor.StatusErased && st.ErasedAt != nil {
+		row("erased", formatTime(*st.ErasedAt)+" (the order's data and step results are no longer kept)")
+	}
 	row("created", formatTime(st.CreatedAt))
 	row("updated", formatTime(st.UpdatedAt))
 	if st.LastError != "" {

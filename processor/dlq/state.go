@@ -3,10 +3,12 @@ package dlq
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/processor/statestore"
 )
 
 // keyPartition is the partition of key among n: the murmur2 hash franz-go's
@@ -19,35 +21,49 @@ func keyPartition(key string, n int) int32 {
 }
 
 // OrderState returns the latest state of an order, or an error wrapping
-// ErrOrderNotFound. It reads the order's partition of `orders.state` and,
-// should the order not be there, the other partitions.
+// ErrOrderNotFound (also when its latest record is a tombstone). It reads
+// the order's partition of `orders.state` from the end backwards
+// (statestore.Latest) and, should the order not be there, the other
+// partitions the same way.
 func (c *Client) OrderState(ctx context.Context, orderID string) (*processor.State, error) {
+	st, _, err := c.OrderStateAt(ctx, orderID)
+	return st, err
+}
+
+// OrderStateAt is OrderState that also returns the partition the state is
+// on.
+func (c *Client) OrderStateAt(ctx context.Context, orderID string) (*processor.State, int32, error) {
 	spans, err := c.spans(ctx, c.names.State)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	home := keyPartition(orderID, len(spans))
-	states, err := c.statesIn(ctx, spans, []int32{home}, []string{orderID})
-	if err != nil {
-		return nil, err
-	}
-	if st, ok := states[orderID]; ok {
-		return st, nil
-	}
-	var rest []int32
+	order := []int32{home}
 	for p := range spans {
 		if p != home {
-			rest = append(rest, p)
+			order = append(order, p)
 		}
 	}
-	states, err = c.statesIn(ctx, spans, rest, []string{orderID})
-	if err != nil {
-		return nil, err
+	slices.Sort(order[1:])
+	for _, p := range order {
+		s := spans[p]
+		r, err := statestore.Latest(ctx, c.opts, c.names.State, p, []byte(orderID), s.start, s.end)
+		if err != nil {
+			return nil, 0, err
+		}
+		if r == nil {
+			continue
+		}
+		if r.Value == nil {
+			break // removed: a tombstone is its latest record
+		}
+		st, err := processor.DecodeState(r.Value)
+		if err != nil {
+			return nil, 0, fmt.Errorf("state of order %s at %s %d/%d: %w", orderID, c.names.State, r.Partition, r.Offset, err)
+		}
+		return st, p, nil
 	}
-	if st, ok := states[orderID]; ok {
-		return st, nil
-	}
-	return nil, fmt.Errorf("%w: order %s not found", ErrOrderNotFound, orderID)
+	return nil, 0, fmt.Errorf("%w: order %s not found", ErrOrderNotFound, orderID)
 }
 
 // OrderStates returns the latest state of each order that has one. where

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/loadgen"
@@ -104,62 +102,6 @@ func (b *bench) flash(ctx context.Context) error {
 		return fmt.Errorf("%d duplicate creations", d)
 	}
 	return nil
-}
-
-// restore measures how long a processor takes to restore a partition that
-// holds many order states.
-func (b *bench) restore(ctx context.Context) error {
-	n := b.o.restoreStates
-	names, err := b.createTopics(ctx, "restore", 1)
-	if err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.ProducerLinger(5*time.Millisecond),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		return err
-	}
-	now := time.Now().UTC()
-	for i := 0; i < n; i++ {
-		st := &processor.State{OrderID: fmt.Sprintf("pi_restore%07d", i), Status: processor.StatusCompleted,
-			AppliedEvents: []string{fmt.Sprintf("evt_restore%07d", i)}, CreatedAt: now, UpdatedAt: now}
-		for _, step := range processor.Chain {
-			st.Step(step).Done = true
-			st.Step(step).DoneAt = &now
-		}
-		val, err := st.Encode()
-		if err != nil {
-			cl.Close()
-			return err
-		}
-		cl.Produce(ctx, &kgo.Record{Topic: names.State, Partition: 0, Key: []byte(st.OrderID), Value: val}, nil)
-	}
-	if err := cl.Flush(ctx); err != nil {
-		cl.Close()
-		return err
-	}
-	cl.Close()
-	sim, simURL, err := b.startSim(ctx, 0)
-	if err != nil {
-		return err
-	}
-	defer b.stop(sim)
-	start := time.Now()
-	proc, metrics, err := b.startProcessor(ctx, "processor-restore", names, simURL)
-	if err != nil {
-		return err
-	}
-	defer b.stop(proc)
-	for time.Since(start) < 5*time.Minute && ctx.Err() == nil {
-		sum, count := scrapeHistogram(metrics+"/metrics", "orderflow_state_restore_seconds")
-		if count >= 1 {
-			b.res.Restore = &RestoreResult{States: n, Seconds: sum, PeakRSS: proc.PeakRSS()}
-			fmt.Fprintf(os.Stderr, "bench: restore of %d states: %.2fs\n", n, sum)
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("no restore observed in 5 minutes\n%s", proc.LogTail(20))
 }
 
 // scrapeHistogram reads a histogram's _sum and _count (summed over labels).

@@ -69,7 +69,7 @@ func main() {
 	flag.IntVar(&o.ingestOrders, "ingest-orders", 6000, "events per ingest run")
 	flag.IntVar(&o.drainOrders, "drain-orders", 20000, "backlog of the drain runs")
 	flag.IntVar(&o.flashOrders, "flash-orders", 20000, "orders of the flash sale")
-	flag.IntVar(&o.restoreStates, "restore-states", 100000, "order states in the restored partition")
+	flag.IntVar(&o.restoreStates, "restore-states", 1000000, "order states in the large restored partition (compared with one of 100000)")
 	flag.IntVar(&o.concurrency, "concurrency", 200, "in-flight orders of a processor (and the peer worker's CONCURRENCY)")
 	flag.StringVar(&o.peerDir, "peer-dir", "../shared/peers/bullmq-seed", "the peer's folder (gateway.js, worker.js, package.json)")
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")

@@ -209,6 +209,10 @@ func Start(t *testing.T, opts Options) *Cluster {
 	for i := 0; i < opts.Processors; i++ {
 		maddr := freeAddr(t)
 		args := append([]string{"processor", "--metrics-addr", maddr}, c.procArgs...)
+		if flagSet(help)["state-dir"] {
+			// Its own local state store, kept across its kills and restarts.
+			args = append(args, "--state-dir", filepath.Join(c.dir, fmt.Sprintf("state-%d", i+1)))
+		}
 		c.procAddrs = append(c.procAddrs, maddr)
 		c.Procs = append(c.Procs, c.proc(fmt.Sprintf("processor-%d", i+1), args...))
 	}

@@ -1,0 +1,514 @@
+// Package statestore is the processor's local copy of one partition of the
+// compacted `orders.state` topic: an embedded Pebble store on disk whose
+// source of truth is the changelog (the Kafka Streams model).
+//
+// The store keeps, beside the records, its checkpoint: the changelog offset
+// below which every record is reflected in the store. It is written in the
+// same atomic Pebble batch as the data, so after any crash the store and
+// its checkpoint agree, and reading the changelog from the checkpoint to
+// its end brings the store up to date.
+//
+// The processor writes a state to Kafka first and to the store after the
+// acknowledgement. The checkpoint therefore never passes an offset that was
+// acknowledged but not yet written locally: it advances only over offsets
+// whose local write is done (a tracker of the written offsets above it).
+// A crash between the acknowledgement and the local write leaves the
+// checkpoint at or below that offset, and the next open re-reads it.
+package statestore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+)
+
+// Identity says which changelog partition a store copies. A store whose
+// identity differs from the one asked for is foreign and is rebuilt.
+type Identity struct {
+	ClusterID string `json:"cluster_id"`
+	Topic     string `json:"topic"`
+	// TopicID is Kafka's id of the topic; a topic deleted and created again
+	// under the same name has a new one.
+	TopicID   string `json:"topic_id"`
+	Partition int32  `json:"partition"`
+}
+
+// Options tunes a store.
+type Options struct {
+	// Cache is a block cache shared by the stores of a process (see
+	// NewCache); nil gives the store its own of CacheBytes.
+	Cache *Cache
+	// CacheBytes is the size of a store's own block cache (default 8 MiB).
+	CacheBytes int64
+	// MemTableBytes is the size of one memtable (default 4 MiB).
+	MemTableBytes uint64
+	Logger        *slog.Logger
+}
+
+// Cache is a block cache several stores can share.
+type Cache = pebble.Cache
+
+// NewCache returns a block cache of size bytes; Unref it when every store
+// using it is closed.
+func NewCache(size int64) *Cache { return pebble.NewCache(size) }
+
+// Keys in Pebble: metaPrefix+name for the store's own records,
+// statePrefix+order key for the states.
+const (
+	metaPrefix  = 'm'
+	statePrefix = 's'
+	// valueFormat is the first byte of a stored state: format, then the
+	// changelog offset (8 bytes, big endian), then the record value as it
+	// is on the changelog.
+	valueFormat = 1
+	headerLen   = 9
+)
+
+var (
+	keyIdentity   = []byte{metaPrefix, 'i', 'd'}
+	keyCheckpoint = []byte{metaPrefix, 'c', 'k'}
+)
+
+// markerFile sits in every store folder: its modification time is when the
+// store was last closed, which tells the clean-up how long it has been
+// unused.
+const markerFile = "orderflow-store"
+
+// ErrCorrupt wraps a failure to read what the store holds.
+var ErrCorrupt = errors.New("statestore: store unreadable")
+
+// Store is one partition's local copy. Its methods are safe for concurrent
+// use.
+type Store struct {
+	db   *pebble.DB
+	opts *pebble.Options
+	dir  string
+	id   Identity
+	log  *slog.Logger
+
+	mu     sync.Mutex // writes: the checkpoint written with them must match
+	trk    tracker
+	ckAt   time.Time
+	closed bool
+
+	count   atomic.Int64
+	counted atomic.Bool
+	// iters counts the scans in progress; Close waits for them after
+	// closing tells them to stop.
+	iters   sync.WaitGroup
+	closing atomic.Bool
+}
+
+// scan returns an iterator over the states, registered so that Close waits
+// for it; nil when the store is closed.
+func (s *Store) scan() (*pebble.Iterator, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.closing.Load() {
+		return nil, errors.New("statestore: store closed")
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{statePrefix}, UpperBound: []byte{statePrefix + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	s.iters.Add(1)
+	return it, nil
+}
+
+// Open opens the store in dir, creating it when absent. A store that cannot
+// be opened, whose identity cannot be read or differs from id, is wiped and
+// created anew; rebuilt says why ("" when the store was trusted).
+func Open(dir string, id Identity, o Options) (s *Store, rebuilt string, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerFile)); errors.Is(err, os.ErrNotExist) {
+		rebuilt = "no local store"
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, "", fmt.Errorf("statestore: clear %s: %w", dir, err)
+		}
+	}
+	s, reason, err := open(dir, id, o, rebuilt != "")
+	if err != nil {
+		return nil, "", err
+	}
+	if reason != "" {
+		o.Logger.Warn("local state store not usable; rebuilding it from the changelog", "dir", dir, "reason", reason)
+		if s != nil {
+			_ = s.db.Close()
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, "", fmt.Errorf("statestore: clear %s: %w", dir, err)
+		}
+		if rebuilt == "" {
+			rebuilt = reason
+		}
+		s, reason, err = open(dir, id, o, true)
+		if err != nil {
+			return nil, "", err
+		}
+		if reason != "" {
+			_ = s.db.Close()
+			return nil, "", fmt.Errorf("statestore: new store in %s unusable: %s", dir, reason)
+		}
+	}
+	return s, rebuilt, nil
+}
+
+// open opens or creates the store; reason is non-empty (with s possibly
+// nil) when what is there cannot be trusted.
+func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("statestore: %w", err)
+	}
+	cache := o.Cache
+	if cache == nil {
+		cacheBytes := o.CacheBytes
+		if cacheBytes <= 0 {
+			cacheBytes = 8 << 20
+		}
+		cache = pebble.NewCache(cacheBytes)
+		defer cache.Unref()
+	}
+	opts := &pebble.Options{
+		Cache:        cache,
+		MemTableSize: o.MemTableBytes,
+		Logger:       pebbleLogger{o.Logger},
+		// A restore ingests sorted runs that overlap one another in L0;
+		// compactions merge them in the background. Writes must not stall
+		// meanwhile.
+		L0CompactionThreshold: 20,
+		L0StopWritesThreshold: 1000,
+		ErrorIfNotExists:      !fresh,
+	}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	opts.EnsureDefaults()
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		if fresh {
+			return nil, "", fmt.Errorf("statestore: create %s: %w", dir, err)
+		}
+		return nil, "corrupt: " + err.Error(), nil
+	}
+	s := &Store{db: db, opts: opts, dir: dir, id: id, log: o.Logger}
+	if fresh {
+		b, _ := json.Marshal(id)
+		batch := db.NewBatch()
+		_ = batch.Set(keyIdentity, b, nil)
+		_ = batch.Set(keyCheckpoint, encodeCheckpoint(0, time.Now()), nil)
+		if err := batch.Commit(pebble.Sync); err != nil {
+			_ = db.Close()
+			return nil, "", fmt.Errorf("statestore: create %s: %w", dir, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, markerFile), []byte("orderflow state store\n"), 0o600); err != nil {
+			_ = db.Close()
+			return nil, "", fmt.Errorf("statestore: %w", err)
+		}
+		s.ckAt = time.Now()
+		return s, "", nil
+	}
+	var have Identity
+	raw, err := s.get(keyIdentity)
+	if err == nil && raw == nil {
+		err = errors.New("no identity record")
+	}
+	if err == nil {
+		err = json.Unmarshal(raw, &have)
+	}
+	if err != nil {
+		return s, "corrupt: identity: " + err.Error(), nil
+	}
+	if have != id {
+		return s, fmt.Sprintf("foreign: store of %+v, want %+v", have, id), nil
+	}
+	ck, err := s.get(keyCheckpoint)
+	if err == nil && len(ck) != 16 {
+		err = fmt.Errorf("checkpoint record of %d bytes", len(ck))
+	}
+	if err != nil {
+		return s, "corrupt: checkpoint: " + err.Error(), nil
+	}
+	off, at := decodeCheckpoint(ck)
+	s.trk.next = off
+	s.ckAt = at
+	return s, "", nil
+}
+
+func encodeCheckpoint(off int64, at time.Time) []byte {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(off))
+	binary.BigEndian.PutUint64(b[8:], uint64(at.UnixNano()))
+	return b[:]
+}
+
+func decodeCheckpoint(b []byte) (int64, time.Time) {
+	return int64(binary.BigEndian.Uint64(b[:8])), time.Unix(0, int64(binary.BigEndian.Uint64(b[8:])))
+}
+
+// get returns a copy of a key's value, nil when absent.
+func (s *Store) get(k []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	out := bytes.Clone(v)
+	_ = closer.Close()
+	return out, nil
+}
+
+// Dir returns the store's folder.
+func (s *Store) Dir() string { return s.dir }
+
+// Identity returns what the store copies.
+func (s *Store) Identity() Identity { return s.id }
+
+// Checkpoint returns the offset the changelog must be read from to bring
+// the store up to date, and when it was written.
+func (s *Store) Checkpoint() (int64, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.trk.next, s.ckAt
+}
+
+func stateKey(key string) []byte {
+	k := make([]byte, 1+len(key))
+	k[0] = statePrefix
+	copy(k[1:], key)
+	return k
+}
+
+// Get returns the record value stored for key and its changelog offset;
+// ok is false when the store has none.
+func (s *Store) Get(key string) (val []byte, off int64, ok bool, err error) {
+	v, err := s.get(stateKey(key))
+	if err != nil || v == nil {
+		return nil, 0, false, err
+	}
+	if len(v) < headerLen || v[0] != valueFormat {
+		return nil, 0, false, fmt.Errorf("%w: value of %q has an unknown format", ErrCorrupt, key)
+	}
+	return v[headerLen:], int64(binary.BigEndian.Uint64(v[1:headerLen])), true, nil
+}
+
+// Has reports whether the store holds a state for key.
+func (s *Store) Has(key string) (bool, error) {
+	v, _, ok, err := s.Get(key)
+	_ = v
+	return ok, err
+}
+
+func encodeValue(off int64, val []byte) []byte {
+	b := make([]byte, headerLen+len(val))
+	b[0] = valueFormat
+	binary.BigEndian.PutUint64(b[1:headerLen], uint64(off))
+	copy(b[headerLen:], val)
+	return b
+}
+
+// Put records the acknowledged changelog record at offset off for key (a
+// nil val is a tombstone), with the checkpoint it allows, in one atomic
+// batch. existed says whether the store held the key before (for the
+// count).
+func (s *Store) Put(key string, val []byte, off int64, existed bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("statestore: store closed")
+	}
+	next := s.trk.peek(off)
+	now := time.Now()
+	b := s.db.NewBatch()
+	if val == nil {
+		_ = b.Delete(stateKey(key), nil)
+	} else {
+		_ = b.Set(stateKey(key), encodeValue(off, val), nil)
+	}
+	_ = b.Set(keyCheckpoint, encodeCheckpoint(next, now), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("statestore: write %s: %w", key, err)
+	}
+	s.trk.mark(off)
+	s.ckAt = now
+	switch {
+	case val == nil && existed:
+		s.count.Add(-1)
+	case val != nil && !existed:
+		s.count.Add(1)
+	}
+	return nil
+}
+
+// Count returns the number of states on disk; ok is false until the count
+// that follows a restore is done.
+func (s *Store) Count() (n int64, ok bool) { return s.count.Load(), s.counted.Load() }
+
+// CountInBackground counts the stored states (after a restore) while the
+// store is in use; writes meanwhile adjust the count.
+func (s *Store) CountInBackground() {
+	s.mu.Lock()
+	s.count.Store(0)
+	s.counted.Store(false)
+	s.mu.Unlock()
+	it, err := s.scan()
+	if err != nil {
+		return
+	}
+	go func() {
+		defer s.iters.Done()
+		var n int64
+		for ok := it.First(); ok && !s.closing.Load(); ok = it.Next() {
+			n++
+		}
+		stopped := s.closing.Load()
+		if it.Close() == nil && !stopped {
+			s.count.Add(n)
+			s.counted.Store(true)
+		}
+	}()
+}
+
+// Each calls fn for every stored state until it returns false; the value
+// passed is only valid during the call.
+func (s *Store) Each(fn func(key string, val []byte, off int64) bool) error {
+	it, err := s.scan()
+	if err != nil {
+		return err
+	}
+	defer s.iters.Done()
+	for ok := it.First(); ok && !s.closing.Load(); ok = it.Next() {
+		v := it.Value()
+		if len(v) < headerLen || v[0] != valueFormat {
+			continue
+		}
+		if !fn(string(it.Key()[1:]), v[headerLen:], int64(binary.BigEndian.Uint64(v[1:headerLen]))) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// Close writes the checkpoint durably, closes the store and notes the time
+// in the store's folder for the clean-up of unowned stores.
+func (s *Store) Close() error {
+	s.mu.Lock() // a scan registers under the lock: after it, none starts
+	s.closing.Store(true)
+	s.mu.Unlock()
+	s.iters.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.db.Set(keyCheckpoint, encodeCheckpoint(s.trk.next, s.ckAt), pebble.Sync)
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	now := time.Now()
+	_ = os.Chtimes(filepath.Join(s.dir, markerFile), now, now)
+	return err
+}
+
+// MarkUntrusted makes the next Open rebuild the store (after a read
+// failed).
+func (s *Store) MarkUntrusted() {
+	_ = os.Remove(filepath.Join(s.dir, markerFile))
+}
+
+// LastUsed returns when the store in dir was last closed (or, after a
+// crash, last written); ok is false when dir holds no store.
+func LastUsed(dir string) (time.Time, bool) {
+	fi, err := os.Stat(filepath.Join(dir, markerFile))
+	if err != nil {
+		return time.Time{}, false
+	}
+	t := fi.ModTime()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.ModTime().After(t) {
+			t = info.ModTime()
+		}
+	}
+	return t, true
+}
+
+// tracker keeps the checkpoint: next is the lowest offset not known to be
+// written locally; done holds the written offsets above it.
+type tracker struct {
+	next int64
+	done map[int64]struct{}
+}
+
+// peek returns what next becomes once off is marked.
+func (t *tracker) peek(off int64) int64 {
+	if off != t.next {
+		return t.next
+	}
+	n := off + 1
+	for {
+		if _, ok := t.done[n]; !ok {
+			return n
+		}
+		n++
+	}
+}
+
+func (t *tracker) mark(off int64) {
+	switch {
+	case off < t.next:
+		return
+	case off > t.next:
+		if t.done == nil {
+			t.done = map[int64]struct{}{}
+		}
+		t.done[off] = struct{}{}
+		return
+	}
+	t.next++
+	for {
+		if _, ok := t.done[t.next]; !ok {
+			return
+		}
+		delete(t.done, t.next)
+		t.next++
+	}
+}
+
+// reset moves the checkpoint to off and forgets what was above it.
+func (t *tracker) reset(off int64) {
+	t.next = off
+	clear(t.done)
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(string, ...any) {}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("state store: " + fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error("state store: fatal: " + fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
+
+var _ io.Closer = (*Store)(nil)
