@@ -289,8 +289,8 @@ func (s *Server) stepView(name string, st *processor.State, rc *reqCtx) stepView
 				v.TrackingURL = u.String()
 			}
 			v.Label = rc.user.Operator() && s.labelPath(st.OrderID, sh.LabelLocation) != ""
-			if v.Label {
-				v.Result = strings.Replace(v.Result, "label "+sh.LabelLocation, "label", 1)
+			if ss.Done {
+				v.Result = "shipment " + sh.ShipmentID + ", tracking " + sh.TrackingNumber
 			}
 		}
 	}
