@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -76,6 +78,7 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&c.Addr, "http-addr", "127.0.0.1:8070", "listen address of the console")
 	fs.StringVar(&c.IndexDir, "index-dir", "console-index", "folder of the console's index (created when missing; rebuilt from the topics when foreign or unreadable)")
 	fs.IntVar(&c.CacheMiB, "cache-size", 64, "MiB of the index's block cache")
+	memLimit := fs.Int("memory-limit", 192, "soft memory limit of the Go runtime in MiB (GOMEMLIMIT wins when set; 0: none): the garbage collector works harder near it")
 	fs.StringVar(&c.Group, "group", "orderflow-processor", "the processors' consumer group, for the lag per partition")
 	fs.StringVar(&metrics, "processor-metrics", "", "the processors' metrics URLs, comma-separated (http://proc-1:9091): circuit state and call error rates come from them")
 	fs.StringVar(&c.LabelDir, "label-dir", "", "the processors' label folder, when this machine can read it: operators download labels from order pages")
@@ -106,6 +109,12 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	logger, err := gatewayLogger(stderr, logFormat, logLevel)
 	if err != nil {
 		return err
+	}
+	if *memLimit < 0 {
+		return usagef("--memory-limit must be 0 or more MiB")
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && *memLimit > 0 {
+		debug.SetMemoryLimit(int64(*memLimit) << 20)
 	}
 	cs, err := startConsole(ctx, c, logger)
 	if err != nil {
@@ -217,7 +226,7 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 	if cs.dlq, err = dlq.New(c.Names, c.Kafka); err != nil {
 		return nil, err
 	}
-	cfg := console.Config{Index: cs.index, Follower: cs.follower, Replayer: cs.dlq, Names: c.Names, Accounts: accounts,
+	cfg := console.Config{Index: cs.index, Follower: cs.follower, Replayer: cs.dlq, States: cs.dlq, Names: c.Names, Accounts: accounts,
 		NoLogin: c.NoLogin, SecureCookies: c.SecureCookies || cs.tls, LabelDir: c.LabelDir, Logger: logger,
 		Observer: console.NewObserver(cs.index, cs.follower, adm, c.Names, c.Group, c.ProcessorMetrics)}
 	if len(layout.Missing) == 0 {

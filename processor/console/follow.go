@@ -99,8 +99,10 @@ func (f *Follower) Run(ctx context.Context) error {
 		// An offset below the log start (retention passed while the
 		// console was stopped) resumes at the start.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxPartitionBytes(16<<20),
+		// Fetches bounded so the records in memory stay small against
+		// the index's cache (the console's RSS is measured by make bench).
+		kgo.FetchMaxBytes(16<<20),
+		kgo.FetchMaxPartitionBytes(4<<20),
 		kgo.FetchMaxWait(500*time.Millisecond),
 	)...)
 	if err != nil {
@@ -109,7 +111,7 @@ func (f *Follower) Run(ctx context.Context) error {
 	defer cl.Close()
 	go f.watchHigh(ctx, kadm.NewClient(cl))
 	for {
-		fs := cl.PollRecords(ctx, 20000)
+		fs := cl.PollRecords(ctx, 5000)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -93,11 +93,30 @@ func testIndex(t *testing.T, dir string) *Index {
 	return ix
 }
 
+// written are the state records applied in tests, for fakeStates.
+var written sync.Map // "<partition>/<offset>" → *kgo.Record
+
 func apply(t *testing.T, ix *Index, recs ...*kgo.Record) {
 	t.Helper()
+	for _, r := range recs {
+		if r.Topic == names.State {
+			written.Store(fmt.Sprintf("%s/%d/%d", ix.dir, r.Partition, r.Offset), r)
+		}
+	}
 	if _, err := ix.Apply(names, recs); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// fakeStates reads the state records tests applied to an index.
+type fakeStates struct{ dir string }
+
+func (f fakeStates) StateAt(_ context.Context, id string, p int32, o int64) (*processor.State, error) {
+	v, ok := written.Load(fmt.Sprintf("%s/%d/%d", f.dir, p, o))
+	if !ok || string(v.(*kgo.Record).Key) != id {
+		return nil, fmt.Errorf("no state of %s at %d/%d", id, p, o)
+	}
+	return processor.DecodeState(v.(*kgo.Record).Value)
 }
 
 // fakeReplayer records the requests and answers with a plan of the
@@ -242,7 +261,7 @@ func newTestServer(t *testing.T, mod func(*Config)) *testServer {
 	ts := &testServer{ix: ix, replay: &fakeReplayer{}, auditor: &memAuditor{}}
 	now := t0.Add(time.Hour)
 	ts.now = &now
-	cfg := Config{Index: ix, Replayer: ts.replay, Auditor: ts.auditor, Names: names, Accounts: accounts(t),
+	cfg := Config{Index: ix, Replayer: ts.replay, States: fakeStates{dir: ix.dir}, Auditor: ts.auditor, Names: names, Accounts: accounts(t),
 		Now: func() time.Time { return *ts.now }}
 	if mod != nil {
 		mod(&cfg)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +32,6 @@ import (
 //	                             checkpoints (topic 0x00 partition → next offset),
 //	                             counts by status
 //	o<id>                        order summary (JSON)
-//	s<id>                        the order's state record as on orders.state
 //	t<created><id>               every order by creation time
 //	x<status>0<step>0<created><id>  orders by status and current step
 //	f<flag>0<created><id>        flagged orders (possible_duplicate:<step>)
@@ -81,6 +81,7 @@ type Index struct {
 	offsets map[string]map[int32]int64
 	alerts  uint64
 	stats   *Stats
+	seen    *seen
 }
 
 // OpenIndex opens the index in dir, creating it when absent. An index of
@@ -135,7 +136,7 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	if err != nil {
 		return nil, "", fmt.Errorf("console: open index: %w", err)
 	}
-	ix := &Index{db: db, dir: dir, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats()}
+	ix := &Index{db: db, dir: dir, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen()}
 	want, _ := json.Marshal(id)
 	f, err := ix.get(keyFormat)
 	if err != nil {
@@ -168,8 +169,18 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	return ix, "", nil
 }
 
-// load reads the checkpoints and counts.
+// load reads the checkpoints and counts, and fills the filter of order ids.
 func (ix *Index) load() error {
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'o'}, UpperBound: []byte{'o' + 1}, KeyTypes: pebble.IterKeyTypePointsOnly})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		ix.seen.add(string(it.Key()[1:]))
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
 	return ix.scan(prefixCk, func(k, v []byte) error {
 		rest := k[len(prefixCk):]
 		i := bytes.IndexByte(rest, sep)
@@ -286,6 +297,7 @@ func (ix *Index) Apply(names Names, recs []*kgo.Record) (int, error) {
 			lastState[string(r.Key)] = i
 		}
 	}
+	decoded := ix.decodeStates(recs, lastState)
 	counts := map[string]int64{}
 	for i, r := range recs {
 		if next[r.Topic] == nil {
@@ -296,7 +308,7 @@ func (ix *Index) Apply(names Names, recs []*kgo.Record) (int, error) {
 		switch r.Topic {
 		case names.State:
 			if lastState[string(r.Key)] == i {
-				err = ix.applyState(b, r, counts)
+				err = ix.applyState(b, r, decoded[i], counts)
 			}
 		case names.Orders:
 			ix.applyEvent(b, r)
@@ -336,33 +348,76 @@ func (ix *Index) Apply(names Names, recs []*kgo.Record) (int, error) {
 	return len(recs), nil
 }
 
+// decoded is a state record read for the index.
+type decoded struct {
+	sum *Summary // nil for a tombstone
+	bad bool     // unreadable: the index keeps what it had
+	enc []byte   // sum as stored
+}
+
+// decodeStates decodes the last state of each order in recs, on every
+// core: decoding is most of the cost of catching up.
+func (ix *Index) decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
+	idx := make([]int, 0, len(last))
+	for _, i := range last {
+		idx = append(idx, i)
+	}
+	out := make([]*decoded, len(idx))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(idx)/64))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := w; k < len(idx); k += workers {
+				r := recs[idx[k]]
+				d := &decoded{}
+				if r.Value != nil {
+					st, err := decodeState(r.Value)
+					if err != nil {
+						d.bad = true
+					} else {
+						s := Summarize(st)
+						// Where the state record is: a page reads it from
+						// Kafka, the index keeps no copy.
+						s.StatePartition, s.StateOffset = r.Partition, r.Offset
+						d.sum = &s
+						d.enc, _ = json.Marshal(&s)
+					}
+				}
+				out[k] = d
+			}
+		}()
+	}
+	wg.Wait()
+	m := make(map[int]*decoded, len(idx))
+	for k, i := range idx {
+		m[i] = out[k]
+	}
+	return m
+}
+
 // applyState files the latest state of an order, replacing the keys of the
 // one before.
-func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, counts map[string]int64) error {
+func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, d *decoded, counts map[string]int64) error {
 	id := string(r.Key)
-	if id == "" {
+	if id == "" || d.bad {
+		// An unreadable state: keep what the index had (the processor
+		// skips it too, with an alert).
 		return nil
 	}
 	var old *Summary
-	if v, err := ix.get(oKey(id)); err != nil {
-		return fmt.Errorf("console: read index: %w", err)
-	} else if v != nil {
-		var s Summary
-		if json.Unmarshal(v, &s) == nil {
-			old = &s
+	if ix.seen.maybe(id) {
+		if v, err := ix.get(oKey(id)); err != nil {
+			return fmt.Errorf("console: read index: %w", err)
+		} else if v != nil {
+			var s Summary
+			if json.Unmarshal(v, &s) == nil {
+				old = &s
+			}
 		}
 	}
-	var cur *Summary
-	if r.Value != nil {
-		st, err := processor.DecodeState(r.Value)
-		if err != nil {
-			// An unreadable state: keep what the index had (the processor
-			// skips it too, with an alert).
-			return nil
-		}
-		s := Summarize(st)
-		cur = &s
-	}
+	cur := d.sum
 	var oldKeys, newKeys [][]byte
 	if old != nil {
 		oldKeys = summaryKeys(old)
@@ -384,15 +439,13 @@ func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, counts map[string]in
 	}
 	if cur == nil {
 		_ = b.Delete(oKey(id), nil)
-		_ = b.Delete(append([]byte{'s'}, id...), nil)
 		return nil
 	}
 	for _, e := range cur.Events {
 		_ = b.Set(termKey('e', e, id), nil, nil)
 	}
-	sv, _ := json.Marshal(cur)
-	_ = b.Set(oKey(id), sv, nil)
-	_ = b.Set(append([]byte{'s'}, id...), r.Value, nil)
+	ix.seen.add(id)
+	_ = b.Set(oKey(id), d.enc, nil)
 	ix.stats.observe(old, cur, r.Timestamp)
 	ix.deriveAlerts(b, old, cur, r.Timestamp)
 	return nil
@@ -520,28 +573,17 @@ func (ix *Index) applyLetter(b *pebble.Batch, r *kgo.Record) {
 		Text: fmt.Sprintf("dead letter %s (%s): %s", l.Source(), orDash(l.Class), dlq.Cut(l.Error, 120))})
 }
 
-// Get returns an order's summary and its state record.
-func (ix *Index) Get(id string) (*Summary, *processor.State, error) {
-	v, err := ix.get(oKey(id))
+// Get returns an order's summary; its StatePartition and StateOffset say
+// where its state record is on orders.state.
+func (ix *Index) Get(id string) (*Summary, error) {
+	s, err := ix.summary(id)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if v == nil {
-		return nil, nil, ErrNotFound
+	if s == nil {
+		return nil, ErrNotFound
 	}
-	var s Summary
-	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, nil, fmt.Errorf("console: summary of %s: %w", id, err)
-	}
-	raw, err := ix.get(append([]byte{'s'}, id...))
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := processor.DecodeState(raw)
-	if err != nil {
-		return &s, nil, err
-	}
-	return &s, st, nil
+	return s, nil
 }
 
 func (ix *Index) summary(id string) (*Summary, error) {

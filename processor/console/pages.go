@@ -38,6 +38,22 @@ func (s *Server) apiOverview(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 	writeJSON(w, http.StatusOK, s.overviewData(r.Context()))
 }
 
+// IndexState is the answer of GET /api/index: how far the index is.
+type IndexState struct {
+	Behind int64            `json:"behind"`
+	Known  bool             `json:"known"` // the end offsets have been listed
+	Orders map[string]int64 `json:"orders"`
+}
+
+func (s *Server) apiIndex(w http.ResponseWriter, _ *http.Request, _ *reqCtx) {
+	st := IndexState{Orders: s.cfg.Index.Counts()}
+	if s.cfg.Follower != nil {
+		p := s.cfg.Follower.Progress()
+		st.Behind, st.Known = p.Behind, p.Known
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
 // --- orders ---
 
 // ordersPage is the orders list's data.
@@ -191,7 +207,7 @@ type orderPage struct {
 
 func (s *Server) loadOrder(w http.ResponseWriter, r *http.Request, rc *reqCtx) (*Summary, *processor.State, bool) {
 	id := r.PathValue("id")
-	sum, st, err := s.cfg.Index.Get(id)
+	sum, err := s.cfg.Index.Get(id)
 	if errors.Is(err, ErrNotFound) && strings.HasPrefix(strings.ToUpper(id), "OF-") {
 		// An OF- number: find the order it names.
 		if found, _ := s.cfg.Index.Search(Query{Term: id}, 2); len(found) == 1 {
@@ -203,8 +219,17 @@ func (s *Server) loadOrder(w http.ResponseWriter, r *http.Request, rc *reqCtx) (
 		s.fail(w, r, rc, http.StatusNotFound, "Order not found", fmt.Sprintf("No order %q in the index: check the id (an order appears once a processor has written its state).", id))
 		return nil, nil, false
 	}
-	if err != nil || st == nil {
-		s.fail(w, r, rc, http.StatusInternalServerError, "Order unreadable", fmt.Sprintf("The index holds order %s but cannot read it: %v", id, err))
+	if err != nil {
+		s.fail(w, r, rc, http.StatusInternalServerError, "Index unreadable", err.Error())
+		return nil, nil, false
+	}
+	if s.cfg.States == nil {
+		s.fail(w, r, rc, http.StatusServiceUnavailable, "State unavailable", "This console cannot read orders.state.")
+		return nil, nil, false
+	}
+	st, err := s.cfg.States.StateAt(r.Context(), sum.ID, sum.StatePartition, sum.StateOffset)
+	if err != nil {
+		s.fail(w, r, rc, http.StatusBadGateway, "State unreadable", fmt.Sprintf("The state of order %s could not be read from orders.state: %v", sum.ID, err))
 		return nil, nil, false
 	}
 	return sum, st, true
@@ -774,13 +799,20 @@ func (s *Server) apiOrder(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": reason(err)})
 		return
 	}
-	sum, st, err := s.cfg.Index.Get(id)
+	sum, err := s.cfg.Index.Get(id)
 	if errors.Is(err, ErrNotFound) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "order " + id + " not found"})
 		return
 	}
+	var st *processor.State
+	if err == nil && s.cfg.States != nil {
+		st, err = s.cfg.States.StateAt(r.Context(), sum.ID, sum.StatePartition, sum.StateOffset)
+	}
+	if err == nil && st == nil {
+		err = errors.New("this console cannot read orders.state")
+	}
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
 	}
 	raw, err := dlq.MaskState(st, !rc.masked())

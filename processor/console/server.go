@@ -36,6 +36,12 @@ type Replayer interface {
 	Run(ctx context.Context, req dlq.ReplayRequest) (dlq.ReplayResult, error)
 }
 
+// StateReader reads an order's state record from orders.state, where the
+// index says it is; *dlq.Client is one.
+type StateReader interface {
+	StateAt(ctx context.Context, orderID string, partition int32, offset int64) (*processor.State, error)
+}
+
 // Auditor writes an audit record and returns once it is acknowledged.
 type Auditor interface {
 	Audit(ctx context.Context, a topics.AuditRecord) error
@@ -47,6 +53,7 @@ type Config struct {
 	Follower *Follower // nil in tests that fill the index by hand
 	Observer *Observer
 	Replayer Replayer
+	States   StateReader
 	Auditor  Auditor
 	Names    topics.Names
 	// Accounts are the users and tokens; ignored with NoLogin.
@@ -196,6 +203,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /dlq/jobs/{id}", s.authed(s.jobPage))
 	m.HandleFunc("GET /audit", s.authed(s.audit))
 	m.HandleFunc("GET /api/overview", s.authed(s.apiOverview))
+	m.HandleFunc("GET /api/index", s.authed(s.apiIndex))
 	m.HandleFunc("GET /api/orders", s.authed(s.apiOrders))
 	m.HandleFunc("POST /api/orders/search", s.authed(s.apiSearch))
 	m.HandleFunc("GET /api/orders/{id}", s.authed(s.apiOrder))

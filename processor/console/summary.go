@@ -61,6 +61,10 @@ type Summary struct {
 	Events []string `json:"-"`
 	// StateStatus is the processor's status, for dlq.LetterStatus.
 	StateStatus processor.Status `json:"state_status"`
+	// StatePartition and StateOffset locate the state record the summary
+	// was read from on orders.state (the index keeps no copy of it).
+	StatePartition int32 `json:"sp"`
+	StateOffset    int64 `json:"so"`
 }
 
 // Summarize reads what the index keeps of a state.

@@ -85,3 +85,33 @@ func (c *Client) EachState(ctx context.Context, fn func(key string, st *processo
 	})
 	return skipped, err
 }
+
+// StateAt reads the order's state record at partition/offset of
+// `orders.state`, where an index saw it. When that record is gone
+// (compacted away after a newer one) or is another key's, it reads the
+// order's latest state with OrderState instead.
+func (c *Client) StateAt(ctx context.Context, orderID string, partition int32, offset int64) (*processor.State, error) {
+	spans, err := c.spans(ctx, c.names.State)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := spans[partition]; ok && offset >= s.start && offset < s.end {
+		var found []byte
+		err := c.scan(ctx, c.names.State, map[int32]span{partition: {offset, offset + 1}}, func(r *kgo.Record) {
+			if r.Offset == offset && string(r.Key) == orderID && r.Value != nil {
+				found = r.Value
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		if found != nil {
+			st, err := processor.DecodeState(found)
+			if err != nil {
+				return nil, fmt.Errorf("state of order %s at %s %d/%d: %w", orderID, c.names.State, partition, offset, err)
+			}
+			return st, nil
+		}
+	}
+	return c.OrderState(ctx, orderID)
+}

@@ -46,5 +46,16 @@ func ChromiumBinary(ctx context.Context, logf func(string, ...any)) (path, versi
 	if err != nil {
 		return "", "", fmt.Errorf("chromium --version: %w", err)
 	}
-	return path, strings.TrimSpace(string(out)), nil
+	// Debian's wrapper script may print shell warnings beside the version.
+	version = strings.TrimSpace(string(out))
+	for _, line := range strings.Split(version, "\n") {
+		if strings.Contains(line, "Chromium") {
+			version = strings.TrimSpace(line)
+			if i := strings.Index(version, "Chromium"); i > 0 {
+				version = version[i:]
+			}
+			break
+		}
+	}
+	return path, version, nil
 }

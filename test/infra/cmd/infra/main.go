@@ -1,6 +1,7 @@
 // Command infra starts and stops the real infrastructure of orderflow's
 // tests: Apache Kafka 4.x (from Maven Central's jars), Redis (Debian's
-// redis-server) and stripe-mock (Go), each on free loopback ports.
+// redis-server) and stripe-mock (Go), each on free loopback ports, and
+// finds (or installs) the Chromium the console's browser test drives.
 //
 //	infra up              start them in the background, write the env file
 //	infra down            stop what `up` started
@@ -9,7 +10,8 @@
 //
 // The env file (default test/.infra.env) is sourceable:
 // ORDERFLOW_TEST_KAFKA, ORDERFLOW_TEST_KAFKA_LIBS, ORDERFLOW_TEST_REDIS,
-// ORDERFLOW_TEST_STRIPE_MOCK, and the process ids to stop.
+// ORDERFLOW_TEST_STRIPE_MOCK, ORDERFLOW_TEST_CHROMIUM, and the process ids
+// to stop.
 package main
 
 import (
