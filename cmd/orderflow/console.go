@@ -226,7 +226,7 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 	if cs.dlq, err = dlq.New(c.Names, c.Kafka); err != nil {
 		return nil, err
 	}
-	cfg := console.Config{Index: cs.index, Follower: cs.follower, Replayer: cs.dlq, States: cs.dlq, Names: c.Names, Accounts: accounts,
+	cfg := console.Config{Index: cs.index, Follower: cs.follower, Replayer: cs.dlq, States: cs.dlq, Eraser: cs.dlq, Names: c.Names, Accounts: accounts,
 		NoLogin: c.NoLogin, SecureCookies: c.SecureCookies || cs.tls, LabelDir: c.LabelDir, Logger: logger,
 		Observer: console.NewObserver(cs.index, cs.follower, adm, c.Names, c.Group, c.ProcessorMetrics)}
 	if len(layout.Missing) == 0 {

@@ -86,7 +86,7 @@ func TestOrdersListAndSearch(t *testing.T) {
 	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	mk := func(id, email string, status processor.Status, created time.Time) *kgo.Record {
 		st := &processor.State{OrderID: id, Status: status, CreatedAt: created, UpdatedAt: created,
-			Order: &integrations.Order{ID: id, Number: integrations.OrderNumber(id), Currency: "sek", AmountTotal: 12345,
+			Order: &integrations.Order{Model: integrations.OrderModel, ID: id, Number: integrations.OrderNumber(id), Currency: "sek", AmountTotal: 12345,
 				Customer: integrations.Customer{Name: "Ola", Email: email}}}
 		if status == processor.StatusInProgress {
 			st.Step(processor.StepDetails).Done = true

@@ -1,8 +1,6 @@
 package console
 
 import (
-	"fmt"
-
 	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/orderflow/orderflow/processor"
@@ -18,16 +16,5 @@ func decodeState(b []byte) (*processor.State, error) {
 	if err := jsonv2.Unmarshal(b, &s); err != nil {
 		return processor.DecodeState(b)
 	}
-	if s.Version <= 0 || s.Version > processor.StateVersion || s.OrderID == "" {
-		return processor.DecodeState(b) // for its error
-	}
-	if s.Steps == nil {
-		s.Steps = map[string]*processor.StepState{}
-	}
-	for name, ss := range s.Steps {
-		if ss == nil {
-			return nil, fmt.Errorf("%w: step %q is null", processor.ErrStateInvalid, name)
-		}
-	}
-	return &s, nil
+	return processor.FinishDecode(&s)
 }

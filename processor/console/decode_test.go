@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -31,7 +32,9 @@ func TestDecodeStateAgrees(t *testing.T) {
 			continue
 		}
 		if werr == nil && !reflect.DeepEqual(want, got) {
-			t.Errorf("%.60s: decodeState\n%+v\nwant\n%+v", raw, got, want)
+			a, _ := json.Marshal(got)
+			b, _ := json.Marshal(want)
+			t.Errorf("%.60s: decodeState\n%s\nwant\n%s", raw, a, b)
 		}
 	}
 }

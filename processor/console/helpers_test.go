@@ -31,7 +31,7 @@ var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 // order is a state for tests: every step up to doneUpTo done.
 func order(id, email string, status processor.Status, created time.Time, doneUpTo int) *processor.State {
 	st := &processor.State{Version: 1, OrderID: id, Status: status, CreatedAt: created, UpdatedAt: created.Add(time.Minute),
-		Order: &integrations.Order{ID: id, Number: integrations.OrderNumber(id), Currency: "eur", AmountTotal: 4200,
+		Order: &integrations.Order{Model: integrations.OrderModel, ID: id, Number: integrations.OrderNumber(id), Currency: "eur", AmountTotal: 4200,
 			Customer: integrations.Customer{Name: "Anna Öberg", Email: email},
 			Shipping: integrations.Address{Name: "Anna Öberg", Line1: "Kauppakatu 1", PostalCode: "90100", City: "Oulu", Country: "FI"}},
 		AppliedEvents: []string{"evt_" + id},

@@ -406,6 +406,46 @@ func (s *Server) label(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	http.ServeFile(w, r, p)
 }
 
+// erase erases the order's state through the shared implementation of
+// `orderflow orders erase`, after the person typed the order id to confirm;
+// its audit record is acknowledged before anything is written.
+func (s *Server) erase(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	sum, st, ok := s.loadOrder(w, r, rc)
+	if !ok {
+		return
+	}
+	if strings.TrimSpace(r.PostFormValue("confirm")) != sum.ID {
+		s.fail(w, r, rc, http.StatusBadRequest, "Not erased", "Type the order id to confirm the erasure; nothing was erased.")
+		return
+	}
+	if s.cfg.Eraser == nil {
+		s.fail(w, r, rc, http.StatusServiceUnavailable, "Erase unavailable", "This console has no Kafka producer for erasures.")
+		return
+	}
+	start := topics.AuditRecord{ID: randomString(9), Actor: rc.user.Name, Role: rc.user.Role, Action: topics.AuditErase, Target: "order " + sum.ID, Outcome: topics.AuditStarted, Remote: rc.remote}
+	if err := s.writeAudit(r.Context(), start); err != nil {
+		s.fail(w, r, rc, http.StatusServiceUnavailable, "Audit log unavailable", "The audit record could not be written, so nothing was erased: "+err.Error())
+		return
+	}
+	e, err := s.cfg.Eraser.Erase(r.Context(), sum.ID, st, sum.StatePartition, 30*time.Second)
+	done := start
+	done.At, done.Outcome = time.Time{}, topics.AuditOK
+	switch {
+	case err != nil:
+		done.Outcome, done.Result = topics.AuditFailed, err.Error()
+	case e.Already:
+		done.Result = "already erased"
+	default:
+		done.Result = "erasure marker at " + e.Marker
+	}
+	s.audit1(r.Context(), done)
+	if err != nil {
+		s.fail(w, r, rc, http.StatusBadGateway, "Erase not confirmed", err.Error())
+		return
+	}
+	http.Redirect(w, r, "/orders/"+url.PathEscape(sum.ID), http.StatusSeeOther)
+}
+
 // --- dead letters ---
 
 type letterForm struct {

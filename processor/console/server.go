@@ -42,6 +42,12 @@ type StateReader interface {
 	StateAt(ctx context.Context, orderID string, partition int32, offset int64) (*processor.State, error)
 }
 
+// Eraser erases an order's state; *dlq.Client is one, and `orderflow
+// orders erase` runs the same Erase.
+type Eraser interface {
+	Erase(ctx context.Context, orderID string, st *processor.State, partition int32, wait time.Duration) (dlq.Erasure, error)
+}
+
 // Auditor writes an audit record and returns once it is acknowledged.
 type Auditor interface {
 	Audit(ctx context.Context, a topics.AuditRecord) error
@@ -54,6 +60,7 @@ type Config struct {
 	Observer *Observer
 	Replayer Replayer
 	States   StateReader
+	Eraser   Eraser
 	Auditor  Auditor
 	Names    topics.Names
 	// Accounts are the users and tokens; ignored with NoLogin.
@@ -198,6 +205,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /orders/search", s.authed(s.search))
 	m.HandleFunc("GET /orders/{id}", s.authed(s.order))
 	m.HandleFunc("GET /orders/{id}/label", s.authed(s.operator(s.label)))
+	m.HandleFunc("POST /orders/{id}/erase", s.authed(s.operator(s.erase)))
 	m.HandleFunc("GET /dlq", s.authed(s.letters))
 	m.HandleFunc("POST /dlq/replay", s.authed(s.operator(s.replay)))
 	m.HandleFunc("GET /dlq/jobs/{id}", s.authed(s.jobPage))

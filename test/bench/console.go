@@ -51,7 +51,7 @@ type QueryLatency struct {
 func benchState(i int, created time.Time) *processor.State {
 	id := fmt.Sprintf("pi_3Qbench%08dXy", i)
 	st := &processor.State{Version: 1, OrderID: id, Status: processor.StatusCompleted, CreatedAt: created, UpdatedAt: created.Add(3 * time.Second),
-		Order: &integrations.Order{ID: id, PaymentIntentID: id, CheckoutSessionID: fmt.Sprintf("cs_test_bench%08d", i),
+		Order: &integrations.Order{Model: integrations.OrderModel, ID: id, PaymentIntentID: id, CheckoutSessionID: fmt.Sprintf("cs_test_bench%08d", i),
 			Number: integrations.OrderNumber(id), Currency: "sek", AmountTotal: 68182, AmountSubtotal: 54545, AmountTax: 13637, AmountShipping: 4900,
 			Items: []integrations.LineItem{{SKU: "price_1QbenchShirt", Description: "T-shirt, organic cotton, navy, L", Quantity: 2, UnitAmount: 24900,
 				AmountSubtotal: 49800, AmountTotal: 62250, AmountTax: 12450, Taxes: []integrations.Tax{{Amount: 12450, TaxableAmount: 49800, Percentage: "25", TaxabilityReason: "standard_rated"}}}},
