@@ -123,6 +123,13 @@ func DecodeState(b []byte) (*State, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStateInvalid, err)
 	}
+	return FinishDecode(&s)
+}
+
+// FinishDecode checks a state just unmarshalled from a record and brings
+// it to what this build reads (DecodeState is json.Unmarshal and then
+// FinishDecode; a reader with another JSON decoder calls it too).
+func FinishDecode(s *State) (*State, error) {
 	if s.Version <= 0 || s.Version > StateVersion {
 		return nil, fmt.Errorf("%w: version %d (this build reads up to %d)", ErrStateInvalid, s.Version, StateVersion)
 	}
@@ -137,8 +144,8 @@ func DecodeState(b []byte) (*State, error) {
 			return nil, fmt.Errorf("%w: step %q is null", ErrStateInvalid, name)
 		}
 	}
-	rereadLegacyOrder(&s)
-	return &s, nil
+	rereadLegacyOrder(s)
+	return s, nil
 }
 
 // rereadLegacyOrder makes an unfinished order recorded by the previous

@@ -36,8 +36,8 @@ func TestCreateAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(diffs) != 3 {
-		t.Fatalf("before create: %v, want 3 missing topics", diffs)
+	if len(diffs) != 4 {
+		t.Fatalf("before create: %v, want 4 missing topics", diffs)
 	}
 	for _, d := range diffs {
 		if d.Reason != "missing" {
@@ -49,7 +49,7 @@ func TestCreateAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(created) != 3 {
+	if len(created) != 4 {
 		t.Fatalf("created %v", created)
 	}
 	again, err := topics.Create(ctx, adm, specs, 1)
@@ -101,6 +101,7 @@ func TestCheckNamesEveryDifference(t *testing.T) {
 	all := strings.Join(got, "\n")
 	for _, want := range []string{
 		names.DLQ + ": missing",
+		names.Audit + ": missing",
 		names.State + ": not co-partitioned with " + names.Orders,
 		names.State + ": has 2 partitions, want 4",
 		names.State + `: cleanup.policy is "delete", want "compact"`,

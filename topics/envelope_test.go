@@ -102,15 +102,19 @@ func FuzzDecodeEnvelope(f *testing.F) {
 
 func TestSpecs(t *testing.T) {
 	n := New("shop1.")
-	if n.Orders != "shop1.orders" || n.State != "shop1.orders.state" || n.DLQ != "shop1.orders.dlq" {
+	if n.Orders != "shop1.orders" || n.State != "shop1.orders.state" || n.DLQ != "shop1.orders.dlq" || n.Audit != "shop1.orders.audit" {
 		t.Fatalf("names = %+v", n)
 	}
 	specs := n.Specs(0)
-	if len(specs) != 3 {
+	if len(specs) != 4 {
 		t.Fatalf("%d specs", len(specs))
 	}
 	for _, s := range specs {
-		if s.Partitions != DefaultPartitions {
+		want := int32(DefaultPartitions)
+		if s.Name == n.Audit {
+			want = 1
+		}
+		if s.Partitions != want {
 			t.Errorf("%s: %d partitions", s.Name, s.Partitions)
 		}
 		if s.Configs["cleanup.policy"] != s.CleanupPolicy() {
@@ -119,5 +123,32 @@ func TestSpecs(t *testing.T) {
 	}
 	if specs[1].CleanupPolicy() != "compact" || specs[1].CopartitionWith != n.Orders {
 		t.Errorf("state spec = %+v", specs[1])
+	}
+	if a := specs[3]; a.Name != "shop1.orders.audit" || a.CleanupPolicy() != "delete" || a.Configs["retention.ms"] != "31536000000" {
+		t.Errorf("audit spec = %+v, want delete with 365 days", a)
+	}
+}
+
+func TestAuditRecord(t *testing.T) {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	in := AuditRecord{ID: "a1", At: at, Actor: "ops", Role: "operator", Action: AuditReplay, Target: "dead letters 0/4", Outcome: AuditOK, Result: "replayed 1"}
+	b, err := in.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := DecodeAudit(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Version != 1 || out.Actor != "ops" || out.Action != "replay" || !out.At.Equal(at) || out.Result != "replayed 1" {
+		t.Fatalf("round trip = %+v", out)
+	}
+	for _, bad := range []string{`{"v":1,"action":"replay","outcome":"ok"}`, `{"v":2,"id":"x","action":"replay","outcome":"ok"}`, `nope`} {
+		if _, err := DecodeAudit([]byte(bad)); !errors.Is(err, ErrAuditInvalid) {
+			t.Errorf("DecodeAudit(%s) = %v, want ErrAuditInvalid", bad, err)
+		}
+	}
+	if _, err := (AuditRecord{Action: "replay"}).Encode(); !errors.Is(err, ErrAuditInvalid) {
+		t.Errorf("Encode without id = %v", err)
 	}
 }

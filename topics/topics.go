@@ -50,16 +50,21 @@ type Names struct {
 	Orders string
 	State  string
 	DLQ    string
+	// Audit is the log of operator actions (replays, erasures, failed
+	// logins) written by the console.
+	Audit string
 }
 
 // New returns the topic names for a prefix (may be empty). A prefix such as
-// "shop1." gives "shop1.orders", "shop1.orders.state", "shop1.orders.dlq".
+// "shop1." gives "shop1.orders", "shop1.orders.state", "shop1.orders.dlq",
+// "shop1.orders.audit".
 func New(prefix string) Names {
 	return Names{
 		Prefix: prefix,
 		Orders: prefix + "orders",
 		State:  prefix + "orders.state",
 		DLQ:    prefix + "orders.dlq",
+		Audit:  prefix + "orders.audit",
 	}
 }
 
@@ -95,6 +100,13 @@ func (n Names) Specs(partitions int32) []Spec {
 			Configs: map[string]string{
 				"cleanup.policy": "delete",
 				"retention.ms":   strconv.Itoa(30 * day),
+			},
+		},
+		{
+			Name: n.Audit, Kind: Stream, Partitions: AuditPartitions,
+			Configs: map[string]string{
+				"cleanup.policy": "delete",
+				"retention.ms":   strconv.Itoa(AuditRetentionDays * day),
 			},
 		},
 	}

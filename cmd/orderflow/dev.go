@@ -51,6 +51,7 @@ type devConfig struct {
 	KafkaAddr   string
 	SimAddr     string
 	MetricsAddr string // empty: no metrics listener
+	ConsoleAddr string // empty: no console
 	DataDir     string
 	// StateDir holds the processor's local state stores (empty:
 	// <DataDir>/state).
@@ -81,6 +82,7 @@ const (
 	devDefaultKafkaAddr   = "127.0.0.1:9092"
 	devDefaultSimAddr     = "127.0.0.1:8090"
 	devDefaultMetricsAddr = "127.0.0.1:9090"
+	devDefaultConsoleAddr = "127.0.0.1:8070"
 	devDefaultDataDir     = "var"
 )
 
@@ -92,6 +94,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&c.KafkaAddr, "kafka-addr", devDefaultKafkaAddr, "listen address of the embedded Kafka broker (give it to other commands as --brokers)")
 	fs.StringVar(&c.SimAddr, "sim-addr", devDefaultSimAddr, "listen address of the provider simulator")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", devDefaultMetricsAddr, "listen address of Prometheus /metrics (empty: none)")
+	fs.StringVar(&c.ConsoleAddr, "console-addr", devDefaultConsoleAddr, "listen address of the operator console, without login: loopback only (empty: none)")
 	fs.StringVar(&c.DataDir, "data-dir", devDefaultDataDir, "folder for Kafka's data, the simulator's outbox, labels and the webhook secret")
 	fs.StringVar(&c.StateDir, "state-dir", "", "folder of the processor's local order-state stores (default <data-dir>/state)")
 	fs.StringVar(&secrets, "webhook-secret", "", "extra accepted webhook signing secrets, comma-separated (the Stripe CLI's whsec_…); the one kept in <data-dir>/webhook-secret is always accepted")
@@ -185,6 +188,7 @@ type devServer struct {
 	redis    *redis.Client
 	cleanup  func()
 
+	console    *consoleServer
 	cancelProc context.CancelFunc
 	procDone   chan error
 	stopOnce   sync.Once
@@ -348,6 +352,20 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 		go d.serve(msrv, metricsLn)
 	}
 
+	if c.ConsoleAddr != "" {
+		cc := consoleConfig{Addr: c.ConsoleAddr, IndexDir: filepath.Join(c.DataDir, "console"), CacheMiB: 16, Group: pcfg.Group,
+			LabelDir: filepath.Join(c.DataDir, "labels"), NoLogin: true, Names: d.names, Kafka: kopts}
+		if d.metricAddr != "" {
+			cc.ProcessorMetrics = []string{"http://" + d.metricAddr}
+		}
+		if err := cc.validate(); err != nil {
+			return nil, usagef("--console-addr: %v", err)
+		}
+		if d.console, err = startConsole(ctx, cc, logger.With("component", "console")); err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
+	}
+
 	logger.Info("dev mode started", "http_addr", d.httpAddr, "kafka_addr", d.kafkaAddr, "sim_addr", d.simAddr, "data_dir", c.DataDir)
 	d.printBanner(out)
 	return d, nil
@@ -420,6 +438,11 @@ func (d *devServer) Stop() error {
 				errs = append(errs, errors.New("processor did not stop in 30s"))
 			}
 		}
+		if d.console != nil {
+			if err := d.console.Stop(); err != nil {
+				errs = append(errs, fmt.Errorf("console: %w", err))
+			}
+		}
 		if d.cleanup != nil {
 			d.cleanup()
 		}
@@ -471,6 +494,9 @@ func (d *devServer) printBanner(w io.Writer) {
 	fmt.Fprintf(w, "  outbox     %s (labels, invoices, emails, alerts)\n", d.outbox)
 	if d.metricAddr != "" {
 		fmt.Fprintf(w, "  metrics    http://%s/metrics\n", d.metricAddr)
+	}
+	if d.console != nil {
+		fmt.Fprintf(w, "  console    %s (no login: loopback dev mode)\n", d.console.URL())
 	}
 	fmt.Fprintf(w, "\nIn another terminal, send an order:\n  %s\n", sendCmd)
 	if c.StripeAPIKey != "" {

@@ -19,14 +19,17 @@ import (
 const dlqUsage = `dlq list|show|replay [flags]
 
   list                     dead letters as a table (or --json) with a count by
-                           step and class
+                           step, class and status: open, replayed (the order
+                           runs again or failed again) or resolved (the order
+                           completed); --status open shows what needs a hand
   show <p>/<offset>        one dead letter: every header and the event decoded,
   show <order-id>          or every dead letter of an order; customer data is
                            masked unless --reveal
   replay                   re-produce the selected dead letters to orders (or
                            --all); --dry-run shows what would happen
 
-Filters (list, replay): --order, --step, --class (comma-separated lists),
+Filters (list, replay): --order (order ids or OF- numbers), --step, --class
+(comma-separated lists),
 --since, --until (a duration before now such as 2h or 7d, or an RFC 3339
 time). replay skips dead letters already replayed and orders already
 completed, so running it twice replays once.`
@@ -123,11 +126,12 @@ func dlqClient(kf *kafkaFlags) (*dlq.Client, error) {
 }
 
 func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dlq list", "dlq list [--order ids] [--step steps] [--class classes] [--since t] [--until t] [--json]", stderr)
+	fs := newFlagSet("dlq list", "dlq list [--order ids] [--step steps] [--class classes] [--since t] [--until t] [--status s] [--json]", stderr)
 	var kf kafkaFlags
 	kf.register(fs)
 	var ff filterFlags
 	ff.register(fs)
+	status := fs.String("status", "", "only dead letters that stand so (comma-separated: open, replayed, resolved)")
 	asJSON := fs.Bool("json", false, "print the dead letters as a JSON array (no summary)")
 	width := fs.Int("width", dlq.DefaultErrorWidth, "characters of the last error shown in the table (0: all)")
 	pos, err := parseInterspersed(fs, args)
@@ -144,31 +148,40 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	statuses := splitList(*status)
+	for _, st := range statuses {
+		if !slices.Contains(dlq.LetterStatuses, st) {
+			return usagef("--status: unknown status %q (want one of open, replayed, resolved)", st)
+		}
+	}
 	c, err := dlqClient(&kf)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ds, err := c.List(ctx, f)
+	if f.Orders, err = resolveOrderRefs(ctx, c, f.Orders); err != nil {
+		return err
+	}
+	ls, err := c.ListStatus(ctx, f, statuses)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		out := make([]dlq.Entry, 0, len(ds))
-		for _, d := range ds {
-			out = append(out, d.Entry())
+		out := make([]dlq.Entry, 0, len(ls))
+		for _, l := range ls {
+			out = append(out, l.Entry())
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	if len(ds) > 0 {
-		if err := dlq.WriteTable(stdout, ds, *width); err != nil {
+	if len(ls) > 0 {
+		if err := dlq.WriteListed(stdout, ls, *width); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout)
 	}
-	dlq.WriteCounts(stdout, dlq.Count(ds))
+	dlq.WriteListedCounts(stdout, ls)
 	return nil
 }
 
@@ -208,6 +221,11 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		dlq.WriteShow(stdout, c.Names().DLQ, d, *reveal)
 		return nil
+	}
+	if ids, err := resolveOrderRefs(ctx, c, []string{what}); err != nil {
+		return err
+	} else {
+		what = ids[0]
 	}
 	ds, err := c.List(ctx, dlq.Filter{Orders: []string{what}})
 	if err != nil {
@@ -265,56 +283,46 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer c.Close()
-	ds, err := c.List(ctx, f)
-	if err != nil {
+	if f.Orders, err = resolveOrderRefs(ctx, c, f.Orders); err != nil {
 		return err
 	}
-	if len(ds) == 0 {
-		fmt.Fprintln(stdout, "no dead letters match; nothing to replay")
-		return nil
-	}
-	plan, err := c.Plan(ctx, ds)
-	if err != nil {
-		return err
-	}
-	if !f.Empty() {
-		if err := warnLeftOut(ctx, c, plan, stderr); err != nil {
-			return err
+	req := dlq.ReplayRequest{Filter: f, All: *all, DryRun: *dryRun, Rate: *rate}
+	req.Confirm = func(p dlq.Preview) bool {
+		warnLeftOut(p.LeftOut, stderr)
+		if p.Replay == 0 || *yes {
+			return true
 		}
-	}
-	var replay, skipReplayed, skipCompleted int
-	for _, d := range plan {
-		switch d.Skip {
-		case "":
-			replay++
-		case dlq.SkipAlreadyReplayed:
-			skipReplayed++
-		case dlq.SkipAlreadyCompleted:
-			skipCompleted++
-		}
-	}
-	if *dryRun {
-		dlq.WritePlan(stdout, plan)
-		fmt.Fprintf(stdout, "\ndry run: would replay %d to %s, skip %d (already replayed %d, already completed %d); nothing was changed\n",
-			replay, c.Names().Orders, skipReplayed+skipCompleted, skipReplayed, skipCompleted)
-		return nil
-	}
-	if replay > 0 && !*yes {
-		fmt.Fprintf(stderr, "Replay %d dead letter(s) to %s at up to %g/s (skipping %d)? [y/N] ", replay, c.Names().Orders, *rate, skipReplayed+skipCompleted)
+		fmt.Fprintf(stderr, "Replay %d dead letter(s) to %s at up to %g/s (skipping %d)? [y/N] ", p.Replay, c.Names().Orders, *rate, p.Skipped())
 		answer, _ := bufio.NewReader(stdin).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-			return errors.New("replay cancelled; nothing was sent")
-		}
+		a := strings.ToLower(strings.TrimSpace(answer))
+		return a == "y" || a == "yes"
 	}
-	opts := dlq.ReplayOptions{Rate: *rate}
 	progress := isTerminal(stderr)
 	if progress {
 		start := time.Now()
-		opts.Progress = func(p dlq.Progress) {
+		req.Progress = func(p dlq.Progress) {
 			fmt.Fprintf(stderr, "\rreplayed %d/%d (%.0fs)", p.Done, p.Total, time.Since(start).Seconds())
 		}
 	}
-	sum, err := c.Replay(ctx, plan, opts)
+	res, err := c.Run(ctx, req)
+	if errors.Is(err, dlq.ErrCancelled) {
+		return errors.New("replay cancelled; nothing was sent")
+	}
+	if err == nil && len(res.Plan) == 0 {
+		fmt.Fprintln(stdout, "no dead letters match; nothing to replay")
+		return nil
+	}
+	if *dryRun && err == nil {
+		warnLeftOut(res.LeftOut, stderr)
+		dlq.WritePlan(stdout, res.Plan)
+		fmt.Fprintf(stdout, "\ndry run: would replay %d to %s, skip %d (already replayed %d, already completed %d); nothing was changed\n",
+			res.Replay, c.Names().Orders, res.Skipped(), res.AlreadyReplayed, res.AlreadyCompleted)
+		return nil
+	}
+	if res.Outcomes == nil {
+		return err // failed before sending anything
+	}
+	sum := res.Summary
 	if progress && sum.Replayed > 0 {
 		fmt.Fprintln(stderr)
 	}
@@ -329,27 +337,9 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // warnLeftOut warns about earlier dead letters of the selected orders that
 // the filters leave out: replaying a later event of an order without them
 // changes the order the processor sees its events in.
-func warnLeftOut(ctx context.Context, c *dlq.Client, plan []dlq.Decision, stderr io.Writer) error {
-	var keys []string
-	for _, d := range plan {
-		if d.Skip == "" && d.Key != "" && !slices.Contains(keys, d.Key) {
-			keys = append(keys, d.Key)
-		}
-	}
-	if len(keys) == 0 {
-		return nil
-	}
-	ds, err := c.List(ctx, dlq.Filter{Orders: keys})
-	if err != nil {
-		return err
-	}
-	all, err := c.Plan(ctx, ds)
-	if err != nil {
-		return err
-	}
-	for _, d := range dlq.LeftOut(plan, all) {
+func warnLeftOut(left []dlq.Decision, stderr io.Writer) {
+	for _, d := range left {
 		fmt.Fprintf(stderr, "warning: order %s has an earlier dead letter %s (step %s, class %s) the filters leave out; replaying without it changes the order of the order's events (select it too, e.g. --order %s)\n",
 			d.Key, d.Source(), d.Step, d.Class, d.Key)
 	}
-	return nil
 }

@@ -13,8 +13,9 @@ import (
 	"github.com/orderflow/orderflow/processor/dlq"
 )
 
-const ordersUsage = `orders show <order-id> [--json] [--reveal]
-       orders erase <order-id> [--yes] [--wait 1m]
+const ordersUsage = `orders show <order-id | OF-number> [--json] [--reveal]
+       orders erase <order-id | OF-number> [--yes] [--wait 1m]
+       orders list|search: see 'orderflow orders list --help'
 
   show   the order's state from orders.state: status, each step with its
          result (deal id, tracking number, label, invoice number, message
@@ -45,8 +46,10 @@ func runOrders(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return runOrdersShow(ctx, args[1:], stdout, stderr)
 	case "erase":
 		return runOrdersErase(ctx, args[1:], stdout, stderr)
+	case "list", "search":
+		return runOrdersList(ctx, args[0] == "search", args[1:], stdout, stderr)
 	default:
-		return usagef("orders: unknown subcommand %q: want 'show <order-id>' or 'erase <order-id>'", args[0])
+		return usagef("orders: unknown subcommand %q: want 'show <order-id>', 'erase <order-id>', 'list' or 'search <term>'", args[0])
 	}
 }
 
@@ -69,6 +72,11 @@ func runOrdersShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer c.Close()
+	if ids, err := resolveOrderRefs(ctx, c, []string{id}); err != nil {
+		return err
+	} else {
+		id = ids[0]
+	}
 	st, err := c.OrderState(ctx, id)
 	if errors.Is(err, dlq.ErrOrderNotFound) {
 		return fmt.Errorf("order %s not found on %s", id, c.Names().State)
@@ -113,6 +121,11 @@ func runOrdersErase(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer c.Close()
+	if ids, err := resolveOrderRefs(ctx, c, []string{id}); err != nil {
+		return err
+	} else {
+		id = ids[0]
+	}
 	st, partition, err := c.OrderStateAt(ctx, id)
 	if errors.Is(err, dlq.ErrOrderNotFound) {
 		return fmt.Errorf("order %s not found on %s: nothing to erase", id, c.Names().State)

@@ -20,13 +20,15 @@ type Filter struct {
 	Orders  []string // order keys
 	Steps   []string // step names (processor.Chain)
 	Classes []string // topics.Classes
+	// Sources are dead letters picked one by one ("<partition>/<offset>").
+	Sources []string
 	// Since and Until bound FailedAt: Since inclusive, Until exclusive.
 	Since, Until time.Time
 }
 
 // Empty reports whether the filter selects every dead letter.
 func (f Filter) Empty() bool {
-	return len(f.Orders) == 0 && len(f.Steps) == 0 && len(f.Classes) == 0 && f.Since.IsZero() && f.Until.IsZero()
+	return len(f.Orders) == 0 && len(f.Steps) == 0 && len(f.Classes) == 0 && len(f.Sources) == 0 && f.Since.IsZero() && f.Until.IsZero()
 }
 
 // Validate checks step and class names and the time range.
@@ -39,6 +41,11 @@ func (f Filter) Validate() error {
 	for _, c := range f.Classes {
 		if !topics.ValidClass(c) {
 			return fmt.Errorf("%w: unknown class %q (want one of %s)", ErrBadFilter, c, strings.Join(topics.Classes, ", "))
+		}
+	}
+	for _, src := range f.Sources {
+		if _, _, err := ParseSource(src); err != nil {
+			return fmt.Errorf("%w: %s", ErrBadFilter, strings.TrimPrefix(err.Error(), "dlq: "))
 		}
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
@@ -56,6 +63,9 @@ func (f Filter) Match(d DeadLetter) bool {
 		return false
 	}
 	if len(f.Classes) > 0 && !slices.Contains(f.Classes, d.Class) {
+		return false
+	}
+	if len(f.Sources) > 0 && !slices.Contains(f.Sources, d.Source()) {
 		return false
 	}
 	at := d.FailedAt()

@@ -165,6 +165,9 @@ func (c *Client) List(ctx context.Context, f Filter) ([]DeadLetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(f.Sources) > 0 {
+		spans = narrow(spans, f.Sources)
+	}
 	var out []DeadLetter
 	err = c.scan(ctx, c.names.DLQ, spans, func(r *kgo.Record) {
 		if d := FromRecord(r); f.Match(d) {
@@ -176,6 +179,28 @@ func (c *Client) List(ctx context.Context, f Filter) ([]DeadLetter, error) {
 	}
 	sortDeadLetters(out)
 	return out, nil
+}
+
+// narrow limits spans to the partitions and offset range of sources (dead
+// letters picked one by one), so picking a few reads only around them.
+func narrow(spans map[int32]span, sources []string) map[int32]span {
+	out := map[int32]span{}
+	for _, src := range sources {
+		p, o, err := ParseSource(src)
+		if err != nil {
+			continue
+		}
+		s, ok := spans[p]
+		if !ok || o < s.start || o >= s.end {
+			continue
+		}
+		if n, ok := out[p]; ok {
+			out[p] = span{start: min(n.start, o), end: max(n.end, o+1)}
+		} else {
+			out[p] = span{start: o, end: o + 1}
+		}
+	}
+	return out
 }
 
 // Get returns the dead letter at partition/offset, or ErrNotFound.

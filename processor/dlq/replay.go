@@ -44,13 +44,7 @@ func (c *Client) Plan(ctx context.Context, dls []DeadLetter) ([]Decision, error)
 	sortDeadLetters(dls)
 	// The processor keeps an order's state on the `orders.state` partition
 	// with the number of its `orders` partition, which the dead letter names.
-	where := map[string]int32{}
-	for _, d := range dls {
-		if d.Key != "" {
-			where[d.Key] = d.OriginalPartition
-		}
-	}
-	states, err := c.OrderStates(ctx, where)
+	states, err := c.OrderStates(ctx, homes(dls))
 	if err != nil {
 		return nil, fmt.Errorf("read order states: %w", err)
 	}
@@ -80,7 +74,17 @@ type ReplayOptions struct {
 	Rate float64
 	// Progress, when set, is called after each acknowledged record.
 	Progress func(Progress)
+	// Result, when set, is called once for every decision of the plan:
+	// with err nil when it was skipped (d.Skip set) or acknowledged, with
+	// the write error when it failed, and with ErrNotSent when the replay
+	// stopped before sending it. Calls may come from the producer's
+	// goroutines, one at a time.
+	Result func(d Decision, err error)
 }
+
+// ErrNotSent is what ReplayOptions.Result gets for a dead letter the
+// replay stopped before sending (an earlier write failed or ctx ended).
+var ErrNotSent = errors.New("dlq: not sent: the replay stopped before it")
 
 // Progress is how far a replay got.
 type Progress struct {
@@ -157,14 +161,29 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 	var todo []Decision
 	for _, d := range plan {
 		switch d.Skip {
+		case "", SkipAlreadyReplayed, SkipAlreadyCompleted:
+		default:
+			return sum, fmt.Errorf("dlq: unknown skip reason %q", d.Skip)
+		}
+	}
+	var resultMu sync.Mutex
+	result := func(d Decision, err error) {
+		if opts.Result != nil {
+			resultMu.Lock()
+			defer resultMu.Unlock()
+			opts.Result(d, err)
+		}
+	}
+	for _, d := range plan {
+		switch d.Skip {
 		case "":
 			todo = append(todo, d)
 		case SkipAlreadyReplayed:
 			sum.AlreadyReplayed++
+			result(d, nil)
 		case SkipAlreadyCompleted:
 			sum.AlreadyCompleted++
-		default:
-			return sum, fmt.Errorf("dlq: unknown skip reason %q", d.Skip)
+			result(d, nil)
 		}
 	}
 	if len(todo) == 0 {
@@ -172,6 +191,9 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 	}
 	spans, err := c.spans(ctx, c.names.Orders)
 	if err != nil {
+		for _, d := range todo {
+			result(d, ErrNotSent)
+		}
 		return sum, err
 	}
 	n := len(spans)
@@ -195,6 +217,11 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 	next := time.Now()
 	sent := 0
 	var stopErr error
+	defer func() {
+		for _, d := range todo[sent:] {
+			result(d, ErrNotSent)
+		}
+	}()
 	for _, d := range todo {
 		if err := failed(); err != nil {
 			break
@@ -228,11 +255,13 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 					firstErr = fmt.Errorf("replay dead letter %s: %w", src, err)
 				}
 				mu.Unlock()
+				result(d, err)
 				return
 			}
 			acked++
 			done := acked
 			mu.Unlock()
+			result(d, nil)
 			if opts.Progress != nil {
 				opts.Progress(Progress{Done: done, Total: len(todo)})
 			}

@@ -17,6 +17,8 @@
 //  3. Flash sale: orders posted in a burst through the gateway until every
 //     confirmation email is sent.
 //  4. Resources: peak RSS of gateway and processor; state restore time.
+//     4b. Console: index catch-up against a plain consumer, search and page
+//     latencies and peak RSS with 1,000,000 orders indexed.
 //  5. Go micro-benchmarks.
 package main
 
@@ -56,6 +58,7 @@ type options struct {
 	profile       string
 	gatewayFlags  string
 	baselineBin   string
+	consoleOrders int
 }
 
 func main() {
@@ -73,9 +76,10 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 200, "in-flight orders of a processor (and the peer worker's CONCURRENCY)")
 	flag.StringVar(&o.peerDir, "peer-dir", "../shared/peers/bullmq-seed", "the peer's folder (gateway.js, worker.js, package.json)")
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")
-	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,flash,restore,micro")
+	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,flash,restore,console,micro")
 	flag.StringVar(&o.gatewayFlags, "gateway-flags", "", "extra flags for every orderflow gateway, space-separated (e.g. \"--produce-timeout 2s\")")
 	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest and drain parts")
+	flag.IntVar(&o.consoleOrders, "console-orders", 1000000, "orders in the console's index")
 	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest) and the processor (drain) into this folder")
 	flag.Parse()
 
@@ -182,6 +186,7 @@ func (b *bench) run(ctx context.Context) error {
 		{"drain", b.drain},
 		{"flash", b.flash},
 		{"restore", b.restore},
+		{"console", b.console},
 		{"micro", b.micro},
 	} {
 		if !b.want(part.name) {

@@ -24,6 +24,7 @@ type Results struct {
 	Drain         []DrainRow       `json:"drain"`
 	Flash         *FlashResult     `json:"flash,omitempty"`
 	Restores      []RestoreRow     `json:"restores,omitempty"`
+	Console       *ConsoleResult   `json:"console,omitempty"`
 	PeakRSS       []RSS            `json:"peak_rss"`
 	Micro         []string         `json:"micro"`
 	Notes         []string         `json:"notes,omitempty"`
@@ -280,6 +281,7 @@ func (r *Results) markdown() string {
 	if len(r.Micro) > 0 {
 		s.WriteString("## Go micro-benchmarks\n\n```\n" + strings.Join(r.Micro, "\n") + "\n```\n\n")
 	}
+	r.consoleMarkdown(&s)
 	for _, n := range r.Notes {
 		s.WriteString("Note: " + n + "\n\n")
 	}

@@ -1,6 +1,7 @@
 // Command infra starts and stops the real infrastructure of orderflow's
 // tests: Apache Kafka 4.x (from Maven Central's jars), Redis (Debian's
-// redis-server) and stripe-mock (Go), each on free loopback ports.
+// redis-server) and stripe-mock (Go), each on free loopback ports, and
+// finds (or installs) the Chromium the console's browser test drives.
 //
 //	infra up              start them in the background, write the env file
 //	infra down            stop what `up` started
@@ -9,7 +10,8 @@
 //
 // The env file (default test/.infra.env) is sourceable:
 // ORDERFLOW_TEST_KAFKA, ORDERFLOW_TEST_KAFKA_LIBS, ORDERFLOW_TEST_REDIS,
-// ORDERFLOW_TEST_STRIPE_MOCK, and the process ids to stop.
+// ORDERFLOW_TEST_STRIPE_MOCK, ORDERFLOW_TEST_CHROMIUM, and the process ids
+// to stop.
 package main
 
 import (
@@ -80,6 +82,8 @@ type servers struct {
 	redis  *infra.Redis
 	stripe *infra.StripeMock
 	libs   string
+	// chromium is the browser the console's browser test drives.
+	chromium string
 }
 
 func (s *servers) stop() {
@@ -108,15 +112,21 @@ func start(ctx context.Context, dir string, detach bool) (*servers, error) {
 		libs, redisBin, stripeBin string
 		libsErr, redisErr, smErr  error
 	)
-	wg.Add(3)
+	var chromium, chromiumVersion string
+	var chromiumErr error
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		chromium, chromiumVersion, chromiumErr = infra.ChromiumBinary(ctx, logf)
+	}()
 	go func() { defer wg.Done(); libs, libsErr = infra.KafkaLibs(ctx, infra.KafkaVersion, logf) }()
 	go func() { defer wg.Done(); redisBin, redisErr = infra.RedisBinary(ctx, logf) }()
 	go func() { defer wg.Done(); stripeBin, smErr = infra.StripeMockBinary(ctx, logf) }()
 	wg.Wait()
-	if err := errors.Join(libsErr, redisErr, smErr); err != nil {
+	if err := errors.Join(libsErr, redisErr, smErr, chromiumErr); err != nil {
 		return nil, err
 	}
-	s := &servers{libs: libs}
+	s := &servers{libs: libs, chromium: chromium}
 	var kErr, rErr, sErr error
 	wg.Add(3)
 	go func() {
@@ -139,6 +149,7 @@ func start(ctx context.Context, dir string, detach bool) (*servers, error) {
 	fmt.Printf("infra: kafka %s at %s\n", s.kafka.Version(), s.kafka.Addr())
 	fmt.Printf("infra: redis %s at %s\n", s.redis.Version(), s.redis.Addr())
 	fmt.Printf("infra: stripe-mock %s at %s\n", s.stripe.Version(), s.stripe.URL())
+	fmt.Printf("infra: %s at %s\n", chromiumVersion, chromium)
 	return s, nil
 }
 
@@ -149,6 +160,7 @@ func (s *servers) env() []string {
 		"ORDERFLOW_TEST_KAFKA_LIBS=" + s.libs,
 		"ORDERFLOW_TEST_REDIS=" + s.redis.Addr(),
 		"ORDERFLOW_TEST_STRIPE_MOCK=" + s.stripe.URL(),
+		"ORDERFLOW_TEST_CHROMIUM=" + s.chromium,
 		fmt.Sprintf("ORDERFLOW_TEST_INFRA_PIDS='%d %d %d'", s.kafka.PID(), s.redis.PID(), s.stripe.PID()),
 	}
 }

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/integrations/sim"
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/processor/dlq"
+	"github.com/orderflow/orderflow/test/testenv"
+)
+
+// chromiumPath is the browser the infrastructure installed
+// (ORDERFLOW_TEST_CHROMIUM), else one on PATH; without one the test skips,
+// or fails under CI=true.
+func chromiumPath(t *testing.T) string {
+	if p := os.Getenv("ORDERFLOW_TEST_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no Chromium: run the tests through test/infra (make test), which installs Debian's chromium")
+	}
+	t.Skip("no Chromium (ORDERFLOW_TEST_CHROMIUM unset and none on PATH): run 'make test'")
+	return ""
+}
+
+// TestConsoleInBrowser drives the console in headless Chromium against the
+// real pipeline (Kafka, gateway, processor, simulator): log in, search an
+// order by email, open it, make the simulator reject shipping, see the dead
+// letter, replay it once the fault is cleared, see it resolved and the
+// audit row. Screenshots go to $ORDERFLOW_SCREENSHOTS (else a temporary
+// folder).
+func TestConsoleInBrowser(t *testing.T) {
+	chrome := chromiumPath(t)
+	brokers := testenv.Kafka(t)
+	names := testenv.Topics(t, brokers, 3)
+	dir := t.TempDir()
+	shots := os.Getenv("ORDERFLOW_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(dir, "screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	kopts := []kgo.Opt{kgo.SeedBrokers(brokers)}
+
+	// The simulator, a processor and a gateway, as in production.
+	simSrv, err := sim.New(sim.Config{DataDir: filepath.Join(dir, "sim"), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simHTTP := httptest.NewServer(simSrv.Handler())
+	defer simHTTP.Close()
+	defer simSrv.Close()
+	prov, cleanup, err := devProviders(devConfig{DataDir: dir}, strings.TrimPrefix(simHTTP.URL, "http://")).build(ctx, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	pcfg := processor.DefaultConfig(names)
+	pcfg.Group = names.Prefix + "processors"
+	pcfg.CommitInterval = 100 * time.Millisecond
+	pcfg.Retry.BaseDelay, pcfg.Retry.MaxDelay = 50*time.Millisecond, time.Second
+	proc, err := processor.New(pcfg, prov, kopts, logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, stopProc := context.WithCancel(ctx)
+	procDone := make(chan error, 1)
+	go func() { procDone <- proc.Run(pctx) }()
+	defer func() { stopProc(); <-procDone }()
+	secret := "whsec_console_browser_test"
+	gcfg := gateway.Config{Topic: names.Orders, Secrets: []string{secret}}
+	producer, err := gateway.NewKafkaProducer(gcfg, kopts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(context.Background())
+	gw, err := gateway.New(gcfg, producer, gateway.NewMemoryDeduper(0), logger, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwHTTP := httptest.NewServer(gw.Handler())
+	defer gwHTTP.Close()
+
+	// The console, with one operator.
+	hash, _ := bcrypt.GenerateFromPassword([]byte("open sesame"), bcrypt.MinCost)
+	users := filepath.Join(dir, "users")
+	if err := os.WriteFile(users, []byte("ops:operator:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := startConsole(ctx, consoleConfig{Addr: "127.0.0.1:0", IndexDir: filepath.Join(dir, "index"), CacheMiB: 8, Group: pcfg.Group,
+		LabelDir: filepath.Join(dir, "labels"), UsersFile: users, Names: names, Kafka: kopts}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Stop()
+
+	states, err := dlq.New(names, kopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer states.Close()
+	sendOrder := func() string {
+		t.Helper()
+		code, out, errs := orderflow(t, "send-test-event", "--url", gwHTTP.URL+gateway.WebhookPath, "--secret", secret, "--type", "payment_intent.succeeded")
+		m := regexp.MustCompile(`orders show (pi_\S+)`).FindStringSubmatch(out)
+		if code != 0 || m == nil {
+			t.Fatalf("send-test-event: exit %d\n%s%s", code, out, errs)
+		}
+		return m[1]
+	}
+	// waitState waits until the order's state on orders.state has status.
+	waitState := func(id string, status processor.Status) *processor.State {
+		t.Helper()
+		for {
+			st, err := states.OrderState(ctx, id)
+			if err == nil && st.Status == status {
+				return st
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("order %s never reached %s (last %+v, %v)", id, status, st, err)
+			}
+		}
+	}
+	// waitIndexed waits until the console's index read every record
+	// written so far.
+	waitIndexed := func() {
+		t.Helper()
+		if err := cs.follower.WaitCaughtUp(ctx, kadm.NewClient(cs.admCl)); err != nil {
+			t.Fatalf("console index not caught up: %v", err)
+		}
+	}
+
+	first := sendOrder()
+	st := waitState(first, processor.StatusCompleted)
+	email := st.Order.Customer.Email
+	if email == "" {
+		t.Fatalf("order %s has no email: %+v", first, st.Order)
+	}
+	waitIndexed()
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chrome),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(filepath.Join(dir, "chromium")), chromedp.WindowSize(1280, 900))
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	base := cs.URL()
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			buf, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return chromedp.Void{}, err
+			}
+			return chromedp.Void{}, os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
+		}
+	}
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, actions...); err != nil {
+			t.Fatalf("browser: %s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("browser: read %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+
+	// Log in: a wrong password first, then the right one.
+	run("wrong password", chromedp.Navigate(base+"/orders"), chromedp.WaitVisible(chromedp.CSS("#login")),
+		chromedp.SendKeys(chromedp.CSS("#name"), "ops"), chromedp.SendKeys(chromedp.CSS("#password"), "not it"),
+		chromedp.Click(chromedp.CSS("#login")), chromedp.WaitVisible(chromedp.CSS("#login-error")))
+	run("log in", chromedp.SendKeys(chromedp.CSS("#name"), "ops"), chromedp.SendKeys(chromedp.CSS("#password"), "open sesame"),
+		chromedp.Click(chromedp.CSS("#login")), chromedp.WaitVisible(chromedp.CSS("#overview")))
+	if who := text("#who"); who != "ops (operator)" {
+		t.Fatalf("logged in as %q", who)
+	}
+
+	// Search the order by its customer's email and open it.
+	run("search by email", chromedp.Navigate(base+"/orders"), chromedp.WaitVisible(chromedp.CSS("#term")),
+		chromedp.SendKeys(chromedp.CSS("#term"), email), chromedp.Click(chromedp.CSS("#search")),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/orders/`+first+`"]`)), shot("search"))
+	loc, err := chromedp.Run(bctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(loc, email) || strings.Contains(loc, "@") {
+		t.Fatalf("the search put the email in the URL: %s", loc)
+	}
+	run("open the order", chromedp.Click(chromedp.CSS(`a[href="/orders/`+first+`"]`)), chromedp.WaitVisible(chromedp.CSS("#order-id")), shot("order"))
+	if s := text("#status"); s != "completed" {
+		t.Fatalf("order page status %q", s)
+	}
+	if s := text("#customer"); !strings.Contains(s, email) {
+		t.Fatalf("order page customer %q lacks %s", s, email)
+	}
+
+	// Shipping rejects: the next order becomes a dead letter.
+	simFault(t, simHTTP.URL, http.MethodPut, `{"step":"shipping","mode":"reject","rate":1}`)
+	second := sendOrder()
+	dead := waitState(second, processor.StatusDeadLettered)
+	src := fmt.Sprintf("%d/%d", dead.DeadLetter.Partition, dead.DeadLetter.Offset)
+	waitIndexed()
+	run("see the dead letter", chromedp.Navigate(base+"/dlq?status=open"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="source"][value="`+src+`"]`)), shot("dlq-open"))
+	if s := text(`span[data-source="` + src + `"]`); s != "open" {
+		t.Fatalf("dead letter %s shows %q, want open", src, s)
+	}
+
+	// Clear the fault, then replay it from the page.
+	simFault(t, simHTTP.URL, http.MethodDelete, "")
+	run("replay", chromedp.Click(chromedp.CSS(`input[name="source"][value="`+src+`"]`)), chromedp.Click(chromedp.CSS("#replay")),
+		chromedp.WaitVisible(chromedp.CSS("#job-result")), shot("replay"))
+	if s := text("#job-result"); !strings.Contains(s, "replayed 1, skipped 0") {
+		t.Fatalf("replay result %q", s)
+	}
+	waitState(second, processor.StatusCompleted)
+	waitIndexed()
+	run("see it resolved", chromedp.Navigate(base+"/dlq?status=resolved"),
+		chromedp.WaitVisible(chromedp.CSS(`span[data-source="`+src+`"]`)), shot("dlq-resolved"))
+	if s := text(`span[data-source="` + src + `"]`); s != "resolved" {
+		t.Fatalf("dead letter %s shows %q after the replay, want resolved", src, s)
+	}
+
+	// The audit page lists the failed login and the replay.
+	run("audit", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS("#audit")))
+	audit := text("#audit")
+	for _, want := range []string{"login_failed", "dead letters " + src, "replayed 1, skipped 0"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit page lacks %q:\n%s", want, audit)
+		}
+	}
+	run("audit screenshot", shot("audit"))
+	run("overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#steps")), shot("overview"))
+	t.Logf("screenshots in %s", shots)
+}
+
+func simFault(t *testing.T, simURL, method, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, simURL+"/_sim/faults", bytes.NewReader([]byte(body)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s /_sim/faults: %d", method, resp.StatusCode)
+	}
+}

@@ -1,0 +1,149 @@
+package console
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/processor/dlq"
+	"github.com/orderflow/orderflow/topics"
+)
+
+func TestIndexSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	ix := testIndex(t, dir)
+	a := order("pi_keep0000001", "k@example.com", processor.StatusInProgress, t0, 2)
+	apply(t, ix, stateRecord(t, a, 0, 41), eventRecord(a.OrderID, "evt_k", "payment_intent.succeeded", 2, 7, t0),
+		&kgo.Record{Topic: names.Audit, Partition: 0, Offset: 3, Value: mustAudit(t)})
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ix, rebuilt, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id1"}}, 8<<20)
+	if err != nil || rebuilt != "" {
+		t.Fatalf("reopen: rebuilt %q, %v", rebuilt, err)
+	}
+	defer ix.Close()
+	off := ix.Offsets()
+	if off[names.State][0] != 42 || off[names.Orders][2] != 8 || off[names.Audit][0] != 4 {
+		t.Fatalf("checkpoints after restart = %v, want state/0 42, orders/2 8, audit/0 4", off)
+	}
+	if c := ix.Counts(); c[StatusWaiting] != 0 || c[string(processor.StatusInProgress)] != 1 {
+		t.Fatalf("counts after restart = %v", c)
+	}
+	if s, err := ix.Get(a.OrderID); err != nil || s.Email != "k@example.com" || s.StatePartition != 0 || s.StateOffset != 41 {
+		t.Fatalf("order after restart: %+v %v", s, err)
+	}
+	if recs, _ := ix.Audits(10); len(recs) != 1 || recs[0].Actor != "ops" {
+		t.Fatalf("audit after restart = %+v", recs)
+	}
+}
+
+func mustAudit(t *testing.T) []byte {
+	b, err := topics.AuditRecord{ID: "x", At: t0, Actor: "ops", Action: topics.AuditReplay, Outcome: topics.AuditOK}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestIndexOfOtherTopicsIsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	ix := testIndex(t, dir)
+	apply(t, ix, stateRecord(t, order("pi_old0000001", "o@example.com", processor.StatusCompleted, t0, 6), 0, 0))
+	ix.Close()
+	// The same names, but orders.state was deleted and created again.
+	ix, rebuilt, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id2"}}, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if rebuilt != "index of other topics or another cluster" {
+		t.Fatalf("rebuilt = %q", rebuilt)
+	}
+	if _, err := ix.Get("pi_old0000001"); err != ErrNotFound || len(ix.Offsets()) != 0 {
+		t.Fatalf("a foreign index was kept: %v %v", err, ix.Offsets())
+	}
+}
+
+func TestIndexReplacesAndRemoves(t *testing.T) {
+	ix := testIndex(t, t.TempDir())
+	defer ix.Close()
+	id := "pi_move0000001"
+	first := order(id, "old@example.com", processor.StatusInProgress, t0, 1)
+	later := order(id, "new@example.com", processor.StatusCompleted, t0, 6)
+	// Two states of one order in one poll: only the last counts.
+	apply(t, ix, stateRecord(t, first, 0, 0), stateRecord(t, later, 0, 1))
+	search := func(term string) int {
+		found, err := ix.Search(Query{Term: term}, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(found)
+	}
+	if search("old@example.com") != 0 || search("new@example.com") != 1 || ix.Counts()["completed"] != 1 || ix.Counts()["in_progress"] != 0 {
+		t.Fatalf("after two states: old %d new %d counts %v", search("old@example.com"), search("new@example.com"), ix.Counts())
+	}
+	// A tombstone (erase) removes the order and every search key of it.
+	apply(t, ix, &kgo.Record{Topic: names.State, Partition: 0, Offset: 2, Key: []byte(id)})
+	if search("new@example.com") != 0 || search("TRK"+id) != 0 || len(ix.Counts()) != 0 {
+		t.Fatalf("after a tombstone: email %d tracking %d counts %v", search("new@example.com"), search("TRK"+id), ix.Counts())
+	}
+	if _, err := ix.Get(id); err != ErrNotFound {
+		t.Fatalf("Get after tombstone: %v", err)
+	}
+	page, err := ix.List(Query{}, "", 10)
+	if err != nil || len(page.Orders) != 0 {
+		t.Fatalf("list after tombstone: %v %v", page.Orders, err)
+	}
+}
+
+func TestLetterStatusInIndex(t *testing.T) {
+	ix := testIndex(t, t.TempDir())
+	defer ix.Close()
+	id := "pi_dl00000001"
+	dead := order(id, "d@example.com", processor.StatusDeadLettered, t0, 3)
+	apply(t, ix, stateRecord(t, dead, 1, 0), letterRecord(id, "shipping", "exhausted", 1, 5, t0))
+	status := func() string {
+		ls, _, err := ix.Letters(dlq.Filter{}, nil, 0)
+		if err != nil || len(ls) != 1 {
+			t.Fatalf("letters = %v %v", ls, err)
+		}
+		return ls[0].Status
+	}
+	if s := status(); s != dlq.LetterOpen {
+		t.Fatalf("new dead letter: %s", s)
+	}
+	replayed := order(id, "d@example.com", processor.StatusInProgress, t0, 3)
+	replayed.Replays = []string{"1/5"}
+	replayed.UpdatedAt = t0.Add(time.Hour)
+	apply(t, ix, stateRecord(t, replayed, 1, 1))
+	if s := status(); s != dlq.LetterReplayed {
+		t.Fatalf("after the replay: %s", s)
+	}
+	done := order(id, "d@example.com", processor.StatusCompleted, t0, 6)
+	done.Replays = []string{"1/5"}
+	apply(t, ix, stateRecord(t, done, 1, 2))
+	if s := status(); s != dlq.LetterResolved {
+		t.Fatalf("after completion: %s", s)
+	}
+	if n, _ := ix.OpenLetters(); n != 0 {
+		t.Fatalf("open letters = %d", n)
+	}
+}
+
+func TestQueryMatchWithoutIndex(t *testing.T) {
+	s := Summarize(order("pi_abc0000001", "Ab@Example.com", processor.StatusCompleted, t0, 6))
+	for term, want := range map[string]bool{
+		"pi_abc0000001": true, "OF-ABC0000001": true, "of-abc0000001": true, "ab@example.com": true,
+		"TRKpi_abc0000001": true, "INVpi_abc0000001": true, "evt_pi_abc0000001": true, "pi_abc": false, "": true,
+	} {
+		if got := MatchTerm(term, &s); got != want {
+			t.Errorf("MatchTerm(%q) = %v, want %v", term, got, want)
+		}
+	}
+	if !(Query{Statuses: []string{"completed"}}).Match(&s) || (Query{Statuses: []string{"waiting"}}).Match(&s) {
+		t.Error("status match")
+	}
+}

@@ -1,0 +1,545 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// seed fills the index: a completed order, one waiting on shipping, one
+// dead-lettered at shipping with its dead letter, one flagged possible
+// duplicate, and their events.
+func seed(t *testing.T, ix *Index) {
+	t.Helper()
+	done := order("pi_done0000001", "anna@example.com", processor.StatusCompleted, t0, 6)
+	waiting := order("pi_wait0000002", "bo@example.com", processor.StatusInProgress, t0.Add(time.Minute), 3)
+	ss := waiting.Step(processor.StepShipping)
+	ss.Attempts, ss.LastError = 2, "postnord: 503 unavailable"
+	dead := order("pi_dead0000003", "cy@example.com", processor.StatusDeadLettered, t0.Add(2*time.Minute), 3)
+	dead.DeadLetter = &processor.DeadLetter{Partition: 1, Offset: 0, Step: processor.StepShipping, Class: topics.ClassPermanent, At: t0.Add(3 * time.Minute)}
+	dead.Step(processor.StepShipping).Attempts = 1
+	dup := order("pi_dupl0000004", "di@example.com", processor.StatusCompleted, t0.Add(3*time.Minute), 6)
+	dup.Flags = []string{processor.FlagPossibleDuplicatePrefix + processor.StepShipping}
+	apply(t, ix,
+		eventRecord(done.OrderID, "evt_a1", "checkout.session.completed", 0, 0, t0),
+		eventRecord(done.OrderID, "evt_a2", "payment_intent.succeeded", 0, 1, t0.Add(time.Second)),
+		stateRecord(t, done, 0, 0), stateRecord(t, waiting, 1, 0), stateRecord(t, dead, 1, 1), stateRecord(t, dup, 2, 0),
+		letterRecord(dead.OrderID, processor.StepShipping, topics.ClassPermanent, 1, 0, t0.Add(3*time.Minute)),
+	)
+}
+
+func TestLoginRequired(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := newClient(t, ts.URL)
+	for _, p := range []string{"/", "/orders", "/orders/pi_done0000001", "/dlq", "/audit"} {
+		code, _, h := c.get(p)
+		if code != http.StatusSeeOther || h.Get("Location") != "/login" {
+			t.Errorf("GET %s without login: %d → %q, want 303 to /login", p, code, h.Get("Location"))
+		}
+	}
+	if code, _, _ := c.get("/api/orders"); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/orders without login: %d, want 401", code)
+	}
+	code, body, h := c.get("/login")
+	if code != 200 || !strings.Contains(body, `name="password"`) {
+		t.Fatalf("login page: %d\n%s", code, body)
+	}
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("CSP = %q", csp)
+	}
+}
+
+func TestLogin(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.SecureCookies = true })
+	c := newClient(t, ts.URL)
+	c.get("/login")
+	// Without the CSRF token: refused before the password is looked at.
+	if code, _, _ := c.post("/login", url.Values{"name": {"ops"}, "password": {"correct horse"}}); code != http.StatusForbidden {
+		t.Fatalf("login without CSRF token: %d, want 403", code)
+	}
+	code, body, _ := c.post("/login", url.Values{"csrf": {c.csrf}, "name": {"ops"}, "password": {"wrong"}})
+	if code != http.StatusUnauthorized || !strings.Contains(body, "Wrong name or password.") {
+		t.Fatalf("wrong password: %d\n%s", code, body)
+	}
+	recs := ts.auditor.records()
+	if len(recs) != 1 || recs[0].Action != topics.AuditLoginFailed || recs[0].Actor != "ops" || recs[0].Outcome != topics.AuditDenied || recs[0].Remote != "127.0.0.1" {
+		t.Fatalf("audit after a failed login = %+v", recs)
+	}
+	if strings.Contains(recs[0].Result, "wrong") && strings.Contains(recs[0].Result, "correct horse") {
+		t.Fatal("audit record holds the password")
+	}
+	resp, err := c.hc.PostForm(ts.URL+"/login", url.Values{"csrf": {c.csrf}, "name": {"ops"}, "password": {"correct horse"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	var cookie *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == cookieName && ck.Value != "" {
+			cookie = ck
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("session cookie = %+v, want HttpOnly, Secure, SameSite=Strict", cookie)
+	}
+	code, body, _ = c.get("/")
+	if code != 200 || !strings.Contains(body, "ops (operator)") {
+		t.Fatalf("overview after login: %d\n%s", code, body)
+	}
+	if recs := ts.auditor.records(); recs[len(recs)-1].Action != topics.AuditLogin || recs[len(recs)-1].Outcome != topics.AuditOK {
+		t.Errorf("login not audited: %+v", recs)
+	}
+	// Log out: a POST with the token; the session is gone afterwards.
+	if code, _, _ := c.post("/logout", url.Values{}); code != http.StatusForbidden {
+		t.Errorf("logout without CSRF token: %d, want 403", code)
+	}
+	if code, _, h := c.post("/logout", url.Values{"csrf": {c.csrf}}); code != http.StatusSeeOther || h.Get("Location") != "/login" {
+		t.Errorf("logout: %d %s", code, h.Get("Location"))
+	}
+	if code, _, _ := c.get("/orders"); code != http.StatusSeeOther {
+		t.Errorf("after logout: %d, want a redirect to the login", code)
+	}
+}
+
+func TestLoginRateLimit(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := newClient(t, ts.URL)
+	c.get("/login")
+	for i := range 5 {
+		if code, _, _ := c.post("/login", url.Values{"csrf": {c.csrf}, "name": {"ops"}, "password": {"guess"}}); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, code)
+		}
+	}
+	// The sixth try is refused even with the right password.
+	code, body, h := c.post("/login", url.Values{"csrf": {c.csrf}, "name": {"ops"}, "password": {"correct horse"}})
+	if code != http.StatusTooManyRequests || h.Get("Retry-After") == "" || !strings.Contains(body, "Too many failed logins") {
+		t.Fatalf("after 5 failures: %d Retry-After %q\n%s", code, h.Get("Retry-After"), body)
+	}
+	recs := ts.auditor.records()
+	if last := recs[len(recs)-1]; last.Action != topics.AuditLoginFailed || last.Result != "too many failed logins" {
+		t.Errorf("last audit record = %+v", last)
+	}
+	// After the window it works again.
+	*ts.now = ts.now.Add(16 * time.Minute)
+	if code, _, _ := c.post("/login", url.Values{"csrf": {c.csrf}, "name": {"ops"}, "password": {"correct horse"}}); code != http.StatusSeeOther {
+		t.Fatalf("after the window: %d, want 303", code)
+	}
+}
+
+func TestPagesAsOperator(t *testing.T) {
+	labels := t.TempDir()
+	if err := os.WriteFile(filepath.Join(labels, "pi_done0000001_label-1.pdf"), []byte("%PDF-1.4 label"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts := newTestServer(t, func(c *Config) { c.LabelDir = labels })
+	seed(t, ts.ix)
+	c := newClient(t, ts.URL)
+	c.login("ops")
+
+	code, body, _ := c.get("/")
+	for _, want := range []string{"orders in flight", `id="inflight">1<`, `id="open-letters"><a href="/dlq?status=open">1<`, "dead letter 1/0 (permanent)", "possible duplicate at shipping"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("overview lacks %q (%d)", want, code)
+		}
+	}
+	code, body, _ = c.get("/orders")
+	if code != 200 {
+		t.Fatalf("orders: %d", code)
+	}
+	// Newest first.
+	iDup, iDead, iWait, iDone := strings.Index(body, "pi_dupl0000004"), strings.Index(body, "pi_dead0000003"), strings.Index(body, "pi_wait0000002"), strings.Index(body, "pi_done0000001")
+	if iDup < 0 || !(iDup < iDead && iDead < iWait && iWait < iDone) {
+		t.Errorf("orders not newest first: %d %d %d %d", iDup, iDead, iWait, iDone)
+	}
+	if !strings.Contains(body, "anna@example.com") {
+		t.Error("an operator sees the customer's email")
+	}
+	for _, tc := range []struct{ query, want, not string }{
+		{"status=waiting", "pi_wait0000002", "pi_done0000001"},
+		{"status=in_progress", "pi_wait0000002", "pi_dead0000003"},
+		{"status=dead_lettered&step=shipping", "pi_dead0000003", "pi_wait0000002"},
+		{"status=possible_duplicate", "pi_dupl0000004", "pi_done0000001"},
+		{"status=completed", "pi_done0000001", "pi_wait0000002"},
+		{"step=shipping", "pi_wait0000002", "pi_done0000001"},
+		{"since=" + url.QueryEscape(t0.Add(90*time.Second).Format(time.RFC3339)), "pi_dead0000003", "pi_wait0000002"},
+		{"until=" + url.QueryEscape(t0.Add(30*time.Second).Format(time.RFC3339)), "pi_done0000001", "pi_wait0000002"},
+	} {
+		code, body, _ := c.get("/orders?" + tc.query)
+		if code != 200 || !strings.Contains(body, tc.want) || strings.Contains(body, tc.not) {
+			t.Errorf("/orders?%s: %d, want %s and not %s", tc.query, code, tc.want, tc.not)
+		}
+	}
+
+	code, body, _ = c.get("/orders/pi_done0000001")
+	for _, want := range []string{"anna@example.com", "Kauppakatu 1", `href="https://tracking.example/pi_done0000001"`, `href="/orders/pi_done0000001/label"`,
+		"INVpi_done0000001", "evt_a1", "payment_intent.succeeded", "Nothing: every step is done."} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("order page lacks %q (%d)", want, code)
+		}
+	}
+	code, body, h := c.get("/orders/pi_done0000001/label")
+	if code != 200 || body != "%PDF-1.4 label" || h.Get("Content-Type") != "application/pdf" {
+		t.Errorf("label: %d %q %s", code, body, h.Get("Content-Type"))
+	}
+	code, body, _ = c.get("/orders/pi_dead0000003")
+	if code != 200 || !strings.Contains(body, "replay dead letter(s) 1/0") || !strings.Contains(body, `class="badge s-open"`) {
+		t.Errorf("dead-lettered order page: %d\n%s", code, body)
+	}
+	code, body, _ = c.get("/orders/pi_wait0000002")
+	if code != 200 || !strings.Contains(body, "step shipping failed 2 time(s) (postnord: 503 unavailable)") {
+		t.Errorf("waiting order page: %d", code)
+	}
+	// An OF- number leads to its order.
+	if code, _, h := c.get("/orders/OF-ONE0000001"); code != http.StatusSeeOther || h.Get("Location") != "/orders/pi_done0000001" {
+		t.Errorf("OF- number: %d → %q", code, h.Get("Location"))
+	}
+	code, body, _ = c.get("/dlq")
+	if code != 200 || !strings.Contains(body, `value="1/0"`) || !strings.Contains(body, "1 dead letter(s) match") || !strings.Contains(body, `id="replay"`) {
+		t.Errorf("dlq page: %d\n%s", code, body)
+	}
+	if code, body, _ := c.get("/dlq?status=resolved"); code != 200 || !strings.Contains(body, "0 dead letter(s) match") {
+		t.Errorf("dlq resolved: %d", code)
+	}
+	if code, body, _ := c.get("/dlq?order=OF-EAD0000003"); code != 200 || !strings.Contains(body, "1 dead letter(s) match") {
+		t.Errorf("dlq by OF- number: %d", code)
+	}
+	if code, body, _ := c.get("/audit"); code != 200 || !strings.Contains(body, "no action recorded yet") {
+		t.Errorf("audit page: %d", code)
+	}
+}
+
+func TestSearch(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	for _, tc := range []struct{ term, want string }{
+		{"cy@example.com", "pi_dead0000003"},
+		{"CY@Example.com", "pi_dead0000003"},
+		{"pi_wait0000002", "pi_wait0000002"},
+		{"OF-ONE0000001", "pi_done0000001"},
+		{"of-one0000001", "pi_done0000001"},
+		{"TRKpi_done0000001", "pi_done0000001"},
+		{"INVpi_dupl0000004", "pi_dupl0000004"},
+		{"evt_a2", "pi_done0000001"},
+		{"evt_pi_wait0000002", "pi_wait0000002"},
+	} {
+		code, _, h := c.post("/orders/search", url.Values{"csrf": {c.csrf}, "term": {tc.term}})
+		loc := h.Get("Location")
+		if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/orders?s=") {
+			t.Fatalf("search %q: %d → %q", tc.term, code, loc)
+		}
+		if strings.Contains(strings.ToLower(loc), "example") || strings.Contains(loc, "@") || strings.Contains(loc, tc.term) {
+			t.Fatalf("search %q puts the term in the URL: %s", tc.term, loc)
+		}
+		code, body, _ := c.get(loc)
+		if code != 200 || !strings.Contains(body, tc.want) || strings.Count(body, `<a href="/orders/pi_`) != 1 {
+			t.Errorf("search %q: %d, want only %s\n%s", tc.term, code, tc.want, body)
+		}
+	}
+	code, body, _ := c.get("/orders?s=unknownhandle")
+	if code != http.StatusBadRequest || !strings.Contains(body, "search again") {
+		t.Errorf("unknown search handle: %d", code)
+	}
+	if code, _, _ := c.post("/orders/search", url.Values{"term": {"cy@example.com"}}); code != http.StatusForbidden {
+		t.Errorf("search without CSRF token: %d, want 403", code)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	for _, tc := range []struct {
+		path   string
+		status int
+		want   string
+	}{
+		{"/orders/pi_nosuchorder", 404, `No order &#34;pi_nosuchorder&#34; in the index`},
+		{"/orders/OF-NOSUCH0000", 404, "No order"},
+		{"/orders/pi_nosuchorder/label", 404, "No order"},
+		{"/orders?status=lost", 400, `unknown status &#34;lost&#34;`},
+		{"/orders?step=fax", 400, `unknown step &#34;fax&#34;`},
+		{"/orders?since=yesterday", 400, `since: time &#34;yesterday&#34;`},
+		{"/orders?since=1h&until=2h", 400, "is not before"},
+		{"/orders?cursor=%21%21", 400, "page cursor"},
+		{"/dlq?class=sad", 400, `unknown class &#34;sad&#34;`},
+		{"/dlq?status=closed", 400, `unknown status &#34;closed&#34;`},
+		{"/dlq?order=OF-NOSUCH0000", 400, "no order has the number OF-NOSUCH0000"},
+		{"/dlq?until=soon", 400, "until"},
+		{"/dlq/jobs/nope", 404, "No replay with this id"},
+		{"/nowhere", 404, "There is no page at this address"},
+	} {
+		code, body, _ := c.get(tc.path)
+		if code != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s: %d, want %d with %q\n%s", tc.path, code, tc.status, tc.want, body)
+		}
+	}
+	for _, tc := range []struct {
+		form url.Values
+		want string
+	}{
+		{url.Values{"action": {"replay"}}, "select at least one dead letter"},
+		{url.Values{"action": {"burn"}, "source": {"1/0"}}, `action &#34;burn&#34;`},
+		{url.Values{"action": {"replay"}, "source": {"1/x"}}, `bad partition/offset &#34;1/x&#34;`},
+		{url.Values{"action": {"replay"}, "source": {"1/0"}, "rate": {"0"}}, "above 0 and at most 1000"},
+		{url.Values{"action": {"replay"}, "all_matching": {"1"}, "f_class": {"sad"}}, `unknown class &#34;sad&#34;`},
+	} {
+		tc.form.Set("csrf", c.csrf)
+		code, body, _ := c.post("/dlq/replay", tc.form)
+		if code != http.StatusBadRequest || !strings.Contains(body, tc.want) {
+			t.Errorf("POST /dlq/replay %v: %d, want 400 with %q\n%s", tc.form, code, tc.want, body)
+		}
+	}
+	if n := len(ts.replay.requests()); n != 0 {
+		t.Errorf("bad replays reached the replayer %d times", n)
+	}
+}
+
+func TestViewer(t *testing.T) {
+	labels := t.TempDir()
+	_ = os.WriteFile(filepath.Join(labels, "pi_done0000001_label-1.pdf"), []byte("%PDF"), 0o600)
+	ts := newTestServer(t, func(c *Config) { c.LabelDir = labels })
+	seed(t, ts.ix)
+	c := newClient(t, ts.URL)
+	c.login("vic")
+	for _, p := range []string{"/orders", "/orders/pi_done0000001", "/dlq", "/"} {
+		code, body, _ := c.get(p)
+		if code != 200 {
+			t.Errorf("viewer GET %s: %d", p, code)
+		}
+		for _, leak := range []string{"anna@example.com", "Öberg", "Kauppakatu", "90100"} {
+			if strings.Contains(body, leak) {
+				t.Errorf("viewer sees %q on %s", leak, p)
+			}
+		}
+	}
+	if _, body, _ := c.get("/orders/pi_done0000001"); strings.Contains(body, `/label"`) || !strings.Contains(body, "***, FI") {
+		t.Errorf("viewer order page offers the label or shows the address")
+	}
+	if code, _, _ := c.get("/orders/pi_done0000001/label"); code != http.StatusForbidden {
+		t.Errorf("viewer label download: %d, want 403", code)
+	}
+	code, body, _ := c.post("/dlq/replay", url.Values{"csrf": {c.csrf}, "action": {"replay"}, "source": {"1/0"}})
+	if code != http.StatusForbidden || !strings.Contains(body, "Only an operator") {
+		t.Errorf("viewer replay: %d\n%s", code, body)
+	}
+	if code, _, _ := c.post("/dlq/replay", url.Values{"csrf": {c.csrf}, "action": {"preview"}, "source": {"1/0"}}); code != http.StatusForbidden {
+		t.Errorf("viewer preview: %d, want 403", code)
+	}
+	if n := len(ts.replay.requests()); n != 0 {
+		t.Errorf("viewer reached the replayer")
+	}
+	// A viewer may search by email, and sees the result masked.
+	_, _, h := c.post("/orders/search", url.Values{"csrf": {c.csrf}, "term": {"anna@example.com"}})
+	if _, body, _ := c.get(h.Get("Location")); !strings.Contains(body, "pi_done0000001") || strings.Contains(body, "<td>anna@example.com</td>") || !strings.Contains(body, "<td>***</td>") {
+		t.Errorf("viewer search: result missing or unmasked")
+	}
+}
+
+func TestReplay(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	if code, _, _ := c.post("/dlq/replay", url.Values{"action": {"replay"}, "source": {"1/0"}}); code != http.StatusForbidden {
+		t.Fatalf("replay without CSRF token: %d, want 403", code)
+	}
+	code, body, _ := c.post("/dlq/replay", url.Values{"csrf": {c.csrf}, "action": {"preview"}, "source": {"1/0"}, "rate": {"5"}})
+	if code != 200 || !strings.Contains(body, "Would replay <strong>1</strong>") || !strings.Contains(body, "Nothing was changed") {
+		t.Fatalf("preview: %d\n%s", code, body)
+	}
+	reqs := ts.replay.requests()
+	if len(reqs) != 1 || !reqs[0].DryRun || reqs[0].Rate != 5 || len(reqs[0].Filter.Sources) != 1 || reqs[0].Filter.Sources[0] != "1/0" {
+		t.Fatalf("preview request = %+v", reqs)
+	}
+	code, _, h := c.post("/dlq/replay", url.Values{"csrf": {c.csrf}, "action": {"replay"}, "source": {"1/0"}, "rate": {"5"}})
+	if code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/dlq/jobs/") {
+		t.Fatalf("replay: %d %s", code, h.Get("Location"))
+	}
+	job := h.Get("Location")
+	waitFor(t, func() bool {
+		_, body, _ = c.get(job + "?fragment=1")
+		return strings.Contains(body, "data-done")
+	})
+	if !strings.Contains(body, "replayed 1, skipped 0") || !strings.Contains(body, "<td>replayed</td>") {
+		t.Fatalf("job page:\n%s", body)
+	}
+	// Audit: the dry run, then started and ok records of the replay with one id.
+	var got []string
+	var ids []string
+	waitFor(t, func() bool { return len(ts.auditor.records()) >= 4 })
+	for _, a := range ts.auditor.records() {
+		if a.Action == topics.AuditReplay {
+			got = append(got, a.Outcome+":"+map[bool]string{true: "dry", false: "real"}[a.DryRun])
+			if !a.DryRun {
+				ids = append(ids, a.ID)
+			}
+			if a.Actor != "ops" || a.Role != "operator" || !strings.Contains(a.Target, "dead letters 1/0") {
+				t.Errorf("audit record = %+v", a)
+			}
+		}
+	}
+	if strings.Join(got, ",") != "ok:dry,started:real,ok:real" || len(ids) != 2 || ids[0] != ids[1] {
+		t.Errorf("replay audit = %v ids %v", got, ids)
+	}
+}
+
+func TestReplayRefusedWithoutAudit(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	ts.auditor.mu.Lock()
+	ts.auditor.fail = true
+	ts.auditor.mu.Unlock()
+	code, body, _ := c.post("/dlq/replay", url.Values{"csrf": {c.csrf}, "action": {"replay"}, "source": {"1/0"}})
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "nothing was replayed") {
+		t.Fatalf("replay with the audit log down: %d\n%s", code, body)
+	}
+	if n := len(ts.replay.requests()); n != 0 {
+		t.Fatalf("replayed although the audit record failed")
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/orders?status=dead_lettered", nil)
+	req.Header.Set("Authorization", "Bearer tok-ops")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page APIPage
+	_ = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(page.Orders) != 1 || page.Orders[0].ID != "pi_dead0000003" || page.Orders[0].Email != "cy@example.com" {
+		t.Fatalf("API list with a token: %d %+v", resp.StatusCode, page)
+	}
+	req, _ = http.NewRequest(http.MethodPost, ts.URL+"/api/orders/search", strings.NewReader(`{"term":"bo@example.com"}`))
+	req.Header.Set("Authorization", "Bearer tok-ops")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page = APIPage{}
+	_ = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(page.Orders) != 1 || page.Orders[0].ID != "pi_wait0000002" {
+		t.Fatalf("API search: %d %+v", resp.StatusCode, page)
+	}
+	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/api/orders", nil)
+	req.Header.Set("Authorization", "Bearer tok-wrong")
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unknown token: %d", resp.StatusCode)
+	}
+	recs := ts.auditor.records()
+	if len(recs) != 1 || recs[0].Action != topics.AuditLoginFailed || strings.Contains(recs[0].Result, "tok-wrong") {
+		t.Fatalf("unknown token audit = %+v", recs)
+	}
+	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/api/orders?status=lost", nil)
+	req.Header.Set("Authorization", "Bearer tok-ops")
+	resp, _ = http.DefaultClient.Do(req)
+	var e map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(e["error"], `unknown status "lost"`) {
+		t.Fatalf("API bad filter: %d %v", resp.StatusCode, e)
+	}
+}
+
+func TestDevNoLogin(t *testing.T) {
+	ts := newTestServer(t, func(c *Config) { c.NoLogin = true; c.Accounts = nil })
+	seed(t, ts.ix)
+	c := newClient(t, ts.URL)
+	code, body, _ := c.get("/orders")
+	if code != 200 || !strings.Contains(body, "dev (operator)") || !strings.Contains(body, "anna@example.com") {
+		t.Fatalf("dev mode orders: %d", code)
+	}
+	// CSRF protection stays on without login.
+	if code, _, _ := c.post("/dlq/replay", url.Values{"action": {"preview"}, "source": {"1/0"}}); code != http.StatusForbidden {
+		t.Fatalf("dev mode POST without CSRF token: %d, want 403", code)
+	}
+	if code, _, _ := c.post("/dlq/replay", url.Values{"csrf": {c.csrf}, "action": {"preview"}, "source": {"1/0"}}); code != 200 {
+		t.Fatalf("dev mode preview: %d", code)
+	}
+	// A POST from another origin is refused even with the token.
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/dlq/replay", strings.NewReader(url.Values{"csrf": {c.csrf}, "action": {"preview"}, "source": {"1/0"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin POST: %d, want 403", resp.StatusCode)
+	}
+	if _, err := New(Config{Index: ts.ix}); err == nil {
+		t.Fatal("New without accounts and without NoLogin succeeded")
+	}
+}
+
+func TestPaging(t *testing.T) {
+	ts := newTestServer(t, nil)
+	for i := range 120 {
+		st := order("pi_page"+pad(i), "p@example.com", processor.StatusCompleted, t0.Add(time.Duration(i)*time.Second), 6)
+		apply(t, ts.ix, stateRecord(t, st, 0, int64(i)))
+	}
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	seen := map[string]bool{}
+	path := "/orders?status=completed"
+	pages := 0
+	for path != "" {
+		code, body, _ := c.get(path)
+		if code != 200 {
+			t.Fatalf("%s: %d", path, code)
+		}
+		pages++
+		for _, part := range strings.Split(body, `<a href="/orders/pi_page`)[1:] {
+			id := part[:7]
+			if seen[id] {
+				t.Fatalf("order %s on two pages", id)
+			}
+			seen[id] = true
+		}
+		path = ""
+		if i := strings.Index(body, `id="next" href="`); i >= 0 {
+			rest := body[i+len(`id="next" href="`):]
+			path = strings.ReplaceAll(rest[:strings.IndexByte(rest, '"')], "&amp;", "&")
+		}
+	}
+	if len(seen) != 120 || pages != 3 {
+		t.Fatalf("paged through %d orders in %d pages, want 120 in 3", len(seen), pages)
+	}
+}
+
+func pad(i int) string { return fmt.Sprintf("%07d", i) }
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,242 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/processor"
+)
+
+// Statuses the console files an order under. They are the processor's
+// statuses, except that an order in progress whose current step has failed
+// at least once is "waiting" (on its provider: backing off, or behind an
+// open circuit).
+const (
+	StatusWaiting = "waiting"
+	// FilterPossibleDuplicate selects orders flagged possible_duplicate:<step>;
+	// it is a flag, not a status, but filters like one.
+	FilterPossibleDuplicate = "possible_duplicate"
+	// noStep is the step of an order with no current step (completed).
+	noStep = "-"
+)
+
+// FilterStatuses are the values of the status filter, in the order the
+// pages list them. in_progress includes waiting.
+var FilterStatuses = []string{
+	string(processor.StatusCompleted), string(processor.StatusInProgress), StatusWaiting,
+	string(processor.StatusDeadLettered), string(processor.StatusParked), string(processor.StatusRefunded),
+	FilterPossibleDuplicate, string(processor.StatusAwaitingPayment),
+}
+
+// Summary is what the index keeps of an order for lists and search: ids,
+// where it stands, and the customer's email and name (masked for viewers).
+type Summary struct {
+	ID       string    `json:"id"`
+	Number   string    `json:"number,omitempty"`
+	Status   string    `json:"status"`
+	Step     string    `json:"step,omitempty"` // current step, the failed one for a dead letter
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	Amount   int64     `json:"amount,omitempty"`
+	Currency string    `json:"currency,omitempty"`
+	Email    string    `json:"email,omitempty"`
+	Name     string    `json:"name,omitempty"`
+	Tracking string    `json:"tracking,omitempty"`
+	Invoice  string    `json:"invoice,omitempty"`
+	Flags    []string  `json:"flags,omitempty"`
+	Replays  []string  `json:"replays,omitempty"`
+	// Done counts the steps done or skipped; DoneMask has bit i set for
+	// processor.Chain[i] done or skipped.
+	Done     int `json:"done,omitempty"`
+	DoneMask int `json:"done_mask,omitempty"`
+	// Attempts are the failed attempts by step.
+	Attempts  map[string]int `json:"attempts,omitempty"`
+	LastError string         `json:"last_error,omitempty"`
+	// Events are the Stripe event ids the order's state lists as applied.
+	Events []string `json:"-"`
+	// StateStatus is the processor's status, for dlq.LetterStatus.
+	StateStatus processor.Status `json:"state_status"`
+	// StatePartition and StateOffset locate the state record the summary
+	// was read from on orders.state (the index keeps no copy of it).
+	StatePartition int32 `json:"sp"`
+	StateOffset    int64 `json:"so"`
+}
+
+// Summarize reads what the index keeps of a state.
+func Summarize(st *processor.State) Summary {
+	s := Summary{
+		ID: st.OrderID, Number: integrations.OrderNumber(st.OrderID), Status: string(st.Status),
+		Created: st.CreatedAt, Updated: st.UpdatedAt, Flags: st.Flags, Replays: st.Replays,
+		LastError: st.LastError, Events: st.AppliedEvents, StateStatus: st.Status,
+	}
+	if s.Created.IsZero() {
+		s.Created = st.UpdatedAt
+	}
+	if o := st.Order; o != nil {
+		if o.Number != "" {
+			s.Number = o.Number
+		}
+		s.Amount, s.Currency = o.AmountTotal, o.Currency
+		s.Email, s.Name = o.Customer.Email, o.Customer.Name
+	}
+	current := ""
+	for i, name := range processor.Chain {
+		ss := st.Steps[name]
+		if ss != nil && ss.Attempts > 0 {
+			if s.Attempts == nil {
+				s.Attempts = map[string]int{}
+			}
+			s.Attempts[name] = ss.Attempts
+		}
+		if ss != nil && (ss.Done || ss.Skipped) {
+			s.Done++
+			s.DoneMask |= 1 << i
+			continue
+		}
+		if current == "" {
+			current = name
+		}
+	}
+	switch {
+	case st.DeadLetter != nil && (st.Status == processor.StatusDeadLettered || st.Status == processor.StatusParked):
+		s.Step = st.DeadLetter.Step
+	case st.Status == processor.StatusCompleted || current == "":
+		s.Step = noStep
+	default:
+		s.Step = current
+	}
+	if st.Status == processor.StatusInProgress && current != "" {
+		if ss := st.Steps[current]; ss != nil && ss.Attempts > 0 {
+			s.Status = StatusWaiting
+		}
+	}
+	if ss := st.Steps[processor.StepShipping]; ss != nil && len(ss.Result) > 0 {
+		var sh integrations.Shipment
+		if json.Unmarshal(ss.Result, &sh) == nil {
+			s.Tracking = sh.TrackingNumber
+		}
+	}
+	if ss := st.Steps[processor.StepInvoice]; ss != nil && len(ss.Result) > 0 {
+		var inv integrations.Invoice
+		if json.Unmarshal(ss.Result, &inv) == nil {
+			s.Invoice = inv.Number
+		}
+	}
+	return s
+}
+
+// PossibleDuplicates are the steps the order is flagged possible_duplicate for.
+func (s *Summary) PossibleDuplicates() []string {
+	var out []string
+	for _, f := range s.Flags {
+		if step, ok := strings.CutPrefix(f, processor.FlagPossibleDuplicatePrefix); ok {
+			out = append(out, step)
+		}
+	}
+	return out
+}
+
+// ErrBadQuery is wrapped by every Query validation error; pages answer it
+// with 400 and the reason.
+var ErrBadQuery = errors.New("bad filter")
+
+// Query selects orders. Zero fields match everything.
+type Query struct {
+	// Statuses are FilterStatuses values; any may match.
+	Statuses []string
+	// Steps are processor.Chain steps: the order's current step (the
+	// failed one for a dead letter, the flagged one for possible_duplicate).
+	Steps []string
+	// Since and Until bound the order's creation: Since inclusive.
+	Since, Until time.Time
+	// Term is searched for as an order id, OF- number, customer email,
+	// tracking number, invoice number or event id.
+	Term string
+}
+
+// Validate checks statuses, steps and the time range.
+func (q Query) Validate() error {
+	for _, s := range q.Statuses {
+		if !slices.Contains(FilterStatuses, s) {
+			return fmt.Errorf("%w: unknown status %q (want one of %s)", ErrBadQuery, s, strings.Join(FilterStatuses, ", "))
+		}
+	}
+	for _, s := range q.Steps {
+		if !slices.Contains(processor.Chain, s) {
+			return fmt.Errorf("%w: unknown step %q (want one of %s)", ErrBadQuery, s, strings.Join(processor.Chain, ", "))
+		}
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
+		return fmt.Errorf("%w: since %s is not before until %s", ErrBadQuery, q.Since.Format(time.RFC3339), q.Until.Format(time.RFC3339))
+	}
+	if len(q.Term) > 200 {
+		return fmt.Errorf("%w: search term longer than 200 characters", ErrBadQuery)
+	}
+	return nil
+}
+
+// Match reports whether s is selected by everything but Term (the index
+// finds the term's candidates; Match filters them).
+func (q Query) Match(s *Summary) bool {
+	if len(q.Statuses) > 0 {
+		ok := false
+		for _, want := range q.Statuses {
+			if q.statusMatches(want, s) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	} else if len(q.Steps) > 0 && !slices.Contains(q.Steps, s.Step) {
+		return false
+	}
+	if !q.Since.IsZero() && s.Created.Before(q.Since) {
+		return false
+	}
+	if !q.Until.IsZero() && !s.Created.Before(q.Until) {
+		return false
+	}
+	return true
+}
+
+func (q Query) statusMatches(want string, s *Summary) bool {
+	if want == FilterPossibleDuplicate {
+		dups := s.PossibleDuplicates()
+		if len(q.Steps) == 0 {
+			return len(dups) > 0
+		}
+		for _, d := range dups {
+			if slices.Contains(q.Steps, d) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(q.Steps) > 0 && !slices.Contains(q.Steps, s.Step) {
+		return false
+	}
+	return s.Status == want || (want == string(processor.StatusInProgress) && s.Status == StatusWaiting)
+}
+
+// MatchTerm reports whether term names the order: its id, OF- number,
+// customer email (case-insensitive), tracking or invoice number, or one of
+// its event ids. It is what the index's search finds, for use without one.
+func MatchTerm(term string, s *Summary) bool {
+	term = strings.TrimSpace(term)
+	if term == "" {
+		return true
+	}
+	switch {
+	case term == s.ID, strings.EqualFold(term, s.Number), strings.EqualFold(term, s.Email),
+		s.Tracking != "" && term == s.Tracking, s.Invoice != "" && term == s.Invoice:
+		return true
+	}
+	return slices.Contains(s.Events, term)
+}

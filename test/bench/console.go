@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// ConsoleResult is the console with a large index.
+type ConsoleResult struct {
+	Orders      int     `json:"orders"`
+	StateBytes  int64   `json:"state_bytes"`
+	PlainPerSec float64 `json:"plain_consumer_records_per_sec"`
+	IndexPerSec float64 `json:"index_catch_up_records_per_sec"`
+	CatchUpSecs float64 `json:"index_catch_up_seconds"`
+	Ratio       float64 `json:"catch_up_of_plain"`
+	PeakRSS     int64   `json:"console_peak_rss"`
+	IndexBytes  int64   `json:"index_bytes"`
+	// Latencies (ms) measured over HTTP from this process: p50 and p99.
+	Queries []QueryLatency `json:"queries"`
+}
+
+// QueryLatency is one kind of request's latency.
+type QueryLatency struct {
+	What  string  `json:"what"`
+	N     int     `json:"n"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	Limit float64 `json:"limit_ms"`
+}
+
+// benchState is a realistic finished order: customer, address, items,
+// every step's result.
+func benchState(i int, created time.Time) *processor.State {
+	id := fmt.Sprintf("pi_3Qbench%08dXy", i)
+	st := &processor.State{Version: 1, OrderID: id, Status: processor.StatusCompleted, CreatedAt: created, UpdatedAt: created.Add(3 * time.Second),
+		Order: &integrations.Order{Model: integrations.OrderModel, ID: id, PaymentIntentID: id, CheckoutSessionID: fmt.Sprintf("cs_test_bench%08d", i),
+			Number: integrations.OrderNumber(id), Currency: "sek", AmountTotal: 68182, AmountSubtotal: 54545, AmountTax: 13637, AmountShipping: 4900,
+			Items: []integrations.LineItem{{SKU: "price_1QbenchShirt", Description: "T-shirt, organic cotton, navy, L", Quantity: 2, UnitAmount: 24900,
+				AmountSubtotal: 49800, AmountTotal: 62250, AmountTax: 12450, Taxes: []integrations.Tax{{Amount: 12450, TaxableAmount: 49800, Percentage: "25", TaxabilityReason: "standard_rated"}}}},
+			Customer: integrations.Customer{Name: "Sanna Öhman-Kärkkäinen", Email: fmt.Sprintf("buyer%08d@example.com", i), Phone: "+46701234567"},
+			Shipping: integrations.Address{Name: "Sanna Öhman-Kärkkäinen", Line1: "Kungsgatan 21", PostalCode: "11156", City: "Stockholm", Country: "SE"},
+			Locale:   "sv-SE", CreatedAt: created},
+		AppliedEvents:  []string{fmt.Sprintf("evt_bench%08da", i), fmt.Sprintf("evt_bench%08db", i)},
+		AppliedObjects: []string{"checkout.session.completed/cs_test_bench", "payment_intent.succeeded/" + id},
+	}
+	results := map[string]any{
+		processor.StepCRM:           integrations.CRMResult{ContactID: "4150868000000000004", DealID: "4150868000000000005"},
+		processor.StepProductionLog: integrations.ProductionLogResult{RecordID: "rec00000000000006"},
+		processor.StepShipping: integrations.Shipment{ShipmentID: "700000000000000008", TrackingNumber: fmt.Sprintf("0037350%013d", i),
+			TrackingURL: fmt.Sprintf("https://tracking.postnord.com/se/?id=0037350%013d", i), LabelLocation: "file:///labels/" + id + "_label-1.pdf"},
+		processor.StepInvoice: integrations.Invoice{Number: fmt.Sprintf("5543%010d", i), ProviderID: "1811"},
+		processor.StepEmail:   integrations.Message{MessageID: "<" + st.Order.Number + "@mg.shop.example>"},
+	}
+	for k, step := range processor.Chain {
+		ss := st.Step(step)
+		ss.Done = true
+		at := created.Add(time.Duration(k) * 400 * time.Millisecond)
+		ss.DoneAt = &at
+		if r, ok := results[step]; ok {
+			ss.Result, _ = json.Marshal(r)
+		}
+	}
+	return st
+}
+
+// console measures the console over a large orders.state: how fast its
+// index catches up against a plain consumer of the same topic, its peak
+// RSS, and search and page latencies with every order indexed.
+func (b *bench) console(ctx context.Context) error {
+	n := b.o.consoleOrders
+	names, err := b.createTopics(ctx, "console", topics.DefaultPartitions)
+	if err != nil {
+		return err
+	}
+	res := &ConsoleResult{Orders: n}
+	b.res.Console = res
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.ProducerLinger(10*time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(50000))
+	if err != nil {
+		return err
+	}
+	// Orders spread over the last 30 days.
+	start := time.Now().Add(-30 * 24 * time.Hour)
+	step := 30 * 24 * time.Hour / time.Duration(n)
+	var produceErr error
+	for i := range n {
+		st := benchState(i, start.Add(time.Duration(i)*step))
+		v, err := st.Encode()
+		if err != nil {
+			cl.Close()
+			return err
+		}
+		res.StateBytes += int64(len(v))
+		cl.Produce(ctx, &kgo.Record{Topic: names.State, Key: []byte(st.OrderID), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil && produceErr == nil {
+				produceErr = err
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		cl.Close()
+		return err
+	}
+	cl.Close()
+	if produceErr != nil {
+		return produceErr
+	}
+	fmt.Fprintf(os.Stderr, "bench: console: %d states (%d MiB) on %s\n", n, res.StateBytes>>20, names.State)
+
+	// The plain consumer: read every record, decode nothing.
+	t0 := time.Now()
+	got, err := b.plainReadAll(ctx, names.State, n)
+	if err != nil {
+		return err
+	}
+	res.PlainPerSec = float64(got) / time.Since(t0).Seconds()
+
+	// The console, as its own process, from an empty index.
+	token := "bench-console-token"
+	sum := sha256.Sum256([]byte(token))
+	tokens := filepath.Join(b.tmp, "console-tokens")
+	if err := os.WriteFile(tokens, []byte("bench:operator:"+hex.EncodeToString(sum[:])+"\n"), 0o600); err != nil {
+		return err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	indexDir := filepath.Join(b.tmp, "console-index")
+	t0 = time.Now()
+	proc, err := b.start("console", nil, b.bin, "console", "--brokers", strings.Join(b.brokers, ","), "--topic-prefix", names.Prefix,
+		"--http-addr", addr, "--index-dir", indexDir, "--tokens-file", tokens, "--log-format", "text")
+	if err != nil {
+		return err
+	}
+	defer b.stop(proc)
+	base := "http://" + addr
+	get := func(path string) ([]byte, int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, 0, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return body, resp.StatusCode, err
+	}
+	for {
+		body, code, err := get("/api/index")
+		var st struct {
+			Behind int64
+			Known  bool
+		}
+		if err == nil && code == 200 && json.Unmarshal(body, &st) == nil && st.Known && st.Behind == 0 {
+			break
+		}
+		if !proc.Running() || time.Since(t0) > 15*time.Minute || ctx.Err() != nil {
+			return fmt.Errorf("console did not catch up (running %v)\n%s", proc.Running(), proc.LogTail(20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res.CatchUpSecs = time.Since(t0).Seconds()
+	res.IndexPerSec = float64(n) / res.CatchUpSecs
+	res.Ratio = res.IndexPerSec / res.PlainPerSec
+	fmt.Fprintf(os.Stderr, "bench: console: plain consumer %.0f records/s, index catch-up %.0f records/s (%.2f×) in %.1fs\n",
+		res.PlainPerSec, res.IndexPerSec, res.Ratio, res.CatchUpSecs)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	search := func(term string) (int, error) {
+		body, _ := json.Marshal(map[string]string{"term": term})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/orders/search", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var page struct{ Orders []struct{ ID string } }
+		if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+			return 0, err
+		}
+		return len(page.Orders), nil
+	}
+	measure := func(what string, limit float64, rounds int, fn func(i int) error) error {
+		var ms []float64
+		for i := range rounds {
+			t := time.Now()
+			if err := fn(i); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			ms = append(ms, float64(time.Since(t).Microseconds())/1000)
+		}
+		slices.Sort(ms)
+		q := QueryLatency{What: what, N: rounds, P50Ms: ms[len(ms)/2], P99Ms: ms[len(ms)*99/100], Limit: limit}
+		res.Queries = append(res.Queries, q)
+		fmt.Fprintf(os.Stderr, "bench: console: %s p50 %.1f ms, p99 %.1f ms\n", what, q.P50Ms, q.P99Ms)
+		return nil
+	}
+	one := func(found int, err error) error {
+		if err == nil && found != 1 {
+			err = fmt.Errorf("found %d orders, want 1", found)
+		}
+		return err
+	}
+	page := func(path string) error {
+		body, code, err := get(path)
+		if err == nil && (code != 200 || !bytes.Contains(body, []byte(`<a href="/orders/pi_3Qbench`))) {
+			err = fmt.Errorf("%s: %d without orders", path, code)
+		}
+		return err
+	}
+	var cursor string
+	if body, _, err := get("/api/orders"); err == nil {
+		var p struct{ Next string }
+		_ = json.Unmarshal(body, &p)
+		cursor = p.Next
+	}
+	steps := []struct {
+		what  string
+		limit float64
+		fn    func(int) error
+	}{
+		{"search by email", 100, func(int) error { return one(search(fmt.Sprintf("buyer%08d@example.com", rng.IntN(n)))) }},
+		{"search by order id", 100, func(int) error { return one(search(fmt.Sprintf("pi_3Qbench%08dXy", rng.IntN(n)))) }},
+		{"search by OF- number", 100, func(int) error {
+			return one(search(integrations.OrderNumber(fmt.Sprintf("pi_3Qbench%08dXy", rng.IntN(n)))))
+		}},
+		{"search by tracking number", 100, func(int) error { return one(search(fmt.Sprintf("0037350%013d", rng.IntN(n)))) }},
+		{"orders page (newest)", 200, func(int) error { return page("/orders") }},
+		{"orders page (status completed)", 200, func(int) error { return page("/orders?status=completed") }},
+		{"orders page (second page)", 200, func(int) error { return page("/orders?cursor=" + cursor) }},
+		{"orders page (since 7d)", 200, func(int) error { return page("/orders?since=7d") }},
+	}
+	for _, s := range steps {
+		if err := measure(s.what, s.limit, 300, s.fn); err != nil {
+			return err
+		}
+	}
+	res.PeakRSS = proc.PeakRSS()
+	res.IndexBytes = dirSize(indexDir)
+	fmt.Fprintf(os.Stderr, "bench: console: peak RSS %d MiB, index %d MiB\n", res.PeakRSS>>20, res.IndexBytes>>20)
+	return nil
+}
+
+// plainReadAll reads n records of every partition of topic with a plain
+// franz-go consumer that decodes nothing.
+func (b *bench) plainReadAll(ctx context.Context, topic string, n int) (int, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	got := 0
+	for got < n {
+		fs := cl.PollRecords(ctx, 20000)
+		if ctx.Err() != nil {
+			return got, ctx.Err()
+		}
+		got += len(fs.Records())
+	}
+	return got, nil
+}
+
+func dirSize(dir string) int64 {
+	var total int64
+	_ = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			total += fi.Size()
+		}
+		return nil
+	})
+	return total
+}
+
+// consoleMarkdown is the console's section of the results.
+func (r *Results) consoleMarkdown(s *strings.Builder) {
+	c := r.Console
+	if c == nil {
+		return
+	}
+	fmt.Fprintf(s, "## Console (%d orders indexed)\n\n", c.Orders)
+	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic and decoding nothing.\n\n", c.Orders, c.StateBytes>>20)
+	s.WriteString("| measure | value | target |\n|---|---|---|\n")
+	fmt.Fprintf(s, "| plain consumer | %.0f records/s | |\n", c.PlainPerSec)
+	fmt.Fprintf(s, "| index catch-up | %.0f records/s (%.1f s) | |\n", c.IndexPerSec, c.CatchUpSecs)
+	fmt.Fprintf(s, "| catch-up ÷ plain | %.2f | ≥ 0.5 |\n", c.Ratio)
+	fmt.Fprintf(s, "| console peak RSS | %d MiB | ≤ 256 MiB |\n", c.PeakRSS>>20)
+	fmt.Fprintf(s, "| index on disk | %d MiB | |\n\n", c.IndexBytes>>20)
+	s.WriteString("| request (over HTTP, 300 each) | p50 ms | p99 ms | target p99 |\n|---|---|---|---|\n")
+	for _, q := range c.Queries {
+		fmt.Fprintf(s, "| %s | %.1f | %.1f | ≤ %.0f ms |\n", q.What, q.P50Ms, q.P99Ms, q.Limit)
+	}
+	s.WriteString("\n")
+}
