@@ -116,6 +116,7 @@ type providerFlags struct {
 	netvisorPartFile string
 	netvisorOrgID    string
 	netvisorCustomer string
+	netvisorShared   bool
 	netvisorProduct  string
 	netvisorAlg      string
 	netvisorMax      countFlag
@@ -187,7 +188,8 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.netvisorPartID, "netvisor-partner-id", "", "Netvisor software partner id")
 	fs.StringVar(&p.netvisorPartFile, "netvisor-partner-key-file", "", "file holding the Netvisor partner key (or set "+envNetvisorPartKey+")")
 	fs.StringVar(&p.netvisorOrgID, "netvisor-organisation-id", "", "business id of the invoicing company, e.g. 1234567-8")
-	fs.StringVar(&p.netvisorCustomer, "netvisor-customer", "", "Netvisor customer every invoice is linked to (its Netvisor key)")
+	fs.StringVar(&p.netvisorCustomer, "netvisor-customer", "", "Netvisor customer the invoices of buyers without a VAT number are linked to (its Netvisor key)")
+	fs.BoolVar(&p.netvisorShared, "netvisor-shared-customer-only", false, "link business buyers' invoices to --netvisor-customer too, instead of a Netvisor customer per VAT number (code = the VAT number, added on the first order)")
 	fs.StringVar(&p.netvisorProduct, "netvisor-product", "", "Netvisor product every order line is linked to (its Netvisor key)")
 	fs.StringVar(&p.netvisorAlg, "netvisor-mac-algorithm", netvisor.AlgorithmSHA256, "Netvisor MAC algorithm: SHA256 or HMACSHA256")
 	fs.StringVar(&p.netvisorRCCode, "netvisor-reverse-charge-vat-code", "EUMY", "vatcode of reverse-charge lines: EUMY (EU sales of goods), EUPM309 or EUPM312 (EU sales of services)")
@@ -367,6 +369,7 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 			PartnerKey:           read(p.netvisorPartFile, envNetvisorPartKey, simNetvisorPartKey, "netvisor-partner-key-file"),
 			OrganisationID:       miss.need(p.orSim(p.netvisorOrgID, simNetvisorOrgID), "netvisor-organisation-id"),
 			CustomerIdentifier:   miss.need(p.orSim(p.netvisorCustomer, simNetvisorCustomer), "netvisor-customer"),
+			SharedCustomerOnly:   p.netvisorShared,
 			ProductIdentifier:    miss.need(p.orSim(p.netvisorProduct, simNetvisorProduct), "netvisor-product"),
 			Algorithm:            p.netvisorAlg,
 			ReverseChargeVATCode: p.netvisorRCCode,

@@ -39,7 +39,7 @@ func TestInvoiceInvariantGenerated(t *testing.T) {
 		if integrations.Exponent(o.Currency) == 3 {
 			div = 10
 		}
-		doc, err := c.invoiceXML(o, integrations.Shipment{}, "1")
+		doc, err := c.invoiceXML(o, integrations.Shipment{}, "1", "1", "netvisor")
 		representable := o.AmountTotal%div == 0 && o.AmountTax%div == 0
 		if !representable {
 			if !integrations.IsPermanent(err) {

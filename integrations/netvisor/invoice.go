@@ -266,7 +266,7 @@ func taxText(o integrations.Order, taxes []integrations.Tax) string {
 // empty element is not "no value" to Netvisor. The invoice goes to the
 // buyer (name and billing address), the delivery address is the
 // recipient's (its two street lines joined: the DTD has one delivery line).
-func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, number string) ([]byte, error) {
+func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, number, custID, custType string) ([]byte, error) {
 	const op = "add sales invoice"
 	cur := strings.ToUpper(o.Currency)
 	if len(cur) != 3 {
@@ -346,7 +346,7 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 	w("SalesInvoiceStatus", cfg.InvoiceStatus, "type", "netvisor")
 	w("SalesInvoiceFreeTextAfterLines", cut(strings.Join(after, "\n"), 500))
 	w("SalesInvoiceOurReference", o.Number)
-	w("InvoicingCustomerIdentifier", cfg.CustomerIdentifier, "type", cfg.CustomerIdentifierType)
+	w("InvoicingCustomerIdentifier", custID, "type", custType)
 	w("InvoicingCustomerName", cut(o.BuyerName(), 250))
 	w("InvoicingCustomerAddressLine", cut(bill.Line1, 80))
 	w("InvoicingCustomerAdditionalAddressLine", cut(bill.Line2, 80))

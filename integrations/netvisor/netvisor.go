@@ -91,12 +91,17 @@ type Config struct {
 	// Europe/Helsinki (UTC if the zone database is unavailable).
 	Location *time.Location
 
-	// CustomerIdentifier links every invoice to one Netvisor customer (a web
-	// shop's "consumer" customer); the buyer's name and addresses are set on
-	// the invoice itself. CustomerIdentifierType is "netvisor" (the
+	// CustomerIdentifier links the invoices of buyers without a VAT number
+	// to one Netvisor customer (a web shop's "consumer" customer); the
+	// buyer's name and addresses are set on the invoice itself. CustomerIdentifierType is "netvisor" (the
 	// customer's Netvisor key, default) or "customer" (its customer code).
 	CustomerIdentifier     string
 	CustomerIdentifierType string
+	// SharedCustomerOnly links every invoice to CustomerIdentifier, business
+	// buyers too. By default a buyer who gave a VAT number is invoiced as a
+	// Netvisor customer of its own, added on its first order with the VAT
+	// number as its business id (see CustomerCode).
+	SharedCustomerOnly bool
 	// ProductIdentifier is the product each order line is linked to, of
 	// ProductIdentifierType "netvisor" (default) or "customer" (product
 	// code). With UseSKUAsProduct, a line's SKU is used as the product code
@@ -346,7 +351,16 @@ func (c *Client) InvoiceNumber(o integrations.Order) string { return InvoiceNumb
 func (c *Client) CreateInvoice(ctx context.Context, o integrations.Order, s integrations.Shipment) (integrations.Invoice, error) {
 	const op = "add sales invoice"
 	number := InvoiceNumber(o)
-	doc, err := c.invoiceXML(o, s, number)
+	// Build the document first: an order that cannot be invoiced fails
+	// before any customer is added for it.
+	if _, err := c.invoiceXML(o, s, number, c.cfg.CustomerIdentifier, c.cfg.CustomerIdentifierType); err != nil {
+		return integrations.Invoice{}, err
+	}
+	custID, custType, err := c.invoiceCustomer(ctx, o)
+	if err != nil {
+		return integrations.Invoice{}, err
+	}
+	doc, err := c.invoiceXML(o, s, number, custID, custType)
 	if err != nil {
 		return integrations.Invoice{}, err
 	}

@@ -32,6 +32,8 @@ type netvisorSim struct {
 	// holds maxTxIDs the older generation is dropped.
 	txIDs, oldTxIDs map[string]struct{}
 	byNumber        map[string][]nvStored
+	// customers is the customer register by upper-case customer code.
+	customers map[string]nvCustomer
 }
 
 // maxTxIDs is the size of one generation of remembered TransactionIds.
@@ -48,7 +50,7 @@ type nvStored struct {
 }
 
 func newNetvisorSim(s *Server) *netvisorSim {
-	return &netvisorSim{s: s, txIDs: map[string]struct{}{}, byNumber: map[string][]nvStored{}}
+	return &netvisorSim{s: s, txIDs: map[string]struct{}{}, byNumber: map[string][]nvStored{}, customers: map[string]nvCustomer{}}
 }
 
 // Netvisor error categories used here (see the controlling-errors page).
@@ -363,6 +365,10 @@ func (nv *netvisorSim) add(w http.ResponseWriter, r *http.Request) {
 	inv := doc.SalesInvoice
 	if msg := inv.validate(); msg != "" {
 		nvFailed(w, nvHTTPStatus(r, nvInvalidData), nvInvalidData, msg)
+		return
+	}
+	if !nv.customerKnown(inv.CustomerID) {
+		nvFailed(w, nvHTTPStatus(r, nvInvalidData), nvInvalidData, "InvoicingCustomerIdentifier: no customer with code "+strings.TrimSpace(inv.CustomerID.Value))
 		return
 	}
 	number := strings.TrimSpace(inv.Number)

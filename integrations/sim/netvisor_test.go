@@ -194,6 +194,7 @@ func TestNetvisorRejects(t *testing.T) {
 		{"no vat code", addURL, nvHdr(addURL, "SHA256", "ck", "pk"), strings.Replace(good, ` vatcode="KOMY"`, "", 1), 200, "INVALID_DATA"},
 		{"bad amount", addURL, nvHdr(addURL, "SHA256", "ck", "pk"), strings.Replace(good, "89,12", "89 €", 1), 200, "INVALID_DATA"},
 		{"no customer", addURL, nvHdr(addURL, "SHA256", "ck", "pk"), strings.Replace(good, `<InvoicingCustomerIdentifier type="netvisor">1</InvoicingCustomerIdentifier>`, "", 1), 200, "INVALID_DATA"},
+		{"unknown customer code", addURL, nvHdr(addURL, "SHA256", "ck", "pk"), strings.Replace(good, `<InvoicingCustomerIdentifier type="netvisor">1</InvoicingCustomerIdentifier>`, `<InvoicingCustomerIdentifier type="customer">DE999</InvoicingCustomerIdentifier>`, 1), 200, "INVALID_DATA"},
 		{"http status codes on", addURL, httpCodes, strings.Replace(good, "<SalesInvoiceDate>2026-11-28", "<SalesInvoiceDate>28.11.2026", 1), http.StatusBadRequest, "INVALID_DATA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

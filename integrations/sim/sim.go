@@ -224,6 +224,12 @@ func (s *Server) routes() {
 	for _, p := range []string{"salesinvoicelist.nv", "SalesInvoiceList.nv"} {
 		m.Handle("GET /"+p, s.step(StepInvoice, netvisorErrors, s.nv.list))
 	}
+	for _, p := range []string{"customer.nv", "Customer.nv"} {
+		m.Handle("POST /"+p, s.step(StepInvoice, netvisorErrors, s.nv.addCustomer))
+	}
+	for _, p := range []string{"customerlist.nv", "CustomerList.nv"} {
+		m.Handle("GET /"+p, s.step(StepInvoice, netvisorErrors, s.nv.listCustomers))
+	}
 
 	// Mailgun.
 	m.Handle("POST /v3/{domain}/messages", s.step(StepEmail, mailgunErrors, s.mg.send))

@@ -658,6 +658,37 @@ func generic(v any) any {
 	return out
 }
 
+// businessCustomer is the customer.nv record the invoice links to by
+// customer code, or nil.
+func businessCustomer(rec *recorder, link nvValue) any {
+	if link.Type != "customer" {
+		return nil
+	}
+	var found []map[string]any
+	for _, e := range rec.all(http.MethodPost, "/customer.nv") {
+		var doc struct {
+			Code    string  `xml:"Customer>CustomerBaseInformation>InternalIdentifier"`
+			VAT     string  `xml:"Customer>CustomerBaseInformation>ExternalIdentifier"`
+			Name    string  `xml:"Customer>CustomerBaseInformation>Name"`
+			Street  string  `xml:"Customer>CustomerBaseInformation>StreetAddress"`
+			Line2   string  `xml:"Customer>CustomerBaseInformation>AdditionalAddressLine"`
+			City    string  `xml:"Customer>CustomerBaseInformation>City"`
+			Post    string  `xml:"Customer>CustomerBaseInformation>PostNumber"`
+			Country nvValue `xml:"Customer>CustomerBaseInformation>Country"`
+			Email   string  `xml:"Customer>CustomerBaseInformation>Email"`
+		}
+		if xml.Unmarshal([]byte(latin9(e.body)), &doc) != nil || doc.Code != link.Value || e.status != http.StatusOK {
+			continue
+		}
+		found = append(found, map[string]any{"code": doc.Code, "vat": doc.VAT, "name": doc.Name, "line1": doc.Street, "line2": doc.Line2,
+			"town": doc.City, "post": doc.Post, "country": doc.Country.Value, "email": doc.Email, "added": float64(len(found) + 1)})
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return found[len(found)-1]
+}
+
 // checkNone asserts that the listed providers received nothing for the
 // order.
 func checkNone(t *testing.T, rec *recorder, key string, providers []string) {
@@ -855,6 +886,7 @@ func invoiceFor(t *testing.T, rec *recorder, number string) map[string]any {
 			Amount      nvValue `xml:"SalesInvoice>SalesInvoiceAmount"`
 			After       string  `xml:"SalesInvoice>SalesInvoiceFreeTextAfterLines"`
 			Ref         string  `xml:"SalesInvoice>SalesInvoiceOurReference"`
+			Link        nvValue `xml:"SalesInvoice>InvoicingCustomerIdentifier"`
 			Name        string  `xml:"SalesInvoice>InvoicingCustomerName"`
 			Line1       string  `xml:"SalesInvoice>InvoicingCustomerAddressLine"`
 			Line2       string  `xml:"SalesInvoice>InvoicingCustomerAdditionalAddressLine"`
@@ -886,9 +918,11 @@ func invoiceFor(t *testing.T, rec *recorder, number string) map[string]any {
 		}
 		return generic(map[string]any{
 			"number": doc.Number, "date": doc.Date, "amount": doc.Amount.Value, "currency": doc.Amount.Currency, "free_text_after": doc.After,
-			"customer": map[string]any{"name": doc.Name, "line1": doc.Line1, "line2": doc.Line2, "post": doc.Post, "town": doc.Town, "country": doc.Country},
-			"delivery": map[string]any{"name": doc.DName, "line": doc.DLine, "post": doc.DPost, "town": doc.DTown, "country": doc.DCountry},
-			"lines":    lines,
+			"customer":          map[string]any{"name": doc.Name, "line1": doc.Line1, "line2": doc.Line2, "post": doc.Post, "town": doc.Town, "country": doc.Country},
+			"customer_link":     map[string]any{"type": doc.Link.Type, "value": doc.Link.Value},
+			"business_customer": businessCustomer(rec, doc.Link),
+			"delivery":          map[string]any{"name": doc.DName, "line": doc.DLine, "post": doc.DPost, "town": doc.DTown, "country": doc.DCountry},
+			"lines":             lines,
 		}).(map[string]any)
 	}
 	t.Fatalf("no invoice with reference %q", number)
