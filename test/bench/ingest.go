@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -143,47 +144,82 @@ func (b *bench) ingest(ctx context.Context) error {
 	}
 
 	b.cpuProfile(gwMetrics, "gateway-ingest")
-	// Warm up every target once (connections, JIT, producer batches).
+	// A short first run per target measures its rate, from which every
+	// later round is sized to last at least --ingest-round.
+	rate := map[string]float64{}
+	var gatewayOK int64
 	for _, t := range targets {
-		if _, err := loadgen.Run(ctx, loadgen.Config{URL: t.url, Secrets: []string{benchSecret}, Orders: 1000, Connections: 64}); err != nil {
-			return fmt.Errorf("warm-up %s: %w", t.name, err)
+		rep, err := loadgen.Run(ctx, loadgen.Config{URL: t.url, Secrets: []string{benchSecret}, Orders: b.o.ingestOrders, Connections: 64})
+		if err != nil {
+			return fmt.Errorf("sizing run %s: %w", t.name, err)
+		}
+		rate[t.name] = rep.OKPerSec
+		if strings.HasPrefix(t.name, "orderflow gateway") {
+			gatewayOK += rep.OK
 		}
 	}
-	var gatewayOK int64 = 1000 // the warm-up
-	if b.o.baselineBin != "" {
-		gatewayOK += 1000
+	seed := uint64(0)
+	// round runs one round of at least --ingest-round against t (up to
+	// three tries, each sized from the rate last measured) and returns
+	// its report and the CPU time per request of each process.
+	round := func(t target, conns int) (*loadgen.Report, map[string]float64, error) {
+		for try := 0; ; try++ {
+			seed++
+			n := max(1000, int(math.Ceil(rate[t.name]*b.o.ingestRound.Seconds()*1.2)))
+			meter := newCPUMeter(b.ingestPIDs(t))
+			rep, err := loadgen.Run(ctx, loadgen.Config{URL: t.url, Secrets: []string{benchSecret},
+				Orders: n, Connections: conns, Seed: seed})
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+			perReq := map[string]float64{}
+			for proc, secs := range meter.stop() {
+				perReq[proc] = secs * 1e6 / float64(max(rep.Deliveries, 1))
+			}
+			if strings.HasPrefix(t.name, "orderflow gateway") {
+				gatewayOK += rep.OK
+			}
+			if rep.OKPerSec > 0 {
+				rate[t.name] = rep.OKPerSec
+			}
+			if rep.Duration >= b.o.ingestRound || try == 2 {
+				return rep, perReq, nil
+			}
+		}
 	}
 	for _, conns := range []int{64, 256} {
+		for _, t := range targets {
+			rep, _, err := round(t, conns)
+			if err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
+			fmt.Fprintf(os.Stderr, "bench: ingest %d conns, warm-up, %s: %s\n", conns, t.name, rep)
+		}
 		runs := map[string][]*loadgen.Report{}
 		cpu := map[string]map[string][]float64{} // target → process → µs per request, per round
-		for round := 0; round < b.o.rounds; round++ {
+		for r := 0; r < b.o.rounds; r++ {
 			for _, t := range targets {
-				meter := newCPUMeter(b.ingestPIDs(t))
-				rep, err := loadgen.Run(ctx, loadgen.Config{URL: t.url, Secrets: []string{benchSecret},
-					Orders: b.o.ingestOrders, Connections: conns, Seed: uint64(round)})
+				rep, perReq, err := round(t, conns)
 				if err != nil {
-					return fmt.Errorf("%s: %w", t.name, err)
+					return err
 				}
 				if cpu[t.name] == nil {
 					cpu[t.name] = map[string][]float64{}
 				}
-				for proc, secs := range meter.stop() {
-					cpu[t.name][proc] = append(cpu[t.name][proc], secs*1e6/float64(max(rep.Deliveries, 1)))
+				for proc, us := range perReq {
+					cpu[t.name][proc] = append(cpu[t.name][proc], us)
 				}
-				fmt.Fprintf(os.Stderr, "bench: ingest %d conns, round %d, %s: %s\n", conns, round+1, t.name, rep)
+				fmt.Fprintf(os.Stderr, "bench: ingest %d conns, round %d, %s: %s\n", conns, r+1, t.name, rep)
 				runs[t.name] = append(runs[t.name], rep)
-				if strings.HasPrefix(t.name, "orderflow gateway") {
-					gatewayOK += rep.OK
-				}
 			}
 		}
 		for _, t := range targets {
-			r := runs[t.name]
-			var rps, p99 []float64
+			var rps, p99, secs []float64
 			var non2xx int64
-			for _, rep := range r {
+			for _, rep := range runs[t.name] {
 				rps = append(rps, rep.OKPerSec)
 				p99 = append(p99, float64(rep.P99)/float64(time.Millisecond))
+				secs = append(secs, rep.Duration.Seconds())
 				non2xx += int64(rep.Deliveries) - rep.OK
 			}
 			perReq := map[string]float64{}
@@ -191,7 +227,8 @@ func (b *bench) ingest(ctx context.Context) error {
 				perReq[proc] = median(xs)
 			}
 			b.res.Ingest = append(b.res.Ingest, IngestRow{Target: t.name, Connections: conns,
-				ReqPerSec: median(rps), P99Ms: median(p99), Rounds: rps, Non2xx: non2xx, CPUMicrosPerReq: perReq})
+				ReqPerSec: median(rps), P99Ms: median(p99), Rounds: rps, RoundsP99Ms: p99, RoundSeconds: secs,
+				Non2xx: non2xx, CPUMicrosPerReq: perReq})
 		}
 	}
 	// Every 200 is durable: the topic holds at least as many records as the

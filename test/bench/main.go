@@ -48,6 +48,7 @@ type options struct {
 	out           string
 	rounds        int
 	ingestOrders  int
+	ingestRound   time.Duration
 	drainOrders   int
 	flashOrders   int
 	restoreStates int
@@ -69,7 +70,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.out, "out", "bench/results", "folder for the results")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds per ingest comparison")
-	flag.IntVar(&o.ingestOrders, "ingest-orders", 6000, "events per ingest run")
+	flag.IntVar(&o.ingestOrders, "ingest-orders", 6000, "events of the first sizing run per target (later rounds are sized from the measured rate to last --ingest-round)")
+	flag.DurationVar(&o.ingestRound, "ingest-round", 10*time.Second, "the least time one ingest round lasts; each connection count starts with an uncounted warm-up round per target")
 	flag.IntVar(&o.drainOrders, "drain-orders", 20000, "backlog of the drain runs")
 	flag.IntVar(&o.flashOrders, "flash-orders", 20000, "orders of the flash sale")
 	flag.IntVar(&o.restoreStates, "restore-states", 1000000, "order states in the large restored partition (compared with one of 100000)")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -38,7 +39,10 @@ type IngestRow struct {
 	ReqPerSec   float64   `json:"req_per_sec"`
 	P99Ms       float64   `json:"p99_ms"`
 	Rounds      []float64 `json:"rounds_req_per_sec"`
-	Non2xx      int64     `json:"non_2xx"`
+	// RoundsP99Ms and RoundSeconds are each counted round's p99 and length.
+	RoundsP99Ms  []float64 `json:"rounds_p99_ms"`
+	RoundSeconds []float64 `json:"round_seconds"`
+	Non2xx       int64     `json:"non_2xx"`
 	// CPUMicrosPerReq is the CPU time per request of each process taking
 	// part (server, kafka, redis, load generator), median of the rounds.
 	CPUMicrosPerReq map[string]float64 `json:"cpu_us_per_request,omitempty"`
@@ -179,15 +183,17 @@ func (r *Results) markdown() string {
 	}
 	s.WriteString("; load generator, servers and broker share the machine. Every comparison is measured in one run, interleaved; medians of the rounds.\n\n")
 	if len(r.Ingest) > 0 {
-		s.WriteString("## Ingest (signed payment_intent.succeeded events)\n\n| connections | target | req/s (median) | p99 ms | non-2xx | orderflow gateway ÷ target |\n|---|---|---|---|---|---|\n")
+		s.WriteString("## Ingest (signed payment_intent.succeeded events)\n\n| connections | target | req/s (median) | rounds req/s (min–max) | p99 ms (median) | rounds p99 ms (min–max) | round s | non-2xx | orderflow gateway ÷ target |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, row := range r.Ingest {
 			gw := r.ingestRow("orderflow gateway", row.Connections)
 			ratio := ""
 			if gw != nil && row.ReqPerSec > 0 {
 				ratio = fmt.Sprintf("%.2f", gw.ReqPerSec/row.ReqPerSec)
 			}
-			fmt.Fprintf(&s, "| %d | %s | %.0f | %.1f | %d | %s |\n", row.Connections, row.Target, row.ReqPerSec, row.P99Ms, row.Non2xx, ratio)
+			fmt.Fprintf(&s, "| %d | %s | %.0f | %s | %.1f | %s | %s | %d | %s |\n", row.Connections, row.Target, row.ReqPerSec,
+				spread(row.Rounds, "%.0f"), row.P99Ms, spread(row.RoundsP99Ms, "%.1f"), spread(row.RoundSeconds, "%.1f"), row.Non2xx, ratio)
 		}
+		s.WriteString("\nEvery target first runs one warm-up round at each connection count, not counted; the counted rounds are interleaved across targets and each lasts at least the round time.\n")
 		fmt.Fprintf(&s, "\nDurability: the gateway answered 2xx to %d events; `orders` holds %d records.\n\n", r.IngestDurable.Acknowledged, r.IngestDurable.InKafka)
 		s.WriteString("CPU time per request (µs, median of the rounds; from /proc/<pid>/stat):\n\n")
 		rows := make([]cpuRow, 0, len(r.Ingest))
@@ -289,4 +295,13 @@ func (r *Results) markdown() string {
 		s.WriteString("ERROR: " + e + "\n\n")
 	}
 	return s.String()
+}
+
+// spread is "min–max" of xs in the format, or "" when there are none.
+func spread(xs []float64, format string) string {
+	if len(xs) == 0 {
+		return ""
+	}
+	lo, hi := slices.Min(xs), slices.Max(xs)
+	return fmt.Sprintf(format+"–"+format, lo, hi)
 }
