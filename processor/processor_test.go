@@ -378,7 +378,7 @@ func TestInvoiceIntentIsReconciled(t *testing.T) {
 	if n := f.attemptCount(StepInvoice, "pi_inv"); n != 1 {
 		t.Errorf("invoice creation called %d times, want 1", n)
 	}
-	inv := stepResult[integrations.Invoice](st, StepInvoice)
+	inv, _ := stepResult[integrations.Invoice](st, StepInvoice)
 	if inv.Number != "INV-"+integrations.OrderNumber("pi_inv") {
 		t.Errorf("invoice in state %+v", inv)
 	}

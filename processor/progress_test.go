@@ -72,7 +72,7 @@ func TestLegacyStateResumes(t *testing.T) {
 			t.Errorf("%s called %d times, want %d", step, got, want)
 		}
 	}
-	if r := stepResult[integrations.CRMResult](st, StepCRM); r.DealID != "d1" {
+	if r, _ := stepResult[integrations.CRMResult](st, StepCRM); r.DealID != "d1" {
 		t.Errorf("crm result = %+v, want the earlier one kept", r)
 	}
 }

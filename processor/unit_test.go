@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -350,5 +351,46 @@ func TestPruneUnpersisted(t *testing.T) {
 	}
 	if _, ok := m.Load("pi_new/email"); !ok {
 		t.Error("a recent entry was dropped")
+	}
+}
+
+// A recorded shipping result that does not decode fails the invoice and the
+// email step permanently, naming the step, before either provider is
+// called: neither may run on an empty Shipment.
+func TestCallRefusesUndecodableShipment(t *testing.T) {
+	f := newFakes()
+	st := &State{
+		Order: &integrations.Order{ID: "pi_badship", PaymentIntentID: "pi_badship", Number: "OF-BADSHIP", Currency: "eur", AmountTotal: 12400},
+		Steps: map[string]*StepState{
+			StepShipping: {Done: true, Result: json.RawMessage(`{"shipment_id":17,"tracking_number":"T1"}`)}, // a number, not a string
+			StepInvoice:  {Done: true, Result: json.RawMessage(`{"number":"INV-OF-BADSHIP","provider_id":"nv-1"}`)},
+		},
+	}
+	h := &handling{p: &Processor{prov: f.providers()}, st: st, key: "pi_badship"}
+	for _, step := range []string{StepInvoice, StepEmail} {
+		res, err := h.call(context.Background(), step)
+		if err == nil {
+			t.Errorf("%s step ran on an undecodable shipping result: result %s", step, res)
+			continue
+		}
+		if !integrations.IsPermanent(err) {
+			t.Errorf("%s step: %v, want a permanent error", step, err)
+		}
+		if !strings.Contains(err.Error(), "shipping result does not decode") {
+			t.Errorf("%s step: %q does not say which result failed to decode", step, err)
+		}
+		if n := f.attemptCount(step, "pi_badship"); n != 0 {
+			t.Errorf("%s provider called %d times, want 0", step, n)
+		}
+	}
+
+	// A skipped shipping step (no result) is not an error: the invoice
+	// goes ahead without a shipment.
+	st.Steps[StepShipping] = &StepState{Done: true, Skipped: true}
+	if _, err := h.call(context.Background(), StepInvoice); err != nil {
+		t.Errorf("invoice with shipping skipped: %v", err)
+	}
+	if n := f.attemptCount(StepInvoice, "pi_badship"); n != 1 {
+		t.Errorf("invoice provider called %d times with shipping skipped, want 1", n)
 	}
 }
