@@ -39,8 +39,18 @@ func TestCircuitOpensWhenProviderIsDown(t *testing.T) {
 	crm := r.p.m.circuit.WithLabelValues(StepCRM)
 	eventually(t, "circuit open", 30*time.Second, func() bool { return metricValue(crm) != circuitClosed })
 	// Stay down through several cool-downs: probes fail, nobody is
-	// dead-lettered, nobody exhausts attempts.
-	time.Sleep(800 * time.Millisecond)
+	// dead-lettered, nobody exhausts attempts. Five failed probes after the
+	// circuit opened (each waits a cool-down) are the evidence, counted in
+	// the calls the fake recorded.
+	crmCalls := func() int {
+		n := 0
+		for _, k := range ks {
+			n += f.attemptCount(StepCRM, k)
+		}
+		return n
+	}
+	atOpen := crmCalls()
+	eventually(t, "five failed probes", 30*time.Second, func() bool { return crmCalls() >= atOpen+5 })
 	if dl := h.readAll(h.names.DLQ); len(dl) != 0 {
 		t.Fatalf("%d dead letters while the circuit was open", len(dl))
 	}
@@ -152,7 +162,8 @@ func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 3)
 	f := newFakes()
-	h.start(h.config(), f.providers())
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
 	// Refund before the payment event; refund while awaiting a delayed payment.
 	h.send(event{key: "pi_r1", typ: EventChargeRefunded, id: "evt_r1", object: "ch_r1"}, paid("pi_r1"))
 	h.send(event{key: "pi_r2", typ: EventCheckoutCompleted, id: "evt_cs2", object: "cs_r2", paymentStatus: "unpaid"},
@@ -164,9 +175,11 @@ func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
 			m["pi_r1"].NextOffset > 0 && len(m["pi_r1"].AppliedEvents) == 1 &&
 			m["pi_r2"] != nil && m["pi_r2"].NextOffset > 0 && len(m["pi_r2"].AppliedEvents) == 2
 	})
-	// Give the trailing payment events time to (not) run a chain.
+	// Every record, the trailing payment events included, is handled and
+	// committed, and the stopped processor sends nothing more.
 	h.waitStates("marker completed", 30*time.Second, allStatus([]string{"pi_marker"}, StatusCompleted))
-	time.Sleep(300 * time.Millisecond)
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
 	for _, k := range []string{"pi_r1", "pi_r2"} {
 		for _, step := range Chain {
 			if n := f.attemptCount(step, k); n != 0 {
@@ -174,14 +187,17 @@ func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, "two refund alerts", 5*time.Second, func() bool { return f.alertCount() == 2 })
+	if n := f.alertCount(); n != 2 {
+		t.Errorf("%d alerts, want 2 (one per refund)", n)
+	}
 }
 
 func TestDuplicatesProduceOneChain(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 3)
 	f := newFakes()
-	h.start(h.config(), f.providers())
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
 	k := "pi_dup"
 	h.send(
 		event{key: k, typ: EventCheckoutCompleted, id: "evt_a", object: "cs_dup", paymentStatus: "paid"},
@@ -205,7 +221,8 @@ func TestDuplicatesProduceOneChain(t *testing.T) {
 	if st.Status != StatusCompleted || !st.HasFlag(FlagRefundedAfterShipping) {
 		t.Errorf("status %s flags %v", st.Status, st.Flags)
 	}
-	time.Sleep(200 * time.Millisecond)
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t) // waits for pending alerts
 	if n := f.alertCount(); n != 1 {
 		t.Errorf("%d alerts, want 1 (one refund)", n)
 	}
@@ -382,7 +399,8 @@ func TestDelayedPaymentStartsChainOnSuccess(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 3)
 	f := newFakes()
-	h.start(h.config(), f.providers())
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
 	k := "pi_delayed"
 	h.send(event{key: k, typ: EventCheckoutCompleted, id: "evt_cs", object: "cs_d", paymentStatus: "unpaid"})
 	h.waitStates("awaiting payment", 30*time.Second, allStatus([]string{k}, StatusAwaitingPayment))
@@ -393,7 +411,9 @@ func TestDelayedPaymentStartsChainOnSuccess(t *testing.T) {
 	h.waitStates("completed", 30*time.Second, func(m map[string]*State) bool {
 		return m[k] != nil && m[k].Status == StatusCompleted && m[k].NextOffset == 2
 	})
-	time.Sleep(200 * time.Millisecond)
+	// Both success events are handled and committed; nothing more runs.
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
 	for _, step := range Chain {
 		if n := f.attemptCount(step, k); n != 1 {
 			t.Errorf("%s called %d times, want 1", step, n)

@@ -483,3 +483,38 @@ func histogramCount(h prometheus.Histogram) uint64 {
 	}
 	return m.Histogram.GetSampleCount()
 }
+
+// waitHandled waits until the processors of cfg's group committed every
+// record `orders` holds now: each was handled to its end (the watermark
+// passes a record only when it finished), so no call for it is still to
+// come. A test asserting that something did not happen waits on this, not
+// on time.
+func (h *harness) waitHandled(group string, timeout time.Duration) {
+	h.t.Helper()
+	adm := kadm.NewClient(h.prod)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, h.names.Orders)
+	if err != nil {
+		h.t.Fatalf("list end offsets: %v", err)
+	}
+	for {
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			left := 0
+			ends.Each(func(o kadm.ListedOffset) {
+				if c, ok := committed.Lookup(h.names.Orders, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
+					left++
+				}
+			})
+			if left == 0 {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			h.t.Fatalf("timed out waiting for group %s to commit every record of %s (last error %v)", group, h.names.Orders, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

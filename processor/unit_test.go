@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -182,10 +184,15 @@ func TestSchedulerOrderAndWatermark(t *testing.T) {
 		release[i] = make(chan struct{})
 	}
 	var finished atomic.Int32
+	var events []string // "start N" and "end N" in the order they happened
 	s := newScheduler(func(tk *task) bool {
+		mu.Lock()
+		events = append(events, fmt.Sprint("start ", tk.rec.Offset))
+		mu.Unlock()
 		<-release[tk.rec.Offset]
 		mu.Lock()
 		seen[string(tk.rec.Key)] = append(seen[string(tk.rec.Key)], tk.rec.Offset)
+		events = append(events, fmt.Sprint("end ", tk.rec.Offset))
 		mu.Unlock()
 		return true
 	}, func() { finished.Add(1) })
@@ -214,12 +221,9 @@ func TestSchedulerOrderAndWatermark(t *testing.T) {
 	if m, e := s.watermark(); m != 2 || e != 3 {
 		t.Fatalf("watermark %d epoch %d, want 2, 3", m, e)
 	}
-	// 5 (a) cannot run before 2 (a).
+	// 5 (a) cannot run before 2 (a), even released first: it starts only
+	// after 2 ended (checked on the event log below).
 	close(release[5])
-	time.Sleep(20 * time.Millisecond)
-	if finished.Load() != 3 {
-		t.Fatal("a later record of a key ran before an earlier one")
-	}
 	close(release[2])
 	close(release[4])
 	wait(6)
@@ -231,6 +235,12 @@ func TestSchedulerOrderAndWatermark(t *testing.T) {
 	}
 	if a := seen["a"]; len(a) != 3 || a[0] != 0 || a[1] != 2 || a[2] != 5 {
 		t.Errorf("key a ran %v, want [0 2 5]", a)
+	}
+	at := func(ev string) int { return slices.Index(events, ev) }
+	for _, order := range [][2]string{{"end 0", "start 2"}, {"end 2", "start 5"}, {"end 1", "start 4"}} {
+		if at(order[0]) < 0 || at(order[1]) < at(order[0]) {
+			t.Errorf("%q happened before %q: a later record of a key ran before an earlier one ended (events %v)", order[1], order[0], events)
+		}
 	}
 }
 
