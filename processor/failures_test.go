@@ -21,7 +21,7 @@ import (
 // dead-lettered, and all complete once it recovers.
 func TestCircuitOpensWhenProviderIsDown(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	var down atomic.Bool
 	down.Store(true)
@@ -81,7 +81,7 @@ func TestCircuitOpensWhenProviderIsDown(t *testing.T) {
 // their original order; replaying one twice does nothing.
 func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	var broken atomic.Bool
 	broken.Store(true)
@@ -160,7 +160,7 @@ func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
 
 func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cfg := h.config()
 	r := h.start(cfg, f.providers())
@@ -194,7 +194,7 @@ func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
 
 func TestDuplicatesProduceOneChain(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cfg := h.config()
 	r := h.start(cfg, f.providers())
@@ -232,7 +232,7 @@ func TestDuplicatesProduceOneChain(t *testing.T) {
 // goes on.
 func TestCorruptRecordIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	r := h.start(h.config(), f.providers())
 	bad := []*kgo.Record{
@@ -272,7 +272,7 @@ func TestCorruptRecordIsDeadLettered(t *testing.T) {
 // alerted; the other states restore.
 func TestCorruptStateIsSkippedOnRestore(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	done := &State{Version: StateVersion, OrderID: "pi_done", Status: StatusCompleted, NextOffset: 1 << 40}
 	b, _ := done.Encode()
@@ -306,7 +306,7 @@ func TestCorruptStateIsSkippedOnRestore(t *testing.T) {
 // group reads nothing again.
 func TestShutdownCommitsFinishedWork(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cfg := h.config()
 	cfg.CommitInterval = time.Hour // only the shutdown commits
@@ -397,7 +397,7 @@ func testInflightIsBounded(t *testing.T, perPartition int) {
 // payment succeeds, once, whichever success events arrive.
 func TestDelayedPaymentStartsChainOnSuccess(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cfg := h.config()
 	r := h.start(cfg, f.providers())
@@ -454,7 +454,7 @@ func TestRunRefusesTopicsNotCoPartitioned(t *testing.T) {
 // finished steps are kept, and the next processor redoes only the rest.
 func TestShutdownCutsSlowStepAtDeadline(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	started := make(chan struct{})
 	var once sync.Once

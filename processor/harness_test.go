@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -194,9 +195,36 @@ type harness struct {
 	prod    *kgo.Client
 }
 
+// newHarness is a harness on the real Kafka broker (test/infra, or a
+// container): tests of what Kafka itself does (rebalances, restores from
+// the changelog, broker outages) use it. Without a broker they skip with
+// testenv's reason, and fail under CI=true.
 func newHarness(t testing.TB, partitions int32) *harness {
 	t.Helper()
-	brokers := testenv.Kafka(t)
+	return newHarnessOn(t, testenv.Kafka(t), partitions)
+}
+
+// newLogicHarness is a harness for tests of the processor's own logic (the
+// chain, retries, dead letters, intents, dedup, shutdown) with one
+// processor at a time. It uses the real broker whenever one is configured
+// ($ORDERFLOW_TEST_KAFKA, as `make test` sets it) or under CI=true (where a
+// missing broker fails); otherwise an in-process kfake cluster, so a plain
+// `go test ./processor` runs these tests instead of skipping them.
+func newLogicHarness(t testing.TB, partitions int32) *harness {
+	t.Helper()
+	if os.Getenv(testenv.EnvKafka) != "" || testenv.InCI() {
+		return newHarness(t, partitions)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return newHarnessOn(t, strings.Join(c.ListenAddrs(), ","), partitions)
+}
+
+func newHarnessOn(t testing.TB, brokers string, partitions int32) *harness {
+	t.Helper()
 	names := testenv.Topics(t, brokers, partitions)
 	seeds := strings.Split(brokers, ",")
 	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ProducerLinger(0))

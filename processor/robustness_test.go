@@ -18,7 +18,7 @@ import (
 // is run anyway, because every later step needs the order.
 func TestOddStatesDoNotCrashTheProcessor(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -49,7 +49,7 @@ func TestOddStatesDoNotCrashTheProcessor(t *testing.T) {
 // and the processor goes on with the others.
 func TestPanicIsDeadLetteredNotACrash(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	f.setFail(func(step, order string, _ int) error {
 		if step == StepCRM && order == "pi_panics" {
@@ -77,7 +77,7 @@ func TestPanicIsDeadLetteredNotACrash(t *testing.T) {
 // is persisted before its call and every result before the next call.
 func TestStateWritesPerOrder(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	f := newFakes()
 	h.start(h.config(), f.providers())
 	h.send(paid("pi_writes"))
@@ -139,7 +139,7 @@ func TestStateWritesPerOrder(t *testing.T) {
 // a stop is not a failure.
 func TestRunStoppedBeforeStartIsNotAnError(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	p, err := New(h.config(), newFakes().providers(), []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestRunStoppedBeforeStartIsNotAnError(t *testing.T) {
 // flagging the order as a possible duplicate.
 func TestStopClearsAnIntentWrittenAhead(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	f := newFakes()
 	cfg := h.config()
 	var r1 *running
@@ -210,7 +210,7 @@ func TestStopClearsAnIntentWrittenAhead(t *testing.T) {
 // A short session timeout (faster failover after a crash) is accepted:
 // the heartbeat interval follows it.
 func TestShortSessionTimeout(t *testing.T) {
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	cfg := h.config()
 	cfg.SessionTimeout = 2 * time.Second
 	p, err := New(cfg, newFakes().providers(), []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, testLogger(t), nil)
@@ -238,7 +238,7 @@ func (m messageFinder) FindMessage(_ context.Context, o integrations.Order) (int
 // accepted it is found by its Message-Id, not sent again.
 func TestEmailIntentIsReconciled(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	f := newFakes()
 	prov := f.providers()
 	prov.Mailer = messageFinder{f}
