@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/orderflow/orderflow/test/testenv"
 	"github.com/orderflow/orderflow/topics"
@@ -489,5 +491,80 @@ func TestShutdownCutsSlowStepAtDeadline(t *testing.T) {
 	}
 	if n := f.attemptCount(StepCRM, "pi_slowstop"); n != 2 {
 		t.Errorf("crm called %d times, want 2 (cut off, then redone)", n)
+	}
+}
+
+// A state write the broker received and never answers cannot be failed by
+// the client (an idempotent record in flight); the write still gives up at
+// the produce timeout, so a stop (the same path as OnPartitionsRevoked)
+// ends within --revoke-deadline plus the final writes instead of waiting
+// for the broker. Runs on kfake, which can hold a request unanswered.
+func TestStopIsNotHeldByAnUnansweredStateWrite(t *testing.T) {
+	t.Parallel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(released) }) }
+	t.Cleanup(func() { release(); c.Close() })
+	h := newHarnessOn(t, strings.Join(c.ListenAddrs(), ","), 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	details, err := kadm.NewClient(h.prod).ListTopics(ctx, h.names.State)
+	if err != nil || details[h.names.State].Err != nil {
+		t.Fatalf("topic id of %s: %v", h.names.State, err)
+	}
+	stateID := [16]byte(details[h.names.State].ID)
+	held := make(chan struct{}, 1)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			if tp.Topic == h.names.State || tp.TopicID == stateID {
+				select {
+				case <-released:
+				default:
+					select {
+					case held <- struct{}{}:
+					default:
+					}
+					c.SleepControl(func() { <-released })
+				}
+			}
+		}
+		return nil, nil, false
+	})
+
+	f := newFakes()
+	cfg := h.config()
+	cfg.RevokeDeadline = time.Second
+	cfg.ProduceTimeout = time.Second
+	r := h.start(cfg, f.providers())
+	h.send(paid("pi_held"))
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no state write reached the broker within 30 s")
+	}
+	start := time.Now()
+	r.cancel()
+	// Bound: the revoke deadline, one write attempt and the commit, the
+	// producer's close (a produce timeout each), and slack for the test
+	// machine. Without the bound the stop waits for the broker, which
+	// answers only when the test releases it.
+	limit := cfg.RevokeDeadline + 3*cfg.ProduceTimeout + 5*time.Second
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		t.Logf("stopped %v after the stop with the state write unanswered", time.Since(start).Round(10*time.Millisecond))
+	case <-time.After(limit):
+		t.Fatalf("the processor did not stop within %v while a state write went unanswered", limit)
+	}
+	if n := f.createdCount(StepCRM, "pi_held"); n != 0 {
+		t.Errorf("crm called %d times although the details result was never acknowledged", n)
 	}
 }
