@@ -501,40 +501,10 @@ func TestShutdownCutsSlowStepAtDeadline(t *testing.T) {
 // for the broker. Runs on kfake, which can hold a request unanswered.
 func TestStopIsNotHeldByAnUnansweredStateWrite(t *testing.T) {
 	t.Parallel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	released := make(chan struct{})
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(released) }) }
-	t.Cleanup(func() { release(); c.Close() })
-	h := newHarnessOn(t, strings.Join(c.ListenAddrs(), ","), 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	details, err := kadm.NewClient(h.prod).ListTopics(ctx, h.names.State)
-	if err != nil || details[h.names.State].Err != nil {
-		t.Fatalf("topic id of %s: %v", h.names.State, err)
-	}
-	stateID := [16]byte(details[h.names.State].ID)
-	held := make(chan struct{}, 1)
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			if tp.Topic == h.names.State || tp.TopicID == stateID {
-				select {
-				case <-released:
-				default:
-					select {
-					case held <- struct{}{}:
-					default:
-					}
-					c.SleepControl(func() { <-released })
-				}
-			}
-		}
-		return nil, nil, false
-	})
+	c, h := heldProduceHarness(t)
+	var hold atomic.Bool
+	hold.Store(true)
+	held := holdProduce(t, c, h, h.names.State, &hold)
 
 	f := newFakes()
 	cfg := h.config()
@@ -566,5 +536,91 @@ func TestStopIsNotHeldByAnUnansweredStateWrite(t *testing.T) {
 	}
 	if n := f.createdCount(StepCRM, "pi_held"); n != 0 {
 		t.Errorf("crm called %d times although the details result was never acknowledged", n)
+	}
+}
+
+// heldProduceHarness is a harness on its own kfake cluster, which can hold
+// requests unanswered.
+func heldProduceHarness(t *testing.T) (*kfake.Cluster, *harness) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, newHarnessOn(t, strings.Join(c.ListenAddrs(), ","), 1)
+}
+
+// holdProduce holds every produce request to topic unanswered while hold is
+// set, until the test ends; held is signalled when one arrives.
+func holdProduce(t *testing.T, c *kfake.Cluster, h *harness, topic string, hold *atomic.Bool) <-chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	details, err := kadm.NewClient(h.prod).ListTopics(ctx, topic)
+	if err != nil || details[topic].Err != nil {
+		t.Fatalf("topic id of %s: %v", topic, err)
+	}
+	id := [16]byte(details[topic].ID)
+	released := make(chan struct{})
+	t.Cleanup(func() { close(released) }) // runs before the cluster closes
+	held := make(chan struct{}, 1)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !hold.Load() {
+			return nil, nil, false
+		}
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			if tp.Topic == topic || tp.TopicID == id {
+				select {
+				case <-released:
+				default:
+					select {
+					case held <- struct{}{}:
+					default:
+					}
+					c.SleepControl(func() { <-released })
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	return held
+}
+
+// The retention pass's removal requests are written from the commit loop;
+// when the broker never answers them, the pass gives up at the produce
+// timeout, and the stop does not wait for the broker.
+func TestStopIsNotHeldByUnansweredRetentionRequests(t *testing.T) {
+	t.Parallel()
+	c, h := heldProduceHarness(t)
+	var hold atomic.Bool
+	held := holdProduce(t, c, h, h.names.Orders, &hold)
+	f := newFakes()
+	cfg := h.config()
+	cfg.RevokeDeadline = time.Second
+	cfg.ProduceTimeout = time.Second
+	cfg.StateRetention = time.Second
+	r := h.start(cfg, f.providers())
+	h.send(paid("pi_old"))
+	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_old"}, StatusCompleted))
+	hold.Store(true) // from now on the removal request is held
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no removal request reached the broker within 30 s")
+	}
+	start := time.Now()
+	r.cancel()
+	limit := cfg.RevokeDeadline + 3*cfg.ProduceTimeout + 5*time.Second
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		t.Logf("stopped %v after the stop with a removal request unanswered", time.Since(start).Round(10*time.Millisecond))
+	case <-time.After(limit):
+		t.Fatalf("the processor did not stop within %v while a removal request went unanswered", limit)
 	}
 }
