@@ -75,7 +75,13 @@ func TestProducerCloseGivesUpOnASilentBroker(t *testing.T) {
 	result := make(chan error, 1)
 	p.Produce(context.Background(), &kgo.Record{Key: []byte("pi_silent"), Value: []byte("v")},
 		func(_ *kgo.Record, err error) { result <- err })
-	time.Sleep(200 * time.Millisecond) // the record is handed to the client
+	// Wait until the group producer handed the record to the client (it
+	// then waits there for the broker's metadata, which never comes).
+	for deadline := time.Now().Add(10 * time.Second); p.cl.BufferedProduceRecords() != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the record was not handed to the client within 10 s (%d buffered)", p.cl.BufferedProduceRecords())
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()

@@ -769,10 +769,18 @@ func (h *handling) call(ctx context.Context, step string) (json.RawMessage, erro
 	case StepShipping:
 		res, err = p.prov.Shipping.CreateShipment(ctx, o)
 	case StepInvoice:
-		res, err = p.prov.Invoicing.CreateInvoice(ctx, o, stepResult[integrations.Shipment](st, StepShipping))
+		ship, derr := stepResult[integrations.Shipment](st, StepShipping)
+		if derr != nil {
+			return nil, integrations.Permanentf("processor", step, "%v", derr)
+		}
+		res, err = p.prov.Invoicing.CreateInvoice(ctx, o, ship)
 	case StepEmail:
-		res, err = p.prov.Mailer.SendConfirmation(ctx, o, stepResult[integrations.Shipment](st, StepShipping),
-			stepResult[integrations.Invoice](st, StepInvoice))
+		ship, derr := stepResult[integrations.Shipment](st, StepShipping)
+		inv, ierr := stepResult[integrations.Invoice](st, StepInvoice)
+		if derr = errors.Join(derr, ierr); derr != nil {
+			return nil, integrations.Permanentf("processor", step, "%v", derr)
+		}
+		res, err = p.prov.Mailer.SendConfirmation(ctx, o, ship, inv)
 	default:
 		return nil, integrations.Permanentf("processor", step, "unknown step")
 	}
@@ -797,13 +805,17 @@ func completedSteps(st *State) []string {
 	return out
 }
 
-// stepResult decodes a done step's result; the zero value when absent.
-func stepResult[T any](st *State, step string) T {
+// stepResult decodes a done step's result; the zero value when absent (the
+// step is skipped or has no result). A result that does not decode is an
+// error: the next step must not run on an empty value.
+func stepResult[T any](st *State, step string) (T, error) {
 	var v T
 	if ss := st.Steps[step]; ss != nil && ss.Done && len(ss.Result) > 0 {
-		_ = json.Unmarshal(ss.Result, &v)
+		if err := json.Unmarshal(ss.Result, &v); err != nil {
+			return v, fmt.Errorf("the recorded %s result does not decode: %v", step, err)
+		}
 	}
-	return v
+	return v, nil
 }
 
 // paymentStatus reads data.object.payment_status of a raw Stripe event.

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/orderflow/orderflow/test/testenv"
 	"github.com/orderflow/orderflow/topics"
@@ -21,7 +23,7 @@ import (
 // dead-lettered, and all complete once it recovers.
 func TestCircuitOpensWhenProviderIsDown(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	var down atomic.Bool
 	down.Store(true)
@@ -39,8 +41,18 @@ func TestCircuitOpensWhenProviderIsDown(t *testing.T) {
 	crm := r.p.m.circuit.WithLabelValues(StepCRM)
 	eventually(t, "circuit open", 30*time.Second, func() bool { return metricValue(crm) != circuitClosed })
 	// Stay down through several cool-downs: probes fail, nobody is
-	// dead-lettered, nobody exhausts attempts.
-	time.Sleep(800 * time.Millisecond)
+	// dead-lettered, nobody exhausts attempts. Five failed probes after the
+	// circuit opened (each waits a cool-down) are the evidence, counted in
+	// the calls the fake recorded.
+	crmCalls := func() int {
+		n := 0
+		for _, k := range ks {
+			n += f.attemptCount(StepCRM, k)
+		}
+		return n
+	}
+	atOpen := crmCalls()
+	eventually(t, "five failed probes", 30*time.Second, func() bool { return crmCalls() >= atOpen+5 })
 	if dl := h.readAll(h.names.DLQ); len(dl) != 0 {
 		t.Fatalf("%d dead letters while the circuit was open", len(dl))
 	}
@@ -71,7 +83,7 @@ func TestCircuitOpensWhenProviderIsDown(t *testing.T) {
 // their original order; replaying one twice does nothing.
 func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	var broken atomic.Bool
 	broken.Store(true)
@@ -150,9 +162,10 @@ func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
 
 func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
-	h.start(h.config(), f.providers())
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
 	// Refund before the payment event; refund while awaiting a delayed payment.
 	h.send(event{key: "pi_r1", typ: EventChargeRefunded, id: "evt_r1", object: "ch_r1"}, paid("pi_r1"))
 	h.send(event{key: "pi_r2", typ: EventCheckoutCompleted, id: "evt_cs2", object: "cs_r2", paymentStatus: "unpaid"},
@@ -164,9 +177,11 @@ func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
 			m["pi_r1"].NextOffset > 0 && len(m["pi_r1"].AppliedEvents) == 1 &&
 			m["pi_r2"] != nil && m["pi_r2"].NextOffset > 0 && len(m["pi_r2"].AppliedEvents) == 2
 	})
-	// Give the trailing payment events time to (not) run a chain.
+	// Every record, the trailing payment events included, is handled and
+	// committed, and the stopped processor sends nothing more.
 	h.waitStates("marker completed", 30*time.Second, allStatus([]string{"pi_marker"}, StatusCompleted))
-	time.Sleep(300 * time.Millisecond)
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
 	for _, k := range []string{"pi_r1", "pi_r2"} {
 		for _, step := range Chain {
 			if n := f.attemptCount(step, k); n != 0 {
@@ -174,14 +189,17 @@ func TestRefundBeforeShippingStopsTheChain(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, "two refund alerts", 5*time.Second, func() bool { return f.alertCount() == 2 })
+	if n := f.alertCount(); n != 2 {
+		t.Errorf("%d alerts, want 2 (one per refund)", n)
+	}
 }
 
 func TestDuplicatesProduceOneChain(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
-	h.start(h.config(), f.providers())
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
 	k := "pi_dup"
 	h.send(
 		event{key: k, typ: EventCheckoutCompleted, id: "evt_a", object: "cs_dup", paymentStatus: "paid"},
@@ -205,7 +223,8 @@ func TestDuplicatesProduceOneChain(t *testing.T) {
 	if st.Status != StatusCompleted || !st.HasFlag(FlagRefundedAfterShipping) {
 		t.Errorf("status %s flags %v", st.Status, st.Flags)
 	}
-	time.Sleep(200 * time.Millisecond)
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t) // waits for pending alerts
 	if n := f.alertCount(); n != 1 {
 		t.Errorf("%d alerts, want 1 (one refund)", n)
 	}
@@ -215,7 +234,7 @@ func TestDuplicatesProduceOneChain(t *testing.T) {
 // goes on.
 func TestCorruptRecordIsDeadLettered(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	r := h.start(h.config(), f.providers())
 	bad := []*kgo.Record{
@@ -255,7 +274,7 @@ func TestCorruptRecordIsDeadLettered(t *testing.T) {
 // alerted; the other states restore.
 func TestCorruptStateIsSkippedOnRestore(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	done := &State{Version: StateVersion, OrderID: "pi_done", Status: StatusCompleted, NextOffset: 1 << 40}
 	b, _ := done.Encode()
@@ -289,7 +308,7 @@ func TestCorruptStateIsSkippedOnRestore(t *testing.T) {
 // group reads nothing again.
 func TestShutdownCommitsFinishedWork(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cfg := h.config()
 	cfg.CommitInterval = time.Hour // only the shutdown commits
@@ -380,9 +399,10 @@ func testInflightIsBounded(t *testing.T, perPartition int) {
 // payment succeeds, once, whichever success events arrive.
 func TestDelayedPaymentStartsChainOnSuccess(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
-	h.start(h.config(), f.providers())
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
 	k := "pi_delayed"
 	h.send(event{key: k, typ: EventCheckoutCompleted, id: "evt_cs", object: "cs_d", paymentStatus: "unpaid"})
 	h.waitStates("awaiting payment", 30*time.Second, allStatus([]string{k}, StatusAwaitingPayment))
@@ -393,7 +413,9 @@ func TestDelayedPaymentStartsChainOnSuccess(t *testing.T) {
 	h.waitStates("completed", 30*time.Second, func(m map[string]*State) bool {
 		return m[k] != nil && m[k].Status == StatusCompleted && m[k].NextOffset == 2
 	})
-	time.Sleep(200 * time.Millisecond)
+	// Both success events are handled and committed; nothing more runs.
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
 	for _, step := range Chain {
 		if n := f.attemptCount(step, k); n != 1 {
 			t.Errorf("%s called %d times, want 1", step, n)
@@ -434,7 +456,7 @@ func TestRunRefusesTopicsNotCoPartitioned(t *testing.T) {
 // finished steps are kept, and the next processor redoes only the rest.
 func TestShutdownCutsSlowStepAtDeadline(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	started := make(chan struct{})
 	var once sync.Once
@@ -469,5 +491,136 @@ func TestShutdownCutsSlowStepAtDeadline(t *testing.T) {
 	}
 	if n := f.attemptCount(StepCRM, "pi_slowstop"); n != 2 {
 		t.Errorf("crm called %d times, want 2 (cut off, then redone)", n)
+	}
+}
+
+// A state write the broker received and never answers cannot be failed by
+// the client (an idempotent record in flight); the write still gives up at
+// the produce timeout, so a stop (the same path as OnPartitionsRevoked)
+// ends within --revoke-deadline plus the final writes instead of waiting
+// for the broker. Runs on kfake, which can hold a request unanswered.
+func TestStopIsNotHeldByAnUnansweredStateWrite(t *testing.T) {
+	t.Parallel()
+	c, h := heldProduceHarness(t)
+	var hold atomic.Bool
+	hold.Store(true)
+	held := holdProduce(t, c, h, h.names.State, &hold)
+
+	f := newFakes()
+	cfg := h.config()
+	cfg.RevokeDeadline = time.Second
+	cfg.ProduceTimeout = time.Second
+	r := h.start(cfg, f.providers())
+	h.send(paid("pi_held"))
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no state write reached the broker within 30 s")
+	}
+	start := time.Now()
+	r.cancel()
+	// Bound: the revoke deadline, one write attempt and the commit, the
+	// producer's close (a produce timeout each), and slack for the test
+	// machine. Without the bound the stop waits for the broker, which
+	// answers only when the test releases it.
+	limit := cfg.RevokeDeadline + 3*cfg.ProduceTimeout + 5*time.Second
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		t.Logf("stopped %v after the stop with the state write unanswered", time.Since(start).Round(10*time.Millisecond))
+	case <-time.After(limit):
+		t.Fatalf("the processor did not stop within %v while a state write went unanswered", limit)
+	}
+	if n := f.createdCount(StepCRM, "pi_held"); n != 0 {
+		t.Errorf("crm called %d times although the details result was never acknowledged", n)
+	}
+}
+
+// heldProduceHarness is a harness on its own kfake cluster, which can hold
+// requests unanswered.
+func heldProduceHarness(t *testing.T) (*kfake.Cluster, *harness) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, newHarnessOn(t, strings.Join(c.ListenAddrs(), ","), 1)
+}
+
+// holdProduce holds every produce request to topic unanswered while hold is
+// set, until the test ends; held is signalled when one arrives.
+func holdProduce(t *testing.T, c *kfake.Cluster, h *harness, topic string, hold *atomic.Bool) <-chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	details, err := kadm.NewClient(h.prod).ListTopics(ctx, topic)
+	if err != nil || details[topic].Err != nil {
+		t.Fatalf("topic id of %s: %v", topic, err)
+	}
+	id := [16]byte(details[topic].ID)
+	released := make(chan struct{})
+	t.Cleanup(func() { close(released) }) // runs before the cluster closes
+	held := make(chan struct{}, 1)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !hold.Load() {
+			return nil, nil, false
+		}
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			if tp.Topic == topic || tp.TopicID == id {
+				select {
+				case <-released:
+				default:
+					select {
+					case held <- struct{}{}:
+					default:
+					}
+					c.SleepControl(func() { <-released })
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	return held
+}
+
+// The retention pass's removal requests are written from the commit loop;
+// when the broker never answers them, the pass gives up at the produce
+// timeout, and the stop does not wait for the broker.
+func TestStopIsNotHeldByUnansweredRetentionRequests(t *testing.T) {
+	t.Parallel()
+	c, h := heldProduceHarness(t)
+	var hold atomic.Bool
+	held := holdProduce(t, c, h, h.names.Orders, &hold)
+	f := newFakes()
+	cfg := h.config()
+	cfg.RevokeDeadline = time.Second
+	cfg.ProduceTimeout = time.Second
+	cfg.StateRetention = time.Second
+	r := h.start(cfg, f.providers())
+	h.send(paid("pi_old"))
+	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_old"}, StatusCompleted))
+	hold.Store(true) // from now on the removal request is held
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no removal request reached the broker within 30 s")
+	}
+	start := time.Now()
+	r.cancel()
+	limit := cfg.RevokeDeadline + 3*cfg.ProduceTimeout + 5*time.Second
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		t.Logf("stopped %v after the stop with a removal request unanswered", time.Since(start).Round(10*time.Millisecond))
+	case <-time.After(limit):
+		t.Fatalf("the processor did not stop within %v while a removal request went unanswered", limit)
 	}
 }

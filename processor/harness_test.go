@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -194,9 +195,36 @@ type harness struct {
 	prod    *kgo.Client
 }
 
+// newHarness is a harness on the real Kafka broker (test/infra, or a
+// container): tests of what Kafka itself does (rebalances, restores from
+// the changelog, broker outages) use it. Without a broker they skip with
+// testenv's reason, and fail under CI=true.
 func newHarness(t testing.TB, partitions int32) *harness {
 	t.Helper()
-	brokers := testenv.Kafka(t)
+	return newHarnessOn(t, testenv.Kafka(t), partitions)
+}
+
+// newLogicHarness is a harness for tests of the processor's own logic (the
+// chain, retries, dead letters, intents, dedup, shutdown) with one
+// processor at a time. It uses the real broker whenever one is configured
+// ($ORDERFLOW_TEST_KAFKA, as `make test` sets it) or under CI=true (where a
+// missing broker fails); otherwise an in-process kfake cluster, so a plain
+// `go test ./processor` runs these tests instead of skipping them.
+func newLogicHarness(t testing.TB, partitions int32) *harness {
+	t.Helper()
+	if os.Getenv(testenv.EnvKafka) != "" || testenv.InCI() {
+		return newHarness(t, partitions)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return newHarnessOn(t, strings.Join(c.ListenAddrs(), ","), partitions)
+}
+
+func newHarnessOn(t testing.TB, brokers string, partitions int32) *harness {
+	t.Helper()
 	names := testenv.Topics(t, brokers, partitions)
 	seeds := strings.Split(brokers, ",")
 	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ProducerLinger(0))
@@ -482,4 +510,39 @@ func histogramCount(h prometheus.Histogram) uint64 {
 		return 0
 	}
 	return m.Histogram.GetSampleCount()
+}
+
+// waitHandled waits until the processors of cfg's group committed every
+// record `orders` holds now: each was handled to its end (the watermark
+// passes a record only when it finished), so no call for it is still to
+// come. A test asserting that something did not happen waits on this, not
+// on time.
+func (h *harness) waitHandled(group string, timeout time.Duration) {
+	h.t.Helper()
+	adm := kadm.NewClient(h.prod)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, h.names.Orders)
+	if err != nil {
+		h.t.Fatalf("list end offsets: %v", err)
+	}
+	for {
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			left := 0
+			ends.Each(func(o kadm.ListedOffset) {
+				if c, ok := committed.Lookup(h.names.Orders, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
+					left++
+				}
+			})
+			if left == 0 {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			h.t.Fatalf("timed out waiting for group %s to commit every record of %s (last error %v)", group, h.names.Orders, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

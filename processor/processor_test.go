@@ -16,7 +16,7 @@ import (
 
 func TestChainCompletesEveryStepOnce(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	r := h.start(h.config(), f.providers())
 	ks := keys("ok", 20)
@@ -67,7 +67,7 @@ func TestChainCompletesEveryStepOnce(t *testing.T) {
 
 func TestDisabledStepIsSkipped(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	prov := f.providers()
 	prov.CRM = nil
@@ -88,7 +88,7 @@ func TestDisabledStepIsSkipped(t *testing.T) {
 // Records of one key run in offset order while many keys run concurrently.
 func TestPerKeyOrderUnderConcurrency(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	var seed atomic.Uint32
 	f.latency = func(step, order string) time.Duration {
@@ -160,7 +160,7 @@ func TestPerKeyOrderUnderConcurrency(t *testing.T) {
 // partition.
 func TestSlowKeyDoesNotDelayOtherKeys(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	f.latency = func(step, order string) time.Duration {
 		if order == "pi_slow" && step == StepCRM {
@@ -189,7 +189,7 @@ func TestSlowKeyDoesNotDelayOtherKeys(t *testing.T) {
 
 func TestTransientFailuresThenSuccess(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	f.fail = func(step, order string, attempt int) error {
 		if step == StepCRM && attempt <= 2 {
@@ -246,7 +246,7 @@ func TestFailuresGoToTheDeadLetterTopic(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, 3)
+			h := newLogicHarness(t, 3)
 			f := newFakes()
 			f.fail = tt.fail
 			cfg := h.config()
@@ -311,7 +311,7 @@ func TestFailuresGoToTheDeadLetterTopic(t *testing.T) {
 // that resumes at the first unfinished step.
 func TestCrashMidChainResumes(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	started := make(chan struct{})
 	var once sync.Once
@@ -355,7 +355,7 @@ func TestCrashMidChainResumes(t *testing.T) {
 // created it is found by number, not created again.
 func TestInvoiceIntentIsReconciled(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cfg := h.config()
 	var r1 *running
@@ -378,7 +378,7 @@ func TestInvoiceIntentIsReconciled(t *testing.T) {
 	if n := f.attemptCount(StepInvoice, "pi_inv"); n != 1 {
 		t.Errorf("invoice creation called %d times, want 1", n)
 	}
-	inv := stepResult[integrations.Invoice](st, StepInvoice)
+	inv, _ := stepResult[integrations.Invoice](st, StepInvoice)
 	if inv.Number != "INV-"+integrations.OrderNumber("pi_inv") {
 		t.Errorf("invoice in state %+v", inv)
 	}
@@ -390,7 +390,7 @@ func TestInvoiceIntentIsReconciled(t *testing.T) {
 // With policy dead-letter, an intent without a result goes to a human.
 func TestShippingIntentPolicyDeadLetter(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cfg := h.config()
 	cfg.IntentPolicy = map[string]IntentPolicy{StepShipping: IntentDeadLetter}

@@ -55,7 +55,7 @@ func TestDecodeLegacyState(t *testing.T) {
 // are read again from the provider (the new model), the CRM step it did is
 // not repeated, and the rest of the chain runs on the new order.
 func TestLegacyStateResumes(t *testing.T) {
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	const key = "pi_3Legacy0000000001"
 	if err := h.prod.ProduceSync(context.Background(), &kgo.Record{Topic: h.names.State, Partition: 0, Key: []byte(key), Value: []byte(legacyState)}).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestLegacyStateResumes(t *testing.T) {
 			t.Errorf("%s called %d times, want %d", step, got, want)
 		}
 	}
-	if r := stepResult[integrations.CRMResult](st, StepCRM); r.DealID != "d1" {
+	if r, _ := stepResult[integrations.CRMResult](st, StepCRM); r.DealID != "d1" {
 		t.Errorf("crm result = %+v, want the earlier one kept", r)
 	}
 }
@@ -106,7 +106,7 @@ func (p *progressLog) of(key string) []integrations.Progress {
 // stands: each completed step, then the completion; for a dead-lettered
 // order the step and the reason.
 func TestProgressReports(t *testing.T) {
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	f := newFakes()
 	f.setFail(func(step, order string, _ int) error {
 		if order == "pi_3ProgressFail01" && step == StepShipping {

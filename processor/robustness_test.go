@@ -18,7 +18,7 @@ import (
 // is run anyway, because every later step needs the order.
 func TestOddStatesDoNotCrashTheProcessor(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -49,7 +49,7 @@ func TestOddStatesDoNotCrashTheProcessor(t *testing.T) {
 // and the processor goes on with the others.
 func TestPanicIsDeadLetteredNotACrash(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 3)
+	h := newLogicHarness(t, 3)
 	f := newFakes()
 	f.setFail(func(step, order string, _ int) error {
 		if step == StepCRM && order == "pi_panics" {
@@ -77,7 +77,7 @@ func TestPanicIsDeadLetteredNotACrash(t *testing.T) {
 // is persisted before its call and every result before the next call.
 func TestStateWritesPerOrder(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	f := newFakes()
 	h.start(h.config(), f.providers())
 	h.send(paid("pi_writes"))
@@ -96,15 +96,31 @@ func TestStateWritesPerOrder(t *testing.T) {
 	if len(states) != 6 {
 		t.Fatalf("%d state writes, want 6", len(states))
 	}
-	for i, step := range Chain {
+	// The step each write finishes, and whether it carries the next step's
+	// intent: shipping, invoice and email are not idempotent.
+	want := []struct {
+		done, next string
+		intent     bool
+	}{
+		{StepDetails, StepCRM, false},
+		{StepCRM, StepProductionLog, false},
+		{StepProductionLog, StepShipping, true},
+		{StepShipping, StepInvoice, true},
+		{StepInvoice, StepEmail, true},
+		{StepEmail, "", false},
+	}
+	for i, w := range want {
 		st := states[i]
-		if ss := st.Steps[step]; ss == nil || !ss.Done {
-			t.Errorf("write %d: %s not done", i+1, step)
+		if ss := st.Steps[w.done]; ss == nil || !ss.Done {
+			t.Errorf("write %d: %s not done", i+1, w.done)
 		}
-		if i+1 < len(Chain) {
-			next := Chain[i+1]
-			if ss := st.Steps[next]; (ss != nil && ss.Intent != nil) != !stepIdempotent(next) {
-				t.Errorf("write %d: intent of %s = %v, want set only for a step that is not idempotent", i+1, next, ss)
+		if w.next != "" {
+			ss := st.Steps[w.next]
+			if got := ss != nil && ss.Intent != nil; got != w.intent {
+				t.Errorf("write %d: intent of %s set = %v, want %v", i+1, w.next, got, w.intent)
+			}
+			if ss != nil && ss.Done {
+				t.Errorf("write %d: %s already done", i+1, w.next)
 			}
 			if st.Status == StatusCompleted {
 				t.Errorf("write %d: completed before the last step", i+1)
@@ -123,7 +139,7 @@ func TestStateWritesPerOrder(t *testing.T) {
 // a stop is not a failure.
 func TestRunStoppedBeforeStartIsNotAnError(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	p, err := New(h.config(), newFakes().providers(), []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -140,15 +156,37 @@ func TestRunStoppedBeforeStartIsNotAnError(t *testing.T) {
 // flagging the order as a possible duplicate.
 func TestStopClearsAnIntentWrittenAhead(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	f := newFakes()
 	cfg := h.config()
 	var r1 *running
 	stopped := make(chan struct{})
 	f.afterCreate = func(step, order string) {
 		if step == StepProductionLog && order == "pi_stop" {
-			go func() { r1.cancel(); close(stopped) }()
-			time.Sleep(200 * time.Millisecond) // the stop waits for this call
+			// Stop the processor while this call is in flight, and return
+			// only once its partition is stopping: the chain then sees the
+			// stop before it could start shipping.
+			r1.p.mu.Lock()
+			var parts []*partition
+			for _, part := range r1.p.parts {
+				parts = append(parts, part)
+			}
+			r1.p.mu.Unlock()
+			r1.cancel()
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				all := len(parts) > 0
+				for _, part := range parts {
+					all = all && part.stopping()
+				}
+				if all {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Error("the partition did not begin stopping within 10 s of the stop")
+					break
+				}
+			}
+			close(stopped)
 		}
 	}
 	r1 = h.start(cfg, f.providers())
@@ -172,7 +210,7 @@ func TestStopClearsAnIntentWrittenAhead(t *testing.T) {
 // A short session timeout (faster failover after a crash) is accepted:
 // the heartbeat interval follows it.
 func TestShortSessionTimeout(t *testing.T) {
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	cfg := h.config()
 	cfg.SessionTimeout = 2 * time.Second
 	p, err := New(cfg, newFakes().providers(), []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, testLogger(t), nil)
@@ -200,7 +238,7 @@ func (m messageFinder) FindMessage(_ context.Context, o integrations.Order) (int
 // accepted it is found by its Message-Id, not sent again.
 func TestEmailIntentIsReconciled(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	f := newFakes()
 	prov := f.providers()
 	prov.Mailer = messageFinder{f}

@@ -222,12 +222,26 @@ func (p *Processor) expire(ctx context.Context, part *partition) {
 			wg.Done()
 		})
 	}
-	wg.Wait()
-	if err := perr; err != nil {
+	// The promises of records already at a broker come only when it
+	// answers (franz-go cannot fail them): wait at most the produce
+	// timeout, or the commit loop, and with it a stop, waits too.
+	acked := make(chan struct{})
+	go func() { wg.Wait(); close(acked) }()
+	select {
+	case <-acked:
+	case <-pctx.Done():
+		mu.Lock()
+		perr = fmt.Errorf("%w: %w", topics.ErrNotAcknowledged, pctx.Err())
+		mu.Unlock()
+	}
+	mu.Lock()
+	werr := perr
+	mu.Unlock()
+	if werr != nil {
 		for _, r := range recs {
 			part.expiring.Delete(string(r.Key))
 		}
-		p.log.Warn("retention: writing removal requests failed; retrying at the next pass", "partition", part.num, "err", err)
+		p.log.Warn("retention: writing removal requests failed; retrying at the next pass", "partition", part.num, "err", werr)
 		return
 	}
 	p.log.Info("retention: removal of finished orders past the horizon requested", "partition", part.num, "orders", len(recs), "horizon", p.cfg.StateRetention)

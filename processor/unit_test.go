@@ -1,9 +1,12 @@
 package processor
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,10 +184,15 @@ func TestSchedulerOrderAndWatermark(t *testing.T) {
 		release[i] = make(chan struct{})
 	}
 	var finished atomic.Int32
+	var events []string // "start N" and "end N" in the order they happened
 	s := newScheduler(func(tk *task) bool {
+		mu.Lock()
+		events = append(events, fmt.Sprint("start ", tk.rec.Offset))
+		mu.Unlock()
 		<-release[tk.rec.Offset]
 		mu.Lock()
 		seen[string(tk.rec.Key)] = append(seen[string(tk.rec.Key)], tk.rec.Offset)
+		events = append(events, fmt.Sprint("end ", tk.rec.Offset))
 		mu.Unlock()
 		return true
 	}, func() { finished.Add(1) })
@@ -213,12 +221,9 @@ func TestSchedulerOrderAndWatermark(t *testing.T) {
 	if m, e := s.watermark(); m != 2 || e != 3 {
 		t.Fatalf("watermark %d epoch %d, want 2, 3", m, e)
 	}
-	// 5 (a) cannot run before 2 (a).
+	// 5 (a) cannot run before 2 (a), even released first: it starts only
+	// after 2 ended (checked on the event log below).
 	close(release[5])
-	time.Sleep(20 * time.Millisecond)
-	if finished.Load() != 3 {
-		t.Fatal("a later record of a key ran before an earlier one")
-	}
 	close(release[2])
 	close(release[4])
 	wait(6)
@@ -230,6 +235,12 @@ func TestSchedulerOrderAndWatermark(t *testing.T) {
 	}
 	if a := seen["a"]; len(a) != 3 || a[0] != 0 || a[1] != 2 || a[2] != 5 {
 		t.Errorf("key a ran %v, want [0 2 5]", a)
+	}
+	at := func(ev string) int { return slices.Index(events, ev) }
+	for _, order := range [][2]string{{"end 0", "start 2"}, {"end 2", "start 5"}, {"end 1", "start 4"}} {
+		if at(order[0]) < 0 || at(order[1]) < at(order[0]) {
+			t.Errorf("%q happened before %q: a later record of a key ran before an earlier one ended (events %v)", order[1], order[0], events)
+		}
 	}
 }
 
@@ -350,5 +361,46 @@ func TestPruneUnpersisted(t *testing.T) {
 	}
 	if _, ok := m.Load("pi_new/email"); !ok {
 		t.Error("a recent entry was dropped")
+	}
+}
+
+// A recorded shipping result that does not decode fails the invoice and the
+// email step permanently, naming the step, before either provider is
+// called: neither may run on an empty Shipment.
+func TestCallRefusesUndecodableShipment(t *testing.T) {
+	f := newFakes()
+	st := &State{
+		Order: &integrations.Order{ID: "pi_badship", PaymentIntentID: "pi_badship", Number: "OF-BADSHIP", Currency: "eur", AmountTotal: 12400},
+		Steps: map[string]*StepState{
+			StepShipping: {Done: true, Result: json.RawMessage(`{"shipment_id":17,"tracking_number":"T1"}`)}, // a number, not a string
+			StepInvoice:  {Done: true, Result: json.RawMessage(`{"number":"INV-OF-BADSHIP","provider_id":"nv-1"}`)},
+		},
+	}
+	h := &handling{p: &Processor{prov: f.providers()}, st: st, key: "pi_badship"}
+	for _, step := range []string{StepInvoice, StepEmail} {
+		res, err := h.call(context.Background(), step)
+		if err == nil {
+			t.Errorf("%s step ran on an undecodable shipping result: result %s", step, res)
+			continue
+		}
+		if !integrations.IsPermanent(err) {
+			t.Errorf("%s step: %v, want a permanent error", step, err)
+		}
+		if !strings.Contains(err.Error(), "shipping result does not decode") {
+			t.Errorf("%s step: %q does not say which result failed to decode", step, err)
+		}
+		if n := f.attemptCount(step, "pi_badship"); n != 0 {
+			t.Errorf("%s provider called %d times, want 0", step, n)
+		}
+	}
+
+	// A skipped shipping step (no result) is not an error: the invoice
+	// goes ahead without a shipment.
+	st.Steps[StepShipping] = &StepState{Done: true, Skipped: true}
+	if _, err := h.call(context.Background(), StepInvoice); err != nil {
+		t.Errorf("invoice with shipping skipped: %v", err)
+	}
+	if n := f.attemptCount(StepInvoice, "pi_badship"); n != 1 {
+		t.Errorf("invoice provider called %d times with shipping skipped, want 1", n)
 	}
 }

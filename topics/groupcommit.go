@@ -3,6 +3,7 @@ package topics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,13 @@ import (
 // ErrProducerClosed is a record's error when it was handed to a closed
 // GroupProducer.
 var ErrProducerClosed = errors.New("topics: producer closed")
+
+// ErrNotAcknowledged is ProduceSync's error when its context ended before
+// the record's outcome was known. The record may still be written: franz-go
+// cannot fail an idempotent record whose produce request was already sent
+// (failing it could reorder or duplicate the partition's sequence), and it
+// retries it until the broker answers.
+var ErrNotAcknowledged = errors.New("topics: no acknowledgement before the context ended; the record may still be written")
 
 // GroupProducer produces in groups (a group commit) through a kgo.Client
 // built with kgo.ManualFlushing: records handed to Produce wait in a queue
@@ -77,12 +85,27 @@ func (p *GroupProducer) Produce(ctx context.Context, r *kgo.Record, promise func
 	}
 }
 
-// ProduceSync produces r and waits for its outcome; r carries its partition
-// and offset afterwards.
+// ProduceSync produces r and waits for its outcome, at most until ctx ends;
+// r carries its partition and offset afterwards. When ctx ends first it
+// returns a nil record and an error that is both ErrNotAcknowledged and
+// ctx's error: a record already sent cannot be failed by the client (see
+// ErrNotAcknowledged), so waiting on its promise alone could outlast any
+// timeout the caller set. r then still belongs to the client: the caller
+// must not reuse it, and should produce a fresh record to try again.
 func (p *GroupProducer) ProduceSync(ctx context.Context, r *kgo.Record) (*kgo.Record, error) {
 	done := make(chan error, 1)
 	p.Produce(ctx, r, func(_ *kgo.Record, err error) { done <- err })
-	return r, <-done
+	select {
+	case err := <-done:
+		return r, err
+	case <-ctx.Done():
+		select {
+		case err := <-done: // both ready: the outcome wins
+			return r, err
+		default:
+		}
+		return nil, fmt.Errorf("%w: %w", ErrNotAcknowledged, context.Cause(ctx))
+	}
 }
 
 // Groups returns how many groups were sent and how many records they held.
@@ -91,8 +114,11 @@ func (p *GroupProducer) Groups() (groups, records int64) {
 }
 
 // Close stops taking records and sends what is queued, waiting until that
-// is acknowledged or ctx ends. It leaves the client open: closing the
-// client afterwards fails whatever is still buffered.
+// is acknowledged or ctx ends. When ctx ends first, the records still
+// queued (not yet handed to the client) are failed at once with
+// ErrProducerClosed, and the group on its way is left to the client. It
+// leaves the client open: closing the client afterwards fails whatever is
+// still buffered there, so every record's promise is called.
 func (p *GroupProducer) Close(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
@@ -105,10 +131,18 @@ func (p *GroupProducer) Close(ctx context.Context) error {
 	case <-p.done:
 		return nil
 	case <-ctx.Done():
+		p.mu.Lock()
+		left := p.queue
+		p.queue = nil
 		select {
 		case <-p.quit:
 		default:
 			close(p.quit)
+		}
+		p.mu.Unlock()
+		err := fmt.Errorf("%w before the record was sent: %w", ErrProducerClosed, ctx.Err())
+		for _, q := range left {
+			q.promise(q.rec, err)
 		}
 		return ctx.Err()
 	}
@@ -126,6 +160,12 @@ func (p *GroupProducer) loop() {
 				return
 			}
 			p.mu.Lock()
+		}
+		select {
+		case <-p.quit: // Close gave up and failed the queue
+			p.mu.Unlock()
+			return
+		default:
 		}
 		group := p.queue
 		p.queue = nil

@@ -464,10 +464,25 @@ func TestRequestsInFlightAreBounded(t *testing.T) {
 					}
 				}
 			}
-			time.Sleep(50 * time.Millisecond) // time for any request beyond the bound to arrive
+			// Settled: the bound's worth of requests at the server and every
+			// other call queued in the client, its sender waiting for a slot
+			// (or the bound already broken at the server).
+			settled := false
+			for stop := time.Now().Add(10 * time.Second); !settled && time.Now().Before(stop); time.Sleep(time.Millisecond) {
+				c.mu.Lock()
+				inFlight, queued := c.inFlight, len(c.pending)
+				c.mu.Unlock()
+				mu.Lock()
+				busy, over := cur, peak > tc.want
+				mu.Unlock()
+				settled = over || (inFlight == tc.want && busy == tc.want && queued == n-tc.want)
+			}
 			mu.Lock()
 			got := peak
 			mu.Unlock()
+			if !settled {
+				t.Errorf("never settled at %d requests in flight with the other %d calls queued", tc.want, n-tc.want)
+			}
 			close(gate)
 			for i, ch := range outs {
 				if o := <-ch; o.err != nil {

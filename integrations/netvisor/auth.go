@@ -17,8 +17,15 @@ import (
 // HMACSHA256: MAC = hex(HMAC-SHA256(key CustomerKey&PartnerKey, URL&Sender&
 // CustomerId&Timestamp&Language&OrganisationId&TransactionId&TimestampUnix&
 // CustomerKey&PartnerKey)), with TimestampUnix and
-// UseHTTPResponseStatusCodes headers added. The MAC input is encoded as
-// ISO-8859-1. PartnerId is sent but is not part of either MAC.
+// UseHTTPResponseStatusCodes headers added. PartnerId is sent but is not
+// part of either MAC.
+//
+// The HMAC key and the MAC input are encoded as ISO-8859-15, the encoding
+// Netvisor's API documentation asks for Scandinavian characters (the
+// request bodies use it too). Third-party clients encode the MAC as
+// ISO-8859-1, which gives the same bytes for every letter except the eight
+// ISO-8859-15 replaced (€ Š š Ž ž Œ œ Ÿ). Header fields are ASCII and the
+// keys hold only characters ISO-8859-15 has (Validate checks both).
 //
 // The field order comes from two independent third-party clients (the
 // official page only says "all the information listed"); it matches the
@@ -43,27 +50,39 @@ func (c *Client) sign(h http.Header, url string) {
 		h.Set("X-Netvisor-Authentication-TimestampUnix", unix)
 		h.Set("X-Netvisor-Authentication-UseHTTPResponseStatusCodes", "1")
 		fields = append(fields, unix, cfg.CustomerKey, cfg.PartnerKey)
-		m := hmac.New(sha256.New, latin1(cfg.CustomerKey+"&"+cfg.PartnerKey))
-		m.Write(latin1(strings.Join(fields, "&")))
+		m := hmac.New(sha256.New, macBytes(cfg.CustomerKey+"&"+cfg.PartnerKey))
+		m.Write(macBytes(strings.Join(fields, "&")))
 		sum = m.Sum(nil)
 	} else {
 		fields = append(fields, cfg.CustomerKey, cfg.PartnerKey)
-		s := sha256.Sum256(latin1(strings.Join(fields, "&")))
+		s := sha256.Sum256(macBytes(strings.Join(fields, "&")))
 		sum = s[:]
 	}
 	h.Set("X-Netvisor-Authentication-MAC", hex.EncodeToString(sum))
 }
 
-// latin1 encodes s as ISO-8859-1, '?' for characters it cannot hold. Header
-// fields are ASCII (Validate checks), so only unusual keys are affected.
-func latin1(s string) []byte {
+// macBytes encodes s as ISO-8859-15 for the MAC, '?' for a character it
+// cannot hold (Validate keeps those out of the keys).
+func macBytes(s string) []byte {
 	out := make([]byte, 0, len(s))
 	for _, r := range s {
-		if r < 256 {
-			out = append(out, byte(r))
-		} else {
-			out = append(out, '?')
+		b, ok := iso885915Byte(r)
+		if !ok {
+			b = '?'
 		}
+		out = append(out, b)
 	}
 	return out
+}
+
+// iso885915Byte is r's byte in ISO-8859-15, if it has one.
+func iso885915Byte(r rune) (byte, bool) {
+	switch {
+	case r < 0xa0:
+		return byte(r), true
+	case r < 0x100 && !isReplacedLatin1(r):
+		return byte(r), true
+	}
+	b, ok := iso885915Reverse[r]
+	return b, ok
 }

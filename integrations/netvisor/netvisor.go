@@ -217,6 +217,14 @@ func (c Config) Validate() error {
 			problems = append(problems, f.name+" must be printable ASCII (it is sent as a header)")
 		}
 	}
+	for _, f := range []struct{ name, v string }{{"CustomerKey", c.CustomerKey}, {"PartnerKey", c.PartnerKey}} {
+		for _, r := range f.v {
+			if _, ok := iso885915Byte(r); !ok {
+				problems = append(problems, f.name+" holds a character ISO-8859-15 (the encoding of the MAC) cannot hold")
+				break
+			}
+		}
+	}
 	switch c.Language {
 	case "FI", "EN", "SE":
 	default:

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/encoding/charmap"
+
 	"github.com/orderflow/orderflow/integrations"
 )
 
@@ -167,19 +169,82 @@ func TestMACKnownVectors(t *testing.T) {
 	}
 }
 
-// expectedMAC recomputes the MAC from the headers a request carried.
-func expectedMAC(r captured) string {
+// The keys enter the MAC as ISO-8859-15 bytes, the HMAC key too: "€" is
+// 0xA4 there and has no Latin-1 byte, "ä" is 0xE4 in both, and UTF-8 would
+// give two or three bytes each. The vectors were computed outside Go:
+//
+//	python3: ck, pk = "ckey-äÖå€", "pkey-Šž"
+//	         sha256("&".join([url, ..., txId, ck, pk]).encode("iso-8859-15"))
+//	         hmac((ck+"&"+pk).encode("iso-8859-15"),
+//	              "&".join([url, ..., txId, "1795862452", ck, pk]).encode("iso-8859-15"), sha256)
+//
+// (UTF-8 would give ba569ba0… and 758b696f…: a client and a server that
+// disagree on the encoding reject each other.)
+func TestMACNonASCIIKeys(t *testing.T) {
+	for _, tt := range []struct {
+		alg, want string
+	}{
+		{AlgorithmSHA256, "e89af0f93c20e5e1abb0f535b0accf4f13268bc50c592958164c578bb094dd0b"},
+		{AlgorithmHMACSHA256, "1e98f2779a23c11d1f2682f93eb2ba2296b9528591890e1b27c3485874d30962"},
+	} {
+		cfg := testConfig("")
+		cfg.CustomerKey, cfg.PartnerKey, cfg.Algorithm = "ckey-äÖå€", "pkey-Šž", tt.alg
+		c, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.now = func() time.Time { return fixedNow }
+		c.txID = func() string { return "0123456789abcdef0123456789abcdef" }
+		h := http.Header{}
+		c.sign(h, "https://integration.netvisor.fi/salesinvoice.nv?method=add")
+		if got := h.Get("X-Netvisor-Authentication-MAC"); got != tt.want {
+			t.Errorf("%s MAC with non-ASCII keys = %s, want %s", tt.alg, got, tt.want)
+		}
+		if got := expectedMAC(captured{url: "https://integration.netvisor.fi/salesinvoice.nv?method=add", header: h}, cfg.CustomerKey, cfg.PartnerKey); got != tt.want {
+			t.Errorf("%s: the test helper computes %s, want %s", tt.alg, got, tt.want)
+		}
+	}
+}
+
+// A key with a character ISO-8859-15 cannot hold is refused when the
+// client is built, without echoing the key.
+func TestConfigRejectsKeyOutsideISO885915(t *testing.T) {
+	cfg := testConfig("https://integration.netvisor.fi")
+	cfg.PartnerKey = "pkey-\u0141" // Ł: Latin Extended-A, not in ISO-8859-15
+	_, err := New(cfg)
+	if err == nil {
+		t.Fatal("New accepted a partner key ISO-8859-15 cannot encode")
+	}
+	if !strings.Contains(err.Error(), "PartnerKey holds a character ISO-8859-15") || strings.Contains(err.Error(), "pkey") {
+		t.Errorf("error %q: want it to name PartnerKey and the encoding, and not to show the key", err)
+	}
+}
+
+// expectedMAC recomputes the MAC from the headers a request carried, with
+// its own ISO-8859-15 encoder (golang.org/x/text), not the client's.
+func expectedMAC(r captured, keys ...string) string {
+	ck, pk := testCustomerKey, testPartnerKey
+	if len(keys) == 2 {
+		ck, pk = keys[0], keys[1]
+	}
+	enc := func(s string) []byte {
+		b, err := charmap.ISO8859_15.NewEncoder().Bytes([]byte(s))
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}
 	h := r.header
 	fields := []string{r.url,
 		h.Get("X-Netvisor-Authentication-Sender"), h.Get("X-Netvisor-Authentication-CustomerId"),
 		h.Get("X-Netvisor-Authentication-Timestamp"), h.Get("X-Netvisor-Interface-Language"),
 		h.Get("X-Netvisor-Organisation-ID"), h.Get("X-Netvisor-Authentication-TransactionId")}
 	if h.Get("X-Netvisor-Authentication-MACHashCalculationAlgorithm") == "HMACSHA256" {
-		m := hmac.New(sha256.New, []byte(testCustomerKey+"&"+testPartnerKey))
-		m.Write([]byte(strings.Join(append(fields, h.Get("X-Netvisor-Authentication-TimestampUnix"), testCustomerKey, testPartnerKey), "&")))
+		m := hmac.New(sha256.New, enc(ck+"&"+pk))
+		m.Write(enc(strings.Join(append(fields, h.Get("X-Netvisor-Authentication-TimestampUnix"), ck, pk), "&")))
 		return hex.EncodeToString(m.Sum(nil))
 	}
-	s := sha256.Sum256([]byte(strings.Join(append(fields, testCustomerKey, testPartnerKey), "&")))
+	s := sha256.Sum256(enc(strings.Join(append(fields, ck, pk), "&")))
 	return hex.EncodeToString(s[:])
 }
 

@@ -198,12 +198,12 @@ func nvMACValid(r *http.Request, alg, mac, customerKey, partnerKey string) bool 
 		var sum []byte
 		if alg == "HMACSHA256" {
 			fields = append(fields, h.Get("X-Netvisor-Authentication-TimestampUnix"), customerKey, partnerKey)
-			m := hmac.New(sha256.New, []byte(customerKey+"&"+partnerKey))
-			m.Write(latin1(strings.Join(fields, "&")))
+			m := hmac.New(sha256.New, latin9(customerKey+"&"+partnerKey))
+			m.Write(latin9(strings.Join(fields, "&")))
 			sum = m.Sum(nil)
 		} else {
 			fields = append(fields, customerKey, partnerKey)
-			s := sha256.Sum256(latin1(strings.Join(fields, "&")))
+			s := sha256.Sum256(latin9(strings.Join(fields, "&")))
 			sum = s[:]
 		}
 		if hmac.Equal([]byte(strings.ToLower(mac)), []byte(hex.EncodeToString(sum))) {
@@ -213,14 +213,22 @@ func nvMACValid(r *http.Request, alg, mac, customerKey, partnerKey string) bool 
 	return false
 }
 
-// latin1 encodes s as ISO-8859-1, '?' for what it cannot hold.
-func latin1(s string) []byte {
+// latin9 encodes s as ISO-8859-15 (the encoding of Netvisor's MAC
+// input and HMAC key), '?' for what it cannot hold.
+func latin9(s string) []byte {
 	out := make([]byte, 0, len(s))
 	for _, r := range s {
-		if r < 256 {
+		switch {
+		case r < 0x100 && iso885915[byte(r)] == 0:
 			out = append(out, byte(r))
-		} else {
-			out = append(out, '?')
+		default:
+			b := byte('?')
+			for k, v := range iso885915 {
+				if v == r {
+					b = k
+				}
+			}
+			out = append(out, b)
 		}
 	}
 	return out

@@ -5,12 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/text/encoding/charmap"
 )
 
 const nvInvoiceXML = `<Root><SalesInvoice>
@@ -55,15 +58,81 @@ func nvHdr(url, alg, customerKey, partnerKey string) map[string]string {
 		h["X-Netvisor-Authentication-TimestampUnix"] = fmt.Sprint(time.Now().Unix())
 		h["X-Netvisor-Authentication-UseHTTPResponseStatusCodes"] = "1"
 		fields = append(fields, h["X-Netvisor-Authentication-TimestampUnix"], customerKey, partnerKey)
-		m := hmac.New(sha256.New, []byte(customerKey+"&"+partnerKey))
-		m.Write([]byte(strings.Join(fields, "&")))
+		m := hmac.New(sha256.New, encodeLatin9(customerKey+"&"+partnerKey))
+		m.Write(encodeLatin9(strings.Join(fields, "&")))
 		h["X-Netvisor-Authentication-MAC"] = hex.EncodeToString(m.Sum(nil))
 	} else {
 		fields = append(fields, customerKey, partnerKey)
-		sum := sha256.Sum256([]byte(strings.Join(fields, "&")))
+		sum := sha256.Sum256(encodeLatin9(strings.Join(fields, "&")))
 		h["X-Netvisor-Authentication-MAC"] = hex.EncodeToString(sum[:])
 	}
 	return h
+}
+
+// encodeLatin9 encodes s as ISO-8859-15 with golang.org/x/text,
+// independent of the simulator's own encoder.
+func encodeLatin9(s string) []byte {
+	b, err := charmap.ISO8859_15.NewEncoder().Bytes([]byte(s))
+	if err != nil {
+		panic(fmt.Sprintf("%q has no ISO-8859-15 form: %v", s, err))
+	}
+	return b
+}
+
+// The simulator checks the MAC over ISO-8859-15 bytes, the HMAC key too, as
+// the client computes it: a request signed with non-ASCII keys and the MAC
+// written out here (computed with Python's iso-8859-15 codec, the same
+// vectors as the client's TestMACNonASCIIKeys) is accepted, and the MAC
+// over the UTF-8 bytes is refused.
+func TestNetvisorMACNonASCIIKeys(t *testing.T) {
+	for i, tc := range []struct {
+		alg, mac, code string
+	}{
+		{"SHA256", "e89af0f93c20e5e1abb0f535b0accf4f13268bc50c592958164c578bb094dd0b", "OK"},
+		{"HMACSHA256", "1e98f2779a23c11d1f2682f93eb2ba2296b9528591890e1b27c3485874d30962", "OK"},
+		{"SHA256", "ba569ba096af260e58aa66e475be997e52a243af4492e186d0af8bbd84b461af", "AUTHENTICATION_FAILED"},     // UTF-8
+		{"HMACSHA256", "758b696f76f1637aae1966098a50abda155b29c1ab203cf7f1662f543ecbeeec", "AUTHENTICATION_FAILED"}, // UTF-8
+	} {
+		// A fresh simulator each time: the TransactionId is the vectors'.
+		_, ts := newTest(t, Config{NetvisorCustomerKey: "ckey-äÖå€", NetvisorPartnerKey: "pkey-Šž"})
+		req, err := http.NewRequest("POST", ts.URL+"/salesinvoice.nv?method=add", strings.NewReader(fmt.Sprintf(nvInvoiceXML, fmt.Sprintf("OF-MAC%d", i), "Åsa Öberg")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "integration.netvisor.fi" // the URL the vectors sign: https://integration.netvisor.fi/salesinvoice.nv?method=add
+		for k, v := range map[string]string{
+			"Content-Type":                                          "text/xml",
+			"X-Netvisor-Authentication-Sender":                      "orderflow",
+			"X-Netvisor-Authentication-CustomerId":                  "CUST1",
+			"X-Netvisor-Authentication-PartnerId":                   "PART1",
+			"X-Netvisor-Authentication-Timestamp":                   "2026-11-28 10:40:52.000",
+			"X-Netvisor-Authentication-TimestampUnix":               "1795862452",
+			"X-Netvisor-Authentication-TransactionId":               "0123456789abcdef0123456789abcdef",
+			"X-Netvisor-Interface-Language":                         "EN",
+			"X-Netvisor-Organisation-ID":                            "1967543-8",
+			"X-Netvisor-Authentication-MACHashCalculationAlgorithm": tc.alg,
+			"X-Netvisor-Authentication-MAC":                         tc.mac,
+		} {
+			req.Header.Set(k, v)
+		}
+		if tc.alg == "HMACSHA256" {
+			req.Header.Set("X-Netvisor-Authentication-UseHTTPResponseStatusCodes", "1")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		st := nvStatus(t, resp{status: res.StatusCode, body: body})
+		ok := len(st) == 1 && st[0] == "OK"
+		if tc.code != "OK" {
+			ok = len(st) == 2 && st[0] == "FAILED" && strings.HasPrefix(st[1], tc.code)
+		}
+		if !ok {
+			t.Errorf("%s with MAC %s…: %s, want %s", tc.alg, tc.mac[:8], body, tc.code)
+		}
+	}
 }
 
 func nvStatus(t *testing.T, r resp) []string {
@@ -123,7 +192,7 @@ func TestNetvisorAddAndLookUp(t *testing.T) {
 	}
 
 	// ISO-8859-15, as Netvisor asks for Scandinavian characters, is decoded.
-	latin := latin1(fmt.Sprintf(nvInvoiceXML, "OF-LATIN", "Sanna Öhman-Kärkkäinen"))
+	latin := latin9(fmt.Sprintf(nvInvoiceXML, "OF-LATIN", "Sanna Öhman-Kärkkäinen"))
 	h := nvHdr(addURL, "SHA256", "ck", "pk")
 	h["Content-Type"] = "text/xml; charset=ISO-8859-15"
 	r = call(t, "POST", addURL, h, latin)

@@ -53,6 +53,7 @@ type crmRequest struct {
 type fakeZoho struct {
 	t          *testing.T
 	tokenDelay time.Duration
+	tokenGate  chan struct{} // when set, token requests are answered once it is closed
 	// token answers the n-th token request (1-based); default: "tok-n".
 	token func(n int) reply
 	// crm answers a CRM request made with the given access token; default:
@@ -87,6 +88,9 @@ func (f *fakeZoho) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.tokenReqs = append(f.tokenReqs, rec)
 		f.mu.Unlock()
 		time.Sleep(f.tokenDelay)
+		if f.tokenGate != nil {
+			<-f.tokenGate
+		}
 		if f.token != nil {
 			rp = f.token(n)
 		} else {
@@ -732,21 +736,49 @@ func TestDealErrorAfterContact(t *testing.T) {
 }
 
 func TestCancelledWhileWaitingForToken(t *testing.T) {
-	f := &fakeZoho{tokenDelay: 300 * time.Millisecond}
+	f := &fakeZoho{tokenGate: make(chan struct{})}
 	c, _, _ := newTest(t, f)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	_, err := c.UpsertContactAndDeal(ctx, testOrder())
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want deadline exceeded", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.UpsertContactAndDeal(ctx, testOrder())
+		errc <- err
+	}()
+	// The token request is at the server and held there; the caller gives up.
+	for deadline := time.Now().Add(10 * time.Second); f.tokenCalls.Load() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d token requests, want 1 within 10 s", f.tokenCalls.Load())
+		}
 	}
-	// The refresh went on without the caller and the token is cached.
-	time.Sleep(400 * time.Millisecond)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	// The refresh goes on without the caller: once the server answers, the
+	// token is cached. Had the refresh been cancelled with its caller,
+	// nothing would be cached and this wait would fail.
+	close(f.tokenGate)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		c.tokens.mu.Lock()
+		tok, inFlight := c.tokens.token, c.tokens.flight != nil
+		c.tokens.mu.Unlock()
+		if tok == "tok-1" && !inFlight {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("token after the refresh: %q (refresh in flight %v), want tok-1 cached", tok, inFlight)
+		}
+	}
 	if _, err := c.UpsertContactAndDeal(context.Background(), testOrder()); err != nil {
 		t.Fatal(err)
 	}
 	if n := f.tokenCalls.Load(); n != 1 {
-		t.Errorf("%d token requests, want 1", n)
+		t.Errorf("%d token requests, want 1: the next call uses the cached token", n)
+	}
+	for _, r := range f.crmRequests() {
+		if r.auth != "Zoho-oauthtoken tok-1" {
+			t.Errorf("%s %s sent with %q, want the refreshed tok-1", r.method, r.path, r.auth)
+		}
 	}
 }
 

@@ -2,10 +2,14 @@ package testenv
 
 import (
 	"context"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestRedisRoundTrip(t *testing.T) {
@@ -49,20 +53,74 @@ func TestPrivateRedisStopStart(t *testing.T) {
 	}
 }
 
+// A private broker stops (clients cannot reach it) and starts again on the
+// same address with its data: the topics and a record written before the
+// stop are there, and it takes writes again.
 func TestPrivateKafkaStopStart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")
 	}
 	b := NewKafka(t)
 	names := Topics(t, b.Addr(), 1)
-	if names.Orders == "" {
-		t.Fatal("no topic names")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	produce := func(key string) error {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic(names.Orders),
+			kgo.RecordDeliveryTimeout(5*time.Second))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		return cl.ProduceSync(ctx, &kgo.Record{Key: []byte(key), Value: []byte("v")}).FirstErr()
 	}
+	if err := produce("before"); err != nil {
+		t.Fatalf("produce before the stop: %v", err)
+	}
+
 	b.Stop()
+	if err := produce("while-stopped"); err == nil {
+		t.Fatal("a record was acknowledged while the broker was stopped")
+	}
+
 	b.Start(t)
-	// The topics survive a restart: creating them again creates nothing.
-	names2 := Topics(t, b.Addr(), 1)
-	if names2.Orders == names.Orders {
-		t.Fatal("prefixes are not unique")
+	if err := produce("after"); err != nil {
+		t.Fatalf("produce after the restart: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.ConsumeTopics(names.Orders),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var keys []string
+	for len(keys) < 2 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	}
+	if len(keys) != 2 || keys[0] != "before" || keys[1] != "after" {
+		t.Errorf("%s holds %v after the restart, want [before after]", names.Orders, keys)
+	}
+	details, err := kadm.NewClient(cl).ListTopics(ctx, names.State, names.DLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{names.State, names.DLQ} {
+		if d, ok := details[topic]; !ok || d.Err != nil {
+			t.Errorf("topic %s missing after the restart", topic)
+		}
+	}
+}
+
+// Prefix gives each call a distinct, Kafka-legal topic prefix derived from
+// the test's name.
+func TestPrefix(t *testing.T) {
+	legal := regexp.MustCompile(`^t-[a-z0-9-]+-[0-9a-f]{8}\.$`)
+	a, b := Prefix(t), Prefix(t)
+	for _, p := range []string{a, b} {
+		if !legal.MatchString(p) || !strings.HasPrefix(p, "t-testprefix-") {
+			t.Errorf("prefix %q: want t-testprefix-<8 hex>.", p)
+		}
+	}
+	if a == b {
+		t.Errorf("two prefixes are both %q", a)
 	}
 }
