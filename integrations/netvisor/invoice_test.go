@@ -23,7 +23,13 @@ func invoiceFor(t *testing.T, o integrations.Order, mod func(*Config)) (xmlInvoi
 		}
 		return xmlInvoice{}, err
 	}
-	return parseInvoice(t, f.reqs[0].body), nil
+	for _, r := range f.reqs {
+		if r.path == "/salesinvoice.nv" {
+			return parseInvoice(t, r.body), nil
+		}
+	}
+	t.Fatal("CreateInvoice succeeded without sending salesinvoice.nv")
+	return xmlInvoice{}, nil
 }
 
 // The example: 107.40 EUR paid with VAT-inclusive prices must be
@@ -69,6 +75,9 @@ func TestInvoiceReverseChargeAndAddresses(t *testing.T) {
 	inv, err := invoiceFor(t, o, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if inv.Customer != (xmlValue{Value: "DE123456789", Type: "customer"}) {
+		t.Errorf("invoice links customer %+v, want the business customer DE123456789 by code", inv.Customer)
 	}
 	if inv.After != "Buyer's VAT number: DE123456789\nReverse charge / Käännetty verovelvollisuus" {
 		t.Errorf("free text = %q", inv.After)
