@@ -601,10 +601,10 @@ func TestStopIsNotHeldByUnansweredRetentionRequests(t *testing.T) {
 	cfg.RevokeDeadline = time.Second
 	cfg.ProduceTimeout = time.Second
 	cfg.StateRetention = time.Second
-	r := h.start(cfg, f.providers())
 	h.send(paid("pi_old"))
+	hold.Store(true) // every later write to orders, the removal request, is held
+	r := h.start(cfg, f.providers())
 	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_old"}, StatusCompleted))
-	hold.Store(true) // from now on the removal request is held
 	select {
 	case <-held:
 	case <-time.After(30 * time.Second):
