@@ -154,14 +154,15 @@ func devProviders(c devConfig, simAddr string) *providerFlags {
 		labelDir: filepath.Join(c.DataDir, "labels"),
 		getenv:   func(string) string { return "" },
 	}
+	st := providerOf[*stripeProvider](pf)
 	if c.StripeAPIKey != "" {
-		pf.stripeURL = stripe.DefaultBaseURL
-		pf.stripeKey = c.StripeAPIKey
+		st.url = stripe.DefaultBaseURL
+		st.key = c.StripeAPIKey
 	}
 	if c.StripeBaseURL != "" {
-		pf.stripeURL = strings.TrimRight(c.StripeBaseURL, "/")
-		if pf.stripeKey == "" {
-			pf.stripeKey = simStripeKey // a test-mode key, as stripe-mock wants
+		st.url = strings.TrimRight(c.StripeBaseURL, "/")
+		if st.key == "" {
+			st.key = simStripeKey // a test-mode key, as stripe-mock wants
 		}
 	}
 	return pf

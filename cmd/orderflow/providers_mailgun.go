@@ -1,0 +1,62 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/orderflow/orderflow/integrations/mailgun"
+	"github.com/orderflow/orderflow/processor"
+)
+
+// Mailgun is the email step: the order confirmation from a template.
+
+const (
+	simMailgunKey    = "key-orderflow-simulator"
+	simMailgunDomain = "mg.shop.example"
+	simMailgunFrom   = "Orderflow Shop <orders@mg.shop.example>"
+
+	envMailgunKey = "ORDERFLOW_MAILGUN_API_KEY"
+)
+
+func init() { registerProvider(func() provider { return &mailgunProvider{} }) }
+
+type mailgunProvider struct {
+	url      string
+	keyFile  string
+	domain   string
+	from     string
+	template string
+}
+
+func (*mailgunProvider) name() string { return "mailgun" }
+func (*mailgunProvider) step() string { return processor.StepEmail }
+
+func (p *mailgunProvider) register(fs *flag.FlagSet) {
+	fs.StringVar(&p.url, "mailgun-base-url", "", "Mailgun API URL (default "+mailgun.DefaultBaseURL+", or --sim-url)")
+	fs.StringVar(&p.keyFile, "mailgun-api-key-file", "", "file holding the Mailgun API key (or set "+envMailgunKey+")")
+	fs.StringVar(&p.domain, "mailgun-domain", "", "Mailgun sending domain, e.g. mg.example.com")
+	fs.StringVar(&p.from, "mailgun-from", "", "sender of the confirmation email (empty: the template's)")
+	fs.StringVar(&p.template, "mailgun-template", mailgun.DefaultTemplate, "Mailgun template of the confirmation email")
+}
+
+func (p *mailgunProvider) configure(s *setup) any {
+	if !s.enabled(processor.StepEmail) {
+		return nil
+	}
+	return &mailgun.Config{
+		BaseURL:  s.base(p.url),
+		APIKey:   s.read(p.keyFile, envMailgunKey, simMailgunKey, "mailgun-api-key-file"),
+		Domain:   s.need(s.orSim(p.domain, simMailgunDomain), "mailgun-domain"),
+		From:     s.orSim(p.from, simMailgunFrom),
+		Template: p.template,
+		Logger:   s.logger(),
+	}
+}
+
+func (p *mailgunProvider) build(cfg any, b *builder) error {
+	cl, err := mailgun.New(*cfg.(*mailgun.Config))
+	if err != nil {
+		return err
+	}
+	b.prov.Mailer = cl
+	return nil
+}
