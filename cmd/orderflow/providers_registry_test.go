@@ -29,7 +29,7 @@ func TestProviderRegistry(t *testing.T) {
 			t.Errorf("provider %s registers no flags", pr.name())
 		}
 	}
-	want := []string{"stripe", "zoho", "airtable", "postnord", "netvisor", "mailgun", "telegram"}
+	want := []string{"stripe", "zoho", "airtable", "postnord", "netvisor", "mailgun", "slack", "telegram"}
 	if !slices.Equal(names, want) {
 		t.Errorf("providers %v, want %v", names, want)
 	}

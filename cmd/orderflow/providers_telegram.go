@@ -29,7 +29,7 @@ func (*telegramProvider) step() string { return "" }
 
 func (p *telegramProvider) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.url, "telegram-base-url", "", "Telegram Bot API URL (default "+telegram.DefaultBaseURL+", or --sim-url)")
-	fs.StringVar(&p.tokenFile, "telegram-token-file", "", "file holding the Telegram bot token (or set "+envTelegramToken+"); without a token alerts are only logged")
+	fs.StringVar(&p.tokenFile, "telegram-token-file", "", "file holding the Telegram bot token (or set "+envTelegramToken+"); without a token (and no Slack webhook) alerts are only logged")
 	fs.StringVar(&p.chat, "telegram-chat-id", "", "Telegram chat to alert: a numeric id or @channel")
 }
 
