@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
 )
@@ -84,6 +86,13 @@ type providerFlags struct {
 	steps    string
 	labelDir string
 
+	// simLimits says the simulator enforces the providers' limits
+	// (orderflow sim --enforce-limits), so the clients keep theirs.
+	simLimits bool
+	// fleet are the settings of the limits shared through Redis.
+	fleet   quotaFlags
+	metrics *quotaMetrics
+
 	// getenv reads secrets from the environment; nil means os.Getenv.
 	// Tests replace it.
 	getenv func(string) string
@@ -118,6 +127,8 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.simURL, "sim-url", "", "point every provider client at the provider simulator at this URL (orderflow sim); missing credentials get test values")
 	fs.StringVar(&p.steps, "steps", defaultSteps, "steps to run, comma-separated ("+defaultSteps+"); a step left out is recorded as skipped")
 	fs.StringVar(&p.labelDir, "label-dir", "labels", "folder the shipping-label PDFs are written to")
+	fs.BoolVar(&p.simLimits, "sim-enforces-limits", false, "the simulator at --sim-url enforces the providers' limits (orderflow sim --enforce-limits): keep the clients' limits at their defaults for the real providers")
+	p.fleet.register(fs)
 	for _, pr := range p.providers() {
 		pr.register(fs)
 	}
@@ -143,6 +154,7 @@ type providerConfigs struct {
 	LabelDir  string
 	providers []provider
 	byName    map[string]any
+	quotas    *quotaSet // nil: no limits enforced by the wiring
 }
 
 // missing collects the flags of absent required settings, for one usage
@@ -175,8 +187,10 @@ func (s *setup) logger() *slog.Logger { return s.log }
 // labelDir is --label-dir.
 func (s *setup) labelDir() string { return s.p.labelDir }
 
-// simulated says whether --sim-url is set.
-func (s *setup) simulated() bool { return s.p.simURL != "" }
+// unlimited says whether the clients talk to a simulator that enforces no
+// limits (--sim-url without --sim-enforces-limits): limit flags left unset
+// then default to none.
+func (s *setup) unlimited() bool { return s.p.simURL != "" && !s.p.simLimits }
 
 // need records flagName as missing when value is empty.
 func (s *setup) need(value, flagName string) string { return s.miss.need(value, flagName) }
@@ -268,7 +282,7 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 // build constructs the provider clients for the processor. cleanup flushes
 // and stops what runs in the background (the alert batchers, the Airtable
 // batch sender); call it after the processor has stopped.
-func (p *providerFlags) build(_ context.Context, logger *slog.Logger) (processor.Providers, func(), error) {
+func (p *providerFlags) build(ctx context.Context, logger *slog.Logger) (processor.Providers, func(), error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -276,11 +290,36 @@ func (p *providerFlags) build(_ context.Context, logger *slog.Logger) (processor
 	if err != nil {
 		return processor.Providers{}, nil, err
 	}
-	return c.build(logger)
+	set, err := p.fleet.start(ctx, p.quotaMetrics(), logger)
+	if err != nil {
+		return processor.Providers{}, nil, err
+	}
+	c.quotas = set
+	prov, cleanup, err := c.build(logger)
+	if err != nil {
+		set.stop()
+		return prov, nil, err
+	}
+	return prov, func() { cleanup(); set.stop() }, nil
+}
+
+// quotaMetrics returns the limits' metrics, created on first use.
+func (p *providerFlags) quotaMetrics() *quotaMetrics {
+	if p.metrics == nil {
+		p.metrics = newQuotaMetrics()
+	}
+	return p.metrics
+}
+
+// collectors are the wiring's metrics, for the command's registry.
+func (p *providerFlags) collectors() []prometheus.Collector {
+	m := p.quotaMetrics()
+	return []prometheus.Collector{m.fallback, m.pauses}
 }
 
 // builder collects what the providers' build functions make.
 type builder struct {
+	quotas   *quotaSet
 	prov     processor.Providers
 	log      *slog.Logger
 	labelDir string
@@ -305,7 +344,7 @@ func (b *builder) alerter(name string, a processor.Alerter) {
 
 // build constructs the clients of c.
 func (c providerConfigs) build(logger *slog.Logger) (processor.Providers, func(), error) {
-	b := &builder{log: logger, labelDir: c.LabelDir}
+	b := &builder{log: logger, labelDir: c.LabelDir, quotas: c.quotas}
 	for _, pr := range c.providers {
 		cfg, ok := c.byName[pr.name()]
 		if !ok {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"flag"
+	"time"
 
 	"github.com/orderflow/orderflow/integrations/airtable"
+	"github.com/orderflow/orderflow/integrations/quota"
 	"github.com/orderflow/orderflow/processor"
 )
 
@@ -38,7 +40,8 @@ func (p *airtableProvider) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.table, "airtable-table", "", "Airtable table id (tbl…) or name of the production log")
 	p.rate.v = airtable.DefaultRequestsPerSecond
 	fs.Var(&p.rate, "airtable-requests-per-second", "client-side limit of requests to the Airtable base, each carrying up to 10 orders; 0 = no limit. "+
-		"With --sim-url the default is no limit, since the simulator does not enforce Airtable's limit")
+		"With --redis-addr the limit holds for all processors together. "+
+		"With --sim-url the default is no limit, unless --sim-enforces-limits")
 	fs.StringVar(&p.failure, "airtable-failure-field", "-", "field for the step and reason of a dead-lettered order (- : none, the reason then goes into the status field)")
 }
 
@@ -57,16 +60,31 @@ func (p *airtableProvider) configure(s *setup) any {
 		RequestsPerSecond: p.rate.v,
 		NoRateLimit:       p.rate.v == 0,
 	}
-	// The simulator does not enforce Airtable's 5 requests per second,
-	// so against it the client does not space requests unless told to.
-	if s.simulated() && !p.rate.set {
+	// A simulator that does not enforce Airtable's 5 requests per second
+	// gets requests unspaced unless told otherwise.
+	if s.unlimited() && !p.rate.set {
 		c.NoRateLimit = true
 	}
 	return c
 }
 
 func (p *airtableProvider) build(cfg any, b *builder) error {
-	cl, err := airtable.New(*cfg.(*airtable.Config))
+	c := *cfg.(*airtable.Config)
+	// Shared by the fleet (with --redis-addr): the rate per base, and the
+	// 30 s penalty after a 429 for every processor. The client's own
+	// limiter stays as this processor's bound.
+	l := quota.Limit{Name: "airtable:" + c.BaseID}
+	if b.quotas != nil && b.quotas.shared && !c.NoRateLimit {
+		l = perSecond(l.Name, c.RequestsPerSecond)
+	}
+	hc, _, err := b.quotas.limitedClient(l, orDefault(c.Timeout, 10*time.Second), airtable.RateLimitPenalty, nil)
+	if err != nil {
+		return err
+	}
+	if hc != nil {
+		c.HTTPClient = hc
+	}
+	cl, err := airtable.New(c)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"time"
 
 	"github.com/orderflow/orderflow/integrations/mailgun"
 	"github.com/orderflow/orderflow/processor"
@@ -25,6 +26,7 @@ type mailgunProvider struct {
 	domain   string
 	from     string
 	template string
+	rate     rateFlag
 }
 
 func (*mailgunProvider) name() string { return "mailgun" }
@@ -35,6 +37,7 @@ func (p *mailgunProvider) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.keyFile, "mailgun-api-key-file", "", "file holding the Mailgun API key (or set "+envMailgunKey+")")
 	fs.StringVar(&p.domain, "mailgun-domain", "", "Mailgun sending domain, e.g. mg.example.com")
 	fs.StringVar(&p.from, "mailgun-from", "", "sender of the confirmation email (empty: the template's)")
+	fs.Var(&p.rate, "mailgun-requests-per-second", "requests a second to Mailgun, for all processors together with --redis-addr; Mailgun publishes no number, so 0 (the default) is no limit, only the pause after a 429")
 	fs.StringVar(&p.template, "mailgun-template", mailgun.DefaultTemplate, "Mailgun template of the confirmation email")
 }
 
@@ -53,7 +56,15 @@ func (p *mailgunProvider) configure(s *setup) any {
 }
 
 func (p *mailgunProvider) build(cfg any, b *builder) error {
-	cl, err := mailgun.New(*cfg.(*mailgun.Config))
+	c := *cfg.(*mailgun.Config)
+	hc, _, err := b.quotas.limitedClient(perSecond("mailgun:"+c.Domain, p.rate.v), orDefault(c.Timeout, 15*time.Second), 0, nil)
+	if err != nil {
+		return err
+	}
+	if hc != nil {
+		c.HTTPClient = hc
+	}
+	cl, err := mailgun.New(c)
 	if err != nil {
 		return err
 	}

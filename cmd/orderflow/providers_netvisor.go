@@ -2,8 +2,10 @@ package main
 
 import (
 	"flag"
+	"time"
 
 	"github.com/orderflow/orderflow/integrations/netvisor"
+	"github.com/orderflow/orderflow/integrations/quota"
 	"github.com/orderflow/orderflow/processor"
 )
 
@@ -60,7 +62,7 @@ func (p *netvisorProvider) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.rcCode, "netvisor-reverse-charge-vat-code", "EUMY", "vatcode of reverse-charge lines: EUMY (EU sales of goods), EUPM309 or EUPM312 (EU sales of services)")
 	fs.StringVar(&p.expCode, "netvisor-export-vat-code", "EUUM", "vatcode of untaxed lines whose goods leave the EU")
 	p.max.v = netvisor.DefaultMaxConcurrent
-	fs.Var(&p.max, "netvisor-max-concurrent", "requests in flight to Netvisor; 0 = no bound. With --sim-url and not set: no bound (the simulator has none)")
+	fs.Var(&p.max, "netvisor-max-concurrent", "requests in flight to Netvisor per processor, and with --redis-addr for all processors together; 0 = no bound. With --sim-url and not set: no bound (unless --sim-enforces-limits)")
 }
 
 func (p *netvisorProvider) configure(s *setup) any {
@@ -84,14 +86,28 @@ func (p *netvisorProvider) configure(s *setup) any {
 		MaxConcurrent:        p.max.v,
 		Logger:               s.logger(),
 	}
-	if p.max.v == 0 || (s.simulated() && !p.max.set) {
+	if p.max.v == 0 || (s.unlimited() && !p.max.set) {
 		c.MaxConcurrent = -1
 	}
 	return c
 }
 
 func (p *netvisorProvider) build(cfg any, b *builder) error {
-	cl, err := netvisor.New(*cfg.(*netvisor.Config))
+	c := *cfg.(*netvisor.Config)
+	// The client bounds its own requests in flight; with --redis-addr the
+	// same bound holds for the fleet and a 429 pauses every processor.
+	l := quota.Limit{Name: "netvisor:" + c.OrganisationID}
+	if b.quotas != nil && b.quotas.shared && c.MaxConcurrent > 0 {
+		l.Concurrency = c.MaxConcurrent
+	}
+	hc, _, err := b.quotas.limitedClient(l, orDefault(c.Timeout, 120*time.Second), 0, nil)
+	if err != nil {
+		return err
+	}
+	if hc != nil {
+		c.HTTPClient = hc
+	}
+	cl, err := netvisor.New(c)
 	if err != nil {
 		return err
 	}

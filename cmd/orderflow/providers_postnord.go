@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"strings"
+	"time"
 
 	"github.com/orderflow/orderflow/integrations/labelstore"
 	"github.com/orderflow/orderflow/integrations/postnord"
@@ -33,6 +34,7 @@ type postnordProvider struct {
 	city       string
 	country    string
 	test       bool
+	rate       rateFlag
 }
 
 func (*postnordProvider) name() string { return "postnord" }
@@ -49,6 +51,7 @@ func (p *postnordProvider) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.postalCode, "postnord-sender-postal-code", "", "sender postal code")
 	fs.StringVar(&p.city, "postnord-sender-city", "", "sender city")
 	fs.StringVar(&p.country, "postnord-sender-country", "", "sender country (ISO 3166-1 alpha-2, e.g. SE)")
+	fs.Var(&p.rate, "postnord-requests-per-second", "requests a second to PostNord, for all processors together with --redis-addr; PostNord publishes no number, so 0 (the default) is no limit, only the pause after a 429")
 	fs.BoolVar(&p.test, "postnord-test", false, "book in PostNord's test mode (validated only, a \"Test\" label)")
 }
 
@@ -88,6 +91,13 @@ func (p *postnordProvider) build(cfg any, b *builder) error {
 	}
 	c := *cfg.(*postnord.Config)
 	c.Labels = labels
+	hc, _, err := b.quotas.limitedClient(perSecond("postnord:"+c.CustomerNumber, p.rate.v), orDefault(c.Timeout, 30*time.Second), 0, nil)
+	if err != nil {
+		return err
+	}
+	if hc != nil {
+		c.HTTPClient = hc
+	}
 	cl, err := postnord.New(c)
 	if err != nil {
 		return err

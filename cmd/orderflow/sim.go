@@ -37,6 +37,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	nvCustomerKey := fs.String("netvisor-customer-key", "", "with --netvisor-partner-key, verify Netvisor MACs with these keys (otherwise only their form is checked)")
 	nvPartnerKey := fs.String("netvisor-partner-key", "", "see --netvisor-customer-key")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's profiler at /debug/pprof/ (the simulator has one listener)")
+	enforce := fs.Bool("enforce-limits", false, "refuse what the providers would, with their 429s: Airtable 5 requests/s per base then a 30 s penalty, Zoho 10 CRM calls in flight and 100,000 credits a day, Telegram 1 message/s per chat, 20/min per group, 30/s per bot, Slack 1 message/s per webhook (PostNord, Netvisor and Mailgun publish no numbers: not limited)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -64,6 +65,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 		NetvisorCustomerKey: *nvCustomerKey,
 		NetvisorPartnerKey:  *nvPartnerKey,
+		EnforceLimits:       *enforce,
 	})
 	if err != nil {
 		return err
@@ -87,7 +89,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "provider simulator listening on http://%s\n", ln.Addr())
-	log.Info("sim started", "addr", ln.Addr().String(), "data_dir", *dataDir, "latency", *latency, "peer", *peer)
+	log.Info("sim started", "addr", ln.Addr().String(), "data_dir", *dataDir, "latency", *latency, "peer", *peer, "enforce_limits", *enforce)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
