@@ -105,3 +105,41 @@ func TestProviderFlagsBadNumbers(t *testing.T) {
 		}
 	}
 }
+
+// The limits' defaults: the real providers' numbers, none against a
+// simulator that enforces none, the real ones again when it does.
+func TestProviderLimitDefaults(t *testing.T) {
+	dir := t.TempDir()
+	live := append([]string{"--label-dir", dir}, realArgs...)
+	tests := []struct {
+		name          string
+		args          []string
+		zoho          int
+		airtableLimit bool
+		netvisor      int
+	}{
+		{"real providers", live, 10, true, 4},
+		{"simulator", []string{"--label-dir", dir, "--sim-url", "http://sim:1"}, 0, false, -1},
+		{"simulator enforcing limits", []string{"--label-dir", dir, "--sim-url", "http://sim:1", "--sim-enforces-limits"}, 10, true, 4},
+		{"set", append(live, "--zoho-max-concurrent", "25"), 25, true, 4},
+		{"off", append(live, "--zoho-max-concurrent", "0"), 0, true, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := parseProviderFlags(t, realEnv, tt.args...)
+			c, err := view(p.configs(discardLogger()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := providerOf[*zohoProvider](p).conc; got != tt.zoho {
+				t.Errorf("zoho concurrency %d, want %d", got, tt.zoho)
+			}
+			if c.Airtable.NoRateLimit == tt.airtableLimit {
+				t.Errorf("airtable NoRateLimit %v", c.Airtable.NoRateLimit)
+			}
+			if c.Netvisor.MaxConcurrent != tt.netvisor {
+				t.Errorf("netvisor MaxConcurrent %d, want %d", c.Netvisor.MaxConcurrent, tt.netvisor)
+			}
+		})
+	}
+}
