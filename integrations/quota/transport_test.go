@@ -133,12 +133,13 @@ func TestTransportConcurrencySharedByProcessors(t *testing.T) {
 			errs <- err
 		}()
 	}
-	// Let the requests through one at a time, each once the provider has
-	// it, checking the bound at every step.
+	// Let the requests through one at a time, each time once the provider
+	// holds as many as the limit allows (2, then the last one).
 	for served := 0; served < 12; served++ {
-		for f.inflight.Load() == 0 {
+		want := int64(min(2, 12-served))
+		for f.inflight.Load() != want {
 			if ctx.Err() != nil {
-				t.Fatalf("only %d requests reached the provider", served)
+				t.Fatalf("after %d answered: %d in flight at the provider, want %d", served, f.inflight.Load(), want)
 			}
 			time.Sleep(time.Millisecond)
 		}
