@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,6 +61,8 @@ type devConfig struct {
 	// (the Stripe CLI's, for example).
 	WebhookSecrets []string
 	SimLatency     string
+	// SimEnforceLimits makes the simulator enforce the providers' limits.
+	SimEnforceLimits bool
 	// StripeAPIKey, a test-mode key, reads order details from the real
 	// Stripe API instead of the simulator.
 	StripeAPIKey string
@@ -99,9 +102,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&c.StateDir, "state-dir", "", "folder of the processor's local order-state stores (default <data-dir>/state)")
 	fs.StringVar(&secrets, "webhook-secret", "", "extra accepted webhook signing secrets, comma-separated (the Stripe CLI's whsec_…); the one kept in <data-dir>/webhook-secret is always accepted")
 	fs.StringVar(&c.SimLatency, "sim-latency", "", "simulated provider latency, optionally per step: 50ms or 50ms,shipping=300ms")
+	fs.BoolVar(&c.SimEnforceLimits, "sim-enforce-limits", false, "the simulator enforces the providers' documented limits (429s as the providers send them), and the clients keep to them")
 	fs.StringVar(&c.StripeAPIKey, "stripe-api-key", "", "a Stripe test-mode key (sk_test_… or rk_test_…): read order details from the real Stripe API instead of the simulator (better set as ORDERFLOW_STRIPE_API_KEY)")
 	fs.StringVar(&c.StripeBaseURL, "stripe-base-url", "", "read order details from this Stripe API instead of the simulator: your own fake, or stripe-mock (http://127.0.0.1:12111); the key is --stripe-api-key or a test key")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port for the gateway's dedup (empty: in memory)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port for the gateway's dedup and the provider limits (empty: in memory)")
 	fs.IntVar(&c.Partitions, "partitions", 3, "partitions of the topics when they are first created")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
@@ -148,20 +152,25 @@ func selfCommand() string {
 // the simulator at simAddr, except order details from the real Stripe API
 // when a test-mode key is given. Nothing is read from the environment.
 func devProviders(c devConfig, simAddr string) *providerFlags {
-	pf := &providerFlags{
-		simURL:   "http://" + simAddr,
-		steps:    defaultSteps,
-		labelDir: filepath.Join(c.DataDir, "labels"),
-		getenv:   func(string) string { return "" },
+	pf := &providerFlags{}
+	if c.SimEnforceLimits {
+		// The simulator's limits are the real ones: the clients keep
+		// their defaults for the real providers (the flags' defaults).
+		pf.register(flag.NewFlagSet("dev", flag.ContinueOnError))
+		pf.simLimits = true
 	}
+	pf.simURL, pf.steps, pf.labelDir = "http://"+simAddr, defaultSteps, filepath.Join(c.DataDir, "labels")
+	pf.getenv = func(string) string { return "" }
+	pf.fleet.redisAddr = c.RedisAddr // limits shared through Redis when there is one
+	st := providerOf[*stripeProvider](pf)
 	if c.StripeAPIKey != "" {
-		pf.stripeURL = stripe.DefaultBaseURL
-		pf.stripeKey = c.StripeAPIKey
+		st.url = stripe.DefaultBaseURL
+		st.key = c.StripeAPIKey
 	}
 	if c.StripeBaseURL != "" {
-		pf.stripeURL = strings.TrimRight(c.StripeBaseURL, "/")
-		if pf.stripeKey == "" {
-			pf.stripeKey = simStripeKey // a test-mode key, as stripe-mock wants
+		st.url = strings.TrimRight(c.StripeBaseURL, "/")
+		if st.key == "" {
+			st.key = simStripeKey // a test-mode key, as stripe-mock wants
 		}
 	}
 	return pf
@@ -288,7 +297,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 
 	// Simulator.
 	simDir := filepath.Join(c.DataDir, "sim")
-	d.sim, err = sim.New(sim.Config{DataDir: simDir, Latency: latency, StepLatency: stepLatency, Logger: logger.With("component", "sim")})
+	d.sim, err = sim.New(sim.Config{DataDir: simDir, Latency: latency, StepLatency: stepLatency, Logger: logger.With("component", "sim"), EnforceLimits: c.SimEnforceLimits})
 	if err != nil {
 		return nil, err
 	}
@@ -305,6 +314,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	reg.MustRegister(pf.collectors()...)
 	d.cleanup = cleanup
 	pcfg := processor.DefaultConfig(d.names)
 	pcfg.Group = "orderflow-dev"

@@ -374,7 +374,7 @@ func TestDevProviders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(envZohoClientSecret, "from-the-environment") // must not leak into dev mode
 			pf := devProviders(devConfig{DataDir: "var", StripeAPIKey: tt.key, StripeBaseURL: tt.base}, "127.0.0.1:8090")
-			c, err := pf.configs(slog.New(slog.DiscardHandler))
+			c, err := view(pf.configs(slog.New(slog.DiscardHandler)))
 			if err != nil {
 				t.Fatal(err)
 			}

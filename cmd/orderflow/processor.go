@@ -155,6 +155,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	f.providers.fleet.group, f.providers.fleet.kafka = cfg.Group, kopts // live processors, for the limits' fallback share
 	prov, cleanup, err := f.providers.build(ctx, logger.With("component", "providers"))
 	if err != nil {
 		return err
@@ -163,6 +164,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(f.providers.collectors()...)
 	proc, err := processor.New(cfg, prov, kopts, logger, reg)
 	if err != nil {
 		return err

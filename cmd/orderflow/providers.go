@@ -11,60 +11,73 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/orderflow/orderflow/integrations"
-	"github.com/orderflow/orderflow/integrations/airtable"
-	"github.com/orderflow/orderflow/integrations/labelstore"
-	"github.com/orderflow/orderflow/integrations/mailgun"
-	"github.com/orderflow/orderflow/integrations/netvisor"
-	"github.com/orderflow/orderflow/integrations/postnord"
-	"github.com/orderflow/orderflow/integrations/stripe"
-	"github.com/orderflow/orderflow/integrations/telegram"
-	"github.com/orderflow/orderflow/integrations/zoho"
 	"github.com/orderflow/orderflow/processor"
 )
 
-// Test credentials used with --sim-url where none are given. The simulator
-// checks the form of credentials (a test-mode Stripe key, a bot token in
-// the Telegram path, ...), not their value.
-const (
-	simStripeKey        = "sk_test_orderflow_simulator"
-	simZohoClientID     = "1000.ORDERFLOWSIMULATOR"
-	simZohoClientSecret = "orderflow-simulator"
-	simZohoRefreshToken = "1000.orderflow.simulator"
-	simAirtableToken    = "patOrderflowSimulator.0000"
-	simAirtableBaseID   = "appOrderflowSim"
-	simAirtableTable    = "Orders"
-	simPostNordAPIKey   = "00000000000000000000000000000000"
-	simPostNordCustomer = "1234567890"
-	simNetvisorSender   = "orderflow"
-	simNetvisorCustID   = "SIM_CUSTOMER"
-	simNetvisorCustKey  = "simulator-customer-key"
-	simNetvisorPartID   = "SIM_PARTNER"
-	simNetvisorPartKey  = "simulator-partner-key"
-	simNetvisorOrgID    = "1234567-8"
-	simNetvisorCustomer = "1"
-	simNetvisorProduct  = "1"
-	simMailgunKey       = "key-orderflow-simulator"
-	simMailgunDomain    = "mg.shop.example"
-	simMailgunFrom      = "Orderflow Shop <orders@mg.shop.example>"
-	simTelegramToken    = "123456:ORDERFLOW-simulator"
-	simTelegramChat     = "-1001000000000"
-)
+// The provider wiring: one file per provider (providers_<name>.go) registers
+// that provider's flags and environment variables, validates them and
+// builds its client. This file holds what they share: the registry, the
+// flags every provider reads (--sim-url, --steps, --label-dir), the reading
+// of secrets and the one usage error that names every missing setting.
+//
+// Adding a provider for a step is one package under integrations/ plus one
+// file here that calls registerProvider from its init function.
 
-// Environment variables holding provider secrets when no --*-file flag
-// names a file. Secrets are never flags of their own, so they do not end up
-// in shell history or process listings.
-const (
-	envStripeKey        = "ORDERFLOW_STRIPE_SECRET_KEY"
-	envZohoClientSecret = "ORDERFLOW_ZOHO_CLIENT_SECRET"
-	envZohoRefreshToken = "ORDERFLOW_ZOHO_REFRESH_TOKEN"
-	envAirtableToken    = "ORDERFLOW_AIRTABLE_TOKEN"
-	envPostNordAPIKey   = "ORDERFLOW_POSTNORD_API_KEY"
-	envNetvisorCustKey  = "ORDERFLOW_NETVISOR_CUSTOMER_KEY"
-	envNetvisorPartKey  = "ORDERFLOW_NETVISOR_PARTNER_KEY"
-	envMailgunKey       = "ORDERFLOW_MAILGUN_API_KEY"
-	envTelegramToken    = "ORDERFLOW_TELEGRAM_TOKEN"
-)
+// provider is one provider's part of the wiring.
+type provider interface {
+	// name is the provider's flag prefix: its flags are --<name>-*.
+	name() string
+	// step is the processor step whose client it builds (processor.Step…),
+	// or "" for an alert channel.
+	step() string
+	// register adds its flags to fs, with their defaults.
+	register(fs *flag.FlagSet)
+	// configure reads the flags and secrets and returns the client's
+	// configuration, or an untyped nil when the provider is off. Missing settings and
+	// bad values are recorded in s, not returned.
+	configure(s *setup) any
+	// build constructs the client of cfg (configure's result, not nil) and
+	// hands it to b. An error is the client's own validation error.
+	build(cfg any, b *builder) error
+}
+
+// providerRegistry holds a constructor per provider, added by each
+// provider's file.
+var providerRegistry []func() provider
+
+func registerProvider(newProvider func() provider) {
+	providerRegistry = append(providerRegistry, newProvider)
+}
+
+// newProviders returns one fresh provider of each registered kind, in chain
+// order (processor.Chain), alert channels last, by name within a step.
+func newProviders() []provider {
+	ps := make([]provider, len(providerRegistry))
+	for i, f := range providerRegistry {
+		ps[i] = f()
+	}
+	pos := func(p provider) int {
+		if i := slices.Index(processor.Chain, p.step()); i >= 0 {
+			return i
+		}
+		return len(processor.Chain)
+	}
+	slices.SortStableFunc(ps, func(a, b provider) int {
+		if d := pos(a) - pos(b); d != 0 {
+			return d
+		}
+		return strings.Compare(a.name(), b.name())
+	})
+	return ps
+}
+
+// Test credentials used with --sim-url where none are given are declared
+// in each provider's file. The simulator checks the form of credentials (a
+// test-mode Stripe key, a bot token in the Telegram path, ...), not their
+// value.
 
 // providerFlags are the provider settings of every command that runs the
 // step chain (`orderflow processor`, `orderflow dev`).
@@ -73,69 +86,38 @@ type providerFlags struct {
 	steps    string
 	labelDir string
 
-	stripeURL     string
-	stripeKeyFile string
-	// stripeKey, when set, is used instead of the file or environment; dev
-	// mode sets it from its --stripe-api-key flag.
-	stripeKey string
-
-	zohoURL          string
-	zohoAccountsURL  string
-	zohoClientID     string
-	zohoSecretFile   string
-	zohoRefreshFile  string
-	zohoDealKeyField string
-	zohoDealStage    string
-	zohoCurrencyMode string
-	zohoHomeCurrency string
-
-	airtableURL       string
-	airtableTokenFile string
-	airtableBaseID    string
-	airtableTable     string
-	airtableRate      rateFlag
-	airtableFailure   string
-
-	postnordURL        string
-	postnordKeyFile    string
-	postnordCustomer   string
-	postnordIssuer     string
-	postnordService    string
-	postnordSender     string
-	postnordStreet     string
-	postnordPostalCode string
-	postnordCity       string
-	postnordCountry    string
-	postnordTest       bool
-
-	netvisorURL      string
-	netvisorSender   string
-	netvisorCustID   string
-	netvisorCustFile string
-	netvisorPartID   string
-	netvisorPartFile string
-	netvisorOrgID    string
-	netvisorCustomer string
-	netvisorShared   bool
-	netvisorProduct  string
-	netvisorAlg      string
-	netvisorMax      countFlag
-	netvisorRCCode   string
-	netvisorExpCode  string
-
-	mailgunURL      string
-	mailgunKeyFile  string
-	mailgunDomain   string
-	mailgunFrom     string
-	mailgunTemplate string
-
-	telegramURL       string
-	telegramTokenFile string
-	telegramChat      string
+	// simLimits says the simulator enforces the providers' limits
+	// (orderflow sim --enforce-limits), so the clients keep theirs.
+	simLimits bool
+	// fleet are the settings of the limits shared through Redis.
+	fleet   quotaFlags
+	metrics *quotaMetrics
 
 	// getenv reads secrets from the environment; nil means os.Getenv.
 	// Tests replace it.
 	getenv func(string) string
+
+	list []provider // created on first use
+}
+
+// providers returns the providers, creating them on first use.
+func (p *providerFlags) providers() []provider {
+	if p.list == nil {
+		p.list = newProviders()
+	}
+	return p.list
+}
+
+// providerOf returns the provider of type T, for the commands that set a
+// provider's settings themselves (dev mode). It panics if none is
+// registered: that is a programming error.
+func providerOf[T provider](p *providerFlags) T {
+	for _, pr := range p.providers() {
+		if t, ok := pr.(T); ok {
+			return t
+		}
+	}
+	panic("no provider of this type is registered")
 }
 
 // defaultSteps is every step of the chain.
@@ -145,67 +127,11 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.simURL, "sim-url", "", "point every provider client at the provider simulator at this URL (orderflow sim); missing credentials get test values")
 	fs.StringVar(&p.steps, "steps", defaultSteps, "steps to run, comma-separated ("+defaultSteps+"); a step left out is recorded as skipped")
 	fs.StringVar(&p.labelDir, "label-dir", "labels", "folder the shipping-label PDFs are written to")
-
-	fs.StringVar(&p.stripeURL, "stripe-base-url", "", "Stripe API URL (default "+stripe.DefaultBaseURL+", or --sim-url)")
-	fs.StringVar(&p.stripeKeyFile, "stripe-secret-key-file", "", "file holding the Stripe secret or restricted key (or set "+envStripeKey+")")
-
-	fs.StringVar(&p.zohoURL, "zoho-api-url", "", "Zoho CRM API URL (default "+zoho.DefaultAPIBaseURL+", or --sim-url)")
-	fs.StringVar(&p.zohoAccountsURL, "zoho-accounts-url", "", "Zoho accounts (OAuth) URL (default "+zoho.DefaultAccountsURL+", or --sim-url)")
-	fs.StringVar(&p.zohoClientID, "zoho-client-id", "", "Zoho OAuth client id")
-	fs.StringVar(&p.zohoSecretFile, "zoho-client-secret-file", "", "file holding the Zoho OAuth client secret (or set "+envZohoClientSecret+")")
-	fs.StringVar(&p.zohoRefreshFile, "zoho-refresh-token-file", "", "file holding the Zoho OAuth refresh token (or set "+envZohoRefreshToken+")")
-	fs.StringVar(&p.zohoDealKeyField, "zoho-deal-key-field", zoho.DefaultDealKeyField, "API name of the unique Deals field holding the order id")
-	fs.StringVar(&p.zohoDealStage, "zoho-deal-stage", zoho.DefaultDealStage, "Stage of the order's deal")
-	fs.StringVar(&p.zohoCurrencyMode, "zoho-currency-mode", zoho.CurrencyAuto, "how a deal's currency is booked: auto (read the CRM's currencies), multi (always send Currency) or home (only --zoho-home-currency); a deal in a currency the CRM cannot book gets no Amount")
-	fs.StringVar(&p.zohoHomeCurrency, "zoho-home-currency", "", "the CRM's home currency (ISO code, e.g. EUR); needed by --zoho-currency-mode home")
-
-	fs.StringVar(&p.airtableURL, "airtable-base-url", "", "Airtable API URL (default "+airtable.DefaultBaseURL+", or --sim-url)")
-	fs.StringVar(&p.airtableTokenFile, "airtable-token-file", "", "file holding the Airtable personal access token (or set "+envAirtableToken+")")
-	fs.StringVar(&p.airtableBaseID, "airtable-base-id", "", "Airtable base id (app…)")
-	fs.StringVar(&p.airtableTable, "airtable-table", "", "Airtable table id (tbl…) or name of the production log")
-	p.airtableRate.v = airtable.DefaultRequestsPerSecond
-	fs.Var(&p.airtableRate, "airtable-requests-per-second", "client-side limit of requests to the Airtable base, each carrying up to 10 orders; 0 = no limit. "+
-		"With --sim-url the default is no limit, since the simulator does not enforce Airtable's limit")
-
-	fs.StringVar(&p.airtableFailure, "airtable-failure-field", "-", "field for the step and reason of a dead-lettered order (- : none, the reason then goes into the status field)")
-
-	fs.StringVar(&p.postnordURL, "postnord-base-url", "", "PostNord API URL (default "+postnord.DefaultBaseURL+", or --sim-url)")
-	fs.StringVar(&p.postnordKeyFile, "postnord-api-key-file", "", "file holding the PostNord API key (or set "+envPostNordAPIKey+")")
-	fs.StringVar(&p.postnordCustomer, "postnord-customer-number", "", "PostNord customer number of the sender")
-	fs.StringVar(&p.postnordIssuer, "postnord-issuer-code", "Z12", "PostNord issuer of the customer number: Z11 DK, Z12 SE, Z13 NO, Z14 FI")
-	fs.StringVar(&p.postnordService, "postnord-service-code", "19", "PostNord basic service code (19 MyPack Collect, 17 MyPack Home)")
-	fs.StringVar(&p.postnordSender, "postnord-sender-name", "", "sender name on the label")
-	fs.StringVar(&p.postnordStreet, "postnord-sender-street", "", "sender street address")
-	fs.StringVar(&p.postnordPostalCode, "postnord-sender-postal-code", "", "sender postal code")
-	fs.StringVar(&p.postnordCity, "postnord-sender-city", "", "sender city")
-	fs.StringVar(&p.postnordCountry, "postnord-sender-country", "", "sender country (ISO 3166-1 alpha-2, e.g. SE)")
-	fs.BoolVar(&p.postnordTest, "postnord-test", false, "book in PostNord's test mode (validated only, a \"Test\" label)")
-
-	fs.StringVar(&p.netvisorURL, "netvisor-base-url", "", "Netvisor API URL (default "+netvisor.DefaultBaseURL+", or --sim-url)")
-	fs.StringVar(&p.netvisorSender, "netvisor-sender", "orderflow", "name of the sending software, as registered with Netvisor")
-	fs.StringVar(&p.netvisorCustID, "netvisor-customer-id", "", "Netvisor integration user (customer) id")
-	fs.StringVar(&p.netvisorCustFile, "netvisor-customer-key-file", "", "file holding the Netvisor customer key (or set "+envNetvisorCustKey+")")
-	fs.StringVar(&p.netvisorPartID, "netvisor-partner-id", "", "Netvisor software partner id")
-	fs.StringVar(&p.netvisorPartFile, "netvisor-partner-key-file", "", "file holding the Netvisor partner key (or set "+envNetvisorPartKey+")")
-	fs.StringVar(&p.netvisorOrgID, "netvisor-organisation-id", "", "business id of the invoicing company, e.g. 1234567-8")
-	fs.StringVar(&p.netvisorCustomer, "netvisor-customer", "", "Netvisor customer the invoices of buyers without a VAT number are linked to (its Netvisor key)")
-	fs.BoolVar(&p.netvisorShared, "netvisor-shared-customer-only", false, "link business buyers' invoices to --netvisor-customer too, instead of a Netvisor customer per VAT number (code = the VAT number, added on the first order)")
-	fs.StringVar(&p.netvisorProduct, "netvisor-product", "", "Netvisor product every order line is linked to (its Netvisor key)")
-	fs.StringVar(&p.netvisorAlg, "netvisor-mac-algorithm", netvisor.AlgorithmSHA256, "Netvisor MAC algorithm: SHA256 or HMACSHA256")
-	fs.StringVar(&p.netvisorRCCode, "netvisor-reverse-charge-vat-code", "EUMY", "vatcode of reverse-charge lines: EUMY (EU sales of goods), EUPM309 or EUPM312 (EU sales of services)")
-	fs.StringVar(&p.netvisorExpCode, "netvisor-export-vat-code", "EUUM", "vatcode of untaxed lines whose goods leave the EU")
-	p.netvisorMax.v = netvisor.DefaultMaxConcurrent
-	fs.Var(&p.netvisorMax, "netvisor-max-concurrent", "requests in flight to Netvisor; 0 = no bound. With --sim-url and not set: no bound (the simulator has none)")
-
-	fs.StringVar(&p.mailgunURL, "mailgun-base-url", "", "Mailgun API URL (default "+mailgun.DefaultBaseURL+", or --sim-url)")
-	fs.StringVar(&p.mailgunKeyFile, "mailgun-api-key-file", "", "file holding the Mailgun API key (or set "+envMailgunKey+")")
-	fs.StringVar(&p.mailgunDomain, "mailgun-domain", "", "Mailgun sending domain, e.g. mg.example.com")
-	fs.StringVar(&p.mailgunFrom, "mailgun-from", "", "sender of the confirmation email (empty: the template's)")
-	fs.StringVar(&p.mailgunTemplate, "mailgun-template", mailgun.DefaultTemplate, "Mailgun template of the confirmation email")
-
-	fs.StringVar(&p.telegramURL, "telegram-base-url", "", "Telegram Bot API URL (default "+telegram.DefaultBaseURL+", or --sim-url)")
-	fs.StringVar(&p.telegramTokenFile, "telegram-token-file", "", "file holding the Telegram bot token (or set "+envTelegramToken+"); without a token alerts are only logged")
-	fs.StringVar(&p.telegramChat, "telegram-chat-id", "", "Telegram chat to alert: a numeric id or @channel")
+	fs.BoolVar(&p.simLimits, "sim-enforces-limits", false, "the simulator at --sim-url enforces the providers' limits (orderflow sim --enforce-limits): keep the clients' limits at their defaults for the real providers")
+	p.fleet.register(fs)
+	for _, pr := range p.providers() {
+		pr.register(fs)
+	}
 }
 
 // enabledSteps parses --steps. The details step is always on: every other
@@ -222,18 +148,13 @@ func (p *providerFlags) enabledSteps() (map[string]bool, error) {
 	return on, nil
 }
 
-// providerConfigs are the client configurations built from the flags. A
-// nil pointer is a step that is off; Telegram is nil when alerts are only
-// logged.
+// providerConfigs are the client configurations built from the flags, by
+// provider name. A nil configuration is a provider that is off.
 type providerConfigs struct {
-	Stripe   stripe.Config
-	Zoho     *zoho.Config
-	Airtable *airtable.Config
-	PostNord *postnord.Config
-	Netvisor *netvisor.Config
-	Mailgun  *mailgun.Config
-	Telegram *telegram.Config
-	LabelDir string
+	LabelDir  string
+	providers []provider
+	byName    map[string]any
+	quotas    *quotaSet // nil: no limits enforced by the wiring
 }
 
 // missing collects the flags of absent required settings, for one usage
@@ -245,6 +166,64 @@ func (m *missing) need(value, flagName string) string {
 		*m = append(*m, flagName)
 	}
 	return value
+}
+
+// setup is what a provider's configure reads the shared settings through
+// and records its problems in.
+type setup struct {
+	p    *providerFlags
+	on   map[string]bool
+	log  *slog.Logger
+	miss missing
+	errs []error
+}
+
+// enabled says whether step is in --steps.
+func (s *setup) enabled(step string) bool { return s.on[step] }
+
+// logger is the logger the clients get.
+func (s *setup) logger() *slog.Logger { return s.log }
+
+// labelDir is --label-dir.
+func (s *setup) labelDir() string { return s.p.labelDir }
+
+// unlimited says whether the clients talk to a simulator that enforces no
+// limits (--sim-url without --sim-enforces-limits): limit flags left unset
+// then default to none.
+func (s *setup) unlimited() bool { return s.p.simURL != "" && !s.p.simLimits }
+
+// need records flagName as missing when value is empty.
+func (s *setup) need(value, flagName string) string { return s.miss.need(value, flagName) }
+
+// orSim returns v, or with --sim-url set and v empty, the simulator's value.
+func (s *setup) orSim(v, simValue string) string { return s.p.orSim(v, simValue) }
+
+// base returns a base URL flag's value, or --sim-url when it is empty.
+func (s *setup) base(v string) string { return s.p.orSim(v, s.p.simURL) }
+
+// fail records a bad value.
+func (s *setup) fail(err error) { s.errs = append(s.errs, err) }
+
+// read returns a required secret from its --*-file flag or its environment
+// variable (or, with --sim-url, simValue), recording it as missing when
+// absent.
+func (s *setup) read(file, env, simValue, flagName string) string {
+	v, ok := s.optional(file, env, flagName)
+	if !ok {
+		return ""
+	}
+	return s.miss.need(s.orSim(v, simValue), flagName+" (or "+env+")")
+}
+
+// optional returns a secret that may be absent; ok is false when its file
+// could not be read (recorded as a usage error).
+func (s *setup) optional(file, env, flagName string) (string, bool) {
+	v, err := s.p.secret(file, env)
+	if err != nil {
+		s.errs = append(s.errs, usagef("--%s: %v", flagName, err))
+		return "", false
+	}
+	return v, true
 }
 
 // secret reads a secret from its --*-file flag or its environment variable.
@@ -283,142 +262,27 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 	if err != nil {
 		return providerConfigs{}, err
 	}
-	var miss missing
-	var errs []error
-	read := func(file, env, simValue, flagName string) string {
-		v, err := p.secret(file, env)
-		if err != nil {
-			errs = append(errs, usagef("--%s: %v", flagName, err))
-			return ""
-		}
-		return miss.need(p.orSim(v, simValue), flagName+" (or "+env+")")
-	}
-	base := func(v string) string { return p.orSim(v, p.simURL) }
-
-	var c providerConfigs
-	c.LabelDir = p.labelDir
-	stripeKey := p.stripeKey
-	if stripeKey == "" {
-		stripeKey = read(p.stripeKeyFile, envStripeKey, simStripeKey, "stripe-secret-key-file")
-	}
-	c.Stripe = stripe.Config{BaseURL: base(p.stripeURL), SecretKey: stripeKey, Logger: logger}
-	if on[processor.StepCRM] {
-		c.Zoho = &zoho.Config{
-			APIBaseURL:   base(p.zohoURL),
-			AccountsURL:  base(p.zohoAccountsURL),
-			ClientID:     miss.need(p.orSim(p.zohoClientID, simZohoClientID), "zoho-client-id"),
-			ClientSecret: read(p.zohoSecretFile, envZohoClientSecret, simZohoClientSecret, "zoho-client-secret-file"),
-			RefreshToken: read(p.zohoRefreshFile, envZohoRefreshToken, simZohoRefreshToken, "zoho-refresh-token-file"),
-			DealKeyField: p.zohoDealKeyField,
-			DealStage:    p.zohoDealStage,
-			CurrencyMode: p.zohoCurrencyMode,
-			HomeCurrency: p.zohoHomeCurrency,
-			Logger:       logger,
+	s := &setup{p: p, on: on, log: logger}
+	c := providerConfigs{LabelDir: p.labelDir, providers: p.providers(), byName: map[string]any{}}
+	for _, pr := range c.providers {
+		if cfg := pr.configure(s); cfg != nil {
+			c.byName[pr.name()] = cfg
 		}
 	}
-	if on[processor.StepProductionLog] {
-		c.Airtable = &airtable.Config{
-			BaseURL: base(p.airtableURL),
-			Token:   read(p.airtableTokenFile, envAirtableToken, simAirtableToken, "airtable-token-file"),
-			BaseID:  miss.need(p.orSim(p.airtableBaseID, simAirtableBaseID), "airtable-base-id"),
-			Table:   miss.need(p.orSim(p.airtableTable, simAirtableTable), "airtable-table"),
-			Logger:  logger,
-
-			Fields:            airtable.Fields{Failure: p.airtableFailure},
-			RequestsPerSecond: p.airtableRate.v,
-			NoRateLimit:       p.airtableRate.v == 0,
-		}
-		// The simulator does not enforce Airtable's 5 requests per second,
-		// so against it the client does not space requests unless told to.
-		if p.simURL != "" && !p.airtableRate.set {
-			c.Airtable.NoRateLimit = true
-		}
+	if len(s.errs) > 0 {
+		return providerConfigs{}, joinUsage(s.errs)
 	}
-	if on[processor.StepShipping] {
-		if c.LabelDir == "" {
-			miss = append(miss, "label-dir")
-		}
-		var streets []string
-		if s := p.orSim(p.postnordStreet, "Testgatan 1"); s != "" {
-			streets = []string{s}
-		}
-		c.PostNord = &postnord.Config{
-			BaseURL:          base(p.postnordURL),
-			APIKey:           read(p.postnordKeyFile, envPostNordAPIKey, simPostNordAPIKey, "postnord-api-key-file"),
-			Logger:           logger,
-			IssuerCode:       p.postnordIssuer,
-			CustomerNumber:   miss.need(p.orSim(p.postnordCustomer, simPostNordCustomer), "postnord-customer-number"),
-			BasicServiceCode: p.postnordService,
-			TestIndicator:    p.postnordTest,
-			Consignor: postnord.Party{
-				Name:        miss.need(p.orSim(p.postnordSender, "Orderflow Demo Shop"), "postnord-sender-name"),
-				Streets:     streets,
-				PostalCode:  miss.need(p.orSim(p.postnordPostalCode, "11122"), "postnord-sender-postal-code"),
-				City:        miss.need(p.orSim(p.postnordCity, "Stockholm"), "postnord-sender-city"),
-				CountryCode: strings.ToUpper(miss.need(p.orSim(p.postnordCountry, "SE"), "postnord-sender-country")),
-			},
-		}
-	}
-	if on[processor.StepInvoice] {
-		c.Netvisor = &netvisor.Config{
-			BaseURL:              base(p.netvisorURL),
-			Sender:               miss.need(p.orSim(p.netvisorSender, simNetvisorSender), "netvisor-sender"),
-			CustomerID:           miss.need(p.orSim(p.netvisorCustID, simNetvisorCustID), "netvisor-customer-id"),
-			CustomerKey:          read(p.netvisorCustFile, envNetvisorCustKey, simNetvisorCustKey, "netvisor-customer-key-file"),
-			PartnerID:            miss.need(p.orSim(p.netvisorPartID, simNetvisorPartID), "netvisor-partner-id"),
-			PartnerKey:           read(p.netvisorPartFile, envNetvisorPartKey, simNetvisorPartKey, "netvisor-partner-key-file"),
-			OrganisationID:       miss.need(p.orSim(p.netvisorOrgID, simNetvisorOrgID), "netvisor-organisation-id"),
-			CustomerIdentifier:   miss.need(p.orSim(p.netvisorCustomer, simNetvisorCustomer), "netvisor-customer"),
-			SharedCustomerOnly:   p.netvisorShared,
-			ProductIdentifier:    miss.need(p.orSim(p.netvisorProduct, simNetvisorProduct), "netvisor-product"),
-			Algorithm:            p.netvisorAlg,
-			ReverseChargeVATCode: p.netvisorRCCode,
-			ExportVATCode:        p.netvisorExpCode,
-			MaxConcurrent:        p.netvisorMax.v,
-			Logger:               logger,
-		}
-		if p.netvisorMax.v == 0 || (p.simURL != "" && !p.netvisorMax.set) {
-			c.Netvisor.MaxConcurrent = -1
-		}
-	}
-	if on[processor.StepEmail] {
-		c.Mailgun = &mailgun.Config{
-			BaseURL:  base(p.mailgunURL),
-			APIKey:   read(p.mailgunKeyFile, envMailgunKey, simMailgunKey, "mailgun-api-key-file"),
-			Domain:   miss.need(p.orSim(p.mailgunDomain, simMailgunDomain), "mailgun-domain"),
-			From:     p.orSim(p.mailgunFrom, simMailgunFrom),
-			Template: p.mailgunTemplate,
-			Logger:   logger,
-		}
-	}
-	// Alerts are optional: without a token they are logged only.
-	tgToken, err := p.secret(p.telegramTokenFile, envTelegramToken)
-	if err != nil {
-		errs = append(errs, usagef("--telegram-token-file: %v", err))
-	}
-	tgToken = p.orSim(tgToken, simTelegramToken)
-	if tgToken != "" {
-		c.Telegram = &telegram.Config{
-			BaseURL: base(p.telegramURL),
-			Token:   tgToken,
-			ChatID:  miss.need(p.orSim(p.telegramChat, simTelegramChat), "telegram-chat-id"),
-			Logger:  logger,
-		}
-	}
-	if len(errs) > 0 {
-		return providerConfigs{}, joinUsage(errs)
-	}
-	if len(miss) > 0 {
+	if len(s.miss) > 0 {
 		return providerConfigs{}, usagef("missing provider settings for the enabled steps (--steps %s): --%s; or run against the simulator with --sim-url",
-			p.steps, strings.Join(miss, ", --"))
+			p.steps, strings.Join(s.miss, ", --"))
 	}
 	return c, nil
 }
 
 // build constructs the provider clients for the processor. cleanup flushes
-// and stops what runs in the background (the Telegram batcher, the Airtable
+// and stops what runs in the background (the alert batchers, the Airtable
 // batch sender); call it after the processor has stopped.
-func (p *providerFlags) build(_ context.Context, logger *slog.Logger) (processor.Providers, func(), error) {
+func (p *providerFlags) build(ctx context.Context, logger *slog.Logger) (processor.Providers, func(), error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -426,96 +290,96 @@ func (p *providerFlags) build(_ context.Context, logger *slog.Logger) (processor
 	if err != nil {
 		return processor.Providers{}, nil, err
 	}
-	return c.build(logger)
+	set, err := p.fleet.start(ctx, p.quotaMetrics(), logger)
+	if err != nil {
+		return processor.Providers{}, nil, err
+	}
+	c.quotas = set
+	prov, cleanup, err := c.build(logger)
+	if err != nil {
+		set.stop()
+		return prov, nil, err
+	}
+	return prov, func() { cleanup(); set.stop() }, nil
+}
+
+// quotaMetrics returns the limits' metrics, created on first use.
+func (p *providerFlags) quotaMetrics() *quotaMetrics {
+	if p.metrics == nil {
+		p.metrics = newQuotaMetrics()
+	}
+	return p.metrics
+}
+
+// collectors are the wiring's metrics, for the command's registry.
+func (p *providerFlags) collectors() []prometheus.Collector {
+	m := p.quotaMetrics()
+	return []prometheus.Collector{m.fallback, m.pauses}
+}
+
+// builder collects what the providers' build functions make.
+type builder struct {
+	quotas   *quotaSet
+	prov     processor.Providers
+	log      *slog.Logger
+	labelDir string
+	alerters []namedAlerter
+	closers  []func()
+	errs     []error
+}
+
+// namedAlerter is an alert channel and its name, for log lines.
+type namedAlerter struct {
+	name string
+	processor.Alerter
+}
+
+// onClose adds f to what cleanup runs, in the order added.
+func (b *builder) onClose(f func()) { b.closers = append(b.closers, f) }
+
+// alerter adds an alert channel; every alert goes to each.
+func (b *builder) alerter(name string, a processor.Alerter) {
+	b.alerters = append(b.alerters, namedAlerter{name, a})
 }
 
 // build constructs the clients of c.
 func (c providerConfigs) build(logger *slog.Logger) (processor.Providers, func(), error) {
-	var prov processor.Providers
-	var errs []error
-	bad := func(flags string, err error) {
-		// A client's own validation names its fields; say which flags
-		// those come from.
-		errs = append(errs, usagef("%v (flags --%s-*)", err, flags))
-	}
-	details, err := stripe.New(c.Stripe)
-	if err != nil {
-		bad("stripe", err)
-	} else {
-		prov.Details = details
-	}
-	if c.Zoho != nil {
-		if cl, err := zoho.New(*c.Zoho); err != nil {
-			bad("zoho", err)
-		} else {
-			prov.CRM = cl
+	b := &builder{log: logger, labelDir: c.LabelDir, quotas: c.quotas}
+	for _, pr := range c.providers {
+		cfg, ok := c.byName[pr.name()]
+		if !ok {
+			continue
 		}
-	}
-	var closers []func()
-	if c.Airtable != nil {
-		if cl, err := airtable.New(*c.Airtable); err != nil {
-			bad("airtable", err)
-		} else {
-			prov.ProductionLog = cl
-			closers = append(closers, func() { _ = cl.Close() })
-		}
-	}
-	if c.PostNord != nil {
-		labels, err := labelstore.NewDir(c.LabelDir)
-		if err != nil {
-			errs = append(errs, usagef("--label-dir: %v", err))
-		} else {
-			cfg := *c.PostNord
-			cfg.Labels = labels
-			if cl, err := postnord.New(cfg); err != nil {
-				bad("postnord", err)
-			} else {
-				prov.Shipping = cl
+		if err := pr.build(cfg, b); err != nil {
+			var ue usageError
+			if errors.As(err, &ue) {
+				b.errs = append(b.errs, err)
+				continue
 			}
-		}
-	}
-	if c.Netvisor != nil {
-		if cl, err := netvisor.New(*c.Netvisor); err != nil {
-			bad("netvisor", err)
-		} else {
-			prov.Invoicing = cl
-		}
-	}
-	if c.Mailgun != nil {
-		if cl, err := mailgun.New(*c.Mailgun); err != nil {
-			bad("mailgun", err)
-		} else {
-			prov.Mailer = cl
+			// A client's own validation names its fields; say which flags
+			// those come from.
+			b.errs = append(b.errs, usagef("%v (flags --%s-*)", err, pr.name()))
 		}
 	}
 	closeAll := func() {
-		for _, f := range closers {
+		for _, f := range b.closers {
 			f()
 		}
 	}
-	if len(errs) > 0 {
+	if len(b.errs) > 0 {
 		closeAll()
-		return processor.Providers{}, nil, joinUsage(errs)
+		return processor.Providers{}, nil, joinUsage(b.errs)
 	}
-	cleanup := closeAll
-	if c.Telegram != nil {
-		tg, err := telegram.New(*c.Telegram)
-		if err != nil {
-			closeAll()
-			return processor.Providers{}, nil, usagef("%v (flags --telegram-*)", err)
-		}
-		prov.Alerter = tg
-		cleanup = func() {
-			closeAll()
-			if err := tg.Close(); err != nil {
-				logger.Warn("telegram: alerts not sent before stopping", "err", err)
-			}
-		}
-	} else {
-		prov.Alerter = logAlerter{log: logger}
-		logger.Info("no Telegram bot configured: alerts are logged only")
+	switch len(b.alerters) {
+	case 0:
+		b.prov.Alerter = logAlerter{log: logger}
+		logger.Info("no alert channel configured (Telegram, Slack): alerts are logged only")
+	case 1:
+		b.prov.Alerter = b.alerters[0].Alerter
+	default:
+		b.prov.Alerter = fanoutAlerter(b.alerters)
 	}
-	return prov, cleanup, nil
+	return b.prov, closeAll, nil
 }
 
 // rateFlag is a requests-per-second flag that remembers whether it was
@@ -573,7 +437,7 @@ func joinUsage(errs []error) error {
 	return usageError{strings.Join(msgs, "; ")}
 }
 
-// logAlerter is the Alerter used when no Telegram bot is configured: it
+// logAlerter is the Alerter used when no alert channel is configured: it
 // writes each alert to the log (order id, step and text; the text carries
 // no customer data).
 type logAlerter struct{ log *slog.Logger }
@@ -581,4 +445,19 @@ type logAlerter struct{ log *slog.Logger }
 func (a logAlerter) Alert(_ context.Context, al integrations.Alert) error {
 	a.log.Warn("alert", "order_id", al.OrderID, "step", al.Step, "text", al.Text)
 	return nil
+}
+
+// fanoutAlerter sends every alert to each channel (Telegram and Slack).
+// The channels batch in the background, so Alert returns at once; the
+// error joins those of the channels that refused it (only after Close).
+type fanoutAlerter []namedAlerter
+
+func (f fanoutAlerter) Alert(ctx context.Context, al integrations.Alert) error {
+	var errs []error
+	for _, a := range f {
+		if err := a.Alert(ctx, al); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

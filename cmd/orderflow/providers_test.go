@@ -14,10 +14,44 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/integrations/airtable"
+	"github.com/orderflow/orderflow/integrations/mailgun"
 	"github.com/orderflow/orderflow/integrations/netvisor"
+	"github.com/orderflow/orderflow/integrations/postnord"
 	"github.com/orderflow/orderflow/integrations/sim"
+	"github.com/orderflow/orderflow/integrations/stripe"
 	"github.com/orderflow/orderflow/integrations/telegram"
+	"github.com/orderflow/orderflow/integrations/zoho"
 )
+
+// configView is providerConfigs by provider, typed, for the assertions.
+type configView struct {
+	Stripe   stripe.Config
+	Zoho     *zoho.Config
+	Airtable *airtable.Config
+	PostNord *postnord.Config
+	Netvisor *netvisor.Config
+	Mailgun  *mailgun.Config
+	Telegram *telegram.Config
+	LabelDir string
+}
+
+func view(c providerConfigs, err error) (configView, error) {
+	if err != nil {
+		return configView{}, err
+	}
+	v := configView{LabelDir: c.LabelDir}
+	if s, ok := c.byName["stripe"].(*stripe.Config); ok {
+		v.Stripe = *s
+	}
+	v.Zoho, _ = c.byName["zoho"].(*zoho.Config)
+	v.Airtable, _ = c.byName["airtable"].(*airtable.Config)
+	v.PostNord, _ = c.byName["postnord"].(*postnord.Config)
+	v.Netvisor, _ = c.byName["netvisor"].(*netvisor.Config)
+	v.Mailgun, _ = c.byName["mailgun"].(*mailgun.Config)
+	v.Telegram, _ = c.byName["telegram"].(*telegram.Config)
+	return v, nil
+}
 
 // parseProviderFlags parses args into providerFlags with secrets read from
 // env (a map) instead of the process environment.
@@ -38,7 +72,7 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func TestProviderFlagsSimURLFillsEveryClient(t *testing.T) {
 	const simURL = "http://127.0.0.1:8090"
 	p := parseProviderFlags(t, nil, "--sim-url", simURL+"/", "--label-dir", t.TempDir())
-	c, err := p.configs(discardLogger())
+	c, err := view(p.configs(discardLogger()))
 	if err != nil {
 		t.Fatalf("configs: %v", err)
 	}
@@ -287,7 +321,7 @@ func TestProviderFlagsRealSettings(t *testing.T) {
 	}
 	args := append([]string{"--label-dir", dir, "--stripe-secret-key-file", keyFile}, realArgs...)
 	p := parseProviderFlags(t, realEnv, args...)
-	c, err := p.configs(discardLogger())
+	c, err := view(p.configs(discardLogger()))
 	if err != nil {
 		t.Fatalf("configs: %v", err)
 	}
@@ -319,7 +353,7 @@ func TestProviderFlagsRealSettings(t *testing.T) {
 func TestProviderFlagsExplicitWinsOverSim(t *testing.T) {
 	p := parseProviderFlags(t, map[string]string{envStripeKey: "sk_test_real"},
 		"--sim-url", "http://sim:8090", "--stripe-base-url", "https://api.stripe.com", "--airtable-table", "tblMine")
-	c, err := p.configs(discardLogger())
+	c, err := view(p.configs(discardLogger()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +410,7 @@ func TestProviderFlagsAirtableRate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := parseProviderFlags(t, realEnv, tt.args...)
-			c, err := p.configs(discardLogger())
+			c, err := view(p.configs(discardLogger()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -414,7 +448,7 @@ func TestProviderFlagsNetvisorConcurrency(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := parseProviderFlags(t, realEnv, tt.args...)
-			c, err := p.configs(discardLogger())
+			c, err := view(p.configs(discardLogger()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -432,7 +466,7 @@ func TestProviderFlagsMoneySettings(t *testing.T) {
 	args := append([]string{"--label-dir", dir, "--zoho-currency-mode", "home", "--zoho-home-currency", "SEK",
 		"--netvisor-reverse-charge-vat-code", "EUPM309", "--netvisor-export-vat-code", "MUUL", "--airtable-failure-field", "Failure"}, realArgs...)
 	p := parseProviderFlags(t, realEnv, args...)
-	c, err := p.configs(discardLogger())
+	c, err := view(p.configs(discardLogger()))
 	if err != nil {
 		t.Fatalf("configs: %v", err)
 	}

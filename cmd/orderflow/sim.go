@@ -37,6 +37,11 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	nvCustomerKey := fs.String("netvisor-customer-key", "", "with --netvisor-partner-key, verify Netvisor MACs with these keys (otherwise only their form is checked)")
 	nvPartnerKey := fs.String("netvisor-partner-key", "", "see --netvisor-customer-key")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's profiler at /debug/pprof/ (the simulator has one listener)")
+	zohoConc := fs.Int("zoho-concurrency", 0, "with --enforce-limits: Zoho CRM calls in flight per organisation (default 10, Standard; 5 Free, 15 Professional, 20 Enterprise, 25 Ultimate)")
+	pnRate := fs.Int("postnord-per-second", 0, "with --enforce-limits: PostNord requests a second (PostNord publishes no number: 0, none)")
+	nvRate := fs.Int("netvisor-per-second", 0, "with --enforce-limits: Netvisor requests a second (Netvisor publishes no number: 0, none)")
+	mgRate := fs.Int("mailgun-per-second", 0, "with --enforce-limits: Mailgun requests a second (Mailgun publishes no number: 0, none)")
+	enforce := fs.Bool("enforce-limits", false, "refuse what the providers would, with their 429s: Airtable 5 requests/s per base then a 30 s penalty, Zoho 10 CRM calls in flight and 100,000 credits a day, Telegram 1 message/s per chat, 20/min per group, 30/s per bot, Slack 1 message/s per webhook (PostNord, Netvisor and Mailgun publish no numbers: not limited)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -49,6 +54,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *maxFiles <= 0 {
 		*maxFiles = -1 // 0 on the command line means none, not the default
+	}
+	if *zohoConc < 0 || *pnRate < 0 || *nvRate < 0 || *mgRate < 0 {
+		return usagef("--zoho-concurrency, --postnord-per-second, --netvisor-per-second and --mailgun-per-second must not be negative")
 	}
 	if (*nvCustomerKey == "") != (*nvPartnerKey == "") {
 		return usagef("--netvisor-customer-key and --netvisor-partner-key go together")
@@ -64,6 +72,13 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 		NetvisorCustomerKey: *nvCustomerKey,
 		NetvisorPartnerKey:  *nvPartnerKey,
+		EnforceLimits:       *enforce,
+		Limits: sim.Limits{
+			ZohoConcurrency:   *zohoConc,
+			PostNordPerSecond: *pnRate,
+			NetvisorPerSecond: *nvRate,
+			MailgunPerSecond:  *mgRate,
+		},
 	})
 	if err != nil {
 		return err
@@ -87,7 +102,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "provider simulator listening on http://%s\n", ln.Addr())
-	log.Info("sim started", "addr", ln.Addr().String(), "data_dir", *dataDir, "latency", *latency, "peer", *peer)
+	log.Info("sim started", "addr", ln.Addr().String(), "data_dir", *dataDir, "latency", *latency, "peer", *peer, "enforce_limits", *enforce)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

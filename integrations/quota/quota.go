@@ -43,6 +43,12 @@
 // and Config.OnModeChange (for a metric), tries Redis again every
 // RetryInterval, and says so again when Redis is back. Mode reports the
 // current state.
+//
+// # Without Redis
+//
+// With Config.Redis nil every Limiter is Local: this processor alone keeps
+// to the whole limit (rate, concurrency, pauses, exhaustion), as a single
+// processor should; nothing is logged.
 package quota
 
 import (
@@ -71,11 +77,16 @@ const (
 	Shared Mode = iota
 	// Fallback: Redis failed; this processor keeps to its share locally.
 	Fallback
+	// Local: no Redis configured; this processor keeps to the whole limit.
+	Local
 )
 
 func (m Mode) String() string {
-	if m == Fallback {
+	switch m {
+	case Fallback:
 		return "fallback"
+	case Local:
+		return "local"
 	}
 	return "shared"
 }
@@ -149,7 +160,7 @@ func (l Limit) Validate() error {
 
 // Config configures Quotas.
 type Config struct {
-	// Redis holds the shared state. Required.
+	// Redis holds the shared state; nil makes every Limiter Local.
 	Redis redis.UniversalClient
 	// Prefix starts every key; default "orderflow:quota:".
 	Prefix string
@@ -182,9 +193,6 @@ type Quotas struct {
 
 // New validates cfg and returns Quotas. It does not contact Redis.
 func New(cfg Config) (*Quotas, error) {
-	if cfg.Redis == nil {
-		return nil, errors.New("quota: Config.Redis is required")
-	}
 	if cfg.RetryInterval < 0 || cfg.PollInterval < 0 {
 		return nil, errors.New("quota: intervals must not be negative")
 	}
@@ -200,11 +208,15 @@ func New(cfg Config) (*Quotas, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Quotas{cfg: cfg, rdb: cfg.Redis, rl: redis_rate.NewLimiter(cfg.Redis), log: integrations.Logger(cfg.Logger)}, nil
+	q := &Quotas{cfg: cfg, rdb: cfg.Redis, log: integrations.Logger(cfg.Logger)}
+	if cfg.Redis != nil {
+		q.rl = redis_rate.NewLimiter(cfg.Redis)
+	}
+	return q, nil
 }
 
 func (q *Quotas) peers() int {
-	if q.cfg.Peers == nil {
+	if q.cfg.Peers == nil || q.rdb == nil {
 		return 1
 	}
 	return max(1, q.cfg.Peers())
@@ -218,8 +230,12 @@ func (q *Quotas) Limiter(l Limit) (*Limiter, error) {
 	}
 	l.setDefaults()
 	base := q.cfg.Prefix + "{" + l.Name + "}:" // one hash slot per limit in a cluster
+	mode := Shared
+	if q.rdb == nil {
+		mode = Local
+	}
 	return &Limiter{
-		q: q, l: l,
+		q: q, l: l, mode: mode,
 		rateKey: base + "rate", semKey: base + "sem", pauseKey: base + "pause", exhKey: base + "exhausted",
 		turn: make(chan struct{}, 1),
 	}, nil
@@ -311,7 +327,7 @@ func (l *Limiter) TryAcquire(ctx context.Context) (release func(), wait time.Dur
 		l.mu.Unlock()
 		return nil, d, nil
 	}
-	useRedis := l.mode == Shared || !now.Before(l.retryAt)
+	useRedis := l.mode == Shared || (l.mode == Fallback && !now.Before(l.retryAt))
 	l.mu.Unlock()
 
 	if useRedis {
@@ -505,7 +521,7 @@ func (l *Limiter) Pause(ctx context.Context, d time.Duration) {
 	}
 	mode := l.mode
 	l.mu.Unlock()
-	if mode == Fallback {
+	if mode != Shared {
 		return
 	}
 	if err := pauseScript.Run(ctx, l.q.rdb, []string{l.pauseKey}, max(1, d.Milliseconds())).Err(); err != nil && ctx.Err() == nil {
@@ -527,7 +543,7 @@ func (l *Limiter) Exhaust(ctx context.Context, until time.Time, reason string) {
 	}
 	mode := l.mode
 	l.mu.Unlock()
-	if mode == Fallback {
+	if mode != Shared {
 		return
 	}
 	if err := l.q.rdb.Set(ctx, l.exhKey, reason, d).Err(); err != nil && ctx.Err() == nil {
@@ -546,7 +562,7 @@ func (l *Limiter) Exhausted(ctx context.Context) (until time.Time, reason string
 	}
 	mode := l.mode
 	l.mu.Unlock()
-	if mode == Fallback {
+	if mode != Shared {
 		return time.Time{}, "", false
 	}
 	pipe := l.q.rdb.Pipeline()

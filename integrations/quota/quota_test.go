@@ -355,8 +355,8 @@ func TestRedisDownFallsBackToShare(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	if _, err := quota.New(quota.Config{}); err == nil {
-		t.Fatal("New without Redis accepted")
+	if _, err := quota.New(quota.Config{RetryInterval: -time.Second}); err == nil {
+		t.Fatal("a negative interval accepted")
 	}
 	q, err := quota.New(quota.Config{Redis: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})})
 	if err != nil {

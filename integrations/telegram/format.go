@@ -4,86 +4,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/integrations/alertbatch"
 )
-
-// Bounds of one batch's summary; beyond them alerts are only counted.
-const (
-	maxSteps     = 10  // distinct steps listed; the rest are grouped as "other"
-	maxOrders    = 10  // order ids listed per step
-	maxReasons   = 3   // distinct reasons listed per step
-	maxReasonLen = 300 // characters kept of one reason
-)
-
-// batch summarises the alerts collected for one message.
-type batch struct {
-	total      int
-	firstOrder string
-	groups     []*group // in order of first appearance
-	byStep     map[string]*group
-}
-
-type group struct {
-	step         string
-	count        int
-	orders       []string
-	moreOrders   int
-	reasons      []reason
-	otherReasons int
-}
-
-type reason struct {
-	text  string
-	count int
-}
-
-func newBatch() *batch { return &batch{byStep: map[string]*group{}} }
-
-func (b *batch) add(a integrations.Alert) {
-	b.total++
-	if b.firstOrder == "" {
-		b.firstOrder = a.OrderID
-	}
-	step := a.Step
-	if step == "" {
-		step = "unknown"
-	}
-	g := b.byStep[step]
-	if g == nil {
-		if len(b.groups) >= maxSteps {
-			step = "other"
-			g = b.byStep[step]
-		}
-		if g == nil {
-			g = &group{step: step}
-			b.byStep[step] = g
-			b.groups = append(b.groups, g)
-		}
-	}
-	g.count++
-	switch {
-	case a.OrderID == "":
-	case len(g.orders) < maxOrders:
-		g.orders = append(g.orders, a.OrderID)
-	default:
-		g.moreOrders++
-	}
-	text := truncate(strings.TrimSpace(a.Text), maxReasonLen)
-	if text == "" {
-		return
-	}
-	for i := range g.reasons {
-		if g.reasons[i].text == text {
-			g.reasons[i].count++
-			return
-		}
-	}
-	if len(g.reasons) < maxReasons {
-		g.reasons = append(g.reasons, reason{text: text, count: 1})
-	} else {
-		g.otherReasons++
-	}
-}
 
 // line is one line of a message: trusted, balanced markup followed by plain
 // text that is escaped when rendered.
@@ -92,37 +14,37 @@ type line struct {
 	plain  string
 }
 
-// render builds the HTML message for the batch, within MaxMessageLen.
-func (b *batch) render() string {
+// render builds the HTML message for a batch, within MaxMessageLen.
+func render(s *alertbatch.Summary) string {
 	var lines []line
-	if b.total == 1 {
-		g := b.groups[0]
-		lines = append(lines, line{markup: "<b>orderflow alert</b> · step <b>" + escape(g.step) + "</b>"})
-		if len(g.orders) > 0 {
-			lines = append(lines, line{markup: "order ", plain: g.orders[0]})
+	if s.Total == 1 && len(s.Groups) == 1 {
+		g := s.Groups[0]
+		lines = append(lines, line{markup: "<b>orderflow alert</b> · step <b>" + escape(g.Step) + "</b>"})
+		if len(g.Orders) > 0 {
+			lines = append(lines, line{markup: "order ", plain: g.Orders[0]})
 		}
-		if len(g.reasons) > 0 {
-			lines = append(lines, line{plain: g.reasons[0].text})
+		if len(g.Reasons) > 0 {
+			lines = append(lines, line{plain: g.Reasons[0].Text})
 		}
 		return fit(lines, MaxMessageLen)
 	}
-	lines = append(lines, line{markup: "<b>orderflow: " + strconv.Itoa(b.total) + " alerts</b>"})
-	for _, g := range b.groups {
+	lines = append(lines, line{markup: "<b>orderflow: " + strconv.Itoa(s.Total) + " alerts</b>"})
+	for _, g := range s.Groups {
 		lines = append(lines, line{})
-		orders := strings.Join(g.orders, ", ")
-		if g.moreOrders > 0 {
-			orders += " and " + strconv.Itoa(g.moreOrders) + " more"
+		orders := strings.Join(g.Orders, ", ")
+		if g.MoreOrders > 0 {
+			orders += " and " + strconv.Itoa(g.MoreOrders) + " more"
 		}
-		lines = append(lines, line{markup: "<b>" + strconv.Itoa(g.count) + " at step " + escape(g.step) + "</b>: ", plain: orders})
-		for _, r := range g.reasons {
-			l := line{markup: "• ", plain: r.text}
-			if r.count > 1 {
-				l.plain += " (×" + strconv.Itoa(r.count) + ")"
+		lines = append(lines, line{markup: "<b>" + strconv.Itoa(g.Count) + " at step " + escape(g.Step) + "</b>: ", plain: orders})
+		for _, r := range g.Reasons {
+			l := line{markup: "• ", plain: r.Text}
+			if r.Count > 1 {
+				l.plain += " (×" + strconv.Itoa(r.Count) + ")"
 			}
 			lines = append(lines, l)
 		}
-		if g.otherReasons > 0 {
-			lines = append(lines, line{markup: "• ", plain: strconv.Itoa(g.otherReasons) + " with other reasons"})
+		if g.OtherReasons > 0 {
+			lines = append(lines, line{markup: "• ", plain: strconv.Itoa(g.OtherReasons) + " with other reasons"})
 		}
 	}
 	return fit(lines, MaxMessageLen)

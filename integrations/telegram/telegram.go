@@ -1,14 +1,15 @@
 // Package telegram sends operator alerts through the Telegram Bot API
 // (sendMessage, HTML parse mode).
 //
-// Alerts are batched: Alert only records the alert, and a background
-// goroutine sends one summary message per batch ("12 alerts at step
-// shipping: ..."). A batch closes BatchWindow after its first alert or when
-// BatchMax alerts are pending, and messages are spaced at least MinInterval
-// apart, so a burst of a thousand dead letters produces a handful of
-// messages instead of a thousand 429s. A batch keeps counts, the first order
-// ids and the distinct reasons per step, so its memory is bounded whatever
-// the burst. Close flushes what is pending.
+// Alerts are batched by package alertbatch, as for Slack: Alert only
+// records the alert, and a background goroutine sends one summary message
+// per batch ("12 alerts at step shipping: ..."). A batch closes BatchWindow
+// after its first alert or when BatchMax alerts are pending, and messages
+// are spaced at least MinInterval apart (also for Close's final flush), so
+// a burst of a thousand dead letters produces a handful of messages instead
+// of a thousand 429s. A batch keeps counts, the first order ids and the
+// distinct reasons per step, so its memory is bounded whatever the burst.
+// Close flushes what is pending.
 package telegram
 
 import (
@@ -23,10 +24,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/integrations/alertbatch"
 )
 
 const provider = "telegram"
@@ -40,7 +41,7 @@ const DefaultBaseURL = "https://api.telegram.org"
 const MaxMessageLen = 4096
 
 // ErrClosed is returned by Alert after Close.
-var ErrClosed = errors.New("telegram: alerter closed")
+var ErrClosed = alertbatch.ErrClosed
 
 // Config configures a Client.
 type Config struct {
@@ -133,17 +134,7 @@ type Client struct {
 	http     *http.Client
 	log      *slog.Logger
 	endpoint string // contains the token: never log it
-
-	mu      sync.Mutex
-	pending *batch
-	closed  bool
-
-	wake     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	ctx      context.Context // sends; cancelled FlushTimeout after Close
-	cancel   context.CancelFunc
-	lastSent time.Time // used by the run goroutine only
+	batch    *alertbatch.Batcher
 }
 
 // New validates cfg, applies defaults and starts the batching goroutine.
@@ -152,123 +143,35 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	hc := integrations.HTTPClient(cfg.HTTPClient, cfg.Timeout)
-	log := integrations.Logger(cfg.Logger)
 	c := &Client{
 		cfg:      cfg,
-		http:     hc,
-		log:      log.With("provider", provider),
+		http:     integrations.HTTPClient(cfg.HTTPClient, cfg.Timeout),
+		log:      integrations.Logger(cfg.Logger).With("provider", provider),
 		endpoint: strings.TrimRight(cfg.BaseURL, "/") + "/bot" + cfg.Token + "/sendMessage",
-		pending:  newBatch(),
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	go c.run()
+	b, err := alertbatch.New(alertbatch.Config{
+		Window: cfg.BatchWindow, Max: cfg.BatchMax, MinInterval: cfg.MinInterval,
+		FlushTimeout: cfg.FlushTimeout, Logger: c.log,
+	}, func(ctx context.Context, s *alertbatch.Summary) error {
+		return c.sendWithRetry(ctx, render(s))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("telegram: %w", err)
+	}
+	c.batch = b
 	return c, nil
 }
 
 // Alert records a for the next batch and returns at once; sending happens
 // in the background. It fails only after Close.
 func (c *Client) Alert(ctx context.Context, a integrations.Alert) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	c.pending.add(a)
-	n := c.pending.total
-	c.mu.Unlock()
-	if n == 1 || n >= c.cfg.BatchMax {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
-	return nil
+	return c.batch.Add(ctx, a)
 }
 
 // Close stops accepting alerts, sends what is pending and stops the
 // goroutine. Sends still running after FlushTimeout are abandoned (and
 // logged). It is safe to call more than once.
-func (c *Client) Close() error {
-	c.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		close(c.stop)
-		time.AfterFunc(c.cfg.FlushTimeout, c.cancel)
-	}
-	c.mu.Unlock()
-	<-c.done
-	c.cancel()
-	return nil
-}
-
-// run is the batching goroutine: wait for a first alert, collect until the
-// window ends or the batch is full, send, repeat; on stop, flush and exit.
-func (c *Client) run() {
-	defer close(c.done)
-	for {
-		select {
-		case <-c.stop:
-			c.flush()
-			return
-		case <-c.wake:
-		}
-		timer := time.NewTimer(c.cfg.BatchWindow)
-	collect:
-		for !c.full() {
-			select {
-			case <-timer.C:
-				break collect
-			case <-c.wake:
-			case <-c.stop:
-				break collect
-			}
-		}
-		timer.Stop()
-		c.flush()
-	}
-}
-
-func (c *Client) full() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.pending.total >= c.cfg.BatchMax
-}
-
-// flush takes the pending batch and sends it as one message, at least
-// MinInterval after the previous one (not waiting once Close was called).
-func (c *Client) flush() {
-	c.mu.Lock()
-	b := c.pending
-	c.pending = newBatch()
-	c.mu.Unlock()
-	if b.total == 0 {
-		return
-	}
-	if wait := time.Until(c.lastSent.Add(c.cfg.MinInterval)); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-c.stop:
-		}
-		t.Stop()
-	}
-	err := c.sendWithRetry(c.ctx, b.render())
-	c.lastSent = time.Now()
-	if err != nil {
-		c.dropped(b, err)
-	}
-}
-
-func (c *Client) dropped(b *batch, err error) {
-	c.log.Error("alert message not sent", "alerts", b.total, "first_order_id", b.firstOrder, "error", err)
-}
+func (c *Client) Close() error { return c.batch.Close() }
 
 // sendWithRetry sends text, retrying transient failures up to MaxAttempts
 // times, waiting retry_after on 429 and an exponential backoff otherwise.
@@ -287,9 +190,11 @@ func (c *Client) sendWithRetry(ctx context.Context, text string) error {
 			backoff *= 2
 		}
 		c.log.Warn("alert message failed, retrying", "attempt", attempt, "wait", wait, "error", err)
+		t := time.NewTimer(wait)
 		select {
-		case <-time.After(wait):
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return err
 		}
 	}
@@ -351,7 +256,7 @@ func (c *Client) SendMessage(ctx context.Context, html string) error {
 		}
 		return integrations.HTTPError(provider, op, resp, "response is not Bot API JSON")
 	}
-	e := integrations.HTTPError(provider, op, resp, truncate(c.redact(ar.Description), 200))
+	e := integrations.HTTPError(provider, op, resp, alertbatch.Truncate(c.redact(ar.Description), 200))
 	if ar.ErrorCode != 0 && ar.ErrorCode != e.Status {
 		e.Status = ar.ErrorCode
 		e.Class = integrations.ClassifyStatus(ar.ErrorCode)
@@ -401,11 +306,3 @@ type redactedErr struct {
 
 func (r redactedErr) Error() string { return r.redact(r.err.Error()) }
 func (r redactedErr) Unwrap() error { return r.err }
-
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n]) + "…"
-}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/integrations/alertbatch"
 )
 
 const testToken = "123456:AAH-secret-token_xyz"
@@ -334,10 +335,10 @@ func TestLongAlertIsCutTo4096(t *testing.T) {
 		strings.Repeat("😀", 3000),
 		strings.Repeat("x", 4090) + "&&&&&&&&",
 	} {
-		b := newBatch()
-		b.add(integrations.Alert{OrderID: "pi_1", Step: "shipping", Text: text})
-		b.groups[0].reasons[0].text = text // bypass the per-reason cap to test the message cut
-		got := b.render()
+		b := alertbatch.NewSummary()
+		b.Add(integrations.Alert{OrderID: "pi_1", Step: "shipping", Text: text})
+		b.Groups[0].Reasons[0].Text = text // bypass the per-reason cap to test the message cut
+		got := render(b)
 		if n := utf16Len(got); n > MaxMessageLen {
 			t.Errorf("message is %d units", n)
 		}
