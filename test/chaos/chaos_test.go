@@ -665,7 +665,6 @@ func killStorm(t *testing.T) Row {
 	return row
 }
 
-
 // processorFreeze: SIGSTOP of a busy processor right after a call started,
 // held past its session timeout until the group has moved its partitions
 // to the other two, then SIGCONT: the woken processor must neither call
