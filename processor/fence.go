@@ -34,9 +34,14 @@ import (
 // session timeout without a heartbeat (or a rebalance timeout, which is
 // never shorter), counted from when it received the last one; a heartbeat
 // sent at S and accepted therefore proves membership until S plus the
-// session timeout. A confirmation is trusted for half of that and renewed
-// on demand, one Heartbeat at a time, so under load it costs at most one
-// request per half session timeout.
+// session timeout. A confirmation is trusted for half of that (deadline):
+// every state write must leave the process before it (the record's context
+// deadline: franz-go fails a record whose context ended before its request
+// is written, so a write queued before a pause is dropped, not sent after
+// it). It is renewed on demand once a quarter session timeout old, one
+// Heartbeat at a time, so a write or call starts with at least a quarter
+// session timeout of trust left; under load that costs about one request
+// per quarter session timeout.
 type membership struct {
 	// confirm sends one Heartbeat and reports whether the coordinator
 	// accepted it (an error is a failure to ask, not an answer).
@@ -45,7 +50,7 @@ type membership struct {
 	now     func() time.Time
 
 	mu       sync.Mutex
-	until    time.Time     // the last confirmation is trusted before this
+	until    time.Time     // the last confirmation is trusted before this (its send time + trust)
 	inflight chan struct{} // closed when the Heartbeat in flight returns
 }
 
@@ -77,12 +82,16 @@ func groupHeartbeat(cl *kgo.Client, group string) func(context.Context) (bool, e
 	}
 }
 
-// valid reports whether the membership is confirmed for now.
-func (m *membership) valid() bool {
+// deadline is when the last confirmation stops being trusted (zero: none).
+func (m *membership) deadline() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.now().Before(m.until)
+	return m.until
 }
+
+// fresh reports whether the last confirmation has at least half its trust
+// left.
+func (m *membership) fresh() bool { return m.now().Before(m.until.Add(-m.trust / 2)) }
 
 // lose forgets the confirmation (the client reported its partitions lost).
 func (m *membership) lose() {
@@ -91,14 +100,14 @@ func (m *membership) lose() {
 	m.mu.Unlock()
 }
 
-// await returns true once the membership is confirmed, asking the
-// coordinator when the last confirmation is too old; it returns false when
+// await returns true once the membership is confirmed with at least half
+// its trust left, asking the coordinator when it has less; it returns false when
 // stop is closed first. Failed or refused confirmations are asked again
 // every retry.
 func (m *membership) await(stop <-chan struct{}, retry time.Duration) bool {
 	for {
 		m.mu.Lock()
-		if m.now().Before(m.until) {
+		if m.fresh() {
 			m.mu.Unlock()
 			return true
 		}

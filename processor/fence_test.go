@@ -21,33 +21,38 @@ func (c *fakeClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); ret
 func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // A confirmation is trusted for half the session timeout from when its
-// Heartbeat was sent, then asked again.
+// Heartbeat was sent (the writes' deadline) and renewed once a quarter
+// session timeout old.
 func TestMembershipTrustsAConfirmationForHalfASession(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	clk := &fakeClock{t: t0}
 	var asked atomic.Int32
 	m := newMembership(func(context.Context) (bool, error) { asked.Add(1); return true, nil }, 6*time.Second)
 	m.now = clk.now
 	stop := make(chan struct{})
-	if m.valid() {
-		t.Fatal("valid before any confirmation")
+	if !m.deadline().IsZero() {
+		t.Fatal("a deadline before any confirmation")
 	}
 	if !m.await(stop, time.Millisecond) || asked.Load() != 1 {
 		t.Fatalf("await: %d heartbeats, want 1", asked.Load())
 	}
-	clk.add(3*time.Second - time.Nanosecond)
+	if want := t0.Add(3 * time.Second); !m.deadline().Equal(want) {
+		t.Fatalf("deadline %s, want %s (sent + half the session timeout)", m.deadline(), want)
+	}
+	clk.add(1500*time.Millisecond - time.Nanosecond)
 	if !m.await(stop, time.Millisecond) || asked.Load() != 1 {
-		t.Fatalf("within 3s: %d heartbeats, want 1 (the confirmation reused)", asked.Load())
+		t.Fatalf("within 1.5s: %d heartbeats, want 1 (the confirmation reused)", asked.Load())
 	}
 	clk.add(time.Nanosecond)
-	if m.valid() {
-		t.Fatal("valid 3s (half the session timeout) after the confirmation")
-	}
 	if !m.await(stop, time.Millisecond) || asked.Load() != 2 {
-		t.Fatalf("after 3s: %d heartbeats, want 2", asked.Load())
+		t.Fatalf("after 1.5s: %d heartbeats, want 2", asked.Load())
+	}
+	if want := t0.Add(4500 * time.Millisecond); !m.deadline().Equal(want) {
+		t.Fatalf("renewed deadline %s, want %s", m.deadline(), want)
 	}
 	m.lose()
-	if m.valid() {
-		t.Fatal("valid after the partitions were lost")
+	if !m.deadline().IsZero() {
+		t.Fatal("a deadline after the partitions were lost")
 	}
 }
 
