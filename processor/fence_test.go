@@ -201,8 +201,8 @@ func TestShippingIntentIsReconciledByLookup(t *testing.T) {
 	if earliest := lease.Add(cfg.MaxClockDrift); first.Before(earliest) {
 		t.Errorf("first look-up at %s, before the lease end plus drift %s", first.Format(time.RFC3339Nano), earliest.Format(time.RFC3339Nano))
 	}
-	if s := stepResult[integrations.Shipment](st, StepShipping); s.ShipmentID != "s-pi_ship" {
-		t.Errorf("shipment in state %+v, want the one found", s)
+	if s, err := stepResult[integrations.Shipment](st, StepShipping); err != nil || s.ShipmentID != "s-pi_ship" {
+		t.Errorf("shipment in state %+v (%v), want the one found", s, err)
 	}
 	if len(st.Flags) != 0 {
 		t.Errorf("flags %v, want none", st.Flags)
