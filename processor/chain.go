@@ -183,6 +183,9 @@ func appendBounded(s []string, v string) []string {
 // persist writes the state to `orders.state` (same partition as the record)
 // and waits for the acknowledgement.
 func (h *handling) persist() error {
+	if !h.fenced() {
+		return errFenced
+	}
 	h.st.UpdatedAt = time.Now().UTC()
 	b, err := h.st.Encode()
 	if err != nil {
@@ -440,7 +443,7 @@ func (h *handling) runStep(step string) stepOutcome {
 			if v, ok := p.unpersisted.Load(h.key + "/" + step); ok {
 				// This process made the call; only its state write was lost.
 				r := v.(unpersistedResult)
-				ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.LastError = true, &r.at, r.result, nil, ""
+				ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.Lease, ss.LastError = true, &r.at, r.result, nil, nil, ""
 				h.withResult(step, r.at)
 				if err := h.persist(); err != nil {
 					return stepStopped
@@ -461,11 +464,16 @@ func (h *handling) runStep(step string) stepOutcome {
 			return stepStopped
 		}
 		switch {
-		case h.preIntent == step:
+		case h.preIntent == step && time.Until(p.leaseEnd(ss)) >= p.cfg.StepTimeout/2:
 			h.preIntent = "" // persisted with the previous step's result
 		case !stepIdempotent(step):
+			// A new intent, or a fresh lease for one written ahead that
+			// has waited (for the circuit) half its lease: no call was
+			// made under it.
+			h.preIntent = ""
 			now := time.Now().UTC()
-			ss.Intent = &now
+			lease := now.Add(p.cfg.StepTimeout)
+			ss.Intent, ss.Lease = &now, &lease
 			if err := h.persist(); err != nil {
 				br.release(probe)
 				return stepStopped
@@ -473,7 +481,22 @@ func (h *handling) runStep(step string) stepOutcome {
 		}
 		attempt := ss.Attempts + 1
 		log.Debug("step call", "attempt", attempt)
-		ctx, cancel := context.WithTimeout(h.part.stepCtx, p.cfg.StepTimeout)
+		var ctx context.Context
+		var cancel context.CancelFunc
+		if stepIdempotent(step) {
+			ctx, cancel = context.WithTimeout(h.part.stepCtx, p.cfg.StepTimeout)
+		} else {
+			// The call ends with its lease, which the next owner waits out
+			// before it looks the call up; a deadline already past (this
+			// process was paused since the intent) fails the call before
+			// anything is sent. The membership is confirmed again after the
+			// intent's write, right before the call.
+			if !h.fenced() {
+				br.release(probe)
+				return stepStopped
+			}
+			ctx, cancel = context.WithDeadline(h.part.stepCtx, p.leaseEnd(ss))
+		}
 		start := time.Now()
 		result, err := h.call(ctx, step)
 		cancel()
@@ -484,7 +507,7 @@ func (h *handling) runStep(step string) stepOutcome {
 			br.success(probe)
 			p.m.stepDuration.WithLabelValues(step, outcomeOK).Observe(elapsed)
 			now := time.Now().UTC()
-			ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.LastError = true, &now, result, nil, ""
+			ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.Lease, ss.LastError = true, &now, result, nil, nil, ""
 			st.LastError = ""
 			h.withResult(step, now)
 			if err := h.persist(); err != nil {
@@ -511,8 +534,12 @@ func (h *handling) runStep(step string) stepOutcome {
 		ss.LastFailure = &now
 		ss.LastError = truncate(err.Error(), p.cfg.MaxErrorLen)
 		st.LastError = ss.LastError
-		if answered(err) {
-			ss.Intent = nil // the provider answered with an error: nothing was created
+		switch {
+		case answered(err):
+			ss.Intent, ss.Lease = nil, nil // the provider answered with an error: nothing was created
+		case ss.Intent != nil:
+			// The call is over: nothing more of it can be sent from here.
+			ss.Lease = &now
 		}
 		if integrations.IsPermanent(err) {
 			br.success(probe) // the provider is up and answering
@@ -573,7 +600,7 @@ func (h *handling) dropPreIntent() {
 	if h.preIntent == "" {
 		return
 	}
-	h.st.Step(h.preIntent).Intent = nil
+	h.st.Step(h.preIntent).Intent, h.st.Step(h.preIntent).Lease = nil, nil
 	h.preIntent = ""
 	if err := h.persist(); err != nil {
 		h.log.Warn("could not clear the intent of a call not made", "err", err)
@@ -593,8 +620,8 @@ func (h *handling) withResult(step string, now time.Time) {
 		st.Status, st.LastError, st.NextOffset = StatusCompleted, "", h.rec.Offset+1
 		h.completed = true
 	case !stepIdempotent(next) && st.Step(next).Intent == nil && h.p.breakers[next].current() == circuitClosed:
-		at := now
-		st.Step(next).Intent = &at
+		at, lease := now, now.Add(h.p.cfg.StepTimeout)
+		st.Step(next).Intent, st.Step(next).Lease = &at, &lease
 		h.preIntent = next
 	}
 }
@@ -625,91 +652,6 @@ func (h *handling) deadLetterOutcome(step, class string, err error) stepOutcome 
 		return stepDeadLettered
 	}
 	return stepStopped
-}
-
-// resolveIntent handles an intent without a result (the previous call may
-// have reached the provider). When resolved is false the caller goes on: it
-// calls the provider again if the intent was cleared, or reconciles again if
-// the intent is still set.
-func (h *handling) resolveIntent(step string, log *slog.Logger) (stepOutcome, bool) {
-	p, st := h.p, h.st
-	ss := st.Step(step)
-	if lookup, what := h.reconciler(step); lookup != nil {
-		ctx, cancel := context.WithTimeout(h.part.stepCtx, p.cfg.StepTimeout)
-		result, found, err := lookup(ctx)
-		cancel()
-		switch {
-		case err != nil && h.part.stepCtx.Err() != nil:
-			return stepStopped, true
-		case err != nil && integrations.IsPermanent(err):
-			return h.deadLetterOutcome(step, topics.ClassPermanent, fmt.Errorf("reconcile %s: %w", what, err)), true
-		case err != nil:
-			// Transient: count it like a failed call and retry later.
-			now := time.Now().UTC()
-			if ss.FirstFailure == nil {
-				ss.FirstFailure = &now
-			}
-			ss.LastFailure, ss.LastError = &now, truncate(err.Error(), p.cfg.MaxErrorLen)
-			ss.Attempts++
-			log.Warn("reconcile failed", "what", what, "attempt", ss.Attempts, "err", err)
-			if ss.Attempts >= p.cfg.Retry.MaxAttempts {
-				return h.deadLetterOutcome(step, topics.ClassExhausted, fmt.Errorf("reconcile %s: %w", what, err)), true
-			}
-			if h.persist() != nil || !sleep(p.cfg.Retry.backoff(ss.Attempts, err), h.part.stopCh) {
-				return stepStopped, true
-			}
-			return stepDone, false // intent still set: the caller reconciles again
-		case found:
-			log.Info("found at the provider after an interrupted call; not made again", "what", what)
-			now := time.Now().UTC()
-			ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.LastError = true, &now, result, nil, ""
-			if h.persist() != nil {
-				return stepStopped, true
-			}
-			return stepDone, true
-		default:
-			ss.Intent = nil
-			return stepDone, false
-		}
-	}
-	switch p.cfg.intentPolicy(step) {
-	case IntentDeadLetter:
-		return h.deadLetterOutcome(step, topics.ClassPermanent,
-			fmt.Errorf("%s: an earlier call may have reached the provider (intent at %s without a result); policy dead-letter", step, ss.Intent.Format(time.RFC3339))), true
-	default:
-		flag := FlagPossibleDuplicatePrefix + step
-		if !st.HasFlag(flag) {
-			st.Flags = append(st.Flags, flag)
-		}
-		log.Warn("calling again after an intent without a result; order flagged as a possible duplicate")
-		ss.Intent = nil
-		return stepDone, false
-	}
-}
-
-// reconciler returns how to look an interrupted call up at the provider:
-// the invoice by its number, the email by its Message-Id when the mailer
-// can look messages up; nil when the step's provider has no look-up.
-func (h *handling) reconciler(step string) (func(context.Context) (json.RawMessage, bool, error), string) {
-	o := *h.st.Order
-	switch step {
-	case StepInvoice:
-		number := h.p.prov.Invoicing.InvoiceNumber(o)
-		return func(ctx context.Context) (json.RawMessage, bool, error) {
-			inv, found, err := h.p.prov.Invoicing.FindInvoice(ctx, number)
-			b, _ := json.Marshal(inv)
-			return b, found, err
-		}, "invoice " + number
-	case StepEmail:
-		if f, ok := h.p.prov.Mailer.(MessageFinder); ok {
-			return func(ctx context.Context) (json.RawMessage, bool, error) {
-				m, found, err := f.FindMessage(ctx, o)
-				b, _ := json.Marshal(m)
-				return b, found, err
-			}, "confirmation email"
-		}
-	}
-	return nil, ""
 }
 
 // answered reports whether a provider answered the call with an error

@@ -17,6 +17,12 @@ import (
 type IntentPolicy string
 
 const (
+	// IntentReconcile, the default, looks the call up at the provider (see
+	// reconcile in reconcile.go): found, it is not made again; not found
+	// after the look-up delay, it is made again; no answer within the hold
+	// bound, the order is held for a human. A provider without a look-up
+	// falls back to IntentRetry.
+	IntentReconcile IntentPolicy = "reconcile"
 	// IntentRetry calls the provider again and flags the order
 	// "possible_duplicate:<step>" for a human to check.
 	IntentRetry IntentPolicy = "retry"
@@ -65,8 +71,20 @@ type Config struct {
 	Breaker BreakerConfig
 	// IntentPolicy is the policy of shipping and email (keys StepShipping,
 	// StepEmail) on resume after an intent without a result; absent means
-	// IntentRetry. Invoices are always reconciled by look-up.
+	// IntentReconcile. Invoices are always reconciled by look-up.
 	IntentPolicy map[string]IntentPolicy
+	// MaxClockDrift bounds how far two processors' clocks may differ. A
+	// call's lease is an absolute time written by one processor and waited
+	// out by another, which adds this much before it looks the call up.
+	MaxClockDrift time.Duration
+	// LookupDelay is how long after a booking, invoice or email the
+	// provider's look-up may still not show it: a "not found" counts only
+	// when asked this long after the lease (plus drift) ended.
+	LookupDelay time.Duration
+	// HoldAfter bounds how long a look-up may keep failing after the lease
+	// (plus drift) ended before the order is held: dead-lettered with an
+	// alert, not called again.
+	HoldAfter time.Duration
 	// StepTimeout bounds one provider call.
 	StepTimeout time.Duration
 	// RevokeDeadline is how long in-flight steps may run on after their
@@ -114,7 +132,10 @@ func DefaultConfig(names topics.Names) Config {
 		MaxInflightPerPartition: 2000,
 		Retry:                   RetryPolicy{BaseDelay: 2 * time.Second, MaxDelay: 5 * time.Minute, MaxAttempts: 5},
 		Breaker:                 BreakerConfig{FailureThreshold: 5, MinOrders: 3, Window: 30 * time.Second, Cooldown: 30 * time.Second},
-		IntentPolicy:            map[string]IntentPolicy{StepShipping: IntentRetry, StepEmail: IntentRetry},
+		IntentPolicy:            map[string]IntentPolicy{StepShipping: IntentReconcile, StepEmail: IntentReconcile},
+		MaxClockDrift:           time.Second,
+		LookupDelay:             time.Minute,
+		HoldAfter:               15 * time.Minute,
 		StepTimeout:             30 * time.Second,
 		RevokeDeadline:          10 * time.Second,
 		SessionTimeout:          10 * time.Second,
@@ -163,9 +184,20 @@ func (c Config) Validate() error {
 		if step != StepShipping && step != StepEmail {
 			bad("intent policy for %q: only %s and %s have one", step, StepShipping, StepEmail)
 		}
-		if pol != IntentRetry && pol != IntentDeadLetter {
-			bad("intent policy %q for %s: want %q or %q", pol, step, IntentRetry, IntentDeadLetter)
+		if pol != IntentReconcile && pol != IntentRetry && pol != IntentDeadLetter {
+			bad("intent policy %q for %s: want %q, %q or %q", pol, step, IntentReconcile, IntentRetry, IntentDeadLetter)
 		}
+	}
+	if c.MaxClockDrift < 0 || c.LookupDelay < 0 {
+		bad("max clock drift and look-up delay must be >= 0")
+	}
+	if c.HoldAfter < c.LookupDelay {
+		bad("hold-after %s is below the look-up delay %s", c.HoldAfter, c.LookupDelay)
+	}
+	if c.RebalanceTimeout > 0 && c.RebalanceTimeout < c.SessionTimeout {
+		// The fence trusts a confirmed membership for half a session
+		// timeout; a shorter rebalance timeout could expel the member first.
+		bad("rebalance timeout %s is below the session timeout %s", c.RebalanceTimeout, c.SessionTimeout)
 	}
 	for name, d := range map[string]time.Duration{
 		"step timeout": c.StepTimeout, "revoke deadline": c.RevokeDeadline,
@@ -200,16 +232,16 @@ func (c Config) intentPolicy(step string) IntentPolicy {
 	if p, ok := c.IntentPolicy[step]; ok {
 		return p
 	}
-	return IntentRetry
+	return IntentReconcile
 }
 
 // ParseIntentPolicy parses a policy name.
 func ParseIntentPolicy(s string) (IntentPolicy, error) {
 	switch p := IntentPolicy(strings.ToLower(strings.TrimSpace(s))); p {
-	case IntentRetry, IntentDeadLetter:
+	case IntentReconcile, IntentRetry, IntentDeadLetter:
 		return p, nil
 	}
-	return "", fmt.Errorf("intent policy %q: want %q or %q", s, IntentRetry, IntentDeadLetter)
+	return "", fmt.Errorf("intent policy %q: want %q, %q or %q", s, IntentReconcile, IntentRetry, IntentDeadLetter)
 }
 
 // ParseCacheSize parses a state cache size: a number of entries ("10000")

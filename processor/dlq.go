@@ -67,9 +67,16 @@ func (p *Processor) produce(part *partition, r *kgo.Record, what string, orderID
 		if err := p.ioCtx.Err(); err != nil {
 			return nil, fmt.Errorf("write %s: %w", what, err) // killed: write nothing more
 		}
+		// Only a confirmed member writes, and the record must be sent
+		// while the confirmation is trusted (fence.go).
+		if !p.member.await(part.stepCtx.Done(), fenceRetry) {
+			return nil, fmt.Errorf("write %s: %w", what, errFenced)
+		}
 		rec := &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
 		ctx, cancel := context.WithTimeout(p.ioCtx, p.cfg.ProduceTimeout)
+		ctx, cancelFence := context.WithDeadline(ctx, p.member.deadline())
 		out, err := p.gp.ProduceSync(ctx, rec)
+		cancelFence()
 		cancel()
 		if err == nil {
 			return out, nil

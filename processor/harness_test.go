@@ -245,6 +245,9 @@ func (h *harness) config() Config {
 	cfg.RevokeDeadline = 2 * time.Second
 	cfg.StepTimeout = 5 * time.Second
 	cfg.ProduceTimeout = 10 * time.Second
+	cfg.MaxClockDrift = 100 * time.Millisecond
+	cfg.LookupDelay = 300 * time.Millisecond
+	cfg.HoldAfter = 3 * time.Second
 	return cfg
 }
 

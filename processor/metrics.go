@@ -32,6 +32,7 @@ type metrics struct {
 	storeRebuilds  prometheus.Counter
 	storeFailures  prometheus.Counter
 	erased         *prometheus.CounterVec
+	reconciles     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -98,10 +99,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "orderflow_orders_erased_total",
 			Help: "Order states replaced by an erasure marker (reason request) or removed by --state-retention (reason retention).",
 		}, []string{"reason"}),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_reconcile_lookups_total",
+			Help: "Look-ups at the provider of calls interrupted after their intent, by step and outcome (found, not_found, error).",
+		}, []string{"step", "outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.stepDuration, m.stepAttempts, m.orders, m.inflight, m.lag,
 		m.restore, m.circuit, m.dlqWrites, m.alerts, m.corruptStates, m.states, m.restoredStates,
-		m.storeRebuilds, m.storeFailures, m.erased} {
+		m.storeRebuilds, m.storeFailures, m.erased, m.reconciles} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -49,6 +49,9 @@ type Processor struct {
 	kgoOpts []kgo.Opt // connection options, reused by restore clients
 
 	breakers map[string]*breaker
+	// member fences state writes and non-idempotent calls to a confirmed
+	// group membership (fence.go).
+	member *membership
 
 	// unpersisted holds results of calls to providers that are not
 	// idempotent whose state write failed (the partition was lost while
@@ -163,6 +166,7 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		return nil, fmt.Errorf("processor: kafka client: %w", err)
 	}
 	p.cl = cl
+	p.member = newMembership(groupHeartbeat(cl, cfg.Group), cfg.SessionTimeout)
 	p.gp = topics.NewGroupProducer(cl, cfg.ProduceTimeout)
 	close(p.clSet)
 	return p, nil
@@ -399,6 +403,7 @@ func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 		return
 	}
 	// Another member may own these already: stop at once, commit nothing.
+	p.member.lose()
 	p.log.Warn("partitions lost", "partitions", nums)
 	p.stop(p.take(nums), 0, false)
 }

@@ -95,6 +95,12 @@ type StepState struct {
 	// An intent without a result after a restart means the call may have
 	// happened.
 	Intent *time.Time `json:"intent,omitempty"`
+	// Lease is when the call behind Intent can no longer be sent (its
+	// context deadline; the time the call returned, once it has). The next
+	// owner waits for it, plus the clock drift bound, before it looks the
+	// call up. An intent without a lease (an earlier version) ends at the
+	// intent plus the step timeout.
+	Lease *time.Time `json:"lease,omitempty"`
 }
 
 // DeadLetter points at the order's dead letter.

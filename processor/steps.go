@@ -60,6 +60,15 @@ type Shipping interface {
 	CreateShipment(ctx context.Context, o integrations.Order) (integrations.Shipment, error)
 }
 
+// ShipmentFinder is implemented by a Shipping provider that can look up
+// the order's shipment by the reference CreateShipment sends with it, so a
+// booking interrupted by a crash is not made twice. found is false when the
+// provider shows none (yet: a provider may show a booking only after a
+// delay; see Config.LookupDelay).
+type ShipmentFinder interface {
+	FindShipment(ctx context.Context, o integrations.Order) (s integrations.Shipment, found bool, err error)
+}
+
 // Invoicing creates the VAT invoice. Creation is not idempotent, but an
 // invoice can be looked up by our invoice number to reconcile.
 type Invoicing interface {

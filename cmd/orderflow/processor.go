@@ -59,6 +59,9 @@ type processorFlags struct {
 	sessionTimeout time.Duration
 	rebalanceTO    time.Duration
 	commitInterval time.Duration
+	clockDrift     time.Duration
+	lookupDelay    time.Duration
+	holdAfter      time.Duration
 
 	stateDir       string
 	stateCache     string
@@ -84,8 +87,11 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.breakerOrders, "breaker-orders", d.Breaker.MinOrders, "distinct orders those failures must come from")
 	fs.DurationVar(&f.breakerWindow, "breaker-window", d.Breaker.Window, "time window of those failures")
 	fs.DurationVar(&f.breakerCooldown, "breaker-cooldown", d.Breaker.Cooldown, "wait before an open circuit lets one probe through")
-	fs.StringVar(&f.shippingIntent, "shipping-intent-policy", string(processor.IntentRetry), "after a crash during a shipment booking: retry (and flag a possible duplicate) or dead-letter")
-	fs.StringVar(&f.emailIntent, "email-intent-policy", string(processor.IntentRetry), "after a crash while sending the email: retry (and flag a possible duplicate) or dead-letter")
+	fs.StringVar(&f.shippingIntent, "shipping-intent-policy", string(processor.IntentReconcile), "after a crash during a shipment booking: reconcile (look the booking up by the order's reference; book again only if PostNord shows none after --lookup-delay), retry (book again and flag a possible duplicate) or dead-letter")
+	fs.StringVar(&f.emailIntent, "email-intent-policy", string(processor.IntentReconcile), "after a crash while sending the email: reconcile (look it up by Message-Id; a mailer without a look-up retries), retry (send again and flag a possible duplicate) or dead-letter")
+	fs.DurationVar(&f.clockDrift, "max-clock-drift", d.MaxClockDrift, "bound on the clock difference between processors: the next owner of an interrupted call waits for its lease to end plus this before looking it up")
+	fs.DurationVar(&f.lookupDelay, "lookup-delay", d.LookupDelay, "how long a provider's look-up may not yet show a booking, invoice or email: an interrupted call is made again only if a look-up this long after its lease still finds nothing")
+	fs.DurationVar(&f.holdAfter, "hold-after", d.HoldAfter, "how long look-ups of an interrupted call may fail before the order is held (dead-lettered with an alert, not called again)")
 	fs.DurationVar(&f.stepTimeout, "step-timeout", d.StepTimeout, "bound of one provider call")
 	fs.DurationVar(&f.revokeDeadline, "revoke-deadline", d.RevokeDeadline, "how long in-flight steps may finish after a revocation or SIGTERM")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent processor before moving its partitions (how long a crash stalls its orders)")
@@ -114,6 +120,7 @@ func (f *processorFlags) config() (processor.Config, error) {
 		return cfg, usagef("--email-intent-policy: %v", err)
 	}
 	cfg.IntentPolicy = map[string]processor.IntentPolicy{processor.StepShipping: ship, processor.StepEmail: email}
+	cfg.MaxClockDrift, cfg.LookupDelay, cfg.HoldAfter = f.clockDrift, f.lookupDelay, f.holdAfter
 	cfg.StepTimeout = f.stepTimeout
 	cfg.RevokeDeadline = f.revokeDeadline
 	cfg.SessionTimeout = f.sessionTimeout

@@ -27,7 +27,7 @@ func TestProcessorFlagsConfig(t *testing.T) {
 			func(t *testing.T, c processor.Config) {
 				if c.Topics.State != "shop1.orders.state" || c.Group != "g" || c.MaxInflight != 50 || c.MaxInflightPerPartition != 5 ||
 					c.Retry.BaseDelay != time.Second || c.Retry.MaxAttempts != 7 || c.RevokeDeadline != 3*time.Second ||
-					c.IntentPolicy[processor.StepShipping] != processor.IntentDeadLetter || c.IntentPolicy[processor.StepEmail] != processor.IntentRetry {
+					c.IntentPolicy[processor.StepShipping] != processor.IntentDeadLetter || c.IntentPolicy[processor.StepEmail] != processor.IntentReconcile {
 					t.Errorf("config %+v", c)
 				}
 			}, ""},

@@ -5,4 +5,7 @@ import (
 	"github.com/orderflow/orderflow/processor"
 )
 
-var _ processor.Shipping = (*postnord.Client)(nil)
+var (
+	_ processor.Shipping       = (*postnord.Client)(nil)
+	_ processor.ShipmentFinder = (*postnord.Client)(nil)
+)

@@ -20,6 +20,12 @@ const (
 	ModeReject Mode = "reject"
 	// ModeSlow adds Fault.Latency before the call is served normally.
 	ModeSlow Mode = "slow"
+	// ModeLateAnswer serves the call half-way through its delay and holds
+	// the answer back for the other half, as a provider that creates the
+	// object and then is slow to answer: a client that goes away in the
+	// first half created nothing, one that goes away in the second half
+	// created the object without learning it (counted as answers_lost).
+	ModeLateAnswer Mode = "late-answer"
 )
 
 // Fault makes a share of one step's calls fail or slow down.
@@ -29,8 +35,11 @@ type Fault struct {
 	// Rate is the probability that a call is affected, in (0, 1]; 0 means 1
 	// (every call).
 	Rate float64
-	// Latency is the delay ModeSlow adds.
-	Latency time.Duration
+	// Latency is the delay ModeSlow and ModeLateAnswer add; with
+	// MaxLatency above it, each call's delay is drawn uniformly from
+	// [Latency, MaxLatency].
+	Latency    time.Duration
+	MaxLatency time.Duration
 }
 
 // Validate reports a fault the simulator cannot apply.
@@ -40,12 +49,15 @@ func (f Fault) Validate() error {
 	}
 	switch f.Mode {
 	case ModeUnavailable, ModeReject:
-	case ModeSlow:
+	case ModeSlow, ModeLateAnswer:
 		if f.Latency <= 0 {
-			return fmt.Errorf("mode slow needs a positive latency")
+			return fmt.Errorf("mode %s needs a positive latency", f.Mode)
 		}
 	default:
-		return fmt.Errorf("unknown mode %q (modes: unavailable, reject, slow)", f.Mode)
+		return fmt.Errorf("unknown mode %q (modes: unavailable, reject, slow, late-answer)", f.Mode)
+	}
+	if f.MaxLatency != 0 && f.MaxLatency < f.Latency {
+		return fmt.Errorf("max latency %s is below the latency %s", f.MaxLatency, f.Latency)
 	}
 	if !(f.Rate > 0 && f.Rate <= 1) {
 		return fmt.Errorf("rate %v is not in (0, 1]", f.Rate)
@@ -58,10 +70,11 @@ func (f Fault) Validate() error {
 
 // faultJSON is the wire form of a Fault: latency as a Go duration string.
 type faultJSON struct {
-	Step    string   `json:"step"`
-	Mode    Mode     `json:"mode"`
-	Rate    *float64 `json:"rate,omitempty"`
-	Latency string   `json:"latency,omitempty"`
+	Step       string   `json:"step"`
+	Mode       Mode     `json:"mode"`
+	Rate       *float64 `json:"rate,omitempty"`
+	Latency    string   `json:"latency,omitempty"`
+	MaxLatency string   `json:"max_latency,omitempty"`
 }
 
 // MarshalJSON writes {"step","mode","rate","latency":"5s"}.
@@ -69,6 +82,9 @@ func (f Fault) MarshalJSON() ([]byte, error) {
 	j := faultJSON{Step: f.Step, Mode: f.Mode, Rate: &f.Rate}
 	if f.Latency > 0 {
 		j.Latency = f.Latency.String()
+	}
+	if f.MaxLatency > 0 {
+		j.MaxLatency = f.MaxLatency.String()
 	}
 	return json.Marshal(j)
 }
@@ -91,6 +107,13 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 		}
 		f.Latency = d
 	}
+	if j.MaxLatency != "" {
+		d, err := time.ParseDuration(j.MaxLatency)
+		if err != nil {
+			return fmt.Errorf("max_latency: %w", err)
+		}
+		f.MaxLatency = d
+	}
 	return nil
 }
 
@@ -109,6 +132,9 @@ func (fs *faults) roll(step string) (Mode, time.Duration) {
 	fs.mu.RUnlock()
 	if !ok || (f.Rate < 1 && rand.Float64() >= f.Rate) {
 		return "", 0
+	}
+	if f.MaxLatency > f.Latency {
+		return f.Mode, f.Latency + rand.N(f.MaxLatency-f.Latency+1)
 	}
 	return f.Mode, f.Latency
 }

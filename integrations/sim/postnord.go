@@ -7,15 +7,126 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // postnordSim serves PostNord's v3 EDI booking with PDF labels in one call.
 // Like the real API it has no idempotency: every call books new shipments
 // with new item ids, so a retried booking for the same order reference (the
 // CU reference) is a duplicate shipment.
-type postnordSim struct{ s *Server }
+//
+// It also serves Track & Trace v7's look-up by customer number and
+// reference, which shows a booking only once its visibility delay has
+// passed (PostNord documents none; EDI is "preliminary shipping
+// information"), so a client reconciling an interrupted booking meets "not
+// yet visible" as it would there.
+type postnordSim struct {
+	s *Server
 
-func newPostnordSim(s *Server) *postnordSim { return &postnordSim{s: s} }
+	mu         sync.Mutex
+	visibility time.Duration
+	// booked holds every shipment by "<customer number>/<reference>".
+	booked map[string][]pnBooked
+}
+
+// DefaultPostNordVisibility is the simulator's default delay between a
+// booking and its appearance in the look-up by reference.
+const DefaultPostNordVisibility = time.Second
+
+type pnBooked struct {
+	at         time.Time
+	shipmentID string
+	itemIDs    []string
+	refs       []obj
+}
+
+func newPostnordSim(s *Server) *postnordSim {
+	v := s.cfg.PostNordVisibility
+	switch {
+	case v == 0:
+		v = DefaultPostNordVisibility
+	case v < 0:
+		v = 0
+	}
+	return &postnordSim{s: s, visibility: v, booked: map[string][]pnBooked{}}
+}
+
+func (pn *postnordSim) remember(customer string, b pnBooked) {
+	pn.mu.Lock()
+	defer pn.mu.Unlock()
+	for _, r := range b.refs {
+		k := customer + "/" + fmt.Sprint(r["value"])
+		pn.booked[k] = append(pn.booked[k], b)
+	}
+}
+
+// findByReference serves GET /rest/shipment/v7/trackandtrace/customernumber/
+// {customer}/reference/{reference}/public: the shipments booked with that
+// reference (any type) for that consignor, visible ones only, in the
+// ResponseDto shape; none is an empty list.
+func (pn *postnordSim) findByReference(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("apikey") == "" {
+		postnordError(w, http.StatusUnauthorized, "apikey query parameter is missing or invalid",
+			pnFault{FaultCode: "API-001", ExplanationText: "apikey is mandatory"})
+		return
+	}
+	customer, ref := r.PathValue("customer"), r.PathValue("reference")
+	now := time.Now()
+	pn.mu.Lock()
+	var found []pnBooked
+	for _, b := range pn.booked[customer+"/"+ref] {
+		if !now.Before(b.at.Add(pn.visibility)) {
+			found = append(found, b)
+		}
+	}
+	pn.mu.Unlock()
+	shipments := make([]any, 0, len(found))
+	for _, b := range found {
+		items := make([]any, 0, len(b.itemIDs))
+		for _, id := range b.itemIDs {
+			items = append(items, obj{"itemId": id, "status": "INFORMED", "events": []any{}})
+		}
+		shipments = append(shipments, obj{"shipmentId": b.shipmentID, "customerNumber": customer, "status": "INFORMED",
+			"shipmentReferences": b.refs, "items": items})
+	}
+	writeJSON(w, http.StatusOK, obj{"TrackingInformationResponse": obj{"shipments": shipments}})
+}
+
+type pnSettings struct {
+	Visibility string `json:"visibility"`
+}
+
+func (pn *postnordSim) getSettings(w http.ResponseWriter, r *http.Request) {
+	pn.mu.Lock()
+	v := pn.visibility
+	pn.mu.Unlock()
+	writeJSON(w, http.StatusOK, pnSettings{Visibility: v.String()})
+}
+
+// putSettings sets the look-up's visibility delay: {"visibility": "2s"}.
+func (pn *postnordSim) putSettings(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r)
+	var in pnSettings
+	if err == nil {
+		err = json.Unmarshal(body, &in)
+	}
+	var d time.Duration
+	if err == nil {
+		d, err = time.ParseDuration(in.Visibility)
+	}
+	if err == nil && d < 0 {
+		err = fmt.Errorf("visibility %s is negative", d)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want {\"visibility\": \"<duration>\"}: " + err.Error()})
+		return
+	}
+	pn.mu.Lock()
+	pn.visibility = d
+	pn.mu.Unlock()
+	pn.getSettings(w, r)
+}
 
 type pnFault struct {
 	FaultCode       string `json:"faultCode"`
@@ -274,6 +385,7 @@ func (pn *postnordSim) book(w http.ResponseWriter, r *http.Request) {
 			},
 		})
 		file := pn.s.outbox.write(StepShipping, itemIDs[0]+".pdf", pdf)
+		pn.remember(sh.Parties.Consignor.PartyIdentification.PartyID, pnBooked{at: time.Now(), shipmentID: shipmentID, itemIDs: itemIDs, refs: pnShipmentRefs(sh)})
 		dup := pn.s.stats.created(StepShipping, "shipment", order)
 		pn.s.outbox.record(entry{Time: now, Step: StepShipping, Order: order, Kind: "shipment", ID: itemIDs[0], Action: "create", Duplicate: dup, File: file})
 	}
@@ -298,4 +410,13 @@ func (pn *postnordSim) labelLines(sh pnShipment, itemID, order string, test bool
 		lines = append(lines, "", "From: "+f.NameIdentification.Name)
 	}
 	return lines
+}
+
+// pnShipmentRefs lists a shipment's references as Track & Trace shows them.
+func pnShipmentRefs(sh pnShipment) []obj {
+	refs := make([]obj, 0, len(sh.References))
+	for _, r := range sh.References {
+		refs = append(refs, obj{"type": r.ReferenceType, "value": r.ReferenceNo})
+	}
+	return refs
 }

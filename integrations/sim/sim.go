@@ -93,6 +93,11 @@ type Config struct {
 	EnforceLimits bool
 	// Limits overrides the enforced limits' defaults.
 	Limits Limits
+	// PostNordVisibility is how long after a booking PostNord's Track &
+	// Trace look-up by reference starts to show it: 0 means
+	// DefaultPostNordVisibility, a negative value shows it at once. It can
+	// be changed at run time (PUT /_sim/postnord).
+	PostNordVisibility time.Duration
 }
 
 // Validate reports a configuration the simulator cannot run with.
@@ -215,6 +220,7 @@ func (s *Server) routes() {
 
 	// PostNord.
 	m.Handle("POST /rest/shipment/v3/edi/labels/pdf", s.step(StepShipping, postnordErrors, s.pn.book))
+	m.Handle("GET /rest/shipment/v7/trackandtrace/customernumber/{customer}/reference/{reference}/public", s.step(StepShipping, postnordErrors, s.pn.findByReference))
 
 	// Netvisor.
 	// Netvisor paths are case-insensitive; both spellings seen in clients.
@@ -245,6 +251,8 @@ func (s *Server) routes() {
 
 	// Control.
 	m.HandleFunc("GET /_sim/webhooks", s.getWebhookDeliveries)
+	m.HandleFunc("GET /_sim/postnord", s.pn.getSettings)
+	m.HandleFunc("PUT /_sim/postnord", s.pn.putSettings)
 	m.HandleFunc("GET /_sim/faults", s.getFaults)
 	m.HandleFunc("PUT /_sim/faults", s.putFaults)
 	m.HandleFunc("DELETE /_sim/faults", s.deleteFaults)
@@ -303,6 +311,9 @@ func (s *Server) step(step string, ew errorWriter, h http.HandlerFunc) http.Hand
 			return
 		}
 		switch mode {
+		case ModeLateAnswer:
+			lateAnswer(s.stats, step, w, r, h, extra)
+			return
 		case ModeUnavailable:
 			ew(w, r, http.StatusServiceUnavailable, "service temporarily unavailable (simulated)")
 			return

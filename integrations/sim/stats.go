@@ -18,6 +18,10 @@ type StepStats struct {
 	RejectedRateLimited int64 `json:"rejected_rate_limited,omitempty"`
 	RejectedConcurrency int64 `json:"rejected_concurrency,omitempty"`
 	RejectedQuota       int64 `json:"rejected_quota,omitempty"`
+	// AnswersLost counts calls served under a late-answer fault whose
+	// client went away before the answer: the object exists, the client
+	// does not know it.
+	AnswersLost int64 `json:"answers_lost,omitempty"`
 }
 
 // Stats is the body of GET /_sim/stats.
@@ -99,4 +103,10 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 func (s *Server) deleteStats(w http.ResponseWriter, r *http.Request) {
 	s.ResetStats()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (st *stats) answerLost(step string) {
+	st.mu.Lock()
+	st.steps[step].AnswersLost++
+	st.mu.Unlock()
 }

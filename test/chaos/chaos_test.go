@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +77,8 @@ func TestChaos(t *testing.T) {
 		{"7-provider-flaky", providerFlaky},
 		{"8-provider-rejects", providerRejects},
 		{"9-gateway-kill", gatewayKills},
+		{"10-kill-storm", killStorm},
+		{"11-processor-freeze", processorFreeze},
 	}
 	var (
 		mu   sync.Mutex
@@ -549,4 +552,188 @@ func timeline(st *processor.State, t0 time.Time) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// callLatency makes every call that is not idempotent (shipping, invoice,
+// email) take 200-500 ms, its object created half-way (the simulator's
+// late-answer fault), so that kills and freezes land inside calls: before
+// the provider acted or after it, with the answer lost.
+func callLatency(ctx context.Context, c *Cluster) error {
+	for _, step := range []string{"shipping", "invoice", "email"} {
+		if err := c.Sim.SetFault(ctx, harness.Fault{Step: step, Mode: "late-answer", Rate: 1, Latency: "200ms", MaxLatency: "500ms"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pickBusy returns a random processor that has records in flight, waiting
+// (up to a few seconds) for one to have some; -1 when none had any.
+func pickBusy(ctx context.Context, c *Cluster, rng *rand.Rand) int {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var busy []int
+		for i := range c.Procs {
+			if v, err := c.ProcMetric(ctx, i, "orderflow_orders_inflight"); err == nil && v > 0 {
+				busy = append(busy, i)
+			}
+		}
+		if len(busy) > 0 {
+			return busy[rng.IntN(len(busy))]
+		}
+		if time.Now().After(deadline) || !sleep(ctx, 50*time.Millisecond) {
+			return -1
+		}
+	}
+}
+
+// nonIdempotentRequests sums the simulator's shipping, invoice and email
+// requests.
+func nonIdempotentRequests(ctx context.Context, c *Cluster) (int64, error) {
+	st, err := c.Sim.Stats(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return st["shipping"].Requests + st["invoice"].Requests + st["email"].Requests, nil
+}
+
+// awaitNewCall waits until the simulator receives a new shipping, invoice
+// or email call (one that will be in flight for 200-500 ms).
+func awaitNewCall(ctx context.Context, c *Cluster) error {
+	before, err := nonIdempotentRequests(ctx, c)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if !sleep(ctx, 10*time.Millisecond) {
+			return ctx.Err()
+		}
+		if n, err := nonIdempotentRequests(ctx, c); err == nil && n > before {
+			return nil
+		}
+	}
+	return nil // no new call: the kill goes ahead anyway
+}
+
+// killStorm: SIGKILL of a busy processor, timed right after a call that is
+// not idempotent started, at least 20 times, each restarted at once; every
+// call takes 200-500 ms. Fails, besides the shared invariants, if no kill
+// cut off an answer (the storm missed the calls).
+func killStorm(t *testing.T) Row {
+	c := Start(t, opts(Options{Brokers: testenv.Kafka(t), Redis: testenv.Redis(t)}))
+	ctx := context.Background()
+	if err := callLatency(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	kills, every := size(20, 30), size(1400*time.Millisecond, 2*time.Second)
+	orders := size(360, 900)
+	rep, out, desc := runScenario(t, c, c.Load(orders, rate), func(ctx context.Context, _ <-chan struct{}) (string, error) {
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+		done := func(i int) string {
+			return fmt.Sprintf("%d × kill -9 of a busy processor right after a call started (calls 200-500 ms), every %s", i, every)
+		}
+		for i := 0; i < kills; i++ {
+			if !sleep(ctx, every) {
+				return done(i), ctx.Err()
+			}
+			n := pickBusy(ctx, c, rng)
+			if n < 0 {
+				n = rng.IntN(len(c.Procs))
+			}
+			if err := awaitNewCall(ctx, c); err != nil {
+				return done(i), err
+			}
+			c.Procs[n].Kill()
+			if err := c.Procs[n].Start(); err != nil {
+				return done(i + 1), err
+			}
+			if err := c.WaitProcessor(ctx, n); err != nil {
+				return done(i + 1), err
+			}
+		}
+		return done(kills), nil
+	})
+	if out.AnswersLost() == 0 {
+		t.Errorf("no call lost its answer to a kill: the storm did not land inside calls")
+	}
+	t.Logf("answers lost mid-call: %d (shipping %d, invoice %d, email %d)", out.AnswersLost(),
+		out.Stats["shipping"].AnswersLost, out.Stats["invoice"].AnswersLost, out.Stats["email"].AnswersLost)
+	c.Check(out, false)
+	row := Row{Faults: desc}
+	row.Fill(rep.Orders, out)
+	return row
+}
+
+// processorFreeze: SIGSTOP of a busy processor right after a call started,
+// held past its session timeout until the group has moved its partitions
+// to the other two, then SIGCONT: the woken processor must neither call
+// nor write for the orders it lost, and the new owners must not repeat a
+// call it may still have been making. Every call takes 200-500 ms.
+func processorFreeze(t *testing.T) Row {
+	c := Start(t, opts(Options{Brokers: testenv.Kafka(t), Redis: testenv.Redis(t)}))
+	ctx := context.Background()
+	if err := callLatency(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	freezes, hold := size(1, 3), size(12*time.Second, 15*time.Second)
+	orders := size(300, 900)
+	var moved []string
+	var frozen []int
+	rep, out, desc := runScenario(t, c, c.Load(orders, rate), func(ctx context.Context, _ <-chan struct{}) (string, error) {
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+		done := func(i int) string {
+			return fmt.Sprintf("%d × SIGSTOP of a busy processor right after a call started (calls 200-500 ms), %s (session timeout 6s; partitions moved after %s), then SIGCONT",
+				i, hold, strings.Join(moved, ", "))
+		}
+		for i := 0; i < freezes; i++ {
+			if !sleep(ctx, 4*time.Second) {
+				return done(i), ctx.Err()
+			}
+			n := pickBusy(ctx, c, rng)
+			if n < 0 {
+				n = rng.IntN(len(c.Procs))
+			}
+			if err := awaitNewCall(ctx, c); err != nil {
+				return done(i), err
+			}
+			p := c.Procs[n]
+			if !p.Signal(syscall.SIGSTOP) {
+				return done(i), fmt.Errorf("%s is not running", p.Name)
+			}
+			frozen = append(frozen, n)
+			at := time.Now()
+			// The other two take its partitions once the coordinator
+			// expels it.
+			err := c.WaitGroupStable(ctx, len(c.Procs)-1)
+			moved = append(moved, fmt.Sprintf("%.1fs", time.Since(at).Seconds()))
+			if err == nil {
+				sleep(ctx, time.Until(at.Add(hold)))
+			}
+			p.Signal(syscall.SIGCONT)
+			if err != nil {
+				return done(i + 1), fmt.Errorf("while %s was frozen: %w", p.Name, err)
+			}
+			if err := c.WaitGroupStable(ctx, len(c.Procs)); err != nil {
+				return done(i + 1), fmt.Errorf("after %s thawed: %w", p.Name, err)
+			}
+		}
+		return done(freezes), nil
+	})
+	for _, n := range slices.Compact(slices.Sorted(slices.Values(frozen))) {
+		if !strings.Contains(c.Procs[n].LogTail(5000), "partitions lost") {
+			t.Errorf("%s was frozen past its session timeout but never reported its partitions lost", c.Procs[n].Name)
+		}
+	}
+	var lookups float64
+	for i := range c.Procs {
+		if v, err := c.ProcMetric(ctx, i, "orderflow_reconcile_lookups_total"); err == nil {
+			lookups += v
+		}
+	}
+	t.Logf("reconcile look-ups by the new owners: %.0f", lookups)
+	c.Check(out, false)
+	row := Row{Faults: fmt.Sprintf("%s; %.0f look-ups of interrupted calls", desc, lookups)}
+	row.Fill(rep.Orders, out)
+	return row
 }

@@ -164,6 +164,18 @@ func (p *Proc) Kill() {
 	<-done
 }
 
+// Signal sends sig to the process group (SIGSTOP and SIGCONT freeze and
+// thaw it); it reports whether the process was running.
+func (p *Proc) Signal(sig syscall.Signal) bool {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil || exited(done) {
+		return false
+	}
+	return syscall.Kill(-cmd.Process.Pid, sig) == nil
+}
+
 // ExitCode is the last run's exit code (-1 while running or when killed).
 func (p *Proc) ExitCode() int {
 	p.mu.Lock()

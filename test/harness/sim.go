@@ -15,6 +15,9 @@ type StepStats struct {
 	Requests         int64 `json:"requests"`
 	Created          int64 `json:"created"`
 	DuplicateCreates int64 `json:"duplicate_creates"`
+	// AnswersLost counts calls served under a late-answer fault whose
+	// client went away before the answer (the object exists).
+	AnswersLost int64 `json:"answers_lost"`
 }
 
 // Sim talks to a provider simulator's control endpoints.
@@ -38,14 +41,22 @@ func (s Sim) ResetStats(ctx context.Context) error {
 // Fault is a fault to inject.
 type Fault struct {
 	Step    string  `json:"step"`
-	Mode    string  `json:"mode"` // unavailable, reject, slow
+	Mode    string  `json:"mode"` // unavailable, reject, slow, late-answer
 	Rate    float64 `json:"rate"`
 	Latency string  `json:"latency,omitempty"`
+	// MaxLatency, above Latency, draws each call's delay from the range.
+	MaxLatency string `json:"max_latency,omitempty"`
 }
 
 // SetFault injects a fault.
 func (s Sim) SetFault(ctx context.Context, f Fault) error {
 	return s.do(ctx, http.MethodPut, "/_sim/faults", f, nil)
+}
+
+// SetPostNordVisibility sets how long after a booking the simulator's
+// Track & Trace look-up by reference shows it.
+func (s Sim) SetPostNordVisibility(ctx context.Context, d time.Duration) error {
+	return s.do(ctx, http.MethodPut, "/_sim/postnord", map[string]string{"visibility": d.String()}, nil)
 }
 
 // ClearFaults removes every fault.
