@@ -138,6 +138,10 @@ type Server struct {
 	peerHandlers map[string]http.Handler
 	telegramSend http.Handler
 	closeOnce    sync.Once
+	// records keeps the providers' records across restarts, idsPath the
+	// id ceiling (persist.go).
+	records *records
+	idsPath string
 }
 
 // New builds a Server. It creates the outbox folders when DataDir is set.
@@ -178,6 +182,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.EnforceLimits {
 		s.limits = newLimiter(cfg.Limits, s.stats)
 	}
+	if err := s.openPersistence(); err != nil {
+		s.closePersistence()
+		ob.close()
+		return nil, fmt.Errorf("sim: %w", err)
+	}
 	s.routes()
 	return s, nil
 }
@@ -189,7 +198,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Close flushes and closes the outbox. The handler must not be used after.
 func (s *Server) Close() error {
 	var err error
-	s.closeOnce.Do(func() { err = s.outbox.close() })
+	s.closeOnce.Do(func() { err = errors.Join(s.outbox.close(), s.closePersistence()) })
 	return err
 }
 
