@@ -49,6 +49,18 @@ var Steps = []string{StepCRM, StepProductionLog, StepShipping, StepInvoice, Step
 // peerSteps are the steps of the benchmark peer's generic endpoints.
 var peerSteps = []string{StepCRM, StepProductionLog, StepShipping, StepInvoice, StepEmail}
 
+// StepDetails is the processor's name of the order-details step, served by
+// the simulator's Stripe: faults and latency take either name.
+const StepDetails = "details"
+
+// canonicalStep maps the processor's step names to the simulator's.
+func canonicalStep(s string) string {
+	if s == StepDetails {
+		return StepStripe
+	}
+	return s
+}
+
 func validStep(s string) bool {
 	for _, x := range Steps {
 		if x == s {
@@ -361,7 +373,7 @@ func ParseLatency(v string) (time.Duration, map[string]time.Duration, error) {
 			def = d
 			continue
 		}
-		name = strings.TrimSpace(name)
+		name = canonicalStep(strings.TrimSpace(name))
 		if !validStep(name) {
 			return 0, nil, fmt.Errorf("latency %q: unknown step %q (steps: %s)", part, name, strings.Join(Steps, ", "))
 		}
