@@ -64,7 +64,7 @@ func labelPDF(lines []string, country string) []byte {
 		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
 		fmt.Sprintf("<< /Length %d >>\nstream\n%sendstream", content.Len(), content.String()),
 	}
-	objects = append(objects, cjk.objects(7)...)    // 6, 7, 8
+	objects = append(objects, cjk.objects(7)...)     // 6, 7, 8
 	objects = append(objects, korean.objects(10)...) // 9, 10, 11
 	var b bytes.Buffer
 	b.WriteString("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
