@@ -197,6 +197,7 @@ type devServer struct {
 	redis    *redis.Client
 	cleanup  func()
 
+	lock       *dataDirLock // held until Stop
 	console    *consoleServer
 	cancelProc context.CancelFunc
 	procDone   chan error
@@ -227,12 +228,17 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	secret, err := loadOrCreateWebhookSecret(filepath.Join(c.DataDir, webhookSecretFile))
+	lock, err := lockDataDir(c.DataDir)
 	if err != nil {
 		return nil, err
 	}
+	secret, err := loadOrCreateWebhookSecret(filepath.Join(c.DataDir, webhookSecretFile))
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
 
-	d := &devServer{cfg: c, log: logger, names: topics.New(""), secret: secret, procDone: make(chan error, 1)}
+	d := &devServer{cfg: c, log: logger, names: topics.New(""), secret: secret, procDone: make(chan error, 1), lock: lock}
 	// On a failed start, stop what did start.
 	defer func() {
 		if err != nil {
@@ -469,6 +475,7 @@ func (d *devServer) Stop() error {
 		if d.kafka != nil {
 			d.kafka.Close()
 		}
+		d.lock.release()
 		d.log.Info("dev mode stopped")
 		d.stopErr = errors.Join(errs...)
 	})

@@ -583,3 +583,24 @@ func TestDevModeStripeBaseURL(t *testing.T) {
 		t.Errorf("the built-in simulator's Stripe got %d requests", n)
 	}
 }
+
+func TestDevModeLocksTheDataFolder(t *testing.T) {
+	dir := t.TempDir()
+	d, _ := startDevT(t, devTestConfig(dir))
+	// A second dev mode on the same folder, on other (free) ports, is refused
+	// before it writes anything.
+	_, err := startDev(context.Background(), devTestConfig(dir), &bytes.Buffer{}, slog.New(slog.DiscardHandler))
+	want := fmt.Sprintf("%s/ is in use by process %d", dir, os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second dev mode on one folder: err = %v, want %q", err, want)
+	}
+	// Once the first stops, the folder is free again.
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := startDev(context.Background(), devTestConfig(dir), &bytes.Buffer{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("dev mode after the first stopped: %v", err)
+	}
+	d2.Stop()
+}
