@@ -604,3 +604,25 @@ func TestDevModeLocksTheDataFolder(t *testing.T) {
 	}
 	d2.Stop()
 }
+
+// topics check and create against the dev broker (3 partitions) pass
+// without --partitions; the count is compared only when asked.
+func TestTopicsAgainstTheDevBroker(t *testing.T) {
+	d, _ := startDevT(t, devTestConfig(t.TempDir()))
+	for _, tt := range []struct {
+		args      []string
+		code      int
+		out, errs string
+	}{
+		{[]string{"topics", "check", "--brokers", d.kafkaAddr}, 0, "topics ok\n", ""},
+		{[]string{"topics", "create", "--brokers", d.kafkaAddr}, 0, "all topics exist\ntopics ok\n", ""},
+		{[]string{"topics", "check", "--brokers", d.kafkaAddr, "--partitions", "12"}, 1, "",
+			"orders: has 3 partitions, want 12\norders.dlq: has 3 partitions, want 12\norders.state: has 3 partitions, want 12\norderflow: 3 topic difference(s)\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tt.args, &stdout, &stderr)
+		if code != tt.code || stdout.String() != tt.out || stderr.String() != tt.errs {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %d, %q, %q", tt.args, code, stdout.String(), stderr.String(), tt.code, tt.out, tt.errs)
+		}
+	}
+}
