@@ -11,7 +11,7 @@ TESTFLAGS ?= -race -timeout 30m
 all: build
 
 build:
-	$(GO) build -o bin/orderflow ./cmd/orderflow
+	$(GO) build -buildvcs=auto -o bin/orderflow ./cmd/orderflow
 
 ## test: lint, a bounded fuzz run, then every test (unit and integration) with
 ## the real infrastructure (Kafka 4.x, Redis, stripe-mock) started and stopped

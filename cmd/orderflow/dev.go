@@ -312,7 +312,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	go d.serve(d.simSrv, simLn)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 
 	// Processor, with every provider pointed at the simulator.
 	pf := devProviders(c, d.simAddr)

@@ -64,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		printVersion(stdout)
+		return 0
+	}
 	for _, c := range commands {
 		if c.name == args[0] {
 			return exitCode(c.run(ctx, args[1:], stdout, stderr), stderr)
@@ -92,7 +96,7 @@ func printUsage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "\nEvery flag can also be set by an environment variable ORDERFLOW_<FLAG>,\nupper case with '-' as '_' (--brokers: ORDERFLOW_BROKERS). A flag on the\ncommand line wins over the environment.\nRun 'orderflow <command> --help' for a command's flags.\n")
+	fmt.Fprint(w, "\nEvery flag can also be set by an environment variable ORDERFLOW_<FLAG>,\nupper case with '-' as '_' (--brokers: ORDERFLOW_BROKERS). A flag on the\ncommand line wins over the environment.\nRun 'orderflow <command> --help' for a command's flags, 'orderflow --version'\nfor the build.\n")
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting and
