@@ -316,7 +316,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 
 	// Processor, with every provider pointed at the simulator.
 	pf := devProviders(c, d.simAddr)
-	prov, cleanup, err := pf.build(ctx, logger.With("component", "providers"))
+	prov, cleanup, err := pf.build(ctx, devQuiet(logger.With("component", "providers")))
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +353,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 		d.redis = redis.NewClient(&redis.Options{Addr: c.RedisAddr, DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
 		dedup = gateway.NewRedisDeduper(d.redis, "")
 	}
-	gw, err := gateway.New(gcfg, d.producer, dedup, logger.With("component", "gateway"), reg)
+	gw, err := gateway.New(gcfg, d.producer, dedup, devQuiet(logger.With("component", "gateway")), reg)
 	if err != nil {
 		return nil, err
 	}
