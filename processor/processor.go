@@ -63,8 +63,8 @@ type Processor struct {
 	inflight atomic.Int64
 	// room is signalled when in-flight records finish, waking a poll loop
 	// that waits at the global bound.
-	room        chan struct{}
-	commitMu    sync.Mutex
+	room     chan struct{}
+	commitMu sync.Mutex
 	// alertQ holds alerts for the one goroutine that sends them (startAlerts).
 	alertMu     sync.Mutex
 	alertQ      chan integrations.Alert
