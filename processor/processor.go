@@ -65,7 +65,7 @@ type Processor struct {
 	// that waits at the global bound.
 	room     chan struct{}
 	commitMu sync.Mutex
-	// alertQ holds alerts for the one goroutine that sends them (startAlerts).
+	// alertQ holds alerts for the one goroutine that sends them (sendAlerts).
 	alertMu     sync.Mutex
 	alertQ      chan integrations.Alert
 	alertDone   chan struct{}

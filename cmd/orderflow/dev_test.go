@@ -626,3 +626,43 @@ func TestTopicsAgainstTheDevBroker(t *testing.T) {
 		}
 	}
 }
+
+// At --log-level info dev mode logs one line per order: its outcome.
+func TestDevModeLogsOneLinePerOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	dir := t.TempDir()
+	var logs lockedBuffer
+	logger, err := gatewayLogger(&logs, "text", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDev(context.Background(), devTestConfig(dir), io.Discard, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop() })
+	opts := testEventOptions{URL: "http://" + d.httpAddr + gateway.WebhookPath, Secret: d.secret, Type: typeCheckout, Count: 3, Seed: 7, SimURL: "http://" + d.simAddr, Quiet: true}
+	sum, err := sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Failed > 0 {
+		t.Fatalf("send: %v (%d failed)", err, sum.Failed)
+	}
+	states := newStateReader(t, d.kafkaAddr, d.names.State)
+	if pending := states.waitCompleted(t, sum.Orders, 60*time.Second); len(pending) > 0 {
+		t.Fatalf("orders not completed: %v", pending)
+	}
+	d.Stop()
+	out := logs.String()
+	for _, id := range sum.Orders {
+		var lines []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, id) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], `level=INFO msg="order completed"`) {
+			t.Errorf("order %s: %d log lines, want only its outcome:\n%s", id, len(lines), strings.Join(lines, "\n"))
+		}
+	}
+}
