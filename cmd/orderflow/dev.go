@@ -74,6 +74,9 @@ type devConfig struct {
 	// Command is how the banner spells this program ("orderflow", or
 	// "go run ./cmd/orderflow" under make run).
 	Command string
+	// UnderMake says dev mode was started by make run: the banner then
+	// shows how to pass flags through it (ARGS="…").
+	UnderMake bool
 	// Processor adjusts the processor's configuration (tests shorten
 	// delays); nil keeps the defaults.
 	Processor func(*processor.Config)
@@ -116,6 +119,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	c.WebhookSecrets = splitList(secrets)
 	c.Command = selfCommand()
+	c.UnderMake = os.Getenv("MAKELEVEL") != ""
 	logger, err := gatewayLogger(stderr, "text", logLevel)
 	if err != nil {
 		return err
@@ -522,7 +526,11 @@ func (d *devServer) printBanner(w io.Writer) {
 	fmt.Fprintf(w, "Then look at it:\n  ls %s/*\n  %s orders show <order id> --brokers %s\n  %s dlq list --brokers %s\n",
 		d.outbox, cmd, d.kafkaAddr, cmd, d.kafkaAddr)
 	fmt.Fprintf(w, "Real test-mode webhooks from Stripe (Stripe CLI):\n  stripe listen --forward-to http://%s%s\n", d.httpAddr, gateway.WebhookPath)
-	fmt.Fprintf(w, "  and restart with --webhook-secret set to the whsec_… it prints.\n")
+	restart := cmd + " dev --webhook-secret whsec_…"
+	if c.UnderMake {
+		restart = `make run ARGS="--webhook-secret whsec_…"`
+	}
+	fmt.Fprintf(w, "  then restart with the whsec_… it prints: %s\n", restart)
 	fmt.Fprintf(w, "Ctrl-C stops; the next start carries on with the same data.\n\n")
 }
 

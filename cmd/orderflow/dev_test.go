@@ -666,3 +666,22 @@ func TestDevModeLogsOneLinePerOrder(t *testing.T) {
 		}
 	}
 }
+
+// The banner says how to restart with the Stripe CLI's secret, through
+// make run when make started it.
+func TestDevBannerRestartLine(t *testing.T) {
+	for _, tt := range []struct {
+		underMake bool
+		want      string
+	}{
+		{false, "then restart with the whsec_… it prints: orderflow dev --webhook-secret whsec_…\n"},
+		{true, "then restart with the whsec_… it prints: make run ARGS=\"--webhook-secret whsec_…\"\n"},
+	} {
+		cfg := devTestConfig(t.TempDir())
+		cfg.UnderMake = tt.underMake
+		_, banner := startDevT(t, cfg)
+		if !strings.Contains(banner, tt.want) {
+			t.Errorf("under make %v: banner lacks %q:\n%s", tt.underMake, tt.want, banner)
+		}
+	}
+}
