@@ -348,7 +348,7 @@ func (h *handling) deadLetter(step, class string, cause error) bool {
 	}
 	h.p.m.orders.WithLabelValues(string(StatusDeadLettered)).Inc()
 	h.p.alert(integrations.Alert{OrderID: h.key, Step: step,
-		Text: fmt.Sprintf("order dead-lettered at step %s (%s) after %d attempts: %s", step, class, ss.Attempts, truncate(cause.Error(), 200))})
+		Text: fmt.Sprintf("order dead-lettered at step %s (%s) after %s: %s", step, class, attempts(ss.Attempts), truncate(cause.Error(), 200))})
 	return true
 }
 

@@ -25,6 +25,7 @@ type metrics struct {
 	circuit       *prometheus.GaugeVec
 	dlqWrites     *prometheus.CounterVec
 	alerts        prometheus.Counter
+	alertsDropped prometheus.Counter
 	corruptStates prometheus.Counter
 	// The local state stores.
 	states         *prometheus.GaugeVec
@@ -73,7 +74,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"class"}),
 		alerts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderflow_alerts_total",
-			Help: "Alerts handed to the alerter.",
+			Help: "Alerts raised (each is logged, then queued for the alerter).",
+		}),
+		alertsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_alerts_dropped_total",
+			Help: "Alerts logged but not sent because the alerter's queue was full or the processor was stopping.",
 		}),
 		corruptStates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderflow_state_corrupt_total",
@@ -105,7 +110,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"step", "outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.stepDuration, m.stepAttempts, m.orders, m.inflight, m.lag,
-		m.restore, m.circuit, m.dlqWrites, m.alerts, m.corruptStates, m.states, m.restoredStates,
+		m.restore, m.circuit, m.dlqWrites, m.alerts, m.alertsDropped, m.corruptStates, m.states, m.restoredStates,
 		m.storeRebuilds, m.storeFailures, m.erased, m.reconciles} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,9 +66,13 @@ type Processor struct {
 	inflight atomic.Int64
 	// room is signalled when in-flight records finish, waking a poll loop
 	// that waits at the global bound.
-	room        chan struct{}
-	commitMu    sync.Mutex
-	alerts      sync.WaitGroup
+	room     chan struct{}
+	commitMu sync.Mutex
+	// alertQ holds alerts for the one goroutine that sends them (sendAlerts).
+	alertMu     sync.Mutex
+	alertQ      chan integrations.Alert
+	alertDone   chan struct{}
+	alertClosed bool
 	ioCtx       context.Context // produce and commit; cancelled by kill and at the end of Run
 	ioCancel    context.CancelFunc
 	killed      atomic.Bool
@@ -546,32 +551,77 @@ func (p *Processor) commit(ctx context.Context, parts []*partition) error {
 	return partErr
 }
 
-// alert tells a human, without blocking the caller.
+// alertQueueSize bounds the alerts waiting for the Alerter. A burst beyond
+// it (thousands of dead letters while the alerter is slow) is logged and
+// counted in orderflow_alerts_dropped_total, not held in memory.
+const alertQueueSize = 1024
+
+// alert tells a human, without blocking the caller: it is logged once, then
+// queued for one sending goroutine. The order is named by its OF- number.
 func (p *Processor) alert(a integrations.Alert) {
 	p.m.alerts.Inc()
-	p.log.Warn("alert", "order_id", a.OrderID, "step", a.Step, "text", a.Text)
+	attrs := []any{"step", a.Step, "text", a.Text}
+	if a.OrderID != "" {
+		attrs = append([]any{"order", integrations.OrderNumber(a.OrderID), "order_id", a.OrderID}, attrs...)
+	}
+	p.log.Warn("alert", attrs...)
 	if p.prov.Alerter == nil {
 		return
 	}
-	p.alerts.Add(1)
-	go func() {
-		defer p.alerts.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.AlertTimeout)
-		defer cancel()
-		if err := p.prov.Alerter.Alert(ctx, a); err != nil {
-			p.log.Error("alert failed", "order_id", a.OrderID, "step", a.Step, "err", err)
-		}
-	}()
+	p.alertMu.Lock()
+	defer p.alertMu.Unlock()
+	if p.alertClosed {
+		p.m.alertsDropped.Inc()
+		return
+	}
+	if p.alertQ == nil {
+		p.alertQ, p.alertDone = make(chan integrations.Alert, alertQueueSize), make(chan struct{})
+		go p.sendAlerts(p.alertQ, p.alertDone)
+	}
+	select {
+	case p.alertQ <- a:
+	default:
+		p.m.alertsDropped.Inc()
+	}
 }
 
+// sendAlerts hands queued alerts to the Alerter one at a time.
+func (p *Processor) sendAlerts(q <-chan integrations.Alert, done chan<- struct{}) {
+	defer close(done)
+	for a := range q {
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.AlertTimeout)
+		if err := p.prov.Alerter.Alert(ctx, a); err != nil {
+			p.log.Error("alert failed", "order", integrations.OrderNumber(a.OrderID), "order_id", a.OrderID, "step", a.Step, "err", err)
+		}
+		cancel()
+	}
+}
+
+// waitAlerts stops taking alerts and waits up to d for the queued ones.
 func (p *Processor) waitAlerts(d time.Duration) {
-	done := make(chan struct{})
-	go func() { p.alerts.Wait(); close(done) }()
+	p.alertMu.Lock()
+	p.alertClosed = true
+	q, done := p.alertQ, p.alertDone
+	if q != nil {
+		close(q)
+	}
+	p.alertMu.Unlock()
+	if q == nil {
+		return
+	}
 	select {
 	case <-done:
 	case <-time.After(d):
-		p.log.Warn("alerts still being sent at shutdown")
+		p.log.Warn("alerts still being sent at shutdown", "queued", len(q))
 	}
+}
+
+// attempts is "1 attempt", "3 attempts".
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return strconv.Itoa(n) + " attempts"
 }
 
 func (p *Processor) circuitChanged(step string, from, to int) {

@@ -295,8 +295,8 @@ func runConsoleHash(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	name := fs.String("name", "", "user name for the printed line")
 	role := fs.String("role", console.RoleViewer, "role for the printed line: viewer or operator")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	if err := parseQuiet(fs, args); err != nil {
+		return err
 	}
 	if *role != console.RoleViewer && *role != console.RoleOperator {
 		return usagef("--role %q: want viewer or operator", *role)

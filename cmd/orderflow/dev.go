@@ -74,6 +74,9 @@ type devConfig struct {
 	// Command is how the banner spells this program ("orderflow", or
 	// "go run ./cmd/orderflow" under make run).
 	Command string
+	// UnderMake says dev mode was started by make run: the banner then
+	// shows how to pass flags through it (ARGS="…").
+	UnderMake bool
 	// Processor adjusts the processor's configuration (tests shorten
 	// delays); nil keeps the defaults.
 	Processor func(*processor.Config)
@@ -116,6 +119,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	c.WebhookSecrets = splitList(secrets)
 	c.Command = selfCommand()
+	c.UnderMake = os.Getenv("MAKELEVEL") != ""
 	logger, err := gatewayLogger(stderr, "text", logLevel)
 	if err != nil {
 		return err
@@ -197,6 +201,7 @@ type devServer struct {
 	redis    *redis.Client
 	cleanup  func()
 
+	lock       *dataDirLock // held until Stop
 	console    *consoleServer
 	cancelProc context.CancelFunc
 	procDone   chan error
@@ -227,12 +232,17 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	secret, err := loadOrCreateWebhookSecret(filepath.Join(c.DataDir, webhookSecretFile))
+	lock, err := lockDataDir(c.DataDir)
 	if err != nil {
 		return nil, err
 	}
+	secret, err := loadOrCreateWebhookSecret(filepath.Join(c.DataDir, webhookSecretFile))
+	if err != nil {
+		lock.release()
+		return nil, err
+	}
 
-	d := &devServer{cfg: c, log: logger, names: topics.New(""), secret: secret, procDone: make(chan error, 1)}
+	d := &devServer{cfg: c, log: logger, names: topics.New(""), secret: secret, procDone: make(chan error, 1), lock: lock}
 	// On a failed start, stop what did start.
 	defer func() {
 		if err != nil {
@@ -306,11 +316,11 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	go d.serve(d.simSrv, simLn)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 
 	// Processor, with every provider pointed at the simulator.
 	pf := devProviders(c, d.simAddr)
-	prov, cleanup, err := pf.build(ctx, logger.With("component", "providers"))
+	prov, cleanup, err := pf.build(ctx, devQuiet(logger.With("component", "providers")))
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +357,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 		d.redis = redis.NewClient(&redis.Options{Addr: c.RedisAddr, DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
 		dedup = gateway.NewRedisDeduper(d.redis, "")
 	}
-	gw, err := gateway.New(gcfg, d.producer, dedup, logger.With("component", "gateway"), reg)
+	gw, err := gateway.New(gcfg, d.producer, dedup, devQuiet(logger.With("component", "gateway")), reg)
 	if err != nil {
 		return nil, err
 	}
@@ -469,6 +479,7 @@ func (d *devServer) Stop() error {
 		if d.kafka != nil {
 			d.kafka.Close()
 		}
+		d.lock.release()
 		d.log.Info("dev mode stopped")
 		d.stopErr = errors.Join(errs...)
 	})
@@ -515,7 +526,11 @@ func (d *devServer) printBanner(w io.Writer) {
 	fmt.Fprintf(w, "Then look at it:\n  ls %s/*\n  %s orders show <order id> --brokers %s\n  %s dlq list --brokers %s\n",
 		d.outbox, cmd, d.kafkaAddr, cmd, d.kafkaAddr)
 	fmt.Fprintf(w, "Real test-mode webhooks from Stripe (Stripe CLI):\n  stripe listen --forward-to http://%s%s\n", d.httpAddr, gateway.WebhookPath)
-	fmt.Fprintf(w, "  and restart with --webhook-secret set to the whsec_… it prints.\n")
+	restart := cmd + " dev --webhook-secret whsec_…"
+	if c.UnderMake {
+		restart = `make run ARGS="--webhook-secret whsec_…"`
+	}
+	fmt.Fprintf(w, "  then restart with the whsec_… it prints: %s\n", restart)
 	fmt.Fprintf(w, "Ctrl-C stops; the next start carries on with the same data.\n\n")
 }
 

@@ -583,3 +583,105 @@ func TestDevModeStripeBaseURL(t *testing.T) {
 		t.Errorf("the built-in simulator's Stripe got %d requests", n)
 	}
 }
+
+func TestDevModeLocksTheDataFolder(t *testing.T) {
+	dir := t.TempDir()
+	d, _ := startDevT(t, devTestConfig(dir))
+	// A second dev mode on the same folder, on other (free) ports, is refused
+	// before it writes anything.
+	_, err := startDev(context.Background(), devTestConfig(dir), &bytes.Buffer{}, slog.New(slog.DiscardHandler))
+	want := fmt.Sprintf("%s/ is in use by process %d", dir, os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second dev mode on one folder: err = %v, want %q", err, want)
+	}
+	// Once the first stops, the folder is free again.
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d2, err := startDev(context.Background(), devTestConfig(dir), &bytes.Buffer{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("dev mode after the first stopped: %v", err)
+	}
+	d2.Stop()
+}
+
+// topics check and create against the dev broker (3 partitions) pass
+// without --partitions; the count is compared only when asked.
+func TestTopicsAgainstTheDevBroker(t *testing.T) {
+	d, _ := startDevT(t, devTestConfig(t.TempDir()))
+	for _, tt := range []struct {
+		args      []string
+		code      int
+		out, errs string
+	}{
+		{[]string{"topics", "check", "--brokers", d.kafkaAddr}, 0, "topics ok\n", ""},
+		{[]string{"topics", "create", "--brokers", d.kafkaAddr}, 0, "all topics exist\ntopics ok\n", ""},
+		{[]string{"topics", "check", "--brokers", d.kafkaAddr, "--partitions", "12"}, 1, "",
+			"orders: has 3 partitions, want 12\norders.dlq: has 3 partitions, want 12\norders.state: has 3 partitions, want 12\norderflow: 3 topic difference(s)\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tt.args, &stdout, &stderr)
+		if code != tt.code || stdout.String() != tt.out || stderr.String() != tt.errs {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %d, %q, %q", tt.args, code, stdout.String(), stderr.String(), tt.code, tt.out, tt.errs)
+		}
+	}
+}
+
+// At --log-level info dev mode logs one line per order: its outcome.
+func TestDevModeLogsOneLinePerOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	dir := t.TempDir()
+	var logs lockedBuffer
+	logger, err := gatewayLogger(&logs, "text", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDev(context.Background(), devTestConfig(dir), io.Discard, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop() })
+	opts := testEventOptions{URL: "http://" + d.httpAddr + gateway.WebhookPath, Secret: d.secret, Type: typeCheckout, Count: 3, Seed: 7, SimURL: "http://" + d.simAddr, Quiet: true}
+	sum, err := sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Failed > 0 {
+		t.Fatalf("send: %v (%d failed)", err, sum.Failed)
+	}
+	states := newStateReader(t, d.kafkaAddr, d.names.State)
+	if pending := states.waitCompleted(t, sum.Orders, 60*time.Second); len(pending) > 0 {
+		t.Fatalf("orders not completed: %v", pending)
+	}
+	d.Stop()
+	out := logs.String()
+	for _, id := range sum.Orders {
+		var lines []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, id) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], `level=INFO msg="order completed"`) {
+			t.Errorf("order %s: %d log lines, want only its outcome:\n%s", id, len(lines), strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// The banner says how to restart with the Stripe CLI's secret, through
+// make run when make started it.
+func TestDevBannerRestartLine(t *testing.T) {
+	for _, tt := range []struct {
+		underMake bool
+		want      string
+	}{
+		{false, "then restart with the whsec_… it prints: orderflow dev --webhook-secret whsec_…\n"},
+		{true, "then restart with the whsec_… it prints: make run ARGS=\"--webhook-secret whsec_…\"\n"},
+	} {
+		cfg := devTestConfig(t.TempDir())
+		cfg.UnderMake = tt.underMake
+		_, banner := startDevT(t, cfg)
+		if !strings.Contains(banner, tt.want) {
+			t.Errorf("under make %v: banner lacks %q:\n%s", tt.underMake, tt.want, banner)
+		}
+	}
+}

@@ -125,10 +125,12 @@ func dlqClient(kf *kafkaFlags) (*dlq.Client, error) {
 	return dlq.New(kf.names(), opts)
 }
 
-func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dlq list", "dlq list [--order ids] [--step steps] [--class classes] [--since t] [--until t] [--status s] [--json]", stderr)
+func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var kf kafkaFlags
+	defer func() { err = kf.explain(err) }()
+	fs := newFlagSet("dlq list", "dlq list [--order ids] [--step steps] [--class classes] [--since t] [--until t] [--status s] [--json]", stderr)
 	kf.register(fs)
+	kf.registerTimeout(fs)
 	var ff filterFlags
 	ff.register(fs)
 	status := fs.String("status", "", "only dead letters that stand so (comma-separated: open, replayed, resolved)")
@@ -154,6 +156,8 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usagef("--status: unknown status %q (want one of open, replayed, resolved)", st)
 		}
 	}
+	ctx, stop := kf.wait(ctx, stderr, "reading the dead letters")
+	defer stop()
 	c, err := dlqClient(&kf)
 	if err != nil {
 		return err
@@ -185,10 +189,12 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dlq show", "dlq show <partition>/<offset> | <order-id> [--reveal]", stderr)
+func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var kf kafkaFlags
+	defer func() { err = kf.explain(err) }()
+	fs := newFlagSet("dlq show", "dlq show <partition>/<offset> | <order-id> [--reveal]", stderr)
 	kf.register(fs)
+	kf.registerTimeout(fs)
 	reveal := fs.Bool("reveal", false, "show customer data (names, emails, phones, addresses) instead of masking it")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -206,6 +212,8 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usagef("dlq show: %s", strings.TrimPrefix(err.Error(), "dlq: "))
 		}
 	}
+	ctx, stop := kf.wait(ctx, stderr, "reading the dead letter")
+	defer stop()
 	c, err := dlqClient(&kf)
 	if err != nil {
 		return err

@@ -458,7 +458,7 @@ func TestDLQUsageErrors(t *testing.T) {
 		{[]string{"dlq", "list", "--step", "fax"}, `unknown step "fax"`},
 		{[]string{"dlq", "list", "extra"}, `unexpected argument "extra"`},
 		{[]string{"dlq", "list", "--width", "-1"}, "--width"},
-		{[]string{"dlq", "list", "--nope"}, "flag provided but not defined: -nope"},
+		{[]string{"dlq", "list", "--nope"}, "unknown flag --nope. See orderflow dlq list --help"},
 		{[]string{"dlq", "show"}, "want one <partition>/<offset> or <order-id>"},
 		{[]string{"dlq", "show", "1/x"}, `bad partition/offset "1/x": offset must be a number`},
 		{[]string{"dlq", "show", "a/1"}, `bad partition/offset "a/1": partition must be a number`},

@@ -93,6 +93,13 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		secrets = append(secrets, splitList(strings.ReplaceAll(string(b), "\n", ","))...)
 	}
+	if len(secrets) == 0 {
+		where := "none given"
+		if f.secretsFile != "" {
+			where = f.secretsFile + " holds none"
+		}
+		return usagef("no webhook signing secret (%s): set ORDERFLOW_WEBHOOK_SECRET, or give --webhook-secret-file FILE (secrets comma- or newline-separated), or --webhook-secret whsec_… (visible in the process list). Stripe shows it as the endpoint's signing secret; the Stripe CLI prints it", where)
+	}
 	cfg := gateway.Config{
 		Topic:            f.kafka.names().Orders,
 		Secrets:          secrets,
@@ -154,7 +161,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 	gw, err := gateway.New(cfg, producer, dedup, logger, reg)
 	if err != nil {
 		return err

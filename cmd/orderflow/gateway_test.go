@@ -17,13 +17,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
+func emptyFile(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(p, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestGatewayUsageErrors(t *testing.T) {
+	t.Setenv("ORDERFLOW_WEBHOOK_SECRET", "")
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
-		{"no secret", []string{"--brokers", "127.0.0.1:1"}, "webhook secret"},
+		{"no secret", []string{"--brokers", "127.0.0.1:1"}, "no webhook signing secret (none given): set ORDERFLOW_WEBHOOK_SECRET, or give --webhook-secret-file FILE (secrets comma- or newline-separated), or --webhook-secret whsec_…"},
+		{"empty secret file", []string{"--brokers", "127.0.0.1:1", "--webhook-secret-file", emptyFile(t)}, "holds none): set ORDERFLOW_WEBHOOK_SECRET, or give --webhook-secret-file"},
 		{"bad log format", []string{"--webhook-secret", "whsec_x", "--log-format", "xml"}, "--log-format"},
 		{"zero max body", []string{"--webhook-secret", "whsec_x", "--max-body", "0"}, "must be positive"},
 		{"stray argument", []string{"--webhook-secret", "whsec_x", "extra"}, "unexpected argument"},

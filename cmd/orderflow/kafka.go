@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -26,6 +31,10 @@ type kafkaFlags struct {
 	saslMech     string
 	saslUser     string
 	saslPassFile string
+	// timeout bounds a command that reads and ends (registerTimeout);
+	// deadline is the context wait made.
+	timeout  time.Duration
+	deadline context.Context
 }
 
 func (k *kafkaFlags) register(fs *flag.FlagSet) {
@@ -121,4 +130,48 @@ func servePprof(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+}
+
+// defaultKafkaTimeout bounds a command that reads from Kafka and ends.
+const defaultKafkaTimeout = 15 * time.Second
+
+// registerTimeout adds --timeout to a command that reads from Kafka and
+// ends (dlq list|show, orders show|list|search, topics).
+func (k *kafkaFlags) registerTimeout(fs *flag.FlagSet) {
+	fs.DurationVar(&k.timeout, "timeout", defaultKafkaTimeout, "give up when Kafka has not answered within this long")
+}
+
+// wait bounds ctx by --timeout and, when Kafka is slow to answer, says on
+// stderr what the command waits for. Call stop when done, and pass the
+// command's error through explain.
+func (k *kafkaFlags) wait(ctx context.Context, stderr io.Writer, what string) (context.Context, func()) {
+	if k.timeout <= 0 {
+		k.timeout = defaultKafkaTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	k.deadline = ctx
+	notice := min(time.Second, k.timeout/2)
+	t := time.AfterFunc(notice, func() {
+		fmt.Fprintf(stderr, "orderflow: waiting for Kafka at %s to answer (%s); giving up after --timeout %s\n", k.brokers, what, k.timeout)
+	})
+	return ctx, func() { t.Stop(); cancel() }
+}
+
+// explain turns the error of a command bounded by wait into one that says
+// what went wrong at Kafka and what to check.
+func (k *kafkaFlags) explain(err error) error {
+	if err == nil || k.deadline == nil {
+		return err
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return err
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("Kafka at %s refused the connection: nothing listens there. Start it (make run starts one at %s) or point --brokers at it", k.brokers, devDefaultKafkaAddr)
+	}
+	if errors.Is(k.deadline.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer from Kafka at %s within --timeout %s: something accepts connections there but does not answer as a Kafka broker. Check --brokers (the broker's port, not another service's), whether the broker is still starting, and TLS or SASL (--kafka-tls, --kafka-sasl-mechanism) if the cluster needs them", k.brokers, k.timeout)
+	}
+	return err
 }

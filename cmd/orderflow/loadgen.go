@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/orderflow/orderflow/test/loadgen"
@@ -14,12 +15,16 @@ const loadgenUsage = `loadgen [flags]
 
 Posts Stripe-signed webhook events at a gateway, at a target rate or as fast
 as the connections allow, and reports accepted/s, latency p50/p99/max and
-status counts. Exits 1 when an event never got a 2xx answer.`
+status counts. Exits 1 when an event never got a 2xx answer.
+
+The secret defaults to ORDERFLOW_WEBHOOK_SECRET, then to the one 'orderflow
+dev' keeps in <data-dir>/webhook-secret, as for send-test-event.`
 
 func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("loadgen", loadgenUsage, stderr)
 	url := fs.String("url", "http://127.0.0.1:8080/webhooks/stripe", "webhook endpoint")
-	secret := fs.String("secret", "", "webhook signing secret(s), comma-separated (required)")
+	secret := fs.String("secret", "", "webhook signing secret(s), comma-separated; default ORDERFLOW_WEBHOOK_SECRET or <data-dir>/webhook-secret")
+	dataDir := fs.String("data-dir", "var", "data folder of 'orderflow dev', where the default secret is kept")
 	orders := fs.Int("orders", 1000, "orders to send")
 	conns := fs.Int("connections", 64, "concurrent connections")
 	rate := fs.Float64("rate", 0, "deliveries per second (0: as fast as possible)")
@@ -32,10 +37,12 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	secrets := splitList(*secret)
+	one, err := resolveWebhookSecret(*secret, os.Getenv("ORDERFLOW_WEBHOOK_SECRET"), *dataDir)
+	if err != nil {
+		return err
+	}
+	secrets := splitList(one)
 	switch {
-	case len(secrets) == 0:
-		return usagef("loadgen: --secret is required")
 	case *orders < 1:
 		return usagef("loadgen: --orders must be at least 1")
 	case *conns < 1:

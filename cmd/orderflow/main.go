@@ -64,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
+		printVersion(stdout)
+		return 0
+	}
 	for _, c := range commands {
 		if c.name == args[0] {
 			return exitCode(c.run(ctx, args[1:], stdout, stderr), stderr)
@@ -92,7 +96,7 @@ func printUsage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "\nEvery flag can also be set by an environment variable ORDERFLOW_<FLAG>,\nupper case with '-' as '_' (--brokers: ORDERFLOW_BROKERS). A flag on the\ncommand line wins over the environment.\nRun 'orderflow <command> --help' for a command's flags.\n")
+	fmt.Fprint(w, "\nEvery flag can also be set by an environment variable ORDERFLOW_<FLAG>,\nupper case with '-' as '_' (--brokers: ORDERFLOW_BROKERS). A flag on the\ncommand line wins over the environment.\nRun 'orderflow <command> --help' for a command's flags, 'orderflow --version'\nfor the build.\n")
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting and
@@ -111,11 +115,8 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 // on the command line, then parses args. Bad values, from either source, are
 // usage errors naming the flag.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseQuiet(fs, args); err != nil {
+		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -152,4 +153,88 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// parseQuiet parses args; --help prints the usage, and a bad flag is one
+// line (a usage error, exit 2) instead of the error and the whole usage.
+func parseQuiet(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		if fs.Usage != nil {
+			fs.Usage()
+		} else {
+			fs.PrintDefaults()
+		}
+		return err
+	}
+	return usageError{flagErrorLine(fs, err)}
+}
+
+// flagErrorLine turns the flag package's error into one line naming the
+// flag as the user would type it, the closest known flag for an unknown
+// one, and where to read more.
+func flagErrorLine(fs *flag.FlagSet, err error) string {
+	see := fmt.Sprintf("See %s --help", fs.Name())
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		name = strings.TrimLeft(name, "-")
+		line := "unknown flag --" + name
+		if near := closestFlag(fs, name); near != "" {
+			return line + "; did you mean --" + near + "? " + see
+		}
+		return line + ". " + see
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return fmt.Sprintf("flag --%s needs a value. %s", strings.TrimLeft(name, "-"), see)
+	}
+	// invalid value "x" for flag -n: parse error
+	if i := strings.Index(msg, " for flag -"); i >= 0 {
+		msg = msg[:i] + " for flag --" + msg[i+len(" for flag -"):]
+	}
+	return msg + ". " + see
+}
+
+// closestFlag is the defined flag nearest to name (at most a third of its
+// letters off, or name a prefix of it), or "".
+func closestFlag(fs *flag.FlagSet, name string) string {
+	best, bestD := "", len(name)/3+1
+	fs.VisitAll(func(f *flag.Flag) {
+		d := editDistance(name, f.Name)
+		if strings.HasPrefix(f.Name, name) && d > 0 {
+			d = 1
+		}
+		if d < bestD || (d == bestD && best != "" && f.Name < best) {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

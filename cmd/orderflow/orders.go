@@ -53,10 +53,12 @@ func runOrders(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 }
 
-func runOrdersShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("orders show", ordersUsage, stderr)
+func runOrdersShow(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	var kf kafkaFlags
+	defer func() { err = kf.explain(err) }()
+	fs := newFlagSet("orders show", ordersUsage, stderr)
 	kf.register(fs)
+	kf.registerTimeout(fs)
 	asJSON := fs.Bool("json", false, "print the state record as JSON")
 	reveal := fs.Bool("reveal", false, "with --json, show customer data instead of masking it")
 	pos, err := parseInterspersed(fs, args)
@@ -67,6 +69,8 @@ func runOrdersShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usagef("orders show: want one order id")
 	}
 	id := pos[0]
+	ctx, stop := kf.wait(ctx, stderr, "reading the order's state")
+	defer stop()
 	c, err := dlqClient(&kf)
 	if err != nil {
 		return err

@@ -170,7 +170,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer cleanup()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 	reg.MustRegister(f.providers.collectors()...)
 	proc, err := processor.New(cfg, prov, kopts, logger, reg)
 	if err != nil {

@@ -372,7 +372,7 @@ func (c providerConfigs) build(logger *slog.Logger) (processor.Providers, func()
 	}
 	switch len(b.alerters) {
 	case 0:
-		b.prov.Alerter = logAlerter{log: logger}
+		// No Alerter: the processor logs each alert, once.
 		logger.Info("no alert channel configured (Telegram, Slack): alerts are logged only")
 	case 1:
 		b.prov.Alerter = b.alerters[0].Alerter
@@ -435,16 +435,6 @@ func joinUsage(errs []error) error {
 		msgs[i] = err.Error()
 	}
 	return usageError{strings.Join(msgs, "; ")}
-}
-
-// logAlerter is the Alerter used when no alert channel is configured: it
-// writes each alert to the log (order id, step and text; the text carries
-// no customer data).
-type logAlerter struct{ log *slog.Logger }
-
-func (a logAlerter) Alert(_ context.Context, al integrations.Alert) error {
-	a.log.Warn("alert", "order_id", al.OrderID, "step", al.Step, "text", al.Text)
-	return nil
 }
 
 // fanoutAlerter sends every alert to each channel (Telegram and Slack).

@@ -199,6 +199,7 @@ type testEventSummary struct {
 	Sent       int            // requests made
 	Duplicates int            // of them, events sent again
 	Failed     int            // answered other than 2xx, or not at all
+	Unreached  int            // of them, not answered at all (no connection, timeout)
 	Answers    map[string]int // "200 queued" → count
 }
 
@@ -243,6 +244,9 @@ func sendTestEvents(ctx context.Context, opts testEventOptions, out io.Writer) (
 				return ctx.Err()
 			}
 			answer = "error: " + err.Error()
+		}
+		if err != nil {
+			sum.Unreached++
 		}
 		if err != nil || status < 200 || status > 299 {
 			sum.Failed++
@@ -293,7 +297,10 @@ func sendTestEvents(ctx context.Context, opts testEventOptions, out io.Writer) (
 		orders = "order"
 	}
 	fmt.Fprintf(out, "sent %d events for %d %s (%d sent again): %s\n", sum.Sent, len(sum.Orders), orders, sum.Duplicates, formatAnswers(sum.Answers))
-	if len(sum.Orders) == 1 {
+	switch {
+	case sum.Unreached == sum.Sent:
+		fmt.Fprintf(out, "nothing reached the gateway at %s: is it running? Start it with 'make run' (or %s dev), or give --url\n", opts.URL, opts.command())
+	case sum.Failed == 0 && len(sum.Orders) == 1:
 		fmt.Fprintf(out, "see the order with: %s orders show %s\n", opts.command(), sum.Orders[0])
 	}
 	return sum, nil

@@ -204,7 +204,8 @@ func TestSendTestEventCommand(t *testing.T) {
 		{"secret from the environment", []string{"--url", url, "--data-dir", t.TempDir(), "--type", typePaymentIntentSucceeded}, testSecret, 0, "1 × 200 queued"},
 		{"wrong secret: exit 1", []string{"--url", url, "--secret", "whsec_wrong"}, "", 1, "× 400"},
 		{"no secret anywhere", []string{"--url", url, "--data-dir", t.TempDir()}, "", 2, ""},
-		{"gateway unreachable", []string{"--url", "http://127.0.0.1:1/webhooks/stripe", "--secret", testSecret}, "", 1, "error:"},
+		{"gateway unreachable", []string{"--url", "http://127.0.0.1:1/webhooks/stripe", "--secret", testSecret}, "", 1,
+			"nothing reached the gateway at http://127.0.0.1:1/webhooks/stripe: is it running? Start it with 'make run'"},
 		{"bad count", []string{"--count", "0", "--secret", testSecret}, "", 2, ""},
 		{"bad duplicates", []string{"--duplicates", "1.5", "--secret", testSecret}, "", 2, ""},
 		{"bad type", []string{"--type", "charge.refunded", "--secret", testSecret}, "", 2, ""},
@@ -219,6 +220,10 @@ func TestSendTestEventCommand(t *testing.T) {
 			}
 			if !strings.Contains(out.String(), tt.wantOut) {
 				t.Errorf("output lacks %q:\n%s", tt.wantOut, out.String())
+			}
+			// Only an order the gateway accepted is worth looking up.
+			if hint := strings.Contains(out.String(), "orders show"); hint != (tt.wantCode == 0 && !strings.Contains(tt.name, "--count")) && tt.name != "secret flag" {
+				t.Errorf("orders show hint %v, want it only after a fully accepted single order:\n%s", hint, out.String())
 			}
 		})
 	}
@@ -314,5 +319,38 @@ func TestResolveSimURL(t *testing.T) {
 	}
 	if _, err := resolveSimURL("sim:8090", dir); err == nil {
 		t.Error("a URL without scheme is accepted")
+	}
+}
+
+// loadgen finds the secret where send-test-event does.
+func TestLoadgenReadsTheDevSecret(t *testing.T) {
+	srv, _ := startGateway(t)
+	url := srv.URL + gateway.WebhookPath
+	dataDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dataDir, webhookSecretFile), []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ORDERFLOW_WEBHOOK_SECRET", "")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"loadgen", "--url", url, "--data-dir", dataDir, "--orders", "3", "--checkout=false", "--duplicates", "0", "--json"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("loadgen with the dev secret: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	var rep struct {
+		OK     int64            `json:"ok"`
+		Status map[string]int64 `json:"status"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, out.String())
+	}
+	if rep.OK != 3 || rep.Status["200"] != 3 {
+		t.Errorf("report ok %d, status %v; want 3 accepted (the dev secret signed them)", rep.OK, rep.Status)
+	}
+	// Without one anywhere it says where it looked, exit 2.
+	out.Reset()
+	errb.Reset()
+	code = run(context.Background(), []string{"loadgen", "--url", url, "--data-dir", t.TempDir()}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "no webhook secret: give --secret, set ORDERFLOW_WEBHOOK_SECRET, or start 'orderflow dev' first") {
+		t.Errorf("loadgen without a secret: exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 
@@ -15,10 +16,15 @@ const topicsUsage = `topics create|check [flags]
 
   create  creates every orderflow topic that is missing (safe to run again)
   check   compares the cluster with the expected topics; exits 1 and names
-          every difference (missing topic, partition count, co-partitioning,
-          cleanup policy)`
+          every difference (missing topic, co-partitioning, cleanup policy,
+          and the partition count when --partitions is given)
 
-func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+Without --partitions, the topics are checked against the count orders
+already has (a new cluster gets 12).`
+
+func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	var kf kafkaFlags
+	defer func() { err = kf.explain(err) }()
 	if len(args) == 0 || (args[0] != "create" && args[0] != "check") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			fmt.Fprintf(stderr, "Usage: orderflow %s\n", topicsUsage)
@@ -28,9 +34,9 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	sub := args[0]
 	fs := newFlagSet("topics "+sub, topicsUsage, stderr)
-	var kf kafkaFlags
 	kf.register(fs)
-	partitions := fs.Int("partitions", topics.DefaultPartitions, "partitions of orders (orders.state and orders.dlq get the same)")
+	kf.registerTimeout(fs)
+	partitions := fs.Int("partitions", topics.DefaultPartitions, "partitions of orders (orders.state and orders.dlq get the same); default: the count orders has, or 12 for a new cluster")
 	rf := fs.Int("replication-factor", -1, "replication factor for new topics (-1: broker default)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -41,17 +47,34 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *partitions < 1 {
 		return usagef("--partitions must be at least 1")
 	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "partitions" })
 	opts, err := kf.opts()
 	if err != nil {
 		return err
 	}
+	ctx, stop := kf.wait(ctx, stderr, "describing the topics")
+	defer stop()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	specs := kf.names().Specs(int32(*partitions))
+	// Without --partitions, the count is the one orders already has (a dev
+	// broker has 3): check co-partitioning and policies, not a count
+	// nobody asked for. A new cluster gets the default.
+	n := int32(*partitions)
+	if !explicit {
+		details, err := adm.ListTopics(ctx, kf.names().Orders)
+		if err != nil {
+			return fmt.Errorf("list topics: %w", err)
+		}
+		if d, ok := details[kf.names().Orders]; ok && d.Err == nil && len(d.Partitions) > 0 {
+			n = int32(len(d.Partitions))
+		}
+	}
+	specs := kf.names().Specs(n)
 
 	if sub == "create" {
 		created, err := topics.Create(ctx, adm, specs, int16(*rf))
@@ -61,12 +84,15 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		if len(created) == 0 {
-			fmt.Fprintln(stdout, "all topics exist")
-		}
 		diffs, err := topics.Check(ctx, adm, specs)
 		if err != nil {
 			return err
+		}
+		if len(created) == 0 && len(diffs) == 0 {
+			fmt.Fprintln(stdout, "all topics exist")
+		}
+		if len(created) == 0 && len(diffs) > 0 {
+			fmt.Fprintln(stdout, "all topics exist, but they differ from what orderflow expects:")
 		}
 		return reportDiffs(diffs, stdout, stderr)
 	}

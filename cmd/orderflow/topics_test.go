@@ -85,7 +85,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"nope"}, 2, `unknown command "nope"`},
 		{[]string{"topics"}, 2, "want 'create' or 'check'"},
 		{[]string{"topics", "check", "--partitions", "0"}, 2, "--partitions must be at least 1"},
-		{[]string{"topics", "check", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"topics", "check", "--bogus"}, 2, "unknown flag --bogus. See orderflow topics check --help"},
 		{[]string{"topics", "check", "--kafka-sasl-mechanism", "MD5"}, 2, "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
 		{[]string{"topics", "check", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"help"}, 0, "Commands:"},

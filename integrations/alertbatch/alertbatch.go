@@ -51,8 +51,9 @@ type Summary struct {
 type Group struct {
 	Step         string   // the step, "unknown" when empty, "other" past MaxSteps
 	Count        int      // alerts at this step
-	Orders       []string // the first MaxOrders order ids
-	MoreOrders   int      // order ids beyond Orders
+	Orders       []string // the first MaxOrders orders, by OF- number, each once
+	MoreOrders   int      // orders beyond Orders
+	seen         map[string]bool
 	Reasons      []Reason // the first MaxReasons distinct reasons
 	OtherReasons int      // alerts whose reason is not in Reasons
 }
@@ -89,12 +90,17 @@ func (s *Summary) Add(a integrations.Alert) {
 		}
 	}
 	g.Count++
-	switch {
-	case a.OrderID == "":
-	case len(g.Orders) < MaxOrders:
-		g.Orders = append(g.Orders, a.OrderID)
-	default:
-		g.MoreOrders++
+	// Each order once, by its OF- number (what a person searches for).
+	if a.OrderID != "" && !g.seen[a.OrderID] {
+		if g.seen == nil {
+			g.seen = map[string]bool{}
+		}
+		g.seen[a.OrderID] = true
+		if len(g.Orders) < MaxOrders {
+			g.Orders = append(g.Orders, integrations.OrderNumber(a.OrderID))
+		} else {
+			g.MoreOrders++
+		}
 	}
 	text := Truncate(strings.TrimSpace(a.Text), MaxReasonLen)
 	if text == "" {

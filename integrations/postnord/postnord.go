@@ -396,7 +396,10 @@ func faultText(e *errorResponse) string {
 	s := e.Message
 	if e.CompositeFault != nil && len(e.CompositeFault.Faults) > 0 {
 		f := e.CompositeFault.Faults[0]
-		s = strings.TrimSpace(s + " [" + f.FaultCode + "] " + f.ExplanationText)
+		s = strings.TrimSpace(s + " [" + f.FaultCode + "]")
+		if f.ExplanationText != e.Message { // a fault that repeats the message says it once
+			s = strings.TrimSpace(s + " " + f.ExplanationText)
+		}
 		if n := len(e.CompositeFault.Faults); n > 1 {
 			s += fmt.Sprintf(" (+%d more faults)", n-1)
 		}

@@ -138,6 +138,7 @@ func (a *airtableSim) upsert(w http.ResponseWriter, r *http.Request) {
 				id = fmt.Sprintf("rec%014X", nextID())
 				a.byMerge[mk] = id
 				a.records[table+"\x00"+id] = now
+				a.s.records.add(jrec{K: recAirtable, A: mk, B: id, T: now})
 				create = true
 			}
 		}

@@ -204,6 +204,18 @@ func TestFaultHTTPControl(t *testing.T) {
 	if len(s.Faults()) != 0 {
 		t.Fatalf("DELETE: %v", s.Faults())
 	}
+
+	// "details", the processor's name of the order-details step, is the
+	// simulator's stripe step, and its calls fail.
+	wantStatus(t, call(t, "PUT", ts.URL+"/_sim/faults", nil, `{"step":"details","mode":"unavailable"}`), 200)
+	if got := fmt.Sprint(s.Faults()); got != fmt.Sprint([]Fault{{Step: StepStripe, Mode: ModeUnavailable, Rate: 1}}) {
+		t.Fatalf("details fault: %v", got)
+	}
+	wantStatus(t, call(t, "GET", ts.URL+"/v1/payment_intents/pi_x", stripeAuthHdr, nil), 503)
+	wantStatus(t, call(t, "DELETE", ts.URL+"/_sim/faults?step=details", nil, nil), 200)
+	if len(s.Faults()) != 0 {
+		t.Fatalf("DELETE ?step=details: %v", s.Faults())
+	}
 }
 
 func TestStatsHTTP(t *testing.T) {

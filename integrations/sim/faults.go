@@ -45,7 +45,7 @@ type Fault struct {
 // Validate reports a fault the simulator cannot apply.
 func (f Fault) Validate() error {
 	if !validStep(f.Step) {
-		return fmt.Errorf("unknown step %q (steps: %s)", f.Step, strings.Join(Steps, ", "))
+		return fmt.Errorf("unknown step %q (steps: %s; details is the same as stripe)", f.Step, strings.Join(Steps, ", "))
 	}
 	switch f.Mode {
 	case ModeUnavailable, ModeReject:
@@ -96,7 +96,7 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*f = Fault{Step: j.Step, Mode: j.Mode, Rate: 1}
+	*f = Fault{Step: canonicalStep(j.Step), Mode: j.Mode, Rate: 1}
 	if j.Rate != nil && *j.Rate != 0 {
 		f.Rate = *j.Rate
 	}
@@ -144,6 +144,7 @@ func (s *Server) SetFault(f Fault) error {
 	if f.Rate == 0 {
 		f.Rate = 1
 	}
+	f.Step = canonicalStep(f.Step)
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("sim: fault: %w", err)
 	}
@@ -156,6 +157,7 @@ func (s *Server) SetFault(f Fault) error {
 
 // ClearFaults removes the fault of step, or every fault when step is "".
 func (s *Server) ClearFaults(step string) {
+	step = canonicalStep(step)
 	s.faults.mu.Lock()
 	if step == "" {
 		clear(s.faults.byStep)
@@ -214,9 +216,9 @@ func (s *Server) putFaults(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteFaults(w http.ResponseWriter, r *http.Request) {
-	step := r.URL.Query().Get("step")
+	step := canonicalStep(r.URL.Query().Get("step"))
 	if step != "" && !validStep(step) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("unknown step %q", step)})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("unknown step %q (steps: %s)", step, strings.Join(Steps, ", "))})
 		return
 	}
 	s.ClearFaults(step)

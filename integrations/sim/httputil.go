@@ -38,9 +38,6 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // seq is a process-wide counter that makes generated ids unique.
 var seq atomic.Uint64
 
-// nextID returns a unique positive number.
-func nextID() uint64 { return seq.Add(1) }
-
 // hash64 is a stable 64-bit hash of s.
 func hash64(s string) uint64 {
 	sum := sha256.Sum256([]byte(s))

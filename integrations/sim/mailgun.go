@@ -78,6 +78,7 @@ func (mg *mailgunSim) send(w http.ResponseWriter, r *http.Request) {
 	file := mg.s.outbox.write(StepEmail, fmt.Sprintf("%d-%s.eml", nextID(), msgID), eml)
 	dup := mg.s.stats.created(StepEmail, "message", order)
 	mg.sent.Store(msgID, id)
+	mg.s.records.add(jrec{K: recMailgunMsg, A: msgID, B: id})
 	mg.s.outbox.record(entry{Time: nowUTC(), Step: StepEmail, Order: order, Kind: "message", ID: id, Action: "create", Duplicate: dup, File: file})
 	writeJSON(w, http.StatusOK, obj{"id": id, "message": "Queued. Thank you."})
 }

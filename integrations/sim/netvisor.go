@@ -381,12 +381,15 @@ func (nv *netvisorSim) add(w http.ResponseWriter, r *http.Request) {
 	}
 	number := strings.TrimSpace(inv.Number)
 	key := 1800 + nextID()
-	nv.mu.Lock()
-	nv.byNumber[number] = append(nv.byNumber[number], nvStored{
+	stored := nvStored{
 		key: key, number: number, date: inv.rawDate.Format("2006-01-02"), status: strings.TrimSpace(inv.Status.Value),
 		customer: strings.TrimSpace(inv.Customer), ref: strings.TrimSpace(inv.Reference),
 		amount: strings.TrimSpace(inv.Amount.Value),
-	})
+	}
+	nv.mu.Lock()
+	nv.byNumber[number] = append(nv.byNumber[number], stored)
+	nv.s.records.add(jrec{K: recNetvisor, Inv: &nvJournal{Key: stored.key, Number: stored.number, Date: stored.date,
+		Status: stored.status, Customer: stored.customer, Ref: stored.ref, Amount: stored.amount}})
 	nv.mu.Unlock()
 
 	keyStr := fmt.Sprint(key)

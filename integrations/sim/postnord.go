@@ -376,7 +376,7 @@ func (pn *postnordSim) book(w http.ResponseWriter, r *http.Request) {
 			"urls":          []any{obj{"type": "TRACKING", "url": trackingURL}},
 			"errorResponse": nil,
 		})
-		pdf := labelPDF(pn.labelLines(sh, itemIDs[0], order, in.TestIndicator))
+		pdf := labelPDF(pn.labelLines(sh, itemIDs[0], order, in.TestIndicator), strings.ToUpper(country))
 		printouts = append(printouts, obj{
 			"itemIds": itemRefs,
 			"printout": obj{

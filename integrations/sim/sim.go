@@ -49,6 +49,18 @@ var Steps = []string{StepCRM, StepProductionLog, StepShipping, StepInvoice, Step
 // peerSteps are the steps of the benchmark peer's generic endpoints.
 var peerSteps = []string{StepCRM, StepProductionLog, StepShipping, StepInvoice, StepEmail}
 
+// StepDetails is the processor's name of the order-details step, served by
+// the simulator's Stripe: faults and latency take either name.
+const StepDetails = "details"
+
+// canonicalStep maps the processor's step names to the simulator's.
+func canonicalStep(s string) string {
+	if s == StepDetails {
+		return StepStripe
+	}
+	return s
+}
+
 func validStep(s string) bool {
 	for _, x := range Steps {
 		if x == s {
@@ -143,6 +155,10 @@ type Server struct {
 	peerHandlers map[string]http.Handler
 	telegramSend http.Handler
 	closeOnce    sync.Once
+	// records keeps the providers' records across restarts, idsPath the
+	// id ceiling (persist.go).
+	records *records
+	idsPath string
 }
 
 // New builds a Server. It creates the outbox folders when DataDir is set.
@@ -183,6 +199,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.EnforceLimits {
 		s.limits = newLimiter(cfg.Limits, s.stats)
 	}
+	if err := s.openPersistence(); err != nil {
+		s.closePersistence()
+		ob.close()
+		return nil, fmt.Errorf("sim: %w", err)
+	}
 	s.routes()
 	return s, nil
 }
@@ -194,7 +215,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Close flushes and closes the outbox. The handler must not be used after.
 func (s *Server) Close() error {
 	var err error
-	s.closeOnce.Do(func() { err = s.outbox.close() })
+	s.closeOnce.Do(func() { err = errors.Join(s.outbox.close(), s.closePersistence()) })
 	return err
 }
 
@@ -363,7 +384,7 @@ func ParseLatency(v string) (time.Duration, map[string]time.Duration, error) {
 			def = d
 			continue
 		}
-		name = strings.TrimSpace(name)
+		name = canonicalStep(strings.TrimSpace(name))
 		if !validStep(name) {
 			return 0, nil, fmt.Errorf("latency %q: unknown step %q (steps: %s)", part, name, strings.Join(Steps, ", "))
 		}

@@ -27,6 +27,9 @@ type stripeSim struct {
 	byPI     map[string]string // PaymentIntent id → seeded session id
 	pis      map[string]obj    // seeded PaymentIntents by id
 	dir      string            // where seeded objects are kept; "" none
+	// epoch is when the simulator started: derived orders are dated in
+	// the hour before it, so an order tried today is dated today.
+	epoch int64
 }
 
 type obj = map[string]any
@@ -145,7 +148,7 @@ func (st *stripeSim) paymentIntent(w http.ResponseWriter, r *http.Request) {
 			resourceMissing(w, "payment_intent", id, "intent")
 			return
 		}
-		pi = newSimOrder(seed).paymentIntent()
+		pi = st.newSimOrder(seed).paymentIntent()
 	}
 	writeJSON(w, http.StatusOK, renderPaymentIntent(pi, expands(r)))
 }
@@ -171,7 +174,7 @@ func (st *stripeSim) listSessions(w http.ResponseWriter, r *http.Request) {
 				resourceMissing(w, "payment_intent", pi, "payment_intent")
 				return
 			}
-			list["data"] = []any{st.renderSession(newSimOrder(seed).session(), ex)}
+			list["data"] = []any{st.renderSession(st.newSimOrder(seed).session(), ex)}
 		}
 	}
 	writeJSON(w, http.StatusOK, list)
@@ -189,7 +192,7 @@ func (st *stripeSim) session(w http.ResponseWriter, r *http.Request) {
 			resourceMissing(w, "checkout.session", id, "session")
 			return
 		}
-		sess = newSimOrder(seed).session()
+		sess = st.newSimOrder(seed).session()
 		sess["id"] = id
 	}
 	writeJSON(w, http.StatusOK, st.renderSession(sess, expands(r)))
@@ -207,7 +210,7 @@ func (st *stripeSim) lineItems(w http.ResponseWriter, r *http.Request) {
 			resourceMissing(w, "checkout.session", id, "session")
 			return
 		}
-		sess = newSimOrder(seed).session()
+		sess = st.newSimOrder(seed).session()
 	}
 	q := r.URL.Query()
 	limit := 10
@@ -437,7 +440,11 @@ type simOrder struct {
 	total    int64
 }
 
-func newSimOrder(seed string) simOrder {
+func (st *stripeSim) newSimOrder(seed string) simOrder { return newSimOrder(seed, st.epoch) }
+
+// newSimOrder derives the order of seed, dated in the hour before epoch
+// (Unix seconds).
+func newSimOrder(seed string, epoch int64) simOrder {
 	h := hash64(seed)
 	// Currency first (eur, sek, jpy evenly), then the market within it.
 	var m market
@@ -450,7 +457,7 @@ func newSimOrder(seed string) simOrder {
 		m = markets[3]
 	}
 	o := simOrder{seed: seed, h: h, m: m, p: m.people[(h>>16)%uint64(len(m.people))]}
-	o.created = 1700000000 + int64((h>>20)%30000000)
+	o.created = epoch - int64((h>>20)%3600)
 	n := 1 + int((h>>24)%3)
 	start := int((h >> 28) % uint64(len(m.products)))
 	for i := 0; i < n; i++ {

@@ -22,7 +22,7 @@ import (
 // again at start-up.
 
 func newStripeSim(s *Server) (*stripeSim, error) {
-	st := &stripeSim{s: s, sessions: map[string]obj{}, byPI: map[string]string{}, pis: map[string]obj{}}
+	st := &stripeSim{s: s, sessions: map[string]obj{}, byPI: map[string]string{}, pis: map[string]obj{}, epoch: nowUTC().Unix()}
 	if s.cfg.DataDir == "" {
 		return st, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	stripe "github.com/stripe/stripe-go/v76"
 )
@@ -34,6 +35,7 @@ func TestStripeAuth(t *testing.T) {
 }
 
 func TestStripeOrderIsDeterministicAndConsistent(t *testing.T) {
+	started := time.Now().Unix()
 	s, ts := newTest(t, Config{})
 	currencies := map[string]bool{}
 	countries := map[string]bool{}
@@ -51,6 +53,11 @@ func TestStripeOrderIsDeterministicAndConsistent(t *testing.T) {
 		}
 		if pi.ID != piID || pi.Status != stripe.PaymentIntentStatusSucceeded || pi.Metadata["locale"] == "" || pi.Shipping == nil || pi.Shipping.Address.Country == "" {
 			t.Fatalf("PaymentIntent incomplete: %+v", pi)
+		}
+		// Dated in the hour before the simulator started: an order
+		// tried today is dated today.
+		if pi.Created < started-3600 || pi.Created > time.Now().Unix() {
+			t.Errorf("%s: created %s, want within the hour before %s", piID, time.Unix(pi.Created, 0).UTC(), time.Unix(started, 0).UTC())
 		}
 
 		// The session list by payment_intent has the one session for it.

@@ -281,11 +281,16 @@ func (z *zohoSim) upsertOne(module string, i int, rec map[string]any, dupFields 
 		action = "insert"
 		id = fmt.Sprintf("%d", 4150868000000000000+nextID())
 		z.ids[id] = zohoRec{module: module, created: now}
+		z.s.records.add(jrec{K: recZohoID, A: id, B: module, T: now})
 	}
 	created := z.ids[id].created
 	for _, f := range fields {
 		if v := strField(rec, f); v != "" {
-			z.index[key(f, v)] = id
+			k := key(f, v)
+			if z.index[k] != id {
+				z.index[k] = id
+				z.s.records.add(jrec{K: recZohoIndex, A: k, B: id})
+			}
 		}
 	}
 	z.mu.Unlock()

@@ -109,7 +109,7 @@ func TestAlertSendsExactRequest(t *testing.T) {
 	if r.method != http.MethodPost || r.path != hookPath || r.contentType != "application/json" {
 		t.Errorf("request %s %s %s", r.method, r.path, r.contentType)
 	}
-	want := "*orderflow alert* · step *shipping*\norder pi_3Abc\npostnord: HTTP 400: weight &lt; 0 &amp; &lt;!channel&gt; &lt;https://evil.example|click&gt;"
+	want := "*orderflow alert* · step *shipping*\norder OF-3ABC\npostnord: HTTP 400: weight &lt; 0 &amp; &lt;!channel&gt; &lt;https://evil.example|click&gt;"
 	if r.text != want {
 		t.Errorf("text\n%q\nwant\n%q", r.text, want)
 	}
@@ -308,7 +308,7 @@ func TestCloseFlushesPendingAndRejectsLaterAlerts(t *testing.T) {
 	}
 	_ = c.Close()
 	reqs := f.requests()
-	if len(reqs) != 1 || !strings.HasPrefix(reqs[0].text, "*orderflow: 3 alerts*\n\n*3 at step crm*: pi_0, pi_1, pi_2") {
+	if len(reqs) != 1 || !strings.HasPrefix(reqs[0].text, "*orderflow: 3 alerts*\n\n*3 at step crm*: OF-0, OF-1, OF-2") {
 		t.Fatalf("after Close: %d messages %+v", len(reqs), reqs)
 	}
 	if err := c.Alert(context.Background(), integrations.Alert{OrderID: "pi_9"}); !errors.Is(err, ErrClosed) {

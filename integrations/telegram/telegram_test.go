@@ -114,7 +114,7 @@ func TestAlertSendsExactRequest(t *testing.T) {
 		t.Errorf("parse_mode = %v", r.body["parse_mode"])
 	}
 	text, _ := r.body["text"].(string)
-	for _, want := range []string{"<b>orderflow alert</b>", "<b>shipping</b>", "pi_3Abc", "weight &lt; 0 &amp; &quot;bad&quot;"} {
+	for _, want := range []string{"<b>orderflow alert</b>", "<b>shipping</b>", "\norder OF-3ABC\n", "weight &lt; 0 &amp; &quot;bad&quot;"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text %q lacks %q", text, want)
 		}

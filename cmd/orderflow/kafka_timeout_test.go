@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// silentBroker accepts connections and never answers.
+func silentBroker(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String()
+}
+
+func TestCommandsSayWhatTheyWaitForAndGiveUp(t *testing.T) {
+	addr := silentBroker(t)
+	for _, args := range [][]string{
+		{"orders", "show", "pi_1", "--brokers", addr, "--timeout", "1s"},
+		{"dlq", "list", "--brokers", addr, "--timeout", "1s"},
+		{"dlq", "show", "0/1", "--brokers", addr, "--timeout", "1s"},
+		{"topics", "check", "--brokers", addr, "--timeout", "1s"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, &stdout, &stderr)
+		if code != 1 {
+			t.Errorf("%v: exit %d, want 1; stderr %s", args, code, stderr.String())
+		}
+		for _, want := range []string{
+			"orderflow: waiting for Kafka at " + addr + " to answer (",
+			"orderflow: no answer from Kafka at " + addr + " within --timeout 1s: something accepts connections there but does not answer as a Kafka broker",
+		} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("%v: stderr lacks %q:\n%s", args, want, stderr.String())
+			}
+		}
+	}
+}
+
+func TestCommandsNameARefusedBroker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"dlq", "list", "--brokers", addr, "--timeout", "5s"}, &stdout, &stderr); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if want := "orderflow: Kafka at " + addr + " refused the connection: nothing listens there."; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+}
