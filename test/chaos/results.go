@@ -78,5 +78,5 @@ const Asserted = "Each scenario runs one gateway, three processors, the provider
 	"email); an order flagged `possible_duplicate`; an order left in progress; offsets not committed. \"Answers " +
 	"lost mid-call\" counts calls the simulator served whose answer never reached the processor because it was " +
 	"killed or frozen in the call (late-answer fault: the object is created half-way through a 200-500 ms call): " +
-	"each is a call that had to be reconciled, not repeated; 10-kill-storm and 11-processor-freeze fail if there " +
-	"is none. Time to drain runs from the end of the load to quiescence."
+	"each is a call that had to be reconciled, not repeated; 10-kill-storm fails if there is none, and " +
+	"11-processor-freeze if the frozen processor never reported its partitions lost. Time to drain runs from the end of the load to quiescence."
