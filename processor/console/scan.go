@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -19,10 +18,9 @@ import (
 // The index needs a handful of fields of a state (Summarize), not the whole
 // of it: the order's lines, addresses, step results other than shipping's
 // and invoice's, timestamps of steps and the like are most of a record's
-// bytes and of its decoding cost. The scanner reads a state record as a
-// stream of JSON tokens (jsontext: the full syntax and escapes checked)
-// and keeps only those fields, skipping every other value without
-// building it.
+// bytes and of its decoding cost. The scanner walks a state record once,
+// byte by byte, checking the JSON syntax as it goes, and keeps only those
+// fields, skipping every other value without building it.
 //
 // It answers only for records it reads exactly as decodeState does. On
 // anything else (a null in a field it reads, a field of an unexpected
@@ -38,22 +36,28 @@ import (
 // errScan makes the caller decode in full.
 var errScan = errors.New("console: state record not scanned")
 
+// maxDepth bounds the nesting the scan follows; deeper records are
+// decoded in full.
+const maxDepth = 200
+
 // stateScanner scans state records; one per goroutine.
 type stateScanner struct {
-	dec jsontext.Decoder
-	buf bytes.Buffer
+	b     []byte
+	pos   int
+	depth int
+	unq   []byte // scratch for unquoting
 }
 
 // scan returns the parts of the state in b that Summarize reads, checked
 // by processor.FinishDecode; ok is false when b must be decoded in full.
 func (sc *stateScanner) scan(b []byte) (st *processor.State, ok bool) {
-	sc.buf = *bytes.NewBuffer(b)
-	sc.dec.Reset(&sc.buf, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	sc.b, sc.pos, sc.depth = b, 0, 0
+	defer func() { sc.b = nil }()
 	st = &processor.State{}
 	if err := sc.state(st); err != nil {
 		return nil, false
 	}
-	if _, err := sc.dec.ReadToken(); !errors.Is(err, io.EOF) {
+	if sc.peek() != 0 || sc.pos != len(b) {
 		return nil, false // trailing data
 	}
 	st, err := processor.FinishDecode(st)
@@ -116,22 +120,154 @@ func fieldNames(ns ...[]byte) []string {
 	return out
 }
 
+// ws skips whitespace.
+func (sc *stateScanner) ws() {
+	for sc.pos < len(sc.b) {
+		switch sc.b[sc.pos] {
+		case ' ', '\t', '\n', '\r':
+			sc.pos++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next byte after whitespace, 0 at the end.
+func (sc *stateScanner) peek() byte {
+	sc.ws()
+	if sc.pos >= len(sc.b) {
+		return 0
+	}
+	return sc.b[sc.pos]
+}
+
+// expect consumes c, the next byte after whitespace, if it is there.
+func (sc *stateScanner) expect(c byte) bool {
+	if sc.peek() != c {
+		return false
+	}
+	sc.pos++
+	return true
+}
+
+// rawString consumes a string and returns it as in the record, quotes
+// included; esc reports an escape in it. Escapes are checked for form
+// (\uXXXX with four hex digits); control characters are refused.
+func (sc *stateScanner) rawString() (raw []byte, esc bool, err error) {
+	if sc.peek() != '"' {
+		return nil, false, errScan
+	}
+	start := sc.pos
+	for i := start + 1; i < len(sc.b); {
+		c := sc.b[i]
+		switch {
+		case c == '"':
+			sc.pos = i + 1
+			return sc.b[start : i+1], esc, nil
+		case c < 0x20:
+			return nil, false, errScan
+		case c == '\\':
+			esc = true
+			if i+1 >= len(sc.b) {
+				return nil, false, errScan
+			}
+			switch sc.b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(sc.b) {
+					return nil, false, errScan
+				}
+				for _, h := range sc.b[i+2 : i+6] {
+					if !isHex(h) {
+						return nil, false, errScan
+					}
+				}
+				i += 6
+			default:
+				return nil, false, errScan
+			}
+		default:
+			i++
+		}
+	}
+	return nil, false, errScan
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// number consumes a JSON number and returns it as in the record.
+func (sc *stateScanner) number() ([]byte, error) {
+	sc.ws()
+	b, start := sc.b, sc.pos
+	i := start
+	digits := func() bool {
+		n := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i > n
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case !digits():
+		return nil, errScan
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return nil, errScan
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return nil, errScan
+		}
+	}
+	sc.pos = i
+	return b[start:i], nil
+}
+
+// literal consumes true, false or null.
+func (sc *stateScanner) literal(lit string) error {
+	if sc.peek() == 0 || len(sc.b)-sc.pos < len(lit) || string(sc.b[sc.pos:sc.pos+len(lit)]) != lit {
+		return errScan
+	}
+	sc.pos += len(lit)
+	return nil
+}
+
 // object reads an object, calling field with each name as it is in the
 // record (quoted); field must consume the value. A name with an escape,
-// or one equal to a known name but for case, stops the scan.
+// a duplicate of a known name, stops the scan.
 func (sc *stateScanner) object(known []string, field func(name []byte) error) error {
-	tok, err := sc.dec.ReadToken()
-	if err != nil || tok.Kind() != '{' {
+	if !sc.expect('{') {
+		return errScan
+	}
+	if sc.expect('}') {
+		return nil
+	}
+	if sc.depth++; sc.depth > maxDepth {
 		return errScan
 	}
 	var seen uint64
-	for sc.dec.PeekKind() != '}' {
-		name, err := sc.dec.ReadValue()
-		if err != nil || name.Kind() != '"' {
-			return errScan
+	for {
+		name, esc, err := sc.rawString()
+		if err != nil || esc {
+			return errScan // an escaped name is rare: let the decoder unquote it
 		}
-		if bytes.IndexByte(name, '\\') >= 0 {
-			return errScan // rare: let the decoder unquote it
+		if !sc.expect(':') {
+			return errScan
 		}
 		for i, k := range known {
 			if len(k) == len(name)-2 && string(name[1:len(name)-1]) == k {
@@ -145,37 +281,80 @@ func (sc *stateScanner) object(known []string, field func(name []byte) error) er
 		if err := field(name); err != nil {
 			return err
 		}
-	}
-	if _, err := sc.dec.ReadToken(); err != nil {
+		if sc.expect(',') {
+			continue
+		}
+		if sc.expect('}') {
+			sc.depth--
+			return nil
+		}
 		return errScan
 	}
-	return nil
 }
 
 // unknown skips the value of a name the scan does not read, unless the
 // name matches a known one regardless of case.
 func (sc *stateScanner) unknown(name []byte, known []string) error {
-	n := string(name[1 : len(name)-1])
+	n := name[1 : len(name)-1]
 	for _, k := range known {
-		if strings.EqualFold(n, k) {
+		if len(k) == len(n) && strings.EqualFold(string(n), k) {
 			return errScan
 		}
 	}
 	return sc.skip()
 }
 
-// skip skips a value the scan does not read (a null too: decoded, it is
-// the zero value).
+// skip skips a value the scan does not read, checking its syntax (a null
+// too: decoded, it is the zero value).
 func (sc *stateScanner) skip() error {
-	if err := sc.dec.SkipValue(); err != nil {
-		return errScan
+	switch c := sc.peek(); {
+	case c == '"':
+		_, _, err := sc.rawString()
+		return err
+	case c == '{':
+		return sc.object(nil, func([]byte) error { return sc.skip() })
+	case c == '[':
+		sc.pos++
+		if sc.expect(']') {
+			return nil
+		}
+		if sc.depth++; sc.depth > maxDepth {
+			return errScan
+		}
+		for {
+			if err := sc.skip(); err != nil {
+				return err
+			}
+			if sc.expect(',') {
+				continue
+			}
+			if sc.expect(']') {
+				sc.depth--
+				return nil
+			}
+			return errScan
+		}
+	case c == 't':
+		return sc.literal("true")
+	case c == 'f':
+		return sc.literal("false")
+	case c == 'n':
+		return sc.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		_, err := sc.number()
+		return err
 	}
-	return nil
+	return errScan
 }
 
-// skipKind skips a value that must be of kind k ('"', '0', '[', '{').
-func (sc *stateScanner) skipKind(k jsontext.Kind) error {
-	if pk := sc.dec.PeekKind(); pk != k && pk != 'n' {
+// skipKind skips a value that must be k ('"', '[', '{', '0' a number) or
+// null.
+func (sc *stateScanner) skipKind(k byte) error {
+	c := sc.peek()
+	if c == '-' || c >= '0' && c <= '9' {
+		c = '0'
+	}
+	if c != k && c != 'n' {
 		return errScan
 	}
 	return sc.skip()
@@ -184,21 +363,28 @@ func (sc *stateScanner) skipKind(k jsontext.Kind) error {
 // str reads a string. Invalid UTF-8 is left to the decoder (which
 // replaces it); the scan lets it pass only in values it skips.
 func (sc *stateScanner) str() (string, error) {
-	tok, err := sc.dec.ReadToken()
-	if err != nil || tok.Kind() != '"' {
+	raw, esc, err := sc.rawString()
+	if err != nil {
+		return "", err
+	}
+	v := raw[1 : len(raw)-1]
+	if esc {
+		sc.unq, err = jsontext.AppendUnquote(sc.unq[:0], raw)
+		if err != nil {
+			return "", errScan
+		}
+		v = sc.unq
+	}
+	if !utf8.Valid(v) {
 		return "", errScan
 	}
-	v := tok.String()
-	if !utf8.ValidString(v) {
-		return "", errScan
-	}
-	return v, nil
+	return string(v), nil
 }
 
 func (sc *stateScanner) int() (int64, error) {
-	v, err := sc.dec.ReadValue()
-	if err != nil || v.Kind() != '0' {
-		return 0, errScan
+	v, err := sc.number()
+	if err != nil {
+		return 0, err
 	}
 	n, err := strconv.ParseInt(string(v), 10, 64)
 	if err != nil {
@@ -208,15 +394,11 @@ func (sc *stateScanner) int() (int64, error) {
 }
 
 func (sc *stateScanner) bool() (bool, error) {
-	tok, err := sc.dec.ReadToken()
-	if err != nil {
-		return false, errScan
-	}
-	switch tok.Kind() {
+	switch sc.peek() {
 	case 't':
-		return true, nil
+		return true, sc.literal("true")
 	case 'f':
-		return false, nil
+		return false, sc.literal("false")
 	}
 	return false, errScan
 }
@@ -233,27 +415,30 @@ func (sc *stateScanner) time() (time.Time, error) {
 	return t, nil
 }
 
-// strings reads an array of strings; an empty one is nil, as decoded.
+// strings reads an array of strings; an empty one is empty, not nil, as
+// decoded.
 func (sc *stateScanner) strings() ([]string, error) {
-	tok, err := sc.dec.ReadToken()
-	if err != nil || tok.Kind() != '[' {
+	if !sc.expect('[') {
 		return nil, errScan
 	}
-	var out []string
-	for sc.dec.PeekKind() != ']' {
+	out := []string{}
+	if sc.expect(']') {
+		return out, nil
+	}
+	for {
 		s, err := sc.str()
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, s)
-	}
-	if _, err := sc.dec.ReadToken(); err != nil {
+		if sc.expect(',') {
+			continue
+		}
+		if sc.expect(']') {
+			return out, nil
+		}
 		return nil, errScan
 	}
-	if out == nil {
-		out = []string{}
-	}
-	return out, nil
 }
 
 func (sc *stateScanner) state(st *processor.State) error {
@@ -354,16 +539,20 @@ func (sc *stateScanner) order(o *integrations.Order) error {
 }
 
 func (sc *stateScanner) steps(steps map[string]*processor.StepState) error {
-	tok, err := sc.dec.ReadToken()
-	if err != nil || tok.Kind() != '{' {
+	if !sc.expect('{') {
 		return errScan
 	}
-	for sc.dec.PeekKind() != '}' {
-		tok, err := sc.dec.ReadToken()
-		if err != nil || tok.Kind() != '"' {
+	if sc.expect('}') {
+		return nil
+	}
+	for {
+		step, err := sc.str()
+		if err != nil || !sc.expect(':') {
 			return errScan
 		}
-		step := tok.String()
+		if _, dup := steps[step]; dup {
+			return errScan
+		}
 		ss := &processor.StepState{}
 		if err := sc.object(stepFieldNames, func(name []byte) error {
 			var err error
@@ -383,15 +572,13 @@ func (sc *stateScanner) steps(steps map[string]*processor.StepState) error {
 				if step != processor.StepShipping && step != processor.StepInvoice {
 					return sc.skip()
 				}
-				if sc.dec.PeekKind() == 'n' {
+				if sc.peek() == 'n' {
 					return errScan
 				}
-				var v jsontext.Value
-				v, err = sc.dec.ReadValue()
-				if err != nil {
-					return errScan
+				start := sc.pos
+				if err = sc.skip(); err == nil {
+					ss.Result = json.RawMessage(bytes.Clone(sc.b[start:sc.pos]))
 				}
-				ss.Result = json.RawMessage(bytes.Clone(v))
 			default:
 				err = sc.unknown(name, stepFieldNames)
 			}
@@ -399,13 +586,13 @@ func (sc *stateScanner) steps(steps map[string]*processor.StepState) error {
 		}); err != nil {
 			return err
 		}
-		if _, dup := steps[step]; dup {
-			return errScan
-		}
 		steps[step] = ss
-	}
-	if _, err := sc.dec.ReadToken(); err != nil {
+		if sc.expect(',') {
+			continue
+		}
+		if sc.expect('}') {
+			return nil
+		}
 		return errScan
 	}
-	return nil
 }

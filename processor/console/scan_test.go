@@ -115,6 +115,25 @@ func TestScanStateTricky(t *testing.T) {
 	}
 }
 
+// Whitespace anywhere JSON allows it, nested unknown values of every kind.
+func TestScanStateWhitespace(t *testing.T) {
+	rec := " \r\n{ \"order_id\" :\t\"pi_ws\" , \"x\" : [ 1 , -2.5e+3 , 0 , true , false , null , { } , [ ] , \"\\u00e9\\\\\" ] ,\n" +
+		` "v" : 1 , "status" : "completed" , "steps" : { "shipping" : { "done" : true , "result" : { "tracking_number" : "T 1" } } } ,` +
+		` "order" : { "customer" : { "email" : "ws@example.com" } } , "created_at" : "2026-03-02T10:00:00Z" } ` + "\n"
+	var sc stateScanner
+	st, ok := sc.scan([]byte(rec))
+	if !ok {
+		t.Fatalf("not scanned: %s", rec)
+	}
+	s := Summarize(st)
+	if s.ID != "pi_ws" || s.Tracking != "T 1" || s.Email != "ws@example.com" || s.Status != "completed" || s.DoneMask != 1<<3 {
+		t.Errorf("summary %+v", s)
+	}
+	if g, w := s, summarizeFull(t, []byte(rec)); !reflect.DeepEqual(g, w) {
+		t.Errorf("scanned summary\n%+v\nfull decode\n%+v", g, w)
+	}
+}
+
 // Records the scan does not answer for are left to the full decode; the
 // index files them as before (or refuses them as before).
 func TestScanStateFallsBack(t *testing.T) {
@@ -134,6 +153,17 @@ func TestScanStateFallsBack(t *testing.T) {
 		{"no order id", strings.Replace(good, `"order_id":"pi_f",`, ``, 1), false},
 		{"bad time", strings.Replace(good, `2026-03-02T10:00:00Z"}`, `yesterday"}`, 1), false},
 		{"not JSON", `{"v":1,`, false},
+		{"trailing comma", strings.Replace(good, `}`, `,}`, 1), false},
+		{"bad literal", strings.Replace(good, `"v":1,`, `"v":1,"x":truex,`, 1), false},
+		{"leading zero", strings.Replace(good, `"v":1,`, `"v":1,"x":01,`, 1), false},
+		{"bare minus", strings.Replace(good, `"v":1,`, `"v":1,"x":[-],`, 1), false},
+		{"fraction without digits", strings.Replace(good, `"v":1,`, `"v":1,"x":1.,`, 1), false},
+		{"bad escape", strings.Replace(good, `"v":1,`, `"v":1,"x":"a\qb",`, 1), false},
+		{"bad unicode escape", strings.Replace(good, `"v":1,`, `"v":1,"x":"\u12G4",`, 1), false},
+		{"control character", strings.Replace(good, `"v":1,`, "\"v\":1,\"x\":\"a\tb\",", 1), false},
+		{"unterminated string", `{"v":1,"order_id":"pi_f`, false},
+		{"missing colon", strings.Replace(good, `"v":1`, `"v" 1`, 1), false},
+		{"unclosed array", strings.Replace(good, `"v":1,`, `"v":1,"x":[1,2,`, 1), false},
 	} {
 		var sc stateScanner
 		if _, ok := sc.scan([]byte(c.rec)); ok {
