@@ -408,8 +408,9 @@ func (sc *stateScanner) time() (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
+	// Strict RFC 3339, as encoding/json reads a time.
+	var t time.Time
+	if err := t.UnmarshalText([]byte(s)); err != nil {
 		return time.Time{}, errScan
 	}
 	return t, nil
