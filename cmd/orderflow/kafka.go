@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -151,10 +152,22 @@ func (k *kafkaFlags) wait(ctx context.Context, stderr io.Writer, what string) (c
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	k.deadline = ctx
 	notice := min(time.Second, k.timeout/2)
+	var mu sync.Mutex // the notice is never written after stop returns
+	stopped := false
 	t := time.AfterFunc(notice, func() {
-		fmt.Fprintf(stderr, "orderflow: waiting for Kafka at %s to answer (%s); giving up after --timeout %s\n", k.brokers, what, k.timeout)
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			fmt.Fprintf(stderr, "orderflow: waiting for Kafka at %s to answer (%s); giving up after --timeout %s\n", k.brokers, what, k.timeout)
+		}
 	})
-	return ctx, func() { t.Stop(); cancel() }
+	return ctx, func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
+		cancel()
+	}
 }
 
 // explain turns the error of a command bounded by wait into one that says

@@ -154,7 +154,8 @@ func TestSlackAndTelegramAgainstSimulator(t *testing.T) {
 	if !strings.Contains(text, "&lt;!channel&gt;") || strings.Contains(text, "<!channel>") {
 		t.Errorf("Slack text does not escape the mention: %q", text)
 	}
-	for _, id := range []string{"pi_3Qslack0000", "pi_3Qslack0009"} {
+	// Orders by their OF- numbers (pi_3Qslack0000 is OF-QSLACK0000).
+	for _, id := range []string{"OF-QSLACK0000", "OF-QSLACK0009"} {
 		if !strings.Contains(text, id) {
 			t.Errorf("Slack text lacks %s", id)
 		}
