@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -257,7 +259,7 @@ func (r *Results) fleetMarkdown(s *strings.Builder) {
 			done += " (stopped at the time limit)"
 		}
 		var by []string
-		for _, step := range []string{"crm", "production_log", "shipping", "invoice", "email", "details", "stripe"} {
+		for _, step := range slices.Sorted(maps.Keys(f.Rejected)) {
 			if v := f.Rejected[step]; v > 0 {
 				by = append(by, fmt.Sprintf("%s %d", step, v))
 			}
