@@ -22,13 +22,13 @@ import (
 	"github.com/orderflow/orderflow/topics"
 )
 
-// startSim runs `orderflow sim` with a per-call latency.
-func (b *bench) startSim(ctx context.Context, latency time.Duration) (*harness.Proc, string, error) {
+// startSim runs `orderflow sim` with a per-call latency and extra flags.
+func (b *bench) startSim(ctx context.Context, latency time.Duration, extra ...string) (*harness.Proc, string, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, "", err
 	}
-	p, err := b.start("sim", nil, b.bin, "sim", "--addr", addr, "--peer", "--latency", latency.String(), "--pprof")
+	p, err := b.start("sim", nil, append([]string{b.bin, "sim", "--addr", addr, "--peer", "--latency", latency.String(), "--pprof"}, extra...)...)
 	if err != nil {
 		return nil, "", err
 	}

@@ -14,6 +14,12 @@
 //  2. Drain: a backlog in `orders` processed against the simulator at 0 ms
 //     and 50 ms per provider call, with the Little's-law bound; and the
 //     peer's worker.js at the same concurrency at 0 ms.
+//     2b. Fleet: --fleet-processors (3) processors drain --fleet-orders
+//     (5,000) against the simulator enforcing the providers' limits
+//     (--enforce-limits), with the limits shared through Redis and with each
+//     processor keeping the whole limit (per processor), interleaved: the
+//     simulator's 429s, duplicate creations and orders/s against the bound
+//     the tightest limit allows (fleet.go: fleetBound).
 //  3. Flash sale: orders posted in a burst through the gateway until every
 //     confirmation email is sent.
 //  4. Resources: peak RSS of gateway and processor; state restore time.
@@ -60,6 +66,11 @@ type options struct {
 	gatewayFlags  string
 	baselineBin   string
 	consoleOrders int
+
+	fleetOrders     int
+	fleetProcessors int
+	fleetLatency    time.Duration
+	fleetTimeout    time.Duration
 }
 
 func main() {
@@ -78,10 +89,14 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 200, "in-flight orders of a processor (and the peer worker's CONCURRENCY)")
 	flag.StringVar(&o.peerDir, "peer-dir", "../shared/peers/bullmq-seed", "the peer's folder (gateway.js, worker.js, package.json)")
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")
-	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,flash,restore,console,micro")
+	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,fleet,flash,restore,console,micro")
 	flag.StringVar(&o.gatewayFlags, "gateway-flags", "", "extra flags for every orderflow gateway, space-separated (e.g. \"--produce-timeout 2s\")")
 	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest and drain parts")
 	flag.IntVar(&o.consoleOrders, "console-orders", 1000000, "orders in the console's index")
+	flag.IntVar(&o.fleetOrders, "fleet-orders", 5000, "backlog of the fleet runs")
+	flag.IntVar(&o.fleetProcessors, "fleet-processors", 3, "processors of the fleet runs")
+	flag.DurationVar(&o.fleetLatency, "fleet-latency", 50*time.Millisecond, "simulator latency per provider call in the fleet runs")
+	flag.DurationVar(&o.fleetTimeout, "fleet-timeout", 4*time.Minute, "a fleet run not final by then is stopped and reported as such")
 	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest) and the processor (drain) into this folder")
 	flag.Parse()
 
@@ -186,6 +201,7 @@ func (b *bench) run(ctx context.Context) error {
 	}{
 		{"ingest", b.ingest},
 		{"drain", b.drain},
+		{"fleet", b.fleet},
 		{"flash", b.flash},
 		{"restore", b.restore},
 		{"console", b.console},

@@ -23,6 +23,7 @@ type Results struct {
 	Ingest        []IngestRow      `json:"ingest"`
 	IngestDurable IngestDurability `json:"ingest_durable"`
 	Drain         []DrainRow       `json:"drain"`
+	Fleet         []FleetRow       `json:"fleet,omitempty"`
 	Flash         *FlashResult     `json:"flash,omitempty"`
 	Restores      []RestoreRow     `json:"restores,omitempty"`
 	Console       *ConsoleResult   `json:"console,omitempty"`
@@ -246,6 +247,7 @@ func (r *Results) markdown() string {
 		}
 		s.WriteString("\n")
 	}
+	r.fleetMarkdown(&s)
 	if f := r.Flash; f != nil {
 		s.WriteString("## Flash sale, end to end (both Checkout events per order, 5 % duplicates, 256 connections)\n\n")
 		fmt.Fprintf(&s, "- %d orders, %d deliveries, accepted %.0f/s, ingest p99 %.1f ms\n", f.Orders, f.Deliveries, f.AcceptedPerSec, f.IngestP99Ms)

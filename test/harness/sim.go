@@ -18,6 +18,10 @@ type StepStats struct {
 	// AnswersLost counts calls served under a late-answer fault whose
 	// client went away before the answer (the object exists).
 	AnswersLost int64 `json:"answers_lost"`
+	// 429s of a simulator enforcing the providers' limits.
+	RejectedRateLimited int64 `json:"rejected_rate_limited,omitempty"`
+	RejectedConcurrency int64 `json:"rejected_concurrency,omitempty"`
+	RejectedQuota       int64 `json:"rejected_quota,omitempty"`
 }
 
 // Sim talks to a provider simulator's control endpoints.
