@@ -444,7 +444,7 @@ func TestDevCommandStopsOnCancel(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0",
-			"--sim-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn"}, &out, &errb)
+			"--sim-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--console-addr", "127.0.0.1:0", "--log-level", "warn"}, &out, &errb)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "Ctrl-C stops") {
