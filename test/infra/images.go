@@ -49,10 +49,13 @@ ENTRYPOINT ["/usr/bin/redis-server"]
 COPY stripe-mock /usr/local/bin/stripe-mock
 ENTRYPOINT ["/usr/local/bin/stripe-mock"]
 `
-	// The Go builder stage's local substitute: the host's toolchain.
+	// The Go builder stage's local substitute: the host's toolchain, and
+	// the host's CA bundle (go mod download trusts what the host trusts,
+	// such as a proxy's CA).
 	goDockerfile = `FROM {{base}}
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates git >/dev/null && rm -rf /var/lib/apt/lists/*
 COPY go /usr/local/go
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin GOTOOLCHAIN=local
 `
 	// distroless/static's local substitute: CA certificates and the
@@ -348,7 +351,7 @@ func (e *Engine) BuildBases(ctx context.Context, logf func(string, ...any)) (Bui
 	roles := map[string]string{"base": base}
 	if b.Go, err = e.build(ctx, buildSpec{
 		name: "go", dockerfile: goDockerfile,
-		files: map[string]string{"go": goroot}, keyed: map[string]bool{goroot: true},
+		files: map[string]string{"go": goroot, "ca-certificates.crt": hostCABundle()}, keyed: map[string]bool{goroot: true},
 		key: []string{strings.SplitN(string(ver), "\n", 2)[0], runtime.GOARCH},
 	}, roles, logf); err != nil {
 		return b, err
@@ -396,6 +399,17 @@ func (e *Engine) OrderflowImage(ctx context.Context, root, target string, b Buil
 		return "", fmt.Errorf("build %s: %w", tag, err)
 	}
 	return tag, nil
+}
+
+// hostCABundle is the host's CA bundle (Debian's path, else Go's choice
+// of the system roots' file).
+func hostCABundle() string {
+	for _, f := range []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"} {
+		if _, err := os.Stat(f); err == nil {
+			return f
+		}
+	}
+	return "/etc/ssl/certs/ca-certificates.crt"
 }
 
 // EngineFromEnv is the engine DOCKER_HOST names (set by `infra run` when
