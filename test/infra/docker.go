@@ -82,6 +82,9 @@ func (e *Engine) Stop() {
 	e.proc.stop(syscall.SIGTERM, DockerdStopGrace)
 }
 
+// DockerCLI is the docker client the infrastructure uses.
+func DockerCLI() (string, error) { return dockerCLI() }
+
 // dockerCLI finds a docker client, preferring Debian's (its BuildKit is
 // built in; other clients may need the buildx plugin).
 func dockerCLI() (string, error) {

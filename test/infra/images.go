@@ -22,10 +22,13 @@ import (
 // versions), so a changed input builds a new image and an unchanged one is
 // reused; older tags of the same image are removed.
 const (
-	ImageRepo      = "orderflow-test/"
-	DebianSuite    = "bookworm"
-	BuildTimeout   = 10 * time.Minute // one image build
-	DebootstrapMax = 5 * time.Minute
+	ImageRepo    = "orderflow-test/"
+	DebianSuite  = "bookworm"
+	BuildTimeout = 10 * time.Minute // one image build
+	// OrderflowBuildTimeout bounds the Dockerfile's build: a cold Go build
+	// of the whole binary on a busy two-core machine.
+	OrderflowBuildTimeout = 25 * time.Minute
+	DebootstrapMax        = 5 * time.Minute
 )
 
 // The Dockerfiles of the local images. FROM lines name other local
@@ -390,11 +393,11 @@ func (e *Engine) OrderflowImage(ctx context.Context, root, target string, b Buil
 	if target != "" {
 		args = append(args, "--target", target)
 	}
-	tctx, cancel := context.WithTimeout(ctx, BuildTimeout)
+	tctx, cancel := context.WithTimeout(ctx, OrderflowBuildTimeout)
 	defer cancel()
 	if _, err := e.Docker(tctx, append(args, root)...); err != nil {
 		if tctx.Err() != nil {
-			return "", fmt.Errorf("build %s: not done within %s: %w", tag, BuildTimeout, err)
+			return "", fmt.Errorf("build %s: not done within %s: %w", tag, OrderflowBuildTimeout, err)
 		}
 		return "", fmt.Errorf("build %s: %w", tag, err)
 	}

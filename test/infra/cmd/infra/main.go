@@ -335,8 +335,12 @@ func stale(envFile string) {
 		}
 	}
 	if ids := strings.Fields(vals["ORDERFLOW_TEST_INFRA_CONTAINERS"]); len(ids) > 0 && vals["DOCKER_HOST"] != "" {
+		cli, err := infra.DockerCLI()
+		if err != nil {
+			cli = "docker"
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		cmd := exec.CommandContext(ctx, "docker", append([]string{"rm", "-f", "-v"}, ids...)...)
+		cmd := exec.CommandContext(ctx, cli, append([]string{"rm", "-f", "-v"}, ids...)...)
 		cmd.Env = append(os.Environ(), "DOCKER_HOST="+vals["DOCKER_HOST"])
 		_ = cmd.Run()
 		cancel()
