@@ -191,7 +191,21 @@ func readOwner(file string) slotOwner {
 	return slotOwner{kind: f[0], pid: pid}
 }
 
-func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+// alive reports whether pid runs: a zombie (killed, not yet reaped, as
+// happens when nobody reaps orphans) does not.
+func alive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
+}
 
 func readPID(file string) int {
 	b, err := os.ReadFile(file)
