@@ -19,7 +19,9 @@ build:
 
 ## test: lint, a bounded fuzz run, then every test (unit and integration) with
 ## the real infrastructure (Kafka 4.x, Redis, stripe-mock) started and stopped
-## around it.
+## around it: in containers on a Docker engine found or started (root on
+## Linux), else as plain processes; ORDERFLOW_TEST_INFRA=docker|process forces
+## one (README: Tests).
 test: lint fuzz
 	$(INFRA) run -- $(GO) test $(TESTFLAGS) $(PKGS)
 

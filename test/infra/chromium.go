@@ -25,18 +25,8 @@ func ChromiumBinary(ctx context.Context, logf func(string, ...any)) (path, versi
 		if os.Geteuid() != 0 {
 			return "", "", fmt.Errorf("chromium is not installed: run 'sudo apt-get install chromium'")
 		}
-		if _, err := lookPath("apt-get"); err != nil {
-			return "", "", fmt.Errorf("chromium is not installed and apt-get is not available: install Chromium")
-		}
-		if logf != nil {
-			logf("infra: installing Debian's chromium (apt-get)")
-		}
-		env := []string{"DEBIAN_FRONTEND=noninteractive"}
-		if _, err := run(ctx, "", env, "apt-get", "update", "-qq"); err != nil {
-			return "", "", fmt.Errorf("install chromium: %w", err)
-		}
-		if _, err := run(ctx, "", env, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"); err != nil {
-			return "", "", fmt.Errorf("install chromium: %w", err)
+		if err := aptInstall(ctx, logf, "chromium"); err != nil {
+			return "", "", err
 		}
 		if path, err = find(); err != nil {
 			return "", "", err

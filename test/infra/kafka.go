@@ -76,6 +76,32 @@ func KafkaLibs(ctx context.Context, version string, logf func(string, ...any)) (
 	return libs, nil
 }
 
+// kafkaProps is the single-node broker's configuration; the container
+// image's start script uses it with shell variables for the arguments.
+func kafkaProps(host, port, controllerPort, dataDir string) string {
+	return `process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@` + host + `:` + controllerPort + `
+listeners=PLAINTEXT://` + host + `:` + port + `,CONTROLLER://` + host + `:` + controllerPort + `
+advertised.listeners=PLAINTEXT://` + host + `:` + port + `
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=` + dataDir + `
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+log.cleaner.backoff.ms=1000
+auto.create.topics.enable=false
+`
+}
+
 // KafkaConfig says how to run a broker.
 type KafkaConfig struct {
 	Libs    string // from KafkaLibs
@@ -93,47 +119,37 @@ type Kafka struct {
 }
 
 // StartKafka formats storage (first time) and starts the broker, waiting
-// until a metadata request succeeds.
+// until a metadata request succeeds. Ports left 0 are picked free, and
+// picked again when the broker finds one taken.
 func StartKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if _, err := lookPath("java"); err != nil {
 		return nil, fmt.Errorf("java not found: Kafka %s needs a JDK 17 or newer", cfg.Version)
 	}
-	var err error
-	if cfg.Port == 0 {
-		if cfg.Port, err = FreePort(); err != nil {
-			return nil, err
-		}
+	if cfg.Port != 0 && cfg.ControllerPort != 0 {
+		return startKafka(ctx, cfg)
 	}
-	if cfg.ControllerPort == 0 {
-		if cfg.ControllerPort, err = FreePort(); err != nil {
-			return nil, err
+	var k *Kafka
+	err := withFreshPorts(2, func(ports []int) error {
+		c := cfg
+		if c.Port == 0 {
+			c.Port = ports[0]
 		}
-	}
+		if c.ControllerPort == 0 {
+			c.ControllerPort = ports[1]
+		}
+		var err error
+		k, err = startKafka(ctx, c)
+		return err
+	})
+	return k, err
+}
+
+func startKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
 	k := &Kafka{cfg: cfg}
-	props := fmt.Sprintf(`process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:%[2]d
-listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
-advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=%[3]s
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-group.min.session.timeout.ms=1000
-log.cleaner.backoff.ms=1000
-auto.create.topics.enable=false
-`, cfg.Port, cfg.ControllerPort, filepath.Join(cfg.Dir, "data"))
+	props := kafkaProps("127.0.0.1", itoa(cfg.Port), itoa(cfg.ControllerPort), filepath.Join(cfg.Dir, "data"))
 	if err := os.WriteFile(k.file("server.properties"), []byte(props), 0o644); err != nil {
 		return nil, err
 	}
@@ -174,6 +190,9 @@ func (k *Kafka) Start(ctx context.Context) error {
 		return nil
 	}
 	argv := k.java("-Xmx768m", "-Xms256m", "kafka.Kafka", k.file("server.properties"))
+	// Fresh logs: a failed start is judged by its own lines.
+	_ = os.Remove(k.file("console.log"))
+	_ = os.Remove(k.LogFile())
 	p, err := startProcess("kafka", k.file("console.log"), k.cfg.Detach, nil, argv...)
 	if err != nil {
 		return err

@@ -22,18 +22,8 @@ func RedisBinary(ctx context.Context, logf func(string, ...any)) (string, error)
 	if os.Geteuid() != 0 {
 		return "", fmt.Errorf("redis-server is not installed: run 'sudo apt-get install redis-server'")
 	}
-	if _, err := lookPath("apt-get"); err != nil {
-		return "", fmt.Errorf("redis-server is not installed and apt-get is not available: install Redis 6 or newer")
-	}
-	if logf != nil {
-		logf("infra: installing Debian's redis-server (apt-get)")
-	}
-	env := []string{"DEBIAN_FRONTEND=noninteractive"}
-	if _, err := run(ctx, "", env, "apt-get", "update", "-qq"); err != nil {
-		return "", fmt.Errorf("install redis-server: %w", err)
-	}
-	if _, err := run(ctx, "", env, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"); err != nil {
-		return "", fmt.Errorf("install redis-server: %w", err)
+	if err := aptInstall(ctx, logf, "redis-server"); err != nil {
+		return "", err
 	}
 	return lookPath("redis-server")
 }
@@ -47,19 +37,22 @@ type Redis struct {
 	version  string
 }
 
-// StartRedis starts redis-server on a free port (port 0) or the given one.
+// StartRedis starts redis-server on the given port, or on a free one (port
+// 0), picked again when the server finds it taken.
 func StartRedis(ctx context.Context, bin, dir string, port int, detach bool) (*Redis, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if port == 0 {
-		var err error
-		if port, err = FreePort(); err != nil {
-			return nil, err
-		}
+	if port != 0 {
+		r := &Redis{bin: bin, dir: dir, port: port, detach: detach}
+		return r, r.Start(ctx)
 	}
-	r := &Redis{bin: bin, dir: dir, port: port, detach: detach}
-	return r, r.Start(ctx)
+	var r *Redis
+	err := withFreshPorts(1, func(ports []int) error {
+		r = &Redis{bin: bin, dir: dir, port: ports[0], detach: detach}
+		return r.Start(ctx)
+	})
+	return r, err
 }
 
 // Start starts a stopped server on the same port.
@@ -68,6 +61,7 @@ func (r *Redis) Start(ctx context.Context) error {
 		return nil
 	}
 	log := filepath.Join(r.dir, "redis.log")
+	_ = os.Remove(log)
 	p, err := startProcess("redis", log, r.detach, nil, r.bin,
 		"--bind", "127.0.0.1", "--port", itoa(r.port), "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--protected-mode", "yes", "--daemonize", "no")

@@ -38,20 +38,24 @@ type StripeMock struct {
 	port int
 }
 
-// StartStripeMock starts stripe-mock on a free port.
+// StartStripeMock starts stripe-mock on free ports, picked again when one
+// is found taken.
 func StartStripeMock(ctx context.Context, bin, dir string, detach bool) (*StripeMock, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	httpsPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
+	var s *StripeMock
+	err := withFreshPorts(2, func(ports []int) error {
+		var err error
+		s, err = startStripeMock(ctx, bin, dir, ports[0], ports[1], detach)
+		return err
+	})
+	return s, err
+}
+
+func startStripeMock(ctx context.Context, bin, dir string, port, httpsPort int, detach bool) (*StripeMock, error) {
 	log := filepath.Join(dir, "stripe-mock.log")
+	_ = os.Remove(log)
 	p, err := startProcess("stripe-mock", log, detach, nil, bin,
 		"-http-addr", fmt.Sprintf("127.0.0.1:%d", port), "-https-addr", fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	if err != nil {

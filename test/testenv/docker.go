@@ -2,144 +2,104 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/netip"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
-	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/orderflow/orderflow/test/infra"
 )
 
-// Images used when the servers come from Docker.
-const (
-	KafkaImage      = "apache/kafka:" + infra.KafkaVersion
-	RedisImage      = "redis:7"
-	StripeMockImage = "stripe/stripe-mock:" + infra.StripeMockVersion
-)
-
+// The Docker path: where the ORDERFLOW_TEST_* addresses are unset but a
+// Docker engine answers (DOCKER_HOST or /var/run/docker.sock), the shared
+// servers are started once per test binary with testcontainers-go from the
+// local images test/infra builds (no registry is needed), on the host
+// network. Ryuk is not used; the containers are labelled with the test
+// binary's pid and removed by the next run (infra.Engine.RemoveOrphans)
+// once that process is gone.
 var docker struct {
-	once      sync.Once
-	healthErr error
+	once   sync.Once
+	err    error
+	images infra.Images
 
 	kafkaOnce, redisOnce, stripeOnce sync.Once
 	kafka, redis, stripe             string
 	kafkaErr, redisErr, stripeErr    error
 }
 
-// dockerHealthy reports whether a Docker engine answers.
-func dockerHealthy() (err error) {
+// dockerImages finds the engine and builds (or finds) the server images.
+func dockerImages() (infra.Images, error) {
 	docker.once.Do(func() {
-		defer func() {
-			if r := recover(); r != nil {
-				docker.healthErr = fmt.Errorf("docker: %v", r)
-			}
-		}()
-		p, err := testcontainers.ProviderDefault.GetProvider()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		e, err := infra.EngineFromEnv(ctx)
 		if err != nil {
-			docker.healthErr = errors.New("no Docker engine for testcontainers")
+			docker.err = fmt.Errorf("no Docker engine for testcontainers: %w", err)
 			return
 		}
-		defer p.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if p.Health(ctx) != nil {
-			docker.healthErr = errors.New("no Docker engine for testcontainers")
+		infra.UseEngine(e)
+		_ = e.RemoveOrphans(ctx)
+		libs, err := infra.KafkaLibs(ctx, infra.KafkaVersion, nil)
+		if err != nil {
+			docker.err = err
+			return
 		}
+		sm, err := infra.StripeMockBinary(ctx, nil)
+		if err != nil {
+			docker.err = err
+			return
+		}
+		docker.images, docker.err = e.ServerImages(ctx, libs, sm, nil)
 	})
-	return docker.healthErr
+	return docker.images, docker.err
 }
 
-// dockerKafka starts one Kafka container per test binary (the reaper
-// removes it when the binary exits). The host port is fixed before start so
-// the broker can advertise it.
 func dockerKafka() (string, error) {
-	if err := dockerHealthy(); err != nil {
-		return "", err
-	}
 	docker.kafkaOnce.Do(func() {
-		port, err := infra.FreePort()
+		im, err := dockerImages()
 		if err != nil {
 			docker.kafkaErr = err
 			return
 		}
-		p := strconv.Itoa(port)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		c, err := testcontainers.Run(ctx, KafkaImage,
-			testcontainers.WithEnv(map[string]string{
-				"KAFKA_NODE_ID":                                  "1",
-				"KAFKA_PROCESS_ROLES":                            "broker,controller",
-				"KAFKA_LISTENERS":                                "PLAINTEXT://:" + p + ",CONTROLLER://:9093",
-				"KAFKA_ADVERTISED_LISTENERS":                     "PLAINTEXT://127.0.0.1:" + p,
-				"KAFKA_CONTROLLER_LISTENER_NAMES":                "CONTROLLER",
-				"KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":           "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-				"KAFKA_CONTROLLER_QUORUM_VOTERS":                 "1@localhost:9093",
-				"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR":         "1",
-				"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
-				"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":            "1",
-				"KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS":         "0",
-				"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                "false",
-			}),
-			testcontainers.WithExposedPorts(p+"/tcp"),
-			testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
-				hc.PortBindings = network.PortMap{
-					network.MustParsePort(p + "/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: p}},
-				}
-			}),
-			testcontainers.WithWaitStrategy(wait.ForListeningPort(p+"/tcp").WithStartupTimeout(2*time.Minute)),
-		)
+		c, err := infra.KafkaContainer(context.Background(), im.Kafka)
 		if err != nil {
-			docker.kafkaErr = fmt.Errorf("start %s: %w", KafkaImage, err)
+			docker.kafkaErr = err
 			return
 		}
-		_ = c
-		docker.kafka = "127.0.0.1:" + p
+		docker.kafka = c.KafkaAddr()
 	})
 	return docker.kafka, docker.kafkaErr
 }
 
 func dockerRedis() (string, error) {
-	if err := dockerHealthy(); err != nil {
-		return "", err
-	}
 	docker.redisOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		c, err := testcontainers.Run(ctx, RedisImage,
-			testcontainers.WithExposedPorts("6379/tcp"),
-			testcontainers.WithCmd("redis-server", "--save", "", "--appendonly", "no"),
-			testcontainers.WithWaitStrategy(wait.ForLog("Ready to accept connections")))
+		im, err := dockerImages()
 		if err != nil {
-			docker.redisErr = fmt.Errorf("start %s: %w", RedisImage, err)
+			docker.redisErr = err
 			return
 		}
-		docker.redis, docker.redisErr = c.PortEndpoint(ctx, "6379/tcp", "")
+		c, err := infra.RedisContainer(context.Background(), im.Redis)
+		if err != nil {
+			docker.redisErr = err
+			return
+		}
+		docker.redis = c.Addr()
 	})
 	return docker.redis, docker.redisErr
 }
 
 func dockerStripeMock() (string, error) {
-	if err := dockerHealthy(); err != nil {
-		return "", err
-	}
 	docker.stripeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		c, err := testcontainers.Run(ctx, StripeMockImage,
-			testcontainers.WithExposedPorts("12111/tcp"),
-			testcontainers.WithWaitStrategy(wait.ForListeningPort("12111/tcp")))
+		im, err := dockerImages()
 		if err != nil {
-			docker.stripeErr = fmt.Errorf("start %s: %w", StripeMockImage, err)
+			docker.stripeErr = err
 			return
 		}
-		docker.stripe, docker.stripeErr = c.PortEndpoint(ctx, "12111/tcp", "http")
+		c, err := infra.StripeMockContainer(context.Background(), im.StripeMock)
+		if err != nil {
+			docker.stripeErr = err
+			return
+		}
+		docker.stripe = c.URL()
 	})
 	return docker.stripe, docker.stripeErr
 }

@@ -1,7 +1,8 @@
 // Package testenv gives tests the real infrastructure they run on: the
 // shared Kafka broker, Redis and stripe-mock started by test/infra (their
 // addresses in ORDERFLOW_TEST_* variables), or, where those are unset and
-// Docker is available, the same servers started with testcontainers-go.
+// a Docker engine answers, the same servers started with testcontainers-go
+// from the local images test/infra builds.
 // Where neither is available a test skips with a one-line reason, except
 // under CI=true, where it fails: CI never skips infrastructure silently.
 //
