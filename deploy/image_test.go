@@ -125,7 +125,8 @@ func startImage(t *testing.T, image, name string, env []string, args ...string) 
 	return p
 }
 
-// TestImage builds the default image and checks that it answers help,
+// TestImage builds the default image and checks that it answers help and
+// --version,
 // runs as the nonroot user, and that a gateway, a processor and the
 // provider simulator from it complete an order sent with send-test-event
 // (also from the image), against the shared Kafka.
@@ -140,6 +141,10 @@ func TestImage(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("docker run %s help: output lacks %q:\n%s", img, want, out)
 		}
+	}
+	// --version names the module and the Go that built it.
+	if v, err := docker(t, "run", "--rm", "--network", "host", img, "--version"); err != nil || !strings.HasPrefix(v, "orderflow ") || !strings.Contains(v, " go1.") {
+		t.Errorf("docker run %s --version = %q, %v; want \"orderflow <version> <revision> go1.…\"", img, v, err)
 	}
 	// With no arguments the image runs CMD ["help"].
 	if out2, err := docker(t, "run", "--rm", "--network", "host", img); err != nil || out2 != out {
