@@ -123,6 +123,12 @@ type Config struct {
 	// 8 requests in flight instead of 4. The pause after a 429 still
 	// applies.
 	NoRateLimit bool
+	// Turn, when set, is a further turn the sender waits for before it
+	// takes a batch, after the client-side limit: a rate shared by every
+	// processor of the fleet (package quota), so that records arriving
+	// during that wait still go in the request. It returns an error only
+	// when the client is closing.
+	Turn func(ctx context.Context) error
 	// MaxProgress bounds the orders whose progress reports wait to be sent
 	// (ReportProgress); default DefaultMaxProgress.
 	MaxProgress int

@@ -155,6 +155,9 @@ func (c *Client) sender() {
 		c.mu.Unlock()
 
 		err := c.limiter.wait(c.ctx, opUpsert)
+		if err == nil && c.cfg.Turn != nil {
+			err = c.cfg.Turn(c.ctx)
+		}
 
 		c.mu.Lock()
 		if err != nil {

@@ -495,3 +495,46 @@ func TestRequestsInFlightAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// A fleet's turn (Config.Turn) is waited for before the batch is taken:
+// the first call starts the wait, the calls that arrive during it go in
+// the same request.
+func TestRecordsArrivingDuringTheTurnGoInTheBatch(t *testing.T) {
+	f := &batchFake{t: t}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	entered, gate := make(chan struct{}, 1), make(chan struct{})
+	turn := func(ctx context.Context) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c, err := New(Config{BaseURL: srv.URL, Token: testToken, BaseID: testBase, Table: testTable, NoRateLimit: true, Turn: turn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	first := upsertAsync(context.Background(), c, "pi_00")
+	<-entered // the sender waits for the fleet's turn
+	outs := []<-chan outcome{first}
+	for i := 1; i < MaxBatch; i++ {
+		outs = append(outs, upsertAsync(context.Background(), c, fmt.Sprintf("pi_%02d", i)))
+	}
+	waitQueued(t, c, MaxBatch)
+	close(gate)
+	for i, ch := range outs {
+		if o := <-ch; o.err != nil {
+			t.Errorf("caller %d: %v", i, o.err)
+		}
+	}
+	if reqs := f.requests(); len(reqs) != 1 || len(reqs[0]) != MaxBatch {
+		t.Errorf("requests = %v, want one of %d records", reqs, MaxBatch)
+	}
+}

@@ -29,15 +29,11 @@ const (
 	// fleetCRMCalls is what one order costs Zoho: the contact's upsert and
 	// the deal's (integrations/zoho; the currency read is once an hour).
 	fleetCRMCalls = 2
-	// fleetAirtableMargin is the client-side Airtable rate of the third
-	// run: 5 % under the base's limit, room for the requests' jitter on
-	// the way (the simulator counts 5 in any second of arrivals).
-	fleetAirtableMargin = "4.75"
 )
 
-// fleetModes are the interleaved runs: the limits shared through Redis at
-// their defaults, kept per processor (each keeping the whole limit, as
-// before the shared limits), and shared with a margin under Airtable's.
+// fleetModes are the runs: the limits shared through Redis at their
+// defaults, and kept per processor (each keeping the whole limit, as
+// before the shared limits).
 var fleetModes = []struct {
 	name, tag    string
 	shared       bool
@@ -45,7 +41,6 @@ var fleetModes = []struct {
 }{
 	{"shared through Redis", "shared", true, ""},
 	{"per processor", "local", false, ""},
-	{"shared through Redis, Airtable at " + fleetAirtableMargin + " requests/s", "margin", true, fleetAirtableMargin},
 }
 
 // FleetRow is one fleet drain.
