@@ -134,3 +134,12 @@ func stepNames(chain []Step) []string {
 	}
 	return out
 }
+
+// KnownStep reports whether name can be a step of some chain: a built-in
+// step or a webhook step ("webhook:<name>").
+func KnownStep(name string) bool {
+	if wh, ok := strings.CutPrefix(name, integrations.WebhookStepPrefix); ok {
+		return wh != ""
+	}
+	return slices.Contains(Chain, name)
+}
