@@ -54,10 +54,10 @@ func TestResumeStateOfPreviousVersion(t *testing.T) {
 	if !st.HasFlag(FlagPossibleDuplicatePrefix + StepShipping) {
 		t.Errorf("flags %v, want %s", st.Flags, FlagPossibleDuplicatePrefix+StepShipping)
 	}
-	if r := stepResult[struct {
+	if r, err := stepResult[struct {
 		DealID string `json:"deal_id"`
-	}](st, StepCRM); r.DealID != "d-pi_compat" {
-		t.Errorf("crm result %+v, want the previous version's deal d-pi_compat", r)
+	}](st, StepCRM); err != nil || r.DealID != "d-pi_compat" {
+		t.Errorf("crm result %+v (%v), want the previous version's deal d-pi_compat", r, err)
 	}
 	if st.Order == nil || st.Order.Number != "OF-COMPAT" || st.Order.AmountTotal != 12400 || len(st.Pending) != 0 || st.NextOffset != 1 {
 		t.Errorf("order %+v pending %v next offset %d", st.Order, st.Pending, st.NextOffset)
