@@ -59,7 +59,7 @@ func (h *handling) erasure() (handled, ok bool) {
 			h.log.Warn("record left unfinished", "err", err)
 			return false, true
 		}
-		for _, step := range Chain {
+		for _, step := range h.p.names {
 			h.p.unpersisted.Delete(h.key + "/" + step)
 		}
 		h.p.m.erased.WithLabelValues("request").Inc()

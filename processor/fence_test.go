@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,7 +324,10 @@ func TestCallDeadlineIsTheLease(t *testing.T) {
 		if err != nil || st.OrderID != "pi_lease" {
 			continue
 		}
-		if ss := st.Steps[StepShipping]; ss != nil && ss.Intent != nil && ss.Lease != nil {
+		// Writes of the steps that run beside shipping carry its intent
+		// too: one lease, however many records show it.
+		if ss := st.Steps[StepShipping]; ss != nil && ss.Intent != nil && ss.Lease != nil &&
+			!slices.ContainsFunc(leases, ss.Lease.Equal) {
 			leases = append(leases, *ss.Lease)
 		}
 	}
@@ -331,7 +335,7 @@ func TestCallDeadlineIsTheLease(t *testing.T) {
 	deadlines := sf.deadlines
 	sf.mu.Unlock()
 	if len(leases) != 1 || len(deadlines) != 1 {
-		t.Fatalf("%d intents with a lease, %d booking calls; want 1 and 1", len(leases), len(deadlines))
+		t.Fatalf("%d distinct leases, %d booking calls; want 1 and 1", len(leases), len(deadlines))
 	}
 	if !deadlines[0].Equal(leases[0]) {
 		t.Errorf("booking deadline %s, lease %s: want equal", deadlines[0].Format(time.RFC3339Nano), leases[0].Format(time.RFC3339Nano))

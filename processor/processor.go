@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,12 @@ import (
 // Providers are the provider clients the steps call. A nil provider turns
 // its step off (recorded as skipped in the state), except Details, which
 // every chain needs. A nil Alerter only logs.
+//
+// Chain, when set, is the step chain in order, and the provider fields
+// other than Alerter (and a ProductionLog that reports progress) are not
+// used to build it; nil means BuiltinChain of these providers.
 type Providers struct {
+	Chain         []Step
 	Details       OrderDetails
 	CRM           CRM
 	ProductionLog ProductionLog
@@ -48,6 +54,14 @@ type Processor struct {
 	// the partition callbacks before kgo.NewClient returns; they wait on it.
 	clSet   chan struct{}
 	kgoOpts []kgo.Opt // connection options, reused by restore clients
+
+	// chain is the step chain; steps the same by name; names every step
+	// name the orders may carry: the chain's, then absent, the built-in
+	// steps left out of it (recorded as skipped).
+	chain  []Step
+	steps  map[string]Step
+	names  []string
+	absent []string
 
 	breakers map[string]*breaker
 	// member fences state writes and non-idempotent calls to a confirmed
@@ -104,8 +118,15 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if prov.Details == nil {
-		return nil, errors.New("processor: the order details provider is required")
+	chain := prov.Chain
+	if chain == nil {
+		if prov.Details == nil {
+			return nil, errors.New("processor: the order details provider is required")
+		}
+		chain = BuiltinChain(prov)
+	}
+	if err := ValidateChain(chain); err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -120,6 +141,8 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 	p := &Processor{
 		cfg:      cfg,
 		prov:     prov,
+		chain:    slices.Clone(chain),
+		steps:    map[string]Step{},
 		log:      log,
 		m:        m,
 		kgoOpts:  append([]kgo.Opt(nil), kgoOpts...),
@@ -131,7 +154,17 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		return nil, err
 	}
 	p.ioCtx, p.ioCancel = context.WithCancel(context.Background())
-	for _, step := range Chain {
+	for _, s := range chain {
+		p.steps[s.Name()] = s
+		p.names = append(p.names, s.Name())
+	}
+	for _, name := range Chain {
+		if _, in := p.steps[name]; !in {
+			p.absent = append(p.absent, name)
+			p.names = append(p.names, name)
+		}
+	}
+	for _, step := range p.names {
 		p.breakers[step] = newBreaker(step, cfg.Breaker, p.circuitChanged)
 		m.circuit.WithLabelValues(step).Set(circuitClosed)
 	}

@@ -143,11 +143,20 @@ func TestPerKeyOrderUnderConcurrency(t *testing.T) {
 		if st[k].Status != StatusCompleted {
 			t.Errorf("%s: status %s", k, st[k].Status)
 		}
-		// The steps of one order never overlap and follow the chain.
+		// The steps of one order follow the graph: a step starts only after
+		// the details and the steps it reads ended.
 		calls := f.callsOf(k)
-		for i := 1; i < len(calls); i++ {
-			if calls[i].start.Before(calls[i-1].end) {
-				t.Errorf("%s: call %s started before %s ended", k, calls[i].step, calls[i-1].step)
+		ended := map[string]time.Time{}
+		for _, c := range calls {
+			ended[c.step] = c.end
+		}
+		reads := map[string][]string{StepCRM: {StepDetails}, StepProductionLog: {StepDetails}, StepShipping: {StepDetails},
+			StepInvoice: {StepDetails, StepShipping}, StepEmail: {StepDetails, StepShipping, StepInvoice}}
+		for _, c := range calls {
+			for _, r := range reads[c.step] {
+				if e, ok := ended[r]; !ok || c.start.Before(e) {
+					t.Errorf("%s: call %s started before %s ended", k, c.step, r)
+				}
 			}
 		}
 	}
@@ -330,6 +339,13 @@ func TestCrashMidChainResumes(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("shipping never started")
 	}
+	// crm and production_log run beside shipping: the crash comes once
+	// their results are recorded.
+	h.waitStates("crm and production log recorded", 30*time.Second, func(m map[string]*State) bool {
+		st := m["pi_crash"]
+		return st != nil && st.Steps[StepCRM] != nil && st.Steps[StepCRM].Done &&
+			st.Steps[StepProductionLog] != nil && st.Steps[StepProductionLog].Done
+	})
 	r1.kill(t)
 
 	h.start(cfg, f.providers())

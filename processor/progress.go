@@ -19,7 +19,7 @@ func (p *Processor) reportProgress(st *State) {
 		OrderID:        st.OrderID,
 		Order:          st.Order,
 		Status:         string(st.Status),
-		CompletedSteps: completedSteps(st),
+		CompletedSteps: p.completedSteps(st),
 		At:             st.UpdatedAt,
 	}
 	if st.Status == StatusDeadLettered || st.Status == StatusParked {

@@ -13,18 +13,29 @@ import (
 
 // lookup asks a provider whether an interrupted call took effect; found
 // with the call's result when it did.
-type lookup func(ctx context.Context) (result json.RawMessage, found bool, err error)
+type lookup func(ctx context.Context) (result any, found bool, err error)
 
 // resolveIntent handles an intent without a result (the previous call may
 // have reached the provider). When resolved is false the caller goes on: it
 // calls the provider again if the intent was cleared, or resolves again if
 // the intent is still set.
-func (h *handling) resolveIntent(step string, log *slog.Logger) (stepOutcome, bool) {
+//
+// A step that implements Reconciler is looked up at its provider under the
+// policy reconcile (always, for an AlwaysReconciled one); any other follows
+// the policy, reconcile meaning retry. Called with mu held.
+func (h *handling) resolveIntent(s Step, log *slog.Logger) (stepOutcome, bool) {
 	p, st := h.p, h.st
+	step := s.Name()
 	ss := st.Step(step)
 	pol := p.cfg.intentPolicy(step)
-	if find, what := h.reconciler(step); find != nil && (pol == IntentReconcile || step == StepInvoice) {
-		return h.reconcile(step, find, what, log)
+	if r, ok := s.(Reconciler); ok {
+		always := false
+		if a, ok := s.(AlwaysReconciled); ok {
+			always = a.AlwaysReconcile()
+		}
+		if find, what := r.Lookup(h.input()); find != nil && (pol == IntentReconcile || always) {
+			return h.reconcile(step, find, what, log)
+		}
 	}
 	switch pol {
 	case IntentDeadLetter:
@@ -61,18 +72,23 @@ func (h *handling) reconcile(step string, find lookup, what string, log *slog.Lo
 	from := p.leaseEnd(ss).Add(p.cfg.MaxClockDrift)
 	if d := time.Until(from); d > 0 {
 		log.Info("waiting for the lease of an interrupted call to end before looking it up", "what", what, "wait", d.Round(time.Millisecond).String())
-		if !sleep(d, h.part.stopCh) {
+		var slept bool
+		h.unlocked(func() { slept = sleep(d, h.stopCh) })
+		if !slept {
 			return stepStopped, true
 		}
 	}
 	definitive, holdAt := from.Add(p.cfg.LookupDelay), from.Add(p.cfg.HoldAfter)
 	for n := 1; ; n++ {
-		if h.part.stopping() {
+		if h.stopping() {
 			return stepStopped, true
 		}
 		asked := time.Now()
 		ctx, cancel := context.WithTimeout(h.part.stepCtx, p.cfg.StepTimeout)
-		result, found, err := find(ctx)
+		var res any
+		var found bool
+		var err error
+		h.unlocked(func() { res, found, err = find(ctx) })
 		cancel()
 		p.m.reconciles.WithLabelValues(step, reconcileOutcome(found, err)).Inc()
 		switch {
@@ -80,6 +96,10 @@ func (h *handling) reconcile(step string, find lookup, what string, log *slog.Lo
 			return stepStopped, true
 		case err == nil && found:
 			log.Info("found at the provider after an interrupted call; not made again", "what", what, "lookups", n)
+			result, jerr := json.Marshal(res)
+			if jerr != nil {
+				return h.deadLetterOutcome(step, topics.ClassPermanent, fmt.Errorf("%s: encode the result found: %w", step, jerr)), true
+			}
 			now := time.Now().UTC()
 			ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.Lease, ss.LastError = true, &now, result, nil, nil, ""
 			h.withResult(step, now)
@@ -102,7 +122,9 @@ func (h *handling) reconcile(step string, find lookup, what string, log *slog.Lo
 		} else {
 			wait = min(wait, max(time.Until(definitive), 0)+minLookupWait)
 		}
-		if !sleep(wait, h.part.stopCh) {
+		var slept bool
+		h.unlocked(func() { slept = sleep(wait, h.stopCh) })
+		if !slept {
 			return stepStopped, true
 		}
 	}
@@ -119,37 +141,4 @@ func reconcileOutcome(found bool, err error) string {
 		return "found"
 	}
 	return "not_found"
-}
-
-// reconciler returns how to look an interrupted call up at the provider:
-// the shipment by the order's reference, the invoice by its number, the
-// email by its Message-Id; nil when the step's provider has no look-up.
-func (h *handling) reconciler(step string) (lookup, string) {
-	o := *h.st.Order
-	switch step {
-	case StepShipping:
-		if f, ok := h.p.prov.Shipping.(ShipmentFinder); ok {
-			return func(ctx context.Context) (json.RawMessage, bool, error) {
-				s, found, err := f.FindShipment(ctx, o)
-				b, _ := json.Marshal(s)
-				return b, found, err
-			}, "shipment of order " + o.ID
-		}
-	case StepInvoice:
-		number := h.p.prov.Invoicing.InvoiceNumber(o)
-		return func(ctx context.Context) (json.RawMessage, bool, error) {
-			inv, found, err := h.p.prov.Invoicing.FindInvoice(ctx, number)
-			b, _ := json.Marshal(inv)
-			return b, found, err
-		}, "invoice " + number
-	case StepEmail:
-		if f, ok := h.p.prov.Mailer.(MessageFinder); ok {
-			return func(ctx context.Context) (json.RawMessage, bool, error) {
-				m, found, err := f.FindMessage(ctx, o)
-				b, _ := json.Marshal(m)
-				return b, found, err
-			}, "confirmation email"
-		}
-	}
-	return nil, ""
 }

@@ -52,6 +52,11 @@ type State struct {
 	Order *integrations.Order `json:"order,omitempty"`
 	// Steps holds each step's progress by step name.
 	Steps map[string]*StepState `json:"steps,omitempty"`
+	// Pending are the steps of the chain not done yet while it runs or
+	// waits for a replay (absent once the order is completed). Steps that
+	// nothing else reads run beside the others, so an order whose shipment,
+	// invoice and email are done may still wait for its CRM deal.
+	Pending []string `json:"pending,omitempty"`
 	// AppliedEvents are the Stripe event ids already applied (bounded to the
 	// most recent MaxAppliedEvents).
 	AppliedEvents []string `json:"applied_events,omitempty"`

@@ -6,19 +6,20 @@ import (
 	"github.com/orderflow/orderflow/integrations"
 )
 
-// Step names, in chain order. They are also the names used in metrics, the
-// order state, dead-letter headers and the simulator's fault control.
+// Names of the built-in steps (defined once, in package integrations). They
+// are also the names used in metrics, the order state, dead-letter headers
+// and the simulator's fault control.
 const (
-	StepDetails       = "details"
-	StepCRM           = "crm"
-	StepProductionLog = "production_log"
-	StepShipping      = "shipping"
-	StepInvoice       = "invoice"
-	StepEmail         = "email"
+	StepDetails       = integrations.StepDetails
+	StepCRM           = integrations.StepCRM
+	StepProductionLog = integrations.StepProductionLog
+	StepShipping      = integrations.StepShipping
+	StepInvoice       = integrations.StepInvoice
+	StepEmail         = integrations.StepEmail
 )
 
-// Chain is the full step chain in order.
-var Chain = []string{StepDetails, StepCRM, StepProductionLog, StepShipping, StepInvoice, StepEmail}
+// Chain is the built-in steps in their default order.
+var Chain = integrations.BuiltinSteps()
 
 // The interfaces below are what the processor needs from providers; each is
 // implemented by a client under integrations/ and can be swapped for another

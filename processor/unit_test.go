@@ -376,11 +376,14 @@ func TestCallRefusesUndecodableShipment(t *testing.T) {
 			StepInvoice:  {Done: true, Result: json.RawMessage(`{"number":"INV-OF-BADSHIP","provider_id":"nv-1"}`)},
 		},
 	}
-	h := &handling{p: &Processor{prov: f.providers()}, st: st, key: "pi_badship"}
+	h := &handling{p: &Processor{prov: f.providers(), names: Chain}, st: st, key: "pi_badship"}
+	call := func(step string) (any, error) {
+		return BuiltinStep(step, f.providers()).Run(context.Background(), h.input())
+	}
 	for _, step := range []string{StepInvoice, StepEmail} {
-		res, err := h.call(context.Background(), step)
+		res, err := call(step)
 		if err == nil {
-			t.Errorf("%s step ran on an undecodable shipping result: result %s", step, res)
+			t.Errorf("%s step ran on an undecodable shipping result: result %v", step, res)
 			continue
 		}
 		if !integrations.IsPermanent(err) {
@@ -397,7 +400,7 @@ func TestCallRefusesUndecodableShipment(t *testing.T) {
 	// A skipped shipping step (no result) is not an error: the invoice
 	// goes ahead without a shipment.
 	st.Steps[StepShipping] = &StepState{Done: true, Skipped: true}
-	if _, err := h.call(context.Background(), StepInvoice); err != nil {
+	if _, err := call(StepInvoice); err != nil {
 		t.Errorf("invoice with shipping skipped: %v", err)
 	}
 	if n := f.attemptCount(StepInvoice, "pi_badship"); n != 1 {

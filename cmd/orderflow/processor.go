@@ -21,9 +21,14 @@ import (
 const processorUsage = `processor [flags]
 
 Consumes the orders topic in a consumer group and runs each order's step
-chain: order details (Stripe) → crm → production_log → shipping → invoice →
-email. Records of one order run in order, different orders concurrently;
-every step's result is stored on the orders.state topic before the next
+chain, by default: order details (Stripe), then crm, production_log and
+shipping side by side, then invoice (it reads the shipment), then email (it
+reads both). --steps chooses the steps, their order, each step's provider
+and outbound webhook steps (webhook:<name>); a step runs once the steps it
+reads are done, so crm, production_log and webhooks never delay the labels,
+invoices and emails. An invalid chain is refused at start (exit 2).
+Records of one order run in order, different orders concurrently; every
+step's result is stored on the orders.state topic before a step reading it
 starts, then in a local store per partition (--state-dir), and offsets are
 committed only below the lowest unfinished record.
 Run as many instances as there are partitions; SIGTERM finishes in-flight
@@ -173,6 +178,10 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 	reg.MustRegister(f.providers.collectors()...)
 	proc, err := processor.New(cfg, prov, kopts, logger, reg)
+	var ce *processor.ChainError
+	if errors.As(err, &ce) {
+		return usagef("--steps: %s", ce.Reason)
+	}
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/integrations/webhook"
 	"github.com/orderflow/orderflow/processor"
 )
 
@@ -93,6 +94,8 @@ type providerFlags struct {
 	fleet   quotaFlags
 	metrics *quotaMetrics
 
+	webhooks webhookFlags
+
 	// getenv reads secrets from the environment; nil means os.Getenv.
 	// Tests replace it.
 	getenv func(string) string
@@ -125,7 +128,8 @@ var defaultSteps = strings.Join(processor.Chain, ",")
 
 func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.simURL, "sim-url", "", "point every provider client at the provider simulator at this URL (orderflow sim); missing credentials get test values")
-	fs.StringVar(&p.steps, "steps", defaultSteps, "steps to run, comma-separated ("+defaultSteps+"); a step left out is recorded as skipped")
+	fs.StringVar(&p.steps, "steps", defaultSteps, chainHelp)
+	p.webhooks.register(fs)
 	fs.StringVar(&p.labelDir, "label-dir", "labels", "folder the shipping-label PDFs are written to")
 	fs.BoolVar(&p.simLimits, "sim-enforces-limits", false, "the simulator at --sim-url enforces the providers' limits (orderflow sim --enforce-limits): keep the clients' limits at their defaults for the real providers")
 	p.fleet.register(fs)
@@ -134,23 +138,26 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	}
 }
 
-// enabledSteps parses --steps. The details step is always on: every other
-// step needs the order it reads.
-func (p *providerFlags) enabledSteps() (map[string]bool, error) {
-	on := map[string]bool{processor.StepDetails: true}
-	for _, s := range splitList(p.steps) {
-		s = strings.ToLower(s)
-		if !slices.Contains(processor.Chain, s) {
-			return nil, usagef("--steps: unknown step %q (steps: %s)", s, defaultSteps)
-		}
-		on[s] = true
+// enabledSteps parses --steps: the chain and which built-in steps are on.
+// The details step is always on: every other step needs the order it reads.
+func (p *providerFlags) enabledSteps() ([]chainEntry, map[string]bool, error) {
+	chain, err := parseChain(p.steps)
+	if err != nil {
+		return nil, nil, err
 	}
-	return on, nil
+	on := map[string]bool{}
+	for _, e := range chain {
+		on[e.name] = true
+	}
+	return chain, on, nil
 }
 
 // providerConfigs are the client configurations built from the flags, by
 // provider name. A nil configuration is a provider that is off.
 type providerConfigs struct {
+	// Chain is --steps; nil: the built-in steps of the clients built.
+	Chain     []chainEntry
+	Webhooks  []webhook.Config
 	LabelDir  string
 	providers []provider
 	byName    map[string]any
@@ -258,16 +265,44 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 		}
 		p.simURL = strings.TrimRight(p.simURL, "/")
 	}
-	on, err := p.enabledSteps()
+	chain, on, err := p.enabledSteps()
 	if err != nil {
 		return providerConfigs{}, err
 	}
 	s := &setup{p: p, on: on, log: logger}
-	c := providerConfigs{LabelDir: p.labelDir, providers: p.providers(), byName: map[string]any{}}
+	c := providerConfigs{LabelDir: p.labelDir, providers: p.providers(), byName: map[string]any{}, Chain: chain}
+	chosen := map[string]string{} // step → its provider in --steps
+	for _, e := range chain {
+		chosen[e.name] = e.provider
+	}
 	for _, pr := range c.providers {
+		if pr.step() != "" && chosen[pr.step()] != pr.name() {
+			continue // its step is off, or it runs with another provider
+		}
 		if cfg := pr.configure(s); cfg != nil {
 			c.byName[pr.name()] = cfg
 		}
+	}
+	for _, e := range chain {
+		if e.webhook == "" {
+			continue
+		}
+		u := p.webhooks.urls[e.webhook]
+		if u == "" {
+			u = p.env(webhookEnv(e.webhook, "URL"))
+		}
+		if u == "" && p.simURL != "" {
+			u = p.simURL + "/webhooks/" + e.webhook
+		}
+		secret, err := p.secret(p.webhooks.secretFiles[e.webhook], webhookEnv(e.webhook, "SECRET"))
+		if err != nil {
+			s.fail(usagef("--webhook-secret-file %s: %v", e.webhook, err))
+		}
+		c.Webhooks = append(c.Webhooks, webhook.Config{
+			Name:    e.webhook,
+			URL:     s.need(u, "webhook "+e.webhook+"=<url> (or "+webhookEnv(e.webhook, "URL")+")"),
+			Secrets: []string{s.need(p.orSim(secret, simWebhookSecret), "webhook-secret-file "+e.webhook+"=<file> (or "+webhookEnv(e.webhook, "SECRET")+")")},
+		})
 	}
 	if len(s.errs) > 0 {
 		return providerConfigs{}, joinUsage(s.errs)
@@ -360,6 +395,21 @@ func (c providerConfigs) build(logger *slog.Logger) (processor.Providers, func()
 			// those come from.
 			b.errs = append(b.errs, usagef("%v (flags --%s-*)", err, pr.name()))
 		}
+	}
+	hooks := map[string]*webhook.Client{}
+	for _, wc := range c.Webhooks {
+		if cl, err := webhook.New(wc); err != nil {
+			b.errs = append(b.errs, usagef("%v (flags --webhook, --webhook-secret-file)", err))
+		} else {
+			hooks[wc.Name] = cl
+		}
+	}
+	if c.Chain != nil && len(b.errs) == 0 {
+		chain, err := chainSteps(c.Chain, b.prov, hooks)
+		if err != nil {
+			b.errs = append(b.errs, err)
+		}
+		b.prov.Chain = chain
 	}
 	closeAll := func() {
 		for _, f := range b.closers {

@@ -26,17 +26,19 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/orderflow/orderflow/integrations"
 )
 
 // Step names, as used by the processor, fault control and stats. StepAlert
 // is the Telegram alert channel, StepSlack the Slack one, StepWebhook every
 // outbound webhook step, and StepStripe the order-details reads.
 const (
-	StepCRM           = "crm"
-	StepProductionLog = "production_log"
-	StepShipping      = "shipping"
-	StepInvoice       = "invoice"
-	StepEmail         = "email"
+	StepCRM           = integrations.StepCRM
+	StepProductionLog = integrations.StepProductionLog
+	StepShipping      = integrations.StepShipping
+	StepInvoice       = integrations.StepInvoice
+	StepEmail         = integrations.StepEmail
 	StepAlert         = "alert"
 	StepStripe        = "stripe"
 	StepWebhook       = "webhook"

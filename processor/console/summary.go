@@ -167,8 +167,8 @@ func (q Query) Validate() error {
 		}
 	}
 	for _, s := range q.Steps {
-		if !slices.Contains(processor.Chain, s) {
-			return fmt.Errorf("%w: unknown step %q (want one of %s)", ErrBadQuery, s, strings.Join(processor.Chain, ", "))
+		if !processor.KnownStep(s) {
+			return fmt.Errorf("%w: unknown step %q (want one of %s, webhook:<name>)", ErrBadQuery, s, strings.Join(processor.Chain, ", "))
 		}
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {

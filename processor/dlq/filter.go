@@ -34,8 +34,8 @@ func (f Filter) Empty() bool {
 // Validate checks step and class names and the time range.
 func (f Filter) Validate() error {
 	for _, s := range f.Steps {
-		if !slices.Contains(processor.Chain, s) {
-			return fmt.Errorf("%w: unknown step %q (want one of %s)", ErrBadFilter, s, strings.Join(processor.Chain, ", "))
+		if !processor.KnownStep(s) {
+			return fmt.Errorf("%w: unknown step %q (want one of %s, webhook:<name>)", ErrBadFilter, s, strings.Join(processor.Chain, ", "))
 		}
 	}
 	for _, c := range f.Classes {

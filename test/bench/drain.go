@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/loadgen"
@@ -190,7 +191,7 @@ func (b *bench) drainOnce(ctx context.Context, bin, system string, latency time.
 	for step, s := range stats {
 		calls += s.Requests
 		waits += s.Requests
-		if step == "production_log" {
+		if step == integrations.StepProductionLog {
 			// Up to 10 orders share an Airtable request, yet each of them
 			// waits for a whole one: count the rows, not the requests.
 			waits += max(s.Created-s.Requests, 0)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/loadgen"
@@ -93,7 +94,7 @@ func (b *bench) flash(ctx context.Context) error {
 	b.res.PeakRSS = append(b.res.PeakRSS,
 		RSS{Process: "gateway (flash sale)", Bytes: gw.PeakRSS()},
 		RSS{Process: "processor (flash sale)", Bytes: proc.PeakRSS()})
-	for _, step := range []string{"shipping", "invoice", "email"} {
+	for _, step := range []string{integrations.StepShipping, integrations.StepInvoice, integrations.StepEmail} {
 		if stats[step].Created != int64(n) {
 			return fmt.Errorf("simulator created %d %s objects for %d orders", stats[step].Created, step, n)
 		}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/orderflow/orderflow/integrations"
 )
 
 // Results is everything one run measured, with its conditions.
@@ -239,7 +241,7 @@ func (r *Results) markdown() string {
 			}
 			fmt.Fprintf(&s, "| %s, %.0f ms |", d.System, d.LatencyMs)
 			sum := 0.0
-			for _, st := range []string{"details", "crm", "production_log", "shipping", "invoice", "email"} {
+			for _, st := range integrations.BuiltinSteps() {
 				sum += d.StepMs[st]
 				fmt.Fprintf(&s, " %.1f |", d.StepMs[st])
 			}

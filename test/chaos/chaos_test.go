@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/loadgen"
@@ -559,7 +560,7 @@ func timeline(st *processor.State, t0 time.Time) string {
 // late-answer fault), so that kills and freezes land inside calls: before
 // the provider acted or after it, with the answer lost.
 func callLatency(ctx context.Context, c *Cluster) error {
-	for _, step := range []string{"shipping", "invoice", "email"} {
+	for _, step := range []string{integrations.StepShipping, integrations.StepInvoice, integrations.StepEmail} {
 		if err := c.Sim.SetFault(ctx, harness.Fault{Step: step, Mode: "late-answer", Rate: 1, Latency: "200ms", MaxLatency: "500ms"}); err != nil {
 			return err
 		}

@@ -33,6 +33,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/loadgen"
@@ -548,7 +549,7 @@ func (o *Outcome) DupCreates() int64 {
 }
 
 // ShippingDups is the duplicate shipments (part of DupCreates).
-func (o *Outcome) ShippingDups() int64 { return o.Stats["shipping"].DuplicateCreates }
+func (o *Outcome) ShippingDups() int64 { return o.Stats[integrations.StepShipping].DuplicateCreates }
 
 // AnswersLost sums the calls whose provider acted but whose answer never
 // reached the processor (a kill or freeze mid-call, under a late-answer

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orderflow/processor"
+)
+
+// An invalid chain is refused at start, before any connection, with a
+// one-line reason and exit code 2.
+func TestProcessorRefusesInvalidChain(t *testing.T) {
+	tests := []struct{ steps, want string }{
+		{"details,crm,klaviyo", `--steps: unknown step "klaviyo"`},
+		{"details,invoice,shipping,email", `--steps: step "invoice" reads "shipping", which comes after it`},
+		{"details,crm,shipping,crm", `--steps: step "crm" listed twice`},
+		{"details,webhook:erp,webhook:erp", `--steps: step "webhook:erp" listed twice`},
+		{"crm,details", "details must come first"},
+		{"details,shipping=dhl", `unknown provider "dhl" for shipping (providers: postnord)`},
+		{"details,webhook:e r p", "webhook: name"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"processor", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", tt.steps}, &stdout, &stderr)
+		out := stderr.String()
+		if code != 2 || !strings.Contains(out, tt.want) || strings.Count(out, "\n") != 1 {
+			t.Errorf("--steps %s: exit %d, stderr %q; want 2 and one line with %q", tt.steps, code, out, tt.want)
+		}
+	}
+}
+
+// --steps sets the chain: order, providers and webhook steps, each webhook
+// reading the steps before it; details is added first when left out.
+func TestChainFromSteps(t *testing.T) {
+	p := providerFlags{simURL: "http://127.0.0.1:9", steps: "shipping=postnord,invoice,webhook:erp,email,crm", labelDir: t.TempDir(),
+		getenv: func(string) string { return "" }}
+	prov, cleanup, err := p.build(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	var names []string
+	var reads [][]string
+	for _, s := range prov.Chain {
+		names = append(names, s.Name())
+		reads = append(reads, s.Reads())
+	}
+	want := []string{"details", "shipping", "invoice", "webhook:erp", "email", "crm"}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("chain %v, want %v", names, want)
+	}
+	if got := strings.Join(reads[3], ","); got != "details,shipping,invoice" {
+		t.Errorf("webhook:erp reads %s, want details,shipping,invoice", got)
+	}
+	if prov.ProductionLog != nil {
+		t.Error("production_log built though left out")
+	}
+	if err := processor.ValidateChain(prov.Chain); err != nil {
+		t.Error(err)
+	}
+}

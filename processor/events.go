@@ -1,0 +1,391 @@
+package processor
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// This file handles one record of `orders`: it decodes the event, skips
+// redeliveries and duplicates, and acts on it (starts or resumes the chain,
+// records a refund, parks a record behind a dead letter), and it writes the
+// order state and dead letters.
+
+// Stripe event types the processor acts on.
+const (
+	EventCheckoutCompleted    = "checkout.session.completed"
+	EventAsyncPaymentSucceded = "checkout.session.async_payment_succeeded"
+	EventPaymentSucceeded     = "payment_intent.succeeded"
+	EventChargeRefunded       = "charge.refunded"
+)
+
+// Flags set on an order's state.
+const (
+	// FlagPossibleDuplicatePrefix + step: a non-idempotent call was repeated
+	// after an intent without a result.
+	FlagPossibleDuplicatePrefix = "possible_duplicate:"
+	// FlagRefundedAfterShipping: a refund arrived after the goods shipped.
+	FlagRefundedAfterShipping = "refunded_after_shipping"
+)
+
+// handling is one record being handled, on its key's goroutine. While the
+// chain runs, its steps run on goroutines of their own (graph.go): mu then
+// guards the state and the fields below it, held by a step except while it
+// waits (a call, a backoff, an open circuit).
+type handling struct {
+	p         *Processor
+	part      *partition
+	rec       *kgo.Record
+	env       topics.Envelope
+	key       string
+	replay    bool
+	replaySrc string
+	log       *slog.Logger
+
+	mu sync.Mutex
+	st *State // nil when the order has no state yet
+	// stopCh is closed when the partition stops or a step of the chain
+	// stopped (the record is left unfinished): no step starts or retries.
+	stopCh   chan struct{}
+	haltOnce sync.Once
+	halt     chan struct{}
+	// started are the steps of this handling's chain run started so far.
+	started map[string]bool
+	// preIntent are the steps whose intent was persisted together with an
+	// earlier step's result in this handling (not left by a crash).
+	preIntent map[string]bool
+	// dead are the steps dead-lettered in this run, in the order they were.
+	dead []deadStep
+	// panicked is what a step's goroutine panicked with.
+	panicked any
+	// completed is set when the last step's result was persisted together
+	// with the completion.
+	completed bool
+}
+
+// deadStep is a step dead-lettered during the chain's run; the order's
+// state records the dead letter once every running step has ended.
+type deadStep struct {
+	step, class, err string
+	attempts         int
+	out              *kgo.Record
+	at               time.Time
+}
+
+// stopping reports whether the handling must stop starting calls.
+func (h *handling) stopping() bool {
+	select {
+	case <-h.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// handle runs one record; it returns false when the record was left
+// unfinished because the partition is stopping.
+func (p *Processor) handle(part *partition, t *task) (handled bool) {
+	select {
+	case <-part.ready:
+	case <-part.stopCh:
+		return false
+	}
+	if part.stopping() {
+		return false
+	}
+	rec := t.rec
+	env, err := topics.DecodeEnvelope(rec.Value)
+	if err == nil && (len(rec.Key) == 0 || env.Key != string(rec.Key)) {
+		err = fmt.Errorf("%w: record key %q differs from envelope key %q", topics.ErrEnvelopeInvalid, rec.Key, env.Key)
+	}
+	if err != nil {
+		return p.corrupt(part, rec, err)
+	}
+	st, err := part.state(env.Key)
+	if err != nil {
+		return p.corrupt(part, rec, fmt.Errorf("the order's state cannot be read: %w", err))
+	}
+	h := &handling{p: p, part: part, rec: rec, env: env, key: env.Key, st: st, stopCh: part.stopCh,
+		log: p.log.With("order_id", env.Key, "partition", rec.Partition, "offset", rec.Offset, "event_id", env.EventID)}
+	for _, hd := range rec.Headers {
+		switch hd.Key {
+		case topics.HeaderReplay:
+			h.replay = true
+		case topics.HeaderReplaySource:
+			h.replaySrc = string(hd.Value)
+		}
+	}
+	// A record that makes the processor panic (a state no code path
+	// expected) must not crash it in a loop: it is dead-lettered as
+	// corrupt with an alert, and the partition goes on.
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("panic while handling a record; dead-lettered as corrupt", "panic", fmt.Sprint(r))
+			handled = p.corrupt(part, rec, fmt.Errorf("internal error while handling the record: %v", r))
+		}
+	}()
+	return h.run()
+}
+
+func (h *handling) run() bool {
+	if handled, ok := h.erasure(); ok {
+		return handled
+	}
+	st := h.st
+	if st != nil && h.rec.Offset < st.NextOffset {
+		return true // redelivered after a crash or rebalance: already handled
+	}
+	if h.replay && st != nil && h.replaySrc != "" && slices.Contains(st.Replays, h.replaySrc) {
+		h.log.Info("dead letter already replayed; ignored", "replay_source", h.replaySrc)
+		return true
+	}
+	if st != nil && (st.Status == StatusDeadLettered || st.Status == StatusParked) {
+		if !h.replay {
+			return h.park()
+		}
+		h.unpark()
+		if h.env.EventType != EventChargeRefunded {
+			// Whatever the replayed event, the chain resumes at its first
+			// unfinished step.
+			return h.chain()
+		}
+	}
+
+	switch h.env.EventType {
+	case EventCheckoutCompleted, EventAsyncPaymentSucceded, EventPaymentSucceeded:
+		if h.env.EventType == EventCheckoutCompleted && paymentStatus(h.env.Event) == "unpaid" {
+			return h.awaitPayment()
+		}
+		return h.chain()
+	case EventChargeRefunded:
+		return h.refund()
+	default:
+		h.log.Debug("event type not acted on", "event_type", h.env.EventType)
+		return h.recordOnly()
+	}
+}
+
+// newState starts an order's state.
+func (h *handling) newState(status Status) *State {
+	now := time.Now().UTC()
+	return &State{Version: StateVersion, OrderID: h.key, Status: status, Steps: map[string]*StepState{}, CreatedAt: now, UpdatedAt: now}
+}
+
+// duplicate reports whether this event, or another event of the same type
+// for the same object, was applied already.
+func (h *handling) duplicate() bool {
+	if h.st == nil {
+		return false
+	}
+	return slices.Contains(h.st.AppliedEvents, h.env.EventID) ||
+		(h.env.ObjectID != "" && slices.Contains(h.st.AppliedObjects, h.objectKey()))
+}
+
+func (h *handling) objectKey() string { return h.env.EventType + "/" + h.env.ObjectID }
+
+// markApplied records the event (and the replay it came from) in the state.
+func (h *handling) markApplied() {
+	st := h.st
+	if !slices.Contains(st.AppliedEvents, h.env.EventID) {
+		st.AppliedEvents = appendBounded(st.AppliedEvents, h.env.EventID)
+	}
+	if h.env.ObjectID != "" && !slices.Contains(st.AppliedObjects, h.objectKey()) {
+		st.AppliedObjects = appendBounded(st.AppliedObjects, h.objectKey())
+	}
+	if h.replay && h.replaySrc != "" && !slices.Contains(st.Replays, h.replaySrc) {
+		st.Replays = appendBounded(st.Replays, h.replaySrc)
+	}
+}
+
+func appendBounded(s []string, v string) []string {
+	s = append(s, v)
+	if len(s) > MaxAppliedEvents {
+		s = slices.Delete(s, 0, len(s)-MaxAppliedEvents)
+	}
+	return s
+}
+
+// persist writes the state to `orders.state` (same partition as the record)
+// and waits for the acknowledgement.
+func (h *handling) persist() error {
+	if !h.fenced() {
+		return errFenced
+	}
+	h.st.UpdatedAt = time.Now().UTC()
+	if h.started != nil { // the chain runs
+		h.st.Pending = h.pending()
+	}
+	b, err := h.st.Encode()
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key), Value: b}
+	out, err := h.p.produce(h.part, r, "order state", h.key)
+	if err != nil {
+		return err
+	}
+	h.part.setState(h.key, h.st, b, out.Offset)
+	h.p.reportProgress(h.st)
+	return nil
+}
+
+// finish marks the record handled and persists the state.
+func (h *handling) finish() bool {
+	h.st.NextOffset = h.rec.Offset + 1
+	if err := h.persist(); err != nil {
+		h.log.Warn("record left unfinished", "err", err)
+		return false
+	}
+	return true
+}
+
+// recordOnly applies an event that changes nothing but the applied lists.
+func (h *handling) recordOnly() bool {
+	if h.st == nil || h.duplicate() {
+		return true
+	}
+	h.markApplied()
+	return h.finish()
+}
+
+// awaitPayment records an unpaid completed Checkout Session; the chain
+// starts with the payment's success event.
+func (h *handling) awaitPayment() bool {
+	if h.duplicate() {
+		return true
+	}
+	if h.st == nil {
+		h.st = h.newState(StatusAwaitingPayment)
+	}
+	h.markApplied()
+	h.log.Info("checkout completed unpaid; waiting for the payment")
+	return h.finish()
+}
+
+// refund handles charge.refunded: before shipping it stops the chain; after
+// shipping it asks a human.
+func (h *handling) refund() bool {
+	if h.duplicate() {
+		return true
+	}
+	if h.st == nil {
+		h.st = h.newState(StatusRefunded)
+	}
+	st := h.st
+	h.markApplied()
+	ship := st.Steps[StepShipping]
+	shipped := ship != nil && ship.Done && !ship.Skipped || st.Status == StatusCompleted
+	switch {
+	case st.Status == StatusRefunded && st.NextOffset > 0:
+		return h.finish()
+	case !shipped:
+		st.Status = StatusRefunded
+		if !h.finish() {
+			return false
+		}
+		h.p.m.orders.WithLabelValues(string(StatusRefunded)).Inc()
+		h.p.alert(integrations.Alert{OrderID: h.key, Text: "order refunded before shipping: the chain stopped; check any steps already done"})
+		return true
+	default:
+		if !st.HasFlag(FlagRefundedAfterShipping) {
+			st.Flags = append(st.Flags, FlagRefundedAfterShipping)
+		}
+		if !h.finish() {
+			return false
+		}
+		h.p.alert(integrations.Alert{OrderID: h.key, Text: "order refunded after it shipped: stop or recall the shipment and credit the invoice by hand"})
+		return true
+	}
+}
+
+// unpark makes a dead-lettered order runnable again for a replayed record:
+// the failed step gets a fresh attempt budget; an unresolved intent stays.
+func (h *handling) unpark() {
+	st := h.st
+	h.log.Info("replay un-parks the order", "replay_source", h.replaySrc)
+	st.Status = StatusInProgress
+	st.DeadLetter = nil
+	st.LastError = ""
+	for _, ss := range st.Steps {
+		if !ss.Done {
+			ss.Attempts, ss.FirstFailure, ss.LastFailure, ss.LastError = 0, nil, nil, ""
+		}
+	}
+}
+
+// park dead-letters a later record of a dead-lettered order behind it.
+func (h *handling) park() bool {
+	st := h.st
+	now := time.Now().UTC()
+	step := ""
+	if st.DeadLetter != nil {
+		step = st.DeadLetter.Step
+	}
+	info := deadLetterInfo{step: step, class: topics.ClassParked, firstFailure: now, lastFailure: now,
+		err: "order is dead-lettered; record parked behind its dead letter"}
+	if st.DeadLetter != nil {
+		info.err = fmt.Sprintf("order is dead-lettered (%s at %s); record parked behind it", st.DeadLetter.Class, topics.Source(st.DeadLetter.Partition, st.DeadLetter.Offset))
+	}
+	if _, ok := h.writeDeadLetter(info); !ok {
+		return false
+	}
+	st.Status = StatusParked
+	if !h.finish() {
+		return false
+	}
+	h.p.m.orders.WithLabelValues(string(StatusParked)).Inc()
+	h.p.alert(integrations.Alert{OrderID: h.key, Step: step, Text: "event " + h.env.EventType + " parked behind the order's dead letter"})
+	return true
+}
+
+// writeDeadLetter produces the record's dead letter and waits for the ack.
+func (h *handling) writeDeadLetter(info deadLetterInfo) (*kgo.Record, bool) {
+	out, err := h.p.produce(h.part, h.p.dlqRecord(h.rec, info), "dead letter", h.key)
+	if err != nil {
+		h.log.Warn("record left unfinished", "err", err)
+		return nil, false
+	}
+	h.p.m.dlqWrites.WithLabelValues(info.class).Inc()
+	h.log.Warn("dead-lettered", "step", info.step, "class", info.class, "attempt", info.attempts,
+		"dlq", topics.Source(out.Partition, out.Offset))
+	return out, true
+}
+
+// corrupt dead-letters a record that cannot be read.
+func (p *Processor) corrupt(part *partition, rec *kgo.Record, cause error) bool {
+	now := time.Now().UTC()
+	info := deadLetterInfo{class: topics.ClassCorrupt, err: cause.Error(), firstFailure: now, lastFailure: now}
+	out, err := p.produce(part, p.dlqRecord(rec, info), "dead letter", string(rec.Key))
+	if err != nil {
+		return false
+	}
+	p.m.dlqWrites.WithLabelValues(topics.ClassCorrupt).Inc()
+	p.log.Error("corrupt record dead-lettered", "partition", rec.Partition, "offset", rec.Offset,
+		"dlq", topics.Source(out.Partition, out.Offset), "err", cause)
+	p.alert(integrations.Alert{OrderID: string(rec.Key), Text: fmt.Sprintf("unreadable record %s %d/%d dead-lettered: %s",
+		rec.Topic, rec.Partition, rec.Offset, truncate(cause.Error(), 200))})
+	return true
+}
+
+// paymentStatus reads data.object.payment_status of a raw Stripe event.
+func paymentStatus(event json.RawMessage) string {
+	var e struct {
+		Data struct {
+			Object struct {
+				PaymentStatus string `json:"payment_status"`
+			} `json:"object"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(event, &e) != nil {
+		return ""
+	}
+	return e.Data.Object.PaymentStatus
+}

@@ -1,0 +1,236 @@
+package processor
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+)
+
+// This file runs an order's chain as a dependency graph. The first step
+// reads the order; every later step runs as soon as the steps it reads
+// (Step.Reads) are done, concurrently with the others that are ready, each
+// with its own retries, circuit and dead letter. A step that no other step
+// reads (CRM, production log, webhooks) therefore never delays the
+// shipping → invoice → email path. The order is completed only when every
+// step is done; until then the state lists the pending ones (State.Pending).
+
+// chain starts or resumes the order's step chain.
+func (h *handling) chain() bool {
+	if h.st == nil {
+		h.st = h.newState(StatusInProgress)
+	}
+	st := h.st
+	switch st.Status {
+	case StatusCompleted, StatusRefunded:
+		// One order, one chain: later payment events change nothing. A
+		// replayed one is recorded so a second replay of it is ignored.
+		if h.replay && h.replaySrc != "" {
+			h.markApplied()
+			return h.finish()
+		}
+		return true
+	}
+	st.Status = StatusInProgress
+	h.markApplied()
+	for _, name := range h.p.absent {
+		// A built-in step left out of the chain is recorded as skipped.
+		if ss := st.Step(name); !ss.Done && !ss.Skipped {
+			ss.Skipped = true
+			h.p.m.stepDuration.WithLabelValues(name, outcomeSkipped).Observe(0)
+		}
+	}
+
+	h.started, h.preIntent = map[string]bool{}, map[string]bool{}
+	h.halt = make(chan struct{})
+	stop := make(chan struct{})
+	h.stopCh = stop
+	go func() {
+		select {
+		case <-h.part.stopCh:
+		case <-h.halt:
+		}
+		close(stop)
+	}()
+	defer h.stopHandling()
+
+	stopped := h.runGraph()
+	if h.panicked != nil {
+		panic(h.panicked)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case stopped || len(h.dead) == 0 && len(h.pending()) > 0:
+		// A step stopped, or the partition stopped before every step
+		// started: the record is left unfinished.
+		h.dropPreIntent()
+		return false
+	case len(h.dead) > 0:
+		// The dead letters are written: record them, even when the steps
+		// not reading the dead ones were stopped (a replay runs them).
+		return h.finishDeadLettered()
+	}
+	st.Status = StatusCompleted
+	st.LastError = ""
+	if !h.completed && !h.finish() {
+		return false
+	}
+	h.p.m.orders.WithLabelValues(string(StatusCompleted)).Inc()
+	h.log.Info("order completed")
+	return true
+}
+
+// stopHandling stops what still waits in this handling.
+func (h *handling) stopHandling() { h.haltOnce.Do(func() { close(h.halt) }) }
+
+// runGraph starts every ready step on a goroutine of its own and, as steps
+// end, the steps they made ready, until none runs. It reports whether a
+// step stopped (the record is then left unfinished).
+func (h *handling) runGraph() (stopped bool) {
+	ended := make(chan stepOutcome)
+	running := 0
+	h.mu.Lock()
+	for {
+		if !stopped {
+			for _, s := range h.ready() {
+				h.started[s.Name()] = true
+				running++
+				go func() {
+					h.mu.Lock()
+					defer func() {
+						// A panic (a state no code path expected) ends the
+						// run; handle dead-letters the record as corrupt.
+						if r := recover(); r != nil {
+							h.panicked = r
+							h.mu.Unlock()
+							ended <- stepStopped
+						}
+					}()
+					o := h.runStep(s)
+					h.mu.Unlock()
+					ended <- o
+				}()
+			}
+		}
+		if running == 0 {
+			break
+		}
+		h.mu.Unlock()
+		o := <-ended
+		h.mu.Lock()
+		running--
+		if o == stepStopped && !stopped {
+			stopped = true
+			h.stopHandling()
+		}
+	}
+	h.mu.Unlock()
+	return stopped
+}
+
+// ready returns the steps not started whose inputs are done: the first
+// step while the order is not read, then every step whose reads are done
+// or not in the chain. Called with mu held.
+func (h *handling) ready() []Step {
+	if h.stopping() {
+		return nil
+	}
+	first := h.p.chain[0]
+	if !h.stepDone(first.Name()) {
+		if h.started[first.Name()] {
+			return nil
+		}
+		return []Step{first}
+	}
+	var out []Step
+	for _, s := range h.p.chain[1:] {
+		name := s.Name()
+		if h.started[name] || h.stepDone(name) {
+			continue
+		}
+		if h.readsDone(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// readsDone reports whether every step s reads is done (or out of the chain).
+func (h *handling) readsDone(s Step) bool {
+	for _, r := range s.Reads() {
+		if _, in := h.p.steps[r]; in && !h.stepDone(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// stepDone reports whether a step of the chain needs no more run: done
+// (the first step only with the order recorded) or skipped (never the
+// first: every chain needs the order).
+func (h *handling) stepDone(name string) bool {
+	ss := h.st.Steps[name]
+	if ss == nil {
+		return false
+	}
+	if name == h.p.chain[0].Name() {
+		return ss.Done && h.st.Order != nil
+	}
+	return ss.Done || ss.Skipped
+}
+
+// pending lists the steps of the chain not done yet, in chain order.
+func (h *handling) pending() []string {
+	var out []string
+	for _, s := range h.p.chain {
+		if !h.stepDone(s.Name()) {
+			out = append(out, s.Name())
+		}
+	}
+	return out
+}
+
+// finishDeadLettered records the run's dead letters in the state once every
+// step has ended: the order is dead-lettered at the first of them, and one
+// alert per dead-lettered step tells a human. Called with mu held.
+func (h *handling) finishDeadLettered() bool {
+	st, first := h.st, h.dead[0]
+	st.Status = StatusDeadLettered
+	st.LastError = truncate(first.err, h.p.cfg.MaxErrorLen)
+	st.DeadLetter = &DeadLetter{Partition: first.out.Partition, Offset: first.out.Offset, Step: first.step, Class: first.class, At: first.at}
+	if !h.finish() {
+		return false
+	}
+	h.p.m.orders.WithLabelValues(string(StatusDeadLettered)).Inc()
+	for _, d := range h.dead {
+		h.p.alert(integrations.Alert{OrderID: h.key, Step: d.step,
+			Text: fmt.Sprintf("order dead-lettered at step %s (%s) after %s: %s", d.step, d.class, attempts(d.attempts), truncate(d.err, 200))})
+	}
+	return true
+}
+
+// deadLetterOutcome writes the dead letter of a step that failed for good;
+// the state records it when the chain's run ends (finishDeadLettered), so
+// the steps that do not read this one go on. Called with mu held.
+func (h *handling) deadLetterOutcome(step, class string, cause error) stepOutcome {
+	ss := h.st.Step(step)
+	now := time.Now().UTC()
+	info := deadLetterInfo{step: step, class: class, err: cause.Error(), attempts: ss.Attempts, firstFailure: now, lastFailure: now}
+	if ss.FirstFailure != nil {
+		info.firstFailure = *ss.FirstFailure
+	}
+	if ss.LastFailure != nil {
+		info.lastFailure = *ss.LastFailure
+	}
+	out, ok := h.writeDeadLetter(info)
+	if !ok {
+		return stepStopped
+	}
+	h.dead = append(h.dead, deadStep{step: step, class: class, err: cause.Error(), attempts: ss.Attempts, out: out, at: now})
+	if slices.ContainsFunc(h.p.chain, func(s Step) bool { return slices.Contains(s.Reads(), step) }) {
+		h.log.Warn("steps reading this one wait for its replay", "step", step)
+	}
+	return stepDeadLettered
+}

@@ -1,0 +1,259 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/topics"
+)
+
+// This file runs one step of the chain to success, dead letter or stop:
+// the call with its timeout or lease, retries with backoff, the step's
+// circuit breaker, and the intent written before a call that is not
+// idempotent (intents.go, reconcile.go).
+
+type stepOutcome int
+
+const (
+	stepDone stepOutcome = iota
+	stepStopped
+	stepDeadLettered
+)
+
+// unlocked runs f with mu released: for what waits (a call, a backoff, the
+// circuit) so the order's other steps can go on meanwhile.
+func (h *handling) unlocked(f func()) {
+	h.mu.Unlock()
+	defer h.mu.Lock()
+	f()
+}
+
+// input is a snapshot of what a step's call sees. Called with mu held.
+func (h *handling) input() Input {
+	st := h.st
+	in := Input{OrderID: h.key, results: map[string]json.RawMessage{}}
+	if st.Order != nil {
+		in.Order = *st.Order
+	}
+	for _, name := range h.p.names {
+		if ss := st.Steps[name]; ss != nil && ss.Done {
+			in.completed = append(in.completed, name)
+			if len(ss.Result) > 0 {
+				in.results[name] = slices.Clone(ss.Result)
+			}
+		}
+	}
+	return in
+}
+
+// runStep runs one step to success, dead letter or stop, with retries,
+// intents and the step's circuit breaker. Called with mu held; it releases
+// mu while it waits.
+func (h *handling) runStep(s Step) stepOutcome {
+	p, st := h.p, h.st
+	step := s.Name()
+	first := step == p.chain[0].Name()
+	ss := st.Step(step)
+	br := p.breakers[step]
+	log := h.log.With("step", step)
+	if !first && st.Order == nil {
+		return h.deadLetterOutcome(step, topics.ClassPermanent, integrations.Permanentf("processor", step, "no order details in the state"))
+	}
+	for {
+		if h.stopping() {
+			return stepStopped
+		}
+		if !s.Idempotent() && ss.Intent != nil && !h.preIntent[step] {
+			if v, ok := p.unpersisted.Load(h.key + "/" + step); ok {
+				// This process made the call; only its state write was lost.
+				r := v.(unpersistedResult)
+				ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.Lease, ss.LastError = true, &r.at, r.result, nil, nil, ""
+				h.withResult(step, r.at)
+				if err := h.persist(); err != nil {
+					return stepStopped
+				}
+				p.unpersisted.Delete(h.key + "/" + step)
+				log.Info("result of an earlier call recorded; not called again")
+				return stepDone
+			}
+			if o, resolved := h.resolveIntent(s, log); resolved {
+				return o
+			}
+			if ss.Intent != nil {
+				continue // reconciling failed transiently and backed off: try again
+			}
+		}
+		var probe bool
+		var err error
+		h.unlocked(func() { probe, err = br.acquire(h.stopCh) })
+		if err != nil {
+			return stepStopped
+		}
+		switch {
+		case h.preIntent[step] && time.Until(p.leaseEnd(ss)) >= p.cfg.StepTimeout/2:
+			delete(h.preIntent, step) // persisted with an earlier step's result
+		case !s.Idempotent():
+			// A new intent, or a fresh lease for one written ahead that
+			// has waited (for the circuit) half its lease: no call was
+			// made under it.
+			delete(h.preIntent, step)
+			now := time.Now().UTC()
+			lease := now.Add(p.cfg.StepTimeout)
+			ss.Intent, ss.Lease = &now, &lease
+			if err := h.persist(); err != nil {
+				br.release(probe)
+				return stepStopped
+			}
+		}
+		attempt := ss.Attempts + 1
+		log.Debug("step call", "attempt", attempt)
+		var ctx context.Context
+		var cancel context.CancelFunc
+		if s.Idempotent() {
+			ctx, cancel = context.WithTimeout(h.part.stepCtx, p.cfg.StepTimeout)
+		} else {
+			// The call ends with its lease, which the next owner waits out
+			// before it looks the call up; a deadline already past (this
+			// process was paused since the intent) fails the call before
+			// anything is sent. The membership is confirmed again after the
+			// intent's write, right before the call.
+			if !h.fenced() {
+				br.release(probe)
+				return stepStopped
+			}
+			ctx, cancel = context.WithDeadline(h.part.stepCtx, p.leaseEnd(ss))
+		}
+		in := h.input()
+		start := time.Now()
+		var res any
+		h.unlocked(func() { res, err = s.Run(ctx, in) })
+		cancel()
+		elapsed := time.Since(start).Seconds()
+		p.m.stepAttempts.WithLabelValues(step).Inc()
+		var result json.RawMessage
+		if err == nil {
+			result, err = h.record(s, first, res)
+		}
+
+		if err == nil {
+			br.success(probe)
+			p.m.stepDuration.WithLabelValues(step, outcomeOK).Observe(elapsed)
+			now := time.Now().UTC()
+			ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.Lease, ss.LastError = true, &now, result, nil, nil, ""
+			st.LastError = ""
+			h.withResult(step, now)
+			if err := h.persist(); err != nil {
+				if !s.Idempotent() {
+					p.unpersisted.Store(h.key+"/"+step, unpersistedResult{result: result, at: now})
+					log.Warn("step result not persisted; kept to record when the order returns to this process", "attempt", attempt, "err", err)
+				} else {
+					log.Warn("step result not persisted; the step will run again", "attempt", attempt, "err", err)
+				}
+				return stepStopped
+			}
+			log.Debug("step done", "attempt", attempt)
+			return stepDone
+		}
+		if h.part.stepCtx.Err() != nil {
+			// Interrupted by the revocation deadline: not the provider's fault.
+			br.release(probe)
+			return stepStopped
+		}
+		now := time.Now().UTC()
+		if ss.FirstFailure == nil {
+			ss.FirstFailure = &now
+		}
+		ss.LastFailure = &now
+		ss.LastError = truncate(err.Error(), p.cfg.MaxErrorLen)
+		st.LastError = ss.LastError
+		switch {
+		case answered(err):
+			ss.Intent, ss.Lease = nil, nil // the provider answered with an error: nothing was created
+		case ss.Intent != nil:
+			// The call is over: nothing more of it can be sent from here.
+			ss.Lease = &now
+		}
+		if integrations.IsPermanent(err) {
+			br.success(probe) // the provider is up and answering
+			p.m.stepDuration.WithLabelValues(step, outcomePermanent).Observe(elapsed)
+			ss.Attempts++
+			log.Warn("step failed permanently", "attempt", attempt, "err", err)
+			return h.deadLetterOutcome(step, topics.ClassPermanent, err)
+		}
+		p.m.stepDuration.WithLabelValues(step, outcomeTransient).Observe(elapsed)
+		consumed := br.failure(probe, h.key)
+		if consumed {
+			ss.Attempts++
+		}
+		log.Warn("step failed", "attempt", attempt, "attempts_used", ss.Attempts, "counted", consumed, "err", err)
+		if ss.Attempts >= p.cfg.Retry.MaxAttempts {
+			return h.deadLetterOutcome(step, topics.ClassExhausted, err)
+		}
+		if err := h.persist(); err != nil {
+			return stepStopped
+		}
+		if consumed {
+			var slept bool
+			wait := p.cfg.Retry.backoff(ss.Attempts, err)
+			h.unlocked(func() { slept = sleep(wait, h.stopCh) })
+			if !slept {
+				return stepStopped
+			}
+		}
+	}
+}
+
+// record turns a step's result into what the state records: the first
+// step's order becomes State.Order (no result of its own), any other
+// result its JSON.
+func (h *handling) record(s Step, first bool, res any) (json.RawMessage, error) {
+	if first {
+		o, ok := res.(integrations.Order)
+		if !ok {
+			return nil, integrations.Permanentf("processor", s.Name(), "the first step returned %T, not the order", res)
+		}
+		h.st.Order = &o
+		return nil, nil
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, integrations.Permanentf("processor", s.Name(), "encode result: %v", err)
+	}
+	return b, nil
+}
+
+// answered reports whether a provider answered the call with an error
+// status, so the call certainly created nothing.
+func answered(err error) bool {
+	var e *integrations.Error
+	return errors.As(err, &e) && e.Status != 0
+}
+
+// completedSteps lists the steps done so far, in chain order.
+func (p *Processor) completedSteps(st *State) []string {
+	var out []string
+	for _, s := range p.names {
+		if ss := st.Steps[s]; ss != nil && ss.Done {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// stepResult decodes a done step's result; the zero value when absent (the
+// step is skipped or has no result). A result that does not decode is an
+// error.
+func stepResult[T any](st *State, step string) (T, error) {
+	var v T
+	if ss := st.Steps[step]; ss != nil && ss.Done && len(ss.Result) > 0 {
+		if err := json.Unmarshal(ss.Result, &v); err != nil {
+			return v, fmt.Errorf("the recorded %s result does not decode: %v", step, err)
+		}
+	}
+	return v, nil
+}

@@ -1,0 +1,222 @@
+// Package chain tests the step chain end to end: real Kafka, the provider
+// clients, the provider simulator.
+package chain
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/integrations/labelstore"
+	"github.com/orderflow/orderflow/integrations/mailgun"
+	"github.com/orderflow/orderflow/integrations/netvisor"
+	"github.com/orderflow/orderflow/integrations/postnord"
+	"github.com/orderflow/orderflow/integrations/sim"
+	"github.com/orderflow/orderflow/integrations/stripe"
+	"github.com/orderflow/orderflow/integrations/zoho"
+	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/test/testenv"
+	"github.com/orderflow/orderflow/topics"
+)
+
+const (
+	nvCustomerKey = "customer-key-outage"
+	nvPartnerKey  = "partner-key-outage"
+)
+
+func providers(t *testing.T, base string) processor.Providers {
+	t.Helper()
+	st, err := stripe.New(stripe.Config{BaseURL: base, SecretKey: "sk_test_outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := zoho.New(zoho.Config{APIBaseURL: base, AccountsURL: base, ClientID: "1000.OUTAGE", ClientSecret: "outage", RefreshToken: "1000.outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, err := labelstore.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn, err := postnord.New(postnord.Config{BaseURL: base, APIKey: "00000000000000000000000000000000", CustomerNumber: "1234567890",
+		Labels: labels, Consignor: postnord.Party{Name: "Outage Shop", Streets: []string{"Testgatan 1"}, PostalCode: "11122", City: "Stockholm", CountryCode: "SE"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nv, err := netvisor.New(netvisor.Config{BaseURL: base, Sender: "orderflow", CustomerID: "OUTAGE", CustomerKey: nvCustomerKey,
+		PartnerID: "PARTNER", PartnerKey: nvPartnerKey, OrganisationID: "1234567-8", CustomerIdentifier: "1", ProductIdentifier: "1", MaxConcurrent: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mg, err := mailgun.New(mailgun.Config{BaseURL: base, APIKey: "key-outage", Domain: "mg.shop.example", From: "Outage Shop <orders@mg.shop.example>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return processor.Providers{Details: st, CRM: z, Shipping: pn, Invoicing: nv, Mailer: mg}
+}
+
+// Zoho down for a minute: labels, invoices and emails keep flowing, every
+// order waits only for its deal (pending crm); Zoho back, every deal is
+// created once and every order completes.
+func TestCRMOutageDoesNotHoldCustomers(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	names := testenv.Topics(t, brokers, 3)
+	seeds := strings.Split(brokers, ",")
+	s, err := sim.New(sim.Config{NetvisorCustomerKey: nvCustomerKey, NetvisorPartnerKey: nvPartnerKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { srv.Close(); _ = s.Close() })
+	if err := s.SetFault(sim.Fault{Step: sim.StepCRM, Mode: sim.ModeUnavailable, Rate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	const outage = time.Minute
+
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("ORDERFLOW_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	cfg := processor.DefaultConfig(names)
+	cfg.Group = names.Prefix + "processor"
+	cfg.CommitInterval = 100 * time.Millisecond
+	cfg.Retry = processor.RetryPolicy{BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, MaxAttempts: 5}
+	cfg.Breaker = processor.BreakerConfig{FailureThreshold: 3, MinOrders: 2, Window: 30 * time.Second, Cooldown: 2 * time.Second}
+	p, err := processor.New(cfg, providers(t, srv.URL), []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("processor: %v", err)
+		}
+	})
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(names.Orders))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	const n = 20
+	var keys []string
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			k := fmt.Sprintf("pi_outage%04d", i)
+			keys = append(keys, k)
+			id := "evt_" + k
+			raw, _ := json.Marshal(map[string]any{"id": id, "type": processor.EventPaymentSucceeded, "data": map[string]any{"object": map[string]any{"id": k}}})
+			b, err := topics.Envelope{EventID: id, EventType: processor.EventPaymentSucceeded, Key: k, ObjectID: k,
+				Created: time.Now().Unix(), ReceivedAt: time.Now().UTC(), Event: raw}.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := prod.ProduceSync(context.Background(), &kgo.Record{Key: []byte(k), Value: b}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(names.State), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	states := map[string]*processor.State{}
+	wait := func(what string, until time.Time, cond func(*processor.State) bool) {
+		t.Helper()
+		for {
+			ok := len(states) == len(keys)
+			for _, k := range keys {
+				if st := states[k]; st == nil || !cond(st) {
+					ok = false
+				}
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(until) {
+				t.Fatalf("%s: not reached by %s", what, until.Format(time.TimeOnly))
+			}
+			pctx, pcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			fs := cl.PollFetches(pctx)
+			pcancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				if st, err := processor.DecodeState(r.Value); err == nil {
+					states[string(r.Key)] = st
+				}
+			})
+		}
+	}
+	customerDone := func(st *processor.State) bool {
+		for _, step := range []string{processor.StepShipping, processor.StepInvoice, processor.StepEmail} {
+			if ss := st.Steps[step]; ss == nil || !ss.Done {
+				return false
+			}
+		}
+		return true
+	}
+
+	// Half the orders at the start of the outage, half in its middle: both
+	// get their labels, invoices and emails while Zoho is still down.
+	send(0, n/2)
+	wait("first orders shipped, invoiced and emailed during the outage", down.Add(outage/2), customerDone)
+	send(n/2, n)
+	wait("every order shipped, invoiced and emailed during the outage", down.Add(outage-5*time.Second), customerDone)
+	for _, k := range keys {
+		st := states[k]
+		if st.Status != processor.StatusInProgress || len(st.Pending) != 1 || st.Pending[0] != processor.StepCRM {
+			t.Errorf("%s during the outage: status %s pending %v, want in_progress waiting for crm", k, st.Status, st.Pending)
+		}
+	}
+	stats := s.Stats().Steps
+	if st := stats[sim.StepShipping]; st.Created != n || st.DuplicateCreates != 0 {
+		t.Errorf("shipping during the outage: %+v, want %d created", st, n)
+	}
+	if st := stats[sim.StepEmail]; st.Created != n || st.DuplicateCreates != 0 {
+		t.Errorf("email during the outage: %+v, want %d sent", st, n)
+	}
+	if st := stats[sim.StepCRM]; st.Created != 0 {
+		t.Errorf("crm during the outage: %+v, want nothing created", st)
+	}
+
+	time.Sleep(time.Until(down.Add(outage))) // the outage lasts its minute
+	s.ClearFaults(sim.StepCRM)
+	wait("every order completed after Zoho is back", time.Now().Add(time.Minute), func(st *processor.State) bool {
+		return st.Status == processor.StatusCompleted
+	})
+	deals := map[string]bool{}
+	for _, k := range keys {
+		var r integrations.CRMResult
+		if ss := states[k].Steps[processor.StepCRM]; ss == nil || json.Unmarshal(ss.Result, &r) != nil || r.DealID == "" {
+			t.Errorf("%s: no deal recorded", k)
+		}
+		deals[r.DealID] = true
+		if len(states[k].Pending) != 0 {
+			t.Errorf("%s completed with pending %v", k, states[k].Pending)
+		}
+	}
+	if len(deals) != n {
+		t.Errorf("%d distinct deals, want %d", len(deals), n)
+	}
+	if st := s.Stats().Steps[sim.StepCRM]; st.DuplicateCreates != 0 || st.Created < n {
+		t.Errorf("crm after the outage: %+v, want at least %d created (deals, contacts) and no duplicate", st, n)
+	}
+	if st := s.Stats().Steps[sim.StepShipping]; st.Created != n || st.DuplicateCreates != 0 {
+		t.Errorf("shipping after the outage: %+v, want %d, no duplicate", st, n)
+	}
+}
