@@ -90,20 +90,7 @@ func (c *Client) addCustomer(ctx context.Context, o integrations.Order, code str
 	const op = "add customer"
 	bill := o.BillingAddress()
 	var b bytes.Buffer
-	w := func(name, value string, attrs ...string) {
-		if value == "" {
-			return
-		}
-		b.WriteString("<" + name)
-		for i := 0; i+1 < len(attrs); i += 2 {
-			b.WriteString(" " + attrs[i] + `="`)
-			_ = xml.EscapeText(&b, []byte(attrs[i+1]))
-			b.WriteString(`"`)
-		}
-		b.WriteString(">")
-		_ = xml.EscapeText(&b, []byte(value))
-		b.WriteString("</" + name + ">")
-	}
+	w := elementWriter(&b)
 	b.WriteString("<Root><Customer><CustomerBaseInformation>")
 	w("InternalIdentifier", code)
 	w("ExternalIdentifier", code)
@@ -126,4 +113,24 @@ func (c *Client) addCustomer(ctx context.Context, o integrations.Order, code str
 	}
 	c.log.InfoContext(ctx, "business customer added", "order_id", o.ID, "customer_code", code)
 	return nil
+}
+
+// elementWriter returns a function that appends <name attr="v">value</name>
+// to b, escaped, and nothing for an empty value: an empty element is not
+// "no value" to Netvisor.
+func elementWriter(b *bytes.Buffer) func(name, value string, attrs ...string) {
+	return func(name, value string, attrs ...string) {
+		if value == "" {
+			return
+		}
+		b.WriteString("<" + name)
+		for i := 0; i+1 < len(attrs); i += 2 {
+			b.WriteString(" " + attrs[i] + `="`)
+			_ = xml.EscapeText(b, []byte(attrs[i+1]))
+			b.WriteString(`"`)
+		}
+		b.WriteString(">")
+		_ = xml.EscapeText(b, []byte(value))
+		b.WriteString("</" + name + ">")
+	}
 }

@@ -2,7 +2,6 @@ package netvisor
 
 import (
 	"bytes"
-	"encoding/xml"
 	"fmt"
 	"strconv"
 	"strings"
@@ -322,20 +321,7 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 	amount := func(units int64) string { return strings.Replace(integrations.FormatMinor(units, invExp), ".", ",", 1) }
 
 	var b bytes.Buffer
-	w := func(name, value string, attrs ...string) {
-		if value == "" {
-			return
-		}
-		b.WriteString("<" + name)
-		for i := 0; i+1 < len(attrs); i += 2 {
-			b.WriteString(" " + attrs[i] + `="`)
-			_ = xml.EscapeText(&b, []byte(attrs[i+1]))
-			b.WriteString(`"`)
-		}
-		b.WriteString(">")
-		_ = xml.EscapeText(&b, []byte(value))
-		b.WriteString("</" + name + ">")
-	}
+	w := elementWriter(&b)
 
 	bill := o.BillingAddress()
 	ship := o.Shipping

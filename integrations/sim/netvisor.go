@@ -348,19 +348,10 @@ func (inv *nvInvoice) validate() string {
 }
 
 func (nv *netvisorSim) add(w http.ResponseWriter, r *http.Request) {
-	if !nv.authenticate(w, r) {
+	text, ok := nv.readAdd(w, r)
+	if !ok {
 		return
 	}
-	if m := queryGetFold(r, "method"); m != "add" {
-		nvFailed(w, nvHTTPStatus(r, nvInvalidData), nvInvalidData, fmt.Sprintf("method %q is not supported (only add)", m))
-		return
-	}
-	raw, err := readBody(w, r)
-	if err != nil {
-		nvFailed(w, nvHTTPStatus(r, nvInvalidData), "INVALID_DATA_SIZE", "request body is too large")
-		return
-	}
-	text := nvDecode(r, raw)
 	var doc nvInvoiceDoc
 	if err := xml.Unmarshal([]byte(text), &doc); err != nil {
 		nvFailed(w, nvHTTPStatus(r, nvInvalidData), nvInvalidData, "the XML could not be parsed")

@@ -36,19 +36,10 @@ type nvCustomerDoc struct {
 }
 
 func (nv *netvisorSim) addCustomer(w http.ResponseWriter, r *http.Request) {
-	if !nv.authenticate(w, r) {
+	text, ok := nv.readAdd(w, r)
+	if !ok {
 		return
 	}
-	if m := queryGetFold(r, "method"); m != "add" {
-		nvFailed(w, nvHTTPStatus(r, nvInvalidData), nvInvalidData, fmt.Sprintf("method %q is not supported (only add)", m))
-		return
-	}
-	raw, err := readBody(w, r)
-	if err != nil {
-		nvFailed(w, nvHTTPStatus(r, nvInvalidData), "INVALID_DATA_SIZE", "request body is too large")
-		return
-	}
-	text := nvDecode(r, raw)
 	var doc nvCustomerDoc
 	if err := xml.Unmarshal([]byte(text), &doc); err != nil || doc.Customer == nil {
 		nvFailed(w, nvHTTPStatus(r, nvInvalidData), nvInvalidData, "Customer element is missing or the XML could not be parsed")
@@ -118,4 +109,23 @@ func (nv *netvisorSim) customerKnown(id nvValue) bool {
 	defer nv.mu.Unlock()
 	_, ok := nv.customers[strings.ToUpper(strings.TrimSpace(id.Value))]
 	return ok
+}
+
+// readAdd checks a method=add request's authentication and method and
+// returns its body as text; on a problem it writes the FAILED reply and
+// returns false.
+func (nv *netvisorSim) readAdd(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if !nv.authenticate(w, r) {
+		return "", false
+	}
+	if m := queryGetFold(r, "method"); m != "add" {
+		nvFailed(w, nvHTTPStatus(r, nvInvalidData), nvInvalidData, fmt.Sprintf("method %q is not supported (only add)", m))
+		return "", false
+	}
+	raw, err := readBody(w, r)
+	if err != nil {
+		nvFailed(w, nvHTTPStatus(r, nvInvalidData), "INVALID_DATA_SIZE", "request body is too large")
+		return "", false
+	}
+	return nvDecode(r, raw), true
 }
