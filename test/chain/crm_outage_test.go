@@ -17,14 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/integrations"
-	"github.com/orderflow/orderflow/integrations/labelstore"
-	"github.com/orderflow/orderflow/integrations/mailgun"
-	"github.com/orderflow/orderflow/integrations/netvisor"
-	"github.com/orderflow/orderflow/integrations/postnord"
 	"github.com/orderflow/orderflow/integrations/sim"
-	"github.com/orderflow/orderflow/integrations/stripe"
-	"github.com/orderflow/orderflow/integrations/zoho"
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/testenv"
 	"github.com/orderflow/orderflow/topics"
 )
@@ -34,35 +29,12 @@ const (
 	nvPartnerKey  = "partner-key-outage"
 )
 
-func providers(t *testing.T, base string) processor.Providers {
-	t.Helper()
-	st, err := stripe.New(stripe.Config{BaseURL: base, SecretKey: "sk_test_outage"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := zoho.New(zoho.Config{APIBaseURL: base, AccountsURL: base, ClientID: "1000.OUTAGE", ClientSecret: "outage", RefreshToken: "1000.outage"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	labels, err := labelstore.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pn, err := postnord.New(postnord.Config{BaseURL: base, APIKey: "00000000000000000000000000000000", CustomerNumber: "1234567890",
-		Labels: labels, Consignor: postnord.Party{Name: "Outage Shop", Streets: []string{"Testgatan 1"}, PostalCode: "11122", City: "Stockholm", CountryCode: "SE"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nv, err := netvisor.New(netvisor.Config{BaseURL: base, Sender: "orderflow", CustomerID: "OUTAGE", CustomerKey: nvCustomerKey,
-		PartnerID: "PARTNER", PartnerKey: nvPartnerKey, OrganisationID: "1234567-8", CustomerIdentifier: "1", ProductIdentifier: "1", MaxConcurrent: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mg, err := mailgun.New(mailgun.Config{BaseURL: base, APIKey: "key-outage", Domain: "mg.shop.example", From: "Outage Shop <orders@mg.shop.example>"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return processor.Providers{Details: st, CRM: z, Shipping: pn, Invoicing: nv, Mailer: mg}
+// chainProviders are the real clients against the simulator, without the
+// production log: the test watches the customer path and the CRM.
+func chainProviders(t *testing.T, base string) processor.Providers {
+	p := harness.Providers(t, base, nvCustomerKey, nvPartnerKey)
+	p.ProductionLog = nil
+	return p
 }
 
 // Zoho down for a minute: labels, invoices and emails keep flowing, every
@@ -93,7 +65,7 @@ func TestCRMOutageDoesNotHoldCustomers(t *testing.T) {
 	cfg.CommitInterval = 100 * time.Millisecond
 	cfg.Retry = processor.RetryPolicy{BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, MaxAttempts: 5}
 	cfg.Breaker = processor.BreakerConfig{FailureThreshold: 3, MinOrders: 2, Window: 30 * time.Second, Cooldown: 2 * time.Second}
-	p, err := processor.New(cfg, providers(t, srv.URL), []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, prometheus.NewRegistry())
+	p, err := processor.New(cfg, chainProviders(t, srv.URL), []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,15 +27,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/gateway"
-	"github.com/orderflow/orderflow/integrations/airtable"
-	"github.com/orderflow/orderflow/integrations/labelstore"
-	"github.com/orderflow/orderflow/integrations/mailgun"
-	"github.com/orderflow/orderflow/integrations/netvisor"
-	"github.com/orderflow/orderflow/integrations/postnord"
 	"github.com/orderflow/orderflow/integrations/sim"
-	"github.com/orderflow/orderflow/integrations/stripe"
-	"github.com/orderflow/orderflow/integrations/zoho"
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/testenv"
 )
 
@@ -192,46 +186,9 @@ func (rc *recorder) all(method, path string) []exchange {
 const (
 	nvCustomerKey = "golden-customer-key"
 	nvPartnerKey  = "golden-partner-key"
-	mgDomain      = "mg.shop.example"
+	mgDomain      = harness.MailgunDomain
 	webhookSecret = "whsec_golden"
 )
-
-// providers are the real clients, all pointed at the recorder.
-func providers(t *testing.T, base string) processor.Providers {
-	t.Helper()
-	st, err := stripe.New(stripe.Config{BaseURL: base, SecretKey: "sk_test_golden"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := zoho.New(zoho.Config{APIBaseURL: base, AccountsURL: base, ClientID: "1000.GOLDEN", ClientSecret: "golden", RefreshToken: "1000.golden"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	at, err := airtable.New(airtable.Config{BaseURL: base, Token: "patGolden.0", BaseID: "appGolden", Table: "Orders", NoRateLimit: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = at.Close() })
-	labels, err := labelstore.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pn, err := postnord.New(postnord.Config{BaseURL: base, APIKey: "00000000000000000000000000000000", CustomerNumber: "1234567890",
-		Labels: labels, Consignor: postnord.Party{Name: "Golden Shop", Streets: []string{"Testgatan 1"}, PostalCode: "11122", City: "Stockholm", CountryCode: "SE"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nv, err := netvisor.New(netvisor.Config{BaseURL: base, Sender: "orderflow", CustomerID: "GOLDEN", CustomerKey: nvCustomerKey,
-		PartnerID: "PARTNER", PartnerKey: nvPartnerKey, OrganisationID: "1234567-8", CustomerIdentifier: "1", ProductIdentifier: "1", MaxConcurrent: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mg, err := mailgun.New(mailgun.Config{BaseURL: base, APIKey: "key-golden", Domain: mgDomain, From: "Golden Shop <orders@mg.shop.example>"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return processor.Providers{Details: st, CRM: z, ProductionLog: at, Shipping: pn, Invoicing: nv, Mailer: mg}
-}
 
 // eventBody is a signed-ready webhook for event i of the order.
 func (o *order) eventBody(t *testing.T, i int) []byte {
@@ -368,7 +325,7 @@ func TestGoldenOrders(t *testing.T) {
 	cfg.Group = names.Prefix + "processor"
 	cfg.CommitInterval = 100 * time.Millisecond
 	cfg.Retry.BaseDelay, cfg.Retry.MaxDelay = 20*time.Millisecond, 200*time.Millisecond
-	p, err := processor.New(cfg, providers(t, srv.URL), []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, prometheus.NewRegistry())
+	p, err := processor.New(cfg, harness.Providers(t, srv.URL, nvCustomerKey, nvPartnerKey), []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -717,7 +674,7 @@ func checkNone(t *testing.T, rec *recorder, key string, providers []string) {
 
 func lastRow(rec *recorder, key string) map[string]any {
 	var row map[string]any
-	for _, e := range rec.all(http.MethodPatch, "/v0/appGolden/Orders") {
+	for _, e := range rec.all(http.MethodPatch, "/v0/"+harness.AirtableBase+"/"+harness.AirtableTable) {
 		var body struct {
 			Records []struct {
 				Fields map[string]any `json:"fields"`
