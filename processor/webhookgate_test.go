@@ -62,10 +62,11 @@ func (rc *gateReceiver) deliveries(order string) []int {
 // warehouse answered 2xx (a 503 retried first); a warehouse refusing the
 // order for good dead-letters it at the gate with shipping, invoice and
 // email pending and never called, and a replay, once the warehouse accepts
-// it, runs them. The CRM, before the gate and not read by it, is not held.
+// it, runs them. The CRM, listed before the gate and not read by it, is
+// not held.
 func TestWebhookGateHoldsLaterSteps(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, 1)
+	h := newLogicHarness(t, 1)
 	f := newFakes()
 	rc := &gateReceiver{f: f, got: map[string][]int{}}
 	rc.refuse.Store(true)
@@ -76,7 +77,7 @@ func TestWebhookGateHoldsLaterSteps(t *testing.T) {
 		t.Fatal(err)
 	}
 	prov := f.providers()
-	prov.Chain = []Step{BuiltinStep(StepDetails, prov), WebhookGateStep(wc, []string{StepDetails}), BuiltinStep(StepCRM, prov),
+	prov.Chain = []Step{BuiltinStep(StepDetails, prov), BuiltinStep(StepCRM, prov), WebhookGateStep(wc, []string{StepDetails}),
 		BuiltinStep(StepShipping, prov), BuiltinStep(StepInvoice, prov), BuiltinStep(StepEmail, prov)}
 	if err := ValidateChain(prov.Chain); err != nil {
 		t.Fatal(err)
