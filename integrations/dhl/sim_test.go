@@ -165,3 +165,27 @@ func TestSimulatorRefusesWhatDHLRefuses(t *testing.T) {
 		}
 	}
 }
+
+// The simulator's PostNord rate (enforced limits) is PostNord's alone: DHL
+// bookings right after each other are not refused by it.
+func TestSimulatorPostNordLimitLeavesDHL(t *testing.T) {
+	s, err := sim.New(sim.Config{EnforceLimits: true, Limits: sim.Limits{PostNordPerSecond: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { srv.Close(); _ = s.Close() })
+	store, _ := labelstore.NewDir(t.TempDir())
+	c, err := dhl.New(dhl.Config{BaseURL: srv.URL, APIKey: "k", Username: "u", Password: "p", Labels: store, BillingNumber: "33333333330102",
+		Shipper: dhl.Shipper{Name: "S", Street: "Weg 1", PostalCode: "20457", City: "Hamburg", Country: "DE"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := integrations.Order{ID: "pi_3SimDhlLimit000000001", Customer: integrations.Customer{Name: "A"},
+		Shipping: integrations.Address{Name: "A", Line1: "Weg 2", PostalCode: "53113", City: "Bonn", Country: "DE"}}
+	for i := 0; i < 3; i++ {
+		if _, err := c.CreateShipment(context.Background(), o); err != nil {
+			t.Fatalf("booking %d: %v", i+1, err)
+		}
+	}
+}
