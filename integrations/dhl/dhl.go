@@ -12,8 +12,10 @@
 // product).
 //
 // The API has no idempotency and no look-up by our reference: a shipment
-// can be read back only by the shipment number its creation answered. The
-// client therefore implements no processor.ShipmentFinder, and after a
+// can be read back only by the shipment number its creation answered
+// (DHL's separate Parcel DE Tracking API can search by the reference; this
+// client does not use it). The client therefore implements no
+// processor.ShipmentFinder, and after a
 // crash during a booking the processor follows the retry policy (book
 // again, flag possible_duplicate:shipping). The order still travels as the
 // shipment's refNo, printed on the label, so a person can match a
