@@ -10,10 +10,11 @@ import (
 
 // This file runs an order's chain as a dependency graph. The first step
 // reads the order; every later step runs as soon as the steps it reads
-// (Step.Reads) are done, concurrently with the others that are ready, each
-// with its own retries, circuit and dead letter. A step that no other step
-// reads (CRM, production log, webhooks) therefore never delays the
-// shipping → invoice → email path. The order is completed only when every
+// (Step.Reads) and every gate before it (Gate: a webhook step marked so) are
+// done, concurrently with the others that are ready, each with its own
+// retries, circuit and dead letter. A step that no other step reads and
+// that is no gate (CRM, production log, unmarked webhooks) therefore never
+// delays the shipping → invoice → email path. The order is completed only when every
 // step is done; until then the state lists the pending ones (State.Pending).
 
 // chain starts or resumes the order's step chain.
@@ -145,21 +146,22 @@ func (h *handling) ready() []Step {
 		return []Step{first}
 	}
 	var out []Step
-	for _, s := range h.p.chain[1:] {
+	for i, s := range h.p.chain {
 		name := s.Name()
-		if h.started[name] || h.stepDone(name) {
+		if i == 0 || h.started[name] || h.stepDone(name) {
 			continue
 		}
-		if h.readsDone(s) {
+		if h.waitsDone(i) {
 			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// readsDone reports whether every step s reads is done (or out of the chain).
-func (h *handling) readsDone(s Step) bool {
-	for _, r := range s.Reads() {
+// waitsDone reports whether every step chain[i] reads, and every gate
+// before it, is done (or out of the chain).
+func (h *handling) waitsDone(i int) bool {
+	for _, r := range waitsFor(h.p.chain, i) {
 		if _, in := h.p.steps[r]; in && !h.stepDone(r) {
 			return false
 		}
@@ -229,8 +231,11 @@ func (h *handling) deadLetterOutcome(step, class string, cause error) stepOutcom
 		return stepStopped
 	}
 	h.dead = append(h.dead, deadStep{step: step, class: class, err: cause.Error(), attempts: ss.Attempts, out: out, at: now})
-	if slices.ContainsFunc(h.p.chain, func(s Step) bool { return slices.Contains(s.Reads(), step) }) {
-		h.log.Warn("steps reading this one wait for its replay", "step", step)
+	for i := range h.p.chain {
+		if slices.Contains(waitsFor(h.p.chain, i), step) {
+			h.log.Warn("steps reading or gated by this one wait for its replay", "step", step)
+			break
+		}
 	}
 	return stepDeadLettered
 }

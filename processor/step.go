@@ -45,6 +45,16 @@ type Reconciler interface {
 	Lookup(in Input) (find func(ctx context.Context) (result any, found bool, err error), what string)
 }
 
+// Gate is implemented by a step that every step listed after it in the
+// chain waits for, besides the steps it reads: a warehouse system that must
+// accept the order before it ships. A step whose Gate returns false is an
+// ordinary step. A gate that fails for good leaves the steps after it
+// pending (the order is dead-lettered with them); a replay runs it again,
+// then them.
+type Gate interface {
+	Gate() bool
+}
+
 // AlwaysReconciled is implemented by a Reconciler whose look-up is used
 // whatever its intent policy (invoices: the number makes the look-up exact).
 type AlwaysReconciled interface {
@@ -124,6 +134,24 @@ func ValidateChain(chain []Step) error {
 		seen[name] = true
 	}
 	return nil
+}
+
+// waitsFor lists the steps chain[i] waits for: those it reads, then every
+// gate listed before it (Gate) it does not read already.
+func waitsFor(chain []Step, i int) []string {
+	out := slices.Clone(chain[i].Reads())
+	for _, g := range chain[:i] {
+		if isGate(g) && !slices.Contains(out, g.Name()) {
+			out = append(out, g.Name())
+		}
+	}
+	return out
+}
+
+// isGate reports whether every later step waits for s.
+func isGate(s Step) bool {
+	g, ok := s.(Gate)
+	return ok && g.Gate()
 }
 
 // stepNames lists the chain's names in order.

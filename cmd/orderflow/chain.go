@@ -13,24 +13,53 @@ import (
 )
 
 // The chain is configured with --steps: the steps in order, each a
-// built-in step (optionally "=provider") or "webhook:<name>". See
-// chainHelp.
-const chainHelp = "the step chain in order, comma-separated: built-in steps " +
-	"(details, crm, production_log, shipping, invoice, email), each optionally =provider " +
-	"(details=stripe, crm=zoho, production_log=airtable, shipping=postnord, invoice=netvisor, email=mailgun), " +
-	"and outbound webhooks webhook:<name> (set --webhook <name>=<url> and --webhook-secret-file <name>=<file>, " +
-	"or ORDERFLOW_WEBHOOK_<NAME>_URL and ORDERFLOW_WEBHOOK_<NAME>_SECRET). A step runs once the steps it reads " +
-	"are done (invoice reads shipping; email reads shipping and invoice; a webhook reads every step before it), " +
-	"concurrently with the others; nothing waits for crm, production_log or a webhook. A built-in step left out " +
-	"is recorded as skipped; details is always first. An unknown step, a duplicate or a step before one it reads is refused"
+// built-in step (optionally "=provider") or "webhook:<name>"; --webhook-gate
+// marks webhook steps every later step waits for. See chainHelp.
+
+// defaultProviders is the provider of each built-in step when --steps names
+// none. A step not listed here (a new one) gets its first registered
+// provider by name; a provider added for a listed step is an alternative,
+// picked only with --steps <step>=<name>.
+var defaultProviders = map[string]string{
+	processor.StepDetails:       "stripe",
+	processor.StepCRM:           "zoho",
+	processor.StepProductionLog: "airtable",
+	processor.StepShipping:      "postnord",
+	processor.StepInvoice:       "netvisor",
+	processor.StepEmail:         "mailgun",
+}
+
+// chainHelp is the usage of --steps, with the registered providers.
+func chainHelp() string {
+	provs := stepProviders()
+	var parts []string
+	for _, step := range processor.Chain {
+		parts = append(parts, step+"="+strings.Join(provs[step], "|"))
+	}
+	return "the step chain in order, comma-separated: built-in steps " +
+		"(" + strings.Join(processor.Chain, ", ") + "), each optionally =provider " +
+		"(" + strings.Join(parts, ", ") + "; the first is the default), " +
+		"and outbound webhooks webhook:<name> (set --webhook <name>=<url> and --webhook-secret-file <name>=<file>, " +
+		"or ORDERFLOW_WEBHOOK_<NAME>_URL and ORDERFLOW_WEBHOOK_<NAME>_SECRET). A step runs once the steps it reads " +
+		"are done (invoice reads shipping; email reads shipping and invoice; a webhook reads every step before it), " +
+		"concurrently with the others; nothing waits for crm, production_log or a webhook unless it is a gate (--webhook-gate). " +
+		"A built-in step left out is recorded as skipped; details is always first. An unknown step, a duplicate or a step " +
+		"before one it reads is refused"
+}
 
 // stepProviders returns the registered providers of each built-in step
-// (providers_<name>.go), the first of each the default.
+// (providers_<name>.go), the default first (defaultProviders), the others
+// by name.
 func stepProviders() map[string][]string {
 	out := map[string][]string{}
 	for _, pr := range newProviders() {
 		if st := pr.step(); st != "" {
 			out[st] = append(out[st], pr.name())
+		}
+	}
+	for st, names := range out {
+		if i := slices.Index(names, defaultProviders[st]); i > 0 {
+			out[st] = append([]string{names[i]}, slices.Delete(slices.Clone(names), i, i+1)...)
 		}
 	}
 	return out
@@ -41,6 +70,7 @@ type chainEntry struct {
 	name     string // step name: a built-in one or "webhook:<name>"
 	provider string // a built-in step's provider; "" for a webhook
 	webhook  string // a webhook step's name
+	gate     bool   // a webhook step every later step waits for
 }
 
 // parseChain parses --steps. The details step comes first, added when
@@ -97,9 +127,12 @@ func chainSteps(entries []chainEntry, prov processor.Providers, hooks map[string
 	var before []string
 	for _, e := range entries {
 		var s processor.Step
-		if e.webhook != "" {
+		switch {
+		case e.gate:
+			s = processor.WebhookGateStep(hooks[e.webhook], before)
+		case e.webhook != "":
 			s = processor.WebhookStep(hooks[e.webhook], before)
-		} else {
+		default:
 			s = processor.BuiltinStep(e.name, prov)
 		}
 		if s == nil {
@@ -130,14 +163,47 @@ func (n *namedValues) Set(s string) error {
 	return nil
 }
 
+// markGates marks the webhook steps named by --webhook-gate: every step
+// after such a step in --steps waits for it. A name that is no webhook step
+// of --steps, or one with no step after it, is refused.
+func markGates(chain []chainEntry, gates []string) error {
+	for _, g := range gates {
+		g = strings.TrimPrefix(g, integrations.WebhookStepPrefix)
+		i := slices.IndexFunc(chain, func(e chainEntry) bool { return e.webhook == g })
+		switch {
+		case i < 0:
+			return usagef("--webhook-gate %s: --steps has no step webhook:%s", g, g)
+		case i == len(chain)-1:
+			return usagef("--webhook-gate %s: no step comes after webhook:%s in --steps, so none would wait for it", g, g)
+		}
+		chain[i].gate = true
+	}
+	return nil
+}
+
+// listFlag is a repeatable flag whose values may also be comma-separated.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	v := splitList(s)
+	if len(v) == 0 {
+		return fmt.Errorf("want a webhook step name")
+	}
+	*l = append(*l, v...)
+	return nil
+}
+
 // webhookFlags are the settings of the webhook steps.
 type webhookFlags struct {
 	urls        namedValues
 	secretFiles namedValues
+	gates       listFlag
 }
 
 func (w *webhookFlags) register(fs *flag.FlagSet) {
 	fs.Var(&w.urls, "webhook", "URL of a webhook step, <name>=<url> (repeat per webhook; or set ORDERFLOW_WEBHOOK_<NAME>_URL; with --sim-url default <sim-url>/webhooks/<name>)")
+	fs.Var(&w.gates, "webhook-gate", "a webhook step of --steps that every step listed after it waits for (a warehouse system that must accept the order before shipping), <name> (repeat per webhook): later steps start only once its receiver answered 2xx; refused for good, the order is dead-lettered with them pending and a replay runs them")
 	fs.Var(&w.secretFiles, "webhook-secret-file", "file holding a webhook step's Standard Webhooks secret (whsec_…), <name>=<file> (repeat per webhook; or set ORDERFLOW_WEBHOOK_<NAME>_SECRET)")
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"strings"
 	"testing"
 
@@ -18,12 +19,25 @@ func TestProcessorRefusesInvalidChain(t *testing.T) {
 		{"details,crm,shipping,crm", `--steps: step "crm" listed twice`},
 		{"details,webhook:erp,webhook:erp", `--steps: step "webhook:erp" listed twice`},
 		{"crm,details", "details must come first"},
-		{"details,shipping=dhl", `unknown provider "dhl" for shipping (providers: postnord)`},
+		{"details,shipping=ups", `unknown provider "ups" for shipping (providers: postnord`},
 		{"details,webhook:e r p", "webhook: name"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), []string{"processor", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", tt.steps}, &stdout, &stderr)
+		out := stderr.String()
+		if code != 2 || !strings.Contains(out, tt.want) || strings.Count(out, "\n") != 1 {
+			t.Errorf("--steps %s: exit %d, stderr %q; want 2 and one line with %q", tt.steps, code, out, tt.want)
+		}
+	}
+	gates := []struct{ steps, gate, want string }{
+		{"details,webhook:wms,shipping", "erp", "--webhook-gate erp: --steps has no step webhook:erp"},
+		{"details,shipping,webhook:wms", "wms", "--webhook-gate wms: no step comes after webhook:wms in --steps, so none would wait for it"},
+		{"details,shipping,invoice", "shipping", "--webhook-gate shipping: --steps has no step webhook:shipping"},
+	}
+	for _, tt := range gates {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"processor", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", tt.steps, "--webhook-gate", tt.gate}, &stdout, &stderr)
 		out := stderr.String()
 		if code != 2 || !strings.Contains(out, tt.want) || strings.Count(out, "\n") != 1 {
 			t.Errorf("--steps %s: exit %d, stderr %q; want 2 and one line with %q", tt.steps, code, out, tt.want)
@@ -59,5 +73,26 @@ func TestChainFromSteps(t *testing.T) {
 	}
 	if err := processor.ValidateChain(prov.Chain); err != nil {
 		t.Error(err)
+	}
+}
+
+// --webhook-gate marks the webhook step as a gate: the steps after it wait
+// for it; the others stay as they are.
+func TestChainWebhookGate(t *testing.T) {
+	p := providerFlags{simURL: "http://127.0.0.1:9", steps: "details,webhook:wms,shipping,invoice,email,webhook:erp", labelDir: t.TempDir(),
+		getenv: func(string) string { return "" }, webhooks: webhookFlags{gates: listFlag{"wms"}}}
+	prov, cleanup, err := p.build(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	gate := map[string]bool{}
+	for _, s := range prov.Chain {
+		g, ok := s.(processor.Gate)
+		gate[s.Name()] = ok && g.Gate()
+	}
+	want := map[string]bool{"details": false, "webhook:wms": true, "shipping": false, "invoice": false, "email": false, "webhook:erp": false}
+	if !maps.Equal(gate, want) {
+		t.Errorf("gates %v, want %v", gate, want)
 	}
 }

@@ -26,7 +26,8 @@ shipping side by side, then invoice (it reads the shipment), then email (it
 reads both). --steps chooses the steps, their order, each step's provider
 and outbound webhook steps (webhook:<name>); a step runs once the steps it
 reads are done, so crm, production_log and webhooks never delay the labels,
-invoices and emails. An invalid chain is refused at start (exit 2).
+invoices and emails, except a webhook marked with --webhook-gate, which every
+later step waits for. An invalid chain is refused at start (exit 2).
 Records of one order run in order, different orders concurrently; every
 step's result is stored on the orders.state topic before a step reading it
 starts, then in a local store per partition (--state-dir), and offsets are

@@ -128,7 +128,7 @@ var defaultSteps = strings.Join(processor.Chain, ",")
 
 func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.simURL, "sim-url", "", "point every provider client at the provider simulator at this URL (orderflow sim); missing credentials get test values")
-	fs.StringVar(&p.steps, "steps", defaultSteps, chainHelp)
+	fs.StringVar(&p.steps, "steps", defaultSteps, chainHelp())
 	p.webhooks.register(fs)
 	fs.StringVar(&p.labelDir, "label-dir", "labels", "folder the shipping-label PDFs are written to")
 	fs.BoolVar(&p.simLimits, "sim-enforces-limits", false, "the simulator at --sim-url enforces the providers' limits (orderflow sim --enforce-limits): keep the clients' limits at their defaults for the real providers")
@@ -143,6 +143,9 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 func (p *providerFlags) enabledSteps() ([]chainEntry, map[string]bool, error) {
 	chain, err := parseChain(p.steps)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := markGates(chain, p.webhooks.gates); err != nil {
 		return nil, nil, err
 	}
 	on := map[string]bool{}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/orderflow/orderflow/processor"
 )
 
 // Every provider registers only flags of its own prefix, and the registry
@@ -29,9 +31,39 @@ func TestProviderRegistry(t *testing.T) {
 			t.Errorf("provider %s registers no flags", pr.name())
 		}
 	}
+	// The defaults of the built-in chain and the alert channels, in this
+	// order; an alternative provider (a second shipping provider, say) may
+	// sit among them, so a new provider needs no edit here.
 	want := []string{"stripe", "zoho", "airtable", "postnord", "netvisor", "mailgun", "slack", "telegram"}
-	if !slices.Equal(names, want) {
-		t.Errorf("providers %v, want %v", names, want)
+	var got []string
+	for _, n := range names {
+		if slices.Contains(want, n) {
+			got = append(got, n)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("providers %v, want %v among them in this order", names, want)
+	}
+	// Chain order, by name within a step, alert channels last.
+	ps := newProviders()
+	pos := func(p provider) int {
+		if i := slices.Index(processor.Chain, p.step()); i >= 0 {
+			return i
+		}
+		return len(processor.Chain)
+	}
+	for i := 1; i < len(ps); i++ {
+		a, b := ps[i-1], ps[i]
+		if pos(a) > pos(b) || pos(a) == pos(b) && a.name() > b.name() {
+			t.Errorf("provider %s (%q) before %s (%q): not in chain order, by name within a step", a.name(), a.step(), b.name(), b.step())
+		}
+	}
+	// The default provider of each built-in step is its first.
+	defaults := map[string]string{"details": "stripe", "crm": "zoho", "production_log": "airtable", "shipping": "postnord", "invoice": "netvisor", "email": "mailgun"}
+	for step, prov := range defaults {
+		if got := stepProviders()[step]; len(got) == 0 || got[0] != prov {
+			t.Errorf("providers of %s %v, want %s first (the default)", step, got, prov)
+		}
 	}
 }
 

@@ -15,9 +15,10 @@ import (
 
 const simUsage = `sim [flags]
 
-Serves every provider API orderflow uses (Stripe reads, Zoho CRM, Airtable,
-PostNord, Netvisor, Mailgun, Telegram) on one address, for dev mode, tests
-and benchmarks: point the clients at it with --sim-url.
+Serves every provider API orderflow has a client for (the endpoints each
+client calls, listed in integrations/sim/README.md) and the outbound
+webhook receiver on one address, for dev mode, tests and benchmarks: point
+the clients at it with --sim-url.
 
 Control endpoints:
   PUT    /_sim/faults  {"step":"shipping","mode":"unavailable"|"reject"|"slow","rate":1.0,"latency":"5s"}

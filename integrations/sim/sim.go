@@ -1,6 +1,7 @@
 // Package sim is the provider simulator: one HTTP handler that serves the
 // subset of every provider API orderflow's clients use (Stripe reads, Zoho
-// CRM, Airtable, PostNord, Netvisor, Mailgun, Telegram), on one port, with
+// CRM, Airtable, PostNord, DHL, Netvisor, Mailgun, Telegram, Slack,
+// outbound webhooks), on one port, with
 // the providers' own wire formats, auth checks and error shapes.
 //
 // It behaves like the providers where that matters to an order pipeline:
@@ -221,8 +222,21 @@ func (s *Server) Close() error {
 	return err
 }
 
+// providerRoutes add the endpoints of the providers that register
+// themselves from their own file (registerRoutes in an init function, as
+// dhl.go does), so a simulated provider is one file.
+var providerRoutes []func(s *Server, m *http.ServeMux)
+
+// registerRoutes adds a provider's endpoints to every Server. The handlers
+// go through s.step with the provider's step name, so latency, faults,
+// limits and stats work for them as for the others.
+func registerRoutes(f func(s *Server, m *http.ServeMux)) { providerRoutes = append(providerRoutes, f) }
+
 func (s *Server) routes() {
 	m := s.mux
+	for _, f := range providerRoutes {
+		f(s, m)
+	}
 	// Stripe (API 2023-10-16 shapes).
 	m.Handle("GET /v1/payment_intents/{id}", s.step(StepStripe, stripeErrors, s.stripe.paymentIntent))
 	m.Handle("GET /v1/checkout/sessions", s.step(StepStripe, stripeErrors, s.stripe.listSessions))

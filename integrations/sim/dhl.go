@@ -1,0 +1,251 @@
+package sim
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+)
+
+// dhlSim serves DHL's Parcel DE Shipping API v2 create-shipments call,
+// POST /parcel/de/shipping/v2/orders, in its documented wire format: the
+// dhl-api-key header and HTTP Basic credentials are required (401 with a
+// problem+json RequestStatus otherwise), the ShipmentOrderRequest is
+// checked (a malformed body or a missing required property is a 400 schema
+// error: items of propertyPath and message; a business rule broken is a
+// 400 whose item carries sstatus and validationMessages), and each valid
+// shipment gets a new shipment number and a base64 PDF label. Like the
+// real API it has no idempotency: every call creates new shipments, so a
+// booking repeated for one refNo (the order) counts as a duplicate.
+type dhlSim struct{ s *Server }
+
+func init() {
+	registerRoutes(func(s *Server, m *http.ServeMux) {
+		d := &dhlSim{s: s}
+		m.Handle("POST /parcel/de/shipping/v2/orders", s.step(StepShipping, dhlErrors, d.orders))
+	})
+}
+
+// dhlProducts maps each product to the digits 11–12 its billing numbers
+// carry.
+var dhlProducts = map[string]string{"V01PAK": "01", "V53WPAK": "53", "V54EPAK": "54", "V62KP": "62", "V66WPI": "66"}
+
+var (
+	dhlBilling = regexp.MustCompile(`^\w{10}\d{2}\w{2}$`)
+	dhlCountry = regexp.MustCompile(`^[A-Z]{3}$`)
+	dhlPostal  = regexp.MustCompile(`^[0-9A-Za-z]+([ -]?[0-9A-Za-z]+)*$`)
+)
+
+type dhlStatus struct {
+	Title      string `json:"title"`
+	StatusCode int    `json:"statusCode"`
+	Status     int    `json:"status"`
+	Detail     string `json:"detail,omitempty"`
+}
+
+func dhlProblem(w http.ResponseWriter, status int, title, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(dhlStatus{Title: title, StatusCode: status, Status: status, Detail: detail})
+}
+
+// dhlErrors answers a simulated fault: 503 as a RequestStatus, a rejection
+// as a shipment refused with a validation error.
+func dhlErrors(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if status >= 500 || status == http.StatusTooManyRequests {
+		dhlProblem(w, status, http.StatusText(status), msg)
+		return
+	}
+	writeJSON(w, status, obj{
+		"status": dhlStatus{Title: "Bad Request", StatusCode: status, Status: status, Detail: "0 of 1 shipment successfully created."},
+		"items": []any{obj{"sstatus": dhlStatus{Title: "Bad Request", StatusCode: status, Status: status},
+			"validationMessages": []any{obj{"property": "shipment", "validationMessage": msg, "validationState": "Error"}}}},
+	})
+}
+
+type dhlAddress struct {
+	Name1         string `json:"name1"`
+	AddressStreet string `json:"addressStreet"`
+	PostalCode    string `json:"postalCode"`
+	City          string `json:"city"`
+	Country       string `json:"country"`
+}
+
+type dhlShipment struct {
+	Product       string      `json:"product"`
+	BillingNumber string      `json:"billingNumber"`
+	RefNo         string      `json:"refNo"`
+	Shipper       *dhlAddress `json:"shipper"`
+	Consignee     *dhlAddress `json:"consignee"`
+	Details       *struct {
+		Weight *struct {
+			UOM   string   `json:"uom"`
+			Value *float64 `json:"value"`
+		} `json:"weight"`
+	} `json:"details"`
+}
+
+type dhlOrder struct {
+	Profile   *string       `json:"profile"`
+	Shipments []dhlShipment `json:"shipments"`
+}
+
+// schema returns the schema errors of the request (required properties,
+// lengths, patterns), each a propertyPath and a message.
+func (o dhlOrder) schema() []any {
+	var errs []any
+	bad := func(path, msg string) { errs = append(errs, obj{"propertyPath": path, "message": msg}) }
+	if o.Profile == nil {
+		bad("profile", "must not be null")
+	}
+	if len(o.Shipments) == 0 || len(o.Shipments) > 30 {
+		bad("shipments", "size must be between 1 and 30")
+	}
+	for i, sh := range o.Shipments {
+		p := fmt.Sprintf("shipments[%d]", i)
+		if sh.RefNo != "" && (len(sh.RefNo) < 8 || len(sh.RefNo) > 35) {
+			bad(p+".refNo", "size must be between 8 and 35")
+		}
+		if !dhlBilling.MatchString(sh.BillingNumber) {
+			bad(p+".billingNumber", `must match "\w{10}\d{2}\w{2}"`)
+		}
+		for _, a := range []struct {
+			name string
+			addr *dhlAddress
+		}{{"shipper", sh.Shipper}, {"consignee", sh.Consignee}} {
+			ap := p + "." + a.name
+			if a.addr == nil {
+				bad(ap, "must not be null")
+				continue
+			}
+			if n := len([]rune(a.addr.Name1)); n < 1 || n > 50 {
+				bad(ap+".name1", "size must be between 1 and 50")
+			}
+			if n := len([]rune(a.addr.AddressStreet)); n < 1 || n > 50 {
+				bad(ap+".addressStreet", "size must be between 1 and 50")
+			}
+			if n := len([]rune(a.addr.City)); n < 1 || n > 40 {
+				bad(ap+".city", "size must be between 1 and 40")
+			}
+			if !dhlCountry.MatchString(a.addr.Country) {
+				bad(ap+".country", "Parameter country must be a valid country code consisting of three characters according to ISO 3166-1 alpha-3.")
+			}
+			if a.addr.PostalCode != "" && (len(a.addr.PostalCode) < 3 || len(a.addr.PostalCode) > 10 || !dhlPostal.MatchString(a.addr.PostalCode)) {
+				bad(ap+".postalCode", "must be a postal code of 3 to 10 letters and digits")
+			}
+		}
+		if sh.Details == nil || sh.Details.Weight == nil || sh.Details.Weight.Value == nil {
+			bad(p+".details.weight", "must not be null")
+		} else if wt := sh.Details.Weight; (wt.UOM != "g" && wt.UOM != "kg") || *wt.Value < 0 || *wt.Value > 31500 {
+			bad(p+".details.weight", "uom must be g or kg and value between 0 and 31500")
+		}
+	}
+	return errs
+}
+
+// rules returns the validation messages of one schema-valid shipment.
+func (sh dhlShipment) rules() []any {
+	var msgs []any
+	msg := func(prop, text string) {
+		msgs = append(msgs, obj{"property": prop, "validationMessage": text, "validationState": "Error"})
+	}
+	digits, ok := dhlProducts[sh.Product]
+	switch {
+	case !ok:
+		msg("product", "The product entered is not valid.")
+	case sh.BillingNumber[10:12] != digits:
+		msg("billingNumber", "The billing number entered does not match the product.")
+	}
+	switch {
+	case sh.Product == "V01PAK" && sh.Consignee.Country != "DEU":
+		msg("consignee.country", "The product DHL Paket can only be shipped within Germany.")
+	case sh.Product == "V53WPAK" && sh.Consignee.Country == "DEU":
+		msg("consignee.country", "The product DHL Paket International cannot be shipped within Germany.")
+	}
+	if sh.Consignee.Country == "DEU" && sh.Consignee.PostalCode == "" {
+		msg("consignee.postalCode", "Please enter a postal code.")
+	}
+	return msgs
+}
+
+func (d *dhlSim) orders(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("dhl-api-key") == "" {
+		dhlProblem(w, http.StatusUnauthorized, "Unauthorized", "The API key is missing or invalid.")
+		return
+	}
+	if u, p, ok := r.BasicAuth(); !ok || u == "" || p == "" {
+		dhlProblem(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized for given resource.")
+		return
+	}
+	raw, err := readBody(w, r)
+	var in dhlOrder
+	if err == nil {
+		err = json.Unmarshal(raw, &in)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, obj{
+			"status": dhlStatus{Title: "Bad Request", StatusCode: 400, Status: 400, Detail: "Your request contained technical errors as listed below."},
+			"items":  []any{obj{"propertyPath": "", "message": "The request body is not valid JSON."}},
+		})
+		return
+	}
+	if errs := in.schema(); len(errs) > 0 {
+		writeJSON(w, http.StatusBadRequest, obj{
+			"status": dhlStatus{Title: "Bad Request", StatusCode: 400, Status: 400, Detail: "Your request contained technical errors as listed below."},
+			"items":  errs,
+		})
+		return
+	}
+	items := make([]any, 0, len(in.Shipments))
+	created := 0
+	for _, sh := range in.Shipments {
+		if msgs := sh.rules(); len(msgs) > 0 {
+			items = append(items, obj{"sstatus": dhlStatus{Title: "Bad Request", StatusCode: 400, Status: 400}, "validationMessages": msgs})
+			continue
+		}
+		no := fmt.Sprintf("00340434%012d", nextID())
+		pdf := labelPDF(d.labelLines(sh, no), "DE")
+		file := d.s.outbox.write(StepShipping, no+".pdf", pdf)
+		order := sh.RefNo
+		if order == "" {
+			order = no
+		}
+		dup := d.s.stats.created(StepShipping, "shipment", order)
+		d.s.outbox.record(entry{Time: nowUTC(), Step: StepShipping, Order: order, Kind: "shipment", ID: no, Action: "create", Duplicate: dup, File: file})
+		item := obj{
+			"shipmentNo": no, "sstatus": dhlStatus{Title: "OK", StatusCode: 200, Status: 200},
+			"routingCode": "40327653113+99000933090010",
+			"label":       obj{"b64": base64.StdEncoding.EncodeToString(pdf), "fileFormat": "PDF", "printFormat": "910-300-700"},
+		}
+		if sh.RefNo != "" {
+			item["shipmentRefNo"] = sh.RefNo
+		}
+		items = append(items, item)
+		created++
+	}
+	n := len(in.Shipments)
+	status, title := http.StatusOK, "OK"
+	switch {
+	case n > 1:
+		status, title = http.StatusMultiStatus, "Multi-Status"
+	case created == 0:
+		status, title = http.StatusBadRequest, "Bad Request"
+	}
+	plural := "shipments"
+	if n == 1 {
+		plural = "shipment"
+	}
+	writeJSON(w, status, obj{
+		"status": dhlStatus{Title: title, StatusCode: status, Status: status, Detail: fmt.Sprintf("%d of %d %s successfully created.", created, n, plural)},
+		"items":  items,
+	})
+}
+
+func (d *dhlSim) labelLines(sh dhlShipment, no string) []string {
+	c := sh.Consignee
+	return []string{"DHL Paket  " + no, "Product " + sh.Product + "   Ref " + sh.RefNo, "",
+		"To: " + c.Name1, c.AddressStreet, strings.TrimSpace(c.PostalCode + " " + c.City), c.Country,
+		"", "From: " + sh.Shipper.Name1}
+}
