@@ -52,7 +52,7 @@ const (
 	defaultThrottleBackoff = time.Minute
 	// DefaultQuotaRecheck is Config.QuotaRecheck's default.
 	DefaultQuotaRecheck = time.Hour
-	maxBody                = 1 << 20
+	maxBody             = 1 << 20
 )
 
 // Config configures a Client.
