@@ -121,6 +121,11 @@ type Config struct {
 	// StateRetention, when > 0, removes (tombstones) the states of finished
 	// orders (completed, refunded) not updated for that long.
 	StateRetention time.Duration
+	// HeldReleaseRate is how many orders a second are resumed once a
+	// step held for its provider's quota is back (one probe order first,
+	// then the others at this rate; the provider's client keeps to its
+	// own limits on top).
+	HeldReleaseRate int
 }
 
 // DefaultConfig returns the defaults for the given topic names.
@@ -146,6 +151,7 @@ func DefaultConfig(names topics.Names) Config {
 		MaxErrorLen:             512,
 		StateCacheEntries:       10000,
 		StateKeepUnowned:        12 * time.Hour,
+		HeldReleaseRate:         20,
 	}
 }
 
@@ -217,6 +223,9 @@ func (c Config) Validate() error {
 	}
 	if c.StateRetention < 0 {
 		bad("state retention must be >= 0 (0: off)")
+	}
+	if c.HeldReleaseRate < 1 {
+		bad("held release rate must be >= 1 order a second")
 	}
 	if c.MaxErrorLen < 16 {
 		bad("max error length must be >= 16")
