@@ -73,6 +73,14 @@ func newHolds(p *Processor) *holds {
 	return &holds{p: p, steps: map[string]*stepHold{}, wake: make(chan struct{}, 1), now: time.Now}
 }
 
+// setClock replaces the clock (tests) and runs a pass.
+func (hs *holds) setClock(now func() time.Time) {
+	hs.mu.Lock()
+	hs.now = now
+	hs.mu.Unlock()
+	hs.signal()
+}
+
 func (hs *holds) step(name string) *stepHold {
 	sh := hs.steps[name]
 	if sh == nil {
@@ -289,10 +297,10 @@ type resume struct {
 
 // pass starts what is due and returns how long until the next pass.
 func (hs *holds) pass(perTick int, tick time.Duration) time.Duration {
-	now := hs.now()
 	next := time.Hour
 	var out []resume
 	hs.mu.Lock()
+	now := hs.now()
 	for step, sh := range hs.steps {
 		switch {
 		case !sh.until.IsZero() && sh.probe != "" && now.Sub(sh.probeAt) > hs.p.probeTimeout():
