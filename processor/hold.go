@@ -27,10 +27,12 @@ import (
 //   - later orders reaching the step while it is held are held at once,
 //     without a call;
 //   - one alert tells a human, per exhaustion, not per order;
-//   - when the reset time comes, one held order is resumed as a probe (an
+//   - when the reset time comes, or QuotaProbeInterval after the hold
+//     began or a probe was refused, whichever is first, one held order is
+//     resumed as a probe (an
 //     internal EventHoldResume record on its partition of `orders`); when
 //     its call is answered without the quota error, the others are resumed
-//     at HeldReleaseRate a second; refused again, the hold goes on until
+//     at QuotaReleaseRate a second; refused again, the hold goes on until
 //     the new reset.
 //
 // A held step survives a restart or rebalance: it is in the state, and a
@@ -60,7 +62,10 @@ type holds struct {
 // stepHold is one step's hold. until is zero when the step is not held;
 // probe is the order resumed to probe the provider, "" while none is.
 type stepHold struct {
-	until     time.Time
+	until time.Time
+	// since is when the hold began or a probe was last refused: the next
+	// probe is due at until or since + QuotaProbeInterval, the earlier.
+	since     time.Time
 	reason    string
 	probe     string
 	probeAt   time.Time
@@ -142,7 +147,7 @@ func (hs *holds) gate(step string, part int32, key string, ss *StepState) (time.
 	defer hs.mu.Unlock()
 	sh := hs.step(step)
 	if sh.until.IsZero() && ss.HeldUntil != nil && ss.HeldUntil.After(hs.now()) && !sh.releasing {
-		sh.until, sh.reason = *ss.HeldUntil, ss.HeldReason
+		sh.until, sh.reason, sh.since = *ss.HeldUntil, ss.HeldReason, hs.now()
 		hs.signal()
 	}
 	if sh.until.IsZero() || sh.probe == key {
@@ -164,7 +169,7 @@ func (hs *holds) exhausted(step string, part int32, key string, reset time.Time,
 	if reset.After(sh.until) {
 		sh.until = reset
 	}
-	sh.reason = reason
+	sh.reason, sh.since = reason, hs.now()
 	sh.releasing = false
 	if sh.probe == key {
 		sh.probe = ""
@@ -190,7 +195,7 @@ func (hs *holds) answered(step string, part int32, key string) {
 	}
 	sh.remove(part, key)
 	if !sh.until.IsZero() && sh.probe == key {
-		hs.p.log.Info("quota probe answered: held orders resume", "step", step, "held", sh.count(), "rate_per_second", hs.p.cfg.HeldReleaseRate)
+		hs.p.log.Info("quota probe answered: held orders resume", "step", step, "held", sh.count(), "rate_per_second", hs.p.cfg.QuotaReleaseRate)
 		sh.until, sh.reason, sh.probe, sh.releasing = time.Time{}, "", "", true
 		hs.signal()
 	}
@@ -203,7 +208,7 @@ func (hs *holds) adopt(step string, part int32, key string, until time.Time, rea
 	defer hs.mu.Unlock()
 	sh := hs.step(step)
 	if sh.until.IsZero() && !sh.releasing {
-		sh.until, sh.reason = until, reason
+		sh.until, sh.reason, sh.since = until, reason, hs.now()
 	} else if !sh.until.IsZero() && until.After(sh.until) {
 		sh.until = until
 	}
@@ -269,11 +274,11 @@ func (hs *holds) scan(part *partition) {
 }
 
 // loop resumes held orders: the probe when a hold's reset time comes,
-// then the others at HeldReleaseRate. It returns when ctx ends.
+// then the others at QuotaReleaseRate. It returns when ctx ends.
 func (hs *holds) loop(ctx context.Context) {
-	tick := time.Second / time.Duration(hs.p.cfg.HeldReleaseRate)
+	tick := time.Second / time.Duration(hs.p.cfg.QuotaReleaseRate)
 	tick = max(tick, 10*time.Millisecond)
-	perTick := max(1, int(int64(hs.p.cfg.HeldReleaseRate)*int64(tick)/int64(time.Second)))
+	perTick := max(1, int(int64(hs.p.cfg.QuotaReleaseRate)*int64(tick)/int64(time.Second)))
 	for {
 		wait := hs.pass(perTick, tick)
 		t := time.NewTimer(wait)
@@ -308,8 +313,12 @@ func (hs *holds) pass(perTick int, tick time.Duration) time.Duration {
 			sh.probe = ""
 			fallthrough
 		case !sh.until.IsZero() && sh.probe == "":
-			if now.Before(sh.until) {
-				next = min(next, sh.until.Sub(now))
+			due := sh.until
+			if iv := hs.p.cfg.QuotaProbeInterval; iv > 0 && sh.since.Add(iv).Before(due) {
+				due = sh.since.Add(iv)
+			}
+			if now.Before(due) {
+				next = min(next, due.Sub(now))
 				continue
 			}
 			r, ok := sh.pick(step)
@@ -321,7 +330,7 @@ func (hs *holds) pass(perTick int, tick time.Duration) time.Duration {
 			}
 			sh.probe, sh.probeAt = r.key, now
 			out = append(out, r)
-			hs.p.log.Info("quota reset time reached: one held order probes the provider", "step", step, "order_id", r.key)
+			hs.p.log.Info("one held order probes whether the provider's quota is back", "step", step, "order_id", r.key, "reset", sh.until)
 			next = min(next, hs.p.probeTimeout())
 		case !sh.until.IsZero():
 			next = min(next, max(sh.probeAt.Add(hs.p.probeTimeout()).Sub(now), time.Millisecond))
