@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -52,11 +53,14 @@ func (p *Processor) probeTimeout() time.Duration {
 
 // holds tracks the held steps of the processor's partitions.
 type holds struct {
-	p     *Processor
-	mu    sync.Mutex
-	steps map[string]*stepHold
-	wake  chan struct{}
-	now   func() time.Time
+	p *Processor
+	// engaged is set once any step was held: until then a call takes no
+	// lock here.
+	engaged atomic.Bool
+	mu      sync.Mutex
+	steps   map[string]*stepHold
+	wake    chan struct{}
+	now     func() time.Time
 }
 
 // stepHold is one step's hold. until is zero when the step is not held;
@@ -143,6 +147,10 @@ func (hs *holds) signal() {
 // own state says held until a time still to come (found before the
 // partition's scan). It returns the hold's end and reason.
 func (hs *holds) gate(step string, part int32, key string, ss *StepState) (time.Time, string, bool) {
+	if !hs.engaged.Load() && ss.HeldUntil == nil {
+		return time.Time{}, "", false
+	}
+	hs.engaged.Store(true)
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	sh := hs.step(step)
@@ -162,6 +170,7 @@ func (hs *holds) gate(step string, part int32, key string, ss *StepState) (time.
 // whether this starts a hold (the one alert), not a probe refused again
 // or an order whose call was already under way.
 func (hs *holds) exhausted(step string, part int32, key string, reset time.Time, reason string) (started bool) {
+	hs.engaged.Store(true)
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	sh := hs.step(step)
@@ -187,10 +196,13 @@ func (hs *holds) exhausted(step string, part int32, key string, reset time.Time,
 // (a success or any other failure): the order is no longer held, and an
 // answered probe releases the others.
 func (hs *holds) answered(step string, part int32, key string) {
+	if !hs.engaged.Load() {
+		return
+	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	sh := hs.steps[step]
-	if sh == nil {
+	if sh == nil || sh.until.IsZero() && len(sh.keys[part]) == 0 {
 		return
 	}
 	sh.remove(part, key)
@@ -204,6 +216,7 @@ func (hs *holds) answered(step string, part int32, key string) {
 
 // adopt records an order found held in a restored partition's store.
 func (hs *holds) adopt(step string, part int32, key string, until time.Time, reason string) {
+	hs.engaged.Store(true)
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	sh := hs.step(step)

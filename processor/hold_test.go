@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -114,6 +115,7 @@ func TestQuotaHoldSurvivesRestartAndResumes(t *testing.T) {
 
 	// The reset comes: the quota is back and the clock passes the reset.
 	exhausted.Store(false)
+	released := time.Now()
 	r2.p.holds.setClock(func() time.Time { return time.Now().Add(2 * time.Hour) })
 	h.waitStates("every order completed", 20*time.Second, allStatus(orders, StatusCompleted))
 	for _, k := range orders {
@@ -134,6 +136,25 @@ func TestQuotaHoldSurvivesRestartAndResumes(t *testing.T) {
 	}
 	if n := len(h.readAll(h.names.DLQ)); n != 0 {
 		t.Errorf("%d dead letters, want 0", n)
+	}
+	// One probe first: the other held orders' calls start only after its
+	// call returned.
+	var after []call
+	f.mu.Lock()
+	for _, c := range f.calls {
+		if c.step == StepCRM && c.start.After(released) {
+			after = append(after, c)
+		}
+	}
+	f.mu.Unlock()
+	if len(after) != 4 {
+		t.Fatalf("%d CRM calls after the reset, want 4 (one per held order)", len(after))
+	}
+	slices.SortFunc(after, func(a, b call) int { return a.start.Compare(b.start) })
+	for _, c := range after[1:] {
+		if c.start.Before(after[0].end) {
+			t.Errorf("CRM call of %s started at %v, before the probe (%s) returned at %v", c.order, c.start, after[0].order, after[0].end)
+		}
 	}
 	eventually(t, "no held order left in the gauge", 5*time.Second, func() bool {
 		return metricValue(r2.p.m.held.WithLabelValues(StepCRM)) == 0 && metricValue(r2.p.m.heldUntil.WithLabelValues(StepCRM)) == 0
