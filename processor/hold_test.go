@@ -1,13 +1,17 @@
 package processor
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/topics"
 )
 
 // quotaAlerts counts the alerts about a used-up quota.
@@ -158,5 +162,39 @@ func TestQuotaHoldSurvivesRestartAndResumes(t *testing.T) {
 	}
 	eventually(t, "no held order left in the gauge", 5*time.Second, func() bool {
 		return metricValue(r2.p.m.held.WithLabelValues(StepCRM)) == 0 && metricValue(r2.p.m.heldUntil.WithLabelValues(StepCRM)) == 0
+	})
+}
+
+// The cost the hold adds to every step call: gate before, answered after.
+// Before any hold it is an atomic load; after one (released) a lock.
+func BenchmarkHoldGate(b *testing.B) {
+	newP := func() *Processor {
+		m, err := newMetrics(prometheus.NewRegistry())
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := &Processor{cfg: DefaultConfig(topics.New("")), m: m, log: slog.New(slog.DiscardHandler)}
+		p.holds = newHolds(p)
+		return p
+	}
+	ss := &StepState{}
+	b.Run("never-held", func(b *testing.B) {
+		p := newP()
+		for b.Loop() {
+			p.holds.gate(StepCRM, 0, "pi_1", ss)
+			p.holds.answered(StepCRM, 0, "pi_1")
+		}
+	})
+	b.Run("after-a-hold", func(b *testing.B) {
+		p := newP()
+		p.holds.exhausted(StepCRM, 0, "pi_0", time.Now(), "quota")
+		p.holds.answered(StepCRM, 0, "pi_0")
+		p.holds.mu.Lock()
+		p.holds.steps[StepCRM].until, p.holds.steps[StepCRM].releasing = time.Time{}, false
+		p.holds.mu.Unlock()
+		for b.Loop() {
+			p.holds.gate(StepCRM, 0, "pi_1", ss)
+			p.holds.answered(StepCRM, 0, "pi_1")
+		}
 	})
 }
