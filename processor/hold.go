@@ -418,11 +418,16 @@ func (hs *holds) produce(r resume) {
 }
 
 // holdStep records the order's step as held until the given time, with
-// the provider's reason. Called with mu held.
-func (h *handling) holdStep(ss *StepState, until time.Time, reason string) {
+// the provider's reason; an intent written ahead for it is dropped (no
+// call is made under it). Called with mu held.
+func (h *handling) holdStep(step string, ss *StepState, until time.Time, reason string) {
 	u := until.UTC()
 	ss.HeldUntil, ss.HeldReason = &u, truncate(reason, h.p.cfg.MaxErrorLen)
 	h.held = true
+	if h.preIntent[step] {
+		ss.Intent, ss.Lease = nil, nil
+		delete(h.preIntent, step)
+	}
 }
 
 // quotaAlert is the one alert of an exhaustion.
@@ -439,7 +444,7 @@ func (p *Processor) quotaAlert(step string, until time.Time, err error) {
 func (h *handling) quotaHeld(step string, ss *StepState, br *breaker, probe bool, reset time.Time, err error, elapsed float64) stepOutcome {
 	br.success(probe) // the provider is up and answering
 	h.p.m.stepDuration.WithLabelValues(step, outcomeHeld).Observe(elapsed)
-	h.holdStep(ss, reset, err.Error())
+	h.holdStep(step, ss, reset, err.Error())
 	if h.p.holds.exhausted(step, h.part.num, h.key, reset, ss.HeldReason) {
 		h.log.Warn("provider quota used up: the step is held for every order", "step", step, "until", reset.UTC(), "err", err)
 		h.p.quotaAlert(step, reset, err)

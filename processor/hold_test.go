@@ -198,3 +198,65 @@ func BenchmarkHoldGate(b *testing.B) {
 		}
 	})
 }
+
+// The hold is the processor's, for any step: shipping (not idempotent,
+// with steps reading it) held for its quota leaves no intent behind, the
+// invoice and email wait for it, the record finishes, and the release
+// books each shipment once.
+func TestQuotaHoldOfAStepOthersRead(t *testing.T) {
+	h := newLogicHarness(t, 1)
+	f := newFakes()
+	var exhausted atomic.Bool
+	exhausted.Store(true)
+	reset := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	f.setFail(func(step, _ string, _ int) error {
+		if step == StepShipping && exhausted.Load() {
+			return integrations.QuotaExhausted("postnord", "book shipment", 429, reset, "daily bookings used up")
+		}
+		return nil
+	})
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
+	orders := keys("pi_shipquota_", 3)
+	for _, k := range orders {
+		h.send(paid(k))
+	}
+	h.waitStates("crm done, shipping held, the record finished", 20*time.Second, func(m map[string]*State) bool {
+		for _, k := range orders {
+			st := m[k]
+			if st == nil || st.NextOffset == 0 || st.Steps[StepCRM] == nil || !st.Steps[StepCRM].Done ||
+				st.Steps[StepShipping] == nil || st.Steps[StepShipping].HeldUntil == nil {
+				return false
+			}
+		}
+		return true
+	})
+	for k, st := range h.states() {
+		ship := st.Steps[StepShipping]
+		if ship.Intent != nil || ship.Lease != nil || ship.Attempts != 0 {
+			t.Errorf("%s shipping held = %+v, want no intent, no lease, no attempt", k, ship)
+		}
+		if !slices.Equal(st.Pending, []string{StepShipping, StepInvoice, StepEmail}) || st.Status != StatusInProgress {
+			t.Errorf("%s: status %s pending %v, want in progress with shipping, invoice, email pending", k, st.Status, st.Pending)
+		}
+	}
+	if n := f.callCount(StepInvoice) + f.callCount(StepEmail); n != 0 {
+		t.Errorf("%d invoice or email calls while shipping is held, want 0", n)
+	}
+	if n := f.quotaAlerts(); n != 1 {
+		t.Errorf("%d quota alerts, want 1", n)
+	}
+	exhausted.Store(false)
+	r.p.holds.setClock(func() time.Time { return time.Now().Add(2 * time.Hour) })
+	h.waitStates("every order completed", 20*time.Second, allStatus(orders, StatusCompleted))
+	for _, k := range orders {
+		for _, s := range []string{StepShipping, StepInvoice, StepEmail} {
+			if n := f.createdCount(s, k); n != 1 {
+				t.Errorf("%s: %s created %d times, want 1", k, s, n)
+			}
+		}
+	}
+	if n := len(h.readAll(h.names.DLQ)); n != 0 {
+		t.Errorf("%d dead letters, want 0", n)
+	}
+}

@@ -90,7 +90,7 @@ func (h *handling) runStep(s Step) stepOutcome {
 			}
 		}
 		if until, reason, held := p.holds.gate(step, h.part.num, h.key, ss); held {
-			h.holdStep(ss, until, reason)
+			h.holdStep(step, ss, until, reason)
 			return stepHeld
 		}
 		var probe bool
