@@ -39,6 +39,12 @@ type Error struct {
 	RetryAfter time.Duration // what the provider asked for (429, 503), 0 if nothing
 	Msg        string        // short reason, never a secret or a whole payload
 	Err        error         // underlying cause, if any
+	// QuotaReset is set when the provider refused the call because a
+	// quota counted over a long window (a daily allowance of API credits)
+	// is used up: no call can succeed before this time. The processor
+	// then holds the step for every order until it (see QuotaResetOf)
+	// instead of retrying and dead-lettering. Class stays Transient.
+	QuotaReset time.Time
 }
 
 func (e *Error) Error() string {
@@ -118,6 +124,24 @@ func RetryAfterOf(err error) (time.Duration, bool) {
 		return e.RetryAfter, true
 	}
 	return 0, false
+}
+
+// QuotaExhausted returns the Error of a call refused because the
+// provider's long-window quota (API credits per day) is used up until
+// reset.
+func QuotaExhausted(provider, op string, status int, reset time.Time, msg string) *Error {
+	return &Error{Provider: provider, Op: op, Status: status, Class: Transient, Msg: msg, QuotaReset: reset}
+}
+
+// QuotaResetOf reports whether err says the provider's quota is used up,
+// and until when. Any provider may return such an Error; the processor
+// holds the step until the reset instead of spending attempts.
+func QuotaResetOf(err error) (time.Time, bool) {
+	var e *Error
+	if errors.As(err, &e) && !e.QuotaReset.IsZero() {
+		return e.QuotaReset, true
+	}
+	return time.Time{}, false
 }
 
 // ProviderOf names the provider that failed, or "".

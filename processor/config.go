@@ -121,6 +121,16 @@ type Config struct {
 	// StateRetention, when > 0, removes (tombstones) the states of finished
 	// orders (completed, refunded) not updated for that long.
 	StateRetention time.Duration
+	// QuotaProbeInterval is how often, while a step is held for its
+	// provider's quota, one held order's call checks whether the quota is
+	// back before the reset time the provider gave (credits of a rolling
+	// window come back gradually, an administrator may buy more); 0 waits
+	// for the reset time alone.
+	QuotaProbeInterval time.Duration
+	// QuotaReleaseRate is how many held orders a second are resumed once
+	// the probe's call succeeded (the provider's client keeps to its own
+	// limits on top).
+	QuotaReleaseRate int
 }
 
 // DefaultConfig returns the defaults for the given topic names.
@@ -146,6 +156,8 @@ func DefaultConfig(names topics.Names) Config {
 		MaxErrorLen:             512,
 		StateCacheEntries:       10000,
 		StateKeepUnowned:        12 * time.Hour,
+		QuotaProbeInterval:      15 * time.Minute,
+		QuotaReleaseRate:        20,
 	}
 }
 
@@ -217,6 +229,12 @@ func (c Config) Validate() error {
 	}
 	if c.StateRetention < 0 {
 		bad("state retention must be >= 0 (0: off)")
+	}
+	if c.QuotaReleaseRate < 1 {
+		bad("quota release rate must be >= 1 order a second")
+	}
+	if c.QuotaProbeInterval < 0 {
+		bad("quota probe interval must be >= 0 (0: only at the reset time)")
 	}
 	if c.MaxErrorLen < 16 {
 		bad("max error length must be >= 16")

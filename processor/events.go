@@ -69,6 +69,8 @@ type handling struct {
 	// completed is set when the last step's result was persisted together
 	// with the completion.
 	completed bool
+	// held is set when a step was held for its provider's quota.
+	held bool
 }
 
 // deadStep is a step dead-lettered during the chain's run; the order's
@@ -142,6 +144,14 @@ func (h *handling) run() bool {
 	st := h.st
 	if st != nil && h.rec.Offset < st.NextOffset {
 		return true // redelivered after a crash or rebalance: already handled
+	}
+	if h.env.EventType == EventHoldResume {
+		// Only an order still in progress has held steps to run; a
+		// dead-lettered one runs them on its replay.
+		if st == nil || st.Status != StatusInProgress {
+			return true
+		}
+		return h.chain()
 	}
 	if h.replay && st != nil && h.replaySrc != "" && slices.Contains(st.Replays, h.replaySrc) {
 		h.log.Info("dead letter already replayed; ignored", "replay_source", h.replaySrc)

@@ -63,6 +63,10 @@ func (h *handling) chain() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
+	case !stopped && len(h.dead) == 0 && h.held && len(h.pending()) > 0:
+		// Every step left is held for its provider's quota or reads one
+		// that is: the record is finished, the hold's release resumes it.
+		return h.finishHeld()
 	case stopped || len(h.dead) == 0 && len(h.pending()) > 0:
 		// A step stopped, or the partition stopped before every step
 		// started: the record is left unfinished.

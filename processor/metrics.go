@@ -12,6 +12,7 @@ const (
 	outcomeTransient = "transient"
 	outcomePermanent = "permanent"
 	outcomeSkipped   = "skipped"
+	outcomeHeld      = "held"
 )
 
 // metrics are the processor's Prometheus collectors.
@@ -34,13 +35,17 @@ type metrics struct {
 	storeFailures  prometheus.Counter
 	erased         *prometheus.CounterVec
 	reconciles     *prometheus.CounterVec
+	// Steps held for their provider's quota (hold.go).
+	held           *prometheus.GaugeVec
+	heldUntil      *prometheus.GaugeVec
+	quotaExhausted *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderflow_step_duration_seconds",
-			Help:    "Duration of one step call by step and outcome (ok, transient, permanent, skipped).",
+			Help:    "Duration of one step call by step and outcome (ok, transient, permanent, skipped, held: refused for the provider's quota).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"step", "outcome"}),
 		stepAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -108,10 +113,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "orderflow_reconcile_lookups_total",
 			Help: "Look-ups at the provider of calls interrupted after their intent, by step and outcome (found, not_found, error).",
 		}, []string{"step", "outcome"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderflow_steps_held",
+			Help: "Orders of the assigned partitions whose step is held because its provider's quota is used up, by step.",
+		}, []string{"step"}),
+		heldUntil: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderflow_step_held_until_seconds",
+			Help: "When a held step's provider quota resets (Unix seconds; 0 when the step is not held), by step.",
+		}, []string{"step"}),
+		quotaExhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderflow_step_quota_exhaustions_total",
+			Help: "Holds started because a step's provider said its quota is used up (one alert each), by step.",
+		}, []string{"step"}),
 	}
 	for _, c := range []prometheus.Collector{m.stepDuration, m.stepAttempts, m.orders, m.inflight, m.lag,
 		m.restore, m.circuit, m.dlqWrites, m.alerts, m.alertsDropped, m.corruptStates, m.states, m.restoredStates,
-		m.storeRebuilds, m.storeFailures, m.erased, m.reconciles} {
+		m.storeRebuilds, m.storeFailures, m.erased, m.reconciles, m.held, m.heldUntil, m.quotaExhausted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

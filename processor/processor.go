@@ -64,6 +64,8 @@ type Processor struct {
 	absent []string
 
 	breakers map[string]*breaker
+	// holds are the steps held for their provider's quota (hold.go).
+	holds *holds
 	// member fences state writes and non-idempotent calls to a confirmed
 	// group membership (fence.go).
 	member *membership
@@ -168,6 +170,7 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		p.breakers[step] = newBreaker(step, cfg.Breaker, p.circuitChanged)
 		m.circuit.WithLabelValues(step).Set(circuitClosed)
 	}
+	p.holds = newHolds(p)
 	opts := append(append([]kgo.Opt(nil), kgoOpts...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Orders),
@@ -238,6 +241,11 @@ func (p *Processor) Run(ctx context.Context) error {
 	go func() {
 		defer bg.Done()
 		p.commitLoop(runCtx)
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		p.holds.loop(runCtx)
 	}()
 
 	p.log.Info("processor started", "group", p.cfg.Group, "topic", p.cfg.Topics.Orders)
@@ -415,6 +423,7 @@ func (p *Processor) onAssigned(_ context.Context, _ *kgo.Client, assigned map[st
 		part := p.newPartition(n)
 		p.parts[n] = part
 		go p.restore(part)
+		go p.holds.scan(part)
 	}
 	p.mu.Unlock()
 	p.log.Info("partitions assigned", "partitions", nums)
@@ -456,6 +465,7 @@ func (p *Processor) take(nums []int32) []*partition {
 	for _, n := range nums {
 		if part := p.parts[n]; part != nil {
 			delete(p.parts, n)
+			p.holds.dropPartition(n)
 			out = append(out, part)
 			if part.paused.Load() {
 				resume = append(resume, n)

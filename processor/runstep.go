@@ -23,6 +23,7 @@ const (
 	stepDone stepOutcome = iota
 	stepStopped
 	stepDeadLettered
+	stepHeld // held for the provider's quota (hold.go)
 )
 
 // unlocked runs f with mu released: for what waits (a call, a backoff, the
@@ -88,6 +89,10 @@ func (h *handling) runStep(s Step) stepOutcome {
 				continue // reconciling failed transiently and backed off: try again
 			}
 		}
+		if until, reason, held := p.holds.gate(step, h.part.num, h.key, ss); held {
+			h.holdStep(step, ss, until, reason)
+			return stepHeld
+		}
 		var probe bool
 		var err error
 		h.unlocked(func() { probe, err = br.acquire(h.stopCh) })
@@ -145,6 +150,8 @@ func (h *handling) runStep(s Step) stepOutcome {
 			p.m.stepDuration.WithLabelValues(step, outcomeOK).Observe(elapsed)
 			now := time.Now().UTC()
 			ss.Done, ss.DoneAt, ss.Result, ss.Intent, ss.Lease, ss.LastError = true, &now, result, nil, nil, ""
+			ss.HeldUntil, ss.HeldReason = nil, ""
+			p.holds.answered(step, h.part.num, h.key)
 			st.LastError = ""
 			h.withResult(step, now)
 			if err := h.persist(); err != nil {
@@ -178,6 +185,11 @@ func (h *handling) runStep(s Step) stepOutcome {
 			// The call is over: nothing more of it can be sent from here.
 			ss.Lease = &now
 		}
+		if reset, quota := integrations.QuotaResetOf(err); quota {
+			return h.quotaHeld(step, ss, br, probe, reset, err, elapsed)
+		}
+		ss.HeldUntil, ss.HeldReason = nil, ""
+		p.holds.answered(step, h.part.num, h.key)
 		if integrations.IsPermanent(err) {
 			br.success(probe) // the provider is up and answering
 			p.m.stepDuration.WithLabelValues(step, outcomePermanent).Observe(elapsed)

@@ -106,6 +106,13 @@ type StepState struct {
 	// call up. An intent without a lease (an earlier version) ends at the
 	// intent plus the step timeout.
 	Lease *time.Time `json:"lease,omitempty"`
+	// HeldUntil is set while the step is held because its provider's
+	// quota (a daily allowance of API calls) is used up: no call is made
+	// and no attempt spent before this time, when the processor tries one
+	// order's call and, if it succeeds, resumes the others. HeldReason is
+	// the provider's answer. Both are cleared when the step runs again.
+	HeldUntil  *time.Time `json:"held_until,omitempty"`
+	HeldReason string     `json:"held_reason,omitempty"`
 }
 
 // DeadLetter points at the order's dead letter.

@@ -73,6 +73,9 @@ type processorFlags struct {
 	stateCache     string
 	stateKeep      time.Duration
 	stateRetention time.Duration
+
+	quotaProbe   time.Duration
+	quotaRelease int
 }
 
 func (f *processorFlags) register(fs *flag.FlagSet) {
@@ -106,6 +109,8 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.stateDir, "state-dir", "", "folder of the local order-state stores, one per assigned partition, kept across restarts so a restart reads only the changelog's tail (empty: a temporary folder, removed at exit: every start restores from orders.state); one processor per folder")
 	fs.StringVar(&f.stateCache, "state-cache-size", strconv.Itoa(d.StateCacheEntries), "order states kept in memory per partition beside the orders in flight: a number of entries (10000) or a size (64MiB); the rest are read from the local store")
 	fs.DurationVar(&f.stateKeep, "state-keep-unowned", d.StateKeepUnowned, "how long the local store of a partition no longer assigned is kept for its return before it is removed")
+	fs.DurationVar(&f.quotaProbe, "quota-probe-interval", d.QuotaProbeInterval, "while a step is held because its provider's quota is used up (Zoho CRM's daily API credits): how often one held order's call checks whether it is back before the reset time the provider gave (0: only at the reset time)")
+	fs.IntVar(&f.quotaRelease, "quota-release-rate", d.QuotaReleaseRate, "held orders resumed per second once that check succeeded")
 	fs.DurationVar(&f.stateRetention, "state-retention", 0, "remove the state of a finished (completed or refunded) order not updated for this long; a later event of it then starts a new order (0: off)")
 }
 
@@ -140,6 +145,7 @@ func (f *processorFlags) config() (processor.Config, error) {
 	cfg.StateCacheEntries, cfg.StateCacheBytes = entries, bytes
 	cfg.StateKeepUnowned = f.stateKeep
 	cfg.StateRetention = f.stateRetention
+	cfg.QuotaProbeInterval, cfg.QuotaReleaseRate = f.quotaProbe, f.quotaRelease
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", err)
 	}

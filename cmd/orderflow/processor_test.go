@@ -33,6 +33,18 @@ func TestProcessorFlagsConfig(t *testing.T) {
 			}, ""},
 		{"bad policy", []string{"--email-intent-policy", "skip"}, nil, "--email-intent-policy"},
 		{"bad bound", []string{"--max-inflight", "0"}, nil, "max in-flight"},
+		{"quota hold defaults", nil, func(t *testing.T, c processor.Config) {
+			if c.QuotaProbeInterval != 15*time.Minute || c.QuotaReleaseRate != 20 {
+				t.Errorf("quota probe %v, release %d/s, want 15m and 20", c.QuotaProbeInterval, c.QuotaReleaseRate)
+			}
+		}, ""},
+		{"quota hold settings", []string{"--quota-probe-interval", "5m", "--quota-release-rate", "50"}, func(t *testing.T, c processor.Config) {
+			if c.QuotaProbeInterval != 5*time.Minute || c.QuotaReleaseRate != 50 {
+				t.Errorf("quota probe %v, release %d/s, want 5m and 50", c.QuotaProbeInterval, c.QuotaReleaseRate)
+			}
+		}, ""},
+		{"bad release rate", []string{"--quota-release-rate", "0"}, nil, "quota release rate"},
+		{"bad probe interval", []string{"--quota-probe-interval", "-1s"}, nil, "quota probe interval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -136,6 +136,12 @@ func (f *quotaFlags) start(ctx context.Context, m *quotaMetrics, log *slog.Logge
 	return set, nil
 }
 
+// maxFleetPause caps the pause of a provider for the fleet after a 429 or
+// Retry-After: a longer wait is a quota (Zoho's daily credits), for which
+// the processor holds the step; blocking every call that long would make
+// the hold's probe time out.
+const maxFleetPause = time.Minute
+
 // limitedClient returns an HTTP client whose requests keep to l (for the
 // fleet with Redis), pausing every processor after a 429 or Retry-After;
 // nil when there is nothing to enforce (no Redis and no limit), so the
@@ -154,7 +160,8 @@ func (set *quotaSet) limitedClient(l quota.Limit, timeout, pauseOn429 time.Durat
 	}
 	t := &quota.Transport{
 		Limiter: lim, Base: integrations.Transport, Match: match, Timeout: timeout, PauseOn429: pauseOn429,
-		OnPause: func(time.Duration) { set.m.pauses.WithLabelValues(l.Name).Inc() },
+		MaxPause: maxFleetPause,
+		OnPause:  func(time.Duration) { set.m.pauses.WithLabelValues(l.Name).Inc() },
 	}
 	return &http.Client{Transport: t}, lim, nil
 }

@@ -26,6 +26,9 @@ Control endpoints:
   GET    /_sim/faults  list the active faults
   GET    /_sim/stats   {"steps":{"<step>":{"requests":N,"created":N,"duplicate_creates":N}}}
   DELETE /_sim/stats   reset the counters
+  GET    /_sim/zoho/credits  with --enforce-limits: {"daily":N,"spent":N,"remaining":N}
+  PUT    /_sim/zoho/credits  {"daily":N} a new allowance (0: not enforced)
+  DELETE /_sim/zoho/credits  a new day: the credits spent are forgotten
 Steps: crm, production_log, shipping, invoice, email, alert, stripe.`
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,6 +42,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	nvPartnerKey := fs.String("netvisor-partner-key", "", "see --netvisor-customer-key")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's profiler at /debug/pprof/ (the simulator has one listener)")
 	zohoConc := fs.Int("zoho-concurrency", 0, "with --enforce-limits: Zoho CRM calls in flight per organisation (default 10, Standard; 5 Free, 15 Professional, 20 Enterprise, 25 Ultimate)")
+	zohoCredits := fs.Int("zoho-daily-credits", 0, "with --enforce-limits: Zoho CRM API credits per rolling 24 hours (default 100,000, the Standard cap; an upsert costs 1 per 10 records); over it every CRM call gets 429 TOO_MANY_REQUESTS until credits leave the window or DELETE /_sim/zoho/credits starts a new day")
 	pnRate := fs.Int("postnord-per-second", 0, "with --enforce-limits: PostNord requests a second (PostNord publishes no number: 0, none)")
 	nvRate := fs.Int("netvisor-per-second", 0, "with --enforce-limits: Netvisor requests a second (Netvisor publishes no number: 0, none)")
 	mgRate := fs.Int("mailgun-per-second", 0, "with --enforce-limits: Mailgun requests a second (Mailgun publishes no number: 0, none)")
@@ -56,8 +60,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *maxFiles <= 0 {
 		*maxFiles = -1 // 0 on the command line means none, not the default
 	}
-	if *zohoConc < 0 || *pnRate < 0 || *nvRate < 0 || *mgRate < 0 {
-		return usagef("--zoho-concurrency, --postnord-per-second, --netvisor-per-second and --mailgun-per-second must not be negative")
+	if *zohoConc < 0 || *zohoCredits < 0 || *pnRate < 0 || *nvRate < 0 || *mgRate < 0 {
+		return usagef("--zoho-concurrency, --zoho-daily-credits, --postnord-per-second, --netvisor-per-second and --mailgun-per-second must not be negative")
 	}
 	if (*nvCustomerKey == "") != (*nvPartnerKey == "") {
 		return usagef("--netvisor-customer-key and --netvisor-partner-key go together")
@@ -76,6 +80,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		EnforceLimits:       *enforce,
 		Limits: sim.Limits{
 			ZohoConcurrency:   *zohoConc,
+			ZohoDailyCredits:  *zohoCredits,
 			PostNordPerSecond: *pnRate,
 			NetvisorPerSecond: *nvRate,
 			MailgunPerSecond:  *mgRate,

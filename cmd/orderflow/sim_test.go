@@ -90,3 +90,23 @@ func TestSimLimitFlagsRefuseNegative(t *testing.T) {
 		t.Fatalf("err = %v, want a usage error naming --postnord-per-second", err)
 	}
 }
+
+// --zoho-daily-credits sets the allowance /_sim/zoho/credits reports;
+// a negative one is a usage error.
+func TestSimZohoDailyCreditsFlag(t *testing.T) {
+	url := startSim(t, "--enforce-limits", "--zoho-daily-credits", "7")
+	resp, err := http.Get(url + "/_sim/zoho/credits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != `{"daily":7,"spent":0,"remaining":7}`+"\n" {
+		t.Errorf("credits: %d %s", resp.StatusCode, b)
+	}
+	err = runSim(context.Background(), []string{"--enforce-limits", "--zoho-daily-credits", "-1"}, io.Discard, io.Discard)
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--zoho-daily-credits") {
+		t.Fatalf("err = %v, want a usage error naming --zoho-daily-credits", err)
+	}
+}

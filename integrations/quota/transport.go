@@ -31,6 +31,10 @@ type Transport struct {
 	// PauseOn429 is the pause after a 429 without Retry-After (Airtable's
 	// 30 s penalty, for example); default one second.
 	PauseOn429 time.Duration
+	// MaxPause, when > 0, caps a pause: a longer wait (a daily quota's
+	// Retry-After) is a quota the processor holds the step for, not a rate
+	// to wait out with every request of the provider blocked.
+	MaxPause time.Duration
 	// OnPause, if set, is told of every pause this processor starts.
 	OnPause func(d time.Duration)
 }
@@ -60,6 +64,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if d, ok := t.pauseFor(resp); ok {
+		if t.MaxPause > 0 {
+			d = min(d, t.MaxPause)
+		}
 		t.Limiter.Pause(req.Context(), d)
 		if t.OnPause != nil {
 			t.OnPause(d)

@@ -208,6 +208,24 @@ func TestTransport429WithoutRetryAfter(t *testing.T) {
 	}
 }
 
+// A Retry-After longer than MaxPause pauses the fleet for MaxPause only.
+func TestTransportPauseCapped(t *testing.T) {
+	rs := testenv.NewRedis(t)
+	f := &fakeProvider{status: []int{429}, retryAfter: "86400"}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	l := quota.Limit{Name: "zoho:cap", Concurrency: 5}
+	a := limiter(t, processor(t, rs.Addr(), "p:", nil), l)
+	b := limiter(t, processor(t, rs.Addr(), "p:", nil), l)
+	hc := &http.Client{Transport: &quota.Transport{Limiter: a, Base: http.DefaultTransport, MaxPause: time.Minute, Timeout: 10 * time.Second}}
+	if st, _ := get(context.Background(), hc, srv.URL); st != 429 {
+		t.Fatalf("status %d, want 429", st)
+	}
+	if _, wait, _ := b.TryAcquire(context.Background()); wait < 59*time.Second || wait > time.Minute {
+		t.Fatalf("other processor waits %v, want at most the one-minute cap (not the day Retry-After asked)", wait)
+	}
+}
+
 // Redis down: requests still go out, within this processor's share, and
 // the limiter says it is in fallback.
 func TestTransportRedisDown(t *testing.T) {

@@ -322,6 +322,7 @@ func (l *limiter) zohoAdmit(w http.ResponseWriter, r *http.Request, now time.Tim
 		if l.zohoSpent+cost > lim {
 			l.mu.Unlock()
 			l.stats.rejected(StepCRM, rejectQuota)
+			w.Header().Set(HeaderZohoCreditsRemaining, "0")
 			zohoTopError(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS",
 				"API credits for the last 24 hours are used up",
 				obj{"limit": lim, "window": 86400, "retry_after": ceilSeconds(retry)})
@@ -335,9 +336,13 @@ func (l *limiter) zohoAdmit(w http.ResponseWriter, r *http.Request, now time.Tim
 			obj{"allowed_limit": strconv.Itoa(lim)})
 		return nil, false
 	}
-	if l.cfg.ZohoDailyCredits > 0 {
+	if lim := l.cfg.ZohoDailyCredits; lim > 0 {
 		l.zohoCredits[now.Unix()/60] += cost
 		l.zohoSpent += cost
+		if 2*l.zohoSpent >= lim {
+			// Zoho reports what is left once half the credits are used.
+			w.Header().Set(HeaderZohoCreditsRemaining, strconv.Itoa(lim-l.zohoSpent))
+		}
 	}
 	l.zohoInFlight++
 	l.mu.Unlock()
@@ -349,6 +354,46 @@ func (l *limiter) zohoAdmit(w http.ResponseWriter, r *http.Request, now time.Tim
 			l.mu.Unlock()
 		})
 	}, true
+}
+
+// HeaderZohoCreditsRemaining is the header in which Zoho CRM reports the
+// API credits left in the rolling 24 hours once half of them are used; the
+// simulator also sends it, as 0, with the refusal.
+const HeaderZohoCreditsRemaining = "X-API-CREDITS-REMAINING"
+
+// ZohoCredits is the simulated organisation's daily API credits.
+type ZohoCredits struct {
+	// Daily is the allowance per rolling 24 hours; 0 when not enforced.
+	Daily int `json:"daily"`
+	// Spent is what the last 24 hours used; Remaining what is left.
+	Spent     int `json:"spent"`
+	Remaining int `json:"remaining"`
+}
+
+// zohoCreditsNow reports the credits; ok is false without enforced limits.
+func (l *limiter) zohoCreditsNow() (ZohoCredits, bool) {
+	if l == nil {
+		return ZohoCredits{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.cfg.ZohoDailyCredits
+	if lim > 0 {
+		l.zohoExpire(l.cfg.Now(), lim)
+	}
+	return ZohoCredits{Daily: lim, Spent: l.zohoSpent, Remaining: max(lim-l.zohoSpent, 0)}, true
+}
+
+// setZohoDaily changes the daily allowance (0 or less: not enforced) and,
+// with reset, forgets the credits spent: a new day.
+func (l *limiter) setZohoDaily(daily int, reset bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.ZohoDailyCredits = max(daily, 0)
+	if reset {
+		clear(l.zohoCredits)
+		l.zohoSpent = 0
+	}
 }
 
 // zohoExpire drops the credits spent more than 24 hours ago and returns how

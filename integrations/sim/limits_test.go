@@ -241,3 +241,44 @@ func TestLimitsOff(t *testing.T) {
 		t.Fatal("a negative penalty is accepted")
 	}
 }
+
+// The refusal carries X-API-CREDITS-REMAINING: 0; answers report what is
+// left once half is used; the control endpoints set the allowance and
+// start a new day.
+func TestZohoCreditsHeaderAndControl(t *testing.T) {
+	_, url, _ := newLimited(t, Limits{ZohoDailyCredits: 4, ZohoConcurrency: -1}, nil)
+	tok := zohoToken(t, url)
+	r := zohoCall(t, url, tok, 1)
+	wantStatus(t, r, 200)
+	if v := r.header.Get(HeaderZohoCreditsRemaining); v != "" {
+		t.Errorf("first call: %s %q, want none below half", HeaderZohoCreditsRemaining, v)
+	}
+	r = zohoCall(t, url, tok, 1)
+	if v := r.header.Get(HeaderZohoCreditsRemaining); v != "2" {
+		t.Errorf("second call: %s %q, want 2", HeaderZohoCreditsRemaining, v)
+	}
+	zohoCall(t, url, tok, 1)
+	zohoCall(t, url, tok, 1)
+	r = zohoCall(t, url, tok, 1)
+	wantStatus(t, r, 429)
+	if v := r.header.Get(HeaderZohoCreditsRemaining); v != "0" {
+		t.Errorf("refusal: %s %q, want 0", HeaderZohoCreditsRemaining, v)
+	}
+	got := call(t, "GET", url+"/_sim/zoho/credits", nil, "")
+	if string(got.body) != `{"daily":4,"spent":4,"remaining":0}`+"\n" {
+		t.Errorf("GET credits = %s", got.body)
+	}
+	wantStatus(t, call(t, "DELETE", url+"/_sim/zoho/credits", nil, ""), 200)
+	wantStatus(t, zohoCall(t, url, tok, 1), 200)
+	got = call(t, "PUT", url+"/_sim/zoho/credits", nil, `{"daily":1}`)
+	if string(got.body) != `{"daily":1,"spent":1,"remaining":0}`+"\n" {
+		t.Errorf("PUT credits = %s", got.body)
+	}
+	wantStatus(t, zohoCall(t, url, tok, 1), 429)
+	wantStatus(t, call(t, "PUT", url+"/_sim/zoho/credits", nil, `{"daily":-1}`), 400)
+}
+
+func TestZohoCreditsControlNeedsLimits(t *testing.T) {
+	_, ts := newTest(t, Config{})
+	wantStatus(t, call(t, "GET", ts.URL+"/_sim/zoho/credits", nil, ""), 409)
+}

@@ -299,6 +299,9 @@ func (s *Server) routes() {
 	m.HandleFunc("PUT /_sim/stripe/payment_intents/{id}", s.putSeed("payment_intent"))
 	m.HandleFunc("GET /_sim/stripe", s.getSeeds)
 	m.HandleFunc("PUT /_sim/zoho/currencies", s.putCurrencies)
+	m.HandleFunc("GET /_sim/zoho/credits", s.zohoCreditsControl)
+	m.HandleFunc("PUT /_sim/zoho/credits", s.zohoCreditsControl)
+	m.HandleFunc("DELETE /_sim/zoho/credits", s.zohoCreditsControl)
 	m.HandleFunc("DELETE /_sim/stripe", s.deleteSeeds)
 	m.HandleFunc("GET /_sim/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

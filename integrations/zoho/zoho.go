@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +50,9 @@ const (
 	defaultTimeout         = 15 * time.Second
 	defaultRefreshMargin   = 2 * time.Minute
 	defaultThrottleBackoff = time.Minute
-	maxBody                = 1 << 20
+	// DefaultQuotaRecheck is Config.QuotaRecheck's default.
+	DefaultQuotaRecheck = time.Hour
+	maxBody             = 1 << 20
 )
 
 // Config configures a Client.
@@ -106,7 +109,14 @@ type Config struct {
 	// the caller; default 1 minute. Zoho blocks for the rest of its
 	// 10-minute window, which is not reported.
 	TokenThrottleBackoff time.Duration
-	HTTPClient           *http.Client
+	// QuotaRecheck is when a call refused because the organisation's API
+	// credits for the rolling 24 hours are used up is tried again, from
+	// the refusal, when the answer does not say (Zoho documents no reset
+	// time: credits spent 24 hours ago come back continuously); default
+	// 1 hour. See creditsExhausted for how the refusal is told apart from
+	// the concurrency limit's.
+	QuotaRecheck time.Duration
+	HTTPClient   *http.Client
 	// Logger is optional; only order ids and outcomes are logged.
 	Logger *slog.Logger
 }
@@ -125,7 +135,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("zoho: %s %q is not an http(s) URL", name, v))
 		}
 	}
-	if c.Timeout < 0 || c.TokenRefreshMargin < 0 || c.TokenThrottleBackoff < 0 {
+	if c.Timeout < 0 || c.TokenRefreshMargin < 0 || c.TokenThrottleBackoff < 0 || c.QuotaRecheck < 0 {
 		errs = append(errs, errors.New("zoho: durations must not be negative"))
 	}
 	switch c.CurrencyMode {
@@ -158,6 +168,7 @@ type Client struct {
 	tokens   *tokenSource
 	log      *slog.Logger
 	cur      currencyCache
+	now      func() time.Time
 }
 
 // New returns a client for cfg.
@@ -193,12 +204,16 @@ func New(cfg Config) (*Client, error) {
 	if cfg.TokenThrottleBackoff == 0 {
 		cfg.TokenThrottleBackoff = defaultThrottleBackoff
 	}
+	if cfg.QuotaRecheck == 0 {
+		cfg.QuotaRecheck = DefaultQuotaRecheck
+	}
 	c := &Client{
 		cfg:      cfg,
 		api:      strings.TrimRight(cfg.APIBaseURL, "/"),
 		accounts: strings.TrimRight(cfg.AccountsURL, "/"),
 		hc:       cfg.HTTPClient,
 		log:      cfg.Logger,
+		now:      time.Now,
 	}
 	c.hc = integrations.HTTPClient(c.hc, cfg.Timeout)
 	c.log = integrations.Logger(c.log)
@@ -330,6 +345,11 @@ type apiError struct {
 	Message string `json:"message"`
 	Details struct {
 		APIName string `json:"api_name"`
+		// The 429 sample of Zoho's OpenAPI description (v8) carries
+		// retry_after and window (seconds) and limit; whether the real
+		// credit refusal fills them is not documented.
+		RetryAfter json.Number `json:"retry_after"`
+		Window     json.Number `json:"window"`
 	} `json:"details"`
 }
 
@@ -437,8 +457,58 @@ func (c *Client) call(ctx context.Context, op, method, path string, body []byte)
 			}
 			continue
 		}
+		if reset, ok := c.creditsExhausted(resp, ae); ok {
+			c.log.WarnContext(ctx, "zoho: API credits for the rolling 24 hours are used up", "op", op, "retry_at", reset)
+			return nil, nil, integrations.QuotaExhausted(provider, op, resp.StatusCode, reset,
+				codeMsg(ae.Code, "", ae.Message)+"; API credits used up until "+reset.UTC().Format(time.RFC3339))
+		}
 		return nil, nil, statusError(op, resp, respBody, ae)
 	}
+}
+
+// HeaderCreditsRemaining is the header in which Zoho reports the
+// organisation's API credits left in the rolling 24 hours, once half of
+// them are used.
+const HeaderCreditsRemaining = "X-API-CREDITS-REMAINING"
+
+// creditsExhausted tells a refusal for used-up daily API credits from one
+// for the concurrency limit: Zoho answers both with TOO_MANY_REQUESTS
+// (HTTP 429) and documents no field that says which. The refusal is taken
+// for used-up credits when
+//   - X-API-CREDITS-REMAINING says 0 (the header Zoho sends once half the
+//     credits are used), or
+//   - its details give a window of an hour or more (the v8 OpenAPI sample
+//     has details.window and details.retry_after in seconds), or
+//   - its message speaks of credits.
+//
+// Anything else (the concurrency refusal with details.allowed_limit) stays
+// a transient error with its Retry-After. The credits come back at
+// details.retry_after, else Retry-After, else after QuotaRecheck.
+func (c *Client) creditsExhausted(resp *http.Response, ae apiError) (time.Time, bool) {
+	if resp.StatusCode != http.StatusTooManyRequests && ae.Code != "TOO_MANY_REQUESTS" {
+		return time.Time{}, false
+	}
+	exhausted := false
+	if v := strings.TrimSpace(resp.Header.Get(HeaderCreditsRemaining)); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n <= 0 {
+			exhausted = true
+		}
+	}
+	window, _ := ae.Details.Window.Int64()
+	if window >= 3600 || strings.Contains(strings.ToLower(ae.Message), "credit") {
+		exhausted = true
+	}
+	if !exhausted {
+		return time.Time{}, false
+	}
+	now := c.now()
+	if secs, err := ae.Details.RetryAfter.Int64(); err == nil && secs > 0 {
+		return now.Add(time.Duration(secs) * time.Second), true
+	}
+	if d := integrations.ParseRetryAfter(resp.Header.Get("Retry-After"), now); d > 0 {
+		return now.Add(d), true
+	}
+	return now.Add(c.cfg.QuotaRecheck), true
 }
 
 // statusError builds the Error for a non-2xx CRM answer.

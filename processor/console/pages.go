@@ -301,6 +301,9 @@ func (s *Server) stepView(name string, st *processor.State, rc *reqCtx) stepView
 		} else {
 			v.Result = dlq.StepResult(name, ss.Result)
 		}
+	case ss.HeldUntil != nil:
+		v.Status, v.Class = "held until "+ss.HeldUntil.UTC().Format(time.RFC3339)+" (provider quota used up; no attempt spent)", "waiting"
+		v.LastError = ss.HeldReason
 	case ss.Intent != nil:
 		v.Status, v.Class = "in doubt: call started "+ss.Intent.UTC().Format(time.RFC3339)+", no result recorded", "waiting"
 	case ss.Attempts > 0:

@@ -303,6 +303,9 @@ func WriteOrder(w io.Writer, st *processor.State) {
 			if name == processor.StepDetails && detail == "" && st.Order != nil {
 				detail = orderSummary(st.Order)
 			}
+		case ss.HeldUntil != nil:
+			status = "held until " + formatTime(*ss.HeldUntil) + " (provider quota used up; no attempt spent)"
+			detail = orDash(Cut(ss.HeldReason, 0))
 		case ss.Intent != nil:
 			status = "in doubt (call started " + formatTime(*ss.Intent) + ", no result recorded)"
 		case ss.Attempts > 0:
@@ -310,7 +313,7 @@ func WriteOrder(w io.Writer, st *processor.State) {
 		default:
 			status = "pending"
 		}
-		if ss != nil && !ss.Done && ss.Attempts > 0 {
+		if ss != nil && !ss.Done && ss.HeldUntil == nil && ss.Attempts > 0 {
 			detail = fmt.Sprintf("%d attempt(s), last %s: %s", ss.Attempts, formatTime(derefTime(ss.LastFailure)), orDash(Cut(ss.LastError, 0)))
 		} else if ss != nil && ss.Done && ss.Attempts > 0 {
 			detail = strings.TrimPrefix(detail+fmt.Sprintf("; after %d failed attempt(s)", ss.Attempts), "; ")

@@ -369,3 +369,23 @@ func TestLeftOut(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteOrderHeldStep(t *testing.T) {
+	at := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	until := time.Date(2026, 5, 7, 12, 1, 0, 0, time.UTC)
+	st := &processor.State{
+		OrderID: "pi_2", Status: processor.StatusInProgress, Pending: []string{"crm"},
+		Steps: map[string]*processor.StepState{
+			"details": {Done: true, DoneAt: &at},
+			"crm": {HeldUntil: &until, HeldReason: "zoho: upsert contact: HTTP 429: TOO_MANY_REQUESTS: API credits used up",
+				LastError: "zoho: upsert contact: HTTP 429", LastFailure: &at},
+		},
+	}
+	var buf bytes.Buffer
+	WriteOrder(&buf, st)
+	out := buf.String()
+	want := "  crm             held until 2026-05-07T12:01:00Z (provider quota used up; no attempt spent)  zoho: upsert contact: HTTP 429: TOO_MANY_REQUESTS: API credits used up\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("order output lacks the held line %q:\n%s", want, out)
+	}
+}
