@@ -156,7 +156,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 			return usagef("--status: unknown status %q (want one of open, replayed, resolved)", st)
 		}
 	}
-	ctx, stop := kf.wait(ctx, stderr, "reading the dead letters")
+	ctx, stop := kf.wait(ctx, &stderr, "reading the dead letters")
 	defer stop()
 	c, err := dlqClient(&kf)
 	if err != nil {
@@ -212,7 +212,7 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 			return usagef("dlq show: %s", strings.TrimPrefix(err.Error(), "dlq: "))
 		}
 	}
-	ctx, stop := kf.wait(ctx, stderr, "reading the dead letter")
+	ctx, stop := kf.wait(ctx, &stderr, "reading the dead letter")
 	defer stop()
 	c, err := dlqClient(&kf)
 	if err != nil {

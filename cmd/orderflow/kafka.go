@@ -143,31 +143,46 @@ func (k *kafkaFlags) registerTimeout(fs *flag.FlagSet) {
 }
 
 // wait bounds ctx by --timeout and, when Kafka is slow to answer, says on
-// stderr what the command waits for. Call stop when done, and pass the
-// command's error through explain.
-func (k *kafkaFlags) wait(ctx context.Context, stderr io.Writer, what string) (context.Context, func()) {
+// *stderr what the command waits for. It replaces *stderr with a writer
+// that shares the notice's lock, so the command's own messages and the
+// notice never write at once. Call stop when done, and pass the command's
+// error through explain.
+func (k *kafkaFlags) wait(ctx context.Context, stderr *io.Writer, what string) (context.Context, func()) {
 	if k.timeout <= 0 {
 		k.timeout = defaultKafkaTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	k.deadline = ctx
 	notice := min(time.Second, k.timeout/2)
-	var mu sync.Mutex // the notice is never written after stop returns
-	stopped := false
+	lw := &lockedWriter{w: *stderr}
+	*stderr = lw
+	stopped := false // the notice is never written after stop returns
 	t := time.AfterFunc(notice, func() {
-		mu.Lock()
-		defer mu.Unlock()
+		lw.mu.Lock()
+		defer lw.mu.Unlock()
 		if !stopped {
-			fmt.Fprintf(stderr, "orderflow: waiting for Kafka at %s to answer (%s); giving up after --timeout %s\n", k.brokers, what, k.timeout)
+			fmt.Fprintf(lw.w, "orderflow: waiting for Kafka at %s to answer (%s); giving up after --timeout %s\n", k.brokers, what, k.timeout)
 		}
 	})
 	return ctx, func() {
-		mu.Lock()
+		lw.mu.Lock()
 		stopped = true
-		mu.Unlock()
+		lw.mu.Unlock()
 		t.Stop()
 		cancel()
 	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // explain turns the error of a command bounded by wait into one that says

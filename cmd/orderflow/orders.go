@@ -69,7 +69,7 @@ func runOrdersShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return usagef("orders show: want one order id")
 	}
 	id := pos[0]
-	ctx, stop := kf.wait(ctx, stderr, "reading the order's state")
+	ctx, stop := kf.wait(ctx, &stderr, "reading the order's state")
 	defer stop()
 	c, err := dlqClient(&kf)
 	if err != nil {

@@ -137,8 +137,8 @@ func TestQuotaFallbackWhenRedisDown(t *testing.T) {
 	rs.Stop()
 	s, url := limitedSim(t, 0)
 	var logs bytes.Buffer
-	var mu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	lw := &lockedWriter{w: &logs}
+	logger := slog.New(slog.NewTextHandler(lw, nil))
 	p := parseProviderFlags(t, nil, "--label-dir", t.TempDir(), "--sim-url", url, "--sim-enforces-limits",
 		"--steps", "details,crm", "--redis-addr", rs.Addr())
 	prov, cleanup, err := p.build(context.Background(), logger)
@@ -157,9 +157,9 @@ func TestQuotaFallbackWhenRedisDown(t *testing.T) {
 		t.Fatal("no CRM request reached the simulator")
 	}
 	name := "zoho:" + simZohoClientID
-	mu.Lock()
+	lw.mu.Lock()
 	text := logs.String()
-	mu.Unlock()
+	lw.mu.Unlock()
 	if !strings.Contains(text, "quota: Redis unavailable, this processor keeps to its share") || !strings.Contains(text, "limit="+name) ||
 		!strings.Contains(text, "concurrency_share=10") {
 		t.Errorf("no fallback log line for %s: %s", name, text)
@@ -187,15 +187,4 @@ func TestQuotaFallbackWhenRedisDown(t *testing.T) {
 	if got[name] != 1 {
 		t.Errorf("orderflow_quota_fallback = %v, want %s at 1", got, name)
 	}
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

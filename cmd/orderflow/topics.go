@@ -53,7 +53,7 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
-	ctx, stop := kf.wait(ctx, stderr, "describing the topics")
+	ctx, stop := kf.wait(ctx, &stderr, "describing the topics")
 	defer stop()
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
