@@ -308,7 +308,7 @@ func TestComposeChecker(t *testing.T) {
 		{"unknown dependency", "      redis:\n        condition: service_healthy", "      valkey:\n        condition: service_healthy", `unknown service "valkey"`},
 		{"missing mounted file", "../prometheus/alerts.yml:", "../prometheus/rules.yml:", "rules.yml"},
 		{"missing build stage", "target: debug", "target: dbg", `build target "dbg"`},
-		{"sim url to nowhere", "http://sim:8090", "http://simulator:8090", "does not name the simulator"},
+		{"sim url to nowhere", "ORDERFLOW_SIM_URL: http://sim:8090", "ORDERFLOW_SIM_URL: http://simulator:8090", "does not name the simulator"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -412,3 +412,24 @@ func hashKey(parts ...[]byte) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
+
+// ComposeTimeout bounds installing docker-compose.
+const ComposeTimeout = InstallTimeout
+
+// ComposeCLI returns Debian's docker-compose (the Compose tool Debian
+// packages, 1.29), installing it with apt-get when it is missing and this
+// runs as root on Linux.
+func ComposeCLI(ctx context.Context, logf func(string, ...any)) (string, error) {
+	if p, err := lookPath("docker-compose"); err == nil {
+		return p, nil
+	}
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		return "", fmt.Errorf("docker-compose is not installed (as root on Linux the tests install Debian's docker-compose)")
+	}
+	ictx, cancel := context.WithTimeout(ctx, ComposeTimeout)
+	defer cancel()
+	if err := aptInstall(ictx, logf, "docker-compose"); err != nil {
+		return "", fmt.Errorf("(bounded at %s) %w", ComposeTimeout, err)
+	}
+	return lookPath("docker-compose")
+}
