@@ -204,9 +204,13 @@ func TestCompose(t *testing.T) {
 			count["prometheus"]++
 		case strings.HasPrefix(s.Image, "grafana/grafana"):
 			count["grafana"]++
+		case strings.HasPrefix(s.Image, "otel/opentelemetry-collector"):
+			count["otel-collector"]++
+		case strings.HasPrefix(s.Image, "jaegertracing/"):
+			count["jaeger"]++
 		}
 	}
-	for what, n := range map[string]int{"kafka": 1, "redis": 1, "topics create": 1, "gateway": 1, "processor": 2, "sim": 1, "prometheus": 1, "grafana": 1} {
+	for what, n := range map[string]int{"kafka": 1, "redis": 1, "topics create": 1, "gateway": 1, "processor": 2, "sim": 1, "prometheus": 1, "grafana": 1, "otel-collector": 1, "jaeger": 1} {
 		if count[what] != n {
 			t.Errorf("%d services run %s, want %d", count[what], what, n)
 		}
