@@ -362,11 +362,13 @@ func TestComposeStack(t *testing.T) {
 	}
 	healthy := time.Now()
 
-	// One order, sent as the compose file documents, from the gateway
-	// service's container with its webhook secret.
+	// One order, sent as the compose file documents, in the gateway
+	// service's container with its webhook secret: with exec in the
+	// running one, as docker-compose 1.29's run links the new container to
+	// the service's dependencies, which host networking refuses.
 	rctx, rcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer rcancel()
-	out, err = c.run(rctx, "run", "--rm", "--no-deps", "gateway", "send-test-event",
+	out, err = c.run(rctx, "exec", "-T", "gateway", "/orderflow", "send-test-event",
 		"--url", fmt.Sprintf("http://gateway:%d/webhooks/stripe", port["GATEWAY"]),
 		"--sim-url", fmt.Sprintf("http://sim:%d", port["SIM"]), "--count", "1")
 	if err != nil {
