@@ -383,7 +383,7 @@ func TestComposeStack(t *testing.T) {
 		}
 		return n
 	}
-	waitUntil(t, 2*time.Minute, "an order completed by the processors", func() (bool, string) {
+	waitUntil(t, 3*time.Minute, "an order completed by the processors", func() (bool, string) {
 		n := completed()
 		return n >= 1, fmt.Sprintf("orderflow_orders_total{status=\"completed\"} summed over both processors = %v", n)
 	})
