@@ -350,6 +350,18 @@ func TestComposeStack(t *testing.T) {
 	}
 	upDone := time.Now()
 
+	// Every container and volume of the project carries the owner label,
+	// so a killed run's are removed by the next (infra.RemoveOrphans).
+	owner := infra.LabelOwner + "=" + strconv.Itoa(os.Getpid())
+	for _, kind := range []string{"ps -a", "volume ls"} {
+		args := append(strings.Fields(kind), "-q", "--filter", "label=com.docker.compose.project="+c.project)
+		all, err1 := docker(t, args...)
+		owned, err2 := docker(t, append(args, "--filter", "label="+owner)...)
+		if err := errors.Join(err1, err2); err != nil || all == "" || all != owned {
+			t.Errorf("docker %s of the project: %q, of those labelled %s: %q (%v); want the same, not none", kind, all, owner, owned, err)
+		}
+	}
+
 	// The topics job created the topics, with compose.yaml's 12 partitions.
 	kafka := fmt.Sprintf("127.0.0.1:%d", port["KAFKA"])
 	checkTopics(t, kafka, map[string]int{"orders": 12, "orders.state": 12, "orders.dlq": 12})

@@ -363,8 +363,8 @@ func storageDriver(dir string) string {
 	return "overlay2"
 }
 
-// RemoveOrphans removes containers labelled by the test infrastructure
-// whose owning process is gone (left by a killed run).
+// RemoveOrphans removes containers and volumes labelled by the test
+// infrastructure whose owning process is gone (left by a killed run).
 func (e *Engine) RemoveOrphans(ctx context.Context) error {
 	out, err := e.Docker(ctx, "ps", "-a", "--filter", "label="+LabelOwner, "--format", `{{.ID}} {{.Label "`+LabelOwner+`"}}`)
 	if err != nil {
@@ -382,6 +382,27 @@ func (e *Engine) RemoveOrphans(ctx context.Context) error {
 	}
 	if len(ids) > 0 {
 		if _, err := e.Docker(ctx, append([]string{"rm", "-f", "-v"}, ids...)...); err != nil {
+			return err
+		}
+	}
+	// Volumes labelled the same way (the compose test's named volumes),
+	// once their containers are gone.
+	out, err = e.Docker(ctx, "volume", "ls", "--filter", "label="+LabelOwner, "--format", `{{.Name}} {{.Label "`+LabelOwner+`"}}`)
+	if err != nil {
+		return err
+	}
+	var vols []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		if pid, _ := strconv.Atoi(f[1]); !alive(pid) {
+			vols = append(vols, f[0])
+		}
+	}
+	if len(vols) > 0 {
+		if _, err := e.Docker(ctx, append([]string{"volume", "rm", "-f"}, vols...)...); err != nil {
 			return err
 		}
 	}
