@@ -385,9 +385,20 @@ func (e *Engine) RemoveOrphans(ctx context.Context) error {
 			return err
 		}
 	}
-	// Volumes labelled the same way (the compose test's named volumes),
-	// once their containers are gone.
-	out, err = e.Docker(ctx, "volume", "ls", "--filter", "label="+LabelOwner, "--format", `{{.Name}} {{.Label "`+LabelOwner+`"}}`)
+	if err := e.removeOrphanVolumes(ctx); err != nil {
+		return err
+	}
+	if e.Started {
+		// Bridges testcontainers-go may have made on an engine of ours.
+		_, _ = e.Docker(ctx, "network", "prune", "-f")
+	}
+	return nil
+}
+
+// removeOrphanVolumes removes the volumes labelled by the test
+// infrastructure (the compose test's named volumes) whose owner is gone.
+func (e *Engine) removeOrphanVolumes(ctx context.Context) error {
+	out, err := e.Docker(ctx, "volume", "ls", "--filter", "label="+LabelOwner, "--format", `{{.Name}} {{.Label "`+LabelOwner+`"}}`)
 	if err != nil {
 		return err
 	}
@@ -405,10 +416,6 @@ func (e *Engine) RemoveOrphans(ctx context.Context) error {
 		if _, err := e.Docker(ctx, append([]string{"volume", "rm", "-f"}, vols...)...); err != nil {
 			return err
 		}
-	}
-	if e.Started {
-		// Bridges testcontainers-go may have made on an engine of ours.
-		_, _ = e.Docker(ctx, "network", "prune", "-f")
 	}
 	return nil
 }
