@@ -204,9 +204,13 @@ func TestCompose(t *testing.T) {
 			count["prometheus"]++
 		case strings.HasPrefix(s.Image, "grafana/grafana"):
 			count["grafana"]++
+		case strings.HasPrefix(s.Image, "otel/opentelemetry-collector"):
+			count["otel-collector"]++
+		case strings.HasPrefix(s.Image, "jaegertracing/"):
+			count["jaeger"]++
 		}
 	}
-	for what, n := range map[string]int{"kafka": 1, "redis": 1, "topics create": 1, "gateway": 1, "processor": 2, "sim": 1, "prometheus": 1, "grafana": 1} {
+	for what, n := range map[string]int{"kafka": 1, "redis": 1, "topics create": 1, "gateway": 1, "processor": 2, "sim": 1, "prometheus": 1, "grafana": 1, "otel-collector": 1, "jaeger": 1} {
 		if count[what] != n {
 			t.Errorf("%d services run %s, want %d", count[what], what, n)
 		}
@@ -308,7 +312,7 @@ func TestComposeChecker(t *testing.T) {
 		{"unknown dependency", "      redis:\n        condition: service_healthy", "      valkey:\n        condition: service_healthy", `unknown service "valkey"`},
 		{"missing mounted file", "../prometheus/alerts.yml:", "../prometheus/rules.yml:", "rules.yml"},
 		{"missing build stage", "target: debug", "target: dbg", `build target "dbg"`},
-		{"sim url to nowhere", "http://sim:8090", "http://simulator:8090", "does not name the simulator"},
+		{"sim url to nowhere", "ORDERFLOW_SIM_URL: http://sim:8090", "ORDERFLOW_SIM_URL: http://simulator:8090", "does not name the simulator"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

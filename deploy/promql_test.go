@@ -107,7 +107,8 @@ var grafanaVars = strings.NewReplacer(
 )
 
 // dashboardQueries returns the PromQL of every panel target of a Grafana
-// dashboard, rows' nested panels included.
+// dashboard, rows' nested panels included; targets of another datasource
+// type (the Jaeger trace panel) are not PromQL and are left out.
 func dashboardQueries(data []byte) ([]query, error) {
 	var dash struct {
 		Panels []panel `json:"panels"`
@@ -120,6 +121,9 @@ func dashboardQueries(data []byte) ([]query, error) {
 	walk = func(ps []panel) {
 		for _, p := range ps {
 			for _, t := range p.Targets {
+				if ds := t.Datasource.or(p.Datasource); ds != nil && ds.Type != "prometheus" {
+					continue
+				}
 				out = append(out, query{
 					where: fmt.Sprintf("dashboard panel %q target %s", p.Title, t.RefID),
 					expr:  grafanaVars.Replace(t.Expr),
@@ -133,17 +137,44 @@ func dashboardQueries(data []byte) ([]query, error) {
 }
 
 type panel struct {
-	ID      int    `json:"id"`
-	Title   string `json:"title"`
-	Type    string `json:"type"`
-	Targets []struct {
-		RefID string `json:"refId"`
-		Expr  string `json:"expr"`
-	} `json:"targets"`
-	GridPos *struct {
+	ID         int             `json:"id"`
+	Title      string          `json:"title"`
+	Type       string          `json:"type"`
+	Datasource *datasourceRef  `json:"datasource"`
+	Targets    []panelTarget   `json:"targets"`
+	Links      []dashboardLink `json:"links"`
+	GridPos    *struct {
 		H, W, X, Y int
 	} `json:"gridPos"`
 	Panels []panel `json:"panels"`
+}
+
+type panelTarget struct {
+	RefID      string         `json:"refId"`
+	Expr       string         `json:"expr"`
+	Query      string         `json:"query"`
+	Datasource *datasourceRef `json:"datasource"`
+}
+
+// datasourceRef is a panel's or a target's datasource.
+type datasourceRef struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
+}
+
+// or is r, else the panel's datasource d.
+func (r *datasourceRef) or(d *datasourceRef) *datasourceRef {
+	if r != nil {
+		return r
+	}
+	return d
+}
+
+// dashboardLink is a dashboard's or a panel's link.
+type dashboardLink struct {
+	Title string `json:"title"`
+	Type  string `json:"type"`
+	URL   string `json:"url"`
 }
 
 // parseRules parses an alert rules file with Prometheus's own rule parser,

@@ -363,8 +363,8 @@ func storageDriver(dir string) string {
 	return "overlay2"
 }
 
-// RemoveOrphans removes containers labelled by the test infrastructure
-// whose owning process is gone (left by a killed run).
+// RemoveOrphans removes containers and volumes labelled by the test
+// infrastructure whose owning process is gone (left by a killed run).
 func (e *Engine) RemoveOrphans(ctx context.Context) error {
 	out, err := e.Docker(ctx, "ps", "-a", "--filter", "label="+LabelOwner, "--format", `{{.ID}} {{.Label "`+LabelOwner+`"}}`)
 	if err != nil {
@@ -385,9 +385,37 @@ func (e *Engine) RemoveOrphans(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := e.removeOrphanVolumes(ctx); err != nil {
+		return err
+	}
 	if e.Started {
 		// Bridges testcontainers-go may have made on an engine of ours.
 		_, _ = e.Docker(ctx, "network", "prune", "-f")
+	}
+	return nil
+}
+
+// removeOrphanVolumes removes the volumes labelled by the test
+// infrastructure (the compose test's named volumes) whose owner is gone.
+func (e *Engine) removeOrphanVolumes(ctx context.Context) error {
+	out, err := e.Docker(ctx, "volume", "ls", "--filter", "label="+LabelOwner, "--format", `{{.Name}} {{.Label "`+LabelOwner+`"}}`)
+	if err != nil {
+		return err
+	}
+	var vols []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		if pid, _ := strconv.Atoi(f[1]); !alive(pid) {
+			vols = append(vols, f[0])
+		}
+	}
+	if len(vols) > 0 {
+		if _, err := e.Docker(ctx, append([]string{"volume", "rm", "-f"}, vols...)...); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -411,4 +439,25 @@ func hashKey(parts ...[]byte) string {
 		h.Write(p)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// ComposeTimeout bounds installing docker-compose.
+const ComposeTimeout = InstallTimeout
+
+// ComposeCLI returns Debian's docker-compose (the Compose tool Debian
+// packages, 1.29), installing it with apt-get when it is missing and this
+// runs as root on Linux.
+func ComposeCLI(ctx context.Context, logf func(string, ...any)) (string, error) {
+	if p, err := lookPath("docker-compose"); err == nil {
+		return p, nil
+	}
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		return "", fmt.Errorf("docker-compose is not installed (as root on Linux the tests install Debian's docker-compose)")
+	}
+	ictx, cancel := context.WithTimeout(ctx, ComposeTimeout)
+	defer cancel()
+	if err := aptInstall(ictx, logf, "docker-compose"); err != nil {
+		return "", fmt.Errorf("(bounded at %s) %w", ComposeTimeout, err)
+	}
+	return lookPath("docker-compose")
 }
