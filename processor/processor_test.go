@@ -466,10 +466,14 @@ func TestRebalanceMidBacklog(t *testing.T) {
 	eventually(t, "two thirds done", 60*time.Second, done(2*len(ks)/3))
 	r1.stop(t)
 	h.waitStates("all completed", 90*time.Second, allStatus(ks, StatusCompleted))
+	// A call still running when its partition is revoked may be cancelled
+	// by the drain deadline (on a loaded machine) and made again by the
+	// new owner; the fake creates nothing for a cancelled call. What must
+	// hold is one successful call per step and order.
 	for _, k := range ks {
 		for _, step := range Chain {
-			if n := f.attemptCount(step, k); n != 1 {
-				t.Errorf("%s %s called %d times, want 1", k, step, n)
+			if n := f.createdCount(step, k); n != 1 {
+				t.Errorf("%s %s created %d times (%d calls), want 1", k, step, n, f.attemptCount(step, k))
 			}
 		}
 	}
