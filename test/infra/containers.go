@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -70,7 +69,7 @@ func runContainer(ctx context.Context, name, image string, nPorts int, env func(
 		sctx, cancel := context.WithTimeout(ctx, ContainerStartTimeout)
 		defer cancel()
 		opts := []testcontainers.ContainerCustomizer{
-			testcontainers.WithLabels(map[string]string{LabelOwner: strconv.Itoa(os.Getpid())}),
+			testcontainers.WithLabels(map[string]string{LabelOwner: Owner}),
 			testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 				hc.NetworkMode = "host"
 			}),

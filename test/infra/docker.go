@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,10 +27,26 @@ const (
 )
 
 // LabelOwner marks every container the test infrastructure starts; the
-// value is the pid of the process that started it. Containers whose owner
-// is gone are removed before new ones start (Ryuk, testcontainers' reaper,
-// is not used: its image is not always available).
+// value is the owner (Owner): the pid of the process that started it, or
+// "file:<path>" for the servers of `infra up`, which outlive that process
+// and are owned by their address file until `infra down` removes it.
+// Containers whose owner is gone are removed before new ones start (Ryuk,
+// testcontainers' reaper, is not used: its image is not always available).
 const LabelOwner = "org.orderflow.test.owner"
+
+// Owner is the LabelOwner value of the containers this process starts.
+var Owner = strconv.Itoa(os.Getpid())
+
+// ownerGone reports whether the owner named by a LabelOwner value is gone:
+// its process has exited, or its file was removed.
+func ownerGone(v string) bool {
+	if f, ok := strings.CutPrefix(v, "file:"); ok {
+		_, err := os.Stat(f)
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	pid, _ := strconv.Atoi(v)
+	return !alive(pid)
+}
 
 // engineSlots is how many dockerd instances (each with its own image cache)
 // may run at once on one machine, one per concurrent test run.
@@ -376,7 +394,7 @@ func (e *Engine) RemoveOrphans(ctx context.Context) error {
 		if len(f) != 2 {
 			continue
 		}
-		if pid, _ := strconv.Atoi(f[1]); !alive(pid) {
+		if ownerGone(f[1]) {
 			ids = append(ids, f[0])
 		}
 	}
@@ -408,7 +426,7 @@ func (e *Engine) removeOrphanVolumes(ctx context.Context) error {
 		if len(f) != 2 {
 			continue
 		}
-		if pid, _ := strconv.Atoi(f[1]); !alive(pid) {
+		if ownerGone(f[1]) {
 			vols = append(vols, f[0])
 		}
 	}

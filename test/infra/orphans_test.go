@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,15 +36,20 @@ func TestRemoveOrphansRemovesVolumesOfGoneOwners(t *testing.T) {
 	stamp := time.Now().UnixNano()
 	orphan := fmt.Sprintf("orderflow-test-orphan-%d", stamp)
 	kept := fmt.Sprintf("orderflow-test-kept-%d", stamp)
-	for name, pid := range map[string]int{orphan: deadPID, kept: os.Getpid()} {
-		if out, err := e.Docker(ctx, "volume", "create", "--label", LabelOwner+"="+strconv.Itoa(pid), name); err != nil {
+	keptFile := fmt.Sprintf("orderflow-test-kept-file-%d", stamp)
+	ownerFile := filepath.Join(t.TempDir(), ".infra.env")
+	if err := os.WriteFile(ownerFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, owner := range map[string]string{orphan: strconv.Itoa(deadPID), kept: strconv.Itoa(os.Getpid()), keptFile: "file:" + ownerFile} {
+		if out, err := e.Docker(ctx, "volume", "create", "--label", LabelOwner+"="+owner, name); err != nil {
 			t.Fatalf("volume create: %v\n%s", err, out)
 		}
 	}
-	t.Cleanup(func() { _, _ = e.Docker(context.Background(), "volume", "rm", "-f", orphan, kept) })
+	t.Cleanup(func() { _, _ = e.Docker(context.Background(), "volume", "rm", "-f", orphan, kept, keptFile) })
 
-	// Not RemoveOrphans: it would also remove the containers of
-	// `infra up`, whose owner has exited.
+	// Only the volumes: RemoveOrphans would also remove the containers of
+	// test runs that share this engine without sharing this test's owners.
 	if err := e.removeOrphanVolumes(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +63,41 @@ func TestRemoveOrphansRemovesVolumesOfGoneOwners(t *testing.T) {
 	}
 	if !containsString(names, kept) {
 		t.Errorf("volume %s of this test's pid was removed", kept)
+	}
+	if !containsString(names, keptFile) {
+		t.Errorf("volume %s owned by an existing address file was removed", keptFile)
+	}
+}
+
+// The servers of `infra up` are owned by their address file: kept while it
+// exists, gone once infra down removes it.
+func TestOwnerGone(t *testing.T) {
+	f := filepath.Join(t.TempDir(), ".infra.env")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		owner string
+		want  bool
+	}{
+		{strconv.Itoa(os.Getpid()), false},
+		{"file:" + f, false},
+		{"file:" + f + ".removed", true},
+		{"", true},
+		{"not-a-pid", true},
+	} {
+		if got := ownerGone(tc.owner); got != tc.want {
+			t.Errorf("ownerGone(%q) = %v, want %v", tc.owner, got, tc.want)
+		}
+	}
+	if pid := gone.Process.Pid; !alive(pid) {
+		if !ownerGone(strconv.Itoa(pid)) {
+			t.Errorf("ownerGone(exited pid %d) = false", pid)
+		}
 	}
 }
 

@@ -352,10 +352,19 @@ func stale(envFile string) {
 
 func up(envFile, dir string) error {
 	stale(envFile)
+	// The servers outlive this process: their address file owns their
+	// containers, so another run's clean-up leaves them until infra down.
+	if abs, err := filepath.Abs(envFile); err == nil {
+		infra.Owner = "file:" + abs
+	}
+	if err := writeEnv(envFile, nil); err != nil { // owns them while they start
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	s, err := start(ctx, dir, true)
 	if err != nil {
+		_ = os.Remove(envFile)
 		return err
 	}
 	if err := writeEnv(envFile, s.env()); err != nil {
