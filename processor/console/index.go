@@ -31,7 +31,7 @@ import (
 //	M<name>                      the store's own records: format, identity,
 //	                             checkpoints (topic 0x00 partition → next offset),
 //	                             counts by status
-//	o<id>                        order summary (JSON)
+//	o<id>                        order summary (summarycodec.go)
 //	t<created><id>               every order by creation time
 //	x<status>0<step>0<created><id>  orders by status and current step
 //	f<flag>0<created><id>        flagged orders (possible_duplicate:<step>)
@@ -48,7 +48,7 @@ import (
 // crash loses a suffix of batches, data and checkpoints together, and the
 // follower reads them again).
 const (
-	formatVersion = "1"
+	formatVersion = "2"
 	sep           = 0x00
 )
 
@@ -75,6 +75,7 @@ type Identity struct {
 type Index struct {
 	db  *pebble.DB
 	dir string
+	*stallClock
 
 	mu      sync.Mutex // Apply
 	counts  map[string]int64
@@ -132,11 +133,16 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	for i := 1; i < len(opts.Levels); i++ {
 		opts.Levels[i] = opts.Levels[0]
 	}
+	st := &stallClock{}
+	opts.EventListener = &pebble.EventListener{WriteStallBegin: st.begin, WriteStallEnd: st.end}
+	if tuneOptions != nil {
+		tuneOptions(opts)
+	}
 	db, err := pebble.Open(filepath.Clean(dir), opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("console: open index: %w", err)
 	}
-	ix := &Index{db: db, dir: dir, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen()}
+	ix := &Index{db: db, dir: dir, stallClock: st, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen()}
 	want, _ := json.Marshal(id)
 	f, err := ix.get(keyFormat)
 	if err != nil {
@@ -168,6 +174,31 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	}
 	return ix, "", nil
 }
+
+// stallClock counts the store's write stalls (writes held back while
+// compactions catch up) and their time.
+type stallClock struct {
+	mu      sync.Mutex
+	since   time.Time
+	stalls  int
+	stalled time.Duration
+}
+
+func (c *stallClock) begin(pebble.WriteStallBeginInfo) {
+	c.mu.Lock()
+	c.stalls++
+	c.since = time.Now()
+	c.mu.Unlock()
+}
+
+func (c *stallClock) end() {
+	c.mu.Lock()
+	c.stalled += time.Since(c.since)
+	c.mu.Unlock()
+}
+
+// tuneOptions, when set, changes the store's options (benchmarks).
+var tuneOptions func(*pebble.Options)
 
 // load reads the checkpoints and counts, and fills the filter of order ids.
 func (ix *Index) load() error {
@@ -396,7 +427,7 @@ func (ix *Index) decodeStates(recs []*kgo.Record, last map[string]int) map[int]*
 						// Kafka, the index keeps no copy.
 						s.StatePartition, s.StateOffset = r.Partition, r.Offset
 						d.sum = &s
-						d.enc, _ = json.Marshal(&s)
+						d.enc = appendSummary(nil, &s)
 					}
 				}
 				out[k] = d
@@ -425,10 +456,7 @@ func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, d *decoded, counts m
 		if v, err := ix.get(oKey(id)); err != nil {
 			return fmt.Errorf("console: read index: %w", err)
 		} else if v != nil {
-			var s Summary
-			if json.Unmarshal(v, &s) == nil {
-				old = &s
-			}
+			old, _ = decodeSummary(v)
 		}
 	}
 	cur := d.sum
@@ -605,11 +633,7 @@ func (ix *Index) summary(id string) (*Summary, error) {
 	if err != nil || v == nil {
 		return nil, err
 	}
-	var s Summary
-	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return decodeSummary(v)
 }
 
 // Events returns the order's `orders` records, oldest first.
