@@ -110,36 +110,53 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	go f.watchHigh(ctx, kadm.NewClient(cl))
-	for {
-		fs := cl.PollRecords(ctx, 5000)
-		if ctx.Err() != nil {
-			return nil
-		}
-		for _, fe := range fs.Errors() {
-			if errors.Is(fe.Err, context.Canceled) {
-				continue
+	// Polls are decoded on one goroutine while the index writes the one
+	// before on this one: a catch-up keeps both busy.
+	polls := make(chan *Decoded, 1)
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		defer close(polls)
+		for {
+			fs := cl.PollRecords(pctx, 5000)
+			if pctx.Err() != nil {
+				return
 			}
-			f.setErr(fmt.Sprintf("read %s/%d: %v", fe.Topic, fe.Partition, fe.Err))
-			f.log.Warn("console: read failed; retrying", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+			for _, fe := range fs.Errors() {
+				if errors.Is(fe.Err, context.Canceled) {
+					continue
+				}
+				f.setErr(fmt.Sprintf("read %s/%d: %v", fe.Topic, fe.Partition, fe.Err))
+				f.log.Warn("console: read failed; retrying", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+			}
+			fs.EachPartition(func(p kgo.FetchTopicPartition) {
+				f.mu.Lock()
+				if f.high[p.Topic] == nil {
+					f.high[p.Topic] = map[int32]int64{}
+				}
+				if p.HighWatermark > f.high[p.Topic][p.Partition] {
+					f.high[p.Topic][p.Partition] = p.HighWatermark
+				}
+				f.mu.Unlock()
+			})
+			d := Decode(f.names, fs.Records())
+			select {
+			case polls <- d:
+			case <-pctx.Done():
+				return
+			}
 		}
-		recs := fs.Records()
-		if _, err := f.ix.Apply(f.names, recs); err != nil {
+	}()
+	for d := range polls {
+		n, err := f.ix.ApplyDecoded(d)
+		if err != nil {
 			return err
 		}
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			f.mu.Lock()
-			if f.high[p.Topic] == nil {
-				f.high[p.Topic] = map[int32]int64{}
-			}
-			if p.HighWatermark > f.high[p.Topic][p.Partition] {
-				f.high[p.Topic][p.Partition] = p.HighWatermark
-			}
-			f.mu.Unlock()
-		})
-		if len(recs) > 0 {
+		if n > 0 {
 			f.setErr("")
 		}
 	}
+	return nil
 }
 
 // watchHigh lists the end offsets now and then, so Behind is right while

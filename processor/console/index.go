@@ -314,6 +314,34 @@ type Names = topics.Names
 // state of an order within recs is decoded: earlier ones would be
 // replaced at once.
 func (ix *Index) Apply(names Names, recs []*kgo.Record) (int, error) {
+	return ix.ApplyDecoded(Decode(names, recs))
+}
+
+// Decoded is a poll of records with its states read, ready for
+// ApplyDecoded. Decoding needs no lock: a follower decodes the next poll
+// while the index writes the one before.
+type Decoded struct {
+	names     Names
+	recs      []*kgo.Record
+	lastState map[string]int
+	states    map[int]*decoded
+}
+
+// Decode reads the last state of each order in recs (on every core).
+func Decode(names Names, recs []*kgo.Record) *Decoded {
+	d := &Decoded{names: names, recs: recs, lastState: map[string]int{}}
+	for i, r := range recs {
+		if r.Topic == names.State {
+			d.lastState[string(r.Key)] = i
+		}
+	}
+	d.states = decodeStates(recs, d.lastState)
+	return d
+}
+
+// ApplyDecoded files a decoded poll as Apply does.
+func (ix *Index) ApplyDecoded(d *Decoded) (int, error) {
+	names, recs, lastState, decoded := d.names, d.recs, d.lastState, d.states
 	if len(recs) == 0 {
 		return 0, nil
 	}
@@ -322,13 +350,6 @@ func (ix *Index) Apply(names Names, recs []*kgo.Record) (int, error) {
 	b := ix.db.NewBatch()
 	defer b.Close()
 	next := map[string]map[int32]int64{}
-	lastState := map[string]int{}
-	for i, r := range recs {
-		if r.Topic == names.State {
-			lastState[string(r.Key)] = i
-		}
-	}
-	decoded := ix.decodeStates(recs, lastState)
 	counts := map[string]int64{}
 	for i, r := range recs {
 		if next[r.Topic] == nil {
@@ -393,7 +414,7 @@ type decoded struct {
 // decodeStates reads the last state of each order in recs, on every
 // core: the fields the index keeps are scanned (scan.go), a record the
 // scan does not answer for is decoded in full.
-func (ix *Index) decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
+func decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
 	idx := make([]int, 0, len(last))
 	for _, i := range last {
 		idx = append(idx, i)
