@@ -182,10 +182,12 @@ type stallClock struct {
 	since   time.Time
 	stalls  int
 	stalled time.Duration
+	reason  string // the last stall's
 }
 
-func (c *stallClock) begin(pebble.WriteStallBeginInfo) {
+func (c *stallClock) begin(i pebble.WriteStallBeginInfo) {
 	c.mu.Lock()
+	c.reason = i.Reason
 	c.stalls++
 	c.since = time.Now()
 	c.mu.Unlock()

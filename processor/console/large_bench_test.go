@@ -34,6 +34,18 @@ func BenchmarkApplyLarge(b *testing.B) {
 			o.L0CompactionThreshold = 8
 			o.L0StopWritesThreshold = 32
 			o.LBaseMaxBytes = 256 << 20
+		case "t32m4":
+			o.MemTableSize = 32 << 20
+			o.MemTableStopWritesThreshold = 4
+			o.L0CompactionThreshold = 8
+			o.L0StopWritesThreshold = 32
+			o.LBaseMaxBytes = 256 << 20
+		case "m16x4":
+			o.MemTableSize = 16 << 20
+			o.MemTableStopWritesThreshold = 4
+			o.L0CompactionThreshold = 8
+			o.L0StopWritesThreshold = 32
+			o.LBaseMaxBytes = 256 << 20
 		case "both":
 			o.MemTableSize = 64 << 20
 			o.L0CompactionThreshold = 8
@@ -69,8 +81,8 @@ func BenchmarkApplyLarge(b *testing.B) {
 		}
 		apply(recs)
 		m := ix.db.Metrics()
-		fmt.Fprintf(os.Stderr, "%s: applied %d in %v: %.0f/s; compactions %d, written %d MiB, stalls %d %v\n", variant, n, applying, float64(n)/applying.Seconds(),
-			m.Compact.Count, (m.Total().TableBytesFlushed+m.Total().TableBytesCompacted)>>20, ix.stalls, ix.stalled)
+		fmt.Fprintf(os.Stderr, "%s: applied %d in %v: %.0f/s; compactions %d, written %d MiB, stalls %d %v (%s)\n", variant, n, applying, float64(n)/applying.Seconds(),
+			m.Compact.Count, (m.Total().TableBytesFlushed+m.Total().TableBytesCompacted)>>20, ix.stalls, ix.stalled, ix.reason)
 		ix.Close()
 	}
 }
