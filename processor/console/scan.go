@@ -159,6 +159,13 @@ func (sc *stateScanner) rawString() (raw []byte, esc bool, err error) {
 	}
 	start := sc.pos
 	for i := start + 1; i < len(sc.b); {
+		// Most bytes of a string are plain: pass them in a tight loop.
+		for i < len(sc.b) && !strSpecial[sc.b[i]] {
+			i++
+		}
+		if i >= len(sc.b) {
+			break
+		}
 		c := sc.b[i]
 		switch {
 		case c == '"':
@@ -193,6 +200,16 @@ func (sc *stateScanner) rawString() (raw []byte, esc bool, err error) {
 	}
 	return nil, false, errScan
 }
+
+// strSpecial marks the bytes that end a plain run in a string: the quote,
+// the backslash and control characters.
+var strSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
