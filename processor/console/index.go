@@ -935,6 +935,12 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 			order = append(order, id)
 		}
 	}
+	// One iterator for every kind of key, moved from prefix to prefix.
+	it, err := ix.db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
 	if v, err := ix.get(oKey(term)); err != nil {
 		return nil, err
 	} else if v != nil {
@@ -947,7 +953,7 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 		{'n', strings.ToUpper(term)}, {'@', strings.ToLower(term)}, {'k', term}, {'i', term}, {'e', term},
 	} {
 		pre := cat([]byte{p.kind}, []byte(p.term), []byte{sep})
-		if err := ix.scanLimit(pre, limit, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
+		if err := scanLimit(it, pre, limit, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
 			return nil, err
 		}
 	}
@@ -959,7 +965,7 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 				t = strings.ToLower(term)
 			}
 			pre := cat([]byte{kind}, []byte(t))
-			if err := ix.scanLimit(pre, limit, func(k []byte) {
+			if err := scanLimit(it, pre, limit, func(k []byte) {
 				rest := k[1:]
 				if kind == '@' {
 					if i := bytes.LastIndexByte(rest, sep); i >= 0 {
@@ -990,17 +996,15 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 	return out, nil
 }
 
-func (ix *Index) scanLimit(prefix []byte, limit int, fn func(k []byte)) error {
-	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return err
-	}
+// scanLimit calls fn with the first keys of prefix, at most limit.
+func scanLimit(it *pebble.Iterator, prefix []byte, limit int, fn func(k []byte)) error {
+	it.SetBounds(prefix, prefixEnd(prefix))
 	n := 0
 	for ok := it.First(); ok && n < limit; ok = it.Next() {
 		fn(it.Key())
 		n++
 	}
-	return it.Close()
+	return it.Error()
 }
 
 // cursorIter is one prefix's reverse iterator in a merge.
