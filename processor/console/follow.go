@@ -100,9 +100,12 @@ func (f *Follower) Run(ctx context.Context) error {
 		// console was stopped) resumes at the start.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Fetches bounded so the records in memory stay small against
-		// the index's cache (the console's RSS is measured by make bench).
-		kgo.FetchMaxBytes(16<<20),
-		kgo.FetchMaxPartitionBytes(4<<20),
+		// the index's cache (the console's RSS is measured by make bench):
+		// the bounds are of compressed bytes, a fetch held decompressed
+		// is several times larger, and a record read keeps its whole
+		// batch in memory.
+		kgo.FetchMaxBytes(4<<20),
+		kgo.FetchMaxPartitionBytes(1<<20),
 		kgo.FetchMaxWait(500*time.Millisecond),
 	)...)
 	if err != nil {
@@ -111,14 +114,15 @@ func (f *Follower) Run(ctx context.Context) error {
 	defer cl.Close()
 	go f.watchHigh(ctx, kadm.NewClient(cl))
 	// Polls are decoded on one goroutine while the index writes the one
-	// before on this one: a catch-up keeps both busy.
-	polls := make(chan *Decoded, 1)
+	// before on this one: a catch-up keeps both busy, with at most two
+	// polls in memory besides the client's buffered fetch.
+	polls := make(chan *Decoded)
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
 		defer close(polls)
 		for {
-			fs := cl.PollRecords(pctx, 5000)
+			fs := cl.PollRecords(pctx, 2000)
 			if pctx.Err() != nil {
 				return
 			}
