@@ -147,9 +147,6 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	}
 	st := &stallClock{}
 	opts.EventListener = &pebble.EventListener{WriteStallBegin: st.begin, WriteStallEnd: st.end}
-	if tuneOptions != nil {
-		tuneOptions(opts)
-	}
 	db, err := pebble.Open(filepath.Clean(dir), opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("console: open index: %w", err)
@@ -210,9 +207,6 @@ func (c *stallClock) end() {
 	c.stalled += time.Since(c.since)
 	c.mu.Unlock()
 }
-
-// tuneOptions, when set, changes the store's options (benchmarks).
-var tuneOptions func(*pebble.Options)
 
 // load reads the checkpoints and counts, and fills the filter of order ids.
 func (ix *Index) load() error {

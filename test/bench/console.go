@@ -191,7 +191,8 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 	argv := []string{bin, "console", "--brokers", strings.Join(b.brokers, ","), "--topic-prefix", names.Prefix,
 		"--http-addr", addr, "--index-dir", indexDir, "--tokens-file", tokens, "--log-format", "text"}
 	pprofAddr := ""
-	if b.o.profile != "" {
+	profile := b.o.profile != "" && bin == b.bin // another build may not have --pprof-addr
+	if profile {
 		if pprofAddr, err = freeAddr(); err != nil {
 			return err
 		}
@@ -225,7 +226,7 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 		if err == nil && code == 200 && json.Unmarshal(body, &st) == nil && st.Known && st.Behind == 0 {
 			break
 		}
-		if b.o.profile != "" && !profiled && err == nil && code == 200 && time.Since(t0) > 3*time.Second {
+		if profile && !profiled && err == nil && code == 200 && time.Since(t0) > 3*time.Second {
 			profiled = true
 			go b.consoleProfile(ctx, pprofAddr, fmt.Sprintf("console-catchup-%s-%d", strings.ReplaceAll(res.Build, " ", "-"), res.Round))
 		}
@@ -307,7 +308,7 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 		{"orders page (since 7d)", 200, func(int) error { return page("/orders?since=7d") }},
 	}
 	for i, s := range steps {
-		if b.o.profile != "" && i == 0 {
+		if profile && i == 0 {
 			go b.consoleProfile(ctx, pprofAddr, fmt.Sprintf("console-search-%s-%d", strings.ReplaceAll(res.Build, " ", "-"), res.Round))
 		}
 		if err := measure(s.what, s.limit, 300, s.fn); err != nil {
@@ -380,7 +381,7 @@ func (r *Results) consoleMarkdown(s *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(s, "## Console (%d orders indexed)\n\n", c.Orders)
-	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic and decoding nothing.\n\n", c.Orders, c.StateBytes>>20)
+	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic just before and decoding nothing. This build's median run (by catch-up ratio):\n\n", c.Orders, c.StateBytes>>20)
 	s.WriteString("| measure | value | target |\n|---|---|---|\n")
 	fmt.Fprintf(s, "| plain consumer | %.0f records/s | |\n", c.PlainPerSec)
 	fmt.Fprintf(s, "| index catch-up | %.0f records/s (%.1f s) | |\n", c.IndexPerSec, c.CatchUpSecs)
@@ -390,6 +391,22 @@ func (r *Results) consoleMarkdown(s *strings.Builder) {
 	s.WriteString("| request (over HTTP, 300 each) | p50 ms | p99 ms | target p99 |\n|---|---|---|---|\n")
 	for _, q := range c.Queries {
 		fmt.Fprintf(s, "| %s | %.1f | %.1f | ≤ %.0f ms |\n", q.What, q.P50Ms, q.P99Ms, q.Limit)
+	}
+	s.WriteString("\n")
+	if len(c.Runs) < 2 {
+		return
+	}
+	s.WriteString("Every run, in the order run (p99 ms of each request):\n\n| build | round | plain rec/s | catch-up rec/s | ratio | peak RSS MiB |")
+	for _, q := range c.Runs[0].Queries {
+		fmt.Fprintf(s, " %s |", q.What)
+	}
+	s.WriteString("\n|---|---|---|---|---|---|" + strings.Repeat("---|", len(c.Runs[0].Queries)) + "\n")
+	for _, run := range c.Runs {
+		fmt.Fprintf(s, "| %s | %d | %.0f | %.0f | %.2f | %d |", run.Build, run.Round, run.PlainPerSec, run.IndexPerSec, run.Ratio, run.PeakRSS>>20)
+		for _, q := range run.Queries {
+			fmt.Fprintf(s, " %.1f |", q.P99Ms)
+		}
+		s.WriteString("\n")
 	}
 	s.WriteString("\n")
 }
