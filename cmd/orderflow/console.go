@@ -57,6 +57,7 @@ type consoleConfig struct {
 	TLSCert, TLSKey  string
 	SecureCookies    bool
 	NoLogin          bool
+	PprofAddr        string
 	Names            topics.Names
 	Kafka            []kgo.Opt
 }
@@ -88,6 +89,7 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.BoolVar(&c.SecureCookies, "secure-cookies", false, "mark the session cookie Secure (behind a TLS proxy; implied by --tls-cert)")
 	fs.BoolVar(&c.NoLogin, "dev-no-login", false, "serve without login as operator \"dev\" (only on a loopback --http-addr)")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "also serve Go's profiler at /debug/pprof/ on this loopback address (127.0.0.1:port), without login; off when empty")
 	fs.StringVar(&logFormat, "log-format", "json", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
@@ -132,6 +134,9 @@ func (c *consoleConfig) validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return usagef("--tls-cert and --tls-key go together")
 	}
+	if c.PprofAddr != "" && !isLoopbackAddr(c.PprofAddr) {
+		return usagef("--pprof-addr needs a loopback address (127.0.0.1:port), not %q: the profiler has no login", c.PprofAddr)
+	}
 	if c.NoLogin {
 		host, _, err := net.SplitHostPort(c.Addr)
 		ip := net.ParseIP(host)
@@ -146,11 +151,18 @@ func (c *consoleConfig) validate() error {
 	return nil
 }
 
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return err == nil && (host == "localhost" || ip != nil && ip.IsLoopback())
+}
+
 // consoleServer is a running console.
 type consoleServer struct {
 	log      *slog.Logger
 	ln       net.Listener
 	srv      *http.Server
+	pprof    *http.Server // --pprof-addr
 	tls      bool
 	index    *console.Index
 	dlq      *dlq.Client
@@ -252,6 +264,16 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 			logger.Error("console: http server failed", "err", err)
 		}
 	}()
+	if c.PprofAddr != "" {
+		pln, err := net.Listen("tcp", c.PprofAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--pprof-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		servePprof(mux)
+		cs.pprof = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = cs.pprof.Serve(pln) }()
+	}
 	logger.Info("console started", "addr", cs.ln.Addr().String(), "index_dir", c.IndexDir)
 	return cs, nil
 }
@@ -266,6 +288,9 @@ func (cs *consoleServer) Stop() error {
 		cancel()
 	} else if cs.ln != nil {
 		cs.ln.Close()
+	}
+	if cs.pprof != nil {
+		cs.pprof.Close()
 	}
 	if cs.cancel != nil {
 		cs.cancel()

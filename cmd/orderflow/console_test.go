@@ -34,6 +34,8 @@ func TestConsoleUsageErrors(t *testing.T) {
 		{[]string{"console", "--users-file", dir + "/none", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
 		{[]string{"console", "--cache-size", "0", "--dev-no-login"}, "--cache-size must be at least 1 MiB"},
 		{[]string{"console", "extra", "--dev-no-login"}, `unexpected argument "extra"`},
+		{[]string{"console", "--dev-no-login", "--pprof-addr", "0.0.0.0:6070"}, `--pprof-addr needs a loopback address (127.0.0.1:port), not "0.0.0.0:6070"`},
+		{[]string{"console", "--dev-no-login", "--pprof-addr", "6070"}, `--pprof-addr needs a loopback address`},
 		{[]string{"console", "token", "ci"}, "want <name> <role>"},
 		{[]string{"console", "token", "ci", "root"}, `role "root": want viewer or operator`},
 		{[]string{"console", "hash-password", "--name", "a", "--role", "root"}, `--role "root"`},

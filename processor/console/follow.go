@@ -100,9 +100,12 @@ func (f *Follower) Run(ctx context.Context) error {
 		// console was stopped) resumes at the start.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Fetches bounded so the records in memory stay small against
-		// the index's cache (the console's RSS is measured by make bench).
-		kgo.FetchMaxBytes(16<<20),
-		kgo.FetchMaxPartitionBytes(4<<20),
+		// the index's cache (the console's RSS is measured by make bench):
+		// the bounds are of compressed bytes, a fetch held decompressed
+		// is several times larger, and a record read keeps its whole
+		// batch in memory.
+		kgo.FetchMaxBytes(4<<20),
+		kgo.FetchMaxPartitionBytes(1<<20),
 		kgo.FetchMaxWait(500*time.Millisecond),
 	)...)
 	if err != nil {
@@ -110,36 +113,54 @@ func (f *Follower) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	go f.watchHigh(ctx, kadm.NewClient(cl))
-	for {
-		fs := cl.PollRecords(ctx, 5000)
-		if ctx.Err() != nil {
-			return nil
-		}
-		for _, fe := range fs.Errors() {
-			if errors.Is(fe.Err, context.Canceled) {
-				continue
+	// Polls are decoded on one goroutine while the index writes the one
+	// before on this one: a catch-up keeps both busy, with at most two
+	// polls in memory besides the client's buffered fetch.
+	polls := make(chan *Decoded)
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		defer close(polls)
+		for {
+			fs := cl.PollRecords(pctx, 2000)
+			if pctx.Err() != nil {
+				return
 			}
-			f.setErr(fmt.Sprintf("read %s/%d: %v", fe.Topic, fe.Partition, fe.Err))
-			f.log.Warn("console: read failed; retrying", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+			for _, fe := range fs.Errors() {
+				if errors.Is(fe.Err, context.Canceled) {
+					continue
+				}
+				f.setErr(fmt.Sprintf("read %s/%d: %v", fe.Topic, fe.Partition, fe.Err))
+				f.log.Warn("console: read failed; retrying", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+			}
+			fs.EachPartition(func(p kgo.FetchTopicPartition) {
+				f.mu.Lock()
+				if f.high[p.Topic] == nil {
+					f.high[p.Topic] = map[int32]int64{}
+				}
+				if p.HighWatermark > f.high[p.Topic][p.Partition] {
+					f.high[p.Topic][p.Partition] = p.HighWatermark
+				}
+				f.mu.Unlock()
+			})
+			d := Decode(f.names, fs.Records())
+			select {
+			case polls <- d:
+			case <-pctx.Done():
+				return
+			}
 		}
-		recs := fs.Records()
-		if _, err := f.ix.Apply(f.names, recs); err != nil {
+	}()
+	for d := range polls {
+		n, err := f.ix.ApplyDecoded(d)
+		if err != nil {
 			return err
 		}
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			f.mu.Lock()
-			if f.high[p.Topic] == nil {
-				f.high[p.Topic] = map[int32]int64{}
-			}
-			if p.HighWatermark > f.high[p.Topic][p.Partition] {
-				f.high[p.Topic][p.Partition] = p.HighWatermark
-			}
-			f.mu.Unlock()
-		})
-		if len(recs) > 0 {
+		if n > 0 {
 			f.setErr("")
 		}
 	}
+	return nil
 }
 
 // watchHigh lists the end offsets now and then, so Behind is right while

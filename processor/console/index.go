@@ -31,7 +31,7 @@ import (
 //	M<name>                      the store's own records: format, identity,
 //	                             checkpoints (topic 0x00 partition → next offset),
 //	                             counts by status
-//	o<id>                        order summary (JSON)
+//	o<id>                        order summary (summarycodec.go)
 //	t<created><id>               every order by creation time
 //	x<status>0<step>0<created><id>  orders by status and current step
 //	f<flag>0<created><id>        flagged orders (possible_duplicate:<step>)
@@ -48,7 +48,7 @@ import (
 // crash loses a suffix of batches, data and checkpoints together, and the
 // follower reads them again).
 const (
-	formatVersion = "1"
+	formatVersion = "2"
 	sep           = 0x00
 )
 
@@ -75,6 +75,7 @@ type Identity struct {
 type Index struct {
 	db  *pebble.DB
 	dir string
+	*stallClock
 
 	mu      sync.Mutex // Apply
 	counts  map[string]int64
@@ -121,22 +122,37 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
+	// A catch-up writes about nine keys per order, most of them random
+	// (emails, tracking numbers, ids): every compaction of L0 into the
+	// base level rewrites most of that level. Larger memtables, more of
+	// them queued, more L0 files before a compaction and a larger base
+	// level make those compactions rarer and larger: at 500,000 orders
+	// about a third of the bytes compacted, and no write stalls
+	// (BenchmarkApplyLarge). Memtables are allocated outside the Go heap,
+	// as the cache is: up to 3 × 32 MiB while flushes lag behind (four
+	// took the console's peak RSS over 256 MiB at 1,000,000 orders).
 	opts := &pebble.Options{
-		Cache:        cache,
-		DisableWAL:   true,
-		MemTableSize: 16 << 20,
-		Logger:       quietLogger{},
+		Cache:                       cache,
+		DisableWAL:                  true,
+		MemTableSize:                32 << 20,
+		MemTableStopWritesThreshold: 3,
+		L0CompactionThreshold:       12,
+		L0StopWritesThreshold:       48,
+		LBaseMaxBytes:               256 << 20,
+		Logger:                      quietLogger{},
 	}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	opts.Levels[0].FilterType = pebble.TableFilter
 	for i := 1; i < len(opts.Levels); i++ {
 		opts.Levels[i] = opts.Levels[0]
 	}
+	st := &stallClock{}
+	opts.EventListener = &pebble.EventListener{WriteStallBegin: st.begin, WriteStallEnd: st.end}
 	db, err := pebble.Open(filepath.Clean(dir), opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("console: open index: %w", err)
 	}
-	ix := &Index{db: db, dir: dir, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen()}
+	ix := &Index{db: db, dir: dir, stallClock: st, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen()}
 	want, _ := json.Marshal(id)
 	f, err := ix.get(keyFormat)
 	if err != nil {
@@ -167,6 +183,30 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 		return ix, "index unreadable: " + err.Error(), nil
 	}
 	return ix, "", nil
+}
+
+// stallClock counts the store's write stalls (writes held back while
+// compactions catch up) and their time.
+type stallClock struct {
+	mu      sync.Mutex
+	since   time.Time
+	stalls  int
+	stalled time.Duration
+	reason  string // the last stall's
+}
+
+func (c *stallClock) begin(i pebble.WriteStallBeginInfo) {
+	c.mu.Lock()
+	c.reason = i.Reason
+	c.stalls++
+	c.since = time.Now()
+	c.mu.Unlock()
+}
+
+func (c *stallClock) end() {
+	c.mu.Lock()
+	c.stalled += time.Since(c.since)
+	c.mu.Unlock()
 }
 
 // load reads the checkpoints and counts, and fills the filter of order ids.
@@ -283,6 +323,34 @@ type Names = topics.Names
 // state of an order within recs is decoded: earlier ones would be
 // replaced at once.
 func (ix *Index) Apply(names Names, recs []*kgo.Record) (int, error) {
+	return ix.ApplyDecoded(Decode(names, recs))
+}
+
+// Decoded is a poll of records with its states read, ready for
+// ApplyDecoded. Decoding needs no lock: a follower decodes the next poll
+// while the index writes the one before.
+type Decoded struct {
+	names     Names
+	recs      []*kgo.Record
+	lastState map[string]int
+	states    map[int]*decoded
+}
+
+// Decode reads the last state of each order in recs (on every core).
+func Decode(names Names, recs []*kgo.Record) *Decoded {
+	d := &Decoded{names: names, recs: recs, lastState: map[string]int{}}
+	for i, r := range recs {
+		if r.Topic == names.State {
+			d.lastState[string(r.Key)] = i
+		}
+	}
+	d.states = decodeStates(recs, d.lastState)
+	return d
+}
+
+// ApplyDecoded files a decoded poll as Apply does.
+func (ix *Index) ApplyDecoded(d *Decoded) (int, error) {
+	names, recs, lastState, decoded := d.names, d.recs, d.lastState, d.states
 	if len(recs) == 0 {
 		return 0, nil
 	}
@@ -291,13 +359,6 @@ func (ix *Index) Apply(names Names, recs []*kgo.Record) (int, error) {
 	b := ix.db.NewBatch()
 	defer b.Close()
 	next := map[string]map[int32]int64{}
-	lastState := map[string]int{}
-	for i, r := range recs {
-		if r.Topic == names.State {
-			lastState[string(r.Key)] = i
-		}
-	}
-	decoded := ix.decodeStates(recs, lastState)
 	counts := map[string]int64{}
 	for i, r := range recs {
 		if next[r.Topic] == nil {
@@ -362,7 +423,7 @@ type decoded struct {
 // decodeStates reads the last state of each order in recs, on every
 // core: the fields the index keeps are scanned (scan.go), a record the
 // scan does not answer for is decoded in full.
-func (ix *Index) decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
+func decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
 	idx := make([]int, 0, len(last))
 	for _, i := range last {
 		idx = append(idx, i)
@@ -396,7 +457,7 @@ func (ix *Index) decodeStates(recs []*kgo.Record, last map[string]int) map[int]*
 						// Kafka, the index keeps no copy.
 						s.StatePartition, s.StateOffset = r.Partition, r.Offset
 						d.sum = &s
-						d.enc, _ = json.Marshal(&s)
+						d.enc = appendSummary(nil, &s)
 					}
 				}
 				out[k] = d
@@ -425,10 +486,7 @@ func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, d *decoded, counts m
 		if v, err := ix.get(oKey(id)); err != nil {
 			return fmt.Errorf("console: read index: %w", err)
 		} else if v != nil {
-			var s Summary
-			if json.Unmarshal(v, &s) == nil {
-				old = &s
-			}
+			old, _ = decodeSummary(v)
 		}
 	}
 	cur := d.sum
@@ -605,11 +663,7 @@ func (ix *Index) summary(id string) (*Summary, error) {
 	if err != nil || v == nil {
 		return nil, err
 	}
-	var s Summary
-	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return decodeSummary(v)
 }
 
 // Events returns the order's `orders` records, oldest first.
@@ -876,6 +930,12 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 			order = append(order, id)
 		}
 	}
+	// One iterator for every kind of key, moved from prefix to prefix.
+	it, err := ix.db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
 	if v, err := ix.get(oKey(term)); err != nil {
 		return nil, err
 	} else if v != nil {
@@ -888,7 +948,7 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 		{'n', strings.ToUpper(term)}, {'@', strings.ToLower(term)}, {'k', term}, {'i', term}, {'e', term},
 	} {
 		pre := cat([]byte{p.kind}, []byte(p.term), []byte{sep})
-		if err := ix.scanLimit(pre, limit, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
+		if err := scanLimit(it, pre, limit, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
 			return nil, err
 		}
 	}
@@ -900,7 +960,7 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 				t = strings.ToLower(term)
 			}
 			pre := cat([]byte{kind}, []byte(t))
-			if err := ix.scanLimit(pre, limit, func(k []byte) {
+			if err := scanLimit(it, pre, limit, func(k []byte) {
 				rest := k[1:]
 				if kind == '@' {
 					if i := bytes.LastIndexByte(rest, sep); i >= 0 {
@@ -931,17 +991,15 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 	return out, nil
 }
 
-func (ix *Index) scanLimit(prefix []byte, limit int, fn func(k []byte)) error {
-	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return err
-	}
+// scanLimit calls fn with the first keys of prefix, at most limit.
+func scanLimit(it *pebble.Iterator, prefix []byte, limit int, fn func(k []byte)) error {
+	it.SetBounds(prefix, prefixEnd(prefix))
 	n := 0
 	for ok := it.First(); ok && n < limit; ok = it.Next() {
 		fn(it.Key())
 		n++
 	}
-	return it.Close()
+	return it.Error()
 }
 
 // cursorIter is one prefix's reverse iterator in a merge.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,6 +160,13 @@ func (sc *stateScanner) rawString() (raw []byte, esc bool, err error) {
 	}
 	start := sc.pos
 	for i := start + 1; i < len(sc.b); {
+		// Most bytes of a string are plain: pass them in a tight loop.
+		for i < len(sc.b) && !strSpecial[sc.b[i]] {
+			i++
+		}
+		if i >= len(sc.b) {
+			break
+		}
 		c := sc.b[i]
 		switch {
 		case c == '"':
@@ -193,6 +201,16 @@ func (sc *stateScanner) rawString() (raw []byte, esc bool, err error) {
 	}
 	return nil, false, errScan
 }
+
+// strSpecial marks the bytes that end a plain run in a string: the quote,
+// the backslash and control characters.
+var strSpecial = func() (t [256]bool) {
+	for c := range 0x20 {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
@@ -596,4 +614,36 @@ func (sc *stateScanner) steps(steps map[string]*processor.StepState) error {
 		}
 		return errScan
 	}
+}
+
+// Fields of the step results Summarize reads (integrations.Shipment and
+// integrations.Invoice, every one a string).
+var (
+	shipmentFields = []string{"shipment_id", "tracking_number", "tracking_url", "label_location"}
+	invoiceFields  = []string{"number", "provider_id"}
+)
+
+// resultString reads the string field want of a step result whose fields
+// are all strings (fields), as json.Unmarshal into that struct would; ok
+// is false when the scan does not answer for raw (then decode it): a
+// field of the struct that is not a string, a name matching one only
+// regardless of case, a duplicate or escaped name, invalid UTF-8 in one
+// of them, or invalid JSON.
+func resultString(raw []byte, fields []string, want string) (v string, ok bool) {
+	sc := stateScanner{b: raw}
+	err := sc.object(fields, func(name []byte) error {
+		n := name[1 : len(name)-1]
+		if !slices.Contains(fields, string(n)) {
+			return sc.unknown(name, fields)
+		}
+		s, err := sc.str()
+		if err == nil && string(n) == want {
+			v = s
+		}
+		return err
+	})
+	if err != nil || sc.peek() != 0 {
+		return "", false
+	}
+	return v, true
 }

@@ -115,15 +115,19 @@ func Summarize(st *processor.State) Summary {
 			s.Status = StatusWaiting
 		}
 	}
+	// The two results are scanned for the one field (scan.go), decoded
+	// when the scan does not answer for them.
 	if ss := st.Steps[processor.StepShipping]; ss != nil && len(ss.Result) > 0 {
-		var sh integrations.Shipment
-		if json.Unmarshal(ss.Result, &sh) == nil {
+		if v, ok := resultString(ss.Result, shipmentFields, "tracking_number"); ok {
+			s.Tracking = v
+		} else if sh := (integrations.Shipment{}); json.Unmarshal(ss.Result, &sh) == nil {
 			s.Tracking = sh.TrackingNumber
 		}
 	}
 	if ss := st.Steps[processor.StepInvoice]; ss != nil && len(ss.Result) > 0 {
-		var inv integrations.Invoice
-		if json.Unmarshal(ss.Result, &inv) == nil {
+		if v, ok := resultString(ss.Result, invoiceFields, "number"); ok {
+			s.Invoice = v
+		} else if inv := (integrations.Invoice{}); json.Unmarshal(ss.Result, &inv) == nil {
 			s.Invoice = inv.Number
 		}
 	}

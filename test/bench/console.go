@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,10 +24,20 @@ import (
 	"github.com/orderflow/orderflow/topics"
 )
 
-// ConsoleResult is the console with a large index.
+// ConsoleResult is the console with a large index: every run, and the
+// figures of this build's median run (by catch-up ratio) at the top.
 type ConsoleResult struct {
-	Orders      int     `json:"orders"`
-	StateBytes  int64   `json:"state_bytes"`
+	Orders     int          `json:"orders"`
+	StateBytes int64        `json:"state_bytes"`
+	Runs       []ConsoleRun `json:"runs,omitempty"`
+	ConsoleRun
+}
+
+// ConsoleRun is one console from an empty index: its catch-up against a
+// plain consumer read just before it, then its latencies and RSS.
+type ConsoleRun struct {
+	Build       string  `json:"build,omitempty"`
+	Round       int     `json:"round,omitempty"`
 	PlainPerSec float64 `json:"plain_consumer_records_per_sec"`
 	IndexPerSec float64 `json:"index_catch_up_records_per_sec"`
 	CatchUpSecs float64 `json:"index_catch_up_seconds"`
@@ -125,6 +136,34 @@ func (b *bench) console(ctx context.Context) error {
 	}
 	fmt.Fprintf(os.Stderr, "bench: console: %d states (%d MiB) on %s\n", n, res.StateBytes>>20, names.State)
 
+	builds := []struct{ bin, name string }{{b.bin, "this build"}}
+	if b.o.baselineBin != "" {
+		builds = append([]struct{ bin, name string }{{b.o.baselineBin, "baseline"}}, builds...)
+	}
+	for round := 1; round <= max(1, b.o.consoleRounds); round++ {
+		for _, bd := range builds {
+			run := ConsoleRun{Build: bd.name, Round: round}
+			if err := b.consoleRun(ctx, names, n, bd.bin, &run); err != nil {
+				return fmt.Errorf("%s, round %d: %w", bd.name, round, err)
+			}
+			res.Runs = append(res.Runs, run)
+		}
+	}
+	var mine []ConsoleRun
+	for _, r := range res.Runs {
+		if r.Build == "this build" {
+			mine = append(mine, r)
+		}
+	}
+	slices.SortFunc(mine, func(a, b ConsoleRun) int { return cmp.Compare(a.Ratio, b.Ratio) })
+	res.ConsoleRun = mine[len(mine)/2]
+	return nil
+}
+
+// consoleRun starts bin's console from an empty index over the topics of
+// names (n states) and measures it into res.
+func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin string, res *ConsoleRun) error {
+	tag := fmt.Sprintf("%s, round %d", res.Build, res.Round)
 	// The plain consumer: read every record, decode nothing.
 	t0 := time.Now()
 	got, err := b.plainReadAll(ctx, names.State, n)
@@ -145,9 +184,22 @@ func (b *bench) console(ctx context.Context) error {
 		return err
 	}
 	indexDir := filepath.Join(b.tmp, "console-index")
+	if err := os.RemoveAll(indexDir); err != nil {
+		return err
+	}
+	defer os.RemoveAll(indexDir)
+	argv := []string{bin, "console", "--brokers", strings.Join(b.brokers, ","), "--topic-prefix", names.Prefix,
+		"--http-addr", addr, "--index-dir", indexDir, "--tokens-file", tokens, "--log-format", "text"}
+	pprofAddr := ""
+	profile := b.o.profile != "" && bin == b.bin // another build may not have --pprof-addr
+	if profile {
+		if pprofAddr, err = freeAddr(); err != nil {
+			return err
+		}
+		argv = append(argv, "--pprof-addr", pprofAddr)
+	}
 	t0 = time.Now()
-	proc, err := b.start("console", nil, b.bin, "console", "--brokers", strings.Join(b.brokers, ","), "--topic-prefix", names.Prefix,
-		"--http-addr", addr, "--index-dir", indexDir, "--tokens-file", tokens, "--log-format", "text")
+	proc, err := b.start("console", nil, argv...)
 	if err != nil {
 		return err
 	}
@@ -164,6 +216,7 @@ func (b *bench) console(ctx context.Context) error {
 		body, err := io.ReadAll(resp.Body)
 		return body, resp.StatusCode, err
 	}
+	profiled := false
 	for {
 		body, code, err := get("/api/index")
 		var st struct {
@@ -173,6 +226,10 @@ func (b *bench) console(ctx context.Context) error {
 		if err == nil && code == 200 && json.Unmarshal(body, &st) == nil && st.Known && st.Behind == 0 {
 			break
 		}
+		if profile && !profiled && err == nil && code == 200 && time.Since(t0) > 3*time.Second {
+			profiled = true
+			go b.consoleProfile(ctx, pprofAddr, fmt.Sprintf("console-catchup-%s-%d", strings.ReplaceAll(res.Build, " ", "-"), res.Round))
+		}
 		if !proc.Running() || time.Since(t0) > 15*time.Minute || ctx.Err() != nil {
 			return fmt.Errorf("console did not catch up (running %v)\n%s", proc.Running(), proc.LogTail(20))
 		}
@@ -181,8 +238,8 @@ func (b *bench) console(ctx context.Context) error {
 	res.CatchUpSecs = time.Since(t0).Seconds()
 	res.IndexPerSec = float64(n) / res.CatchUpSecs
 	res.Ratio = res.IndexPerSec / res.PlainPerSec
-	fmt.Fprintf(os.Stderr, "bench: console: plain consumer %.0f records/s, index catch-up %.0f records/s (%.2f×) in %.1fs\n",
-		res.PlainPerSec, res.IndexPerSec, res.Ratio, res.CatchUpSecs)
+	fmt.Fprintf(os.Stderr, "bench: console (%s): plain consumer %.0f records/s, index catch-up %.0f records/s (%.2f×) in %.1fs\n",
+		tag, res.PlainPerSec, res.IndexPerSec, res.Ratio, res.CatchUpSecs)
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	search := func(term string) (int, error) {
@@ -212,7 +269,7 @@ func (b *bench) console(ctx context.Context) error {
 		slices.Sort(ms)
 		q := QueryLatency{What: what, N: rounds, P50Ms: ms[len(ms)/2], P99Ms: ms[len(ms)*99/100], Limit: limit}
 		res.Queries = append(res.Queries, q)
-		fmt.Fprintf(os.Stderr, "bench: console: %s p50 %.1f ms, p99 %.1f ms\n", what, q.P50Ms, q.P99Ms)
+		fmt.Fprintf(os.Stderr, "bench: console (%s): %s p50 %.1f ms, p99 %.1f ms\n", tag, what, q.P50Ms, q.P99Ms)
 		return nil
 	}
 	one := func(found int, err error) error {
@@ -250,15 +307,40 @@ func (b *bench) console(ctx context.Context) error {
 		{"orders page (second page)", 200, func(int) error { return page("/orders?cursor=" + cursor) }},
 		{"orders page (since 7d)", 200, func(int) error { return page("/orders?since=7d") }},
 	}
-	for _, s := range steps {
+	for i, s := range steps {
+		if profile && i == 0 {
+			go b.consoleProfile(ctx, pprofAddr, fmt.Sprintf("console-search-%s-%d", strings.ReplaceAll(res.Build, " ", "-"), res.Round))
+		}
 		if err := measure(s.what, s.limit, 300, s.fn); err != nil {
 			return err
 		}
 	}
 	res.PeakRSS = proc.PeakRSS()
 	res.IndexBytes = dirSize(indexDir)
-	fmt.Fprintf(os.Stderr, "bench: console: peak RSS %d MiB, index %d MiB\n", res.PeakRSS>>20, res.IndexBytes>>20)
+	fmt.Fprintf(os.Stderr, "bench: console (%s): peak RSS %d MiB, index %d MiB\n", tag, res.PeakRSS>>20, res.IndexBytes>>20)
 	return nil
+}
+
+// consoleProfile saves a 10 s CPU profile and then the heap of the console
+// serving Go's profiler at addr, as <name>.cpu.pprof and <name>.heap.pprof
+// in the --profile folder.
+func (b *bench) consoleProfile(ctx context.Context, addr, name string) {
+	for _, p := range []struct{ path, file string }{{"/debug/pprof/profile?seconds=10", ".cpu.pprof"}, {"/debug/pprof/heap", ".heap.pprof"}} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: console profile %s: %v\n", name, err)
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			err = os.WriteFile(filepath.Join(b.o.profile, name+p.file), body, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: console profile %s: %v\n", name, err)
+		}
+	}
 }
 
 // plainReadAll reads n records of every partition of topic with a plain
@@ -299,7 +381,7 @@ func (r *Results) consoleMarkdown(s *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(s, "## Console (%d orders indexed)\n\n", c.Orders)
-	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic and decoding nothing.\n\n", c.Orders, c.StateBytes>>20)
+	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic just before and decoding nothing. This build's median run (by catch-up ratio):\n\n", c.Orders, c.StateBytes>>20)
 	s.WriteString("| measure | value | target |\n|---|---|---|\n")
 	fmt.Fprintf(s, "| plain consumer | %.0f records/s | |\n", c.PlainPerSec)
 	fmt.Fprintf(s, "| index catch-up | %.0f records/s (%.1f s) | |\n", c.IndexPerSec, c.CatchUpSecs)
@@ -309,6 +391,22 @@ func (r *Results) consoleMarkdown(s *strings.Builder) {
 	s.WriteString("| request (over HTTP, 300 each) | p50 ms | p99 ms | target p99 |\n|---|---|---|---|\n")
 	for _, q := range c.Queries {
 		fmt.Fprintf(s, "| %s | %.1f | %.1f | ≤ %.0f ms |\n", q.What, q.P50Ms, q.P99Ms, q.Limit)
+	}
+	s.WriteString("\n")
+	if len(c.Runs) < 2 {
+		return
+	}
+	s.WriteString("Every run, in the order run (p99 ms of each request):\n\n| build | round | plain rec/s | catch-up rec/s | ratio | peak RSS MiB |")
+	for _, q := range c.Runs[0].Queries {
+		fmt.Fprintf(s, " %s |", q.What)
+	}
+	s.WriteString("\n|---|---|---|---|---|---|" + strings.Repeat("---|", len(c.Runs[0].Queries)) + "\n")
+	for _, run := range c.Runs {
+		fmt.Fprintf(s, "| %s | %d | %.0f | %.0f | %.2f | %d |", run.Build, run.Round, run.PlainPerSec, run.IndexPerSec, run.Ratio, run.PeakRSS>>20)
+		for _, q := range run.Queries {
+			fmt.Fprintf(s, " %.1f |", q.P99Ms)
+		}
+		s.WriteString("\n")
 	}
 	s.WriteString("\n")
 }

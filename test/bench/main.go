@@ -66,6 +66,7 @@ type options struct {
 	gatewayFlags  string
 	baselineBin   string
 	consoleOrders int
+	consoleRounds int
 
 	fleetOrders     int
 	fleetProcessors int
@@ -91,13 +92,14 @@ func main() {
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")
 	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,fleet,flash,restore,console,micro")
 	flag.StringVar(&o.gatewayFlags, "gateway-flags", "", "extra flags for every orderflow gateway, space-separated (e.g. \"--produce-timeout 2s\")")
-	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest and drain parts")
+	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest, drain and console parts")
 	flag.IntVar(&o.consoleOrders, "console-orders", 1000000, "orders in the console's index")
+	flag.IntVar(&o.consoleRounds, "console-rounds", 1, "console runs from an empty index over the same topic (each build's, interleaved with --baseline-bin's)")
 	flag.IntVar(&o.fleetOrders, "fleet-orders", 5000, "backlog of the fleet runs")
 	flag.IntVar(&o.fleetProcessors, "fleet-processors", 3, "processors of the fleet runs")
 	flag.DurationVar(&o.fleetLatency, "fleet-latency", 50*time.Millisecond, "simulator latency per provider call in the fleet runs")
 	flag.DurationVar(&o.fleetTimeout, "fleet-timeout", 4*time.Minute, "a fleet run not final by then is stopped and reported as such")
-	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest) and the processor (drain) into this folder")
+	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest), the processor (drain) and the console (catch-up and searches, with its heap) into this folder")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

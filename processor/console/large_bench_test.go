@@ -1,0 +1,55 @@
+package console
+
+import (
+	"os"
+	"runtime/debug"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// BenchmarkApplyLarge files CONSOLE_BENCH_ORDERS (default 200,000) new
+// orders in polls of 2,000 into one index, as a catch-up does, under the
+// console's default memory limit and cache, and reports the time in Apply
+// (the records are made outside it), the bytes flushed and compacted and
+// the write stalls.
+func BenchmarkApplyLarge(b *testing.B) {
+	n := 200000
+	if v, err := strconv.Atoi(os.Getenv("CONSOLE_BENCH_ORDERS")); err == nil {
+		n = v
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(192 << 20))
+	for i := 0; i < b.N; i++ {
+		ix, _, err := OpenIndex(b.TempDir(), Identity{ClusterID: "c1"}, 64<<20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var applying time.Duration
+		apply := func(recs []*kgo.Record) {
+			t := time.Now()
+			if _, err := ix.Apply(names, recs); err != nil {
+				b.Fatal(err)
+			}
+			applying += time.Since(t)
+		}
+		var recs []*kgo.Record
+		for j := range n {
+			st := fullState(j)
+			st.CreatedAt = t0.Add(time.Duration(j) * time.Second)
+			v, _ := st.Encode()
+			recs = append(recs, &kgo.Record{Topic: names.State, Partition: int32(j % 12), Offset: int64(j / 12), Key: []byte(st.OrderID), Value: v, Timestamp: t0})
+			if len(recs) == 2000 {
+				apply(recs)
+				recs = nil
+			}
+		}
+		apply(recs)
+		m := ix.db.Metrics()
+		b.ReportMetric(float64(n)/applying.Seconds(), "records/s")
+		b.Logf("applied %d in %v: %.0f/s; compactions %d, written %d MiB, write stalls %d, %v (last: %s)", n, applying, float64(n)/applying.Seconds(),
+			m.Compact.Count, (m.Total().TableBytesFlushed+m.Total().TableBytesCompacted)>>20, ix.stalls, ix.stalled, ix.reason)
+		ix.Close()
+	}
+}
