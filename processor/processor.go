@@ -200,6 +200,7 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		// one produce request per broker while the next group forms.
 		kgo.ManualFlushing(),
 	)
+	opts = append(opts, cfg.Tracing.KafkaOpts(cfg.Group)...)
 	p.clSet = make(chan struct{})
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

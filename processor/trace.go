@@ -1,0 +1,140 @@
+package processor
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/orderflow/orderflow/tracing"
+)
+
+// This file makes the processor's spans (DESIGN.md, "Tracing"). With
+// Config.Tracing nil every function here returns at its first line: no
+// span, no attribute, no allocation.
+
+// Step attempt results, the orderflow.result attribute of a step span.
+const (
+	resultOK        = "ok"
+	resultTransient = "transient"
+	resultPermanent = "permanent"
+	resultExhausted = "exhausted"
+	resultStopped   = "stopped"
+)
+
+// recordTraceParent is the record's traceparent header ("" without one).
+// startProcess starts the record's span in the order's trace. Its parent is
+// the order's trace (State.TraceParent) when the record belongs to another
+// one (a second Stripe event of the order, a dead letter replayed by a
+// traced replay), with a link to the record's own context; otherwise the
+// record's context (kotel's receive span, a child of the gateway's publish
+// span).
+func (h *handling) startProcess() {
+	t := h.p.cfg.Tracing
+	if t == nil {
+		return
+	}
+	recCtx := h.rec.Context
+	if recCtx == nil {
+		recCtx = context.Background()
+	}
+	if !trace.SpanContextFromContext(recCtx).IsValid() {
+		recCtx = t.Extract(recCtx, h.traceParent)
+	}
+	recSC := trace.SpanContextFromContext(recCtx)
+	parent := recCtx
+	var links []trace.Link
+	if h.st != nil && h.st.TraceParent != "" {
+		orderCtx := t.Extract(context.Background(), h.st.TraceParent)
+		if osc := trace.SpanContextFromContext(orderCtx); osc.IsValid() && osc.TraceID() != recSC.TraceID() {
+			parent = orderCtx
+			if recSC.IsValid() {
+				kind := "event"
+				if h.replay {
+					kind = "replay"
+				}
+				links = append(links, trace.Link{SpanContext: recSC, Attributes: []attribute.KeyValue{tracing.AttrLink.String(kind)}})
+			}
+		}
+	}
+	attrs := []attribute.KeyValue{
+		tracing.AttrOrderID.String(h.key),
+		tracing.AttrEventID.String(h.env.EventID),
+		tracing.AttrEventType.String(h.env.EventType),
+		tracing.AttrDestination.String(h.rec.Topic),
+		tracing.AttrPartition.Int(int(h.rec.Partition)),
+		tracing.AttrOffset.Int64(h.rec.Offset),
+	}
+	if h.replaySrc != "" {
+		attrs = append(attrs, tracing.AttrReplay.String(h.replaySrc))
+	}
+	h.tctx, h.span = t.Tracer().Start(parent, tracing.SpanProcess,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...), trace.WithLinks(links...))
+}
+
+// endProcess ends the record's span with the order's status.
+func (h *handling) endProcess(handled bool) {
+	if h.span == nil {
+		return
+	}
+	if h.st != nil {
+		h.span.SetAttributes(tracing.AttrStatus.String(string(h.st.Status)))
+	}
+	if !handled {
+		h.span.SetAttributes(tracing.AttrResult.String(resultStopped))
+	}
+	h.span.End()
+}
+
+// startAttempt starts the span of one attempt of a step, a child of the
+// record's span; the provider's HTTP calls (otelhttp) and the attempt's
+// state writes are its children.
+func (h *handling) startAttempt(step string, attempt int) (context.Context, trace.Span) {
+	if h.span == nil {
+		return h.tctx, nil
+	}
+	return h.p.cfg.Tracing.Tracer().Start(h.tctx, tracing.SpanStepPrefix+step,
+		trace.WithAttributes(tracing.AttrStep.String(step), tracing.AttrAttempt.Int(attempt), tracing.AttrOrderID.String(h.key)))
+}
+
+// endAttempt ends an attempt's span with its result.
+func endAttempt(span trace.Span, result string, err error) {
+	if span == nil {
+		return
+	}
+	span.SetAttributes(tracing.AttrResult.String(result))
+	if err != nil && result != resultOK {
+		span.SetStatus(codes.Error, truncate(err.Error(), 256))
+	}
+	span.End()
+}
+
+// callContext is ctx (the call's deadline) carrying the attempt's span.
+func callContext(ctx context.Context, span trace.Span) context.Context {
+	if span == nil {
+		return ctx
+	}
+	return trace.ContextWithSpan(ctx, span)
+}
+
+// startWrite starts the span of a state or dead-letter write under parent.
+func (h *handling) startWrite(parent context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if h.span == nil {
+		return parent, nil
+	}
+	if parent == nil {
+		parent = h.tctx
+	}
+	return h.p.cfg.Tracing.Tracer().Start(parent, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+}
+
+func endWrite(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, truncate(err.Error(), 256))
+	}
+	span.End()
+}
