@@ -27,7 +27,7 @@ const (
 // startProcess starts the record's span in the order's trace. Its parent is
 // the order's trace (State.TraceParent) when the record belongs to another
 // one (a second Stripe event of the order, a dead letter replayed by a
-// traced replay), with a link to the record's own context; otherwise the
+// traced replay), with a link to the span that produced the record; otherwise the
 // record's context (kotel's receive span, a child of the gateway's publish
 // span).
 func (h *handling) startProcess() {
@@ -49,12 +49,19 @@ func (h *handling) startProcess() {
 		orderCtx := t.Extract(context.Background(), h.st.TraceParent)
 		if osc := trace.SpanContextFromContext(orderCtx); osc.IsValid() && osc.TraceID() != recSC.TraceID() {
 			parent = orderCtx
-			if recSC.IsValid() {
+			// The link goes to the span that produced the record (the
+			// replay's, or the gateway's publish span of another event),
+			// as its traceparent header names it.
+			from := trace.SpanContextFromContext(t.Extract(context.Background(), h.traceParent))
+			if !from.IsValid() {
+				from = recSC
+			}
+			if from.IsValid() {
 				kind := "event"
 				if h.replay {
 					kind = "replay"
 				}
-				links = append(links, trace.Link{SpanContext: recSC, Attributes: []attribute.KeyValue{tracing.AttrLink.String(kind)}})
+				links = append(links, trace.Link{SpanContext: from, Attributes: []attribute.KeyValue{tracing.AttrLink.String(kind)}})
 			}
 		}
 	}
