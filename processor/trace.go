@@ -23,7 +23,6 @@ const (
 	resultStopped   = "stopped"
 )
 
-// recordTraceParent is the record's traceparent header ("" without one).
 // startProcess starts the record's span in the order's trace. Its parent is
 // the order's trace (State.TraceParent) when the record belongs to another
 // one (a second Stripe event of the order, a dead letter replayed by a
