@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/topics"
 )
@@ -63,9 +62,7 @@ func (p *Processor) dlqRecord(rec *kgo.Record, info deadLetterInfo) *kgo.Record 
 
 // produce writes a record synchronously, retrying until it is acknowledged;
 // it gives up only when the partition stops (after at least one attempt).
-// tctx carries the span the write belongs to (nil: none); with tracing on
-// the record's publish span is its child.
-func (p *Processor) produce(tctx context.Context, part *partition, r *kgo.Record, what string, orderID string) (*kgo.Record, error) {
+func (p *Processor) produce(part *partition, r *kgo.Record, what string, orderID string) (*kgo.Record, error) {
 	for attempt := 1; ; attempt++ {
 		if err := p.ioCtx.Err(); err != nil {
 			return nil, fmt.Errorf("write %s: %w", what, err) // killed: write nothing more
@@ -78,9 +75,6 @@ func (p *Processor) produce(tctx context.Context, part *partition, r *kgo.Record
 		rec := &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
 		ctx, cancel := context.WithTimeout(p.ioCtx, p.cfg.ProduceTimeout)
 		ctx, cancelFence := context.WithDeadline(ctx, p.member.deadline())
-		if tctx != nil && p.cfg.Tracing != nil {
-			ctx = trace.ContextWithSpan(ctx, trace.SpanFromContext(tctx))
-		}
 		out, err := p.gp.ProduceSync(ctx, rec)
 		cancelFence()
 		cancel()

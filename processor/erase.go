@@ -71,7 +71,7 @@ func (h *handling) erasure() (handled, ok bool) {
 			return true, true // changed meanwhile, or retention turned off: kept
 		}
 		r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key)}
-		out, err := h.p.produce(h.tctx, h.part, r, "order state tombstone", h.key)
+		out, err := h.p.produce(h.part, r, "order state tombstone", h.key)
 		if err != nil {
 			h.log.Warn("record left unfinished", "err", err)
 			return false, true

@@ -272,8 +272,8 @@ func (h *handling) persistIn(tctx context.Context) error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key), Value: b}
-	wctx, span := h.startWrite(tctx, tracing.SpanStateWrite, tracing.AttrStatus.String(string(h.st.Status)))
-	out, err := h.p.produce(wctx, h.part, r, "order state", h.key)
+	_, span := h.startWrite(tctx, tracing.SpanStateWrite, tracing.AttrStatus.String(string(h.st.Status)))
+	out, err := h.p.produce(h.part, r, "order state", h.key)
 	endWrite(span, err)
 	if err != nil {
 		return err
@@ -407,8 +407,8 @@ func (h *handling) writeDeadLetter(info deadLetterInfo) (*kgo.Record, bool) {
 
 // produceDeadLetter writes the record's dead letter in a span of its own.
 func (h *handling) produceDeadLetter(info deadLetterInfo) (*kgo.Record, error) {
-	wctx, span := h.startWrite(nil, tracing.SpanDeadLetter, tracing.AttrStep.String(info.step), tracing.AttrDLQClass.String(info.class))
-	out, err := h.p.produce(wctx, h.part, h.p.dlqRecord(h.rec, info), "dead letter", h.key)
+	_, span := h.startWrite(nil, tracing.SpanDeadLetter, tracing.AttrStep.String(info.step), tracing.AttrDLQClass.String(info.class))
+	out, err := h.p.produce(h.part, h.p.dlqRecord(h.rec, info), "dead letter", h.key)
 	endWrite(span, err)
 	return out, err
 }
@@ -417,7 +417,7 @@ func (h *handling) produceDeadLetter(info deadLetterInfo) (*kgo.Record, error) {
 func (p *Processor) corrupt(part *partition, rec *kgo.Record, cause error) bool {
 	now := time.Now().UTC()
 	info := deadLetterInfo{class: topics.ClassCorrupt, err: cause.Error(), firstFailure: now, lastFailure: now}
-	out, err := p.produce(nil, part, p.dlqRecord(rec, info), "dead letter", string(rec.Key))
+	out, err := p.produce(part, p.dlqRecord(rec, info), "dead letter", string(rec.Key))
 	if err != nil {
 		return false
 	}

@@ -138,13 +138,25 @@ func (t *Tracing) Provider() trace.TracerProvider {
 	return t.tp
 }
 
-// KafkaOpts are the franz-go options that trace a client's records with
-// kotel: a "<topic> publish" span per produced record, child of the
+// KafkaProducerOpts are the franz-go options that trace a producer's
+// records with kotel: a "<topic> publish" span per record, child of the
 // record's context, whose context is injected into the record's traceparent
-// header; a "<topic> receive" span per fetched record, child of the context
-// in its header, left in the record's Context. group names the consumer
-// group in the spans (empty for none). Nil when off.
-func (t *Tracing) KafkaOpts(group string) []kgo.Opt {
+// header (replacing one already there). Nil when off.
+func (t *Tracing) KafkaProducerOpts() []kgo.Opt {
+	if t == nil {
+		return nil
+	}
+	k := kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(t.tp), kotel.TracerPropagator(t.prop))))
+	return []kgo.Opt{kgo.WithHooks(k.Hooks()...)}
+}
+
+// KafkaConsumerOpts are the franz-go options that trace a consumer's
+// records with kotel: a "<topic> receive" span per fetched record, child of
+// the context in its traceparent header, left in the record's Context.
+// Only the fetch hooks are installed, so what the same client produces is
+// not traced (nor its headers changed). group names the consumer group in
+// the spans. Nil when off.
+func (t *Tracing) KafkaConsumerOpts(group string) []kgo.Opt {
 	if t == nil {
 		return nil
 	}
@@ -152,8 +164,15 @@ func (t *Tracing) KafkaOpts(group string) []kgo.Opt {
 	if group != "" {
 		opts = append(opts, kotel.ConsumerGroup(group))
 	}
-	k := kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(opts...)))
-	return []kgo.Opt{kgo.WithHooks(k.Hooks()...)}
+	return []kgo.Opt{kgo.WithHooks(fetchHooks{kotel.NewTracer(opts...)})}
+}
+
+// fetchHooks are kotel's fetch hooks alone.
+type fetchHooks struct{ t *kotel.Tracer }
+
+func (h fetchHooks) OnFetchRecordBuffered(r *kgo.Record) { h.t.OnFetchRecordBuffered(r) }
+func (h fetchHooks) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
+	h.t.OnFetchRecordUnbuffered(r, polled)
 }
 
 // Transport wraps base with otelhttp: a client span per request made within

@@ -53,7 +53,7 @@ func TestFromEnv(t *testing.T) {
 	if err != nil || tr == nil {
 		t.Fatalf("FromEnv with an OTLP endpoint = %v, %v; want tracing on", tr, err)
 	}
-	if len(tr.KafkaOpts("g")) != 1 {
+	if len(tr.KafkaProducerOpts()) != 1 || len(tr.KafkaConsumerOpts("g")) != 1 {
 		t.Error("tracing on gives no kotel hooks")
 	}
 	// Nothing was traced: the shutdown has nothing to send to the
@@ -66,7 +66,7 @@ func TestFromEnv(t *testing.T) {
 // TestOff checks that nil tracing (off) adds nothing anywhere.
 func TestOff(t *testing.T) {
 	var tr *Tracing
-	if tr.Enabled() || tr.KafkaOpts("g") != nil || tr.Inject(context.Background()) != "" {
+	if tr.Enabled() || tr.KafkaProducerOpts() != nil || tr.KafkaConsumerOpts("g") != nil || tr.Inject(context.Background()) != "" {
 		t.Error("nil tracing is not off")
 	}
 	base := http.DefaultTransport
@@ -82,7 +82,7 @@ func TestOff(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(100, func() {
 		_ = tr.Tracer()
-		_ = tr.KafkaOpts("")
+		_ = tr.KafkaConsumerOpts("")
 		_ = TraceID("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	}); allocs != 0 {
 		t.Errorf("off: %v allocations per call, want 0", allocs)
