@@ -11,6 +11,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/orderflow/orderflow/topics"
 	"github.com/orderflow/orderflow/tracing"
 )
 
@@ -150,4 +151,43 @@ func benchDrain(b *testing.B, orders int, tr *tracing.Tracing) float64 {
 	elapsed := time.Since(start)
 	r.stop(b)
 	return float64(orders) / elapsed.Seconds()
+}
+
+// BenchmarkOrderSpans measures the processor's own span sites for one
+// order as the chain makes them (the record's span, six step attempts, an
+// intent write and seven state writes), with tracing off and on (every
+// span sampled, batched to an exporter that drops them). It needs no
+// broker, so its figures are steadier than the drain's on a busy machine;
+// kotel's receive span and the provider calls' otelhttp spans come on top.
+//
+//	go test -run '^$' -bench OrderSpans -benchmem ./processor/
+func BenchmarkOrderSpans(b *testing.B) {
+	rec := &kgo.Record{Topic: "orders", Partition: 3, Offset: 1207, Context: context.Background()}
+	env := topics.Envelope{EventID: "evt_bench", EventType: EventPaymentSucceeded, Key: "pi_bench"}
+	run := func(b *testing.B, tr *tracing.Tracing) {
+		p := &Processor{cfg: Config{Tracing: tr}}
+		st := &State{OrderID: "pi_bench", Status: StatusInProgress, TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+		b.ReportAllocs()
+		for b.Loop() {
+			h := &handling{p: p, rec: rec, env: env, key: env.Key, st: st, traceParent: st.TraceParent}
+			h.startProcess()
+			for i, step := range Chain {
+				actx, span := h.startAttempt(step, 1)
+				if i == 3 { // the shipping intent
+					endWrite(h.startStateWrite(actx, st.Status), nil)
+				}
+				_ = callContext(context.Background(), span)
+				endWrite(h.startStateWrite(actx, st.Status), nil)
+				endAttempt(span, resultOK, nil)
+			}
+			endWrite(h.startStateWrite(nil, StatusCompleted), nil)
+			h.endProcess(true)
+		}
+	}
+	b.Run("tracing=off", func(b *testing.B) { run(b, nil) })
+	b.Run("tracing=on", func(b *testing.B) {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		defer func() { _ = tp.Shutdown(context.Background()) }()
+		run(b, tracing.New(tp))
+	})
 }

@@ -272,7 +272,7 @@ func (h *handling) persistIn(tctx context.Context) error {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key), Value: b}
-	_, span := h.startWrite(tctx, tracing.SpanStateWrite, tracing.AttrStatus.String(string(h.st.Status)))
+	span := h.startStateWrite(tctx, h.st.Status)
 	out, err := h.p.produce(h.part, r, "order state", h.key)
 	endWrite(span, err)
 	if err != nil {
@@ -407,7 +407,7 @@ func (h *handling) writeDeadLetter(info deadLetterInfo) (*kgo.Record, bool) {
 
 // produceDeadLetter writes the record's dead letter in a span of its own.
 func (h *handling) produceDeadLetter(info deadLetterInfo) (*kgo.Record, error) {
-	_, span := h.startWrite(nil, tracing.SpanDeadLetter, tracing.AttrStep.String(info.step), tracing.AttrDLQClass.String(info.class))
+	span := h.startDeadLetterWrite(info.step, info.class)
 	out, err := h.p.produce(h.part, h.p.dlqRecord(h.rec, info), "dead letter", h.key)
 	endWrite(span, err)
 	return out, err

@@ -124,15 +124,30 @@ func callContext(ctx context.Context, span trace.Span) context.Context {
 	return trace.ContextWithSpan(ctx, span)
 }
 
-// startWrite starts the span of a state or dead-letter write under parent.
-func (h *handling) startWrite(parent context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+// startStateWrite starts the span of a state write under parent (nil: the
+// record's span). The attributes are built only when tracing is on.
+func (h *handling) startStateWrite(parent context.Context, status Status) trace.Span {
 	if h.span == nil {
-		return parent, nil
+		return nil
 	}
+	return h.startWrite(parent, tracing.SpanStateWrite, tracing.AttrStatus.String(string(status)))
+}
+
+// startDeadLetterWrite starts the span of a dead-letter write under the
+// record's span.
+func (h *handling) startDeadLetterWrite(step, class string) trace.Span {
+	if h.span == nil {
+		return nil
+	}
+	return h.startWrite(nil, tracing.SpanDeadLetter, tracing.AttrStep.String(step), tracing.AttrDLQClass.String(class))
+}
+
+func (h *handling) startWrite(parent context.Context, name string, attrs ...attribute.KeyValue) trace.Span {
 	if parent == nil {
 		parent = h.tctx
 	}
-	return h.p.cfg.Tracing.Tracer().Start(parent, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	_, span := h.p.cfg.Tracing.Tracer().Start(parent, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+	return span
 }
 
 func endWrite(span trace.Span, err error) {
