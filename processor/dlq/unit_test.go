@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -317,7 +318,7 @@ func TestWriteOrder(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	WriteOrder(&buf, st)
-	if !strings.Contains(buf.String(), "  trace    4bf92f3577b34da6a3ce929d0e0e4736\n") {
+	if !regexp.MustCompile(`\n  trace +4bf92f3577b34da6a3ce929d0e0e4736\n`).MatchString(buf.String()) {
 		t.Errorf("order output lacks the trace id line:\n%s", buf.String())
 	}
 	out := buf.String()
