@@ -193,6 +193,7 @@ func (h *handling) runStep(s Step) stepOutcome {
 			ss.Lease = &now
 		}
 		if reset, quota := integrations.QuotaResetOf(err); quota {
+			endAttempt(aspan, resultHeld, err)
 			return h.quotaHeld(step, ss, br, probe, reset, err, elapsed)
 		}
 		ss.HeldUntil, ss.HeldReason = nil, ""

@@ -21,6 +21,7 @@ const (
 	resultPermanent = "permanent"
 	resultExhausted = "exhausted"
 	resultStopped   = "stopped"
+	resultHeld      = "held" // refused for the provider's quota (hold.go)
 )
 
 // startProcess starts the record's span in the order's trace. Its parent is
