@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/orderflow/orderflow/tracing"
 )
 
 // Defaults of Config fields left zero.
@@ -61,6 +63,12 @@ type Config struct {
 	ErrorLogInterval time.Duration
 	// RetryAfter is the Retry-After sent with an overload 503.
 	RetryAfter time.Duration
+	// Tracing, when set, gives each webhook request a server span that
+	// continues the request's traceparent, and NewKafkaProducer traces the
+	// records (their traceparent header then carries the publish span).
+	// Nil is off: the header passes the request's traceparent on, or a new
+	// one.
+	Tracing *tracing.Tracing
 }
 
 // withDefaults returns c with zero fields set to their defaults.

@@ -15,8 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stripe/stripe-go/v76/webhook"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/topics"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 // Paths served by Handler.
@@ -147,7 +150,25 @@ func (g *Gateway) ServeWebhook(w http.ResponseWriter, r *http.Request) {
 		// differently (request smuggling); never reuse that connection.
 		w.Header().Set("Connection", "close")
 	}
+	var span trace.Span
+	if t := g.cfg.Tracing; t != nil {
+		var ctx context.Context
+		ctx, span = t.Tracer().Start(t.ExtractHTTP(r.Context(), r.Header), tracing.SpanWebhook,
+			trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(tracing.AttrHTTPMethod.String(r.Method), tracing.AttrHTTPRoute.String(WebhookPath)))
+		r = r.WithContext(ctx)
+	}
 	res := g.handle(w, r)
+	if span != nil {
+		span.SetAttributes(tracing.AttrHTTPStatus.Int(res.status), tracing.AttrOutcome.String(res.outcome))
+		if res.eventType != "" {
+			span.SetAttributes(tracing.AttrEventType.String(res.eventType))
+		}
+		if res.status >= 500 {
+			span.SetStatus(codes.Error, res.reason)
+		}
+		defer span.End()
+	}
 	switch res.status {
 	case http.StatusOK:
 		writeText(w, http.StatusOK, res.outcome)
@@ -221,6 +242,9 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request) result {
 		return result{status: http.StatusOK, outcome: OutcomeIgnored, eventType: ev.Type}
 	}
 	log := g.log.With("event_id", ev.ID, "event_type", ev.Type, "key", key)
+	if g.cfg.Tracing != nil {
+		trace.SpanFromContext(r.Context()).SetAttributes(tracing.AttrEventID.String(ev.ID), tracing.AttrOrderID.String(key))
+	}
 
 	if g.dedup != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), g.cfg.DedupTimeout)
@@ -270,8 +294,19 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request) result {
 			g.dedupFailed(err)
 		}
 	}
-	log.Info("webhook answered", "outcome", OutcomeQueued, "partition", rec.Partition, "offset", rec.Offset)
+	log.Info("webhook answered", "outcome", OutcomeQueued, "partition", rec.Partition, "offset", rec.Offset, "trace_id", recordTraceID(rec))
 	return result{status: http.StatusOK, outcome: OutcomeQueued, eventType: ev.Type}
+}
+
+// recordTraceID is the trace id of the record's traceparent header, as it
+// was produced.
+func recordTraceID(rec *kgo.Record) string {
+	for _, h := range rec.Headers {
+		if h.Key == topics.HeaderTraceParent {
+			return tracing.TraceID(string(h.Value))
+		}
+	}
+	return ""
 }
 
 // errProduceTimeout is returned when Kafka did not acknowledge in time.

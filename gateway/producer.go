@@ -32,7 +32,8 @@ var _ Producer = (*KafkaProducer)(nil)
 // options connOpts (seed brokers, TLS, SASL). Close it when done.
 func NewKafkaProducer(cfg Config, connOpts ...kgo.Opt) (*KafkaProducer, error) {
 	cfg = cfg.withDefaults()
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), connOpts...), producerOpts(cfg)...)...)
+	opts := append(append(append([]kgo.Opt(nil), connOpts...), producerOpts(cfg)...), cfg.Tracing.KafkaProducerOpts()...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
 	}

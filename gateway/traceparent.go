@@ -1,70 +1,17 @@
 package gateway
 
-import (
-	"encoding/hex"
-	"math/rand/v2"
-)
+import "github.com/orderflow/orderflow/tracing"
 
 // traceParent returns in when it is a valid W3C traceparent header, so a
 // trace started upstream continues through the pipeline; otherwise a new
-// one with a random trace id and parent id, sampled.
+// one with a random trace id and parent id, sampled. With tracing on, the
+// record's header is then replaced by the context of the gateway's publish
+// span (a child of its server span, which continues in).
 func traceParent(in string) string {
 	if validTraceParent(in) {
 		return in
 	}
-	var b [55]byte
-	copy(b[:], "00-")
-	var id [24]byte
-	for i := 0; i < 24; i += 8 {
-		v := rand.Uint64()
-		for j := range 8 {
-			id[i+j] = byte(v >> (8 * j))
-		}
-	}
-	hex.Encode(b[3:35], id[:16])
-	b[35] = '-'
-	hex.Encode(b[36:52], id[16:])
-	copy(b[52:], "-01")
-	return string(b[:])
+	return tracing.NewTraceParent()
 }
 
-// validTraceParent checks version-traceid-parentid-flags as W3C Trace
-// Context level 1 defines it: lower-case hex, version ff invalid, all-zero
-// ids invalid, and for version 00 nothing after the flags. Later versions
-// may append fields after a dash.
-func validTraceParent(s string) bool {
-	if len(s) < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
-		return false
-	}
-	if len(s) > 55 && (s[:2] == "00" || s[55] != '-') {
-		return false
-	}
-	if s[:2] == "ff" {
-		return false
-	}
-	for _, f := range [][2]int{{0, 2}, {3, 35}, {36, 52}, {53, 55}} {
-		if !lowerHex(s[f[0]:f[1]]) {
-			return false
-		}
-	}
-	return !allZero(s[3:35]) && !allZero(s[36:52])
-}
-
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func allZero(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] != '0' {
-			return false
-		}
-	}
-	return true
-}
+func validTraceParent(s string) bool { return tracing.ValidTraceParent(s) }

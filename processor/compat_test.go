@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/topics"
 )
 
 // An order state written by the previous version (sequential chain, intents
@@ -37,7 +39,12 @@ func TestResumeStateOfPreviousVersion(t *testing.T) {
 	}
 	f := newFakes()
 	h.start(h.config(), f.providers())
-	h.send(paid("pi_compat"))
+	if old.TraceParent != "" || old.TraceID() != "" {
+		t.Errorf("the previous version's state has a trace: %q", old.TraceParent)
+	}
+	ev := paid("pi_compat")
+	ev.headers = map[string]string{topics.HeaderTraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	h.send(ev)
 	st := h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_compat"}, StatusCompleted))["pi_compat"]
 	for _, step := range []string{StepDetails, StepCRM, StepProductionLog} {
 		if n := f.attemptCount(step, "pi_compat"); n != 0 {
@@ -58,6 +65,9 @@ func TestResumeStateOfPreviousVersion(t *testing.T) {
 		DealID string `json:"deal_id"`
 	}](st, StepCRM); err != nil || r.DealID != "d-pi_compat" {
 		t.Errorf("crm result %+v (%v), want the previous version's deal d-pi_compat", r, err)
+	}
+	if st.TraceID() != "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("trace id %q, want the one of the first record handled by this version", st.TraceID())
 	}
 	if st.Order == nil || st.Order.Number != "OF-COMPAT" || st.Order.AmountTotal != 12400 || len(st.Pending) != 0 || st.NextOffset != 1 {
 		t.Errorf("order %+v pending %v next offset %d", st.Order, st.Pending, st.NextOffset)

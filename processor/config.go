@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/topics"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 // IntentPolicy says what to do when a step that is not idempotent at its
@@ -103,6 +104,10 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// AlertTimeout bounds one call to the Alerter.
 	AlertTimeout time.Duration
+	// Tracing, when set, traces each order (DESIGN.md, "Tracing"): a span
+	// per record handled, per step attempt and per state or dead-letter
+	// write, in the order's trace. Nil is off (no span is made).
+	Tracing *tracing.Tracing
 	// MaxErrorLen cuts error texts stored in the state and DLQ headers.
 	MaxErrorLen int
 	// StateDir holds the local state store of each assigned partition

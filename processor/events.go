@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,9 +10,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/topics"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 // This file handles one record of `orders`: it decodes the event, skips
@@ -48,7 +51,13 @@ type handling struct {
 	key       string
 	replay    bool
 	replaySrc string
-	log       *slog.Logger
+	// traceParent is the record's traceparent header.
+	traceParent string
+	log         *slog.Logger
+	// tctx carries the record's span and span is it (trace.go); nil when
+	// tracing is off.
+	tctx context.Context
+	span trace.Span
 
 	mu sync.Mutex
 	st *State // nil when the order has no state yet
@@ -115,16 +124,24 @@ func (p *Processor) handle(part *partition, t *task) (handled bool) {
 	if err != nil {
 		return p.corrupt(part, rec, fmt.Errorf("the order's state cannot be read: %w", err))
 	}
-	h := &handling{p: p, part: part, rec: rec, env: env, key: env.Key, st: st, stopCh: part.stopCh,
-		log: p.log.With("order_id", env.Key, "partition", rec.Partition, "offset", rec.Offset, "event_id", env.EventID)}
+	h := &handling{p: p, part: part, rec: rec, env: env, key: env.Key, st: st, stopCh: part.stopCh}
 	for _, hd := range rec.Headers {
 		switch hd.Key {
 		case topics.HeaderReplay:
 			h.replay = true
 		case topics.HeaderReplaySource:
 			h.replaySrc = string(hd.Value)
+		case topics.HeaderTraceParent:
+			h.traceParent = string(hd.Value)
 		}
 	}
+	traceID := tracing.TraceID(h.traceParent)
+	if st != nil && st.TraceParent != "" {
+		traceID = st.TraceID()
+	}
+	h.log = p.log.With("order_id", env.Key, "partition", rec.Partition, "offset", rec.Offset, "event_id", env.EventID, "trace_id", traceID)
+	h.startProcess()
+	defer func() { h.endProcess(handled) }()
 	// A record that makes the processor panic (a state no code path
 	// expected) must not crash it in a loop: it is dead-lettered as
 	// corrupt with an alert, and the partition goes on.
@@ -186,7 +203,7 @@ func (h *handling) run() bool {
 // newState starts an order's state.
 func (h *handling) newState(status Status) *State {
 	now := time.Now().UTC()
-	return &State{Version: StateVersion, OrderID: h.key, Status: status, Steps: map[string]*StepState{}, CreatedAt: now, UpdatedAt: now}
+	return &State{Version: StateVersion, OrderID: h.key, Status: status, Steps: map[string]*StepState{}, TraceParent: h.recordTrace(), CreatedAt: now, UpdatedAt: now}
 }
 
 // duplicate reports whether this event, or another event of the same type
@@ -225,7 +242,21 @@ func appendBounded(s []string, v string) []string {
 
 // persist writes the state to `orders.state` (same partition as the record)
 // and waits for the acknowledgement.
-func (h *handling) persist() error {
+func (h *handling) persist() error { return h.persistIn(h.tctx) }
+
+// recordTrace is the traceparent a state takes from this record: the
+// record's header when valid (the gateway always writes one), else the
+// record's span context.
+func (h *handling) recordTrace() string {
+	if tracing.ValidTraceParent(h.traceParent) {
+		return h.traceParent
+	}
+	return h.p.cfg.Tracing.Inject(h.tctx)
+}
+
+// persistIn is persist with the write's span a child of tctx's span (a
+// step attempt's, or the record's).
+func (h *handling) persistIn(tctx context.Context) error {
 	if !h.fenced() {
 		return errFenced
 	}
@@ -233,12 +264,17 @@ func (h *handling) persist() error {
 	if h.started != nil { // the chain runs
 		h.st.Pending = h.pending()
 	}
+	if h.st.TraceParent == "" && h.st.Status != StatusErased {
+		h.st.TraceParent = h.recordTrace() // a state of an earlier version joins this record's trace
+	}
 	b, err := h.st.Encode()
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
 	r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key), Value: b}
+	span := h.startStateWrite(tctx, h.st.Status)
 	out, err := h.p.produce(h.part, r, "order state", h.key)
+	endWrite(span, err)
 	if err != nil {
 		return err
 	}
@@ -358,7 +394,7 @@ func (h *handling) park() bool {
 
 // writeDeadLetter produces the record's dead letter and waits for the ack.
 func (h *handling) writeDeadLetter(info deadLetterInfo) (*kgo.Record, bool) {
-	out, err := h.p.produce(h.part, h.p.dlqRecord(h.rec, info), "dead letter", h.key)
+	out, err := h.produceDeadLetter(info)
 	if err != nil {
 		h.log.Warn("record left unfinished", "err", err)
 		return nil, false
@@ -367,6 +403,14 @@ func (h *handling) writeDeadLetter(info deadLetterInfo) (*kgo.Record, bool) {
 	h.log.Warn("dead-lettered", "step", info.step, "class", info.class, "attempt", info.attempts,
 		"dlq", topics.Source(out.Partition, out.Offset))
 	return out, true
+}
+
+// produceDeadLetter writes the record's dead letter in a span of its own.
+func (h *handling) produceDeadLetter(info deadLetterInfo) (*kgo.Record, error) {
+	span := h.startDeadLetterWrite(info.step, info.class)
+	out, err := h.p.produce(h.part, h.p.dlqRecord(h.rec, info), "dead letter", h.key)
+	endWrite(span, err)
+	return out, err
 }
 
 // corrupt dead-letters a record that cannot be read.

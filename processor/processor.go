@@ -200,6 +200,9 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		// one produce request per broker while the next group forms.
 		kgo.ManualFlushing(),
 	)
+	// Receive spans only: the state and dead-letter writes have spans of
+	// their own (trace.go), and their records keep the headers they have.
+	opts = append(opts, cfg.Tracing.KafkaConsumerOpts(cfg.Group)...)
 	p.clSet = make(chan struct{})
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -99,6 +99,8 @@ func (h *handling) runStep(s Step) stepOutcome {
 		if err != nil {
 			return stepStopped
 		}
+		attempt := ss.Attempts + 1
+		actx, aspan := h.startAttempt(step, attempt)
 		switch {
 		case h.preIntent[step] && time.Until(p.leaseEnd(ss)) >= p.cfg.StepTimeout/2:
 			delete(h.preIntent, step) // persisted with an earlier step's result
@@ -110,12 +112,12 @@ func (h *handling) runStep(s Step) stepOutcome {
 			now := time.Now().UTC()
 			lease := now.Add(p.cfg.StepTimeout)
 			ss.Intent, ss.Lease = &now, &lease
-			if err := h.persist(); err != nil {
+			if err := h.persistIn(actx); err != nil {
 				br.release(probe)
+				endAttempt(aspan, resultStopped, err)
 				return stepStopped
 			}
 		}
-		attempt := ss.Attempts + 1
 		log.Debug("step call", "attempt", attempt)
 		var ctx context.Context
 		var cancel context.CancelFunc
@@ -129,10 +131,12 @@ func (h *handling) runStep(s Step) stepOutcome {
 			// intent's write, right before the call.
 			if !h.fenced() {
 				br.release(probe)
+				endAttempt(aspan, resultStopped, errFenced)
 				return stepStopped
 			}
 			ctx, cancel = context.WithDeadline(h.part.stepCtx, p.leaseEnd(ss))
 		}
+		ctx = callContext(ctx, aspan)
 		in := h.input()
 		start := time.Now()
 		var res any
@@ -154,7 +158,8 @@ func (h *handling) runStep(s Step) stepOutcome {
 			p.holds.answered(step, h.part.num, h.key)
 			st.LastError = ""
 			h.withResult(step, now)
-			if err := h.persist(); err != nil {
+			if err := h.persistIn(actx); err != nil {
+				endAttempt(aspan, resultOK, nil)
 				if !s.Idempotent() {
 					p.unpersisted.Store(h.key+"/"+step, unpersistedResult{result: result, at: now})
 					log.Warn("step result not persisted; kept to record when the order returns to this process", "attempt", attempt, "err", err)
@@ -164,11 +169,13 @@ func (h *handling) runStep(s Step) stepOutcome {
 				return stepStopped
 			}
 			log.Debug("step done", "attempt", attempt)
+			endAttempt(aspan, resultOK, nil)
 			return stepDone
 		}
 		if h.part.stepCtx.Err() != nil {
 			// Interrupted by the revocation deadline: not the provider's fault.
 			br.release(probe)
+			endAttempt(aspan, resultStopped, err)
 			return stepStopped
 		}
 		now := time.Now().UTC()
@@ -186,6 +193,7 @@ func (h *handling) runStep(s Step) stepOutcome {
 			ss.Lease = &now
 		}
 		if reset, quota := integrations.QuotaResetOf(err); quota {
+			endAttempt(aspan, resultHeld, err)
 			return h.quotaHeld(step, ss, br, probe, reset, err, elapsed)
 		}
 		ss.HeldUntil, ss.HeldReason = nil, ""
@@ -195,6 +203,7 @@ func (h *handling) runStep(s Step) stepOutcome {
 			p.m.stepDuration.WithLabelValues(step, outcomePermanent).Observe(elapsed)
 			ss.Attempts++
 			log.Warn("step failed permanently", "attempt", attempt, "err", err)
+			endAttempt(aspan, resultPermanent, err)
 			return h.deadLetterOutcome(step, topics.ClassPermanent, err)
 		}
 		p.m.stepDuration.WithLabelValues(step, outcomeTransient).Observe(elapsed)
@@ -204,9 +213,12 @@ func (h *handling) runStep(s Step) stepOutcome {
 		}
 		log.Warn("step failed", "attempt", attempt, "attempts_used", ss.Attempts, "counted", consumed, "err", err)
 		if ss.Attempts >= p.cfg.Retry.MaxAttempts {
+			endAttempt(aspan, resultExhausted, err)
 			return h.deadLetterOutcome(step, topics.ClassExhausted, err)
 		}
-		if err := h.persist(); err != nil {
+		perr := h.persistIn(actx)
+		endAttempt(aspan, resultTransient, err)
+		if perr != nil {
 			return stepStopped
 		}
 		if consumed {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 // StateVersion is the current version of the order state record.
@@ -75,11 +76,21 @@ type State struct {
 	// order that was fully handled; a record below it is a redelivery (after
 	// a crash or rebalance before the commit) and changes nothing.
 	NextOffset int64 `json:"next_offset,omitempty"`
+	// TraceParent is the W3C traceparent of the order's trace: the header
+	// of the record that created the state (the gateway's), or of the
+	// first record handled by this version for an older state. Every span
+	// the processor makes for the order is in this trace (DESIGN.md,
+	// "Tracing"). Absent in states of earlier versions.
+	TraceParent string `json:"traceparent,omitempty"`
 	// ErasedAt is when an erased order's data was erased.
 	ErasedAt  *time.Time `json:"erased_at,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 }
+
+// TraceID is the order's trace id (32 hex digits), "" when the state has
+// no valid traceparent.
+func (s *State) TraceID() string { return tracing.TraceID(s.TraceParent) }
 
 // MaxAppliedEvents bounds State.AppliedEvents and AppliedObjects.
 const MaxAppliedEvents = 64

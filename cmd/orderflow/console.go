@@ -21,6 +21,7 @@ import (
 	"github.com/orderflow/orderflow/processor/console"
 	"github.com/orderflow/orderflow/processor/dlq"
 	"github.com/orderflow/orderflow/topics"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 const consoleUsage = `console [flags]
@@ -159,18 +160,20 @@ func isLoopbackAddr(addr string) bool {
 
 // consoleServer is a running console.
 type consoleServer struct {
-	log      *slog.Logger
-	ln       net.Listener
-	srv      *http.Server
-	pprof    *http.Server // --pprof-addr
-	tls      bool
-	index    *console.Index
-	dlq      *dlq.Client
-	auditor  *console.KafkaAuditor
-	admCl    *kgo.Client
-	cancel   context.CancelFunc
-	followed chan error
-	follower *console.Follower
+	log *slog.Logger
+	// stopTracing flushes the replay spans still queued.
+	stopTracing func()
+	ln          net.Listener
+	srv         *http.Server
+	pprof       *http.Server // --pprof-addr
+	tls         bool
+	index       *console.Index
+	dlq         *dlq.Client
+	auditor     *console.KafkaAuditor
+	admCl       *kgo.Client
+	cancel      context.CancelFunc
+	followed    chan error
+	follower    *console.Follower
 }
 
 // URL is where the console answers.
@@ -235,7 +238,13 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 	cs.cancel = fcancel
 	go func() { cs.followed <- cs.follower.Run(fctx) }()
 
-	if cs.dlq, err = dlq.New(c.Names, c.Kafka); err != nil {
+	if cs.dlq, err = dlq.New(c.Names, c.Kafka); err == nil {
+		// Replays from the console are traced as the CLI's.
+		var tr *tracing.Tracing
+		tr, cs.stopTracing, err = startTracing(ctx, "orderflow-console", logger)
+		cs.dlq.SetTracing(tr)
+	}
+	if err != nil {
 		return nil, err
 	}
 	cfg := console.Config{Index: cs.index, Follower: cs.follower, Replayer: cs.dlq, States: cs.dlq, Eraser: cs.dlq, Names: c.Names, Accounts: accounts,
@@ -305,6 +314,9 @@ func (cs *consoleServer) Stop() error {
 	}
 	if cs.dlq != nil {
 		cs.dlq.Close()
+	}
+	if cs.stopTracing != nil {
+		cs.stopTracing()
 	}
 	if cs.auditor != nil {
 		cs.auditor.Close()

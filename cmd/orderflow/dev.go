@@ -200,6 +200,8 @@ type devServer struct {
 	simSrv   *http.Server
 	redis    *redis.Client
 	cleanup  func()
+	// stopTracing flushes the spans still queued (a no-op when off).
+	stopTracing func()
 
 	lock       *dataDirLock // held until Stop
 	console    *consoleServer
@@ -318,6 +320,14 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 
+	// Tracing, when the OTEL_* variables turn it on.
+	tr, stopTracing, err := startTracing(ctx, "orderflow-dev", logger)
+	if err != nil {
+		return nil, err
+	}
+	d.stopTracing = stopTracing
+	traceProviderCalls(tr)
+
 	// Processor, with every provider pointed at the simulator.
 	pf := devProviders(c, d.simAddr)
 	prov, cleanup, err := pf.build(ctx, devQuiet(logger.With("component", "providers")))
@@ -328,6 +338,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	d.cleanup = cleanup
 	pcfg := processor.DefaultConfig(d.names)
 	pcfg.Group = "orderflow-dev"
+	pcfg.Tracing = tr
 	pcfg.StateDir = c.StateDir
 	if pcfg.StateDir == "" {
 		pcfg.StateDir = filepath.Join(c.DataDir, "state")
@@ -344,7 +355,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	go func() { d.procDone <- proc.Run(pctx) }()
 
 	// Gateway.
-	gcfg := gateway.Config{Topic: d.names.Orders, Secrets: append([]string{secret}, c.WebhookSecrets...)}
+	gcfg := gateway.Config{Topic: d.names.Orders, Secrets: append([]string{secret}, c.WebhookSecrets...), Tracing: tr}
 	if err := gcfg.Validate(); err != nil {
 		return nil, usagef("%v", err)
 	}
@@ -478,6 +489,9 @@ func (d *devServer) Stop() error {
 		}
 		if d.kafka != nil {
 			d.kafka.Close()
+		}
+		if d.stopTracing != nil {
+			d.stopTracing()
 		}
 		d.lock.release()
 		d.log.Info("dev mode stopped")

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -291,6 +292,16 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer c.Close()
+	if !*dryRun {
+		// With tracing on, each dead letter sent again is a span linked to
+		// its order's trace (DESIGN.md, "Tracing").
+		tr, stopTracing, err := startTracing(ctx, "orderflow-dlq", slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if err != nil {
+			return err
+		}
+		defer stopTracing()
+		c.SetTracing(tr)
+	}
 	if f.Orders, err = resolveOrderRefs(ctx, c, f.Orders); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 const gatewayUsage = `gateway [flags]
@@ -25,7 +26,11 @@ const gatewayUsage = `gateway [flags]
 Receives Stripe webhooks on POST /webhooks/stripe, verifies them and queues
 the handled event types on the orders topic. Serves /healthz and /readyz on
 --http-addr, Prometheus /metrics on --metrics-addr. The webhook secret is
-best given as ORDERFLOW_WEBHOOK_SECRET rather than on the command line.`
+best given as ORDERFLOW_WEBHOOK_SECRET rather than on the command line.
+
+` + tracing.EnvHelp + `
+The webhook's server span continues the request's traceparent header; the
+record on orders carries the trace (its traceparent header).`
 
 // gatewayFlags are the flags of `orderflow gateway`.
 type gatewayFlags struct {
@@ -119,6 +124,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	tr, stopTracing, err := startTracing(ctx, "orderflow-gateway", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	cfg.Tracing = tr
 	producer, err := gateway.NewKafkaProducer(cfg, kopts...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)

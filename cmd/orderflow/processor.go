@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 const processorUsage = `processor [flags]
@@ -33,7 +34,11 @@ step's result is stored on the orders.state topic before a step reading it
 starts, then in a local store per partition (--state-dir), and offsets are
 committed only below the lowest unfinished record.
 Run as many instances as there are partitions; SIGTERM finishes in-flight
-steps (up to --revoke-deadline), commits and leaves the group.`
+steps (up to --revoke-deadline), commits and leaves the group.
+
+` + tracing.EnvHelp + `
+Each order's spans (the record, every step attempt with its provider calls,
+every state write) join the trace its first event brought.`
 
 // processorFlags are the flags of `orderflow processor`.
 type processorFlags struct {
@@ -174,6 +179,13 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	tr, stopTracing, err := startTracing(ctx, "orderflow-processor", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	cfg.Tracing = tr
+	traceProviderCalls(tr)
 	f.providers.fleet.group, f.providers.fleet.kafka = cfg.Group, kopts // live processors, for the limits' fallback share
 	prov, cleanup, err := f.providers.build(ctx, logger.With("component", "providers"))
 	if err != nil {

@@ -266,6 +266,9 @@ func WriteOrder(w io.Writer, st *processor.State) {
 	}
 	row("created", formatTime(st.CreatedAt))
 	row("updated", formatTime(st.UpdatedAt))
+	if id := st.TraceID(); id != "" {
+		row("trace", id)
+	}
 	if st.LastError != "" {
 		row("last error", Cut(st.LastError, 0))
 	}

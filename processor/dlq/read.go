@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/topics"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 // Client reads the dead-letter and state topics and replays dead letters.
@@ -22,7 +23,13 @@ type Client struct {
 	opts  []kgo.Opt
 	cl    *kgo.Client // admin requests and replay produces
 	adm   *kadm.Client
+	tr    *tracing.Tracing
 }
+
+// SetTracing traces replays (nil, the default, is off): each dead letter
+// sent again gets a span of its own, a new trace linked to the order's, and
+// the replayed record carries that span's context. Call it before use.
+func (c *Client) SetTracing(t *tracing.Tracing) { c.tr = t }
 
 // New returns a Client for the topics in names. opts are the connection
 // options (seed brokers, TLS, SASL); the client adds what it needs to read

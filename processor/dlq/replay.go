@@ -10,9 +10,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/topics"
+	"github.com/orderflow/orderflow/tracing"
 )
 
 // Reasons a selected dead letter is not replayed.
@@ -245,10 +249,18 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 		next = time.Now().Add(interval)
 		rec := ReplayRecord(d.DeadLetter, c.names.Orders, replayPartition(d.DeadLetter, n))
 		src := d.Source()
+		span := c.traceReplay(ctx, d.DeadLetter, rec)
 		wg.Add(1)
 		sent++
 		c.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 			defer wg.Done()
+			if span != nil {
+				if err != nil {
+					span.SetStatus(codes.Error, err.Error())
+				}
+				span.SetAttributes(tracing.AttrPartition.Int(int(rec.Partition)), tracing.AttrOffset.Int64(rec.Offset))
+				span.End()
+			}
 			mu.Lock()
 			if err != nil {
 				if firstErr == nil {
@@ -274,6 +286,44 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 	sum.Failed = len(todo) - acked
 	err = errors.Join(stopErr, failed())
 	return sum, err
+}
+
+// traceReplay starts the span of one dead letter sent again, when tracing
+// is on: a new trace (the replay is an operator's action of its own, maybe
+// days later) linked to the order's trace through the dead letter's
+// traceparent, and sets the record's traceparent to the span's context.
+// The processor then handles the record in the order's trace, linked back
+// to this span. Nil when off: the record keeps the dead letter's
+// traceparent and continues the order's trace.
+func (c *Client) traceReplay(ctx context.Context, d DeadLetter, rec *kgo.Record) trace.Span {
+	if c.tr == nil {
+		return nil
+	}
+	opts := []trace.SpanStartOption{
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(tracing.AttrOrderID.String(d.Key), tracing.AttrReplay.String(d.Source()),
+			tracing.AttrStep.String(d.Step), tracing.AttrDLQClass.String(d.Class)),
+	}
+	for _, h := range d.Headers {
+		if h.Key == topics.HeaderTraceParent {
+			if sc := trace.SpanContextFromContext(c.tr.Extract(context.Background(), string(h.Value))); sc.IsValid() {
+				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{tracing.AttrLink.String("dead_letter")}}))
+			}
+		}
+	}
+	sctx, span := c.tr.Tracer().Start(ctx, tracing.SpanReplay, opts...)
+	tp := c.tr.Inject(sctx)
+	replaced := false
+	for i, h := range rec.Headers {
+		if h.Key == topics.HeaderTraceParent {
+			rec.Headers[i].Value, replaced = []byte(tp), true
+		}
+	}
+	if !replaced {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: topics.HeaderTraceParent, Value: []byte(tp)})
+	}
+	return span
 }
 
 // LeftOut returns the dead letters of all that a replay of plan leaves out

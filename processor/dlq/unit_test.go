@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -310,12 +311,16 @@ func TestWriteOrder(t *testing.T) {
 				LabelLocation: "file:///labels/OF-1.pdf"})},
 			"invoice": {Attempts: 3, LastError: "netvisor: 500 Internal", LastFailure: &at},
 		},
-		Flags:      []string{"possible_duplicate:shipping"},
-		Replays:    []string{"0/4"},
-		DeadLetter: &processor.DeadLetter{Partition: 0, Offset: 9, Step: "invoice", Class: "exhausted", At: at},
+		Flags:       []string{"possible_duplicate:shipping"},
+		Replays:     []string{"0/4"},
+		DeadLetter:  &processor.DeadLetter{Partition: 0, Offset: 9, Step: "invoice", Class: "exhausted", At: at},
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 	}
 	var buf bytes.Buffer
 	WriteOrder(&buf, st)
+	if !regexp.MustCompile(`\n  trace +4bf92f3577b34da6a3ce929d0e0e4736\n`).MatchString(buf.String()) {
+		t.Errorf("order output lacks the trace id line:\n%s", buf.String())
+	}
 	out := buf.String()
 	for _, want := range []string{"order pi_1 (OF-1)", "dead_lettered", "deal d77", "record rec9", "tracking 00370123",
 		"label file:///labels/OF-1.pdf", "after 2 failed attempt(s)", "3 attempt(s)", "netvisor: 500 Internal",
