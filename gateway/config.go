@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 // Defaults of Config fields left zero.

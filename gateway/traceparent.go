@@ -1,6 +1,6 @@
 package gateway
 
-import "github.com/orderflow/orderflow/tracing"
+import "github.com/orderflow/orderflow/topics/tracing"
 
 // traceParent returns in when it is a valid W3C traceparent header, so a
 // trace started upstream continues through the pipeline; otherwise a new

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/topics"
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 // IntentPolicy says what to do when a step that is not idempotent at its

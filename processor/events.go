@@ -14,7 +14,7 @@ import (
 
 	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/topics"
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 // This file handles one record of `orders`: it decodes the event, skips

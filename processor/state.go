@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 // StateVersion is the current version of the order state record.

@@ -7,7 +7,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 // This file makes the processor's spans (DESIGN.md, "Tracing"). With

@@ -21,7 +21,7 @@ import (
 	"github.com/orderflow/orderflow/processor/console"
 	"github.com/orderflow/orderflow/processor/dlq"
 	"github.com/orderflow/orderflow/topics"
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 const consoleUsage = `console [flags]

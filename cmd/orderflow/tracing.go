@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 // startTracing turns tracing on when the OTEL_* variables ask for it (see

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/topics"
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 // Client reads the dead-letter and state topics and replays dead letters.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/topics"
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 // Reasons a selected dead letter is not replayed.

@@ -34,7 +34,7 @@ import (
 	"github.com/orderflow/orderflow/processor/dlq"
 	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/testenv"
-	"github.com/orderflow/orderflow/tracing"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 const (
