@@ -1,55 +1,84 @@
 package statestore
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/objstorage"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // runBytes is how much a Loader gathers before writing it out. A run this
-// large is sorted and ingested as one table (no memtable, no write-ahead
+// large is sorted and written as one table (no memtable, no write-ahead
 // log) by a writer goroutine while the next run fills; a smaller remainder
 // goes through an ordinary batch. Two runs are in memory at most, copied
 // out of the fetch buffers so that those are freed at once.
+//
+// The writer does not wait for the disk: a written table goes to an
+// applier goroutine that makes it durable (fsync), hands it to Pebble
+// (Ingest) and only then moves the checkpoint, while the writer builds the
+// next one. Tables queued meanwhile that do not overlap (a partition
+// written in key order) are ingested together, with one manifest update.
 const (
 	runBytes      = 8 << 20
 	smallRunBytes = 1 << 20
+	// applyQueue bounds the written tables and batches waiting for the
+	// applier: open files, no memory beyond a small batch.
+	applyQueue = 4
 )
 
 // Loader applies changelog records in offset order (a restore or the
 // replay of the tail past the checkpoint). Build it with Store.Load, Add
 // every record, then Finish.
 type Loader struct {
-	s    *Store
-	cur  *run
-	free chan *run
-	todo chan *run
-	done chan error
-	err  error
-	last int64 // offset of the last record added
-	seq  int
+	s     *Store
+	cur   *run
+	free  chan *run
+	todo  chan *run
+	apply chan *item
+	done  chan struct{} // closed when the applier returned
+	last  int64         // offset of the last record added
+	seq   int
+
+	mu  sync.Mutex
+	err error // the first failure of the writer or the applier
 }
 
 type run struct {
 	arena   []byte
 	entries []entry
 	next    int64 // the checkpoint once the run is written
+	// unsorted is set when a key was added below the one before it.
+	unsorted bool
 }
 
 type entry struct {
 	key []byte // statePrefix + order key, in the arena
-	val []byte // in the arena; nil: tombstone
+	val []byte // the stored value (header, then the record), in the arena; nil: tombstone
 	off int64
+}
+
+// item is one written run waiting to be applied: a table file, or a batch,
+// or (neither) just the checkpoint.
+type item struct {
+	next int64
+	// table:
+	path        string
+	file        vfs.File
+	first, last []byte // key range
+	batch       *pebble.Batch
 }
 
 // Load starts a replay from the store's checkpoint. Reset first when the
@@ -58,23 +87,43 @@ func (s *Store) Load() *Loader {
 	s.mu.Lock()
 	next := s.trk.next
 	s.mu.Unlock()
-	l := &Loader{s: s, last: next - 1, free: make(chan *run, 2), todo: make(chan *run, 1), done: make(chan error, 1)}
+	l := &Loader{s: s, last: next - 1, free: make(chan *run, 2), todo: make(chan *run, 1),
+		apply: make(chan *item, applyQueue), done: make(chan struct{})}
 	l.free <- &run{arena: make([]byte, 0, runBytes)}
 	l.free <- &run{arena: make([]byte, 0, runBytes)}
 	go l.writer(l.todo)
+	go l.applier()
 	return l
 }
 
+func (l *Loader) fail(err error) {
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = err
+	}
+	l.mu.Unlock()
+}
+
+func (l *Loader) failed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
 func (l *Loader) writer(todo <-chan *run) {
-	var err error
 	for r := range todo {
-		if err == nil {
-			err = l.write(r)
+		if l.failed() == nil {
+			it, err := l.build(r)
+			if err != nil {
+				l.fail(err)
+			} else {
+				l.apply <- it
+			}
 		}
-		r.arena, r.entries = r.arena[:0], r.entries[:0]
+		r.arena, r.entries, r.unsorted = r.arena[:0], r.entries[:0], false
 		l.free <- r
 	}
-	l.done <- err
+	close(l.apply)
 }
 
 // Reset empties the store and sets its checkpoint to from (the changelog's
@@ -97,14 +146,14 @@ func (s *Store) Reset(from int64) error {
 
 // Add applies one record; val nil is a tombstone. The bytes are copied.
 func (l *Loader) Add(key, val []byte, off int64) error {
-	if l.err != nil {
-		return l.err
-	}
 	if l.cur == nil {
+		if err := l.failed(); err != nil {
+			return err
+		}
 		l.cur = <-l.free
 	}
 	r := l.cur
-	if len(r.arena)+1+len(key)+len(val) > cap(r.arena) && len(r.entries) > 0 {
+	if len(r.arena)+1+len(key)+headerLen+len(val) > cap(r.arena) && len(r.entries) > 0 {
 		if err := l.send(off); err != nil {
 			return err
 		}
@@ -115,10 +164,13 @@ func (l *Loader) Add(key, val []byte, off int64) error {
 	r.arena = append(r.arena, statePrefix)
 	r.arena = append(r.arena, key...)
 	k := r.arena[start:len(r.arena):len(r.arena)]
+	if n := len(r.entries); n > 0 && !r.unsorted && bytes.Compare(r.entries[n-1].key, k) > 0 {
+		r.unsorted = true
+	}
 	var v []byte
 	if val != nil {
 		vs := len(r.arena)
-		r.arena = append(r.arena, val...)
+		r.arena = appendValue(r.arena, off, val)
 		v = r.arena[vs:len(r.arena):len(r.arena)]
 	}
 	r.entries = append(r.entries, entry{key: k, val: v, off: off})
@@ -128,11 +180,8 @@ func (l *Loader) Add(key, val []byte, off int64) error {
 
 // send hands the current run to the writer; next is its checkpoint.
 func (l *Loader) send(next int64) error {
-	select {
-	case err := <-l.done: // the writer stopped on an error
-		l.err = err
+	if err := l.failed(); err != nil {
 		return err
-	default:
 	}
 	l.cur.next = next
 	l.todo <- l.cur
@@ -140,11 +189,12 @@ func (l *Loader) send(next int64) error {
 	return nil
 }
 
-// Finish writes what is left, waits for the writer and sets the checkpoint
-// to end, the changelog's end offset the replay read up to.
+// Finish writes what is left, waits until everything is applied and sets
+// the checkpoint to end, the changelog's end offset the replay read up
+// to.
 func (l *Loader) Finish(end int64) error {
-	if l.err != nil {
-		return l.err
+	if l.todo == nil {
+		return errors.New("statestore: load already finished")
 	}
 	next := max(end, l.last+1)
 	if l.cur == nil {
@@ -155,7 +205,8 @@ func (l *Loader) Finish(end int64) error {
 	l.cur = nil
 	close(l.todo)
 	l.todo = nil
-	return <-l.done
+	<-l.done
+	return l.failed()
 }
 
 // Abort stops the writer without finishing (a restore that gave up); what
@@ -169,16 +220,18 @@ func (l *Loader) Abort() {
 	<-l.done
 }
 
-// write sorts a run, writes it and moves the checkpoint.
-func (l *Loader) write(r *run) error {
-	s := l.s
-	// The last record of each key wins: sort by key, then offset.
-	slices.SortFunc(r.entries, func(a, b entry) int {
-		if c := bytes.Compare(a.key, b.key); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.off, b.off)
-	})
+// build sorts a run and writes it out as an item for the applier.
+func (l *Loader) build(r *run) (*item, error) {
+	// The last record of each key wins: sort by key, then offset (a run
+	// added in key order is sorted already).
+	if r.unsorted {
+		slices.SortFunc(r.entries, func(a, b entry) int {
+			if c := bytes.Compare(a.key, b.key); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.off, b.off)
+		})
+	}
 	n := 0
 	for i, e := range r.entries {
 		if i+1 < len(r.entries) && bytes.Equal(r.entries[i+1].key, e.key) {
@@ -188,89 +241,207 @@ func (l *Loader) write(r *run) error {
 		n++
 	}
 	entries := r.entries[:n]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("statestore: store closed")
-	}
-	var err error
 	switch {
 	case len(entries) == 0:
-		err = s.db.Set(keyCheckpoint, encodeCheckpoint(r.next, time.Now()), pebble.NoSync)
+		return &item{next: r.next}, nil
 	case len(r.arena) < smallRunBytes:
-		err = l.batch(entries, r.next)
-	default:
-		err = l.ingest(entries, r.next)
-	}
-	if err != nil {
-		return err
-	}
-	s.trk.reset(r.next)
-	s.ckAt = time.Now()
-	return nil
-}
-
-func (l *Loader) batch(run []entry, next int64) error {
-	b := l.s.db.NewBatch()
-	for _, e := range run {
-		if e.val == nil {
-			_ = b.Delete(e.key, nil)
-		} else {
-			_ = b.Set(e.key, encodeValue(e.off, e.val), nil)
+		b := l.s.db.NewBatchWithSize(len(r.arena) + 64*len(entries) + 64)
+		for _, e := range entries {
+			if e.val == nil {
+				_ = b.Delete(e.key, nil)
+			} else {
+				_ = b.Set(e.key, e.val, nil)
+			}
 		}
+		return &item{next: r.next, batch: b}, nil
+	default:
+		return l.table(entries, r.next)
 	}
-	_ = b.Set(keyCheckpoint, encodeCheckpoint(next, time.Now()), nil)
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("statestore: write: %w", err)
-	}
-	return nil
 }
 
-// ingest writes a sorted run as a table and hands it to Pebble, then
-// moves the checkpoint (a crash in between replays the run again).
-func (l *Loader) ingest(run []entry, next int64) error {
+// table writes a sorted run as a table file, not yet synced.
+func (l *Loader) table(run []entry, next int64) (*item, error) {
 	s := l.s
 	l.seq++
 	path := filepath.Join(s.dir, fmt.Sprintf("load-%d-%d.sst", os.Getpid(), l.seq))
 	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return fmt.Errorf("statestore: %w", err)
+		return nil, fmt.Errorf("statestore: %w", err)
 	}
 	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
-	var val []byte
+	w := sstable.NewWriter(&unsyncedWritable{bw: bufio.NewWriterSize(f, 256<<10)}, wo)
 	for _, e := range run {
 		if e.val == nil {
 			err = w.Delete(e.key)
 		} else {
-			val = appendValue(val[:0], e.off, e.val)
-			err = w.Set(e.key, val)
+			err = w.Set(e.key, e.val)
 		}
 		if err != nil {
-			_ = w.Close()
-			_ = os.Remove(path)
-			return fmt.Errorf("statestore: write table: %w", err)
+			break
 		}
 	}
-	if err := w.Close(); err != nil {
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = f.Close()
 		_ = os.Remove(path)
-		return fmt.Errorf("statestore: write table: %w", err)
+		return nil, fmt.Errorf("statestore: write table: %w", err)
 	}
-	if err := s.db.Ingest(context.Background(), []string{path}); err != nil {
-		_ = os.Remove(path)
-		return fmt.Errorf("statestore: ingest: %w", err)
+	return &item{next: next, path: path, file: f,
+		first: bytes.Clone(run[0].key), last: bytes.Clone(run[len(run)-1].key)}, nil
+}
+
+// unsyncedWritable writes a table through a buffer and leaves the file
+// open and unsynced: the applier syncs it before Pebble takes it.
+type unsyncedWritable struct{ bw *bufio.Writer }
+
+func (w *unsyncedWritable) Write(p []byte) error {
+	_, err := w.bw.Write(p)
+	return err
+}
+func (w *unsyncedWritable) Finish() error { return w.bw.Flush() }
+func (w *unsyncedWritable) Abort()        {}
+
+var _ objstorage.Writable = (*unsyncedWritable)(nil)
+
+// applier applies the written runs in order: tables are synced, then
+// ingested (consecutive ones that do not overlap in one go), batches
+// committed, each with the checkpoint it allows.
+func (l *Loader) applier() {
+	defer close(l.done)
+	var held *item
+	for {
+		it := held
+		held = nil
+		if it == nil {
+			var ok bool
+			if it, ok = <-l.apply; !ok {
+				return
+			}
+		}
+		if l.failed() != nil {
+			discard(it)
+			continue
+		}
+		if it.file == nil {
+			if err := l.commit(it); err != nil {
+				l.fail(err)
+			}
+			continue
+		}
+		group := []*item{it}
+	gather:
+		for {
+			select {
+			case nx, ok := <-l.apply:
+				if !ok {
+					break gather
+				}
+				if nx.file == nil || overlaps(group, nx) {
+					held = nx
+					break gather
+				}
+				group = append(group, nx)
+			default:
+				break gather
+			}
+		}
+		if err := l.ingest(group); err != nil {
+			l.fail(err)
+		}
 	}
-	_ = os.Remove(path) // Pebble linked it in; the name is ours to drop
-	if err := s.db.Set(keyCheckpoint, encodeCheckpoint(next, time.Now()), pebble.NoSync); err != nil {
-		return fmt.Errorf("statestore: checkpoint: %w", err)
+}
+
+func overlaps(group []*item, it *item) bool {
+	for _, g := range group {
+		if bytes.Compare(it.first, g.last) <= 0 && bytes.Compare(g.first, it.last) <= 0 {
+			return true
+		}
 	}
+	return false
+}
+
+func discard(it *item) {
+	if it.file != nil {
+		_ = it.file.Close()
+		_ = os.Remove(it.path)
+	}
+	if it.batch != nil {
+		_ = it.batch.Close()
+	}
+}
+
+// commit applies a batch (or nothing) with its checkpoint.
+func (l *Loader) commit(it *item) error {
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		discard(it)
+		return errors.New("statestore: store closed")
+	}
+	now := time.Now()
+	var err error
+	if it.batch != nil {
+		_ = it.batch.Set(keyCheckpoint, encodeCheckpoint(it.next, now), nil)
+		err = it.batch.Commit(pebble.NoSync)
+		_ = it.batch.Close()
+	} else {
+		err = s.db.Set(keyCheckpoint, encodeCheckpoint(it.next, now), pebble.NoSync)
+	}
+	if err != nil {
+		return fmt.Errorf("statestore: write: %w", err)
+	}
+	s.trk.reset(it.next)
+	s.ckAt = now
 	return nil
 }
 
-func appendValue(b []byte, off int64, val []byte) []byte {
-	b = append(b, valueFormat, 0, 0, 0, 0, 0, 0, 0, 0)
-	for i := 0; i < 8; i++ {
-		b[1+i] = byte(uint64(off) >> (56 - 8*i))
+// ingest makes the tables durable, hands them to Pebble, then moves the
+// checkpoint (a crash in between replays them again).
+func (l *Loader) ingest(group []*item) error {
+	s := l.s
+	paths := make([]string, len(group))
+	var err error
+	for i, it := range group {
+		paths[i] = it.path
+		if err == nil {
+			err = it.file.Sync()
+		}
+		if cerr := it.file.Close(); err == nil {
+			err = cerr
+		}
 	}
+	defer func() {
+		for _, p := range paths {
+			_ = os.Remove(p) // Pebble linked them in; the names are ours to drop
+		}
+	}()
+	if err != nil {
+		return fmt.Errorf("statestore: write table: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("statestore: store closed")
+	}
+	if err := s.db.Ingest(context.Background(), paths); err != nil {
+		return fmt.Errorf("statestore: ingest: %w", err)
+	}
+	next := group[len(group)-1].next
+	now := time.Now()
+	if err := s.db.Set(keyCheckpoint, encodeCheckpoint(next, now), pebble.NoSync); err != nil {
+		return fmt.Errorf("statestore: checkpoint: %w", err)
+	}
+	s.trk.reset(next)
+	s.ckAt = now
+	return nil
+}
+
+// appendValue appends a stored value: format, changelog offset, record.
+func appendValue(b []byte, off int64, val []byte) []byte {
+	b = append(b, valueFormat)
+	b = binary.BigEndian.AppendUint64(b, uint64(off))
 	return append(b, val...)
 }

@@ -99,7 +99,7 @@ func main() {
 	flag.IntVar(&o.fleetProcessors, "fleet-processors", 3, "processors of the fleet runs")
 	flag.DurationVar(&o.fleetLatency, "fleet-latency", 50*time.Millisecond, "simulator latency per provider call in the fleet runs")
 	flag.DurationVar(&o.fleetTimeout, "fleet-timeout", 4*time.Minute, "a fleet run not final by then is stopped and reported as such")
-	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest), the processor (drain) and the console (catch-up and searches, with its heap) into this folder")
+	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest), the processor (drain, cold restore; with its heap after a cold restore) and the console (catch-up and searches, with its heap) into this folder")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -66,11 +66,13 @@ func (b *bench) restoreOnce(ctx context.Context, n int, simURL string) (RestoreR
 	if err != nil {
 		return row, err
 	}
+	b.cpuProfile(metrics, fmt.Sprintf("processor-restore-%d", n))
 	secs, err := waitRestore(ctx, metrics, proc)
 	if err != nil {
 		b.stop(proc)
 		return row, err
 	}
+	b.heapProfile(metrics, fmt.Sprintf("processor-restore-%d-heap", n))
 	row.ColdSeconds = secs
 	row.ColdPerSec = float64(n) / secs
 	time.Sleep(2 * time.Second) // the count of the stored states after the restore
