@@ -92,7 +92,7 @@ func main() {
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")
 	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,fleet,flash,restore,console,micro")
 	flag.StringVar(&o.gatewayFlags, "gateway-flags", "", "extra flags for every orderflow gateway, space-separated (e.g. \"--produce-timeout 2s\")")
-	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest, drain and console parts")
+	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest, drain, restore and console parts")
 	flag.IntVar(&o.consoleOrders, "console-orders", 1000000, "orders in the console's index")
 	flag.IntVar(&o.consoleRounds, "console-rounds", 1, "console runs from an empty index over the same topic (each build's, interleaved with --baseline-bin's)")
 	flag.IntVar(&o.fleetOrders, "fleet-orders", 5000, "backlog of the fleet runs")
