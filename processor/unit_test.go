@@ -421,7 +421,7 @@ func TestQuickValidRejectsNull(t *testing.T) {
 		{`{"v":1,"order_id":"pi_1","note":"null","x":"unull"}`, true},
 		{`{"v":1,"order_id":"pi_1","x":"u:nul"}`, true},
 		{`{"v":1,"order_id":"pi_1","a":nul}`, true}, // not a null; the full decode rejects it
-		{`{"v":1,"order_id":"pi_2"}`, false},         // another order's id
+		{`{"v":1,"order_id":"pi_2"}`, false},        // another order's id
 	} {
 		if got := quickValid([]byte("pi_1"), []byte(c.val)); got != c.want {
 			t.Errorf("quickValid(%s) = %v, want %v", c.val, got, c.want)
