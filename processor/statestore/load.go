@@ -64,10 +64,22 @@ type run struct {
 	unsorted bool
 }
 
+// entry is one record of a run, by its place in the arena (which may move
+// while it grows): the key (statePrefix + order key) at [k, v), the stored
+// value (header, then the record) at [v, end); v == end is a tombstone.
 type entry struct {
-	key []byte // statePrefix + order key, in the arena
-	val []byte // the stored value (header, then the record), in the arena; nil: tombstone
-	off int64
+	k, v, end int32
+	off       int64
+}
+
+func (r *run) key(e entry) []byte { return r.arena[e.k:e.v:e.v] }
+
+// val returns the stored value, nil for a tombstone.
+func (r *run) val(e entry) []byte {
+	if e.v == e.end {
+		return nil
+	}
+	return r.arena[e.v:e.end:e.end]
 }
 
 // item is one written run waiting to be applied: a table file, or a batch,
@@ -89,8 +101,10 @@ func (s *Store) Load() *Loader {
 	s.mu.Unlock()
 	l := &Loader{s: s, last: next - 1, free: make(chan *run, 2), todo: make(chan *run, 1),
 		apply: make(chan *item, applyQueue), done: make(chan struct{})}
-	l.free <- &run{arena: make([]byte, 0, runBytes)}
-	l.free <- &run{arena: make([]byte, 0, runBytes)}
+	// The arenas grow as records come, up to runBytes: a replay of a
+	// short tail (or of nothing) costs next to no memory.
+	l.free <- &run{}
+	l.free <- &run{}
 	go l.writer(l.todo)
 	go l.applier()
 	return l
@@ -153,27 +167,31 @@ func (l *Loader) Add(key, val []byte, off int64) error {
 		l.cur = <-l.free
 	}
 	r := l.cur
-	if len(r.arena)+1+len(key)+headerLen+len(val) > cap(r.arena) && len(r.entries) > 0 {
+	need := 1 + len(key) + headerLen + len(val)
+	if len(r.arena)+need > runBytes && len(r.entries) > 0 {
 		if err := l.send(off); err != nil {
 			return err
 		}
 		l.cur = <-l.free
 		r = l.cur
 	}
-	start := len(r.arena)
+	if len(r.arena)+need > cap(r.arena) {
+		grown := make([]byte, len(r.arena), min(max(2*cap(r.arena), len(r.arena)+need, 64<<10), max(runBytes, len(r.arena)+need)))
+		copy(grown, r.arena)
+		r.arena = grown
+	}
+	e := entry{k: int32(len(r.arena)), off: off}
 	r.arena = append(r.arena, statePrefix)
 	r.arena = append(r.arena, key...)
-	k := r.arena[start:len(r.arena):len(r.arena)]
-	if n := len(r.entries); n > 0 && !r.unsorted && bytes.Compare(r.entries[n-1].key, k) > 0 {
+	e.v = int32(len(r.arena))
+	if val != nil {
+		r.arena = appendValue(r.arena, off, val)
+	}
+	e.end = int32(len(r.arena))
+	if n := len(r.entries); n > 0 && !r.unsorted && bytes.Compare(r.key(r.entries[n-1]), r.key(e)) > 0 {
 		r.unsorted = true
 	}
-	var v []byte
-	if val != nil {
-		vs := len(r.arena)
-		r.arena = appendValue(r.arena, off, val)
-		v = r.arena[vs:len(r.arena):len(r.arena)]
-	}
-	r.entries = append(r.entries, entry{key: k, val: v, off: off})
+	r.entries = append(r.entries, e)
 	l.last = off
 	return nil
 }
@@ -226,7 +244,7 @@ func (l *Loader) build(r *run) (*item, error) {
 	// added in key order is sorted already).
 	if r.unsorted {
 		slices.SortFunc(r.entries, func(a, b entry) int {
-			if c := bytes.Compare(a.key, b.key); c != 0 {
+			if c := bytes.Compare(r.key(a), r.key(b)); c != 0 {
 				return c
 			}
 			return cmp.Compare(a.off, b.off)
@@ -234,7 +252,7 @@ func (l *Loader) build(r *run) (*item, error) {
 	}
 	n := 0
 	for i, e := range r.entries {
-		if i+1 < len(r.entries) && bytes.Equal(r.entries[i+1].key, e.key) {
+		if i+1 < len(r.entries) && bytes.Equal(r.key(r.entries[i+1]), r.key(e)) {
 			continue
 		}
 		r.entries[n] = e
@@ -247,20 +265,20 @@ func (l *Loader) build(r *run) (*item, error) {
 	case len(r.arena) < smallRunBytes:
 		b := l.s.db.NewBatchWithSize(len(r.arena) + 64*len(entries) + 64)
 		for _, e := range entries {
-			if e.val == nil {
-				_ = b.Delete(e.key, nil)
+			if v := r.val(e); v == nil {
+				_ = b.Delete(r.key(e), nil)
 			} else {
-				_ = b.Set(e.key, e.val, nil)
+				_ = b.Set(r.key(e), v, nil)
 			}
 		}
 		return &item{next: r.next, batch: b}, nil
 	default:
-		return l.table(entries, r.next)
+		return l.table(r, entries)
 	}
 }
 
 // table writes a sorted run as a table file, not yet synced.
-func (l *Loader) table(run []entry, next int64) (*item, error) {
+func (l *Loader) table(r *run, run []entry) (*item, error) {
 	s := l.s
 	l.seq++
 	path := filepath.Join(s.dir, fmt.Sprintf("load-%d-%d.sst", os.Getpid(), l.seq))
@@ -271,10 +289,10 @@ func (l *Loader) table(run []entry, next int64) (*item, error) {
 	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
 	w := sstable.NewWriter(&unsyncedWritable{bw: bufio.NewWriterSize(f, 256<<10)}, wo)
 	for _, e := range run {
-		if e.val == nil {
-			err = w.Delete(e.key)
+		if v := r.val(e); v == nil {
+			err = w.Delete(r.key(e))
 		} else {
-			err = w.Set(e.key, e.val)
+			err = w.Set(r.key(e), v)
 		}
 		if err != nil {
 			break
@@ -288,8 +306,8 @@ func (l *Loader) table(run []entry, next int64) (*item, error) {
 		_ = os.Remove(path)
 		return nil, fmt.Errorf("statestore: write table: %w", err)
 	}
-	return &item{next: next, path: path, file: f,
-		first: bytes.Clone(run[0].key), last: bytes.Clone(run[len(run)-1].key)}, nil
+	return &item{next: r.next, path: path, file: f,
+		first: bytes.Clone(r.key(run[0])), last: bytes.Clone(r.key(run[len(run)-1]))}, nil
 }
 
 // unsyncedWritable writes a table through a buffer and leaves the file
