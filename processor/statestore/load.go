@@ -51,6 +51,7 @@ type Loader struct {
 	done  chan struct{} // closed when the applier returned
 	last  int64         // offset of the last record added
 	seq   int
+	open  *openTable // the writer's table in progress
 
 	mu  sync.Mutex
 	err error // the first failure of the writer or the applier
@@ -127,15 +128,25 @@ func (l *Loader) failed() error {
 func (l *Loader) writer(todo <-chan *run) {
 	for r := range todo {
 		if l.failed() == nil {
-			it, err := l.build(r)
+			items, err := l.build(r)
 			if err != nil {
 				l.fail(err)
-			} else {
+			}
+			for _, it := range items {
 				l.apply <- it
 			}
 		}
 		r.arena, r.entries, r.unsorted = r.arena[:0], r.entries[:0], false
 		l.free <- r
+	}
+	// A load aborted with a table open: it is complete up to its
+	// checkpoint.
+	if it, err := l.closeTable(); err != nil {
+		l.fail(err)
+	} else if it != nil && l.failed() == nil {
+		l.apply <- it
+	} else if it != nil {
+		discard(it)
 	}
 	close(l.apply)
 }
@@ -238,8 +249,11 @@ func (l *Loader) Abort() {
 	<-l.done
 }
 
-// build sorts a run and writes it out as an item for the applier.
-func (l *Loader) build(r *run) (*item, error) {
+// build sorts a run and writes it out: the items it completes for the
+// applier, in order. A large run that follows the open table in key order
+// goes into it (up to tableBytes of runs): a partition written in key
+// order becomes a few large tables, a few syncs and ingests.
+func (l *Loader) build(r *run) ([]*item, error) {
 	// The last record of each key wins: sort by key, then offset (a run
 	// added in key order is sorted already).
 	if r.unsorted {
@@ -259,9 +273,10 @@ func (l *Loader) build(r *run) (*item, error) {
 		n++
 	}
 	entries := r.entries[:n]
+	var after *item
 	switch {
 	case len(entries) == 0:
-		return &item{next: r.next}, nil
+		after = &item{next: r.next}
 	case len(r.arena) < smallRunBytes:
 		b := l.s.db.NewBatchWithSize(len(r.arena) + 64*len(entries) + 64)
 		for _, e := range entries {
@@ -271,43 +286,104 @@ func (l *Loader) build(r *run) (*item, error) {
 				_ = b.Set(r.key(e), v, nil)
 			}
 		}
-		return &item{next: r.next, batch: b}, nil
+		after = &item{next: r.next, batch: b}
 	default:
-		return l.table(r, entries)
+		if t := l.open; t != nil && t.size+len(r.arena) <= tableBytes && bytes.Compare(r.key(entries[0]), t.last) > 0 {
+			return nil, l.addToTable(r, entries)
+		}
+		it, err := l.closeTable()
+		if err != nil {
+			return nil, err
+		}
+		if err := l.newTable(); err != nil {
+			return itemsOf(it), err
+		}
+		return itemsOf(it), l.addToTable(r, entries)
 	}
+	it, err := l.closeTable()
+	if err != nil {
+		discard(after)
+		return nil, err
+	}
+	return append(itemsOf(it), after), nil
 }
 
-// table writes a sorted run as a table file, not yet synced.
-func (l *Loader) table(r *run, run []entry) (*item, error) {
+func itemsOf(it *item) []*item {
+	if it == nil {
+		return nil
+	}
+	return []*item{it}
+}
+
+// tableBytes bounds the runs written into one table.
+const tableBytes = 4 * runBytes
+
+// openTable is the table the writer is filling.
+type openTable struct {
+	path        string
+	file        vfs.File
+	w           *sstable.Writer
+	first, last []byte
+	next        int64
+	size        int
+}
+
+// newTable starts a table file.
+func (l *Loader) newTable() error {
 	s := l.s
 	l.seq++
 	path := filepath.Join(s.dir, fmt.Sprintf("load-%d-%d.sst", os.Getpid(), l.seq))
 	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return nil, fmt.Errorf("statestore: %w", err)
+		return fmt.Errorf("statestore: %w", err)
 	}
 	wo := s.opts.MakeWriterOptions(0, s.db.FormatMajorVersion().MaxTableFormat())
-	w := sstable.NewWriter(&unsyncedWritable{bw: bufio.NewWriterSize(f, 256<<10)}, wo)
+	l.open = &openTable{path: path, file: f, w: sstable.NewWriter(&unsyncedWritable{bw: bufio.NewWriterSize(f, 256<<10)}, wo)}
+	return nil
+}
+
+// addToTable writes a sorted run into the open table, whose keys are all
+// below the run's.
+func (l *Loader) addToTable(r *run, run []entry) error {
+	t := l.open
+	var err error
 	for _, e := range run {
 		if v := r.val(e); v == nil {
-			err = w.Delete(r.key(e))
+			err = t.w.Delete(r.key(e))
 		} else {
-			err = w.Set(r.key(e), v)
+			err = t.w.Set(r.key(e), v)
 		}
 		if err != nil {
-			break
+			l.open = nil
+			_ = t.w.Close()
+			_ = t.file.Close()
+			_ = os.Remove(t.path)
+			return fmt.Errorf("statestore: write table: %w", err)
 		}
 	}
-	if cerr := w.Close(); err == nil {
-		err = cerr
+	if t.first == nil {
+		t.first = bytes.Clone(r.key(run[0]))
 	}
-	if err != nil {
-		_ = f.Close()
-		_ = os.Remove(path)
+	t.last = bytes.Clone(r.key(run[len(run)-1]))
+	t.next = r.next
+	t.size += len(r.arena)
+	return nil
+}
+
+// closeTable finishes the open table (not yet synced) as an item for the
+// applier; nil when none is open.
+func (l *Loader) closeTable() (*item, error) {
+	t := l.open
+	if t == nil {
+		return nil, nil
+	}
+	l.open = nil
+	if err := t.w.Close(); err != nil {
+		_ = t.file.Close()
+		_ = os.Remove(t.path)
 		return nil, fmt.Errorf("statestore: write table: %w", err)
 	}
-	return &item{next: r.next, path: path, file: f,
-		first: bytes.Clone(r.key(run[0])), last: bytes.Clone(r.key(run[len(run)-1]))}, nil
+	return &item{next: t.next, path: t.path, file: t.file, first: t.first, last: t.last}, nil
 }
 
 // unsyncedWritable writes a table through a buffer and leaves the file
