@@ -52,9 +52,11 @@ type Options struct {
 	Cache *Cache
 	// CacheBytes is the size of a store's own block cache (default 8 MiB).
 	CacheBytes int64
-	// MemTableBytes is the size of one memtable (default 1 MiB: a
-	// processor has a store per assigned partition, and Pebble holds up
-	// to two memtables of each; restores bypass them).
+	// MemTableBytes is the size of one memtable (default 512 KiB: a
+	// processor has a store per assigned partition, Pebble holds up to two
+	// memtables of each, and without cgo they are Go heap, which the
+	// garbage collector lets grow to twice what is live; restores bypass
+	// them).
 	MemTableBytes uint64
 	Logger        *slog.Logger
 }
@@ -185,7 +187,7 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 		defer cache.Unref()
 	}
 	if o.MemTableBytes == 0 {
-		o.MemTableBytes = 1 << 20
+		o.MemTableBytes = 512 << 10
 	}
 	opts := &pebble.Options{
 		Cache:        cache,
