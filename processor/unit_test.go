@@ -407,3 +407,24 @@ func TestCallRefusesUndecodableShipment(t *testing.T) {
 		t.Errorf("invoice provider called %d times with shipping skipped, want 1", n)
 	}
 }
+
+// A changelog record passes the quick look only without a `:null`
+// anywhere; one with it is decoded in full (and found unreadable).
+func TestQuickValidRejectsNull(t *testing.T) {
+	for _, c := range []struct {
+		val  string
+		want bool
+	}{
+		{`{"v":1,"order_id":"pi_1","status":"completed","updated_at":"x"}`, true},
+		{`{"v":1,"order_id":"pi_1","steps":{"crm":null}}`, false},
+		{`{"v":1,"order_id":"pi_1","status":null}`, false},
+		{`{"v":1,"order_id":"pi_1","note":"null","x":"unull"}`, true},
+		{`{"v":1,"order_id":"pi_1","x":"u:nul"}`, true},
+		{`{"v":1,"order_id":"pi_1","a":nul}`, true}, // not a null; the full decode rejects it
+		{`{"v":1,"order_id":"pi_2"}`, false},        // another order's id
+	} {
+		if got := quickValid([]byte("pi_1"), []byte(c.val)); got != c.want {
+			t.Errorf("quickValid(%s) = %v, want %v", c.val, got, c.want)
+		}
+	}
+}

@@ -52,7 +52,11 @@ type Options struct {
 	Cache *Cache
 	// CacheBytes is the size of a store's own block cache (default 8 MiB).
 	CacheBytes int64
-	// MemTableBytes is the size of one memtable (default 4 MiB).
+	// MemTableBytes is the size of one memtable (default 512 KiB: a
+	// processor has a store per assigned partition, Pebble holds up to two
+	// memtables of each, and without cgo they are Go heap, which the
+	// garbage collector lets grow to twice what is live; restores bypass
+	// them).
 	MemTableBytes uint64
 	Logger        *slog.Logger
 }
@@ -182,6 +186,9 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 		cache = pebble.NewCache(cacheBytes)
 		defer cache.Unref()
 	}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = 512 << 10
+	}
 	opts := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: o.MemTableBytes,
@@ -307,19 +314,22 @@ func (s *Store) Get(key string) (val []byte, off int64, ok bool, err error) {
 	return v[headerLen:], int64(binary.BigEndian.Uint64(v[1:headerLen])), true, nil
 }
 
-// Has reports whether the store holds a state for key.
+// Has reports whether the store holds a state for key (without copying
+// it out).
 func (s *Store) Has(key string) (bool, error) {
-	v, _, ok, err := s.Get(key)
-	_ = v
-	return ok, err
-}
-
-func encodeValue(off int64, val []byte) []byte {
-	b := make([]byte, headerLen+len(val))
-	b[0] = valueFormat
-	binary.BigEndian.PutUint64(b[1:headerLen], uint64(off))
-	copy(b[headerLen:], val)
-	return b
+	v, closer, err := s.db.Get(stateKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	ok := len(v) >= headerLen && v[0] == valueFormat
+	_ = closer.Close()
+	if !ok {
+		return false, fmt.Errorf("%w: value of %q has an unknown format", ErrCorrupt, key)
+	}
+	return true, nil
 }
 
 // Put records the acknowledged changelog record at offset off for key (a
@@ -334,14 +344,27 @@ func (s *Store) Put(key string, val []byte, off int64, existed bool) error {
 	}
 	next := s.trk.peek(off)
 	now := time.Now()
+	// Key and value are written straight into the batch (no copies of
+	// the record), and the batch goes back to Pebble's pool.
 	b := s.db.NewBatch()
 	if val == nil {
-		_ = b.Delete(stateKey(key), nil)
+		op := b.DeleteDeferred(1 + len(key))
+		op.Key[0] = statePrefix
+		copy(op.Key[1:], key)
+		_ = op.Finish()
 	} else {
-		_ = b.Set(stateKey(key), encodeValue(off, val), nil)
+		op := b.SetDeferred(1+len(key), headerLen+len(val))
+		op.Key[0] = statePrefix
+		copy(op.Key[1:], key)
+		op.Value[0] = valueFormat
+		binary.BigEndian.PutUint64(op.Value[1:headerLen], uint64(off))
+		copy(op.Value[headerLen:], val)
+		_ = op.Finish()
 	}
 	_ = b.Set(keyCheckpoint, encodeCheckpoint(next, now), nil)
-	if err := b.Commit(pebble.NoSync); err != nil {
+	err := b.Commit(pebble.NoSync)
+	_ = b.Close()
+	if err != nil {
 		return fmt.Errorf("statestore: write %s: %w", key, err)
 	}
 	s.trk.mark(off)

@@ -130,3 +130,50 @@ func TestForeignAndCorruptStoresAreRebuilt(t *testing.T) {
 		t.Errorf("rebuilt = %q, want corrupt", rebuilt)
 	}
 }
+
+// Runs in key order become tables ingested together; a later small run
+// (a batch) still wins over them, and the checkpoint covers everything.
+func TestLoadSortedRunsThenBatch(t *testing.T) {
+	s, _, err := Open(filepath.Join(t.TempDir(), "s"), testID, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l := s.Load()
+	big := make([]byte, 1000)
+	n := 3 * runBytes / 1000
+	for i := 0; i < n; i++ {
+		if err := l.Add([]byte(fmt.Sprintf("pi_%07d", i)), append([]byte("a:"), big...), int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The tail: pi_0000005 changes, pi_0000006 is erased.
+	if err := l.Add([]byte("pi_0000005"), []byte("b"), int64(n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Add([]byte("pi_0000006"), nil, int64(n+1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(int64(n + 2)); err != nil {
+		t.Fatal(err)
+	}
+	if ck, _ := s.Checkpoint(); ck != int64(n+2) {
+		t.Errorf("checkpoint = %d, want %d", ck, n+2)
+	}
+	if val, off, ok, err := s.Get("pi_0000005"); err != nil || !ok || off != int64(n) || string(val) != "b" {
+		t.Errorf("pi_0000005 = %q offset %d ok %v err %v, want \"b\" at %d", val, off, ok, err, n)
+	}
+	if _, _, ok, _ := s.Get("pi_0000006"); ok {
+		t.Error("pi_0000006 survived its tombstone")
+	}
+	last := fmt.Sprintf("pi_%07d", n-1)
+	if val, off, ok, err := s.Get(last); err != nil || !ok || off != int64(n-1) || string(val[:2]) != "a:" {
+		t.Errorf("%s = offset %d ok %v err %v, want offset %d", last, off, ok, err, n-1)
+	}
+	entries, _ := os.ReadDir(s.Dir())
+	for _, e := range entries {
+		if len(e.Name()) > 5 && e.Name()[:5] == "load-" {
+			t.Errorf("the load left its table file %s", e.Name())
+		}
+	}
+}

@@ -74,21 +74,31 @@ func (b *bench) cpuProfile(baseURL, name string) {
 	if b.o.profile == "" {
 		return
 	}
-	go func() {
-		resp, err := http.Get(baseURL + "/debug/pprof/profile?seconds=10")
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench: profile %s: %v\n", name, err)
-			return
-		}
-		defer resp.Body.Close()
-		_ = os.MkdirAll(b.o.profile, 0o755)
-		f, err := os.Create(filepath.Join(b.o.profile, name+".pprof"))
-		if err != nil {
-			return
-		}
-		defer f.Close()
-		_, _ = io.Copy(f, resp.Body)
-	}()
+	go b.saveProfile(baseURL+"/debug/pprof/profile?seconds=10", name)
+}
+
+// heapProfile saves the heap profile of a metrics listener (in use now,
+// and every allocation since the start) when --profile is set.
+func (b *bench) heapProfile(baseURL, name string) {
+	if b.o.profile != "" {
+		b.saveProfile(baseURL+"/debug/pprof/heap", name)
+	}
+}
+
+func (b *bench) saveProfile(url, name string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: profile %s: %v\n", name, err)
+		return
+	}
+	defer resp.Body.Close()
+	_ = os.MkdirAll(b.o.profile, 0o755)
+	f, err := os.Create(filepath.Join(b.o.profile, name+".pprof"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }
 
 // backlog produces n payment_intent.succeeded envelopes to orders.

@@ -23,7 +23,7 @@ const restoreSmall = 100000
 // (states per second, against a plain franz-go consumer that reads the
 // same partition and decodes nothing), the processor's peak RSS, and the
 // warm restart of a processor whose local store is current (start to the
-// first record processed).
+// first record processed); with --baseline-bin, the baseline's beside.
 func (b *bench) restore(ctx context.Context) error {
 	sizes := []int{restoreSmall}
 	if b.o.restoreStates != restoreSmall {
@@ -35,68 +35,105 @@ func (b *bench) restore(ctx context.Context) error {
 	}
 	defer b.stop(sim)
 	for _, n := range sizes {
-		row, err := b.restoreOnce(ctx, n, simURL)
+		rows, err := b.restoreOnce(ctx, n, simURL)
 		if err != nil {
 			return err
 		}
-		b.res.Restores = append(b.res.Restores, row)
-		fmt.Fprintf(os.Stderr, "bench: restore of %d states: cold %.2fs (%.0f/s, plain consumer %.0f/s), peak RSS %.0f MiB, warm first record %.2fs\n",
-			n, row.ColdSeconds, row.ColdPerSec, row.PlainPerSec, float64(row.PeakRSS)/(1<<20), row.WarmFirstRecordSeconds)
+		for _, row := range rows {
+			b.res.Restores = append(b.res.Restores, row)
+			fmt.Fprintf(os.Stderr, "bench: restore of %d states, %s: cold %.2fs (%.0f/s, plain consumer %.0f/s, %.2f), peak RSS %.0f MiB, warm first record %.2fs\n",
+				n, row.System, row.ColdSeconds, row.ColdPerSec, row.PlainPerSec, row.ColdOfPlain, float64(row.PeakRSS)/(1<<20), row.WarmFirstRecordSeconds)
+		}
 	}
 	return nil
 }
 
-func (b *bench) restoreOnce(ctx context.Context, n int, simURL string) (RestoreRow, error) {
-	row := RestoreRow{States: n}
+// restoreOnce measures the restore of a partition of n states by this
+// build and, with --baseline-bin, by the baseline first, each with its own
+// local store.
+func (b *bench) restoreOnce(ctx context.Context, n int, simURL string) ([]RestoreRow, error) {
+	type build struct{ bin, system string }
+	builds := []build{{b.bin, "orderflow processor"}}
+	if b.o.baselineBin != "" {
+		builds = []build{{b.o.baselineBin, "orderflow processor (baseline)"}, builds[0]}
+	}
 	names, err := b.createTopics(ctx, fmt.Sprintf("restore%d", n), 1)
 	if err != nil {
-		return row, err
+		return nil, err
 	}
 	if err := b.produceStates(ctx, names, n); err != nil {
-		return row, err
+		return nil, err
 	}
-	// The plain consumer, before and after the processor's restore: the
+	// The plain consumer, before and after the processors' restores: the
 	// mean of the two.
 	plain1, err := b.plainRead(ctx, names.State, n)
 	if err != nil {
-		return row, err
+		return nil, err
 	}
-	stateDir := filepath.Join(b.tmp, fmt.Sprintf("state-%d", n))
-	proc, metrics, err := b.startProcessor(ctx, "processor-restore", names, simURL, "--state-dir", stateDir)
-	if err != nil {
-		return row, err
+	rows := make([]RestoreRow, len(builds))
+	for i, bd := range builds {
+		rows[i] = RestoreRow{States: n, System: bd.system}
+		stateDir := filepath.Join(b.tmp, fmt.Sprintf("state-%d-%d", n, i))
+		if err := b.coldRestore(ctx, &rows[i], bd.bin, names, simURL, stateDir); err != nil {
+			return nil, err
+		}
 	}
-	secs, err := waitRestore(ctx, metrics, proc)
-	if err != nil {
-		b.stop(proc)
-		return row, err
-	}
-	row.ColdSeconds = secs
-	row.ColdPerSec = float64(n) / secs
-	time.Sleep(2 * time.Second) // the count of the stored states after the restore
-	row.PeakRSS = proc.PeakRSS()
-	b.stop(proc)
 	plain2, err := b.plainRead(ctx, names.State, n)
 	if err != nil {
-		return row, err
+		return nil, err
 	}
-	row.PlainPerSec = (plain1 + plain2) / 2
-	row.ColdOfPlain = row.ColdPerSec / row.PlainPerSec
+	for i, bd := range builds {
+		rows[i].PlainPerSec = (plain1 + plain2) / 2
+		rows[i].ColdOfPlain = rows[i].ColdPerSec / rows[i].PlainPerSec
+		stateDir := filepath.Join(b.tmp, fmt.Sprintf("state-%d-%d", n, i))
+		if err := b.warmRestart(ctx, &rows[i], bd.bin, names, simURL, stateDir); err != nil {
+			return nil, err
+		}
+	}
+	return rows, nil
+}
 
-	// Warm restart: the store is current; one new order waits on `orders`.
-	ids, err := b.backlog(ctx, names, 1)
+// coldRestore runs a processor without a local store until its restore is
+// done.
+func (b *bench) coldRestore(ctx context.Context, row *RestoreRow, bin string, names topics.Names, simURL, stateDir string) error {
+	proc, metrics, err := b.startProcessorBin(ctx, bin, "processor-restore", names, simURL, "--state-dir", stateDir)
 	if err != nil {
-		return row, err
-	}
-	start := time.Now()
-	proc, metrics, err = b.startProcessor(ctx, "processor-warm", names, simURL, "--state-dir", stateDir)
-	if err != nil {
-		return row, err
+		return err
 	}
 	defer b.stop(proc)
-	first, err := firstStateWrite(ctx, b.brokers, names.State, ids[0], n)
+	tag := fmt.Sprintf("processor-restore-%d", row.States)
+	if bin != b.bin {
+		tag += "-baseline"
+	}
+	b.cpuProfile(metrics, tag)
+	secs, err := waitRestore(ctx, metrics, proc)
 	if err != nil {
-		return row, fmt.Errorf("warm restart: %w\n%s", err, proc.LogTail(20))
+		return err
+	}
+	b.heapProfile(metrics, tag+"-heap")
+	row.ColdSeconds = secs
+	row.ColdPerSec = float64(row.States) / secs
+	time.Sleep(2 * time.Second) // the count of the stored states after the restore
+	row.PeakRSS = proc.PeakRSS()
+	return nil
+}
+
+// warmRestart restarts a processor on its current local store with one
+// new order waiting on `orders`.
+func (b *bench) warmRestart(ctx context.Context, row *RestoreRow, bin string, names topics.Names, simURL, stateDir string) error {
+	ids, err := b.backlog(ctx, names, 1)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	proc, metrics, err := b.startProcessorBin(ctx, bin, "processor-warm", names, simURL, "--state-dir", stateDir)
+	if err != nil {
+		return err
+	}
+	defer b.stop(proc)
+	first, err := firstStateWrite(ctx, b.brokers, names.State, ids[0], row.States)
+	if err != nil {
+		return fmt.Errorf("warm restart: %w\n%s", err, proc.LogTail(20))
 	}
 	row.WarmFirstRecordSeconds = first.Sub(start).Seconds()
 	if secs, err := waitRestore(ctx, metrics, proc); err == nil {
@@ -104,7 +141,7 @@ func (b *bench) restoreOnce(ctx context.Context, n int, simURL string) (RestoreR
 	}
 	time.Sleep(time.Second) // RSS is sampled every 200 ms
 	row.WarmPeakRSS = proc.PeakRSS()
-	return row, nil
+	return nil
 }
 
 // produceStates writes n completed order states to partition 0 of the
