@@ -66,9 +66,14 @@ func (m *cpuMeter) stop() map[string]float64 {
 	return out
 }
 
-// infraPIDs are the Kafka broker's and Redis's process ids from test/infra.
+// infraPIDs are the Kafka broker's and Redis's process ids from test/infra:
+// the host pids of their containers, or the plain processes'.
 func infraPIDs() (kafka, redis int) {
-	f := strings.Fields(strings.Trim(os.Getenv("ORDERFLOW_TEST_INFRA_PIDS"), `'"`))
+	v := os.Getenv("ORDERFLOW_TEST_INFRA_SERVER_PIDS")
+	if v == "" {
+		v = os.Getenv("ORDERFLOW_TEST_INFRA_PIDS")
+	}
+	f := strings.Fields(strings.Trim(v, `'"`))
 	if len(f) >= 2 {
 		kafka, _ = strconv.Atoi(f[0])
 		redis, _ = strconv.Atoi(f[1])

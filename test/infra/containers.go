@@ -27,6 +27,20 @@ type Container struct {
 // ID is the container's id.
 func (c *Container) ID() string { return c.c.GetContainerID() }
 
+// HostPID is the process id, on this host, of the container's main process
+// (the server itself: the images exec it), or 0 when it cannot be read.
+// The benchmarks read its CPU time from /proc.
+func (c *Container) HostPID(ctx context.Context) int {
+	if c == nil || c.c == nil {
+		return 0
+	}
+	st, err := c.c.State(ctx)
+	if err != nil || st == nil {
+		return 0
+	}
+	return st.Pid
+}
+
 // Port is the i-th port it listens on.
 func (c *Container) Port(i int) int { return c.ports[i] }
 

@@ -293,6 +293,11 @@ func (s *servers) env() []string {
 			"ORDERFLOW_TEST_STRIPE_MOCK="+s.stripeC.URL(),
 			fmt.Sprintf("ORDERFLOW_TEST_INFRA_CONTAINERS='%s %s %s'", s.kafkaC.ID(), s.redisC.ID(), s.stripeC.ID()),
 		)
+		// For the benchmarks' CPU figures only; the containers are stopped
+		// by id, never by these pids.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		env = append(env, fmt.Sprintf("ORDERFLOW_TEST_INFRA_SERVER_PIDS='%d %d %d'", s.kafkaC.HostPID(ctx), s.redisC.HostPID(ctx), s.stripeC.HostPID(ctx)))
+		cancel()
 		if pid := s.engine.PID(); pid > 0 {
 			env = append(env, fmt.Sprintf("ORDERFLOW_TEST_DOCKERD_PID=%d", pid))
 		}
