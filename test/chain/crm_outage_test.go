@@ -21,7 +21,6 @@ import (
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/testenv"
-	"github.com/orderflow/orderflow/topics"
 )
 
 const (
@@ -90,49 +89,15 @@ func TestCRMOutageDoesNotHoldCustomers(t *testing.T) {
 		for i := from; i < to; i++ {
 			k := fmt.Sprintf("pi_outage%04d", i)
 			keys = append(keys, k)
-			id := "evt_" + k
-			raw, _ := json.Marshal(map[string]any{"id": id, "type": processor.EventPaymentSucceeded, "data": map[string]any{"object": map[string]any{"id": k}}})
-			b, err := topics.Envelope{EventID: id, EventType: processor.EventPaymentSucceeded, Key: k, ObjectID: k,
-				Created: time.Now().Unix(), ReceivedAt: time.Now().UTC(), Event: raw}.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := prod.ProduceSync(context.Background(), &kgo.Record{Key: []byte(k), Value: b}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
+			sendPaid(t, prod, k)
 		}
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(names.State), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	states := map[string]*processor.State{}
+	w := watchStates(t, seeds, names.State)
+	states := w.states
 	wait := func(what string, until time.Time, cond func(*processor.State) bool) {
 		t.Helper()
-		for {
-			ok := len(states) == len(keys)
-			for _, k := range keys {
-				if st := states[k]; st == nil || !cond(st) {
-					ok = false
-				}
-			}
-			if ok {
-				return
-			}
-			if time.Now().After(until) {
-				t.Fatalf("%s: not reached by %s", what, until.Format(time.TimeOnly))
-			}
-			pctx, pcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			fs := cl.PollFetches(pctx)
-			pcancel()
-			fs.EachRecord(func(r *kgo.Record) {
-				if st, err := processor.DecodeState(r.Value); err == nil {
-					states[string(r.Key)] = st
-				}
-			})
-		}
+		w.wait(keys, what, until, cond)
 	}
 	customerDone := func(st *processor.State) bool {
 		for _, step := range []string{processor.StepShipping, processor.StepInvoice, processor.StepEmail} {

@@ -20,7 +20,6 @@ import (
 	"github.com/orderflow/orderflow/integrations/sim"
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/test/testenv"
-	"github.com/orderflow/orderflow/topics"
 )
 
 // alerts records the processor's alerts.
@@ -128,48 +127,14 @@ func TestZohoCreditsExhaustedHoldOnlyTheCRM(t *testing.T) {
 	for i := range n {
 		k := fmt.Sprintf("pi_credits%04d", i)
 		keys = append(keys, k)
-		id := "evt_" + k
-		raw, _ := json.Marshal(map[string]any{"id": id, "type": processor.EventPaymentSucceeded, "data": map[string]any{"object": map[string]any{"id": k}}})
-		b, err := topics.Envelope{EventID: id, EventType: processor.EventPaymentSucceeded, Key: k, ObjectID: k,
-			Created: time.Now().Unix(), ReceivedAt: time.Now().UTC(), Event: raw}.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := prod.ProduceSync(context.Background(), &kgo.Record{Key: []byte(k), Value: b}).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+		sendPaid(t, prod, k)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(names.State), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	states := map[string]*processor.State{}
+	w := watchStates(t, seeds, names.State)
+	states := w.states
 	wait := func(what string, until time.Time, cond func(*processor.State) bool) {
 		t.Helper()
-		for {
-			ok := len(states) == len(keys)
-			for _, k := range keys {
-				if st := states[k]; st == nil || !cond(st) {
-					ok = false
-				}
-			}
-			if ok {
-				return
-			}
-			if time.Now().After(until) {
-				t.Fatalf("%s: not reached by %s", what, until.Format(time.TimeOnly))
-			}
-			pctx, pcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			fs := cl.PollFetches(pctx)
-			pcancel()
-			fs.EachRecord(func(r *kgo.Record) {
-				if st, err := processor.DecodeState(r.Value); err == nil {
-					states[string(r.Key)] = st
-				}
-			})
-		}
+		w.wait(keys, what, until, cond)
 	}
 	dlqRecords := func() int64 {
 		adm := kadm.NewClient(prod)
@@ -229,9 +194,7 @@ func TestZohoCreditsExhaustedHoldOnlyTheCRM(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no probe refused within 30 s")
 		}
-		pctx, pcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		cl.PollFetches(pctx)
-		pcancel()
+		w.poll(100 * time.Millisecond)
 	}
 	if a := al.count("refused for its quota"); a != 1 {
 		t.Errorf("%d quota alerts, want exactly 1 (all: %v)", a, al.all)
