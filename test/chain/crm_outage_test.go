@@ -3,7 +3,6 @@
 package chain
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -64,19 +63,7 @@ func TestCRMOutageDoesNotHoldCustomers(t *testing.T) {
 	cfg.CommitInterval = 100 * time.Millisecond
 	cfg.Retry = processor.RetryPolicy{BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second, MaxAttempts: 5}
 	cfg.Breaker = processor.BreakerConfig{FailureThreshold: 3, MinOrders: 2, Window: 30 * time.Second, Cooldown: 2 * time.Second}
-	p, err := processor.New(cfg, chainProviders(t, srv.URL), []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("processor: %v", err)
-		}
-	})
+	harness.RunProcessor(t, cfg, chainProviders(t, srv.URL), seeds, log, prometheus.NewRegistry())
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(names.Orders))
 	if err != nil {

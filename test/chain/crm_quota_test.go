@@ -19,6 +19,7 @@ import (
 	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/integrations/sim"
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/test/harness"
 	"github.com/orderflow/orderflow/test/testenv"
 )
 
@@ -103,19 +104,7 @@ func TestZohoCreditsExhaustedHoldOnlyTheCRM(t *testing.T) {
 	al := &alerts{}
 	prov.Alerter = al
 	reg := prometheus.NewRegistry()
-	p, err := processor.New(cfg, prov, []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("processor: %v", err)
-		}
-	})
+	harness.RunProcessor(t, cfg, prov, seeds, log, reg)
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(names.Orders))
 	if err != nil {

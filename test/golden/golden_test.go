@@ -325,19 +325,7 @@ func TestGoldenOrders(t *testing.T) {
 	cfg.Group = names.Prefix + "processor"
 	cfg.CommitInterval = 100 * time.Millisecond
 	cfg.Retry.BaseDelay, cfg.Retry.MaxDelay = 20*time.Millisecond, 200*time.Millisecond
-	p, err := processor.New(cfg, harness.Providers(t, srv.URL, nvCustomerKey, nvPartnerKey), []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("processor: %v", err)
-		}
-	})
+	harness.RunProcessor(t, cfg, harness.Providers(t, srv.URL, nvCustomerKey, nvPartnerKey), seeds, log, prometheus.NewRegistry())
 
 	gcfg := gateway.Config{Topic: names.Orders, Secrets: []string{webhookSecret}}
 	prod, err := gateway.NewKafkaProducer(gcfg, kgo.SeedBrokers(seeds...))

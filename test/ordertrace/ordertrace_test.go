@@ -110,19 +110,7 @@ func TestOneTracePerOrder(t *testing.T) {
 	cfg.CommitInterval = 100 * time.Millisecond
 	cfg.Retry.BaseDelay, cfg.Retry.MaxDelay = 20*time.Millisecond, 100*time.Millisecond
 	cfg.Tracing = tr
-	p, err := processor.New(cfg, prov, []kgo.Opt{kgo.SeedBrokers(seeds...)}, log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pctx, pcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(pctx) }()
-	t.Cleanup(func() {
-		pcancel()
-		if err := <-done; err != nil {
-			t.Errorf("processor: %v", err)
-		}
-	})
+	harness.RunProcessor(t, cfg, prov, seeds, log, prometheus.NewRegistry())
 
 	gcfg := gateway.Config{Topic: names.Orders, Secrets: []string{webhookSecret}, Tracing: tr}
 	prod, err := gateway.NewKafkaProducer(gcfg, kgo.SeedBrokers(seeds...))
