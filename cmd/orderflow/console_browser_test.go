@@ -24,6 +24,7 @@ import (
 	"github.com/orderflow/orderflow/gateway"
 	"github.com/orderflow/orderflow/integrations/sim"
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/processor/console"
 	"github.com/orderflow/orderflow/processor/dlq"
 	"github.com/orderflow/orderflow/test/testenv"
 )
@@ -144,8 +145,10 @@ func TestConsoleInBrowser(t *testing.T) {
 			if err == nil && st.Status == status {
 				return st
 			}
-			if ctx.Err() != nil {
+			select {
+			case <-ctx.Done():
 				t.Fatalf("order %s never reached %s (last %+v, %v)", id, status, st, err)
+			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	}
@@ -174,6 +177,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(alloc)
 	defer cancelBrowser()
+	// The browser starts with the first action on bctx itself: started on
+	// a context derived from it, it would end with that context.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
 	base := cs.URL()
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
@@ -184,15 +192,78 @@ func TestConsoleInBrowser(t *testing.T) {
 			return chromedp.Void{}, os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
 		}
 	}
+	// The page is read and driven through JavaScript evaluated in its
+	// current document, each call bounded, rather than through chromedp's
+	// node queries: a query begun on a page that a click is replacing can
+	// wait for good, while a bounded evaluation that fails is just tried
+	// again on the new page.
+	eval := func(js string) (bool, error) {
+		actx, cancel := context.WithTimeout(bctx, 5*time.Second)
+		defer cancel()
+		return chromedp.Run(actx, chromedp.Evaluate[bool](js))
+	}
+	// page describes the page for a failure message: its path and the
+	// beginning of its text.
+	page := func() string {
+		actx, cancel := context.WithTimeout(bctx, 5*time.Second)
+		defer cancel()
+		s, err := chromedp.Run(actx, chromedp.Evaluate[string](`location.pathname + location.search + "\n" + document.body.innerText.slice(0, 600)`))
+		if err != nil {
+			return "(page unreadable: " + err.Error() + ")"
+		}
+		return s
+	}
+	// waitFor waits until cond (a JavaScript expression) is true on the
+	// page, for at most a minute.
+	waitFor := func(what, cond string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			ok, err := eval("!!(" + cond + ")")
+			if err == nil && ok {
+				return
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				t.Fatalf("browser: %s: %s still false (%v); the page:\n%s", what, cond, err, page())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	visible := func(sel string) string {
+		return fmt.Sprintf(`(function(){var e=document.querySelector(%q);return e!==null&&e.getClientRects().length>0})()`, sel)
+	}
+	click := func(what, sel string) {
+		t.Helper()
+		waitFor(what, visible(sel))
+		if _, err := eval(fmt.Sprintf(`(document.querySelector(%q).click(), true)`, sel)); err != nil {
+			t.Fatalf("browser: %s: click %s: %v", what, sel, err)
+		}
+	}
 	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(bctx, actions...); err != nil {
-			t.Fatalf("browser: %s: %v", what, err)
+		actx, cancel := context.WithTimeout(bctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(actx, actions...); err != nil {
+			t.Fatalf("browser: %s: %v; the page:\n%s", what, err, page())
 		}
+	}
+	// open navigates to path and waits for sel on it.
+	open := func(what, path, sel string) {
+		t.Helper()
+		run(what, chromedp.Navigate(base+path))
+		waitFor(what, visible(sel))
+	}
+	// typeIn types s into the input sel.
+	typeIn := func(what, sel, s string) {
+		t.Helper()
+		waitFor(what, visible(sel))
+		run(what, chromedp.SendKeys(chromedp.CSS(sel), s))
 	}
 	text := func(sel string) string {
 		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		actx, cancel := context.WithTimeout(bctx, 5*time.Second)
+		defer cancel()
+		s, err := chromedp.Run(actx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q)||{innerText:""}).innerText`, sel)))
 		if err != nil {
 			t.Fatalf("browser: read %s: %v", sel, err)
 		}
@@ -200,19 +271,32 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 
 	// Log in: a wrong password first, then the right one.
-	run("wrong password", chromedp.Navigate(base+"/orders"), chromedp.WaitVisible(chromedp.CSS("#login")),
-		chromedp.SendKeys(chromedp.CSS("#name"), "ops"), chromedp.SendKeys(chromedp.CSS("#password"), "not it"),
-		chromedp.Click(chromedp.CSS("#login")), chromedp.WaitVisible(chromedp.CSS("#login-error")))
-	run("log in", chromedp.SendKeys(chromedp.CSS("#name"), "ops"), chromedp.SendKeys(chromedp.CSS("#password"), "open sesame"),
-		chromedp.Click(chromedp.CSS("#login")), chromedp.WaitVisible(chromedp.CSS("#overview")))
+	open("wrong password", "/orders", "#login")
+	typeIn("wrong password", "#name", "ops")
+	typeIn("wrong password", "#password", "not it")
+	click("wrong password", "#login")
+	waitFor("wrong password", visible("#login-error"))
+	typeIn("log in", "#name", "ops")
+	typeIn("log in", "#password", "open sesame")
+	click("log in", "#login")
+	waitFor("log in", visible("#overview"))
 	if who := text("#who"); who != "ops (operator)" {
 		t.Fatalf("logged in as %q", who)
 	}
 
-	// Search the order by its customer's email and open it.
-	run("search by email", chromedp.Navigate(base+"/orders"), chromedp.WaitVisible(chromedp.CSS("#term")),
-		chromedp.SendKeys(chromedp.CSS("#term"), email), chromedp.Click(chromedp.CSS("#search")),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/orders/`+first+`"]`)), shot("search"))
+	// Search the order by its customer's email and open it. The index
+	// finds it (so a failure below is the page's, not the index's).
+	if found, err := cs.index.Search(console.Query{Term: email}, 10); err != nil || len(found) != 1 || found[0].ID != first {
+		t.Fatalf("index search for the first order's email: %v, %v", found, err)
+	}
+	open("search by email", "/orders", "#term")
+	typeIn("search by email", "#term", email)
+	click("search by email", "#search")
+	// The result page names the search by a handle; the plain list before
+	// it shows the order too, so wait for the handle first.
+	waitFor("search by email", `location.search.indexOf("s=") >= 0 && `+visible("#orders"))
+	waitFor("search by email", visible(`a[href="/orders/`+first+`"]`))
+	run("search screenshot", shot("search"))
 	loc, err := chromedp.Run(bctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +304,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	if strings.Contains(loc, email) || strings.Contains(loc, "@") {
 		t.Fatalf("the search put the email in the URL: %s", loc)
 	}
-	run("open the order", chromedp.Click(chromedp.CSS(`a[href="/orders/`+first+`"]`)), chromedp.WaitVisible(chromedp.CSS("#order-id")), shot("order"))
+	if n := text("#orders"); strings.Count(n, "pi_") != 1 {
+		t.Fatalf("the search lists other orders than %s:\n%s", first, n)
+	}
+	click("open the order", `a[href="/orders/`+first+`"]`)
+	waitFor("open the order", visible("#order-id"))
+	run("order screenshot", shot("order"))
 	if s := text("#status"); s != "completed" {
 		t.Fatalf("order page status %q", s)
 	}
@@ -234,29 +323,31 @@ func TestConsoleInBrowser(t *testing.T) {
 	dead := waitState(second, processor.StatusDeadLettered)
 	src := fmt.Sprintf("%d/%d", dead.DeadLetter.Partition, dead.DeadLetter.Offset)
 	waitIndexed()
-	run("see the dead letter", chromedp.Navigate(base+"/dlq?status=open"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="source"][value="`+src+`"]`)), shot("dlq-open"))
+	open("see the dead letter", "/dlq?status=open", `input[name="source"][value="`+src+`"]`)
+	run("dead letter screenshot", shot("dlq-open"))
 	if s := text(`span[data-source="` + src + `"]`); s != "open" {
 		t.Fatalf("dead letter %s shows %q, want open", src, s)
 	}
 
 	// Clear the fault, then replay it from the page.
 	simFault(t, simHTTP.URL, http.MethodDelete, "")
-	run("replay", chromedp.Click(chromedp.CSS(`input[name="source"][value="`+src+`"]`)), chromedp.Click(chromedp.CSS("#replay")),
-		chromedp.WaitVisible(chromedp.CSS("#job-result")), shot("replay"))
+	click("replay", `input[name="source"][value="`+src+`"]`)
+	click("replay", "#replay")
+	waitFor("replay", visible("#job-result"))
+	run("replay screenshot", shot("replay"))
 	if s := text("#job-result"); !strings.Contains(s, "replayed 1, skipped 0") {
 		t.Fatalf("replay result %q", s)
 	}
 	waitState(second, processor.StatusCompleted)
 	waitIndexed()
-	run("see it resolved", chromedp.Navigate(base+"/dlq?status=resolved"),
-		chromedp.WaitVisible(chromedp.CSS(`span[data-source="`+src+`"]`)), shot("dlq-resolved"))
+	open("see it resolved", "/dlq?status=resolved", `span[data-source="`+src+`"]`)
+	run("resolved screenshot", shot("dlq-resolved"))
 	if s := text(`span[data-source="` + src + `"]`); s != "resolved" {
 		t.Fatalf("dead letter %s shows %q after the replay, want resolved", src, s)
 	}
 
 	// The audit page lists the failed login and the replay.
-	run("audit", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.CSS("#audit")))
+	open("audit", "/audit", "#audit")
 	audit := text("#audit")
 	for _, want := range []string{"login_failed", "dead letters " + src, "replayed 1, skipped 0"} {
 		if !strings.Contains(audit, want) {
@@ -264,7 +355,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	run("audit screenshot", shot("audit"))
-	run("overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#steps")), shot("overview"))
+	open("overview", "/", "#steps")
+	run("overview screenshot", shot("overview"))
 	t.Logf("screenshots in %s", shots)
 }
 
