@@ -159,34 +159,11 @@ func (c *Client) Close() error { return c.batch.Close() }
 // sendWithRetry sends text, retrying transient failures up to MaxAttempts
 // times, waiting Retry-After on 429 and an exponential backoff otherwise.
 func (c *Client) sendWithRetry(ctx context.Context, text string) error {
-	backoff := time.Second
-	for attempt := 1; ; attempt++ {
-		err := c.Send(ctx, text)
-		if err == nil {
-			return nil
-		}
-		if integrations.IsPermanent(err) {
-			c.log.Error("slack refuses the incoming webhook; alerts are not delivered until it is fixed (new webhook URL, or unarchive the channel)", "error", err)
-			return err
-		}
-		if attempt >= c.cfg.MaxAttempts {
-			return err
-		}
-		wait := backoff
-		if ra, ok := integrations.RetryAfterOf(err); ok {
-			wait = ra
-		} else if backoff < 30*time.Second {
-			backoff *= 2
-		}
-		c.log.Warn("alert message failed, retrying", "attempt", attempt, "wait", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		}
+	err := alertbatch.SendWithRetry(ctx, c.log, c.cfg.MaxAttempts, func(ctx context.Context) error { return c.Send(ctx, text) })
+	if err != nil && integrations.IsPermanent(err) {
+		c.log.Error("slack refuses the incoming webhook; alerts are not delivered until it is fixed (new webhook URL, or unarchive the channel)", "error", err)
 	}
+	return err
 }
 
 // Send posts one message of mrkdwn text (already escaped, at most

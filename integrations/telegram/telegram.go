@@ -176,28 +176,7 @@ func (c *Client) Close() error { return c.batch.Close() }
 // sendWithRetry sends text, retrying transient failures up to MaxAttempts
 // times, waiting retry_after on 429 and an exponential backoff otherwise.
 func (c *Client) sendWithRetry(ctx context.Context, text string) error {
-	backoff := time.Second
-	var err error
-	for attempt := 1; ; attempt++ {
-		err = c.SendMessage(ctx, text)
-		if err == nil || integrations.IsPermanent(err) || attempt >= c.cfg.MaxAttempts {
-			return err
-		}
-		wait := backoff
-		if ra, ok := integrations.RetryAfterOf(err); ok {
-			wait = ra
-		} else if backoff < 30*time.Second {
-			backoff *= 2
-		}
-		c.log.Warn("alert message failed, retrying", "attempt", attempt, "wait", wait, "error", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		}
-	}
+	return alertbatch.SendWithRetry(ctx, c.log, c.cfg.MaxAttempts, func(ctx context.Context) error { return c.SendMessage(ctx, text) })
 }
 
 // sendRequest is the sendMessage body.
