@@ -18,7 +18,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/processor"
@@ -149,11 +148,6 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	for i := 1; i < len(opts.Levels); i++ {
 		opts.Levels[i] = opts.Levels[0]
 	}
-	// L0's tables (the flushed memtables) are not compressed: a catch-up
-	// compacts them into the base level soon after, and compressing them
-	// on flush and decompressing them in that compaction was a tenth of
-	// its CPU (BenchmarkApplyLarge). The levels below are compressed.
-	opts.Levels[0].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	st := &stallClock{}
 	opts.EventListener = &pebble.EventListener{WriteStallBegin: st.begin, WriteStallEnd: st.end}
 	db, err := pebble.Open(filepath.Clean(dir), opts)
