@@ -124,7 +124,7 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
-	// A catch-up writes about nine keys per order, most of them random
+	// A catch-up writes about eight keys per order, most of them random
 	// (emails, tracking numbers, ids): every compaction of L0 into the
 	// base level rewrites most of that level. Larger memtables, more of
 	// them queued, more L0 files before a compaction and a larger base
