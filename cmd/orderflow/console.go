@@ -78,7 +78,7 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var c consoleConfig
 	var metrics, logFormat, logLevel string
 	fs.StringVar(&c.Addr, "http-addr", "127.0.0.1:8070", "listen address of the console")
-	fs.StringVar(&c.IndexDir, "index-dir", "console-index", "folder of the console's index (created when missing; rebuilt from the topics when foreign or unreadable)")
+	fs.StringVar(&c.IndexDir, "index-dir", "console-index", "folder of the console's index (created when missing; rebuilt from the topics when foreign, of an older format or unreadable)")
 	fs.IntVar(&c.CacheMiB, "cache-size", 64, "MiB of the index's block cache")
 	memLimit := fs.Int("memory-limit", 192, "soft memory limit of the Go runtime in MiB (GOMEMLIMIT wins when set; 0: none): the garbage collector works harder near it")
 	fs.StringVar(&c.Group, "group", "orderflow-processor", "the processors' consumer group, for the lag per partition")

@@ -32,8 +32,8 @@ import (
 //	                             checkpoints (topic 0x00 partition → next offset),
 //	                             counts by status
 //	o<id>                        order summary (summarycodec.go)
-//	t<created><id>               every order by creation time
-//	x<status>0<step>0<created><id>  orders by status and current step
+//	x<status>0<step>0<created><id>  orders by status and current step (every
+//	                             order has one: the unfiltered list merges them)
 //	f<flag>0<created><id>        flagged orders (possible_duplicate:<step>)
 //	n<NUMBER>0<id>  @<email>0<id>  k<tracking>0<id>  i<invoice>0<id>  e<event id>0<id>
 //	                             search keys
@@ -48,7 +48,9 @@ import (
 // crash loses a suffix of batches, data and checkpoints together, and the
 // follower reads them again).
 const (
-	formatVersion = "2"
+	// formatVersion is the key layout's; an index of another is rebuilt.
+	// 3: no time key (t<created><id>), lists merge the x keys.
+	formatVersion = "3"
 	sep           = 0x00
 )
 
@@ -122,7 +124,7 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
-	// A catch-up writes about nine keys per order, most of them random
+	// A catch-up writes about eight keys per order, most of them random
 	// (emails, tracking numbers, ids): every compaction of L0 into the
 	// base level rewrites most of that level. Larger memtables, more of
 	// them queued, more L0 files before a compaction and a larger base
@@ -527,7 +529,6 @@ func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, d *decoded, counts m
 func summaryKeys(s *Summary) [][]byte {
 	ts := timeBytes(s.Created)
 	keys := [][]byte{
-		cat([]byte{'t'}, ts, []byte(s.ID)),
 		cat([]byte{'x'}, []byte(s.Status), []byte{sep}, []byte(s.Step), []byte{sep}, ts, []byte(s.ID)),
 		termKey('n', strings.ToUpper(s.Number), s.ID),
 	}
@@ -814,7 +815,12 @@ func (ix *Index) List(q Query, cursor string, limit int) (Page, error) {
 	var prefixes [][]byte
 	switch {
 	case len(q.Statuses) == 0 && len(q.Steps) == 0:
-		prefixes = [][]byte{{'t'}}
+		// Every order has one x key: merge the (status, step) prefixes
+		// the index holds.
+		var err error
+		if prefixes, err = ix.statusPrefixes(); err != nil {
+			return Page{}, err
+		}
 	default:
 		prefixes = q.prefixes()
 	}
@@ -867,6 +873,34 @@ func (ix *Index) List(q Query, cursor string, limit int) (Page, error) {
 		page.Next = base64.RawURLEncoding.EncodeToString(last)
 	}
 	return page, nil
+}
+
+// statusPrefixes are the x<status>0<step>0 prefixes of the x keys in the
+// index, found by seeking past each one (a few dozen at most).
+func (ix *Index) statusPrefixes() ([][]byte, error) {
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'x'}, UpperBound: []byte{'x' + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out [][]byte
+	for ok := it.First(); ok; {
+		k := it.Key()
+		i := bytes.IndexByte(k[1:], sep)
+		j := -1
+		if i >= 0 {
+			j = bytes.IndexByte(k[1+i+1:], sep)
+		}
+		if j < 0 {
+			// Not an x key this build writes: step past it.
+			ok = it.Next()
+			continue
+		}
+		p := slices.Clone(k[:1+i+1+j+1])
+		out = append(out, p)
+		ok = it.SeekGE(prefixEnd(p))
+	}
+	return out, it.Error()
 }
 
 // prefixes are the x and f key prefixes a status and step filter reads.

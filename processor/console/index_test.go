@@ -1,9 +1,11 @@
 package console
 
 import (
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/processor"
@@ -64,6 +66,68 @@ func TestIndexOfOtherTopicsIsRebuilt(t *testing.T) {
 	}
 	if _, err := ix.Get("pi_old0000001"); err != ErrNotFound || len(ix.Offsets()) != 0 {
 		t.Fatalf("a foreign index was kept: %v %v", err, ix.Offsets())
+	}
+}
+
+func TestIndexOfFormat2IsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	ix := testIndex(t, dir)
+	apply(t, ix, stateRecord(t, order("pi_old0000002", "o@example.com", processor.StatusCompleted, t0, 6), 0, 0))
+	// Format 2 kept a time key per order (t<created><id>) that format 3
+	// lists without: its lists would miss nothing but its keys would
+	// linger, so it is rebuilt.
+	if err := ix.db.Set(keyFormat, []byte("2"), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	ix, rebuilt, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id1"}}, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if rebuilt != `index format "2", this build writes "3"` {
+		t.Fatalf("rebuilt = %q", rebuilt)
+	}
+	if _, err := ix.Get("pi_old0000002"); err != ErrNotFound || len(ix.Offsets()) != 0 {
+		t.Fatalf("the old index was kept: %v %v", err, ix.Offsets())
+	}
+}
+
+func TestListNewestMergesEveryStatus(t *testing.T) {
+	ix := testIndex(t, t.TempDir())
+	defer ix.Close()
+	// Five orders in four (status, step) prefixes, created a minute apart.
+	apply(t, ix,
+		stateRecord(t, order("pi_list0000001", "a@example.com", processor.StatusCompleted, t0, 6), 0, 0),
+		stateRecord(t, order("pi_list0000002", "b@example.com", processor.StatusInProgress, t0.Add(time.Minute), 1), 1, 0),
+		stateRecord(t, order("pi_list0000003", "c@example.com", processor.StatusCompleted, t0.Add(2*time.Minute), 6), 2, 0),
+		stateRecord(t, order("pi_list0000004", "d@example.com", processor.StatusInProgress, t0.Add(3*time.Minute), 3), 3, 0),
+		stateRecord(t, order("pi_list0000005", "e@example.com", processor.StatusRefunded, t0.Add(4*time.Minute), 2), 4, 0),
+	)
+	var got []string
+	cursor := ""
+	for pages := 0; pages < 5; pages++ {
+		p, err := ix.List(Query{}, cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range p.Orders {
+			got = append(got, s.ID)
+		}
+		if cursor = p.Next; cursor == "" {
+			break
+		}
+	}
+	want := []string{"pi_list0000005", "pi_list0000004", "pi_list0000003", "pi_list0000002", "pi_list0000001"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("newest first in pages of 2: %v, want %v", got, want)
+	}
+	p, err := ix.List(Query{Since: t0.Add(90 * time.Second), Until: t0.Add(210 * time.Second)}, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Orders) != 2 || p.Orders[0].ID != "pi_list0000004" || p.Orders[1].ID != "pi_list0000003" {
+		t.Fatalf("since 1m30s until 3m30s: %+v", p.Orders)
 	}
 }
 

@@ -265,3 +265,39 @@ func fullState(i int) *processor.State {
 	}
 	return st
 }
+
+// FuzzScanState mutates state records: whatever the scan reads is valid
+// JSON, and a record both the scan and the full decode read is
+// summarized alike. (The scan may read a record the decoder refuses for
+// the type of a value it skips; it may refuse one the decoder reads,
+// which is then decoded in full.)
+func FuzzScanState(f *testing.F) {
+	dead := order("pi_dead", "dead@example.com", processor.StatusDeadLettered, t0, 3)
+	dead.DeadLetter = &processor.DeadLetter{Partition: 2, Offset: 77, Step: processor.StepShipping, Class: "permanent", At: t0}
+	dead.LastError = "postnord: 400 \"bad postal code\"\n"
+	for _, st := range []*processor.State{fullState(3), dead, order("pi_half", "Half@Example.com", processor.StatusInProgress, t0, 3)} {
+		v, err := st.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(v)
+	}
+	f.Add([]byte(`{"v":1,"order_id":"pi_\u00e9\"x","status":"completed","steps":{"shipping":{"done":true,"result":{"tracking_number":"T\\1"}}}}`))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		var sc stateScanner
+		got, ok := sc.scan(v)
+		if !ok {
+			return
+		}
+		if !json.Valid(v) {
+			t.Fatalf("scanned invalid JSON: %q", v)
+		}
+		full, err := decodeState(v)
+		if err != nil {
+			return
+		}
+		if g, w := Summarize(got), Summarize(full); !reflect.DeepEqual(g, w) {
+			t.Fatalf("scanned summary\n%+v\nwant\n%+v\nof %q", g, w, v)
+		}
+	})
+}
