@@ -538,3 +538,132 @@ func TestRecordsArrivingDuringTheTurnGoInTheBatch(t *testing.T) {
 		t.Errorf("requests = %v, want one of %d records", reqs, MaxBatch)
 	}
 }
+
+// fillTest is a client whose clock the test moves and whose fleet turn
+// takes as long as the test says (on that clock).
+type fillTest struct {
+	c    *Client
+	f    *batchFake
+	mu   sync.Mutex
+	now  time.Time
+	cost time.Duration // clock time the next turns take
+}
+
+func newFillTest(t *testing.T, fillWait time.Duration) *fillTest {
+	t.Helper()
+	ft := &fillTest{f: &batchFake{t: t}, now: time.Now()}
+	srv := httptest.NewServer(ft.f)
+	t.Cleanup(srv.Close)
+	c, err := New(Config{BaseURL: srv.URL, Token: testToken, BaseID: testBase, Table: testTable, NoRateLimit: true, FillWait: fillWait,
+		Turn: func(context.Context) error { ft.advance(ft.turnCost()); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.now = ft.clock
+	t.Cleanup(func() { _ = c.Close() })
+	ft.c = c
+	return ft
+}
+
+func (ft *fillTest) clock() time.Time {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return ft.now
+}
+
+func (ft *fillTest) advance(d time.Duration) {
+	ft.mu.Lock()
+	ft.now = ft.now.Add(d)
+	ft.mu.Unlock()
+}
+
+func (ft *fillTest) turnCost() time.Duration {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return ft.cost
+}
+
+func (ft *fillTest) setCost(d time.Duration) {
+	ft.mu.Lock()
+	ft.cost = d
+	ft.mu.Unlock()
+}
+
+// done waits for outcomes, failing on an error or when one takes longer
+// than ten seconds (a batch waiting to fill when it should not).
+func done(t *testing.T, outs ...<-chan outcome) {
+	t.Helper()
+	for i, ch := range outs {
+		select {
+		case o := <-ch:
+			if o.err != nil {
+				t.Errorf("caller %d: %v", i, o.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("caller %d still waiting", i)
+		}
+	}
+}
+
+func TestBatchFillsWhileTheBaseIsTheBottleneck(t *testing.T) {
+	ft := newFillTest(t, time.Hour)
+	// The first turn takes a second: the base's rate is what limits.
+	ft.setCost(time.Second)
+	done(t, upsertAsync(context.Background(), ft.c, "pi_00"))
+	ft.setCost(0)
+	// Three records do not take a turn: they wait for a full batch.
+	var outs []<-chan outcome
+	for i := 1; i <= 3; i++ {
+		outs = append(outs, upsertAsync(context.Background(), ft.c, fmt.Sprintf("pi_%02d", i)))
+	}
+	waitQueued(t, ft.c, 3)
+	for i := 4; i <= MaxBatch; i++ {
+		outs = append(outs, upsertAsync(context.Background(), ft.c, fmt.Sprintf("pi_%02d", i)))
+	}
+	done(t, outs...)
+	reqs := ft.f.requests()
+	if len(reqs) != 2 || len(reqs[0]) != 1 || len(reqs[1]) != MaxBatch {
+		t.Errorf("requests = %v, want [pi_00] then one of %d records", reqs, MaxBatch)
+	}
+}
+
+func TestBatchFillEndsAtFillWait(t *testing.T) {
+	ft := newFillTest(t, time.Hour)
+	ft.setCost(time.Second)
+	done(t, upsertAsync(context.Background(), ft.c, "pi_00"))
+	ft.setCost(0)
+	a := upsertAsync(context.Background(), ft.c, "pi_01")
+	waitQueued(t, ft.c, 1)
+	b := upsertAsync(context.Background(), ft.c, "pi_02")
+	waitQueued(t, ft.c, 2)
+	// An hour later on the client's clock, the next wake-up sends the two.
+	ft.advance(time.Hour)
+	c := upsertAsync(context.Background(), ft.c, "pi_03")
+	done(t, a, b, c)
+	reqs := ft.f.requests()
+	if len(reqs) != 2 || len(reqs[1]) != 3 {
+		t.Errorf("requests = %v, want [pi_00] then [pi_01 pi_02 pi_03]", reqs)
+	}
+}
+
+func TestLoneOrdersGoAtOnceWhenTurnsAreFree(t *testing.T) {
+	ft := newFillTest(t, time.Hour)
+	for i := range 3 {
+		done(t, upsertAsync(context.Background(), ft.c, fmt.Sprintf("pi_%02d", i)))
+	}
+	if reqs := ft.f.requests(); len(reqs) != 3 {
+		t.Errorf("requests = %v, want three of one record", reqs)
+	}
+}
+
+func TestBatchFillEndsBeforeTheCallersDeadline(t *testing.T) {
+	ft := newFillTest(t, time.Hour)
+	ft.setCost(time.Second)
+	done(t, upsertAsync(context.Background(), ft.c, "pi_00"))
+	ft.setCost(0)
+	// Its deadline is closer than the margin kept before one: it goes
+	// without waiting for others.
+	ctx, cancel := context.WithDeadline(context.Background(), ft.clock().Add(fillMargin/2))
+	defer cancel()
+	done(t, upsertAsync(ctx, ft.c, "pi_01"))
+}
