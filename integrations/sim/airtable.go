@@ -154,6 +154,7 @@ func (a *airtableSim) upsert(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	a.mu.Unlock()
+	a.s.stats.records(StepProductionLog, len(body.Records))
 
 	for _, ev := range events {
 		order := strings.Trim(strings.ReplaceAll(ev.key, "\x1f", "/"), `"`)

@@ -37,7 +37,7 @@ func TestAirtableUpsert(t *testing.T) {
 	if path(r4.json(t), "records", 0, "id") != id {
 		t.Fatalf("update by id: %s", r4.body)
 	}
-	wantStats(t, s, StepProductionLog, StepStats{Requests: 4, Created: 2})
+	wantStats(t, s, StepProductionLog, StepStats{Requests: 4, Created: 2, Records: 4})
 }
 
 func TestAirtableErrors(t *testing.T) {
@@ -109,5 +109,5 @@ func TestAirtableBatchOfTen(t *testing.T) {
 			t.Fatalf("record %d: id %v, want %s", i, path(m2, "records", i, "id"), id)
 		}
 	}
-	wantStats(t, s, StepProductionLog, StepStats{Requests: 2, Created: 10})
+	wantStats(t, s, StepProductionLog, StepStats{Requests: 2, Created: 10, Records: 20})
 }

@@ -13,6 +13,10 @@ type StepStats struct {
 	Requests         int64 `json:"requests"`
 	Created          int64 `json:"created"`
 	DuplicateCreates int64 `json:"duplicate_creates"`
+	// Records counts the records of the requests answered for a step that
+	// takes several in one request (Airtable's upsert of up to 10), so
+	// Records ÷ Requests is how full its requests were.
+	Records int64 `json:"records,omitempty"`
 	// Requests refused by Config.EnforceLimits (limits.go): over a rate or
 	// in a penalty, over a concurrency limit, over a daily quota.
 	RejectedRateLimited int64 `json:"rejected_rate_limited,omitempty"`
@@ -57,6 +61,13 @@ func (st *stats) reset() {
 func (st *stats) request(step string) {
 	st.mu.Lock()
 	st.steps[step].Requests++
+	st.mu.Unlock()
+}
+
+// records counts n records of an answered request of step.
+func (st *stats) records(step string, n int) {
+	st.mu.Lock()
+	st.steps[step].Records += int64(n)
 	st.mu.Unlock()
 }
 

@@ -62,12 +62,17 @@ type FleetRow struct {
 	// Pauses are the processors' orderflow_quota_pauses_total, summed.
 	Pauses           float64 `json:"quota_pauses"`
 	AirtablePerOrder float64 `json:"airtable_requests_per_order"`
-	CRMCallsPerOrder float64 `json:"crm_calls_per_order"`
-	AirtableBound    float64 `json:"airtable_bound"`
-	ZohoBound        float64 `json:"zoho_bound"`
-	Bound            float64 `json:"bound"`
-	OfBound          float64 `json:"of_bound"`
-	DuplicateCreates int64   `json:"duplicate_creates"`
+	// AirtableFill is the records per answered Airtable request: the
+	// orders' rows and the progress reports in the room they left.
+	AirtableFill float64 `json:"airtable_records_per_request"`
+	// PerOrder is every step's requests per completed order.
+	PerOrder         map[string]float64 `json:"requests_per_order"`
+	CRMCallsPerOrder float64            `json:"crm_calls_per_order"`
+	AirtableBound    float64            `json:"airtable_bound"`
+	ZohoBound        float64            `json:"zoho_bound"`
+	Bound            float64            `json:"bound"`
+	OfBound          float64            `json:"of_bound"`
+	DuplicateCreates int64              `json:"duplicate_creates"`
 }
 
 func (r FleetRow) rejected() int64 {
@@ -79,7 +84,21 @@ func (r FleetRow) rejected() int64 {
 }
 
 func (b *bench) fleet(ctx context.Context) error {
+	type run struct {
+		bin, name, tag string
+		shared         bool
+		airtableRate   string
+	}
+	var runs []run
 	for _, m := range fleetModes {
+		if m.shared && b.o.baselineBin != "" {
+			// The other build first, with the same limits, for a
+			// before/after in one run.
+			runs = append(runs, run{b.o.baselineBin, m.name + " (baseline build)", m.tag + "-baseline", m.shared, m.airtableRate})
+		}
+		runs = append(runs, run{b.bin, m.name, m.tag, m.shared, m.airtableRate})
+	}
+	for _, m := range runs {
 		extra := []string{"--sim-enforces-limits"}
 		if m.shared {
 			extra = append(extra, "--redis-addr", b.redis)
@@ -87,7 +106,7 @@ func (b *bench) fleet(ctx context.Context) error {
 		if m.airtableRate != "" {
 			extra = append(extra, "--airtable-requests-per-second", m.airtableRate)
 		}
-		row, err := b.fleetOnce(ctx, m.name, m.tag, b.o.fleetProcessors, b.o.fleetOrders, b.o.fleetLatency, extra...)
+		row, err := b.fleetOnce(ctx, m.bin, m.name, m.tag, b.o.fleetProcessors, b.o.fleetOrders, b.o.fleetLatency, extra...)
 		if err != nil {
 			return err
 		}
@@ -98,9 +117,10 @@ func (b *bench) fleet(ctx context.Context) error {
 	return nil
 }
 
-// fleetOnce drains n orders with procs processors (their flags extra)
-// against a simulator enforcing the limits, at a per-call latency.
-func (b *bench) fleetOnce(ctx context.Context, mode, tag string, procs, n int, latency time.Duration, extra ...string) (FleetRow, error) {
+// fleetOnce drains n orders with procs processors of the binary bin (their
+// flags extra) against a simulator enforcing the limits, at a per-call
+// latency.
+func (b *bench) fleetOnce(ctx context.Context, bin, mode, tag string, procs, n int, latency time.Duration, extra ...string) (FleetRow, error) {
 	row := FleetRow{Mode: mode, Processors: procs, Orders: n, LatencyMs: float64(latency.Milliseconds())}
 	names, err := b.createTopics(ctx, "fleet-"+tag, 12)
 	if err != nil {
@@ -118,7 +138,7 @@ func (b *bench) fleetOnce(ctx context.Context, mode, tag string, procs, n int, l
 	var ps []*harness.Proc
 	var metrics []string
 	for i := range procs {
-		p, m, err := b.startProcessor(ctx, fmt.Sprintf("processor-fleet-%s-%d", tag, i), names, simURL, extra...)
+		p, m, err := b.startProcessorBin(ctx, bin, fmt.Sprintf("processor-fleet-%s-%d", tag, i), names, simURL, extra...)
 		if err != nil {
 			return row, err
 		}
@@ -188,6 +208,15 @@ func (b *bench) fleetOnce(ctx context.Context, mode, tag string, procs, n int, l
 	done := max(completed, 1)
 	row.AirtablePerOrder = float64(stats["production_log"].Requests) / float64(done)
 	row.CRMCallsPerOrder = float64(stats["crm"].Requests) / float64(done)
+	if pl := stats["production_log"]; pl.Requests > row.Rejected["production_log"] {
+		row.AirtableFill = float64(pl.Records) / float64(pl.Requests-row.Rejected["production_log"])
+	}
+	row.PerOrder = map[string]float64{}
+	for step, s := range stats {
+		if s.Requests > 0 {
+			row.PerOrder[step] = float64(s.Requests) / float64(done)
+		}
+	}
 	row.AirtableBound, row.ZohoBound, row.Bound = fleetBound(fleetCRMCalls, latency)
 	if row.Bound > 0 {
 		row.OfBound = row.OrdersPerSec / row.Bound
@@ -247,7 +276,7 @@ func (r *Results) fleetMarkdown(s *strings.Builder) {
 	}
 	f := r.Fleet[0]
 	fmt.Fprintf(s, "## Fleet: %d processors, limits enforced by the simulator (%d orders, %.0f ms per provider call)\n\n", f.Processors, f.Orders, f.LatencyMs)
-	s.WriteString("| limits | completed | dead-lettered | orders/s | bound | of bound (target ≥ 0.9) | 429s (by step) | quota pauses | Airtable requests/order | CRM calls/order | duplicate creates |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	s.WriteString("| limits | completed | dead-lettered | orders/s | bound | of bound (target ≥ 0.9) | 429s (by step) | quota pauses | Airtable requests/order | Airtable records/request | CRM calls/order | duplicate creates |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, f := range r.Fleet {
 		done := strconv.Itoa(f.Completed)
 		if f.Capped {
@@ -263,8 +292,8 @@ func (r *Results) fleetMarkdown(s *strings.Builder) {
 		if len(by) > 0 {
 			rej += " (" + strings.Join(by, ", ") + ")"
 		}
-		fmt.Fprintf(s, "| %s | %s | %d | %.1f | %.0f | %.2f | %s | %.0f | %.2f | %.2f | %d |\n", f.Mode, done, f.DeadLettered, f.OrdersPerSec, f.Bound,
-			f.OfBound, rej, f.Pauses, f.AirtablePerOrder, f.CRMCallsPerOrder, f.DuplicateCreates)
+		fmt.Fprintf(s, "| %s | %s | %d | %.1f | %.0f | %.2f | %s | %.0f | %.3f | %.2f | %.2f | %d |\n", f.Mode, done, f.DeadLettered, f.OrdersPerSec, f.Bound,
+			f.OfBound, rej, f.Pauses, f.AirtablePerOrder, f.AirtableFill, f.CRMCallsPerOrder, f.DuplicateCreates)
 	}
 	fmt.Fprintf(s, "\nBound: the tightest of the enforced limits for the whole fleet. Airtable: %d requests/s per base × %d records per request = %.0f orders/s (each order needs its row). Zoho CRM: %d calls in flight ÷ (%d calls per order, the contact's and the deal's upserts, × %.0f ms per call) = %.0f orders/s. Orders/s: completions counted on the processors' metrics, first to last (a run stopped at the time limit: first completion to the stop). Every processor runs with `--sim-enforces-limits` (the clients keep the providers' limits); \"shared through Redis\" adds `--redis-addr`, so the limits hold for the fleet and a 429 pauses all; \"per processor\" is without Redis: each processor keeps the whole limit by itself.\n\n",
 		fleetAirtablePerBase, fleetAirtableBatch, f.AirtableBound, fleetZohoConcurrency, fleetCRMCalls, f.LatencyMs, f.ZohoBound)

@@ -30,12 +30,13 @@ func TestFleetMarkdown(t *testing.T) {
 	r := &Results{Fleet: []FleetRow{{
 		Mode: "per processor", Processors: 3, Orders: 5000, LatencyMs: 50, Completed: 120, Capped: true,
 		OrdersPerSec: 0.5, AirtableBound: 50, ZohoBound: 100, Bound: 50, OfBound: 0.01,
+		Pauses: 2, AirtablePerOrder: 0.125, AirtableFill: 9.5, CRMCallsPerOrder: 2,
 		Rejected: map[string]int64{"production_log": 11, "crm": 20, "alert": 3},
 	}}}
 	var s strings.Builder
 	r.fleetMarkdown(&s)
 	for _, want := range []string{
-		"| per processor | 120 (stopped at the time limit) | 0 | 0.5 | 50 | 0.01 | 34 (alert 3, crm 20, production_log 11) |",
+		"| per processor | 120 (stopped at the time limit) | 0 | 0.5 | 50 | 0.01 | 34 (alert 3, crm 20, production_log 11) | 2 | 0.125 | 9.50 | 2.00 | 0 |",
 		"5 requests/s per base × 10 records per request = 50 orders/s",
 		"= 100 orders/s",
 	} {

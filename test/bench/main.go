@@ -19,7 +19,8 @@
 //     (--enforce-limits), with the limits shared through Redis and with each
 //     processor keeping the whole limit (per processor), interleaved: the
 //     simulator's 429s, duplicate creations and orders/s against the bound
-//     the tightest limit allows (fleet.go: fleetBound).
+//     the tightest limit allows (fleet.go: fleetBound); with --baseline-bin
+//     that build's fleet runs first with the limits shared.
 //  3. Flash sale: orders posted in a burst through the gateway until every
 //     confirmation email is sent.
 //  4. Resources: peak RSS of gateway and processor; state restore time.
@@ -92,7 +93,7 @@ func main() {
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")
 	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,fleet,flash,restore,console,micro")
 	flag.StringVar(&o.gatewayFlags, "gateway-flags", "", "extra flags for every orderflow gateway, space-separated (e.g. \"--produce-timeout 2s\")")
-	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest, drain, restore and console parts")
+	flag.StringVar(&o.baselineBin, "baseline-bin", "", "an orderflow binary of another build (e.g. the previous commit's) to run beside this one, interleaved, in the ingest, drain, fleet (limits shared), restore and console parts")
 	flag.IntVar(&o.consoleOrders, "console-orders", 1000000, "orders in the console's index")
 	flag.IntVar(&o.consoleRounds, "console-rounds", 1, "console runs from an empty index over the same topic (each build's, interleaved with --baseline-bin's)")
 	flag.IntVar(&o.fleetOrders, "fleet-orders", 5000, "backlog of the fleet runs")

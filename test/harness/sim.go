@@ -15,6 +15,9 @@ type StepStats struct {
 	Requests         int64 `json:"requests"`
 	Created          int64 `json:"created"`
 	DuplicateCreates int64 `json:"duplicate_creates"`
+	// Records are the records of the answered requests of a step that
+	// takes several a request (Airtable's upsert).
+	Records int64 `json:"records,omitempty"`
 	// AnswersLost counts calls served under a late-answer fault whose
 	// client went away before the answer (the object exists).
 	AnswersLost int64 `json:"answers_lost"`
