@@ -129,16 +129,6 @@ type Config struct {
 	// during that wait still go in the request. It returns an error only
 	// when the client is closing.
 	Turn func(ctx context.Context) error
-	// FillWait is how long, at most, a batch of fewer than MaxBatch records
-	// waits for more while the base's rate is what limits sending (the
-	// sender's last turn, client-side limit or Turn, had to be waited
-	// for): a turn then carries a full request instead of a few records,
-	// and another processor of the fleet with more queued takes the turn
-	// meanwhile. The wait counts from the oldest queued record's arrival
-	// and ends early before a caller's deadline. When turns come at once
-	// (low volume) nothing waits. Default DefaultFillWait; negative: never
-	// wait.
-	FillWait time.Duration
 	// MaxProgress bounds the orders whose progress reports wait to be sent
 	// (ReportProgress); default DefaultMaxProgress.
 	MaxProgress int
@@ -178,7 +168,6 @@ func (c Config) Validate() error {
 
 // Client writes production-log rows. It is safe for concurrent use.
 type Client struct {
-	now         func() time.Time
 	cfg         Config
 	url         string
 	hc          *http.Client
@@ -205,11 +194,6 @@ type Client struct {
 	inFlight                           int             // requests under way
 	senderRunning                      bool
 	closed                             bool
-	// saturated is set when the sender's last turn had to be waited for
-	// (at least saturatedAfter): the base's rate limits sending, and
-	// batches wait up to FillWait to fill.
-	saturated bool
-	lastTurn  time.Time
 }
 
 // New returns a client for cfg. Call Close when done with it.
@@ -231,11 +215,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	if cfg.FillWait == 0 {
-		cfg.FillWait = DefaultFillWait
-	}
 	c := &Client{
-		now:     time.Now,
 		cfg:     cfg,
 		url:     strings.TrimRight(cfg.BaseURL, "/") + "/v0/" + url.PathEscape(cfg.BaseID) + "/" + url.PathEscape(cfg.Table),
 		hc:      cfg.HTTPClient,

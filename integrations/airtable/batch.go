@@ -17,16 +17,6 @@ const (
 	// response, two would do; four leaves room for slow responses and,
 	// without a client-side limit, lets batches form while requests run.
 	defaultMaxInFlight = 4
-	// DefaultFillWait is Config.FillWait's default: about the time between
-	// two turns of a processor when a few share the base's 5 requests a
-	// second.
-	DefaultFillWait = time.Second
-	// saturatedAfter is the wait for a turn from which the base's rate is
-	// taken to be what limits sending.
-	saturatedAfter = 20 * time.Millisecond
-	// fillMargin is kept between a filling batch's end and its earliest
-	// caller's deadline.
-	fillMargin = 2 * time.Second
 	// unlimitedMaxInFlight is the bound without a client-side rate limit
 	// (NoRateLimit): requests are then as fast as the endpoint answers, and
 	// four at 50 ms each made orders queue 30 ms for a turn at 400 orders/s.
@@ -54,8 +44,6 @@ type call struct {
 	gone bool
 	// deadline of the caller's context, zero if none.
 	deadline time.Time
-	// queuedAt is when the call was queued (progress reports too).
-	queuedAt time.Time
 	done     chan callResult // buffered 1: the sender never blocks
 }
 
@@ -73,7 +61,6 @@ func (c *Client) enqueue(cl *call) error {
 		return &integrations.Error{Provider: provider, Op: opUpsert, Class: integrations.Transient, Err: errClosed}
 	}
 	cl.queued = true
-	cl.queuedAt = c.now()
 	c.pending = append(c.pending, cl)
 	// The row this call writes is newer than a progress report still
 	// queued for the order.
@@ -165,31 +152,14 @@ func (c *Client) sender() {
 			c.mu.Unlock()
 			return
 		}
-		if d := c.fillWaitLocked(); d > 0 {
-			// The base's rate is the bottleneck and the batch is not
-			// full: wait for more records (or the fill time) before
-			// taking a turn.
-			c.mu.Unlock()
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-c.wake:
-			case <-c.ctx.Done():
-			}
-			t.Stop()
-			continue
-		}
 		c.mu.Unlock()
 
-		asked := c.now()
 		err := c.limiter.wait(c.ctx, opUpsert)
 		if err == nil && c.cfg.Turn != nil {
 			err = c.cfg.Turn(c.ctx)
 		}
-		waited := c.now().Sub(asked)
 
 		c.mu.Lock()
-		c.saturated, c.lastTurn = err == nil && waited >= saturatedAfter, c.now()
 		if err != nil {
 			// The base is paused after a 429 (or the client is closing):
 			// nothing queued can be sent before the callers' next retry.
@@ -222,46 +192,6 @@ func (c *Client) sender() {
 			go c.run(batch)
 		}
 	}
-}
-
-// fillWaitLocked is how long the sender waits for a fuller batch before
-// it asks for a turn: zero unless the last turn, less than FillWait ago,
-// had to be waited for and
-// fewer than MaxBatch waiting calls are sendable; at most until FillWait
-// after the oldest of them arrived, and fillMargin before the earliest of
-// their callers' deadlines. Progress reports do not count: they only fill
-// room.
-func (c *Client) fillWaitLocked() time.Duration {
-	if !c.saturated || c.cfg.FillWait < 0 || c.now().Sub(c.lastTurn) >= c.cfg.FillWait {
-		// Not saturated, or the saturated turn is long past (the burst
-		// is over).
-		return 0
-	}
-	n := 0
-	var oldest, deadline time.Time
-	for _, cl := range c.pending {
-		if c.sending[cl.orderID] {
-			continue
-		}
-		if cl.alone {
-			return 0
-		}
-		n++
-		if oldest.IsZero() || cl.queuedAt.Before(oldest) {
-			oldest = cl.queuedAt
-		}
-		if !cl.deadline.IsZero() && (deadline.IsZero() || cl.deadline.Before(deadline)) {
-			deadline = cl.deadline
-		}
-	}
-	if n == 0 || n >= MaxBatch {
-		return 0
-	}
-	until := oldest.Add(c.cfg.FillWait)
-	if !deadline.IsZero() && deadline.Add(-fillMargin).Before(until) {
-		until = deadline.Add(-fillMargin)
-	}
-	return until.Sub(c.now())
 }
 
 // hasSendableLocked reports whether a queued record's order is not in a
