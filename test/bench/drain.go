@@ -167,8 +167,14 @@ func (b *bench) drainOnce(ctx context.Context, bin, system string, latency time.
 	defer b.stop(proc)
 	kafka, redis := infraPIDs()
 	meter := newCPUMeter(map[string]int{"processor": proc.PID(), "simulator": sim.PID(), "kafka": kafka, "redis": redis, "observer": os.Getpid()})
-	b.cpuProfile(metrics, fmt.Sprintf("processor-drain-%s", latency))
-	b.cpuProfile(simURL, fmt.Sprintf("sim-drain-%s", latency))
+	// The other build's profiles (--baseline-bin) are named apart, so
+	// both builds' can be compared.
+	tag := ""
+	if bin != b.bin {
+		tag = "-baseline"
+	}
+	b.cpuProfile(metrics, fmt.Sprintf("processor-drain-%s%s", latency, tag))
+	b.cpuProfile(simURL, fmt.Sprintf("sim-drain-%s%s", latency, tag))
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	// While the drain runs, the bench only polls the processor's completed
