@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -45,7 +44,9 @@ func (h *handling) input() Input {
 		if ss := st.Steps[name]; ss != nil && ss.Done {
 			in.completed = append(in.completed, name)
 			if len(ss.Result) > 0 {
-				in.results[name] = slices.Clone(ss.Result)
+				// Shared, not copied: a recorded result is replaced,
+				// never changed in place, and Input only reads it.
+				in.results[name] = ss.Result
 			}
 		}
 	}

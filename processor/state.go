@@ -49,7 +49,8 @@ type State struct {
 	OrderID string `json:"order_id"`
 	Status  Status `json:"status"`
 	// Order is the result of the details step, used by every later step so
-	// that all of them see the same data.
+	// that all of them see the same data. It is replaced, never changed in
+	// place: Encode keeps its JSON until the pointer changes.
 	Order *integrations.Order `json:"order,omitempty"`
 	// Steps holds each step's progress by step name.
 	Steps map[string]*StepState `json:"steps,omitempty"`
@@ -86,6 +87,12 @@ type State struct {
 	ErasedAt  *time.Time `json:"erased_at,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
+
+	// orderJSON is the JSON of the order orderOf points at, made by the
+	// first Encode that writes it (stateenc.go): Order is replaced, never
+	// changed in place, once the details step has read it.
+	orderJSON []byte
+	orderOf   *integrations.Order
 }
 
 // TraceID is the order's trace id (32 hex digits), "" when the state has
@@ -143,7 +150,10 @@ func (s *State) Encode() ([]byte, error) {
 	if s.Version == 0 {
 		s.Version = StateVersion
 	}
-	return json.Marshal(s)
+	if b, ok := appendState(make([]byte, 0, len(s.orderJSON)+1024), s); ok {
+		return b, nil
+	}
+	return json.Marshal(s) // what the hand-written encoder leaves to encoding/json (stateenc.go)
 }
 
 // DecodeState parses an `orders.state` record value.
