@@ -149,8 +149,8 @@ func FuzzEncodeState(f *testing.F) {
 		res, _ := json.Marshal(map[string]string{"v": errText, step: ev})
 		st := &State{Version: 1, OrderID: id, Status: Status(status),
 			Steps: map[string]*StepState{
-				step:   {Done: done, DoneAt: &at, Result: res, Attempts: attempts, LastError: errText, Intent: &at},
-				id:     {Skipped: !done, HeldReason: ev},
+				step:        {Done: done, DoneAt: &at, Result: res, Attempts: attempts, LastError: errText, Intent: &at},
+				id:          {Skipped: !done, HeldReason: ev},
 				"zz" + step: nil,
 			},
 			Pending: []string{step}, AppliedEvents: []string{ev, id}, Flags: []string{errText},
