@@ -98,6 +98,7 @@ type item struct {
 // store must be rebuilt.
 func (s *Store) Load() *Loader {
 	s.mu.Lock()
+	_ = s.writePending() // none while a partition restores; a failure stays in werr
 	next := s.trk.next
 	s.mu.Unlock()
 	l := &Loader{s: s, last: next - 1, free: make(chan *run, 2), todo: make(chan *run, 1),
@@ -156,6 +157,8 @@ func (l *Loader) writer(todo <-chan *run) {
 func (s *Store) Reset(from int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	clear(s.pending) // a rebuild replaces whatever was put
+	s.pendingOffs, s.pendingBytes = s.pendingOffs[:0], 0
 	b := s.db.NewBatch()
 	_ = b.DeleteRange([]byte{statePrefix}, []byte{statePrefix + 1}, nil)
 	now := time.Now()

@@ -14,6 +14,14 @@
 // whose local write is done (a tracker of the written offsets above it).
 // A crash between the acknowledgement and the local write leaves the
 // checkpoint at or below that offset, and the next open re-reads it.
+//
+// Writes are grouped (write-behind): Put records a state in memory, where
+// Get and Has see it at once, and the states put during a short window
+// (Options.WriteDelay, or WriteBytes of them) go to Pebble in one batch
+// with the checkpoint they allow. A state put several times in one window
+// is written once. A crash loses at most the window, and the checkpoint,
+// written in the same batch, has not passed it: the next open replays it
+// from the changelog.
 package statestore
 
 import (
@@ -58,7 +66,12 @@ type Options struct {
 	// garbage collector lets grow to twice what is live; restores bypass
 	// them).
 	MemTableBytes uint64
-	Logger        *slog.Logger
+	// WriteDelay is the longest a put state waits in memory before its
+	// group goes to Pebble (default 200 ms); WriteBytes the size of put
+	// states that sends the group at once (default 256 KiB).
+	WriteDelay time.Duration
+	WriteBytes int
+	Logger     *slog.Logger
 }
 
 // Cache is a block cache several stores can share.
@@ -95,6 +108,13 @@ var ErrCorrupt = errors.New("statestore: store unreadable")
 
 // Store is one partition's local copy. Its methods are safe for concurrent
 // use.
+// pendingWrite is a put state waiting for its group's write; val nil is a
+// tombstone.
+type pendingWrite struct {
+	val []byte
+	off int64
+}
+
 type Store struct {
 	db   *pebble.DB
 	opts *pebble.Options
@@ -106,6 +126,19 @@ type Store struct {
 	trk    tracker
 	ckAt   time.Time
 	closed bool
+
+	// The group of puts not yet in Pebble (write-behind): the latest
+	// value of each key, every offset put, their size, the timer that
+	// writes them, and the error of a group write that failed (returned
+	// by every later call: the store is not used again).
+	pending      map[string]pendingWrite
+	pendingOffs  []int64
+	pendingBytes int
+	writeDelay   time.Duration
+	writeBytes   int
+	timer        *time.Timer
+	timerSet     bool
+	werr         error
 
 	count   atomic.Int64
 	counted atomic.Bool
@@ -122,6 +155,9 @@ func (s *Store) scan() (*pebble.Iterator, error) {
 	defer s.mu.Unlock()
 	if s.closed || s.closing.Load() {
 		return nil, errors.New("statestore: store closed")
+	}
+	if err := s.writePending(); err != nil {
+		return nil, err
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{statePrefix}, UpperBound: []byte{statePrefix + 1}})
 	if err != nil {
@@ -211,7 +247,13 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 		}
 		return nil, "corrupt: " + err.Error(), nil
 	}
-	s := &Store{db: db, opts: opts, dir: dir, id: id, log: o.Logger}
+	s := &Store{db: db, opts: opts, dir: dir, id: id, log: o.Logger, writeDelay: o.WriteDelay, writeBytes: o.WriteBytes}
+	if s.writeDelay <= 0 {
+		s.writeDelay = 200 * time.Millisecond
+	}
+	if s.writeBytes <= 0 {
+		s.writeBytes = 256 << 10
+	}
 	if fresh {
 		b, _ := json.Marshal(id)
 		batch := db.NewBatch()
@@ -291,6 +333,9 @@ func (s *Store) Identity() Identity { return s.id }
 func (s *Store) Checkpoint() (int64, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.closed {
+		_ = s.writePending() // a failure leaves the checkpoint where it was
+	}
 	return s.trk.next, s.ckAt
 }
 
@@ -304,6 +349,9 @@ func stateKey(key string) []byte {
 // Get returns the record value stored for key and its changelog offset;
 // ok is false when the store has none.
 func (s *Store) Get(key string) (val []byte, off int64, ok bool, err error) {
+	if w, pending, err := s.pendingOf(key); err != nil || pending {
+		return w.val, w.off, w.val != nil, err
+	}
 	v, err := s.get(stateKey(key))
 	if err != nil || v == nil {
 		return nil, 0, false, err
@@ -317,6 +365,9 @@ func (s *Store) Get(key string) (val []byte, off int64, ok bool, err error) {
 // Has reports whether the store holds a state for key (without copying
 // it out).
 func (s *Store) Has(key string) (bool, error) {
+	if w, pending, err := s.pendingOf(key); err != nil || pending {
+		return w.val != nil, err
+	}
 	v, closer, err := s.db.Get(stateKey(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
@@ -332,49 +383,119 @@ func (s *Store) Has(key string) (bool, error) {
 	return true, nil
 }
 
+// pendingOf returns key's put state not yet written to Pebble; pending is
+// false when there is none.
+func (s *Store) pendingOf(key string) (w pendingWrite, pending bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.werr != nil {
+		return w, false, s.werr
+	}
+	w, pending = s.pending[key]
+	return w, pending, nil
+}
+
 // Put records the acknowledged changelog record at offset off for key (a
-// nil val is a tombstone), with the checkpoint it allows, in one atomic
-// batch. existed says whether the store held the key before (for the
-// count).
+// nil val is a tombstone; val is kept, not copied, and must not change).
+// Get and Has see it at once; it reaches Pebble with its group, in one
+// atomic batch with the checkpoint the group allows. existed says whether
+// the store held the key before (for the count).
 func (s *Store) Put(key string, val []byte, off int64, existed bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errors.New("statestore: store closed")
 	}
-	next := s.trk.peek(off)
-	now := time.Now()
-	// Key and value are written straight into the batch (no copies of
-	// the record), and the batch goes back to Pebble's pool.
-	b := s.db.NewBatch()
-	if val == nil {
-		op := b.DeleteDeferred(1 + len(key))
-		op.Key[0] = statePrefix
-		copy(op.Key[1:], key)
-		_ = op.Finish()
-	} else {
-		op := b.SetDeferred(1+len(key), headerLen+len(val))
-		op.Key[0] = statePrefix
-		copy(op.Key[1:], key)
-		op.Value[0] = valueFormat
-		binary.BigEndian.PutUint64(op.Value[1:headerLen], uint64(off))
-		copy(op.Value[headerLen:], val)
-		_ = op.Finish()
+	if s.werr != nil {
+		return s.werr
 	}
-	_ = b.Set(keyCheckpoint, encodeCheckpoint(next, now), nil)
-	err := b.Commit(pebble.NoSync)
-	_ = b.Close()
-	if err != nil {
-		return fmt.Errorf("statestore: write %s: %w", key, err)
+	if s.pending == nil {
+		s.pending = map[string]pendingWrite{}
 	}
-	s.trk.mark(off)
-	s.ckAt = now
+	if old, ok := s.pending[key]; ok {
+		s.pendingBytes -= len(key) + len(old.val)
+	}
+	s.pending[key] = pendingWrite{val: val, off: off}
+	s.pendingOffs = append(s.pendingOffs, off)
+	s.pendingBytes += len(key) + len(val)
 	switch {
 	case val == nil && existed:
 		s.count.Add(-1)
 	case val != nil && !existed:
 		s.count.Add(1)
 	}
+	if s.pendingBytes >= s.writeBytes {
+		return s.writePending()
+	}
+	if !s.timerSet {
+		s.timerSet = true
+		if s.timer == nil {
+			s.timer = time.AfterFunc(s.writeDelay, s.writeLater)
+		} else {
+			s.timer.Reset(s.writeDelay)
+		}
+	}
+	return nil
+}
+
+// writeLater writes the group when its window ends.
+func (s *Store) writeLater() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timerSet = false
+	if !s.closed {
+		if err := s.writePending(); err != nil {
+			s.log.Error("local state store: writing a group of states failed; the store is rebuilt at the next assignment", "dir", s.dir, "err", err)
+		}
+	}
+}
+
+// writePending writes the group of puts to Pebble in one batch with the
+// checkpoint, which passes every offset put (a state put twice in the
+// group is written once: the later record replaces the earlier one on the
+// changelog too). Called with mu held.
+func (s *Store) writePending() error {
+	if s.werr != nil {
+		return s.werr
+	}
+	if len(s.pendingOffs) == 0 {
+		return nil
+	}
+	// Keys and values are written straight into the batch, which goes
+	// back to Pebble's pool.
+	b := s.db.NewBatch()
+	for key, w := range s.pending {
+		if w.val == nil {
+			op := b.DeleteDeferred(1 + len(key))
+			op.Key[0] = statePrefix
+			copy(op.Key[1:], key)
+			_ = op.Finish()
+			continue
+		}
+		op := b.SetDeferred(1+len(key), headerLen+len(w.val))
+		op.Key[0] = statePrefix
+		copy(op.Key[1:], key)
+		op.Value[0] = valueFormat
+		binary.BigEndian.PutUint64(op.Value[1:headerLen], uint64(w.off))
+		copy(op.Value[headerLen:], w.val)
+		_ = op.Finish()
+	}
+	// The tracker moves before the batch is written: if the write fails,
+	// the store is not used again.
+	for _, off := range s.pendingOffs {
+		s.trk.mark(off)
+	}
+	now := time.Now()
+	_ = b.Set(keyCheckpoint, encodeCheckpoint(s.trk.next, now), nil)
+	err := b.Commit(pebble.NoSync)
+	_ = b.Close()
+	clear(s.pending)
+	s.pendingOffs, s.pendingBytes = s.pendingOffs[:0], 0
+	if err != nil {
+		s.werr = fmt.Errorf("statestore: write: %w", err)
+		return s.werr
+	}
+	s.ckAt = now
 	return nil
 }
 
@@ -442,8 +563,15 @@ func (s *Store) Close() error {
 	if s.closed {
 		return nil
 	}
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	werr := s.writePending()
 	s.closed = true
 	err := s.db.Set(keyCheckpoint, encodeCheckpoint(s.trk.next, s.ckAt), pebble.Sync)
+	if werr != nil {
+		err = werr
+	}
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 var testID = Identity{ClusterID: "c1", Topic: "orders.state", TopicID: "t1", Partition: 3}
@@ -175,5 +176,110 @@ func TestLoadSortedRunsThenBatch(t *testing.T) {
 		if len(e.Name()) > 5 && e.Name()[:5] == "load-" {
 			t.Errorf("the load left its table file %s", e.Name())
 		}
+	}
+}
+
+// Puts are grouped: seen at once by Get and Has, written to Pebble with
+// the checkpoint when the window ends, a key put twice written once.
+func TestWriteBehindGroup(t *testing.T) {
+	s, _, err := Open(filepath.Join(t.TempDir(), "s"), testID, Options{WriteDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Load().Finish(5); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Put("pi_a", []byte(`{"n":1}`), 5, false)
+	_ = s.Put("pi_b", []byte(`{"n":1}`), 6, false)
+	_ = s.Put("pi_a", []byte(`{"n":2}`), 7, true)
+	_ = s.Put("pi_b", nil, 8, true)
+	if val, off, ok, err := s.Get("pi_a"); err != nil || !ok || off != 7 || string(val) != `{"n":2}` {
+		t.Errorf("Get(pi_a) before the group's write = %q %d %v %v, want {\"n\":2} at 7", val, off, ok, err)
+	}
+	if ok, err := s.Has("pi_b"); ok || err != nil {
+		t.Errorf("Has(pi_b) after its tombstone = %v %v, want false", ok, err)
+	}
+	// The window ends: the group is in Pebble itself.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := s.get(stateKey("pi_a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != nil {
+			if string(v[headerLen:]) != `{"n":2}` {
+				t.Errorf("pi_a in Pebble = %q, want the later value", v[headerLen:])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the group was not written within 10 s of a 20 ms window")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if v, _ := s.get(stateKey("pi_b")); v != nil {
+		t.Errorf("pi_b in Pebble after its tombstone: %q", v)
+	}
+	ck, err := s.get(keyCheckpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, _ := decodeCheckpoint(ck); off != 9 {
+		t.Errorf("checkpoint in Pebble = %d, want 9 (every offset of the group)", off)
+	}
+}
+
+// A group reaching WriteBytes is written at once.
+func TestWriteBehindBytes(t *testing.T) {
+	s, _, err := Open(filepath.Join(t.TempDir(), "s"), testID, Options{WriteDelay: time.Hour, WriteBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_ = s.Put("pi_small", []byte(`{}`), 0, false)
+	if v, _ := s.get(stateKey("pi_small")); v != nil {
+		t.Fatal("a group under WriteBytes was written before its window ended")
+	}
+	if err := s.Put("pi_big", make([]byte, 120), 1, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"pi_small", "pi_big"} {
+		if v, _ := s.get(stateKey(k)); v == nil {
+			t.Errorf("%s not in Pebble once the group passed WriteBytes", k)
+		}
+	}
+}
+
+// A crash before the group's write loses the group and the checkpoint with
+// it: the next open replays it from the changelog.
+func TestWriteBehindCrash(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	s, _, err := Open(dir, testID, Options{WriteDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Put("pi_a", []byte(`{"v":1}`), 0, false)
+	if ck, _ := s.Checkpoint(); ck != 1 { // Checkpoint writes the group
+		t.Fatalf("checkpoint = %d, want 1", ck)
+	}
+	_ = s.Put("pi_b", []byte(`{"v":1}`), 1, false)
+	s.timer.Stop()
+	if err := s.db.Close(); err != nil { // the process dies: nothing more is written
+		t.Fatal(err)
+	}
+	s, rebuilt, err := Open(dir, testID, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if ck, _ := s.Checkpoint(); ck != 1 || rebuilt != "" {
+		t.Errorf("after the crash: checkpoint %d rebuilt %q, want 1 and trusted", ck, rebuilt)
+	}
+	if _, _, ok, _ := s.Get("pi_a"); !ok {
+		t.Error("pi_a, written before the crash, is gone")
+	}
+	if _, _, ok, _ := s.Get("pi_b"); ok {
+		t.Error("pi_b, put after the last group's write, survived the crash without its checkpoint")
 	}
 }

@@ -12,6 +12,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/test/infra"
@@ -121,12 +123,25 @@ func Topics(t testing.TB, brokers string, partitions ...int32) topics.Names {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := topics.Create(ctx, kadm.NewClient(cl), names.Specs(p), 1); err != nil {
-		t.Fatalf("create topics: %v", err)
+	for {
+		_, err := topics.Create(ctx, kadm.NewClient(cl), names.Specs(p), 1)
+		if err == nil {
+			return names
+		}
+		// A broker that missed its heartbeats on a loaded machine is
+		// fenced for a moment, and the controller then counts no
+		// available broker: try again until it is back.
+		if !errors.Is(err, kerr.InvalidReplicationFactor) || ctx.Err() != nil {
+			t.Fatalf("create topics: %v", err)
+		}
+		t.Logf("create topics: %v; trying again", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return names
 }
 
 // Broker is a private Kafka broker a test may stop and start.
