@@ -45,7 +45,7 @@ func (h *handling) erasure() (handled, ok bool) {
 	switch h.env.EventType {
 	case EventEraseRequested:
 		if st == nil {
-			h.log.Info("erase requested for an order without a state; nothing to erase")
+			h.log().Info("erase requested for an order without a state; nothing to erase")
 			return true, true
 		}
 		if st.Status == StatusErased {
@@ -56,14 +56,14 @@ func (h *handling) erasure() (handled, ok bool) {
 			NextOffset: h.rec.Offset + 1, CreatedAt: st.CreatedAt}
 		if err := h.persist(); err != nil {
 			h.st = st
-			h.log.Warn("record left unfinished", "err", err)
+			h.log().Warn("record left unfinished", "err", err)
 			return false, true
 		}
 		for _, step := range h.p.names {
 			h.p.unpersisted.Delete(h.key + "/" + step)
 		}
 		h.p.m.erased.WithLabelValues("request").Inc()
-		h.log.Info("order erased: its state is replaced by an erasure marker")
+		h.log().Info("order erased: its state is replaced by an erasure marker")
 		return true, true
 	case EventRetentionExpired:
 		defer h.part.expiring.Delete(h.key)
@@ -73,12 +73,12 @@ func (h *handling) erasure() (handled, ok bool) {
 		r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key)}
 		out, err := h.p.produce(h.part, r, "order state tombstone", h.key)
 		if err != nil {
-			h.log.Warn("record left unfinished", "err", err)
+			h.log().Warn("record left unfinished", "err", err)
 			return false, true
 		}
 		h.part.setState(h.key, nil, nil, out.Offset)
 		h.p.m.erased.WithLabelValues("retention").Inc()
-		h.log.Info("finished order past the retention horizon removed", "updated_at", st.UpdatedAt)
+		h.log().Info("finished order past the retention horizon removed", "updated_at", st.UpdatedAt)
 		return true, true
 	}
 	if st != nil && st.Status == StatusErased {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -53,7 +54,10 @@ type handling struct {
 	replaySrc string
 	// traceParent is the record's traceparent header.
 	traceParent string
-	log         *slog.Logger
+	// lg is the record's logger, made by log on first use (most records
+	// log nothing at the levels enabled); traceID goes into it.
+	lg      atomic.Pointer[slog.Logger]
+	traceID string
 	// tctx carries the record's span and span is it (trace.go); nil when
 	// tracing is off.
 	tctx context.Context
@@ -139,7 +143,7 @@ func (p *Processor) handle(part *partition, t *task) (handled bool) {
 	if st != nil && st.TraceParent != "" {
 		traceID = st.TraceID()
 	}
-	h.log = p.log.With("order_id", env.Key, "partition", rec.Partition, "offset", rec.Offset, "event_id", env.EventID, "trace_id", traceID)
+	h.traceID = traceID
 	h.startProcess()
 	defer func() { h.endProcess(handled) }()
 	// A record that makes the processor panic (a state no code path
@@ -147,7 +151,7 @@ func (p *Processor) handle(part *partition, t *task) (handled bool) {
 	// corrupt with an alert, and the partition goes on.
 	defer func() {
 		if r := recover(); r != nil {
-			h.log.Error("panic while handling a record; dead-lettered as corrupt", "panic", fmt.Sprint(r))
+			h.log().Error("panic while handling a record; dead-lettered as corrupt", "panic", fmt.Sprint(r))
 			handled = p.corrupt(part, rec, fmt.Errorf("internal error while handling the record: %v", r))
 		}
 	}()
@@ -171,7 +175,7 @@ func (h *handling) run() bool {
 		return h.chain()
 	}
 	if h.replay && st != nil && h.replaySrc != "" && slices.Contains(st.Replays, h.replaySrc) {
-		h.log.Info("dead letter already replayed; ignored", "replay_source", h.replaySrc)
+		h.log().Info("dead letter already replayed; ignored", "replay_source", h.replaySrc)
 		return true
 	}
 	if st != nil && (st.Status == StatusDeadLettered || st.Status == StatusParked) {
@@ -195,7 +199,9 @@ func (h *handling) run() bool {
 	case EventChargeRefunded:
 		return h.refund()
 	default:
-		h.log.Debug("event type not acted on", "event_type", h.env.EventType)
+		if h.debugOn() {
+			h.log().Debug("event type not acted on", "event_type", h.env.EventType)
+		}
 		return h.recordOnly()
 	}
 }
@@ -239,6 +245,22 @@ func appendBounded(s []string, v string) []string {
 	}
 	return s
 }
+
+// log is the record's logger: the order, the record and its trace.
+func (h *handling) log() *slog.Logger {
+	if l := h.lg.Load(); l != nil {
+		return l
+	}
+	l := h.p.log.With("order_id", h.key, "partition", h.rec.Partition, "offset", h.rec.Offset, "event_id", h.env.EventID, "trace_id", h.traceID)
+	if !h.lg.CompareAndSwap(nil, l) {
+		return h.lg.Load()
+	}
+	return l
+}
+
+// debugOn reports whether debug records are logged, so a caller can skip
+// making one.
+func (h *handling) debugOn() bool { return h.p.log.Enabled(context.Background(), slog.LevelDebug) }
 
 // persist writes the state to `orders.state` (same partition as the record)
 // and waits for the acknowledgement.
@@ -287,7 +309,7 @@ func (h *handling) persistIn(tctx context.Context) error {
 func (h *handling) finish() bool {
 	h.st.NextOffset = h.rec.Offset + 1
 	if err := h.persist(); err != nil {
-		h.log.Warn("record left unfinished", "err", err)
+		h.log().Warn("record left unfinished", "err", err)
 		return false
 	}
 	return true
@@ -312,7 +334,7 @@ func (h *handling) awaitPayment() bool {
 		h.st = h.newState(StatusAwaitingPayment)
 	}
 	h.markApplied()
-	h.log.Info("checkout completed unpaid; waiting for the payment")
+	h.log().Info("checkout completed unpaid; waiting for the payment")
 	return h.finish()
 }
 
@@ -356,7 +378,7 @@ func (h *handling) refund() bool {
 // the failed step gets a fresh attempt budget; an unresolved intent stays.
 func (h *handling) unpark() {
 	st := h.st
-	h.log.Info("replay un-parks the order", "replay_source", h.replaySrc)
+	h.log().Info("replay un-parks the order", "replay_source", h.replaySrc)
 	st.Status = StatusInProgress
 	st.DeadLetter = nil
 	st.LastError = ""
@@ -396,11 +418,11 @@ func (h *handling) park() bool {
 func (h *handling) writeDeadLetter(info deadLetterInfo) (*kgo.Record, bool) {
 	out, err := h.produceDeadLetter(info)
 	if err != nil {
-		h.log.Warn("record left unfinished", "err", err)
+		h.log().Warn("record left unfinished", "err", err)
 		return nil, false
 	}
 	h.p.m.dlqWrites.WithLabelValues(info.class).Inc()
-	h.log.Warn("dead-lettered", "step", info.step, "class", info.class, "attempt", info.attempts,
+	h.log().Warn("dead-lettered", "step", info.step, "class", info.class, "attempt", info.attempts,
 		"dlq", topics.Source(out.Partition, out.Offset))
 	return out, true
 }

@@ -47,13 +47,13 @@ func (h *handling) chain() bool {
 	h.halt = make(chan struct{})
 	stop := make(chan struct{})
 	h.stopCh = stop
-	go func() {
+	h.p.workers.Go(func() {
 		select {
 		case <-h.part.stopCh:
 		case <-h.halt:
 		}
 		close(stop)
-	}()
+	})
 	defer h.stopHandling()
 
 	stopped := h.runGraph()
@@ -83,14 +83,14 @@ func (h *handling) chain() bool {
 		return false
 	}
 	h.p.m.orders.WithLabelValues(string(StatusCompleted)).Inc()
-	h.log.Info("order completed")
+	h.log().Info("order completed")
 	return true
 }
 
 // stopHandling stops what still waits in this handling.
 func (h *handling) stopHandling() { h.haltOnce.Do(func() { close(h.halt) }) }
 
-// runGraph starts every ready step on a goroutine of its own and, as steps
+// runGraph starts every ready step on a goroutine of its own (a worker) and, as steps
 // end, the steps they made ready, until none runs. It reports whether a
 // step stopped (the record is then left unfinished).
 func (h *handling) runGraph() (stopped bool) {
@@ -102,7 +102,7 @@ func (h *handling) runGraph() (stopped bool) {
 			for _, s := range h.ready() {
 				h.started[s.Name()] = true
 				running++
-				go func() {
+				h.p.workers.Go(func() {
 					h.mu.Lock()
 					defer func() {
 						// A panic (a state no code path expected) ends the
@@ -116,7 +116,7 @@ func (h *handling) runGraph() (stopped bool) {
 					o := h.runStep(s)
 					h.mu.Unlock()
 					ended <- o
-				}()
+				})
 			}
 		}
 		if running == 0 {
@@ -237,7 +237,7 @@ func (h *handling) deadLetterOutcome(step, class string, cause error) stepOutcom
 	h.dead = append(h.dead, deadStep{step: step, class: class, err: cause.Error(), attempts: ss.Attempts, out: out, at: now})
 	for i := range h.p.chain {
 		if slices.Contains(waitsFor(h.p.chain, i), step) {
-			h.log.Warn("steps reading or gated by this one wait for its replay", "step", step)
+			h.log().Warn("steps reading or gated by this one wait for its replay", "step", step)
 			break
 		}
 	}

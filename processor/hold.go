@@ -446,10 +446,10 @@ func (h *handling) quotaHeld(step string, ss *StepState, br *breaker, probe bool
 	h.p.m.stepDuration.WithLabelValues(step, outcomeHeld).Observe(elapsed)
 	h.holdStep(step, ss, reset, err.Error())
 	if h.p.holds.exhausted(step, h.part.num, h.key, reset, ss.HeldReason) {
-		h.log.Warn("provider quota used up: the step is held for every order", "step", step, "until", reset.UTC(), "err", err)
+		h.log().Warn("provider quota used up: the step is held for every order", "step", step, "until", reset.UTC(), "err", err)
 		h.p.quotaAlert(step, reset, err)
 	} else {
-		h.log.Info("step held: provider quota used up", "step", step, "until", reset.UTC())
+		h.log().Info("step held: provider quota used up", "step", step, "until", reset.UTC())
 	}
 	if err := h.persist(); err != nil {
 		return stepStopped
@@ -466,6 +466,6 @@ func (h *handling) finishHeld() bool {
 	if !h.finish() {
 		return false
 	}
-	h.log.Info("order waits for held steps", "pending", h.st.Pending)
+	h.log().Info("order waits for held steps", "pending", h.st.Pending)
 	return true
 }

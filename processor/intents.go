@@ -50,7 +50,7 @@ func (h *handling) dropPreIntent() {
 		delete(h.preIntent, step)
 	}
 	if err := h.persist(); err != nil {
-		h.log.Warn("could not clear the intent of a call not made", "err", err)
+		h.log().Warn("could not clear the intent of a call not made", "err", err)
 	}
 }
 

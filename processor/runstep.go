@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -53,6 +54,21 @@ func (h *handling) input() Input {
 	return in
 }
 
+// stepLog is a step's logger, made on first use: most steps log nothing
+// at the levels enabled.
+type stepLog struct {
+	h    *handling
+	step string
+	l    *slog.Logger
+}
+
+func (s *stepLog) get() *slog.Logger {
+	if s.l == nil {
+		s.l = s.h.log().With("step", s.step)
+	}
+	return s.l
+}
+
 // runStep runs one step to success, dead letter or stop, with retries,
 // intents and the step's circuit breaker. Called with mu held; it releases
 // mu while it waits.
@@ -62,7 +78,7 @@ func (h *handling) runStep(s Step) stepOutcome {
 	first := step == p.chain[0].Name()
 	ss := st.Step(step)
 	br := p.breakers[step]
-	log := h.log.With("step", step)
+	log := &stepLog{h: h, step: step}
 	if !first && st.Order == nil {
 		return h.deadLetterOutcome(step, topics.ClassPermanent, integrations.Permanentf("processor", step, "no order details in the state"))
 	}
@@ -80,10 +96,10 @@ func (h *handling) runStep(s Step) stepOutcome {
 					return stepStopped
 				}
 				p.unpersisted.Delete(h.key + "/" + step)
-				log.Info("result of an earlier call recorded; not called again")
+				log.get().Info("result of an earlier call recorded; not called again")
 				return stepDone
 			}
-			if o, resolved := h.resolveIntent(s, log); resolved {
+			if o, resolved := h.resolveIntent(s, log.get()); resolved {
 				return o
 			}
 			if ss.Intent != nil {
@@ -119,7 +135,9 @@ func (h *handling) runStep(s Step) stepOutcome {
 				return stepStopped
 			}
 		}
-		log.Debug("step call", "attempt", attempt)
+		if h.debugOn() {
+			log.get().Debug("step call", "attempt", attempt)
+		}
 		var ctx context.Context
 		var cancel context.CancelFunc
 		if s.Idempotent() {
@@ -163,13 +181,15 @@ func (h *handling) runStep(s Step) stepOutcome {
 				endAttempt(aspan, resultOK, nil)
 				if !s.Idempotent() {
 					p.unpersisted.Store(h.key+"/"+step, unpersistedResult{result: result, at: now})
-					log.Warn("step result not persisted; kept to record when the order returns to this process", "attempt", attempt, "err", err)
+					log.get().Warn("step result not persisted; kept to record when the order returns to this process", "attempt", attempt, "err", err)
 				} else {
-					log.Warn("step result not persisted; the step will run again", "attempt", attempt, "err", err)
+					log.get().Warn("step result not persisted; the step will run again", "attempt", attempt, "err", err)
 				}
 				return stepStopped
 			}
-			log.Debug("step done", "attempt", attempt)
+			if h.debugOn() {
+				log.get().Debug("step done", "attempt", attempt)
+			}
 			endAttempt(aspan, resultOK, nil)
 			return stepDone
 		}
@@ -203,7 +223,7 @@ func (h *handling) runStep(s Step) stepOutcome {
 			br.success(probe) // the provider is up and answering
 			p.m.stepDuration.WithLabelValues(step, outcomePermanent).Observe(elapsed)
 			ss.Attempts++
-			log.Warn("step failed permanently", "attempt", attempt, "err", err)
+			log.get().Warn("step failed permanently", "attempt", attempt, "err", err)
 			endAttempt(aspan, resultPermanent, err)
 			return h.deadLetterOutcome(step, topics.ClassPermanent, err)
 		}
@@ -212,7 +232,7 @@ func (h *handling) runStep(s Step) stepOutcome {
 		if consumed {
 			ss.Attempts++
 		}
-		log.Warn("step failed", "attempt", attempt, "attempts_used", ss.Attempts, "counted", consumed, "err", err)
+		log.get().Warn("step failed", "attempt", attempt, "attempts_used", ss.Attempts, "counted", consumed, "err", err)
 		if ss.Attempts >= p.cfg.Retry.MaxAttempts {
 			endAttempt(aspan, resultExhausted, err)
 			return h.deadLetterOutcome(step, topics.ClassExhausted, err)
@@ -276,7 +296,7 @@ func (p *Processor) completedSteps(st *State) []string {
 func stepResult[T any](st *State, step string) (T, error) {
 	var v T
 	if ss := st.Steps[step]; ss != nil && ss.Done && len(ss.Result) > 0 {
-		if err := json.Unmarshal(ss.Result, &v); err != nil {
+		if err := topics.Unmarshal(ss.Result, &v); err != nil {
 			return v, fmt.Errorf("the recorded %s result does not decode: %v", step, err)
 		}
 	}

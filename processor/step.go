@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/topics"
 )
 
 // Step is one step of the chain, a value the processor runs without knowing
@@ -82,7 +83,7 @@ func (in Input) Result(step string, v any) error {
 	if !ok {
 		return nil
 	}
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := topics.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("the recorded %s result does not decode: %v", step, err)
 	}
 	return nil

@@ -59,7 +59,7 @@ func (e Envelope) Encode() ([]byte, error) {
 // complete envelope of a known version.
 func DecodeEnvelope(b []byte) (Envelope, error) {
 	var e Envelope
-	if err := json.Unmarshal(b, &e); err != nil {
+	if err := Unmarshal(b, &e); err != nil {
 		return Envelope{}, fmt.Errorf("%w: %v", ErrEnvelopeInvalid, err)
 	}
 	switch {
