@@ -37,18 +37,15 @@ func (h *handling) unlocked(f func()) {
 // input is a snapshot of what a step's call sees. Called with mu held.
 func (h *handling) input() Input {
 	st := h.st
-	in := Input{OrderID: h.key, results: map[string]json.RawMessage{}}
+	in := Input{OrderID: h.key, done: make([]doneStep, 0, len(h.p.names))}
 	if st.Order != nil {
 		in.Order = *st.Order
 	}
 	for _, name := range h.p.names {
 		if ss := st.Steps[name]; ss != nil && ss.Done {
-			in.completed = append(in.completed, name)
-			if len(ss.Result) > 0 {
-				// Shared, not copied: a recorded result is replaced,
-				// never changed in place, and Input only reads it.
-				in.results[name] = ss.Result
-			}
+			// The result is shared, not copied: a recorded result is
+			// replaced, never changed in place, and Input only reads it.
+			in.done = append(in.done, doneStep{name: name, result: ss.Result})
 		}
 	}
 	return in

@@ -1,9 +1,11 @@
 package processor
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -150,11 +152,23 @@ func (s *State) Encode() ([]byte, error) {
 	if s.Version == 0 {
 		s.Version = StateVersion
 	}
-	if b, ok := appendState(make([]byte, 0, len(s.orderJSON)+1024), s); ok {
-		return b, nil
+	// Written into a reused buffer, then copied out at its exact size:
+	// the record's value is kept (by the producer, the cache and the local
+	// store), so a slack capacity would stay allocated with it.
+	bp := encodeBuffers.Get().(*[]byte)
+	defer encodeBuffers.Put(bp)
+	b, ok := appendState((*bp)[:0], s)
+	if cap(b) <= 64<<10 { // an outsized state's buffer is not kept
+		*bp = b[:0]
+	}
+	if ok {
+		return bytes.Clone(b), nil
 	}
 	return json.Marshal(s) // what the hand-written encoder leaves to encoding/json (stateenc.go)
 }
+
+// encodeBuffers are Encode's scratch buffers.
+var encodeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // DecodeState parses an `orders.state` record value.
 func DecodeState(b []byte) (*State, error) {

@@ -69,9 +69,15 @@ type Input struct {
 	OrderID string
 	// Order is the order as the first step read it (zero for the first
 	// step itself).
-	Order     integrations.Order
-	results   map[string]json.RawMessage
-	completed []string
+	Order integrations.Order
+	// done are the steps done, in chain order, each with its recorded
+	// result (none for a step without one).
+	done []doneStep
+}
+
+type doneStep struct {
+	name   string
+	result json.RawMessage
 }
 
 // Result decodes the result of a done step into v, left as it is when the
@@ -79,8 +85,13 @@ type Input struct {
 // result that does not decode is an error: a step must not run on an empty
 // value (a step returns it as a permanent failure).
 func (in Input) Result(step string, v any) error {
-	b, ok := in.results[step]
-	if !ok {
+	var b json.RawMessage
+	for _, d := range in.done {
+		if d.name == step {
+			b = d.result
+		}
+	}
+	if len(b) == 0 {
 		return nil
 	}
 	if err := topics.Unmarshal(b, v); err != nil {
@@ -92,15 +103,26 @@ func (in Input) Result(step string, v any) error {
 // Results returns the results of the done steps by name, as the order
 // state records them.
 func (in Input) Results() map[string]json.RawMessage {
-	out := make(map[string]json.RawMessage, len(in.results))
-	for k, v := range in.results {
-		out[k] = slices.Clone(v)
+	out := make(map[string]json.RawMessage, len(in.done))
+	for _, d := range in.done {
+		if len(d.result) > 0 {
+			out[d.name] = slices.Clone(d.result)
+		}
 	}
 	return out
 }
 
 // Completed lists the steps done so far, in chain order.
-func (in Input) Completed() []string { return slices.Clone(in.completed) }
+func (in Input) Completed() []string {
+	if len(in.done) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(in.done))
+	for _, d := range in.done {
+		out = append(out, d.name)
+	}
+	return out
+}
 
 // ChainError is an invalid chain, refused when the processor is built.
 type ChainError struct{ Reason string }

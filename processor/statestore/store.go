@@ -108,6 +108,13 @@ var ErrCorrupt = errors.New("statestore: store unreadable")
 
 // Store is one partition's local copy. Its methods are safe for concurrent
 // use.
+// The sizes of a Pebble batch's header and, at most, of an entry's kind
+// and two length varints.
+const (
+	batchHeader = 12
+	batchEntry  = 1 + 2*binary.MaxVarintLen32
+)
+
 // pendingWrite is a put state waiting for its group's write; val nil is a
 // tombstone.
 type pendingWrite struct {
@@ -461,9 +468,10 @@ func (s *Store) writePending() error {
 	if len(s.pendingOffs) == 0 {
 		return nil
 	}
-	// Keys and values are written straight into the batch, which goes
-	// back to Pebble's pool.
-	b := s.db.NewBatch()
+	// Keys and values are written straight into a batch made at the
+	// group's size (kind, lengths, prefix and header of each entry, and the
+	// checkpoint), so it does not grow by copies.
+	b := s.db.NewBatchWithSize(batchHeader + s.pendingBytes + len(s.pending)*(batchEntry+1+headerLen) + batchEntry + len(keyCheckpoint) + 16)
 	for key, w := range s.pending {
 		if w.val == nil {
 			op := b.DeleteDeferred(1 + len(key))
