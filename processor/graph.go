@@ -47,13 +47,13 @@ func (h *handling) chain() bool {
 	h.halt = make(chan struct{})
 	stop := make(chan struct{})
 	h.stopCh = stop
-	h.p.workers.Go(func() {
+	go func() {
 		select {
 		case <-h.part.stopCh:
 		case <-h.halt:
 		}
 		close(stop)
-	})
+	}()
 	defer h.stopHandling()
 
 	stopped := h.runGraph()
@@ -90,7 +90,7 @@ func (h *handling) chain() bool {
 // stopHandling stops what still waits in this handling.
 func (h *handling) stopHandling() { h.haltOnce.Do(func() { close(h.halt) }) }
 
-// runGraph starts every ready step on a goroutine of its own (a worker) and, as steps
+// runGraph starts every ready step on a goroutine of its own and, as steps
 // end, the steps they made ready, until none runs. It reports whether a
 // step stopped (the record is then left unfinished).
 func (h *handling) runGraph() (stopped bool) {
@@ -102,7 +102,7 @@ func (h *handling) runGraph() (stopped bool) {
 			for _, s := range h.ready() {
 				h.started[s.Name()] = true
 				running++
-				h.p.workers.Go(func() {
+				go func() {
 					h.mu.Lock()
 					defer func() {
 						// A panic (a state no code path expected) ends the
@@ -116,7 +116,7 @@ func (h *handling) runGraph() (stopped bool) {
 					o := h.runStep(s)
 					h.mu.Unlock()
 					ended <- o
-				})
+				}()
 			}
 		}
 		if running == 0 {

@@ -59,7 +59,6 @@ func (p *Processor) newPartition(num int32) *partition {
 		func(t *task) bool { return p.handle(part, t) },
 		func() { p.recordFinished(part) },
 	)
-	part.sched.spawn = p.workers.Go
 	return part
 }
 

@@ -66,8 +66,6 @@ type Processor struct {
 	breakers map[string]*breaker
 	// holds are the steps held for their provider's quota (hold.go).
 	holds *holds
-	// workers run the short tasks: key queues, step calls (workers.go).
-	workers *workers
 	// member fences state writes and non-idempotent calls to a confirmed
 	// group membership (fence.go).
 	member *membership
@@ -153,7 +151,6 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		breakers: map[string]*breaker{},
 		parts:    map[int32]*partition{},
 		room:     make(chan struct{}, 1),
-		workers:  newWorkers(),
 	}
 	if err := p.openStateRoot(); err != nil {
 		return nil, err
@@ -303,7 +300,6 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.cl.CloseAllowingRebalance()
 	p.waitAlerts(p.cfg.AlertTimeout)
 	p.ioCancel()
-	p.workers.close()
 	p.log.Info("processor stopped")
 	return nil
 }

@@ -25,9 +25,6 @@ type scheduler struct {
 	run func(*task) bool
 	// onFinish is called, outside the lock, after a record finished.
 	onFinish func()
-	// spawn starts a key's queue (the processor's workers); nil starts a
-	// goroutine.
-	spawn func(func())
 
 	mu      sync.Mutex
 	keys    map[string]*keyQueue
@@ -73,11 +70,7 @@ func (s *scheduler) add(rec *kgo.Record) bool {
 	if !kq.running {
 		kq.running = true
 		s.wg.Add(1)
-		if s.spawn != nil {
-			s.spawn(func() { s.loop(key, kq) })
-		} else {
-			go s.loop(key, kq)
-		}
+		go s.loop(key, kq)
 	}
 	return true
 }
