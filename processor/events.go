@@ -301,6 +301,11 @@ func (h *handling) persistIn(tctx context.Context) error {
 		return err
 	}
 	h.part.setState(h.key, h.st, b, out.Offset)
+	if h.st.Status != StatusInProgress {
+		// A finished (or waiting) order's state stays in the cache
+		// without the JSON of its order: a later write makes it again.
+		h.st.dropEncoded()
+	}
 	h.p.reportProgress(h.st)
 	return nil
 }

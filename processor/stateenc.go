@@ -18,7 +18,12 @@ import (
 //
 // The order (State.Order) does not change once the details step has read
 // it: every change replaces the pointer. Its JSON is made by encoding/json
-// once and kept beside the state until the pointer changes.
+// once and kept beside the state until the pointer changes, or until the
+// order leaves in_progress (its state then waits in the cache, maybe for
+// good, and the kept JSON would double its memory).
+
+// dropEncoded forgets the order's JSON kept by Encode.
+func (s *State) dropEncoded() { s.orderJSON, s.orderOf = nil, nil }
 
 // appendState appends s's JSON to b. ok is false when s holds a value
 // encoding/json refuses or writes differently (a time outside years
