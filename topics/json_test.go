@@ -1,8 +1,10 @@
 package topics
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -84,6 +86,27 @@ func BenchmarkUnmarshal(b *testing.B) {
 			if err := json.Unmarshal(rec, &e); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// FuzzAppendString holds AppendString to encoding/json, with HTML escaping
+// on (Marshal) and off (an Encoder with SetEscapeHTML(false)).
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"plain", "<a href=\"x\">&amp;</a>", "\x00\x01\b\f\n\r\t\x1f\x7f", "bad \xff\xfe utf8", "line\u2028para\u2029", "é 📦 \\ \""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := AppendString(nil, s, true); string(got) != string(want) {
+			t.Fatalf("%q with HTML escaped: %s, encoding/json %s", s, got, want)
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(s)
+		if got := AppendString(nil, s, false); string(got) != strings.TrimSuffix(buf.String(), "\n") {
+			t.Fatalf("%q without HTML escaping: %s, encoding/json %s", s, got, buf.String())
 		}
 	})
 }
