@@ -12,7 +12,7 @@ import (
 // This file writes a state's wire form by hand: the same JSON as
 // encoding/json's Marshal of State (same field order, omitempty rules,
 // string escaping, time format and sorted step names), without reflection.
-// A state is written several times per order (DESIGN.md, "Order state"),
+// A state is written about six times per order (DESIGN.md, "Packages"),
 // and its encoding was the largest single cost of a drain after the calls
 // themselves. TestEncodeMatchesMarshal and FuzzEncodeState hold it to
 // encoding/json byte for byte.
