@@ -146,6 +146,9 @@ type Store struct {
 	timer        *time.Timer
 	timerSet     bool
 	werr         error
+	// commit writes a group's batch (Batch.Commit without a sync; tests
+	// replace it to make the write fail).
+	commit func(*pebble.Batch) error
 
 	count   atomic.Int64
 	counted atomic.Bool
@@ -255,6 +258,7 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 		return nil, "corrupt: " + err.Error(), nil
 	}
 	s := &Store{db: db, opts: opts, dir: dir, id: id, log: o.Logger, writeDelay: o.WriteDelay, writeBytes: o.WriteBytes}
+	s.commit = func(b *pebble.Batch) error { return b.Commit(pebble.NoSync) }
 	if s.writeDelay <= 0 {
 		s.writeDelay = 200 * time.Millisecond
 	}
@@ -336,7 +340,8 @@ func (s *Store) Dir() string { return s.dir }
 func (s *Store) Identity() Identity { return s.id }
 
 // Checkpoint returns the offset the changelog must be read from to bring
-// the store up to date, and when it was written.
+// the store up to date, and when it was written. The group of puts not yet
+// in Pebble is written first, so the checkpoint covers every put.
 func (s *Store) Checkpoint() (int64, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -354,7 +359,8 @@ func stateKey(key string) []byte {
 }
 
 // Get returns the record value stored for key and its changelog offset;
-// ok is false when the store has none.
+// ok is false when the store has none. A value still in the group of puts
+// is the one given to Put, not a copy: it must not be changed.
 func (s *Store) Get(key string) (val []byte, off int64, ok bool, err error) {
 	if w, pending, err := s.pendingOf(key); err != nil || pending {
 		return w.val, w.off, w.val != nil, err
@@ -495,7 +501,7 @@ func (s *Store) writePending() error {
 	}
 	now := time.Now()
 	_ = b.Set(keyCheckpoint, encodeCheckpoint(s.trk.next, now), nil)
-	err := b.Commit(pebble.NoSync)
+	err := s.commit(b)
 	_ = b.Close()
 	clear(s.pending)
 	s.pendingOffs, s.pendingBytes = s.pendingOffs[:0], 0

@@ -1,11 +1,15 @@
 package statestore
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 var testID = Identity{ClusterID: "c1", Topic: "orders.state", TopicID: "t1", Partition: 3}
@@ -281,5 +285,42 @@ func TestWriteBehindCrash(t *testing.T) {
 	}
 	if _, _, ok, _ := s.Get("pi_b"); ok {
 		t.Error("pi_b, put after the last group's write, survived the crash without its checkpoint")
+	}
+}
+
+// A group whose write fails fails every later call (the processor then
+// reads states from the changelog and rebuilds the store at its next
+// open), and the checkpoint in Pebble does not pass the lost group.
+func TestWriteBehindFailure(t *testing.T) {
+	s, _, err := Open(filepath.Join(t.TempDir(), "s"), testID, Options{WriteDelay: time.Hour, WriteBytes: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Put("pi_a", []byte(`{"v":1}`), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if ck, _ := s.Checkpoint(); ck != 1 {
+		t.Fatalf("checkpoint = %d, want 1", ck)
+	}
+	s.commit = func(*pebble.Batch) error { return errors.New("disk full") }
+	if err := s.Put("pi_b", make([]byte, 120), 1, false); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Put of a group whose write fails: %v, want the write's error", err)
+	}
+	if _, _, _, err := s.Get("pi_a"); err == nil {
+		t.Error("Get after a failed group write: no error")
+	}
+	if _, err := s.Has("pi_a"); err == nil {
+		t.Error("Has after a failed group write: no error")
+	}
+	if err := s.Put("pi_c", []byte(`{}`), 2, false); err == nil {
+		t.Error("Put after a failed group write: no error")
+	}
+	ck, err := s.get(keyCheckpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, _ := decodeCheckpoint(ck); off != 1 {
+		t.Errorf("checkpoint in Pebble = %d after the failed group, want 1", off)
 	}
 }
