@@ -67,8 +67,11 @@ type Options struct {
 	// them).
 	MemTableBytes uint64
 	// WriteDelay is the longest a put state waits in memory before its
-	// group goes to Pebble (default 200 ms); WriteBytes the size of put
-	// states that sends the group at once (default 256 KiB).
+	// group goes to Pebble (default 1 s: longer than most orders take
+	// from their first step to their last, so an order's intermediate
+	// states seldom reach Pebble, whose flushes and compactions of them
+	// cost a processor more CPU than the writes); WriteBytes the size of
+	// put states that sends the group at once (default 1 MiB).
 	WriteDelay time.Duration
 	WriteBytes int
 	Logger     *slog.Logger
@@ -260,10 +263,10 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 	s := &Store{db: db, opts: opts, dir: dir, id: id, log: o.Logger, writeDelay: o.WriteDelay, writeBytes: o.WriteBytes}
 	s.commit = func(b *pebble.Batch) error { return b.Commit(pebble.NoSync) }
 	if s.writeDelay <= 0 {
-		s.writeDelay = 200 * time.Millisecond
+		s.writeDelay = time.Second
 	}
 	if s.writeBytes <= 0 {
-		s.writeBytes = 256 << 10
+		s.writeBytes = 1 << 20
 	}
 	if fresh {
 		b, _ := json.Marshal(id)
