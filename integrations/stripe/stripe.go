@@ -7,7 +7,8 @@
 // The client uses stripe-go v76 with its own backend (no package-level
 // stripe.Key or backend), so several clients with different keys or base URLs
 // can live in one process, and stripe-go's own network retries are off: the
-// processor owns retries and backoff.
+// processor owns retries and backoff. Responses are decoded in one pass
+// (decode.go), with encoding/json's result.
 //
 // Requests sent for OrderDetails("pi_…"), one for a Checkout order:
 //
@@ -106,7 +107,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	hc := integrations.HTTPClient(cfg.HTTPClient, timeout)
 	log := integrations.Logger(cfg.Logger)
-	backend := stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{
+	backend := decodingBackend{stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{
 		URL:               stripego.String(base),
 		HTTPClient:        hc,
 		MaxNetworkRetries: stripego.Int64(0),
@@ -114,7 +115,7 @@ func New(cfg Config) (*Client, error) {
 		// errors reach our log through the processor instead.
 		LeveledLogger:   &stripego.LeveledLogger{Level: stripego.LevelNull},
 		EnableTelemetry: stripego.Bool(false),
-	})
+	})}
 	return &Client{
 		pis:      paymentintent.Client{B: backend, Key: cfg.SecretKey},
 		sessions: session.Client{B: backend, Key: cfg.SecretKey},
