@@ -123,14 +123,34 @@ func elementWriter(b *bytes.Buffer) func(name, value string, attrs ...string) {
 		if value == "" {
 			return
 		}
-		b.WriteString("<" + name)
+		b.WriteByte('<')
+		b.WriteString(name)
 		for i := 0; i+1 < len(attrs); i += 2 {
-			b.WriteString(" " + attrs[i] + `="`)
-			_ = xml.EscapeText(b, []byte(attrs[i+1]))
-			b.WriteString(`"`)
+			b.WriteByte(' ')
+			b.WriteString(attrs[i])
+			b.WriteString(`="`)
+			escapeText(b, attrs[i+1])
+			b.WriteByte('"')
 		}
-		b.WriteString(">")
-		_ = xml.EscapeText(b, []byte(value))
-		b.WriteString("</" + name + ">")
+		b.WriteByte('>')
+		escapeText(b, value)
+		b.WriteString("</")
+		b.WriteString(name)
+		b.WriteByte('>')
 	}
+}
+
+// escapeText appends s to b escaped as xml.EscapeText escapes it. Text of
+// printable ASCII without the characters EscapeText replaces (< > & ' ")
+// is appended as it is, which is what EscapeText writes for it, without
+// its copy of s; anything else goes to EscapeText.
+func escapeText(b *bytes.Buffer, s string) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20, c >= 0x7f, c == '<', c == '>', c == '&', c == '\'', c == '"':
+			_ = xml.EscapeText(b, []byte(s))
+			return
+		}
+	}
+	b.WriteString(s)
 }
