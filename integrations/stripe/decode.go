@@ -2,7 +2,9 @@ package stripe
 
 import (
 	"encoding/json"
-	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"reflect"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -12,69 +14,82 @@ import (
 	"github.com/stripe/stripe-go/v76/form"
 )
 
-// decodingBackend is stripe-go's backend with its responses decoded by the
-// JSON v2 decoder in its v1 mode instead of encoding/json.
+// decodingBackend is stripe-go's backend with the responses of GET
+// requests decoded by the JSON v2 decoder in its v1 mode instead of
+// encoding/json.
 //
 // stripe-go decodes a response with encoding/json, and every expandable
 // object in it (a PaymentIntent, a TaxRate, a Discount, ...) has an
 // UnmarshalJSON method that decodes it again with encoding/json, so an
 // expanded Checkout Session (three to four levels of such objects) is
 // scanned and decoded about once per level: it was a tenth of the
-// processor's CPU in the drain benchmark. Here the backend hands stripe-go
-// a response value that keeps nothing (stripe-go still checks that the
-// body is JSON), and the body (APIResponse.RawJSON) is decoded into the
-// caller's value in one pass, the expandable types of an order's
-// responses by expandable below, the same way as their methods.
+// processor's CPU in the drain benchmark. Here a GET is made as stripe-go
+// makes it (its NewRequest: URL, query, headers, key), sent with its HTTP
+// client, and an error status becomes stripe-go's *stripe.Error
+// (ResponseToError); the body of a success is decoded into the caller's
+// value in one pass, the expandable types of an order's responses by
+// expandable below, the same way as their methods. stripe-go's network
+// retries are off for this client, so it sends each request once, as this
+// does. Other methods go to stripe-go unchanged.
 //
 // The result is the one encoding/json gives: decodeResponse falls back to
 // encoding/json whenever the v2 decoder reports an error, so errors are
 // encoding/json's too, and TestDecodeAgrees and FuzzDecodeAgrees hold the
 // two to each other.
 type decodingBackend struct {
-	stripego.Backend
+	*stripego.BackendImplementation
 }
 
 // Call is stripe-go's Call (GET of one object, e.g. a PaymentIntent or a
-// Checkout Session) with the response decoded by decodeResponse.
+// Checkout Session): the parameters as form values (form.AppendTo, as
+// stripe-go encodes them), then CallRaw.
 func (b decodingBackend) Call(method, path, key string, params stripego.ParamsContainer, v stripego.LastResponseSetter) error {
-	var c captured
-	if err := b.Backend.Call(method, path, key, params, &c); err != nil {
-		return err
+	if rv := reflect.ValueOf(params); method != http.MethodGet || rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return b.BackendImplementation.Call(method, path, key, params, v)
 	}
-	return c.into(v)
+	values := &form.Values{}
+	form.AppendTo(values, params)
+	return b.CallRaw(method, path, key, values, params.GetParams(), v)
 }
 
-// CallRaw is stripe-go's CallRaw (the list calls) with the response decoded
-// by decodeResponse.
-func (b decodingBackend) CallRaw(method, path, key string, body *form.Values, params *stripego.Params, v stripego.LastResponseSetter) error {
-	var c captured
-	if err := b.Backend.CallRaw(method, path, key, body, params, &c); err != nil {
+// CallRaw is stripe-go's CallRaw (the list calls use it directly) with
+// the response of a GET decoded by decodeResponse; the form goes into the
+// query, as stripe-go puts it.
+func (b decodingBackend) CallRaw(method, path, key string, values *form.Values, params *stripego.Params, v stripego.LastResponseSetter) error {
+	if method != http.MethodGet {
+		return b.BackendImplementation.CallRaw(method, path, key, values, params, v)
+	}
+	if values != nil && !values.Empty() {
+		path += "?" + values.Encode()
+	}
+	req, err := b.NewRequest(method, path, key, "application/x-www-form-urlencoded", params)
+	if err != nil {
 		return err
 	}
-	return c.into(v)
-}
-
-// captured is the response value decodingBackend gives stripe-go: it keeps
-// the response, whose RawJSON is the body, and decodes nothing.
-type captured struct {
-	resp *stripego.APIResponse
-}
-
-func (c *captured) SetLastResponse(r *stripego.APIResponse) { c.resp = r }
-
-// UnmarshalJSON keeps nothing: the body is decoded once, by into.
-func (*captured) UnmarshalJSON([]byte) error { return nil }
-
-// into decodes the captured body into v and gives v the response, as
-// stripe-go does.
-func (c *captured) into(v stripego.LastResponseSetter) error {
-	if c.resp == nil {
-		return errors.New("stripe: no response recorded")
-	}
-	if err := decodeResponse(c.resp.RawJSON, v); err != nil {
+	res, err := b.HTTPClient.Do(req)
+	if err != nil {
 		return err
 	}
-	v.SetLastResponse(c.resp)
+	body, err := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if err != nil {
+		return err
+	}
+	if res.StatusCode >= 400 {
+		return b.ResponseToError(res, body)
+	}
+	if err := decodeResponse(body, v); err != nil {
+		// Not the body: it holds customer data.
+		return fmt.Errorf("stripe: response (status %d) not understood: %w", res.StatusCode, err)
+	}
+	v.SetLastResponse(&stripego.APIResponse{
+		Header:         res.Header,
+		IdempotencyKey: res.Header.Get("Idempotency-Key"),
+		RawJSON:        body,
+		RequestID:      res.Header.Get("Request-Id"),
+		Status:         res.Status,
+		StatusCode:     res.StatusCode,
+	})
 	return nil
 }
 

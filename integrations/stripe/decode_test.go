@@ -1,13 +1,17 @@
 package stripe
 
 import (
+	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 
 	stripego "github.com/stripe/stripe-go/v76"
+
+	"github.com/orderflow/orderflow/integrations/sim"
 )
 
 // decodeTargets are the values the client decodes responses into, each
@@ -170,4 +174,37 @@ func BenchmarkDecodeSession(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkOrderDetailsDecode reads one Checkout order from the provider
+// simulator (in the same process) through stripe-go's own backend and
+// through decodingBackend. Run with
+//
+//	go test -run '^$' -bench OrderDetailsDecode -benchmem ./integrations/stripe/
+func BenchmarkOrderDetailsDecode(b *testing.B) {
+	s, err := sim.New(sim.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL, SecretKey: "sk_test_bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	plain := *c
+	impl := c.sessions.B.(decodingBackend).BackendImplementation
+	plain.sessions.B, plain.pis.B = impl, impl
+	for _, v := range []struct {
+		name string
+		c    *Client
+	}{{"stripe-go", &plain}, {"decodingBackend", c}} {
+		b.Run(v.name, func(b *testing.B) {
+			for range b.N {
+				if _, err := v.c.OrderDetails(context.Background(), "pi_bench"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -107,7 +107,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	hc := integrations.HTTPClient(cfg.HTTPClient, timeout)
 	log := integrations.Logger(cfg.Logger)
-	backend := decodingBackend{stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{
+	var backend stripego.Backend = stripego.GetBackendWithConfig(stripego.APIBackend, &stripego.BackendConfig{
 		URL:               stripego.String(base),
 		HTTPClient:        hc,
 		MaxNetworkRetries: stripego.Int64(0),
@@ -115,7 +115,10 @@ func New(cfg Config) (*Client, error) {
 		// errors reach our log through the processor instead.
 		LeveledLogger:   &stripego.LeveledLogger{Level: stripego.LevelNull},
 		EnableTelemetry: stripego.Bool(false),
-	})}
+	})
+	if impl, ok := backend.(*stripego.BackendImplementation); ok {
+		backend = decodingBackend{impl}
+	}
 	return &Client{
 		pis:      paymentintent.Client{B: backend, Key: cfg.SecretKey},
 		sessions: session.Client{B: backend, Key: cfg.SecretKey},
