@@ -89,6 +89,7 @@ func (in Input) Result(step string, v any) error {
 	for _, d := range in.done {
 		if d.name == step {
 			b = d.result
+			break
 		}
 	}
 	if len(b) == 0 {

@@ -388,6 +388,8 @@ func TestOrderDetailsErrors(t *testing.T) {
 		{"500 api_error is transient", route{status: 500, file: "error_500.json"}, integrations.Transient, 500, 0},
 		{"400 with Stripe-Should-Retry is transient", route{status: 400, body: `{"error":{"type":"invalid_request_error","message":"x"}}`, headers: map[string]string{"Stripe-Should-Retry": "true"}}, integrations.Transient, 400, 0},
 		{"502 HTML from a proxy is transient", route{status: 502, body: `<html>bad gateway</html>`}, integrations.Transient, 0, 0},
+		{"200 with a truncated body is transient", route{status: 200, body: `{"object":"list","data":[{"id":"cs_1","customer_details":{"email":"<html>buyer@example.com`}, integrations.Transient, 0, 0},
+		{"200 with HTML is transient", route{status: 200, body: `<html>maintenance</html>`}, integrations.Transient, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

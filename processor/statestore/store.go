@@ -109,8 +109,6 @@ const markerFile = "orderflow-store"
 // ErrCorrupt wraps a failure to read what the store holds.
 var ErrCorrupt = errors.New("statestore: store unreadable")
 
-// Store is one partition's local copy. Its methods are safe for concurrent
-// use.
 // The sizes of a Pebble batch's header and, at most, of an entry's kind
 // and two length varints.
 const (
@@ -125,6 +123,8 @@ type pendingWrite struct {
 	off int64
 }
 
+// Store is one partition's local copy. Its methods are safe for concurrent
+// use.
 type Store struct {
 	db   *pebble.DB
 	opts *pebble.Options
