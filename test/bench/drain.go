@@ -461,23 +461,32 @@ func (b *bench) drain(ctx context.Context) error {
 	if b.o.baselineBin != "" {
 		builds = []build{{b.o.baselineBin, "orderflow processor (baseline)"}, builds[0]}
 	}
-	for _, lat := range []time.Duration{0, 50 * time.Millisecond} {
-		for _, bd := range builds {
-			row, err := b.drainOnce(ctx, bd.bin, bd.system, lat, b.o.drainOrders)
-			if err != nil {
-				return err
+	rounds := max(1, b.o.drainRounds)
+	for round := 1; round <= rounds; round++ {
+		for _, lat := range []time.Duration{0, 50 * time.Millisecond} {
+			for _, bd := range builds {
+				row, err := b.drainOnce(ctx, bd.bin, bd.system, lat, b.o.drainOrders)
+				if err != nil {
+					return err
+				}
+				if rounds > 1 {
+					row.Round = round
+				}
+				fmt.Fprintf(os.Stderr, "bench: drain %s, %s (round %d): %.0f orders/s\n", lat, bd.system, round, row.OrdersPerSec)
+				b.res.Drain = append(b.res.Drain, row)
 			}
-			fmt.Fprintf(os.Stderr, "bench: drain %s, %s: %.0f orders/s\n", lat, bd.system, row.OrdersPerSec)
+		}
+		if b.peer != "" {
+			row, err := b.drainPeer(ctx, b.o.drainOrders)
+			if err != nil {
+				return fmt.Errorf("peer: %w", err)
+			}
+			if rounds > 1 {
+				row.Round = round
+			}
+			fmt.Fprintf(os.Stderr, "bench: drain peer (round %d): %.0f orders/s\n", round, row.OrdersPerSec)
 			b.res.Drain = append(b.res.Drain, row)
 		}
-	}
-	if b.peer != "" {
-		row, err := b.drainPeer(ctx, b.o.drainOrders)
-		if err != nil {
-			return fmt.Errorf("peer: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "bench: drain peer: %.0f orders/s\n", row.OrdersPerSec)
-		b.res.Drain = append(b.res.Drain, row)
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ type options struct {
 	ingestOrders  int
 	ingestRound   time.Duration
 	drainOrders   int
+	drainRounds   int
 	flashOrders   int
 	restoreStates int
 	concurrency   int
@@ -86,6 +87,7 @@ func main() {
 	flag.IntVar(&o.ingestOrders, "ingest-orders", 6000, "events of the first sizing run per target (later rounds are sized from the measured rate to last --ingest-round)")
 	flag.DurationVar(&o.ingestRound, "ingest-round", 10*time.Second, "the least time one ingest round lasts; each connection count starts with an uncounted warm-up round per target")
 	flag.IntVar(&o.drainOrders, "drain-orders", 20000, "backlog of the drain runs")
+	flag.IntVar(&o.drainRounds, "drain-rounds", 1, "interleaved rounds of the drain runs (every build and the peer in each; medians reported beside every round)")
 	flag.IntVar(&o.flashOrders, "flash-orders", 20000, "orders of the flash sale")
 	flag.IntVar(&o.restoreStates, "restore-states", 1000000, "order states in the large restored partition (compared with one of 100000)")
 	flag.IntVar(&o.concurrency, "concurrency", 200, "in-flight orders of a processor (and the peer worker's CONCURRENCY)")

@@ -59,7 +59,9 @@ type IngestDurability struct {
 
 // DrainRow is one backlog drain.
 type DrainRow struct {
-	System           string  `json:"system"`
+	System string `json:"system"`
+	// Round is the row's round when the drain ran more than one.
+	Round            int     `json:"round,omitempty"`
 	Orders           int     `json:"orders"`
 	LatencyMs        float64 `json:"provider_latency_ms"`
 	Concurrency      int     `json:"concurrency"`
@@ -213,25 +215,19 @@ func (r *Results) markdown() string {
 			if d.LittleBound > 0 {
 				bound, of = fmt.Sprintf("%.0f", d.LittleBound), fmt.Sprintf("%.2f", d.OfBound)
 			}
-			fmt.Fprintf(&s, "| %s | %d | %.0f ms | %d | %.0f | %.1f | %.1f | %s | %s | %d |\n", d.System, d.Orders, d.LatencyMs, d.Concurrency, d.OrdersPerSec, d.CallsPerOrder, d.WaitsPerOrder, bound, of, d.DuplicateCreates)
+			fmt.Fprintf(&s, "| %s | %d | %.0f ms | %d | %.0f | %.1f | %.1f | %s | %s | %d |\n", d.label(), d.Orders, d.LatencyMs, d.Concurrency, d.OrdersPerSec, d.CallsPerOrder, d.WaitsPerOrder, bound, of, d.DuplicateCreates)
 		}
 		s.WriteString("\nLittle's-law bound: concurrency ÷ (round trips per order × provider latency), the orders/s if every in-flight order were always waiting on a provider and nothing else. Round trips count what one order waits for in sequence: the calls, except that an Airtable request shared by up to 10 orders counts once for each.\n")
-		var of0, peer float64
-		for _, d := range r.Drain {
-			if d.System == "orderflow processor" && d.LatencyMs == 0 {
-				of0 = d.OrdersPerSec
-			}
-			if d.System == "peer worker.js" {
-				peer = d.OrdersPerSec
-			}
-		}
+		drainMedians(&s, r.Drain)
+		of0 := medianRate(r.Drain, "orderflow processor", 0)
+		peer := medianRate(r.Drain, "peer worker.js", 0)
 		if of0 > 0 && peer > 0 {
 			fmt.Fprintf(&s, "\nAt 0 ms and equal concurrency orderflow drains %.2f × the peer's orders/s.\n", of0/peer)
 		}
 		s.WriteString("\nCPU time per order (ms; \"processor\" is worker.js for the peer, \"observer\" is this bench following completions):\n\n")
 		rows := make([]cpuRow, 0, len(r.Drain))
 		for _, d := range r.Drain {
-			rows = append(rows, cpuRow{fmt.Sprintf("%s, %.0f ms", d.System, d.LatencyMs), d.CPUMsPerOrder})
+			rows = append(rows, cpuRow{fmt.Sprintf("%s, %.0f ms", d.label(), d.LatencyMs), d.CPUMsPerOrder})
 		}
 		s.WriteString(cpuTable(rows, []string{"processor", "simulator", "kafka", "redis", "observer"}, "%.2f"))
 		s.WriteString("Where an order's time goes (ms): the mean provider call per step, their sum, and the rest of the order's time in the processor (concurrency ÷ orders/s − calls: state writes and waiting for CPU):\n\n")
@@ -240,7 +236,7 @@ func (r *Results) markdown() string {
 			if len(d.StepMs) == 0 || d.OrdersPerSec == 0 {
 				continue
 			}
-			fmt.Fprintf(&s, "| %s, %.0f ms |", d.System, d.LatencyMs)
+			fmt.Fprintf(&s, "| %s, %.0f ms |", d.label(), d.LatencyMs)
 			sum := 0.0
 			for _, st := range integrations.BuiltinSteps() {
 				sum += d.StepMs[st]
@@ -332,4 +328,70 @@ func restoreSystems(rows []RestoreRow) []string {
 		}
 	}
 	return out
+}
+
+// label is the row's system, with its round when there were several.
+func (d DrainRow) label() string {
+	if d.Round > 0 {
+		return fmt.Sprintf("%s (round %d)", d.System, d.Round)
+	}
+	return d.System
+}
+
+// medianRate is the median orders/s of system's drains at latency (ms);
+// 0 when it has none.
+func medianRate(rows []DrainRow, system string, latencyMs float64) float64 {
+	var v []float64
+	for _, d := range rows {
+		if d.System == system && d.LatencyMs == latencyMs {
+			v = append(v, d.OrdersPerSec)
+		}
+	}
+	return median(v)
+}
+
+// drainMedians writes, for drains run in rounds, each system's median
+// orders/s and processor CPU per order at each latency, and each round's
+// ratio of this build to the baseline build.
+func drainMedians(s *strings.Builder, rows []DrainRow) {
+	type key struct {
+		system string
+		lat    float64
+	}
+	var keys []key
+	rates := map[key][]float64{}
+	cpus := map[key][]float64{}
+	byRound := map[key]map[int]float64{}
+	for _, d := range rows {
+		if d.Round == 0 {
+			return
+		}
+		k := key{d.System, d.LatencyMs}
+		if _, ok := rates[k]; !ok {
+			keys = append(keys, k)
+			byRound[k] = map[int]float64{}
+		}
+		rates[k] = append(rates[k], d.OrdersPerSec)
+		cpus[k] = append(cpus[k], d.CPUMsPerOrder["processor"])
+		byRound[k][d.Round] = d.OrdersPerSec
+	}
+	if len(keys) == 0 {
+		return
+	}
+	s.WriteString("\nMedians of the rounds (orders/s; processor CPU ms per order), and this build ÷ the baseline build in each round:\n\n| system | provider latency | rounds | orders/s | processor CPU ms/order | ÷ baseline, by round |\n|---|---|---|---|---|---|\n")
+	for _, k := range keys {
+		ratios := ""
+		if base, ok := byRound[key{"orderflow processor (baseline)", k.lat}]; ok && k.system == "orderflow processor" {
+			var parts []string
+			var rs []float64
+			for round := 1; round <= len(byRound[k]); round++ {
+				if b := base[round]; b > 0 {
+					rs = append(rs, byRound[k][round]/b)
+					parts = append(parts, fmt.Sprintf("%.2f", byRound[k][round]/b))
+				}
+			}
+			ratios = fmt.Sprintf("%s (median %.2f)", strings.Join(parts, ", "), median(rs))
+		}
+		fmt.Fprintf(s, "| %s | %.0f ms | %d | %.0f | %.2f | %s |\n", k.system, k.lat, len(rates[k]), median(rates[k]), median(cpus[k]), ratios)
+	}
 }
