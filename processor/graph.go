@@ -90,8 +90,9 @@ func (h *handling) chain() bool {
 // stopHandling stops what still waits in this handling.
 func (h *handling) stopHandling() { h.haltOnce.Do(func() { close(h.halt) }) }
 
-// runGraph starts every ready step on a goroutine of its own and, as steps
-// end, the steps they made ready, until none runs. It reports whether a
+// runGraph starts every ready step on a goroutine of its own (a step ready
+// alone while none runs on this one) and, as steps end, the steps they
+// made ready, until none runs. It reports whether a
 // step stopped (the record is then left unfinished).
 func (h *handling) runGraph() (stopped bool) {
 	ended := make(chan stepOutcome)
@@ -99,7 +100,21 @@ func (h *handling) runGraph() (stopped bool) {
 	h.mu.Lock()
 	for {
 		if !stopped {
-			for _, s := range h.ready() {
+			ready := h.ready()
+			if len(ready) == 1 && running == 0 {
+				// The one step to run (the first step always): run it on
+				// this goroutine, whose stack has grown already, rather
+				// than on a new one that grows its own to a provider
+				// call's depth.
+				s := ready[0]
+				h.started[s.Name()] = true
+				if h.runHere(s) == stepStopped {
+					stopped = true
+					h.stopHandling()
+				}
+				continue
+			}
+			for _, s := range ready {
 				h.started[s.Name()] = true
 				running++
 				go func() {
@@ -133,6 +148,18 @@ func (h *handling) runGraph() (stopped bool) {
 	}
 	h.mu.Unlock()
 	return stopped
+}
+
+// runHere runs s on the calling goroutine as runGraph's goroutines do: with
+// mu held, a panic ending the run.
+func (h *handling) runHere(s Step) (o stepOutcome) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.panicked = r
+			o = stepStopped
+		}
+	}()
+	return h.runStep(s)
 }
 
 // ready returns the steps not started whose inputs are done: the first

@@ -46,29 +46,35 @@ func TestOddStatesDoNotCrashTheProcessor(t *testing.T) {
 }
 
 // A panic while handling one record dead-letters that record as corrupt
-// and the processor goes on with the others.
+// and the processor goes on with the others: in the first step (run on the
+// record's goroutine) as in a step run beside others (on its own).
 func TestPanicIsDeadLetteredNotACrash(t *testing.T) {
 	t.Parallel()
-	h := newLogicHarness(t, 3)
-	f := newFakes()
-	f.setFail(func(step, order string, _ int) error {
-		if step == StepCRM && order == "pi_panics" {
-			panic("provider client bug")
-		}
-		return nil
-	})
-	h.start(h.config(), f.providers())
-	h.sendTo(1, paid("pi_panics"), paid("pi_fine"))
-	h.waitStates("other order completed", 30*time.Second, allStatus([]string{"pi_fine"}, StatusCompleted))
-	var corrupt bool
-	eventually(t, "dead letter of class corrupt", 30*time.Second, func() bool {
-		for _, r := range h.readAll(h.names.DLQ) {
-			if v, _ := header(r, topics.HeaderDLQClass); v == topics.ClassCorrupt && string(r.Key) == "pi_panics" {
-				corrupt = true
-			}
-		}
-		return corrupt
-	})
+	for _, step := range []string{StepDetails, StepCRM} {
+		t.Run(step, func(t *testing.T) {
+			t.Parallel()
+			h := newLogicHarness(t, 3)
+			f := newFakes()
+			f.setFail(func(s, order string, _ int) error {
+				if s == step && order == "pi_panics" {
+					panic("provider client bug")
+				}
+				return nil
+			})
+			h.start(h.config(), f.providers())
+			h.sendTo(1, paid("pi_panics"), paid("pi_fine"))
+			h.waitStates("other order completed", 30*time.Second, allStatus([]string{"pi_fine"}, StatusCompleted))
+			var corrupt bool
+			eventually(t, "dead letter of class corrupt", 30*time.Second, func() bool {
+				for _, r := range h.readAll(h.names.DLQ) {
+					if v, _ := header(r, topics.HeaderDLQClass); v == topics.ClassCorrupt && string(r.Key) == "pi_panics" {
+						corrupt = true
+					}
+				}
+				return corrupt
+			})
+		})
+	}
 }
 
 // An order takes six state writes: one per step, with the intent of shipping,
