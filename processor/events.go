@@ -293,7 +293,9 @@ func (h *handling) persistIn(tctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("encode state: %w", err)
 	}
-	r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key), Value: b}
+	// The digest header: what the console and orders list read of the
+	// state without its JSON (digest.go).
+	r := &kgo.Record{Topic: h.p.cfg.Topics.State, Partition: h.part.num, Key: []byte(h.key), Value: b, Headers: StateHeaders(h.st, b)}
 	span := h.startStateWrite(tctx, h.st.Status)
 	out, err := h.p.produce(h.part, r, "order state", h.key)
 	endWrite(span, err)

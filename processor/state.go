@@ -210,15 +210,18 @@ func FinishDecode(s *State) (*State, error) {
 // the steps already done are not repeated. A finished order (completed or
 // refunded) runs no step and keeps its state as it is.
 func rereadLegacyOrder(s *State) {
-	if s.Order == nil || s.Order.Model >= integrations.OrderModel {
-		return
-	}
-	if s.Status == StatusCompleted || s.Status == StatusRefunded {
+	if !legacyOrder(s) {
 		return
 	}
 	if d := s.Steps[StepDetails]; d != nil && d.Done {
 		d.Done, d.DoneAt = false, nil
 	}
+}
+
+// legacyOrder reports whether s is an unfinished order of an earlier
+// order model, whose details are read again.
+func legacyOrder(s *State) bool {
+	return s.Order != nil && s.Order.Model < integrations.OrderModel && s.Status != StatusCompleted && s.Status != StatusRefunded
 }
 
 // Step returns the state of a step, creating it when absent.

@@ -113,8 +113,8 @@ func (n Names) Specs(partitions int32) []Spec {
 }
 
 // Header keys. Gateway → orders: EventID, EventType, TraceParent.
-// Processor → orders.dlq: every DLQ* key plus the gateway's. Replay → orders:
-// Replay, ReplaySource plus the originals.
+// Processor → orders.dlq: every DLQ* key plus the gateway's; → orders.state:
+// StateDigest. Replay → orders: Replay, ReplaySource plus the originals.
 const (
 	HeaderEventID     = "orderflow-event-id"
 	HeaderEventType   = "orderflow-event-type"
@@ -136,6 +136,12 @@ const (
 	HeaderReplay = "orderflow-replay"
 	// HeaderReplaySource is "<dlq partition>/<dlq offset>" of that dead letter.
 	HeaderReplaySource = "orderflow-replay-source"
+
+	// HeaderStateDigest is on every state record the processor writes to
+	// orders.state: the facts of the state a reader that lists orders
+	// needs, in a versioned binary form checked against the value
+	// (processor.Digest).
+	HeaderStateDigest = "orderflow-state-digest"
 )
 
 // Dead-letter classes (value of HeaderDLQClass).

@@ -5,19 +5,21 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/processor"
 )
 
 // BenchmarkApply files polls of 2,000 states of new orders (finished
-// orders as the processor records them), scanned and decoded in full.
+// orders as the processor records them): read from the digest header,
+// scanned, and decoded in full.
 func BenchmarkApply(b *testing.B) {
-	for _, scan := range []bool{true, false} {
-		name := "scan"
-		if !scan {
-			name = "decode"
-		}
-		b.Run(name, func(b *testing.B) {
-			defer func(v bool) { scanStates = v }(scanStates)
-			scanStates = scan
+	for _, c := range []struct {
+		name         string
+		digest, scan bool
+	}{{"digest", true, true}, {"scan", false, true}, {"decode", false, false}} {
+		b.Run(c.name, func(b *testing.B) {
+			defer func(d, s bool) { useDigests, scanStates = d, s }(useDigests, scanStates)
+			useDigests, scanStates = c.digest, c.scan
 			t := &testing.T{}
 			ix := testIndex(t, b.TempDir())
 			defer ix.Close()
@@ -26,7 +28,7 @@ func BenchmarkApply(b *testing.B) {
 				st := fullState(i)
 				st.OrderID = fmt.Sprintf("pi_bench%08d", i)
 				v, _ := st.Encode()
-				recs = append(recs, &kgo.Record{Topic: names.State, Key: []byte(st.OrderID), Value: v, Timestamp: t0})
+				recs = append(recs, &kgo.Record{Topic: names.State, Key: []byte(st.OrderID), Value: v, Headers: processor.StateHeaders(st, v), Timestamp: t0})
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

@@ -64,7 +64,8 @@ func stateRecord(t *testing.T, st *processor.State, partition int32, offset int6
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &kgo.Record{Topic: names.State, Partition: partition, Offset: offset, Key: []byte(st.OrderID), Value: v, Timestamp: st.UpdatedAt}
+	return &kgo.Record{Topic: names.State, Partition: partition, Offset: offset, Key: []byte(st.OrderID), Value: v,
+		Headers: processor.StateHeaders(st, v), Timestamp: st.UpdatedAt}
 }
 
 func eventRecord(id, eventID, typ string, partition int32, offset int64, at time.Time, extra ...kgo.RecordHeader) *kgo.Record {

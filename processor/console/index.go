@@ -411,9 +411,12 @@ func (ix *Index) ApplyDecoded(d *Decoded) (int, error) {
 	return len(recs), nil
 }
 
-// scanStates turns the scan of state records on (off only to compare
-// with the full decode in BenchmarkApply).
-var scanStates = true
+// useDigests and scanStates turn the digest header and the scan of state
+// records on (off only to compare the paths in benchmarks).
+var (
+	useDigests = true
+	scanStates = true
+)
 
 // decoded is a state record read for the index.
 type decoded struct {
@@ -423,8 +426,10 @@ type decoded struct {
 }
 
 // decodeStates reads the last state of each order in recs, on every
-// core: the fields the index keeps are scanned (scan.go), a record the
-// scan does not answer for is decoded in full.
+// core: from the record's digest header when it has one that checks
+// (processor.RecordDigest), else the fields the index keeps are scanned
+// (scan.go), and a record the scan does not answer for is decoded in
+// full.
 func decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
 	idx := make([]int, 0, len(last))
 	for _, i := range last {
@@ -441,7 +446,12 @@ func decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
 			for k := w; k < len(idx); k += workers {
 				r := recs[idx[k]]
 				d := &decoded{}
-				if r.Value != nil {
+				if dg, ok := processor.RecordDigest(r); ok && useDigests {
+					s := SummaryFromDigest(&dg)
+					s.StatePartition, s.StateOffset = r.Partition, r.Offset
+					d.sum = &s
+					d.enc = appendSummary(nil, &s)
+				} else if r.Value != nil {
 					var st *processor.State
 					ok := false
 					if scanStates {

@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/processor"
 )
 
 // BenchmarkApplyLarge files CONSOLE_BENCH_ORDERS (default 200,000) new
-// orders in polls of 2,000 into one index, as a catch-up does, under the
+// orders (records as the processor writes them, digest header included)
+// in polls of 2,000 into one index, as a catch-up does, under the
 // console's default memory limit and cache, and reports the time in Apply
 // (the records are made outside it), the bytes flushed and compacted and
 // the write stalls, and the CPU per record (decoding, writing, flushes
@@ -22,6 +25,9 @@ func BenchmarkApplyLarge(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("CONSOLE_BENCH_ORDERS")); err == nil {
 		n = v
 	}
+	// CONSOLE_BENCH_DIGESTS=0 writes the records without the digest
+	// header, as builds before it did (the index scans them).
+	digests := os.Getenv("CONSOLE_BENCH_DIGESTS") != "0"
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(192 << 20))
 	// The records are made as they are filed (all of them would not fit
 	// in memory): the CPU of making them alone is measured first and
@@ -32,7 +38,11 @@ func BenchmarkApplyLarge(b *testing.B) {
 			st := fullState(j)
 			st.CreatedAt = t0.Add(time.Duration(j) * time.Second)
 			v, _ := st.Encode()
-			recs = append(recs, &kgo.Record{Topic: names.State, Partition: int32(j % 12), Offset: int64(j / 12), Key: []byte(st.OrderID), Value: v, Timestamp: t0})
+			var hs []kgo.RecordHeader
+			if digests {
+				hs = processor.StateHeaders(st, v)
+			}
+			recs = append(recs, &kgo.Record{Topic: names.State, Partition: int32(j % 12), Offset: int64(j / 12), Key: []byte(st.OrderID), Value: v, Headers: hs, Timestamp: t0})
 			if len(recs) == 2000 {
 				fn(recs)
 				recs = nil

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -67,26 +66,37 @@ type Summary struct {
 	StateOffset    int64 `json:"so"`
 }
 
-// Summarize reads what the index keeps of a state.
+// Summarize reads what the index keeps of a state: the summary of its
+// digest, as of a state record's digest header.
 func Summarize(st *processor.State) Summary {
+	d := processor.DigestOf(st)
+	return SummaryFromDigest(&d)
+}
+
+// SummaryFromDigest reads what the index keeps of a state from its digest
+// (processor.Digest: the header of a state record, or DigestOf a decoded
+// state).
+func SummaryFromDigest(d *processor.Digest) Summary {
 	s := Summary{
-		ID: st.OrderID, Number: integrations.OrderNumber(st.OrderID), Status: string(st.Status),
-		Created: st.CreatedAt, Updated: st.UpdatedAt, Flags: st.Flags, Replays: st.Replays,
-		LastError: st.LastError, Events: st.AppliedEvents, StateStatus: st.Status,
+		ID: d.OrderID, Number: integrations.OrderNumber(d.OrderID), Status: string(d.Status),
+		Created: d.CreatedAt, Updated: d.UpdatedAt, Flags: d.Flags, Replays: d.Replays,
+		LastError: d.LastError, Events: d.AppliedEvents, StateStatus: d.Status,
+		Tracking: d.Tracking, Invoice: d.Invoice,
 	}
 	if s.Created.IsZero() {
-		s.Created = st.UpdatedAt
+		s.Created = d.UpdatedAt
 	}
-	if o := st.Order; o != nil {
-		if o.Number != "" {
-			s.Number = o.Number
+	if d.HasOrder {
+		if d.Number != "" {
+			s.Number = d.Number
 		}
-		s.Amount, s.Currency = o.AmountTotal, o.Currency
-		s.Email, s.Name = o.Customer.Email, o.Customer.Name
+		s.Amount, s.Currency = d.AmountTotal, d.Currency
+		s.Email, s.Name = d.Email, d.Name
 	}
 	current := ""
+	var currentStep *processor.DigestStep
 	for i, name := range processor.Chain {
-		ss := st.Steps[name]
+		ss := d.Step(name)
 		if ss != nil && ss.Attempts > 0 {
 			if s.Attempts == nil {
 				s.Attempts = map[string]int{}
@@ -99,37 +109,19 @@ func Summarize(st *processor.State) Summary {
 			continue
 		}
 		if current == "" {
-			current = name
+			current, currentStep = name, ss
 		}
 	}
 	switch {
-	case st.DeadLetter != nil && (st.Status == processor.StatusDeadLettered || st.Status == processor.StatusParked):
-		s.Step = st.DeadLetter.Step
-	case st.Status == processor.StatusCompleted || current == "":
+	case d.HasDeadLetter && (d.Status == processor.StatusDeadLettered || d.Status == processor.StatusParked):
+		s.Step = d.DeadLetterStep
+	case d.Status == processor.StatusCompleted || current == "":
 		s.Step = noStep
 	default:
 		s.Step = current
 	}
-	if st.Status == processor.StatusInProgress && current != "" {
-		if ss := st.Steps[current]; ss != nil && ss.Attempts > 0 {
-			s.Status = StatusWaiting
-		}
-	}
-	// The two results are scanned for the one field (scan.go), decoded
-	// when the scan does not answer for them.
-	if ss := st.Steps[processor.StepShipping]; ss != nil && len(ss.Result) > 0 {
-		if v, ok := resultString(ss.Result, shipmentFields, "tracking_number"); ok {
-			s.Tracking = v
-		} else if sh := (integrations.Shipment{}); json.Unmarshal(ss.Result, &sh) == nil {
-			s.Tracking = sh.TrackingNumber
-		}
-	}
-	if ss := st.Steps[processor.StepInvoice]; ss != nil && len(ss.Result) > 0 {
-		if v, ok := resultString(ss.Result, invoiceFields, "number"); ok {
-			s.Invoice = v
-		} else if inv := (integrations.Invoice{}); json.Unmarshal(ss.Result, &inv) == nil {
-			s.Invoice = inv.Number
-		}
+	if d.Status == processor.StatusInProgress && currentStep != nil && currentStep.Attempts > 0 {
+		s.Status = StatusWaiting
 	}
 	return s
 }
