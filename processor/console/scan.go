@@ -254,4 +254,3 @@ func (sc *stateScanner) steps(steps map[string]*processor.StepState) error {
 		return errScan
 	}
 }
-
