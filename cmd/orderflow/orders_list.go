@@ -200,13 +200,13 @@ func scanOrders(ctx context.Context, kf *kafkaFlags, q console.Query, limit int,
 	defer c.Close()
 	latest := map[string]*console.Summary{}
 	records := 0
-	skipped, err := c.EachState(ctx, func(key string, st *processor.State) {
+	skipped, err := c.EachDigest(ctx, func(key string, d *processor.Digest) {
 		records++
-		if st == nil {
+		if d == nil {
 			delete(latest, key)
 			return
 		}
-		s := console.Summarize(st)
+		s := console.SummaryFromDigest(d)
 		latest[key] = &s
 	})
 	if err != nil {

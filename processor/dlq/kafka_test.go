@@ -261,3 +261,41 @@ func readAll(t *testing.T, f *fixture, topic string, n int) []*kgo.Record {
 	}
 	return out
 }
+
+// EachDigest reads a state record's digest header when it checks and
+// decodes the value otherwise; a tombstone is nil, an unreadable value
+// skipped.
+func TestEachDigest(t *testing.T) {
+	f := newFixture(t)
+	at := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	mk := func(id string, status processor.Status) *processor.State {
+		return &processor.State{Version: 1, OrderID: id, Status: status, CreatedAt: at, UpdatedAt: at}
+	}
+	withHeader := f.state(mk("pi_h", processor.StatusCompleted))
+	// A header of another status, made for this value: trusted, so what
+	// EachDigest gives comes from the header.
+	other := processor.DigestOf(mk("pi_h", processor.StatusRefunded))
+	withHeader.Headers = []kgo.RecordHeader{{Key: topics.HeaderStateDigest, Value: processor.AppendDigest(nil, &other, withHeader.Value)}}
+	stale := f.state(mk("pi_s", processor.StatusCompleted))
+	stale.Headers = withHeader.Headers // made for another value: not trusted
+	plain := f.state(mk("pi_p", processor.StatusParked))
+	gone := f.state(mk("pi_g", processor.StatusCompleted))
+	tomb := &kgo.Record{Topic: f.names.State, Partition: gone.Partition, Key: gone.Key}
+	bad := &kgo.Record{Topic: f.names.State, Partition: 0, Key: []byte("pi_bad"), Value: []byte("\x00garbage")}
+	f.produce(withHeader, stale, plain, gone, tomb, bad)
+	got := map[string]string{}
+	skipped, err := f.client().EachDigest(f.ctx, func(key string, d *processor.Digest) {
+		if d == nil {
+			got[key] = "tombstone"
+			return
+		}
+		got[key] = d.OrderID + " " + string(d.Status)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"pi_h": "pi_h refunded", "pi_s": "pi_s completed", "pi_p": "pi_p parked", "pi_g": "tombstone"}
+	if fmt.Sprint(got) != fmt.Sprint(want) || skipped != 1 {
+		t.Errorf("EachDigest = %v, skipped %d; want %v, skipped 1", got, skipped, want)
+	}
+}

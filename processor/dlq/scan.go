@@ -62,11 +62,13 @@ func (c *Client) ResolveNumbers(ctx context.Context, numbers []string) (map[stri
 	return out, nil
 }
 
-// EachState calls fn for every record of `orders.state` in offset order
-// per partition, with the decoded state (nil for a tombstone): the last
-// call for a key is its latest state. Unreadable states are skipped and
-// counted. It reads the whole topic.
-func (c *Client) EachState(ctx context.Context, fn func(key string, st *processor.State)) (skipped int, err error) {
+// EachDigest calls fn for every record of `orders.state` in offset order
+// per partition, with the digest of its state (nil for a tombstone): the
+// last call for a key is its latest state. The digest is the record's
+// header when it checks (processor.RecordDigest), else the state is
+// decoded; unreadable states are skipped and counted. It reads the whole
+// topic.
+func (c *Client) EachDigest(ctx context.Context, fn func(key string, d *processor.Digest)) (skipped int, err error) {
 	spans, err := c.spans(ctx, c.names.State)
 	if err != nil {
 		return 0, err
@@ -76,12 +78,17 @@ func (c *Client) EachState(ctx context.Context, fn func(key string, st *processo
 			fn(string(r.Key), nil)
 			return
 		}
+		if d, ok := processor.RecordDigest(r); ok {
+			fn(string(r.Key), &d)
+			return
+		}
 		st, err := processor.DecodeState(r.Value)
 		if err != nil {
 			skipped++
 			return
 		}
-		fn(string(r.Key), st)
+		d := processor.DigestOf(st)
+		fn(string(r.Key), &d)
 	})
 	return skipped, err
 }

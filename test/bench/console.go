@@ -120,7 +120,8 @@ func (b *bench) console(ctx context.Context) error {
 			return err
 		}
 		res.StateBytes += int64(len(v))
-		cl.Produce(ctx, &kgo.Record{Topic: names.State, Key: []byte(st.OrderID), Value: v}, func(_ *kgo.Record, err error) {
+		// As the processor writes it: the digest header with the value.
+		cl.Produce(ctx, &kgo.Record{Topic: names.State, Key: []byte(st.OrderID), Value: v, Headers: processor.StateHeaders(st, v)}, func(_ *kgo.Record, err error) {
 			if err != nil && produceErr == nil {
 				produceErr = err
 			}
