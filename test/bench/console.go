@@ -119,9 +119,13 @@ func (b *bench) console(ctx context.Context) error {
 			cl.Close()
 			return err
 		}
-		res.StateBytes += int64(len(v))
 		// As the processor writes it: the digest header with the value.
-		cl.Produce(ctx, &kgo.Record{Topic: names.State, Key: []byte(st.OrderID), Value: v, Headers: processor.StateHeaders(st, v)}, func(_ *kgo.Record, err error) {
+		hs := processor.StateHeaders(st, v)
+		res.StateBytes += int64(len(v))
+		for _, h := range hs {
+			res.StateBytes += int64(len(h.Key) + len(h.Value))
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: names.State, Key: []byte(st.OrderID), Value: v, Headers: hs}, func(_ *kgo.Record, err error) {
 			if err != nil && produceErr == nil {
 				produceErr = err
 			}
