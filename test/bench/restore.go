@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -154,20 +153,22 @@ func (b *bench) produceStates(ctx context.Context, names topics.Names, n int) er
 	}
 	defer cl.Close()
 	now := time.Now().UTC()
-	st := &processor.State{OrderID: "pi_restore#######", Status: processor.StatusCompleted,
-		AppliedEvents: []string{"evt_restore#######"}, CreatedAt: now, UpdatedAt: now}
+	st := &processor.State{Version: processor.StateVersion, Status: processor.StatusCompleted,
+		AppliedEvents: []string{""}, CreatedAt: now, UpdatedAt: now}
 	for _, step := range processor.Chain {
 		st.Step(step).Done = true
 		st.Step(step).DoneAt = &now
 	}
-	tmpl, err := st.Encode()
-	if err != nil {
-		return err
-	}
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("%07d", i)
-		val := bytes.ReplaceAll(tmpl, []byte("#######"), []byte(id))
-		cl.Produce(ctx, &kgo.Record{Topic: names.State, Partition: 0, Key: []byte("pi_restore" + id), Value: val}, nil)
+		st.OrderID, st.AppliedEvents[0] = "pi_restore"+id, "evt_restore"+id
+		val, err := st.Encode()
+		if err != nil {
+			return err
+		}
+		// As the processor writes it: the digest header with the value.
+		cl.Produce(ctx, &kgo.Record{Topic: names.State, Partition: 0, Key: []byte(st.OrderID), Value: val,
+			Headers: processor.StateHeaders(st, val)}, nil)
 	}
 	return cl.Flush(ctx)
 }
