@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -209,6 +210,11 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 		return err
 	}
 	defer b.stop(proc)
+	// The profiles end before the console stops (deferred calls run last
+	// first), and one at a time: Go serves one CPU profile at once.
+	var catchUpProfile, searchProfile sync.WaitGroup
+	defer searchProfile.Wait()
+	defer catchUpProfile.Wait()
 	base := "http://" + addr
 	get := func(path string) ([]byte, int, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
@@ -231,9 +237,14 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 		if err == nil && code == 200 && json.Unmarshal(body, &st) == nil && st.Known && st.Behind == 0 {
 			break
 		}
-		if profile && !profiled && err == nil && code == 200 && time.Since(t0) > 3*time.Second {
+		if profile && !profiled && err == nil && code == 200 {
+			// From the first answer, for 5 s: a catch-up of the default
+			// size takes longer, and a profile the console's stop cuts
+			// short is lost.
 			profiled = true
-			go b.consoleProfile(ctx, pprofAddr, fmt.Sprintf("console-catchup-%s-%d", strings.ReplaceAll(res.Build, " ", "-"), res.Round))
+			catchUpProfile.Go(func() {
+				b.consoleProfile(ctx, pprofAddr, fmt.Sprintf("console-catchup-%s-%d", strings.ReplaceAll(res.Build, " ", "-"), res.Round), 5)
+			})
 		}
 		if !proc.Running() || time.Since(t0) > 15*time.Minute || ctx.Err() != nil {
 			return fmt.Errorf("console did not catch up (running %v)\n%s", proc.Running(), proc.LogTail(20))
@@ -314,7 +325,10 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 	}
 	for i, s := range steps {
 		if profile && i == 0 {
-			go b.consoleProfile(ctx, pprofAddr, fmt.Sprintf("console-search-%s-%d", strings.ReplaceAll(res.Build, " ", "-"), res.Round))
+			catchUpProfile.Wait()
+			searchProfile.Go(func() {
+				b.consoleProfile(ctx, pprofAddr, fmt.Sprintf("console-search-%s-%d", strings.ReplaceAll(res.Build, " ", "-"), res.Round), 10)
+			})
 		}
 		if err := measure(s.what, s.limit, 300, s.fn); err != nil {
 			return err
@@ -326,11 +340,11 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 	return nil
 }
 
-// consoleProfile saves a 10 s CPU profile and then the heap of the console
+// consoleProfile saves a CPU profile of seconds and then the heap of the console
 // serving Go's profiler at addr, as <name>.cpu.pprof and <name>.heap.pprof
 // in the --profile folder.
-func (b *bench) consoleProfile(ctx context.Context, addr, name string) {
-	for _, p := range []struct{ path, file string }{{"/debug/pprof/profile?seconds=10", ".cpu.pprof"}, {"/debug/pprof/heap", ".heap.pprof"}} {
+func (b *bench) consoleProfile(ctx context.Context, addr, name string, seconds int) {
+	for _, p := range []struct{ path, file string }{{fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), ".cpu.pprof"}, {"/debug/pprof/heap", ".heap.pprof"}} {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p.path, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -102,7 +102,7 @@ func main() {
 	flag.IntVar(&o.fleetProcessors, "fleet-processors", 3, "processors of the fleet runs")
 	flag.DurationVar(&o.fleetLatency, "fleet-latency", 50*time.Millisecond, "simulator latency per provider call in the fleet runs")
 	flag.DurationVar(&o.fleetTimeout, "fleet-timeout", 4*time.Minute, "a fleet run not final by then is stopped and reported as such")
-	flag.StringVar(&o.profile, "profile", "", "write 10 s CPU profiles of the gateway (ingest), the processor (drain, cold restore; with its heap after a cold restore) and the console (catch-up and searches, with its heap) into this folder")
+	flag.StringVar(&o.profile, "profile", "", "write CPU profiles (10 s; the console's catch-up 5 s from its first answer) of the gateway (ingest), the processor (drain, cold restore; with its heap after a cold restore) and the console (catch-up and searches, with its heap) into this folder; the folder is created")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -158,6 +158,11 @@ func newBench(ctx context.Context, o options) (*bench, error) {
 	root, err := harness.ModuleRoot()
 	if err != nil {
 		return nil, err
+	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return nil, err
+		}
 	}
 	tmp, err := os.MkdirTemp("", "orderflow-bench-")
 	if err != nil {
