@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+
+	"github.com/orderflow/orderflow/topics"
 )
 
 // Reasons a body is not a usable Stripe event. Each is answered 400 with its
@@ -37,10 +39,11 @@ type event struct {
 }
 
 // parseEvent decodes and checks a Stripe event and returns it with its order
-// key.
+// key. It decodes with topics.Unmarshal (encoding/json's result, faster:
+// the decoding was a tenth of the gateway's CPU in the ingest benchmark).
 func parseEvent(body []byte) (event, string, error) {
 	var e event
-	if err := json.Unmarshal(body, &e); err != nil {
+	if err := topics.Unmarshal(body, &e); err != nil {
 		return event{}, "", ErrNotJSON
 	}
 	switch {

@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
+
+	"github.com/orderflow/orderflow/topics"
 )
 
 func TestParseEventFixtures(t *testing.T) {
@@ -72,4 +76,36 @@ func TestParseEventErrors(t *testing.T) {
 			t.Errorf("parseEvent(%s) = %v, want %v", tt.body, err, tt.want)
 		}
 	}
+}
+
+// FuzzParseEventAgrees holds the gateway's decoding of an event
+// (topics.Unmarshal) to encoding/json's: the same acceptance and the same
+// fields, on the fixtures and odd shapes (names in other cases, duplicate
+// names, nulls, invalid UTF-8, an expanded payment_intent).
+func FuzzParseEventAgrees(f *testing.F) {
+	for _, name := range []string{"payment_intent.succeeded", "checkout.session.completed", "checkout.session.completed.no_payment_intent", "charge.refunded", "customer.created"} {
+		f.Add(fixture(f, name))
+	}
+	for _, s := range []string{
+		`{"ID":"evt_1","Type":"charge.refunded","DATA":{"Object":{"Id":"ch_1","Payment_Intent":"pi_1"}}}`,
+		`{"id":"evt_1","id":"evt_2","type":"x","data":{"object":{"id":"a"},"object":{"id":"b"}}}`,
+		`{"id":null,"type":"x","data":{"object":null}}`,
+		"{\"id\":\"evt_\xff\",\"type\":\"x\",\"data\":{\"object\":{\"id\":\"a\xfe\"}}}",
+		`{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":{"id":"pi_3","object":"payment_intent"}}}}`,
+		`{"id":"evt","type":"x","created":1.5,"data":{"object":{"id":"a"}}}`,
+		`{"id":"evt","type":"x","data":{"object":{"id":"a"}}} trailing`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want, got event
+		werr := json.Unmarshal(b, &want)
+		gerr := topics.Unmarshal(b, &got)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("%q: error %v, encoding/json's %v", b, gerr, werr)
+		}
+		if werr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: got %+v, encoding/json read %+v", b, got, want)
+		}
+	})
 }
