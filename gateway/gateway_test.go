@@ -734,3 +734,74 @@ func TestNoDeduper(t *testing.T) {
 		t.Errorf("without a deduper both deliveries are produced; got %d", n)
 	}
 }
+
+// TestWebhookLogLines: each outcome of an event logs one line naming the
+// event, its type and its order key, and what happened; the body is never
+// logged.
+func TestWebhookLogLines(t *testing.T) {
+	hs := newHarness(t, func(c *Config) { c.ProduceTimeout = 50 * time.Millisecond })
+	body := fixture(t, "payment_intent.succeeded")
+	hs.post(body, sign(body, testSecret, time.Now()))
+	hs.post(body, sign(body, testSecret, time.Now()))
+	other := withEventID(t, body, "evt_kafka_down")
+	hs.prod.mu.Lock()
+	hs.prod.err = errors.New("broker gone")
+	hs.prod.mu.Unlock()
+	hs.post(other, sign(other, testSecret, time.Now()))
+
+	type line struct {
+		Level, Msg, Outcome, Key, Err string
+		EventID                       string `json:"event_id"`
+		EventType                     string `json:"event_type"`
+		Partition                     *int32
+	}
+	var got []line
+	for _, s := range strings.Split(strings.TrimSpace(hs.logs.String()), "\n") {
+		var l line
+		if err := json.Unmarshal([]byte(s), &l); err != nil {
+			t.Fatalf("log line %q: %v", s, err)
+		}
+		if strings.HasPrefix(l.Msg, "webhook") {
+			got = append(got, l)
+		}
+	}
+	const pi = "pi_3OKpiLJZ4cn2Yx0b1Q8sGz7t"
+	want := []line{
+		{Level: "INFO", Msg: "webhook answered", Outcome: "queued", Key: pi, EventID: "evt_3OKpiLJZ4cn2Yx0b1c2Ld9Xa", EventType: "payment_intent.succeeded"},
+		{Level: "INFO", Msg: "webhook answered", Outcome: "duplicate", Key: pi, EventID: "evt_3OKpiLJZ4cn2Yx0b1c2Ld9Xa", EventType: "payment_intent.succeeded"},
+		{Level: "WARN", Msg: "webhook not queued: kafka", Outcome: "unavailable", Key: pi, EventID: "evt_kafka_down", EventType: "payment_intent.succeeded", Err: "broker gone"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d webhook lines, want %d:\n%s", len(got), len(want), hs.logs.String())
+	}
+	for i := range want {
+		g := got[i]
+		if (g.Partition != nil) != (i == 0) {
+			t.Errorf("line %d: partition %v, want one only on the queued line", i, g.Partition)
+		}
+		g.Partition = nil
+		if g != want[i] {
+			t.Errorf("line %d: got %+v, want %+v", i, g, want[i])
+		}
+	}
+	if strings.Contains(hs.logs.String(), `"amount"`) {
+		t.Error("the event's body is in the log")
+	}
+}
+
+// TestNoLogLineBuiltWhenOff: with info off, a queued webhook logs nothing.
+func TestNoLogLineBuiltWhenOff(t *testing.T) {
+	var logs syncBuffer
+	g, err := New(Config{Topic: testTopic, Secrets: []string{testSecret}}, &discardProducer{}, nil, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fixture(t, "payment_intent.succeeded")
+	req := httptest.NewRequest(http.MethodPost, WebhookPath, bytes.NewReader(body))
+	req.Header.Set(SignatureHeader, sign(body, testSecret, time.Now()))
+	rec := httptest.NewRecorder()
+	g.Handler().ServeHTTP(rec, req)
+	if rec.Code != 200 || logs.String() != "" {
+		t.Errorf("got %d, logs %q; want 200 and no line", rec.Code, logs.String())
+	}
+}
