@@ -340,7 +340,7 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 	return nil
 }
 
-// consoleProfile saves a CPU profile of seconds and then the heap of the console
+// consoleProfile saves a CPU profile lasting seconds, then the heap, of the console
 // serving Go's profiler at addr, as <name>.cpu.pprof and <name>.heap.pprof
 // in the --profile folder.
 func (b *bench) consoleProfile(ctx context.Context, addr, name string, seconds int) {
