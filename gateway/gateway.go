@@ -293,7 +293,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request) result {
 			g.dedupFailed(err)
 		}
 	}
-	if g.log.Enabled(r.Context(), slog.LevelInfo) {
+	if g.log.Enabled(r.Context(), slog.LevelInfo) { // the trace id and boxed offsets are not made for nothing
 		g.logEvent(r.Context(), slog.LevelInfo, "webhook answered", &ev, key, "outcome", OutcomeQueued, "partition", rec.Partition, "offset", rec.Offset, "trace_id", recordTraceID(rec))
 	}
 	return result{status: http.StatusOK, outcome: OutcomeQueued, eventType: ev.Type}

@@ -789,8 +789,8 @@ func TestWebhookLogLines(t *testing.T) {
 	}
 }
 
-// TestNoLogLineBuiltWhenOff: with info off, a queued webhook logs nothing.
-func TestNoLogLineBuiltWhenOff(t *testing.T) {
+// TestNoWebhookLineWhenInfoOff: with info off, a queued webhook logs nothing.
+func TestNoWebhookLineWhenInfoOff(t *testing.T) {
 	var logs syncBuffer
 	g, err := New(Config{Topic: testTopic, Secrets: []string{testSecret}}, &discardProducer{}, nil, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
 	if err != nil {
