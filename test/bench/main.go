@@ -91,7 +91,7 @@ func main() {
 	flag.IntVar(&o.flashOrders, "flash-orders", 20000, "orders of the flash sale")
 	flag.IntVar(&o.restoreStates, "restore-states", 1000000, "order states in the large restored partition (compared with one of 100000)")
 	flag.IntVar(&o.concurrency, "concurrency", 200, "in-flight orders of a processor (and the peer worker's CONCURRENCY)")
-	flag.StringVar(&o.peerDir, "peer-dir", "../shared/peers/bullmq-seed", "the peer's folder (gateway.js, worker.js, package.json)")
+	flag.StringVar(&o.peerDir, "peer-dir", "../shared/peers/bullmq-seed", "the peer's folder (gateway.js, worker.js, package.json); a relative one is of the module root")
 	flag.BoolVar(&o.skipPeer, "skip-peer", false, "do not run the Node.js peer")
 	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: ingest,drain,fleet,flash,restore,console,micro")
 	flag.StringVar(&o.gatewayFlags, "gateway-flags", "", "extra flags for every orderflow gateway, space-separated (e.g. \"--produce-timeout 2s\")")
@@ -180,8 +180,13 @@ func newBench(ctx context.Context, o options) (*bench, error) {
 	b.res.CPU = cpuModel()
 	b.res.RedisVersion = redisVersion(redis)
 	if !o.skipPeer {
-		if dir, ver, err := preparePeer(ctx, filepath.Join(root, o.peerDir), tmp); err != nil {
+		src := o.peerDir
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(root, src)
+		}
+		if dir, ver, err := preparePeer(ctx, src, tmp); err != nil {
 			b.res.Notes = append(b.res.Notes, "peer not run: "+err.Error())
+			fmt.Fprintf(os.Stderr, "bench: peer not run: %v\n", err)
 		} else {
 			b.peer, b.res.NodeVersion = dir, ver
 		}
