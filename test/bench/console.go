@@ -35,11 +35,17 @@ type ConsoleResult struct {
 }
 
 // ConsoleRun is one console from an empty index: its catch-up against a
-// plain consumer read just before it, then its latencies and RSS.
+// plain consumer, then its latencies and RSS.
 type ConsoleRun struct {
-	Build       string  `json:"build,omitempty"`
-	Round       int     `json:"round,omitempty"`
-	PlainPerSec float64 `json:"plain_consumer_records_per_sec"`
+	Build string `json:"build,omitempty"`
+	Round int    `json:"round,omitempty"`
+	// PlainPerSec is the faster of two plain reads of the topic, one just
+	// before the console starts and one right after it has caught up (the
+	// first read of a run may find the topic's files out of the page
+	// cache, at a fraction of the rate).
+	PlainPerSec       float64 `json:"plain_consumer_records_per_sec"`
+	PlainBeforePerSec float64 `json:"plain_consumer_before_records_per_sec"`
+	PlainAfterPerSec  float64 `json:"plain_consumer_after_records_per_sec"`
 	IndexPerSec float64 `json:"index_catch_up_records_per_sec"`
 	CatchUpSecs float64 `json:"index_catch_up_seconds"`
 	Ratio       float64 `json:"catch_up_of_plain"`
@@ -176,7 +182,7 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 	if err != nil {
 		return err
 	}
-	res.PlainPerSec = float64(got) / time.Since(t0).Seconds()
+	res.PlainBeforePerSec = float64(got) / time.Since(t0).Seconds()
 
 	// The console, as its own process, from an empty index.
 	token := "bench-console-token"
@@ -253,9 +259,16 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 	}
 	res.CatchUpSecs = time.Since(t0).Seconds()
 	res.IndexPerSec = float64(n) / res.CatchUpSecs
+	t1 := time.Now()
+	got, err = b.plainReadAll(ctx, names.State, n)
+	if err != nil {
+		return err
+	}
+	res.PlainAfterPerSec = float64(got) / time.Since(t1).Seconds()
+	res.PlainPerSec = max(res.PlainBeforePerSec, res.PlainAfterPerSec)
 	res.Ratio = res.IndexPerSec / res.PlainPerSec
-	fmt.Fprintf(os.Stderr, "bench: console (%s): plain consumer %.0f records/s, index catch-up %.0f records/s (%.2f×) in %.1fs\n",
-		tag, res.PlainPerSec, res.IndexPerSec, res.Ratio, res.CatchUpSecs)
+	fmt.Fprintf(os.Stderr, "bench: console (%s): plain consumer %.0f records/s (before %.0f, after %.0f), index catch-up %.0f records/s (%.2f×) in %.1fs\n",
+		tag, res.PlainPerSec, res.PlainBeforePerSec, res.PlainAfterPerSec, res.IndexPerSec, res.Ratio, res.CatchUpSecs)
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	search := func(term string) (int, error) {
@@ -400,9 +413,9 @@ func (r *Results) consoleMarkdown(s *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(s, "## Console (%d orders indexed)\n\n", c.Orders)
-	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic just before and decoding nothing. This build's median run (by catch-up ratio):\n\n", c.Orders, c.StateBytes>>20)
+	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic and decoding nothing: the faster of a read just before the console starts and one right after it has caught up (a first read may find the topic's files out of the page cache). This build's median run (by catch-up ratio):\n\n", c.Orders, c.StateBytes>>20)
 	s.WriteString("| measure | value | target |\n|---|---|---|\n")
-	fmt.Fprintf(s, "| plain consumer | %.0f records/s | |\n", c.PlainPerSec)
+	fmt.Fprintf(s, "| plain consumer | %.0f records/s (before %.0f, after %.0f) | |\n", c.PlainPerSec, c.PlainBeforePerSec, c.PlainAfterPerSec)
 	fmt.Fprintf(s, "| index catch-up | %.0f records/s (%.1f s) | |\n", c.IndexPerSec, c.CatchUpSecs)
 	fmt.Fprintf(s, "| catch-up ÷ plain | %.2f | ≥ 0.5 |\n", c.Ratio)
 	fmt.Fprintf(s, "| console peak RSS | %d MiB | ≤ 256 MiB |\n", c.PeakRSS>>20)
