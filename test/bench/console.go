@@ -46,11 +46,11 @@ type ConsoleRun struct {
 	PlainPerSec       float64 `json:"plain_consumer_records_per_sec"`
 	PlainBeforePerSec float64 `json:"plain_consumer_before_records_per_sec"`
 	PlainAfterPerSec  float64 `json:"plain_consumer_after_records_per_sec"`
-	IndexPerSec float64 `json:"index_catch_up_records_per_sec"`
-	CatchUpSecs float64 `json:"index_catch_up_seconds"`
-	Ratio       float64 `json:"catch_up_of_plain"`
-	PeakRSS     int64   `json:"console_peak_rss"`
-	IndexBytes  int64   `json:"index_bytes"`
+	IndexPerSec       float64 `json:"index_catch_up_records_per_sec"`
+	CatchUpSecs       float64 `json:"index_catch_up_seconds"`
+	Ratio             float64 `json:"catch_up_of_plain"`
+	PeakRSS           int64   `json:"console_peak_rss"`
+	IndexBytes        int64   `json:"index_bytes"`
 	// Latencies (ms) measured over HTTP from this process: p50 and p99.
 	Queries []QueryLatency `json:"queries"`
 }
