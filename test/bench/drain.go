@@ -175,6 +175,12 @@ func (b *bench) drainOnce(ctx context.Context, bin, system string, latency time.
 	}
 	b.cpuProfile(metrics, fmt.Sprintf("processor-drain-%s%s", latency, tag))
 	b.cpuProfile(simURL, fmt.Sprintf("sim-drain-%s%s", latency, tag))
+	var rec *brokerRecording
+	if latency == 0 && tag == "" && !b.brokerDrainRecorded {
+		b.brokerDrainRecorded = true
+		rec = b.startBrokerRecording("drain-0s")
+		defer rec.abandon()
+	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	// While the drain runs, the bench only polls the processor's completed
@@ -184,6 +190,7 @@ func (b *bench) drainOnce(ctx context.Context, bin, system string, latency time.
 		return row, err
 	}
 	row.CPUMsPerOrder = perOrder(meter.stop(), n)
+	b.stopBrokerRecording(rec, "drain, 0 ms", int64(n), "order")
 	row.StepMs, _ = stepMeans(ctx, metrics)
 	states, err := harness.FollowCompletions(b.brokers, names.State)
 	if err != nil {

@@ -162,7 +162,9 @@ func (b *bench) ingest(ctx context.Context) error {
 	// round runs one round of at least --ingest-round against t (up to
 	// three tries, each sized from the rate last measured) and returns
 	// its report and the CPU time per request of each process.
+	var tried int64 // deliveries of the last round's tries, all of them
 	round := func(t target, conns int) (*loadgen.Report, map[string]float64, error) {
+		tried = 0
 		for try := 0; ; try++ {
 			seed++
 			n := max(1000, int(math.Ceil(rate[t.name]*b.o.ingestRound.Seconds()*1.2)))
@@ -172,6 +174,7 @@ func (b *bench) ingest(ctx context.Context) error {
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %w", t.name, err)
 			}
+			tried += int64(rep.Deliveries)
 			perReq := map[string]float64{}
 			for proc, secs := range meter.stop() {
 				perReq[proc] = secs * 1e6 / float64(max(rep.Deliveries, 1))
@@ -199,9 +202,18 @@ func (b *bench) ingest(ctx context.Context) error {
 		cpu := map[string]map[string][]float64{} // target → process → µs per request, per round
 		for r := 0; r < b.o.rounds; r++ {
 			for _, t := range targets {
+				var rec *brokerRecording
+				profiled := r == 0 && conns == 64 && t.proc == gw
+				if profiled {
+					rec = b.startBrokerRecording("ingest-64")
+				}
 				rep, perReq, err := round(t, conns)
 				if err != nil {
+					rec.abandon()
 					return err
+				}
+				if profiled {
+					b.stopBrokerRecording(rec, "ingest, 64 connections", tried, "webhook")
 				}
 				if cpu[t.name] == nil {
 					cpu[t.name] = map[string][]float64{}

@@ -102,7 +102,7 @@ func main() {
 	flag.IntVar(&o.fleetProcessors, "fleet-processors", 3, "processors of the fleet runs")
 	flag.DurationVar(&o.fleetLatency, "fleet-latency", 50*time.Millisecond, "simulator latency per provider call in the fleet runs")
 	flag.DurationVar(&o.fleetTimeout, "fleet-timeout", 4*time.Minute, "a fleet run not final by then is stopped and reported as such")
-	flag.StringVar(&o.profile, "profile", "", "write CPU profiles (10 s; the console's catch-up 5 s from its first answer) of the gateway (ingest), the processor (drain, cold restore; with its heap after a cold restore) and the console (catch-up and searches, with its heap) into this folder; the folder is created")
+	flag.StringVar(&o.profile, "profile", "", "write CPU profiles (10 s; the console's catch-up 5 s from its first answer) of the gateway (ingest), the processor (drain, cold restore; with its heap after a cold restore) and the console (catch-up and searches, with its heap), and a Flight Recorder recording of the broker (first counted ingest round at 64 connections, first 0 ms drain; needs jcmd and jfr) into this folder; the folder is created")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -148,6 +148,8 @@ type bench struct {
 	peer    string // prepared peer folder, "" when unavailable
 	procs   []*harness.Proc
 	res     *Results
+	// brokerDrainRecorded: the broker was recorded in a drain (--profile).
+	brokerDrainRecorded bool
 }
 
 func newBench(ctx context.Context, o options) (*bench, error) {

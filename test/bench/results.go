@@ -29,6 +29,7 @@ type Results struct {
 	Flash         *FlashResult     `json:"flash,omitempty"`
 	Restores      []RestoreRow     `json:"restores,omitempty"`
 	Console       *ConsoleResult   `json:"console,omitempty"`
+	Broker        []BrokerProfile  `json:"broker_profiles,omitempty"`
 	PeakRSS       []RSS            `json:"peak_rss"`
 	Micro         []string         `json:"micro"`
 	Notes         []string         `json:"notes,omitempty"`
@@ -290,6 +291,7 @@ func (r *Results) markdown() string {
 		}
 		s.WriteString("\nCold: a processor without a local store rebuilds it from orders.state; the plain consumer reads the same partition with franz-go's defaults and decodes nothing (mean of a read before and one after). Warm: the same processor restarted on its store, with one new order waiting; from the process start to the state write of that order.\n\n")
 	}
+	r.brokerMarkdown(&s)
 	if len(r.PeakRSS) > 0 {
 		s.WriteString("## Peak RSS\n\n| process | MiB |\n|---|---|\n")
 		for _, p := range r.PeakRSS {
