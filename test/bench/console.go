@@ -40,9 +40,9 @@ type ConsoleRun struct {
 	Build string `json:"build,omitempty"`
 	Round int    `json:"round,omitempty"`
 	// PlainPerSec is the faster of two plain reads of the topic, one just
-	// before the console starts and one right after it has caught up (the
-	// first read of a run may find the topic's files out of the page
-	// cache, at a fraction of the rate).
+	// before the console starts and one right after it has caught up (one
+	// read can be far slower than the next: 240,000 records/s in one full
+	// run against about 600,000 in the two after it).
 	PlainPerSec       float64 `json:"plain_consumer_records_per_sec"`
 	PlainBeforePerSec float64 `json:"plain_consumer_before_records_per_sec"`
 	PlainAfterPerSec  float64 `json:"plain_consumer_after_records_per_sec"`
@@ -413,7 +413,7 @@ func (r *Results) consoleMarkdown(s *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(s, "## Console (%d orders indexed)\n\n", c.Orders)
-	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic and decoding nothing: the faster of a read just before the console starts and one right after it has caught up (a first read may find the topic's files out of the page cache). This build's median run (by catch-up ratio):\n\n", c.Orders, c.StateBytes>>20)
+	fmt.Fprintf(s, "orders.state: %d records, %d MiB, 12 partitions. Index catch-up from an empty index, process start to caught up, against a plain franz-go consumer reading the same topic and decoding nothing: the faster of a read just before the console starts and one right after it has caught up (one read can be far slower than the next). This build's median run (by catch-up ratio):\n\n", c.Orders, c.StateBytes>>20)
 	s.WriteString("| measure | value | target |\n|---|---|---|\n")
 	fmt.Fprintf(s, "| plain consumer | %.0f records/s (before %.0f, after %.0f) | |\n", c.PlainPerSec, c.PlainBeforePerSec, c.PlainAfterPerSec)
 	fmt.Fprintf(s, "| index catch-up | %.0f records/s (%.1f s) | |\n", c.IndexPerSec, c.CatchUpSecs)
