@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/gateway"
 	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/test/testenv"
@@ -226,6 +227,29 @@ func TestDevModeConsole(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "dev (operator)") {
 		t.Fatalf("dev console: %d\n%s", resp.StatusCode, body)
+	}
+	// The CLI asks dev mode's console without a token: search (a JSON
+	// POST without a cookie) and list, once the order is indexed.
+	sum, err := sendTestEvents(context.Background(), testEventOptions{URL: "http://" + d.httpAddr + gateway.WebhookPath,
+		Secret: d.secret, Type: typeCheckout, Count: 1, Seed: 7, SimURL: "http://" + d.simAddr, Quiet: true}, io.Discard)
+	if err != nil || sum.Failed > 0 || len(sum.Orders) != 1 {
+		t.Fatalf("send: %v %+v", err, sum)
+	}
+	id := sum.Orders[0]
+	number := strings.ToLower(integrations.OrderNumber(id))
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, out, errs := orderflow(t, "orders", "search", number, "--console", d.console.URL())
+		if code == 0 && strings.Contains(out, id) && strings.Contains(out, "1 order(s)") {
+			break
+		}
+		if code != 0 || time.Now().After(deadline) {
+			t.Fatalf("orders search %s --console (dev mode): exit %d\n%s%s", number, code, out, errs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, out, errs := orderflow(t, "orders", "list", "--console", d.console.URL()); code != 0 || !strings.Contains(out, id) {
+		t.Fatalf("orders list --console (dev mode): exit %d\n%s%s", code, out, errs)
 	}
 	cfg = devTestConfig(t.TempDir())
 	cfg.ConsoleAddr = "0.0.0.0:0"

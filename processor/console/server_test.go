@@ -491,6 +491,54 @@ func TestDevNoLogin(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-origin POST: %d, want 403", resp.StatusCode)
 	}
+	// The CLI's search (orders search --console) has no cookie and no
+	// token: a JSON POST that no page of another site can make a browser
+	// send is answered; one that looks like such a page's is not.
+	search := func(ctype string, hdr map[string]string) (int, APIPage) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/api/orders/search", strings.NewReader(`{"term":"bo@example.com"}`))
+		req.Header.Set("Content-Type", ctype)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var page APIPage
+		_ = json.NewDecoder(resp.Body).Decode(&page)
+		return resp.StatusCode, page
+	}
+	if code, page := search("application/json", nil); code != 200 || len(page.Orders) != 1 || page.Orders[0].ID != "pi_wait0000002" {
+		t.Fatalf("dev mode CLI search: %d %+v", code, page)
+	}
+	if code, _ := search("application/json; charset=utf-8", map[string]string{"Origin": ts.URL, "Sec-Fetch-Site": "same-origin"}); code != 200 {
+		t.Fatalf("dev mode same-origin JSON search: %d, want 200", code)
+	}
+	for _, c := range []struct {
+		ctype string
+		hdr   map[string]string
+	}{
+		{"text/plain", nil},
+		{"application/x-www-form-urlencoded", nil},
+		{"application/json", map[string]string{"Origin": "http://evil.example"}},
+		{"application/json", map[string]string{"Sec-Fetch-Site": "cross-site"}},
+	} {
+		if code, _ := search(c.ctype, c.hdr); code != http.StatusForbidden {
+			t.Fatalf("dev mode search without a token, %s %v: %d, want 403", c.ctype, c.hdr, code)
+		}
+	}
+	// Only the JSON API: a form POST without a cookie is still refused.
+	req, _ = http.NewRequest(http.MethodPost, ts.URL+"/dlq/replay", strings.NewReader(`{"action":"preview","source":"1/0"}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("dev mode JSON POST to /dlq/replay without a token: %d, want 403", resp.StatusCode)
+	}
 	if _, err := New(Config{Index: ts.ix}); err == nil {
 		t.Fatal("New without accounts and without NoLogin succeeded")
 	}
