@@ -942,11 +942,7 @@ func (q Query) prefixes() [][]byte {
 			}
 			continue
 		}
-		expand := []string{st}
-		if st == string(processor.StatusInProgress) {
-			expand = append(expand, StatusWaiting)
-		}
-		for _, s := range expand {
+		for _, s := range expandStatus(st) {
 			for _, step := range steps {
 				add(cat([]byte{'x'}, []byte(s), []byte{sep}, []byte(step), []byte{sep}))
 			}

@@ -211,3 +211,52 @@ func TestQueryMatchWithoutIndex(t *testing.T) {
 		t.Error("status match")
 	}
 }
+
+// A status filter selects what an operator means by it: dead_lettered
+// also the parked orders (dead-lettered, with later events parked behind
+// them: most Checkout orders, whose second event comes after the failure)
+// and in_progress also the waiting ones; parked and waiting select only
+// themselves. The index's lists and the match without an index agree.
+func TestStatusFilterIncludesSubStates(t *testing.T) {
+	ix := testIndex(t, t.TempDir())
+	defer ix.Close()
+	dead := order("pi_flt0000001", "a@example.com", processor.StatusDeadLettered, t0, 3)
+	parked := order("pi_flt0000002", "b@example.com", processor.StatusParked, t0.Add(time.Minute), 3)
+	running := order("pi_flt0000003", "c@example.com", processor.StatusInProgress, t0.Add(2*time.Minute), 2)
+	waiting := order("pi_flt0000004", "d@example.com", processor.StatusInProgress, t0.Add(3*time.Minute), 3)
+	waiting.Step(processor.StepShipping).Attempts = 2
+	done := order("pi_flt0000005", "e@example.com", processor.StatusCompleted, t0.Add(4*time.Minute), 6)
+	all := []*processor.State{dead, parked, running, waiting, done}
+	for i, st := range all {
+		apply(t, ix, stateRecord(t, st, 0, int64(i)))
+	}
+	for status, want := range map[string][]string{
+		"dead_lettered": {"pi_flt0000002", "pi_flt0000001"},
+		"parked":        {"pi_flt0000002"},
+		"in_progress":   {"pi_flt0000004", "pi_flt0000003"},
+		"waiting":       {"pi_flt0000004"},
+		"completed":     {"pi_flt0000005"},
+	} {
+		q := Query{Statuses: []string{status}}
+		p, err := ix.List(q, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range p.Orders {
+			got = append(got, s.ID)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("index list --status %s = %v, want %v", status, got, want)
+		}
+		got = nil
+		for i := len(all) - 1; i >= 0; i-- {
+			if s := Summarize(all[i]); q.Match(&s) {
+				got = append(got, s.ID)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("match without the index, --status %s = %v, want %v", status, got, want)
+		}
+	}
+}

@@ -25,7 +25,7 @@ const (
 )
 
 // FilterStatuses are the values of the status filter, in the order the
-// pages list them. in_progress includes waiting.
+// pages list them. in_progress includes waiting, dead_lettered parked.
 var FilterStatuses = []string{
 	string(processor.StatusCompleted), string(processor.StatusInProgress), StatusWaiting,
 	string(processor.StatusDeadLettered), string(processor.StatusParked), string(processor.StatusRefunded),
@@ -218,7 +218,21 @@ func (q Query) statusMatches(want string, s *Summary) bool {
 	if len(q.Steps) > 0 && !slices.Contains(q.Steps, s.Step) {
 		return false
 	}
-	return s.Status == want || (want == string(processor.StatusInProgress) && s.Status == StatusWaiting)
+	return slices.Contains(expandStatus(want), s.Status)
+}
+
+// expandStatus is what a status filter selects: in_progress includes
+// waiting, and dead_lettered includes parked (a dead-lettered order whose
+// later events were parked behind it: most Checkout orders, whose second
+// event comes after the failure).
+func expandStatus(want string) []string {
+	switch want {
+	case string(processor.StatusInProgress):
+		return []string{want, StatusWaiting}
+	case string(processor.StatusDeadLettered):
+		return []string{want, string(processor.StatusParked)}
+	}
+	return []string{want}
 }
 
 // MatchTerm reports whether term names the order: its id, OF- number,
