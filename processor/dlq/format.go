@@ -283,6 +283,11 @@ func WriteOrder(w io.Writer, st *processor.State) {
 		row("replayed from", strings.Join(st.Replays, ", "))
 	}
 	_ = tw.Flush()
+	if st.Status == processor.StatusErased {
+		// The marker keeps no steps: listing them as pending would say
+		// they were never run.
+		return
+	}
 
 	fmt.Fprintln(w, "steps:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
