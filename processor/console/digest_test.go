@@ -80,7 +80,7 @@ func summaryCases() []struct {
 		{skipped, with(base("pi_skip", "s@example.com", processor.StatusCompleted), func(s *Summary) {
 			s.Number, s.Step, s.Done, s.DoneMask, s.Tracking, s.Invoice = "OF-SKIP", "-", 6, 0b111111, "TRKpi_skip", "INVpi_skip"
 		})},
-		{erased, Summary{ID: "pi_erased", Number: "OF-ERASED", Status: "erased", Step: "details", Created: t0, Updated: erasedAt, StateStatus: processor.StatusErased}},
+		{erased, Summary{ID: "pi_erased", Number: "OF-ERASED", Status: "erased", Step: "-", Created: t0, Updated: erasedAt, StateStatus: processor.StatusErased}},
 		{fresh, Summary{ID: "pi_new", Number: "OF-NEW", Status: "in_progress", Step: "details", Created: t0, Updated: t0, Events: []string{"evt_new"}, StateStatus: processor.StatusInProgress}},
 		{unicode, with(base("pi_uni", "Jörg.Łukasz@Exämple.com", processor.StatusCompleted), func(s *Summary) {
 			s.Number, s.Name, s.Step, s.Done, s.DoneMask, s.Tracking, s.Invoice = "OF-ÅÄÖ", "Jörg 李小龙 Müller-Łukasz 😀", "-", 6, 0b111111, "TRKpi_uni", "INVpi_uni"

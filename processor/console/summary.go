@@ -115,7 +115,8 @@ func SummaryFromDigest(d *processor.Digest) Summary {
 	switch {
 	case d.HasDeadLetter && (d.Status == processor.StatusDeadLettered || d.Status == processor.StatusParked):
 		s.Step = d.DeadLetterStep
-	case d.Status == processor.StatusCompleted || current == "":
+	case d.Status == processor.StatusCompleted || d.Status == processor.StatusErased || current == "":
+		// An erasure marker keeps no steps: it stands at none.
 		s.Step = noStep
 	default:
 		s.Step = current
