@@ -33,7 +33,7 @@ processors' consumer lag per partition, each step's circuit and error rate,
 open dead letters, recent alerts), the orders (newest first, filters by
 status, step and time, search by order id, OF- number, email, tracking
 number, invoice number or event id), each order's page, the dead letters
-(open, replayed, resolved; preview and replay at a rate) and the audit log.
+(open, replayed, resolved, erased; preview and replay at a rate) and the audit log.
 
 It follows orders, orders.state, orders.dlq and orders.audit as a plain
 consumer (no consumer group) and keeps its own index in --index-dir,

@@ -21,8 +21,9 @@ const dlqUsage = `dlq list|show|replay [flags]
 
   list                     dead letters as a table (or --json) with a count by
                            step, class and status: open, replayed (the order
-                           runs again or failed again) or resolved (the order
-                           completed); --status open shows what needs a hand
+                           runs again or failed again), resolved (the order
+                           completed) or erased (the order was erased);
+                           --status open shows what needs a hand
   show <p>/<offset>        one dead letter: every header and the event decoded,
   show <order-id>          or every dead letter of an order; customer data is
                            masked unless --reveal
@@ -134,7 +135,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	kf.registerTimeout(fs)
 	var ff filterFlags
 	ff.register(fs)
-	status := fs.String("status", "", "only dead letters that stand so (comma-separated: open, replayed, resolved)")
+	status := fs.String("status", "", "only dead letters that stand so (comma-separated: open, replayed, resolved, erased)")
 	asJSON := fs.Bool("json", false, "print the dead letters as a JSON array (no summary)")
 	width := fs.Int("width", dlq.DefaultErrorWidth, "characters of the last error shown in the table (0: all)")
 	pos, err := parseInterspersed(fs, args)
@@ -154,7 +155,7 @@ func runDLQList(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	statuses := splitList(*status)
 	for _, st := range statuses {
 		if !slices.Contains(dlq.LetterStatuses, st) {
-			return usagef("--status: unknown status %q (want one of open, replayed, resolved)", st)
+			return usagef("--status: unknown status %q (want one of %s)", st, strings.Join(dlq.LetterStatuses, ", "))
 		}
 	}
 	ctx, stop := kf.wait(ctx, &stderr, "reading the dead letters")
@@ -334,8 +335,8 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *dryRun && err == nil {
 		warnLeftOut(res.LeftOut, stderr)
 		dlq.WritePlan(stdout, res.Plan)
-		fmt.Fprintf(stdout, "\ndry run: would replay %d to %s, skip %d (already replayed %d, already completed %d); nothing was changed\n",
-			res.Replay, c.Names().Orders, res.Skipped(), res.AlreadyReplayed, res.AlreadyCompleted)
+		fmt.Fprintf(stdout, "\ndry run: would replay %d to %s, skip %d (%s); nothing was changed\n",
+			res.Replay, c.Names().Orders, res.Skipped(), res.SkipText())
 		return nil
 	}
 	if res.Outcomes == nil {
@@ -345,8 +346,8 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if progress && sum.Replayed > 0 {
 		fmt.Fprintln(stderr)
 	}
-	fmt.Fprintf(stdout, "replayed %d, skipped %d (already replayed %d, already completed %d), failed %d\n",
-		sum.Replayed, sum.Skipped(), sum.AlreadyReplayed, sum.AlreadyCompleted, sum.Failed)
+	fmt.Fprintf(stdout, "replayed %d, skipped %d (%s), failed %d\n",
+		sum.Replayed, sum.Skipped(), sum.SkipText(), sum.Failed)
 	if err != nil {
 		return fmt.Errorf("%w (run the same replay again to send the rest)", err)
 	}

@@ -499,3 +499,34 @@ func lastLine(s string) string {
 	}
 	return s
 }
+
+// The dead letters of an erased order stand erased, not open: the
+// processor ignores the order's events, so a replay skips them and says
+// why, and `--status open` leaves them out.
+func TestDLQErasedOrder(t *testing.T) {
+	e := newDLQEnv(t)
+	erasedAt := time.Now().UTC()
+	e.produce(
+		e.deadLetter(dl{key: "pi_gone", partition: 1, step: "shipping", class: "permanent"}), // 1/0
+		e.state(1, &processor.State{OrderID: "pi_gone", Status: processor.StatusErased, ErasedAt: &erasedAt}),
+	)
+	code, out, errs := e.run("dlq", "list")
+	if code != 0 || !strings.Contains(out, "by status: erased 1") {
+		t.Fatalf("list: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs = e.run("dlq", "list", "--status", "open"); code != 0 || !strings.Contains(out, "0 dead letter(s)") {
+		t.Fatalf("list --status open: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = e.run("dlq", "replay", "--all", "--dry-run")
+	if code != 0 || !strings.Contains(out, "skip: order erased") ||
+		!strings.Contains(out, "would replay 0 to "+e.names.Orders+", skip 1 (already replayed 0, already completed 0, order erased 1)") {
+		t.Fatalf("dry run: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = e.run("dlq", "replay", "--all", "--yes")
+	if code != 0 || !strings.Contains(out, "replayed 0, skipped 1 (already replayed 0, already completed 0, order erased 1), failed 0") {
+		t.Fatalf("replay: exit %d\n%s%s", code, out, errs)
+	}
+	if n := e.ordersEnd(); n != 0 {
+		t.Fatalf("replay of an erased order's dead letter wrote %d records to orders", n)
+	}
+}

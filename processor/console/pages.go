@@ -523,7 +523,7 @@ func (s *Server) letters(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	statuses := listValues([]string{form.Status})
 	for _, st := range statuses {
 		if !slices.Contains(dlq.LetterStatuses, st) {
-			s.fail(w, r, rc, http.StatusBadRequest, "Bad filter", fmt.Sprintf("unknown status %q (want one of open, replayed, resolved)", st))
+			s.fail(w, r, rc, http.StatusBadRequest, "Bad filter", fmt.Sprintf("unknown status %q (want one of %s)", st, strings.Join(dlq.LetterStatuses, ", ")))
 			return
 		}
 	}
@@ -626,8 +626,8 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 		j.finish(res, err)
 		done := start
 		done.At, done.Outcome = time.Time{}, topics.AuditOK
-		done.Result = fmt.Sprintf("replayed %d, skipped %d (already replayed %d, already completed %d), failed %d",
-			res.Summary.Replayed, res.Summary.Skipped(), res.Summary.AlreadyReplayed, res.Summary.AlreadyCompleted, res.Summary.Failed)
+		done.Result = fmt.Sprintf("replayed %d, skipped %d (%s), failed %d",
+			res.Summary.Replayed, res.Summary.Skipped(), res.Summary.SkipText(), res.Summary.Failed)
 		if err != nil {
 			done.Outcome, done.Result = topics.AuditFailed, done.Result+": "+err.Error()
 		}

@@ -124,7 +124,8 @@ type Entry struct {
 	OriginalPartition int32      `json:"original_partition"`
 	OriginalOffset    int64      `json:"original_offset"`
 	WrittenAt         time.Time  `json:"written_at"`
-	// Status is open, replayed or resolved (LetterStatus) when known.
+	// Status is open, replayed, resolved or erased (LetterStatus) when
+	// known.
 	Status string `json:"status,omitempty"`
 }
 

@@ -26,6 +26,9 @@ const (
 	SkipAlreadyReplayed = "already replayed"
 	// SkipAlreadyCompleted: the order's state is completed.
 	SkipAlreadyCompleted = "already completed"
+	// SkipErased: the order was erased (orders erase); the processor
+	// would ignore the replay.
+	SkipErased = "order erased"
 )
 
 // DefaultRate is the default replay rate in records per second: slow enough
@@ -41,7 +44,8 @@ type Decision struct {
 }
 
 // Plan decides, from the orders' current state, which of dls to replay:
-// those already replayed or of an order already completed are skipped. The
+// those already replayed or of an order already completed or erased are
+// skipped. The
 // decisions are in partition then offset order, the order Replay sends them.
 func (c *Client) Plan(ctx context.Context, dls []DeadLetter) ([]Decision, error) {
 	dls = slices.Clone(dls)
@@ -65,6 +69,8 @@ func decide(dls []DeadLetter, states map[string]*processor.State) []Decision {
 				dec.Skip = SkipAlreadyReplayed
 			case st.Status == processor.StatusCompleted:
 				dec.Skip = SkipAlreadyCompleted
+			case st.Status == processor.StatusErased:
+				dec.Skip = SkipErased
 			}
 		}
 		out = append(out, dec)
@@ -101,13 +107,26 @@ type Summary struct {
 	Replayed         int `json:"replayed"`
 	AlreadyReplayed  int `json:"already_replayed"`
 	AlreadyCompleted int `json:"already_completed"`
+	Erased           int `json:"erased"` // of an erased order
 	// Failed counts records not acknowledged (a write error or the replay
 	// stopped); running the same replay again sends them.
 	Failed int `json:"failed"`
 }
 
 // Skipped is the number of dead letters not replayed on purpose.
-func (s Summary) Skipped() int { return s.AlreadyReplayed + s.AlreadyCompleted }
+func (s Summary) Skipped() int { return s.AlreadyReplayed + s.AlreadyCompleted + s.Erased }
+
+// SkipText says why the skipped were: "already replayed 1, already
+// completed 2", with ", order erased 3" when there were such.
+func (s Summary) SkipText() string { return skipText(s.AlreadyReplayed, s.AlreadyCompleted, s.Erased) }
+
+func skipText(replayed, completed, erased int) string {
+	t := fmt.Sprintf("already replayed %d, already completed %d", replayed, completed)
+	if erased > 0 {
+		t += fmt.Sprintf(", order erased %d", erased)
+	}
+	return t
+}
 
 // ReplayRecord is the `orders` record that replays d on the given
 // partition: d's key and value, its headers without the DLQ ones (and
@@ -165,7 +184,7 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 	var todo []Decision
 	for _, d := range plan {
 		switch d.Skip {
-		case "", SkipAlreadyReplayed, SkipAlreadyCompleted:
+		case "", SkipAlreadyReplayed, SkipAlreadyCompleted, SkipErased:
 		default:
 			return sum, fmt.Errorf("dlq: unknown skip reason %q", d.Skip)
 		}
@@ -187,6 +206,9 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 			result(d, nil)
 		case SkipAlreadyCompleted:
 			sum.AlreadyCompleted++
+			result(d, nil)
+		case SkipErased:
+			sum.Erased++
 			result(d, nil)
 		}
 	}

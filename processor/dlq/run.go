@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/orderflow/orderflow/processor"
@@ -21,10 +22,13 @@ const (
 	// LetterResolved: the order completed (after the replay, or on its own),
 	// so a replay skips it.
 	LetterResolved = "resolved"
+	// LetterErased: the order was erased; a replay skips it (the processor
+	// would ignore it) and nothing is left to do.
+	LetterErased = "erased"
 )
 
 // LetterStatuses lists every status, for validating filters.
-var LetterStatuses = []string{LetterOpen, LetterReplayed, LetterResolved}
+var LetterStatuses = []string{LetterOpen, LetterReplayed, LetterResolved, LetterErased}
 
 // LetterStatus says where the dead letter at source stands given its
 // order's latest state (nil when the order has none). It agrees with Plan:
@@ -35,6 +39,8 @@ func LetterStatus(source string, st *processor.State) string {
 		return LetterOpen
 	case st.Status == processor.StatusCompleted:
 		return LetterResolved
+	case st.Status == processor.StatusErased:
+		return LetterErased
 	case slices.Contains(st.Replays, source):
 		return LetterReplayed
 	default:
@@ -53,7 +59,7 @@ type Listed struct {
 func (c *Client) ListStatus(ctx context.Context, f Filter, statuses []string) ([]Listed, error) {
 	for _, s := range statuses {
 		if !slices.Contains(LetterStatuses, s) {
-			return nil, fmt.Errorf("%w: unknown status %q (want one of open, replayed, resolved)", ErrBadFilter, s)
+			return nil, fmt.Errorf("%w: unknown status %q (want one of %s)", ErrBadFilter, s, strings.Join(LetterStatuses, ", "))
 		}
 	}
 	ds, err := c.List(ctx, f)
@@ -114,11 +120,14 @@ type Preview struct {
 	// changes the order in which the processor sees its events.
 	LeftOut []Decision
 	// Replay is how many of Plan would be sent; the others are skipped.
-	Replay, AlreadyReplayed, AlreadyCompleted int
+	Replay, AlreadyReplayed, AlreadyCompleted, Erased int
 }
 
 // Skipped is how many of the plan a replay skips on purpose.
-func (p Preview) Skipped() int { return p.AlreadyReplayed + p.AlreadyCompleted }
+func (p Preview) Skipped() int { return p.AlreadyReplayed + p.AlreadyCompleted + p.Erased }
+
+// SkipText says why the skipped are, as Summary.SkipText.
+func (p Preview) SkipText() string { return skipText(p.AlreadyReplayed, p.AlreadyCompleted, p.Erased) }
 
 // Outcome is what a run did with one dead letter.
 type Outcome struct {
@@ -185,6 +194,8 @@ func (c *Client) Run(ctx context.Context, req ReplayRequest) (ReplayResult, erro
 			res.AlreadyReplayed++
 		case SkipAlreadyCompleted:
 			res.AlreadyCompleted++
+		case SkipErased:
+			res.Erased++
 		}
 	}
 	if req.DryRun {

@@ -93,6 +93,8 @@ func TestLetterStatus(t *testing.T) {
 		{&processor.State{Status: processor.StatusInProgress, Replays: []string{"3/3"}}, LetterOpen},
 		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved},
 		{&processor.State{Status: processor.StatusCompleted}, LetterResolved},
+		// An erasure marker keeps no replays: the letter is not open.
+		{&processor.State{Status: processor.StatusErased}, LetterErased},
 	} {
 		if got := LetterStatus("1/2", tc.st); got != tc.want {
 			t.Errorf("LetterStatus(%+v) = %s, want %s", tc.st, got, tc.want)

@@ -253,14 +253,16 @@ func TestDecide(t *testing.T) {
 		{Partition: 0, Offset: 3, Key: "pi_replayed"},
 		{Partition: 1, Offset: 4, Key: "pi_done"},
 		{Partition: 1, Offset: 5, Key: "pi_parked"},
+		{Partition: 1, Offset: 6, Key: "pi_erased"},
 	}
 	states := map[string]*processor.State{
 		"pi_replayed": {Status: processor.StatusInProgress, Replays: []string{"0/2"}},
 		"pi_done":     {Status: processor.StatusCompleted},
 		"pi_parked":   {Status: processor.StatusParked, Replays: []string{"9/9"}},
+		"pi_erased":   {Status: processor.StatusErased},
 	}
 	got := decide(ds, states)
-	want := []string{"", SkipAlreadyReplayed, "", SkipAlreadyCompleted, ""}
+	want := []string{"", SkipAlreadyReplayed, "", SkipAlreadyCompleted, "", SkipErased}
 	for i, d := range got {
 		if d.Skip != want[i] {
 			t.Errorf("%s (%s): skip %q, want %q", d.Source(), d.Key, d.Skip, want[i])
@@ -392,5 +394,19 @@ func TestWriteOrderHeldStep(t *testing.T) {
 	want := "  crm             held until 2026-05-07T12:01:00Z (provider quota used up; no attempt spent)  zoho: upsert contact: HTTP 429: TOO_MANY_REQUESTS: API credits used up\n"
 	if !strings.Contains(out, want) {
 		t.Errorf("order output lacks the held line %q:\n%s", want, out)
+	}
+}
+
+func TestSkipText(t *testing.T) {
+	if got := (Summary{AlreadyReplayed: 1, AlreadyCompleted: 2}).SkipText(); got != "already replayed 1, already completed 2" {
+		t.Errorf("without erased orders: %q", got)
+	}
+	s := Summary{AlreadyReplayed: 1, AlreadyCompleted: 2, Erased: 3}
+	if got := s.SkipText(); got != "already replayed 1, already completed 2, order erased 3" || s.Skipped() != 6 {
+		t.Errorf("with erased orders: %q, skipped %d", got, s.Skipped())
+	}
+	p := Preview{Replay: 4, AlreadyCompleted: 1, Erased: 2}
+	if got := p.SkipText(); got != "already replayed 0, already completed 1, order erased 2" || p.Skipped() != 3 {
+		t.Errorf("preview: %q, skipped %d", got, p.Skipped())
 	}
 }
