@@ -84,3 +84,30 @@ func TestErase(t *testing.T) {
 		t.Fatal("erased although the audit record failed")
 	}
 }
+
+// An erased order's page says what erasure left, not "see the steps": no
+// customer, no steps (the marker keeps none), its dead letters erased and
+// no link to replay them.
+func TestErasedOrderPage(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	at := t0.Add(4 * time.Hour)
+	marker := &processor.State{Version: 1, OrderID: "pi_dead0000003", Status: processor.StatusErased, ErasedAt: &at, CreatedAt: t0.Add(2 * time.Minute), UpdatedAt: at}
+	apply(t, ts.ix, stateRecord(t, marker, 1, 5))
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	code, body, _ := c.get("/orders/pi_dead0000003")
+	if code != 200 {
+		t.Fatalf("erased order page: %d", code)
+	}
+	for _, want := range []string{"Nothing: the order&#39;s data was erased on 2026-03-02 14:00:00Z.", `id="erased"`, `<span class="badge s-erased">erased</span>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("erased order page lacks %q:\n%s", want, body)
+		}
+	}
+	for _, unwanted := range []string{"see the steps below", `id="steps"`, `id="customer"`, "cy@example.com", "replay from the dead letters page", `id="erase-form"`} {
+		if strings.Contains(body, unwanted) {
+			t.Errorf("erased order page has %q", unwanted)
+		}
+	}
+}

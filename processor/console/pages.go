@@ -252,8 +252,11 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 			p.Ship = dlq.Masked + ", " + o.Shipping.Country
 		}
 	}
-	for _, name := range stepNames(st) {
-		p.Steps = append(p.Steps, s.stepView(name, st, rc))
+	if st.Status != processor.StatusErased {
+		// An erasure marker keeps no steps: they would all read pending.
+		for _, name := range stepNames(st) {
+			p.Steps = append(p.Steps, s.stepView(name, st, rc))
+		}
 	}
 	p.Next = nextAction(sum, st, p.Letters)
 	if rc.masked() {
@@ -364,6 +367,12 @@ func nextAction(sum *Summary, st *processor.State, letters []Letter) string {
 		return "The order was refunded before shipping and the chain stopped: undo by hand what was done (CRM deal, production-log row)." + dupNote
 	case string(processor.StatusAwaitingPayment):
 		return "Nothing: the Checkout Session completed unpaid (a delayed payment method); the chain starts when the payment succeeds."
+	case string(processor.StatusErased):
+		at := ""
+		if st.ErasedAt != nil {
+			at = " on " + st.ErasedAt.UTC().Format("2006-01-02 15:04:05Z")
+		}
+		return "Nothing: the order's data was erased" + at + ". Its state keeps no customer, amount or step results, the processor ignores its later events, and its dead letters are not replayed. What the providers hold (CRM, production log, carrier, invoice, email) was not erased."
 	}
 	return "Status " + sum.Status + ": see the steps below." + dupNote
 }
