@@ -209,9 +209,9 @@ func (f *Follower) setErr(s string) {
 type Progress struct {
 	// Behind is the number of records not yet read; an index that has never
 	// caught up reports Known false until the end offsets are listed.
-	Behind int64
-	Known  bool
-	Error  string
+	Behind int64  `json:"behind"`
+	Known  bool   `json:"known"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Progress reports how far behind the index is.

@@ -20,42 +20,43 @@ import (
 
 // PartitionLag is the processors' consumer lag on one `orders` partition.
 type PartitionLag struct {
-	Partition int32
-	Committed int64 // -1 when the group has committed nothing there
-	End       int64
-	Lag       int64
+	Partition int32 `json:"partition"`
+	Committed int64 `json:"committed"` // -1 when the group has committed nothing there
+	End       int64 `json:"end"`
+	Lag       int64 `json:"lag"`
 }
 
 // StepView is one step on the overview.
 type StepView struct {
-	Step string
+	Step string `json:"step"`
 	// From the state records, last 5 minutes.
-	OK, Fail  int
-	ErrorRate float64
+	OK        int     `json:"done_5m"`
+	Fail      int     `json:"failed_attempts_5m"`
+	ErrorRate float64 `json:"error_rate_5m"`
 	// Circuit is closed, half-open or open from the processors' metrics
 	// (the worst of them), or "" without --processor-metrics.
-	Circuit string
+	Circuit string `json:"circuit"`
 	// MetricsErrorRate is the failed share of calls between the last two
 	// scrapes of the processors' metrics; -1 without them or without calls.
-	MetricsErrorRate float64
+	MetricsErrorRate float64 `json:"metrics_error_rate"`
 }
 
 // Overview is the overview page's data.
 type Overview struct {
-	At              time.Time
-	Completed1m     Rate
-	Completed5m     Rate
-	InFlight        int64
-	Counts          map[string]int64
-	Lag             []PartitionLag
-	TotalLag        int64
-	LagError        string
-	Steps           []StepView
-	Metrics         string // where the circuit state comes from
-	MetricsInFlight float64
-	OpenLetters     int
-	Alerts          []Alert
-	Index           Progress
+	At              time.Time        `json:"at"`
+	Completed1m     Rate             `json:"completed_1m"`
+	Completed5m     Rate             `json:"completed_5m"`
+	InFlight        int64            `json:"in_flight"`
+	Counts          map[string]int64 `json:"counts"` // orders by status
+	Lag             []PartitionLag   `json:"lag"`
+	TotalLag        int64            `json:"total_lag"`
+	LagError        string           `json:"lag_error,omitempty"`
+	Steps           []StepView       `json:"steps"`
+	Metrics         string           `json:"metrics"` // where the circuit state comes from
+	MetricsInFlight float64          `json:"metrics_in_flight"`
+	OpenLetters     int              `json:"open_dead_letters"`
+	Alerts          []Alert          `json:"alerts"`
+	Index           Progress         `json:"index"`
 }
 
 // Observer gathers the overview from the index, the processors' consumer

@@ -154,6 +154,31 @@ func TestPagesAsOperator(t *testing.T) {
 			t.Errorf("overview lacks %q (%d)", want, code)
 		}
 	}
+	// The overview as JSON, in the API's snake_case.
+	code, body, _ = c.get("/api/overview")
+	var ov struct {
+		InFlight    int64            `json:"in_flight"`
+		OpenLetters int              `json:"open_dead_letters"`
+		Counts      map[string]int64 `json:"counts"`
+		Completed5m struct {
+			WindowSeconds float64 `json:"window_seconds"`
+			Count         int     `json:"count"`
+			PerSecond     float64 `json:"per_second"`
+		} `json:"completed_5m"`
+		Steps []struct {
+			Step string `json:"step"`
+		} `json:"steps"`
+		Alerts []struct {
+			Text string `json:"text"`
+		} `json:"alerts"`
+	}
+	if err := json.Unmarshal([]byte(body), &ov); err != nil || code != 200 {
+		t.Fatalf("API overview: %d %v\n%s", code, err, body)
+	}
+	if ov.InFlight != 1 || ov.OpenLetters != 1 || ov.Counts["completed"] != 2 || ov.Counts["dead_lettered"] != 1 ||
+		ov.Completed5m.WindowSeconds != 300 || len(ov.Steps) != 6 || ov.Steps[0].Step != "details" || len(ov.Alerts) == 0 {
+		t.Errorf("API overview = %+v", ov)
+	}
 	code, body, _ = c.get("/orders")
 	if code != 200 {
 		t.Fatalf("orders: %d", code)

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -58,12 +59,29 @@ func (s *Stats) observe(old, cur *Summary, at time.Time) {
 
 // Rate is a count over a window.
 type Rate struct {
-	Window time.Duration
-	Count  int
+	Window time.Duration `json:"-"`
+	Count  int           `json:"count"`
+}
+
+// rateJSON is a Rate in the JSON API: the window in seconds and the rate.
+type rateJSON struct {
+	WindowSeconds float64 `json:"window_seconds"`
+	Count         int     `json:"count"`
+	PerSecond     float64 `json:"per_second"`
+}
+
+// MarshalJSON writes the window in seconds and the rate per second.
+func (r Rate) MarshalJSON() ([]byte, error) {
+	return json.Marshal(rateJSON{WindowSeconds: r.Window.Seconds(), Count: r.Count, PerSecond: r.PerSecond()})
 }
 
 // PerSecond is the rate.
-func (r Rate) PerSecond() float64 { return float64(r.Count) / r.Window.Seconds() }
+func (r Rate) PerSecond() float64 {
+	if r.Window <= 0 {
+		return 0
+	}
+	return float64(r.Count) / r.Window.Seconds()
+}
 
 // Completed is how many orders completed in the last window.
 func (s *Stats) Completed(window time.Duration) Rate {

@@ -62,8 +62,8 @@ type Summary struct {
 	StateStatus processor.Status `json:"state_status"`
 	// StatePartition and StateOffset locate the state record the summary
 	// was read from on orders.state (the index keeps no copy of it).
-	StatePartition int32 `json:"sp"`
-	StateOffset    int64 `json:"so"`
+	StatePartition int32 `json:"state_partition"`
+	StateOffset    int64 `json:"state_offset"`
 }
 
 // Summarize reads what the index keeps of a state: the summary of its
