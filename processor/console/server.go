@@ -69,7 +69,8 @@ type Config struct {
 	// NoLogin serves every page without login, as operator "dev": only
 	// for a console listening on loopback (dev mode). The caller checks
 	// the address; CSRF protection stays on (but for the JSON API's
-	// cookieless search, see jsonAPICall).
+	// cookieless search, see jsonAPICall), and a request for a host name
+	// that is not loopback is refused (421), against DNS rebinding.
 	NoLogin bool
 	// SecureCookies marks the session cookie Secure (set it when the
 	// console is reached over TLS, directly or through a proxy).
@@ -235,7 +236,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := s.cfg.Now()
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	s.mux.ServeHTTP(sw, r)
+	if s.cfg.NoLogin && !loopbackHost(r.Host) {
+		// Without login only a loopback name may be asked for: a page of
+		// another site whose name was made to resolve to 127.0.0.1 (DNS
+		// rebinding) would otherwise be same-origin with the console.
+		http.Error(sw, "this console serves without login and answers only to a loopback host name (127.0.0.1, [::1] or localhost)", http.StatusMisdirectedRequest)
+	} else {
+		s.mux.ServeHTTP(sw, r)
+	}
 	// The path holds ids only (searches are kept out of URLs); the query
 	// string is not logged.
 	s.log.Debug("console request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "ms", s.cfg.Now().Sub(start).Milliseconds())
@@ -327,6 +335,20 @@ func (s *Server) operator(h func(http.ResponseWriter, *http.Request, *reqCtx)) f
 		}
 		h(w, r, rc)
 	}
+}
+
+// loopbackHost reports whether a request's Host names this machine's
+// loopback: an IP literal in 127.0.0.0/8 or ::1, or localhost.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // jsonAPICall is a POST to the JSON API that no browser sends for a page

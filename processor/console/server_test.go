@@ -516,6 +516,21 @@ func TestDevNoLogin(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-origin POST: %d, want 403", resp.StatusCode)
 	}
+	// Without login only loopback host names are answered: a page whose
+	// name resolves to 127.0.0.1 (DNS rebinding) is refused.
+	for host, want := range map[string]int{"evil.example": http.StatusMisdirectedRequest, "evil.example:80": http.StatusMisdirectedRequest,
+		"127.0.0.1.nip.io": http.StatusMisdirectedRequest, "localhost": 200, "LOCALHOST:8070": 200, "[::1]:8070": 200, "127.0.0.2": 200} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/orders", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("dev mode GET /orders for host %q: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
 	// The CLI's search (orders search --console) has no cookie and no
 	// token: a JSON POST that no page of another site can make a browser
 	// send is answered; one that looks like such a page's is not.
