@@ -125,9 +125,29 @@ func (sh *stepHold) count() int {
 	return n
 }
 
+// held is how many orders are held at the step: those waiting, and the
+// probe (taken off the list while its call is out, still held until
+// answered).
+func (sh *stepHold) held() int {
+	n := sh.count()
+	if sh.probe != "" {
+		listed := false
+		for _, m := range sh.keys {
+			if _, ok := m[sh.probe]; ok {
+				listed = true
+				break
+			}
+		}
+		if !listed {
+			n++
+		}
+	}
+	return n
+}
+
 // gauges sets the step's metrics. hs.mu is held.
 func (hs *holds) gauges(step string, sh *stepHold) {
-	hs.p.m.held.WithLabelValues(step).Set(float64(sh.count()))
+	hs.p.m.held.WithLabelValues(step).Set(float64(sh.held()))
 	until := 0.0
 	if !sh.until.IsZero() {
 		until = float64(sh.until.Unix())

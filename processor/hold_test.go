@@ -260,3 +260,34 @@ func TestQuotaHoldOfAStepOthersRead(t *testing.T) {
 		t.Errorf("%d dead letters, want 0", n)
 	}
 }
+
+// The held gauge counts the probe: it is off the list while its call is
+// out but still held until answered, so a probe does not dip the gauge.
+func TestHeldCountsTheProbe(t *testing.T) {
+	sh := &stepHold{keys: map[int32]map[string]struct{}{}}
+	sh.add(0, "pi_a")
+	sh.add(1, "pi_b")
+	sh.add(1, "pi_c")
+	if n := sh.held(); n != 3 {
+		t.Fatalf("three listed, no probe: held %d", n)
+	}
+	r, ok := sh.pick(StepCRM)
+	if !ok {
+		t.Fatal("nothing to pick")
+	}
+	sh.probe = r.key
+	if n := sh.held(); n != 3 {
+		t.Errorf("two listed and the probe out: held %d, want 3", n)
+	}
+	// Refused again, the probe is listed again (exhausted clears probe;
+	// listed and named at once it still counts once).
+	sh.add(r.part, r.key)
+	if n := sh.held(); n != 3 {
+		t.Errorf("probe listed again: held %d, want 3", n)
+	}
+	sh.probe = ""
+	sh.remove(r.part, r.key)
+	if n := sh.held(); n != 2 {
+		t.Errorf("the probe answered: held %d, want 2", n)
+	}
+}

@@ -115,7 +115,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"step", "outcome"}),
 		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderflow_steps_held",
-			Help: "Orders of the assigned partitions whose step is held because its provider's quota is used up, by step.",
+			Help: "Orders of the assigned partitions whose step is held because its provider's quota is used up (the one probing whether it is back included), by step.",
 		}, []string{"step"}),
 		heldUntil: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderflow_step_held_until_seconds",
