@@ -216,7 +216,8 @@ func TestDevModeConsole(t *testing.T) {
 	cfg := devTestConfig(t.TempDir())
 	cfg.ConsoleAddr = "127.0.0.1:0"
 	d, banner := startDevT(t, cfg)
-	if d.console == nil || !strings.Contains(banner, "  console    "+d.console.URL()+" (no login: loopback dev mode)") {
+	if d.console == nil || !strings.Contains(banner, "  console    "+d.console.URL()+" (no login: loopback dev mode)") ||
+		!strings.Contains(banner, "orders list --console "+d.console.URL()) {
 		t.Fatalf("banner lacks the console:\n%s", banner)
 	}
 	resp, err := http.Get(d.console.URL() + "/orders")

@@ -539,6 +539,9 @@ func (d *devServer) printBanner(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Then look at it:\n  ls %s/*\n  %s orders show <order id> --brokers %s\n  %s dlq list --brokers %s\n",
 		d.outbox, cmd, d.kafkaAddr, cmd, d.kafkaAddr)
+	if d.console != nil {
+		fmt.Fprintf(w, "  %s orders list --console %s   (or open the console)\n", cmd, d.console.URL())
+	}
 	fmt.Fprintf(w, "Real test-mode webhooks from Stripe (Stripe CLI):\n  stripe listen --forward-to http://%s%s\n", d.httpAddr, gateway.WebhookPath)
 	restart := cmd + " dev --webhook-secret whsec_…"
 	if c.UnderMake {
