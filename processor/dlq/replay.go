@@ -45,8 +45,8 @@ type Decision struct {
 
 // Plan decides, from the orders' current state, which of dls to replay:
 // those already replayed or of an order already completed or erased are
-// skipped. The
-// decisions are in partition then offset order, the order Replay sends them.
+// skipped. The decisions are in partition then offset order, the order
+// Replay sends them.
 func (c *Client) Plan(ctx context.Context, dls []DeadLetter) ([]Decision, error) {
 	dls = slices.Clone(dls)
 	sortDeadLetters(dls)
