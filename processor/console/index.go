@@ -30,7 +30,8 @@ import (
 //
 //	M<name>                      the store's own records: format, identity,
 //	                             checkpoints (topic 0x00 partition → next offset),
-//	                             counts by status
+//	                             counts by status (and of orders flagged
+//	                             possible_duplicate)
 //	o<id>                        order summary (summarycodec.go)
 //	x<status>0<step>0<created><id>  orders by status and current step (every
 //	                             order has one: the unfiltered list merges them)
@@ -50,7 +51,8 @@ import (
 const (
 	// formatVersion is the key layout's; an index of another is rebuilt.
 	// 3: no time key (t<created><id>), lists merge the x keys.
-	formatVersion = "3"
+	// 4: the orders flagged possible_duplicate are counted.
+	formatVersion = "4"
 	sep           = 0x00
 )
 
@@ -506,10 +508,16 @@ func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, d *decoded, counts m
 	if old != nil {
 		oldKeys = summaryKeys(old)
 		counts[old.Status]--
+		if len(old.PossibleDuplicates()) > 0 {
+			counts[FilterPossibleDuplicate]--
+		}
 	}
 	if cur != nil {
 		newKeys = summaryKeys(cur)
 		counts[cur.Status]++
+		if len(cur.PossibleDuplicates()) > 0 {
+			counts[FilterPossibleDuplicate]++
+		}
 	}
 	for _, k := range oldKeys {
 		if !containsKey(newKeys, k) {

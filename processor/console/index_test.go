@@ -69,14 +69,13 @@ func TestIndexOfOtherTopicsIsRebuilt(t *testing.T) {
 	}
 }
 
-func TestIndexOfFormat2IsRebuilt(t *testing.T) {
+func TestIndexOfFormat3IsRebuilt(t *testing.T) {
 	dir := t.TempDir()
 	ix := testIndex(t, dir)
 	apply(t, ix, stateRecord(t, order("pi_old0000002", "o@example.com", processor.StatusCompleted, t0, 6), 0, 0))
-	// Format 2 kept a time key per order (t<created><id>) that format 3
-	// lists without: its lists would miss nothing but its keys would
-	// linger, so it is rebuilt.
-	if err := ix.db.Set(keyFormat, []byte("2"), pebble.NoSync); err != nil {
+	// Format 3 did not count the orders flagged possible_duplicate: its
+	// count would miss the orders indexed before, so it is rebuilt.
+	if err := ix.db.Set(keyFormat, []byte("3"), pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	ix.Close()
@@ -85,7 +84,7 @@ func TestIndexOfFormat2IsRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ix.Close()
-	if rebuilt != `index format "2", this build writes "3"` {
+	if rebuilt != `index format "3", this build writes "4"` {
 		t.Fatalf("rebuilt = %q", rebuilt)
 	}
 	if _, err := ix.Get("pi_old0000002"); err != ErrNotFound || len(ix.Offsets()) != 0 {
@@ -226,16 +225,21 @@ func TestStatusFilterIncludesSubStates(t *testing.T) {
 	waiting := order("pi_flt0000004", "d@example.com", processor.StatusInProgress, t0.Add(3*time.Minute), 3)
 	waiting.Step(processor.StepShipping).Attempts = 2
 	done := order("pi_flt0000005", "e@example.com", processor.StatusCompleted, t0.Add(4*time.Minute), 6)
-	all := []*processor.State{dead, parked, running, waiting, done}
+	done.Flags = []string{processor.FlagPossibleDuplicatePrefix + processor.StepShipping}
+	at := t0.Add(5 * time.Minute)
+	erased := &processor.State{Version: 1, OrderID: "pi_flt0000006", Status: processor.StatusErased, ErasedAt: &at, CreatedAt: at, UpdatedAt: at}
+	all := []*processor.State{dead, parked, running, waiting, done, erased}
 	for i, st := range all {
 		apply(t, ix, stateRecord(t, st, 0, int64(i)))
 	}
 	for status, want := range map[string][]string{
-		"dead_lettered": {"pi_flt0000002", "pi_flt0000001"},
-		"parked":        {"pi_flt0000002"},
-		"in_progress":   {"pi_flt0000004", "pi_flt0000003"},
-		"waiting":       {"pi_flt0000004"},
-		"completed":     {"pi_flt0000005"},
+		"dead_lettered":      {"pi_flt0000002", "pi_flt0000001"},
+		"parked":             {"pi_flt0000002"},
+		"in_progress":        {"pi_flt0000004", "pi_flt0000003"},
+		"waiting":            {"pi_flt0000004"},
+		"completed":          {"pi_flt0000005"},
+		"possible_duplicate": {"pi_flt0000005"},
+		"erased":             {"pi_flt0000006"},
 	} {
 		q := Query{Statuses: []string{status}}
 		p, err := ix.List(q, "", 10)
@@ -258,5 +262,15 @@ func TestStatusFilterIncludesSubStates(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("match without the index, --status %s = %v, want %v", status, got, want)
 		}
+		// The overview's count of the filter is what it lists.
+		if n := StatusCount(ix.Counts(), status); n != int64(len(want)) {
+			t.Errorf("count of --status %s = %d, want %d (counts %v)", status, n, len(want), ix.Counts())
+		}
+	}
+	// The flag removed, the count follows.
+	done.Flags = nil
+	apply(t, ix, stateRecord(t, done, 0, 9))
+	if n := ix.Counts()[FilterPossibleDuplicate]; n != 0 {
+		t.Errorf("possible duplicates after the flag went: %d, want 0", n)
 	}
 }

@@ -178,6 +178,7 @@ var funcs = template.FuncMap{
 	"pct":            func(f float64) string { return fmt.Sprintf("%.1f %%", f*100) },
 	"cut":            dlq.Cut,
 	"statuses":       func() []string { return FilterStatuses },
+	"statusCount":    StatusCount,
 	"steps":          func() []string { return processor.Chain },
 	"classes":        func() []string { return topics.Classes },
 	"letterStatuses": func() []string { return dlq.LetterStatuses },

@@ -149,7 +149,8 @@ func TestPagesAsOperator(t *testing.T) {
 	c.login("ops")
 
 	code, body, _ := c.get("/")
-	for _, want := range []string{"orders in flight", `id="inflight">1<`, `id="open-letters"><a href="/dlq?status=open">1<`, "dead letter 1/0 (permanent)", "possible duplicate at shipping"} {
+	for _, want := range []string{"orders in flight", `id="inflight">1<`, `id="open-letters"><a href="/dlq?status=open">1<`, "dead letter 1/0 (permanent)", "possible duplicate at shipping",
+		`id="count-possible_duplicate">1<`, `id="count-dead_lettered">1<`, `id="count-in_progress">1<`, `id="count-completed">2<`} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("overview lacks %q (%d)", want, code)
 		}

@@ -29,7 +29,17 @@ const (
 var FilterStatuses = []string{
 	string(processor.StatusCompleted), string(processor.StatusInProgress), StatusWaiting,
 	string(processor.StatusDeadLettered), string(processor.StatusParked), string(processor.StatusRefunded),
-	FilterPossibleDuplicate, string(processor.StatusAwaitingPayment),
+	FilterPossibleDuplicate, string(processor.StatusAwaitingPayment), string(processor.StatusErased),
+}
+
+// StatusCount is how many orders the status filter selects, from the
+// index's counts: in_progress with waiting, dead_lettered with parked.
+func StatusCount(counts map[string]int64, status string) int64 {
+	var n int64
+	for _, s := range expandStatus(status) {
+		n += counts[s]
+	}
+	return n
 }
 
 // Summary is what the index keeps of an order for lists and search: ids,
