@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orderflow/orderflow/test/infra"
 )
 
 // With --profile the broker is recorded with Java Flight Recorder while
@@ -110,7 +111,7 @@ func (b *bench) stopBrokerRecording(r *brokerRecording, label string, units int6
 	// The broker wrote the file in its own file system (its container's).
 	src := fmt.Sprintf("/proc/%d/root%s", r.pid, r.path)
 	dst := filepath.Join(b.o.profile, strings.TrimPrefix(r.name, "orderflow-bench-")+".jfr")
-	err := copyFile(src, dst)
+	err := infra.CopyFile(src, dst, 0o644)
 	_ = os.Remove(src)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: broker recording %s: %v\n", label, err)
@@ -126,23 +127,6 @@ func (b *bench) stopBrokerRecording(r *brokerRecording, label string, units int6
 		p.CPUMicros = cpu * 1e6 / float64(units)
 	}
 	b.res.Broker = append(b.res.Broker, p)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // jfrEvents is the part of `jfr print --json` read here.
