@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -108,15 +109,20 @@ func TestOrdersErase(t *testing.T) {
 		t.Errorf("erase request = %s (%v)", reqs[0].Value, err)
 	}
 
-	// What the processor writes once it ran the request: the marker.
+	// What a processor does: once the second request is on `orders`, it
+	// writes the erasure marker. Written on that observable condition, not
+	// after a delay: a marker written before the command has read the
+	// state's end would be one the command is not waiting for.
+	marker := make(chan error, 1)
 	go func() {
-		time.Sleep(200 * time.Millisecond)
-		erasedAt := time.Now().UTC()
-		e.produce(e.state(2, &processor.State{OrderID: "pi_erase", Status: processor.StatusErased, ErasedAt: &erasedAt}))
+		marker <- e.markErasedAfterRequests("pi_erase", 2, 2)
 	}()
 	code, out, errs := e.run("orders", "erase", "pi_erase", "--yes", "--wait", "30s")
 	if code != 0 || !strings.Contains(out, "order pi_erase erased: erasure marker at "+e.names.State+" 2/") {
 		t.Errorf("confirmed erase: exit %d\n%s%s", code, out, errs)
+	}
+	if err := <-marker; err != nil {
+		t.Fatal(err)
 	}
 	code, out, _ = e.run("orders", "erase", "pi_erase", "--yes")
 	if code != 0 || !strings.Contains(out, "order pi_erase was already erased at ") {
@@ -153,6 +159,37 @@ func (e *dlqEnv) eraseRequests() []*kgo.Record {
 		}
 	}
 	return out
+}
+
+// markErasedAfterRequests plays the processor of partition: when the
+// n-th erase request for id is on that partition of `orders`, it writes
+// the erasure marker to `orders.state`.
+func (e *dlqEnv) markErasedAfterRequests(id string, partition int32, n int) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{e.names.Orders: {partition: kgo.NewOffset().AtStart()}}),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	seen := 0
+	for seen < n {
+		fs := cl.PollFetches(e.ctx)
+		if e.ctx.Err() != nil {
+			return fmt.Errorf("saw %d of %d erase requests for %s", seen, n, id)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if h, _ := recHeader(r, topics.HeaderEventType); h == processor.EventEraseRequested && string(r.Key) == id {
+				seen++
+			}
+		})
+	}
+	erasedAt := time.Now().UTC()
+	b, err := (&processor.State{OrderID: id, Status: processor.StatusErased, ErasedAt: &erasedAt}).Encode()
+	if err != nil {
+		return err
+	}
+	return cl.ProduceSync(e.ctx, &kgo.Record{Topic: e.names.State, Partition: partition, Key: []byte(id), Value: b}).FirstErr()
 }
 
 func recHeader(r *kgo.Record, key string) (string, bool) {
