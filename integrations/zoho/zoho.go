@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/orderflow/orderflow/integrations"
 )
@@ -254,7 +255,7 @@ func (c *Client) UpsertContactAndDeal(ctx context.Context, o integrations.Order)
 // customer details and the billing address as the mailing address (for a
 // gift, not the recipient's).
 func contactRecord(o integrations.Order) map[string]any {
-	first, last := splitName(o.BuyerName())
+	first, last := splitName(o.BuyerName(), o.Customer.VATID() != "" || o.ReverseCharge())
 	if last == "" {
 		// Last_Name is mandatory; fall back to the mailbox name.
 		last, _, _ = strings.Cut(o.Customer.Email, "@")
@@ -278,15 +279,43 @@ func contactRecord(o integrations.Order) map[string]any {
 	return r
 }
 
-// splitName splits "Åsa Öberg-Järvinen" into "Åsa" and "Öberg-Järvinen";
-// a single word is the last name.
-func splitName(name string) (first, last string) {
-	name = strings.TrimSpace(name)
+// splitName splits a buyer's name into Zoho's First_Name and Last_Name.
+// A business (a buyer who gave a VAT number or is reverse charged:
+// "Keramik Müller GmbH") has no first name: the whole name is the last name. A name written in Han,
+// kana or Hangul puts the family name first ("山田 花子": 山田 is the
+// family name), any other the last word ("Åsa Öberg-Järvinen":
+// Öberg-Järvinen). A single word is the last name. Names in Latin script
+// that put the family name first (Hungarian) cannot be told apart and are
+// split as any other.
+func splitName(name string, business bool) (first, last string) {
+	name = strings.Join(strings.Fields(name), " ")
+	if business {
+		return "", name
+	}
+	if familyNameFirst(name) {
+		family, given, ok := strings.Cut(name, " ")
+		if !ok {
+			return "", name
+		}
+		return given, family
+	}
 	i := strings.LastIndexByte(name, ' ')
 	if i < 0 {
 		return "", name
 	}
-	return strings.TrimSpace(name[:i]), name[i+1:]
+	return name[:i], name[i+1:]
+}
+
+// familyNameFirst reports whether name is written in a script whose names
+// put the family name first: Han (Chinese, Japanese kanji, Korean hanja),
+// Hiragana, Katakana or Hangul.
+func familyNameFirst(name string) bool {
+	for _, r := range name {
+		if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) {
+			return true
+		}
+	}
+	return false
 }
 
 // dealRecord is the sale. Amount is the amount paid in major units, built

@@ -921,3 +921,53 @@ func TestConfigCurrency(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitName(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		business    bool
+		first, last string
+	}{
+		{"Åsa Öberg-Järvinen", false, "Åsa", "Öberg-Järvinen"},
+		{"Anna Maria  de la Cruz ", false, "Anna Maria de la", "Cruz"},
+		{"Cher", false, "", "Cher"},
+		// Family name first in Japanese, Chinese and Korean script.
+		{"山田 花子", false, "花子", "山田"},
+		{"佐藤　健", false, "健", "佐藤"}, // an ideographic space
+		{"ヤマダ ハナコ", false, "ハナコ", "ヤマダ"},
+		{"김 민준", false, "민준", "김"},
+		{"王小明", false, "", "王小明"},
+		// A business is one name.
+		{"Keramik Müller GmbH", true, "", "Keramik Müller GmbH"},
+		{"株式会社 山田陶器", true, "", "株式会社 山田陶器"},
+	} {
+		first, last := splitName(tt.name, tt.business)
+		if first != tt.first || last != tt.last {
+			t.Errorf("splitName(%q, %v) = %q, %q; want %q, %q", tt.name, tt.business, first, last, tt.first, tt.last)
+		}
+	}
+}
+
+func TestContactOfABusiness(t *testing.T) {
+	f := &fakeZoho{}
+	c, _, _ := newTest(t, f)
+	o := testOrder()
+	o.Customer.Name = "Keramik Müller GmbH"
+	o.Customer.TaxIDs = []integrations.TaxID{{Type: "eu_vat", Value: "DE123456789"}}
+	if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	// Reverse charged without a VAT number given: a business too.
+	o.Customer.Name, o.Customer.TaxIDs = "Holzbau Gruber KG", nil
+	o.Items[0].Taxes = []integrations.Tax{{TaxabilityReason: integrations.ReasonReverseCharge}}
+	if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.crmRequests()
+	for i, want := range map[int]string{0: "Keramik Müller GmbH", 2: "Holzbau Gruber KG"} {
+		rec := reqs[i].body["data"].([]any)[0].(map[string]any)
+		if rec["Last_Name"] != want || rec["First_Name"] != nil {
+			t.Errorf("contact of a business = %v, want Last_Name %q alone", rec, want)
+		}
+	}
+}

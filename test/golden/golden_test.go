@@ -513,9 +513,15 @@ func crossCheck(t *testing.T, inv map[string]any, rec *recorder, key string, shi
 		t.Errorf("invoice VAT %s, email's VAT included %v", vat.FloatString(3), vars["vat_included"])
 	}
 	buyer := inv["customer"].(map[string]any)["name"]
-	name := strings.TrimSpace(fmt.Sprint(contact["First_Name"], " ", contact["Last_Name"]))
-	if contact["First_Name"] == nil {
-		name = fmt.Sprint(contact["Last_Name"])
+	// The contact's two names make up the buyer's, in either order: a
+	// name in Han, kana or Hangul puts the family name (Last_Name) first.
+	name := fmt.Sprint(contact["Last_Name"])
+	if first := contact["First_Name"]; first != nil {
+		if n := fmt.Sprint(contact["Last_Name"], " ", first); n == buyer {
+			name = n
+		} else {
+			name = fmt.Sprint(first, " ", contact["Last_Name"])
+		}
 	}
 	if name != buyer || mail["to"].(map[string]any)["name"] != buyer || row["Customer"] != buyer {
 		t.Errorf("buyer differs: invoice %v, CRM %q, email %v, production log %v", buyer, name, mail["to"], row["Customer"])
