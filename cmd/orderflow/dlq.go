@@ -253,10 +253,12 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	return nil
 }
 
-func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("dlq replay", "dlq replay (--order ids | --step steps | --class classes | --since t | --until t | --all) [--dry-run] [--rate n] [--yes]", stderr)
 	var kf kafkaFlags
+	defer func() { err = kf.explain(err) }()
 	kf.register(fs)
+	kf.registerTimeout(fs)
 	var ff filterFlags
 	ff.register(fs)
 	all := fs.Bool("all", false, "replay every dead letter (instead of filters)")
@@ -303,11 +305,16 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		defer stopTracing()
 		c.SetTracing(tr)
 	}
+	// Reading the dead letters and planning is bounded by --timeout;
+	// sending, at --rate, is not.
+	ctx, stop := kf.wait(ctx, &stderr, "reading the dead letters")
+	defer stop()
 	if f.Orders, err = resolveOrderRefs(ctx, c, f.Orders); err != nil {
 		return err
 	}
 	req := dlq.ReplayRequest{Filter: f, All: *all, DryRun: *dryRun, Rate: *rate}
 	req.Confirm = func(p dlq.Preview) bool {
+		kf.release()
 		warnLeftOut(p.LeftOut, stderr)
 		if p.Replay == 0 || *yes {
 			return true

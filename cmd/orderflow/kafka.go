@@ -33,9 +33,10 @@ type kafkaFlags struct {
 	saslUser     string
 	saslPassFile string
 	// timeout bounds a command that reads and ends (registerTimeout);
-	// deadline is the context wait made.
+	// deadline is the context wait made, release ends its bound.
 	timeout  time.Duration
 	deadline context.Context
+	release  func()
 }
 
 func (k *kafkaFlags) register(fs *flag.FlagSet) {
@@ -137,7 +138,8 @@ func servePprof(mux *http.ServeMux) {
 const defaultKafkaTimeout = 15 * time.Second
 
 // registerTimeout adds --timeout to a command that reads from Kafka and
-// ends (dlq list|show, orders show|list|search, topics).
+// ends (dlq list|show, orders show|list|search, topics), or to the reads
+// before a command acts (orders erase, dlq replay).
 func (k *kafkaFlags) registerTimeout(fs *flag.FlagSet) {
 	fs.DurationVar(&k.timeout, "timeout", defaultKafkaTimeout, "give up when Kafka has not answered within this long")
 }
@@ -146,12 +148,15 @@ func (k *kafkaFlags) registerTimeout(fs *flag.FlagSet) {
 // *stderr what the command waits for. It replaces *stderr with a writer
 // that shares the notice's lock, so the command's own messages and the
 // notice never write at once. Call stop when done, and pass the command's
-// error through explain.
+// error through explain. A command that reads and then acts for as long
+// as it takes (a replay at its rate) calls k.release once the reads are
+// done: ctx is then no longer bounded.
 func (k *kafkaFlags) wait(ctx context.Context, stderr *io.Writer, what string) (context.Context, func()) {
 	if k.timeout <= 0 {
 		k.timeout = defaultKafkaTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	ctx, cancel := context.WithCancelCause(ctx)
+	bound := time.AfterFunc(k.timeout, func() { cancel(context.DeadlineExceeded) })
 	k.deadline = ctx
 	notice := min(time.Second, k.timeout/2)
 	lw := &lockedWriter{w: *stderr}
@@ -164,12 +169,16 @@ func (k *kafkaFlags) wait(ctx context.Context, stderr *io.Writer, what string) (
 			fmt.Fprintf(lw.w, "orderflow: waiting for Kafka at %s to answer (%s); giving up after --timeout %s\n", k.brokers, what, k.timeout)
 		}
 	})
-	return ctx, func() {
+	k.release = func() {
+		bound.Stop()
 		lw.mu.Lock()
 		stopped = true
 		lw.mu.Unlock()
 		t.Stop()
-		cancel()
+	}
+	return ctx, func() {
+		k.release()
+		cancel(context.Canceled)
 	}
 }
 
@@ -198,7 +207,7 @@ func (k *kafkaFlags) explain(err error) error {
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("Kafka at %s refused the connection: nothing listens there. Start it (make run starts one at %s) or point --brokers at it", k.brokers, devDefaultKafkaAddr)
 	}
-	if errors.Is(k.deadline.Err(), context.DeadlineExceeded) {
+	if errors.Is(context.Cause(k.deadline), context.DeadlineExceeded) {
 		return fmt.Errorf("no answer from Kafka at %s within --timeout %s: something accepts connections there but does not answer as a Kafka broker. Check --brokers (the broker's port, not another service's), whether the broker is still starting, and TLS or SASL (--kafka-tls, --kafka-sasl-mechanism) if the cluster needs them", k.brokers, k.timeout)
 	}
 	return err

@@ -46,6 +46,11 @@ func TestCommandsSayWhatTheyWaitForAndGiveUp(t *testing.T) {
 		{"orders", "show", "pi_1", "--brokers", addr, "--timeout", "1s"},
 		{"dlq", "list", "--brokers", addr, "--timeout", "1s"},
 		{"dlq", "show", "0/1", "--brokers", addr, "--timeout", "1s"},
+		{"orders", "list", "--brokers", addr, "--timeout", "1s"},
+		{"orders", "search", "a@example.fi", "--brokers", addr, "--timeout", "1s"},
+		{"orders", "erase", "pi_1", "--yes", "--brokers", addr, "--timeout", "1s"},
+		{"dlq", "replay", "--all", "--yes", "--brokers", addr, "--timeout", "1s"},
+		{"dlq", "replay", "--order", "OF-ABCDEFGHIJ", "--dry-run", "--brokers", addr, "--timeout", "1s"},
 		{"topics", "check", "--brokers", addr, "--timeout", "1s"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -71,11 +76,16 @@ func TestCommandsNameARefusedBroker(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"dlq", "list", "--brokers", addr, "--timeout", "5s"}, &stdout, &stderr); code != 1 {
-		t.Errorf("exit %d, want 1", code)
-	}
-	if want := "orderflow: Kafka at " + addr + " refused the connection: nothing listens there."; !strings.Contains(stderr.String(), want) {
-		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	for _, args := range [][]string{{"dlq", "list"}, {"orders", "list"}, {"orders", "show", "pi_1"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), append(args, "--brokers", addr, "--timeout", "5s"), &stdout, &stderr); code != 1 {
+			t.Errorf("%v: exit %d, want 1", args, code)
+		}
+		if want := "orderflow: Kafka at " + addr + " refused the connection: nothing listens there."; !strings.Contains(stderr.String(), want) {
+			t.Errorf("%v: stderr lacks %q:\n%s", args, want, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "unable to dial") {
+			t.Errorf("%v: stderr also has the raw error:\n%s", args, stderr.String())
+		}
 	}
 }

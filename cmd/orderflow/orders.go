@@ -100,10 +100,12 @@ func runOrdersShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return nil
 }
 
-func runOrdersErase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runOrdersErase(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("orders erase", ordersUsage, stderr)
 	var kf kafkaFlags
+	defer func() { err = kf.explain(err) }()
 	kf.register(fs)
+	kf.registerTimeout(fs)
 	yes := fs.Bool("yes", false, "erase without asking for confirmation")
 	wait := fs.Duration("wait", time.Minute, "how long to wait for the processor to confirm the erasure (0: do not wait)")
 	pos, err := parseInterspersed(fs, args)
@@ -125,12 +127,17 @@ func runOrdersErase(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer c.Close()
-	if ids, err := resolveOrderRefs(ctx, c, []string{id}); err != nil {
-		return err
-	} else {
+	// The look-up is bounded by --timeout; the confirmation is not.
+	lctx, stop := kf.wait(ctx, &stderr, "reading the order's state")
+	st, partition, err := func() (*processor.State, int32, error) {
+		defer stop()
+		ids, err := resolveOrderRefs(lctx, c, []string{id})
+		if err != nil {
+			return nil, 0, err
+		}
 		id = ids[0]
-	}
-	st, partition, err := c.OrderStateAt(ctx, id)
+		return c.OrderStateAt(lctx, id)
+	}()
 	if errors.Is(err, dlq.ErrOrderNotFound) {
 		return fmt.Errorf("order %s not found on %s: nothing to erase", id, c.Names().State)
 	}
@@ -153,7 +160,10 @@ func runOrdersErase(ctx context.Context, args []string, stdout, stderr io.Writer
 			return errors.New("erase not confirmed: nothing erased")
 		}
 	}
-	e, err := c.Erase(ctx, id, st, partition, *wait)
+	// Writing the request is bounded by --timeout, the confirmation by --wait.
+	ectx, cancel := context.WithTimeout(ctx, kf.timeout+*wait)
+	defer cancel()
+	e, err := c.Erase(ectx, id, st, partition, *wait)
 	if errors.Is(err, dlq.ErrEraseUnconfirmed) {
 		return fmt.Errorf("erase of order %s requested (%s %s), but no processor confirmed it: %w", id, c.Names().Orders, e.Request, err)
 	}

@@ -50,14 +50,16 @@ func (c *consoleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.tokenFile, "console-token-file", "", "file holding the console's bearer token (or set ORDERFLOW_CONSOLE_TOKEN)")
 }
 
-func runOrdersList(ctx context.Context, search bool, args []string, stdout, stderr io.Writer) error {
+func runOrdersList(ctx context.Context, search bool, args []string, stdout, stderr io.Writer) (err error) {
 	name := "orders list"
 	if search {
 		name = "orders search"
 	}
 	fs := newFlagSet(name, ordersListUsage, stderr)
 	var kf kafkaFlags
+	defer func() { err = kf.explain(err) }()
 	kf.register(fs)
+	kf.registerTimeout(fs)
 	var cf consoleFlags
 	cf.register(fs)
 	status := fs.String("status", "", "only orders of these statuses (comma-separated)")
@@ -98,7 +100,9 @@ func runOrdersList(ctx context.Context, search bool, args []string, stdout, stde
 	if cf.url != "" {
 		orders, err = consoleOrders(ctx, cf, q, v, *limit)
 	} else {
-		orders, err = scanOrders(ctx, &kf, q, *limit, stderr)
+		wctx, stop := kf.wait(ctx, &stderr, "reading "+kf.names().State)
+		orders, err = scanOrders(wctx, &kf, q, *limit, stderr)
+		stop()
 	}
 	if err != nil {
 		return err
