@@ -781,12 +781,23 @@ func (s *Server) apiOrders(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": reason(err)})
 		return
 	}
-	limit, _ := strconv.Atoi(v.Get("limit"))
-	if limit <= 0 || limit > 1000 {
-		limit = 50
+	limit := defaultAPILimit
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxAPILimit {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit %q: want a whole number from 1 to %d", l, maxAPILimit)})
+			return
+		}
+		limit = n
 	}
 	s.apiList(w, rc, q, v.Get("cursor"), limit)
 }
+
+// The orders an API page holds unless the request says, and at most.
+const (
+	defaultAPILimit = 50
+	maxAPILimit     = 1000
+)
 
 // SearchRequest is the body of POST /api/orders/search: the term stays out
 // of the URL.
@@ -818,8 +829,12 @@ func (s *Server) apiSearch(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "term is empty"})
 		return
 	}
-	if req.Limit <= 0 || req.Limit > 1000 {
-		req.Limit = 50
+	switch {
+	case req.Limit == 0:
+		req.Limit = defaultAPILimit
+	case req.Limit < 0 || req.Limit > maxAPILimit:
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("limit %d: want from 1 to %d", req.Limit, maxAPILimit)})
+		return
 	}
 	s.apiList(w, rc, q, "", req.Limit)
 }

@@ -488,6 +488,36 @@ func TestBearerToken(t *testing.T) {
 	if resp.StatusCode != 400 || !strings.Contains(e["error"], `unknown status "lost"`) {
 		t.Fatalf("API bad filter: %d %v", resp.StatusCode, e)
 	}
+	// A bad limit is refused, not replaced by the default.
+	for _, tt := range []struct{ method, path, body, want string }{
+		{http.MethodGet, "/api/orders?limit=abc", "", `limit "abc": want a whole number from 1 to 1000`},
+		{http.MethodGet, "/api/orders?limit=0", "", `limit "0": want a whole number from 1 to 1000`},
+		{http.MethodGet, "/api/orders?limit=1001", "", `limit "1001": want a whole number from 1 to 1000`},
+		{http.MethodPost, "/api/orders/search", `{"term":"bo@example.com","limit":5000}`, "limit 5000: want from 1 to 1000"},
+		{http.MethodPost, "/api/orders/search", `{"term":"bo@example.com","limit":-1}`, "limit -1: want from 1 to 1000"},
+	} {
+		req, _ = http.NewRequest(tt.method, ts.URL+tt.path, strings.NewReader(tt.body))
+		req.Header.Set("Authorization", "Bearer tok-ops")
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e = nil
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || e["error"] != tt.want {
+			t.Errorf("%s %s %s: %d %v, want 400 %q", tt.method, tt.path, tt.body, resp.StatusCode, e, tt.want)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/api/orders?limit=1", nil)
+	req.Header.Set("Authorization", "Bearer tok-ops")
+	resp, _ = http.DefaultClient.Do(req)
+	page = APIPage{}
+	_ = json.NewDecoder(resp.Body).Decode(&page)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(page.Orders) != 1 || page.Next == "" {
+		t.Errorf("limit=1: %d %+v", resp.StatusCode, page)
+	}
 }
 
 func TestDevNoLogin(t *testing.T) {
