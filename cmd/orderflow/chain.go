@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -177,6 +178,22 @@ func markGates(chain []chainEntry, gates []string) error {
 			return usagef("--webhook-gate %s: no step comes after webhook:%s in --steps, so none would wait for it", g, g)
 		}
 		chain[i].gate = true
+	}
+	return nil
+}
+
+// check refuses a --webhook or --webhook-secret-file naming no webhook step
+// of chain (a typo would leave the step without its URL or secret).
+func (w *webhookFlags) check(chain []chainEntry) error {
+	for _, f := range []struct {
+		flag string
+		vals namedValues
+	}{{"webhook", w.urls}, {"webhook-secret-file", w.secretFiles}} {
+		for _, name := range slices.Sorted(maps.Keys(f.vals)) {
+			if !slices.ContainsFunc(chain, func(e chainEntry) bool { return e.webhook == name }) {
+				return usagef("--%s %s: --steps has no step webhook:%s", f.flag, name, name)
+			}
+		}
 	}
 	return nil
 }

@@ -43,6 +43,24 @@ func TestProcessorRefusesInvalidChain(t *testing.T) {
 			t.Errorf("--steps %s: exit %d, stderr %q; want 2 and one line with %q", tt.steps, code, out, tt.want)
 		}
 	}
+	// A webhook's URL or secret for a name --steps does not list is a typo:
+	// the step it was meant for would go without it.
+	stray := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--webhook", "epr=https://erp.shop.example/hooks"}, "--webhook epr: --steps has no step webhook:epr"},
+		{[]string{"--webhook", "erp=https://erp.shop.example/hooks", "--webhook-secret-file", "wms=/run/secrets/wms"}, "--webhook-secret-file wms: --steps has no step webhook:wms"},
+		{[]string{"--webhook", "webhook:erp=https://erp.shop.example/hooks"}, "--webhook webhook:erp: --steps has no step webhook:webhook:erp"},
+	}
+	for _, tt := range stray {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"processor", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", "details,webhook:erp"}, tt.args...), &stdout, &stderr)
+		out := stderr.String()
+		if code != 2 || !strings.Contains(out, tt.want) || strings.Count(out, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line with %q", tt.args, code, out, tt.want)
+		}
+	}
 }
 
 // --steps sets the chain: order, providers and webhook steps, each webhook

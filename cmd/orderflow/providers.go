@@ -148,6 +148,9 @@ func (p *providerFlags) enabledSteps() ([]chainEntry, map[string]bool, error) {
 	if err := markGates(chain, p.webhooks.gates); err != nil {
 		return nil, nil, err
 	}
+	if err := p.webhooks.check(chain); err != nil {
+		return nil, nil, err
+	}
 	on := map[string]bool{}
 	for _, e := range chain {
 		on[e.name] = true
