@@ -49,7 +49,7 @@ type Summary struct {
 
 // Group is one step's alerts in a batch.
 type Group struct {
-	Step         string   // the step, "unknown" when empty, "other" past MaxSteps
+	Step         string   // the step; "" for alerts about an order at no step (a refund after shipping), "other" past MaxSteps
 	Count        int      // alerts at this step
 	Orders       []string // the first MaxOrders orders, by OF- number, each once
 	MoreOrders   int      // orders beyond Orders
@@ -74,9 +74,6 @@ func (s *Summary) Add(a integrations.Alert) {
 		s.FirstOrder = a.OrderID
 	}
 	step := a.Step
-	if step == "" {
-		step = "unknown"
-	}
 	g := s.byStep[step]
 	if g == nil {
 		if len(s.Groups) >= MaxSteps {

@@ -35,7 +35,8 @@ func TestSummaryBounds(t *testing.T) {
 		t.Errorf("reasons %+v other %d, want 3 distinct (×3 each) and 6 others", g.Reasons, g.OtherReasons)
 	}
 	other := s.Groups[len(s.Groups)-1]
-	// step0..step8 fill the list; step9, step10, step11 and "unknown" go to other.
+	// step0..step8 fill the list; step9, step10, step11 and the alert at
+	// no step go to other.
 	if other.Step != "other" || other.Count != 4 {
 		t.Errorf("last group %+v, want other with 4", other)
 	}

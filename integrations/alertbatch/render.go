@@ -70,14 +70,18 @@ type line struct {
 }
 
 // Render builds the message for a batch in m, at most limit UTF-16 units:
-// one alert as "orderflow alert · step x" (bold parts in m's bold), the
-// order and the reason; several as a count, then per step the orders and
-// reasons.
+// one alert as "orderflow alert · step x" (bold parts in m's bold; no step
+// part for an alert about the order itself), the order and the reason;
+// several as a count, then per step the orders and reasons.
 func Render(s *Summary, m Markup, limit int) string {
 	var lines []line
 	if s.Total == 1 && len(s.Groups) == 1 {
 		g := s.Groups[0]
-		lines = append(lines, line{markup: m.Bold("orderflow alert") + " · step " + m.Bold(m.Escape(g.Step))})
+		title := m.Bold("orderflow alert")
+		if g.Step != "" {
+			title += " · step " + m.Bold(m.Escape(g.Step))
+		}
+		lines = append(lines, line{markup: title})
 		if len(g.Orders) > 0 {
 			lines = append(lines, line{markup: "order ", plain: g.Orders[0]})
 		}
@@ -93,7 +97,11 @@ func Render(s *Summary, m Markup, limit int) string {
 		if g.MoreOrders > 0 {
 			orders += " and " + strconv.Itoa(g.MoreOrders) + " more"
 		}
-		lines = append(lines, line{markup: m.Bold(strconv.Itoa(g.Count)+" at step "+m.Escape(g.Step)) + ": ", plain: orders})
+		head := strconv.Itoa(g.Count) + " at step " + m.Escape(g.Step)
+		if g.Step == "" {
+			head = strconv.Itoa(g.Count) + " about orders"
+		}
+		lines = append(lines, line{markup: m.Bold(head) + ": ", plain: orders})
 		for _, r := range g.Reasons {
 			l := line{markup: "• ", plain: r.Text}
 			if r.Count > 1 {

@@ -72,3 +72,21 @@ func TestRenderKeepsEscapesWhole(t *testing.T) {
 		t.Errorf("Render cut at 53 = %q, want %q", got, want)
 	}
 }
+
+// An alert about an order at no step (a refund after shipping) names no
+// step, rather than a made-up one.
+func TestRenderAlertAtNoStep(t *testing.T) {
+	m := Markup{Bold: func(s string) string { return "[" + s + "]" }}
+	s := NewSummary()
+	s.Add(integrations.Alert{OrderID: "pi_3QcoupAAAA1", Text: "order refunded after it shipped"})
+	if got, want := Render(s, m, 1000), "[orderflow alert]\norder OF-QCOUPAAAA1\norder refunded after it shipped"; got != want {
+		t.Errorf("Render = %q, want %q", got, want)
+	}
+	s.Add(integrations.Alert{OrderID: "pi_3QcoupBBBB2", Text: "order refunded after it shipped"})
+	s.Add(integrations.Alert{OrderID: "pi_3QshipCCCC3", Step: "shipping", Text: "postnord: HTTP 400"})
+	want := "[orderflow: 3 alerts]\n\n[2 about orders]: OF-QCOUPAAAA1, OF-QCOUPBBBB2\n• order refunded after it shipped (×2)\n\n" +
+		"[1 at step shipping]: OF-QSHIPCCCC3\n• postnord: HTTP 400"
+	if got := Render(s, m, 1000); got != want {
+		t.Errorf("Render = %q, want %q", got, want)
+	}
+}
