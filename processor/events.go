@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,8 +37,12 @@ const (
 	// FlagPossibleDuplicatePrefix + step: a non-idempotent call was repeated
 	// after an intent without a result.
 	FlagPossibleDuplicatePrefix = "possible_duplicate:"
-	// FlagRefundedAfterShipping: a refund arrived after the goods shipped.
+	// FlagRefundedAfterShipping: a refund of the whole charge arrived after
+	// the goods shipped.
 	FlagRefundedAfterShipping = "refunded_after_shipping"
+	// FlagPartiallyRefunded: part of the charge was refunded; the order
+	// goes on.
+	FlagPartiallyRefunded = "partially_refunded"
 )
 
 // handling is one record being handled, on its key's goroutine. While the
@@ -54,6 +59,10 @@ type handling struct {
 	replaySrc string
 	// traceParent is the record's traceparent header.
 	traceParent string
+	// refundSeen is a charge.refunded event's refund (refundInfo), read
+	// once when refundRead.
+	refundSeen chargeRefund
+	refundRead bool
 	// lg is the record's logger, made by log on first use (most records
 	// log nothing at the levels enabled); traceID goes into it.
 	lg      atomic.Pointer[slog.Logger]
@@ -222,7 +231,20 @@ func (h *handling) duplicate() bool {
 		(h.env.ObjectID != "" && slices.Contains(h.st.AppliedObjects, h.objectKey()))
 }
 
-func (h *handling) objectKey() string { return h.env.EventType + "/" + h.env.ObjectID }
+// objectKey names the change an event reports: its type and object, so a
+// second event of one change is a duplicate. Every refund of a charge is a
+// charge.refunded of that charge, so a refund's key also holds the amount
+// refunded so far (Stripe's amount_refunded is cumulative): a second
+// partial refund, or the rest refunded later, is a change of its own.
+func (h *handling) objectKey() string {
+	k := h.env.EventType + "/" + h.env.ObjectID
+	if h.env.EventType == EventChargeRefunded {
+		if r := h.refundInfo(); r.known {
+			k += "/" + strconv.FormatInt(r.refunded, 10)
+		}
+	}
+	return k
+}
 
 // markApplied records the event (and the replay it came from) in the state.
 func (h *handling) markApplied() {
@@ -345,11 +367,58 @@ func (h *handling) awaitPayment() bool {
 	return h.finish()
 }
 
-// refund handles charge.refunded: before shipping it stops the chain; after
-// shipping it asks a human.
+// chargeRefund is what a charge.refunded event says of its charge.
+type chargeRefund struct {
+	// amount is what was charged, refunded what is refunded so far, both
+	// in the currency's minor units; known is false when the event has
+	// neither.
+	amount, refunded int64
+	currency         string
+	known            bool
+	// full: the whole charge is refunded (Stripe's refunded, or
+	// amount_refunded reaching amount). An event that does not say how
+	// much is taken as a full refund: stopping the chain is the safe side.
+	full bool
+}
+
+// refundInfo reads the refund from the event's charge, once.
+func (h *handling) refundInfo() chargeRefund {
+	if h.refundRead {
+		return h.refundSeen
+	}
+	h.refundRead = true
+	var e struct {
+		Data struct {
+			Object struct {
+				Amount         *int64 `json:"amount"`
+				AmountRefunded *int64 `json:"amount_refunded"`
+				Refunded       bool   `json:"refunded"`
+				Currency       string `json:"currency"`
+			} `json:"object"`
+		} `json:"data"`
+	}
+	r := chargeRefund{full: true}
+	if json.Unmarshal(h.env.Event, &e) == nil {
+		o := e.Data.Object
+		if o.Amount != nil && o.AmountRefunded != nil && *o.Amount > 0 && *o.AmountRefunded >= 0 {
+			r = chargeRefund{amount: *o.Amount, refunded: *o.AmountRefunded, currency: o.Currency, known: true}
+			r.full = o.Refunded || r.refunded >= r.amount
+		}
+	}
+	h.refundSeen = r
+	return r
+}
+
+// refund handles charge.refunded. A refund of the whole charge before
+// shipping stops the chain; after shipping it asks a human. A partial
+// refund (an item out of stock, a goodwill credit) stops nothing: the
+// order goes on, flagged, and a human credits the invoice.
 func (h *handling) refund() bool {
 	if h.duplicate() {
 		return true
+	}
+	if r := h.refundInfo(); !r.full {
+		return h.partialRefund(r)
 	}
 	if h.st == nil {
 		h.st = h.newState(StatusRefunded)
@@ -379,6 +448,43 @@ func (h *handling) refund() bool {
 		h.p.alert(integrations.Alert{OrderID: h.key, Text: "order refunded after it shipped: stop or recall the shipment and credit the invoice by hand"})
 		return true
 	}
+}
+
+// partialRefund handles a refund of part of the charge.
+func (h *handling) partialRefund(r chargeRefund) bool {
+	if h.st == nil {
+		// The refund came before the payment's event, which runs the chain.
+		h.st = h.newState(StatusAwaitingPayment)
+	}
+	st := h.st
+	if st.Status == StatusRefunded {
+		// An earlier refund, delivered after the one of the whole charge.
+		h.markApplied()
+		return h.finish()
+	}
+	if !st.HasFlag(FlagPartiallyRefunded) {
+		st.Flags = append(st.Flags, FlagPartiallyRefunded)
+	}
+	ship := st.Steps[StepShipping]
+	shipped := ship != nil && ship.Done && !ship.Skipped || st.Status == StatusCompleted
+	when := "before shipping: the order goes on (check what is still to ship)"
+	if shipped {
+		when = "after it shipped"
+	}
+	text := fmt.Sprintf("order partially refunded %s: %s of %s refunded so far; credit it on the invoice by hand",
+		when, integrations.FormatMoney(r.refunded, r.currency), integrations.FormatMoney(r.amount, r.currency))
+	if h.replay && st.Status == StatusInProgress {
+		// The refund was parked behind the order's dead letter: its
+		// replay resumes the chain, as any replayed event does.
+		h.p.alert(integrations.Alert{OrderID: h.key, Text: text})
+		return h.chain()
+	}
+	h.markApplied()
+	if !h.finish() {
+		return false
+	}
+	h.p.alert(integrations.Alert{OrderID: h.key, Text: text})
+	return true
 }
 
 // unpark makes a dead-lettered order runnable again for a replayed record:

@@ -307,6 +307,14 @@ type event struct {
 	key, typ, id, object string
 	paymentStatus        string
 	headers              map[string]string
+	// charge is a charge.refunded event's charge amounts, when set.
+	charge *charge
+}
+
+// charge is what a charge.refunded event says of its charge.
+type charge struct {
+	amount, refunded int64
+	full             bool
 }
 
 func (h *harness) send(evs ...event) {
@@ -324,6 +332,10 @@ func (h *harness) record(e event) *kgo.Record {
 	obj := map[string]any{"id": e.object}
 	if e.paymentStatus != "" {
 		obj["payment_status"] = e.paymentStatus
+	}
+	if c := e.charge; c != nil {
+		obj["object"], obj["currency"] = "charge", "eur"
+		obj["amount"], obj["amount_refunded"], obj["refunded"] = c.amount, c.refunded, c.full
 	}
 	raw, _ := json.Marshal(map[string]any{"id": e.id, "type": e.typ, "data": map[string]any{"object": obj}})
 	b, err := topics.Envelope{EventID: e.id, EventType: e.typ, Key: e.key, ObjectID: e.object, Created: time.Now().Unix(),

@@ -1094,6 +1094,11 @@ func (ix *Index) deriveAlerts(b *pebble.Batch, old, cur *Summary, at time.Time) 
 	if cur.Status == string(processor.StatusRefunded) && (old == nil || old.Status != cur.Status) {
 		ix.addAlert(b, Alert{At: at, Order: cur.ID, Text: "order refunded before shipping: the chain stopped"})
 	}
+	for _, ra := range refundAlerts {
+		if slices.Contains(cur.Flags, ra.flag) && (old == nil || !slices.Contains(old.Flags, ra.flag)) {
+			ix.addAlert(b, Alert{At: at, Order: cur.ID, Text: ra.text})
+		}
+	}
 	var before []string
 	if old != nil {
 		before = old.PossibleDuplicates()
@@ -1103,6 +1108,12 @@ func (ix *Index) deriveAlerts(b *pebble.Batch, old, cur *Summary, at time.Time) 
 			ix.addAlert(b, Alert{At: at, Order: cur.ID, Step: step, Text: "possible duplicate at " + step + ": check the provider"})
 		}
 	}
+}
+
+// refundAlerts are the alerts of the refund flags, when an order gets one.
+var refundAlerts = []struct{ flag, text string }{
+	{processor.FlagPartiallyRefunded, "order partially refunded: credit the refund on the invoice by hand"},
+	{processor.FlagRefundedAfterShipping, "order refunded after it shipped: stop or recall the shipment and credit the invoice by hand"},
 }
 
 // AddAlert records an alert seen outside the records (a circuit change in

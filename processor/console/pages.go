@@ -335,6 +335,13 @@ func nextAction(sum *Summary, st *processor.State, letters []Letter) string {
 	if len(dups) > 0 {
 		dupNote = " It is flagged possible_duplicate for " + strings.Join(dups, ", ") + ": a call may have happened twice after a crash; check the provider (for shipping, a second label) and cancel the extra one."
 	}
+	// What a refund leaves to a person comes first: the steps went on.
+	switch {
+	case slices.Contains(sum.Flags, processor.FlagRefundedAfterShipping):
+		dupNote = " It was refunded in full after it shipped: stop or recall the shipment and credit the invoice by hand." + dupNote
+	case slices.Contains(sum.Flags, processor.FlagPartiallyRefunded):
+		dupNote = " Part of it was refunded (see the alerts for how much): credit that on the invoice by hand; the order went on." + dupNote
+	}
 	var open []string
 	for _, l := range letters {
 		if l.Status == dlq.LetterOpen {
@@ -343,7 +350,10 @@ func nextAction(sum *Summary, st *processor.State, letters []Letter) string {
 	}
 	switch sum.Status {
 	case string(processor.StatusCompleted):
-		return "Nothing: every step is done." + dupNote
+		if dupNote != "" {
+			return "Every step is done." + dupNote
+		}
+		return "Nothing: every step is done."
 	case StatusWaiting:
 		ss := st.Steps[sum.Step]
 		return fmt.Sprintf("Nothing yet: step %s failed %d time(s) (%s) and the processor retries it with backoff; while its provider fails for every order its circuit opens and orders wait. If the retries run out the order becomes a dead letter.%s",

@@ -1,0 +1,56 @@
+package console
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orderflow/processor"
+)
+
+// A refund flag on a finished order is an alert once, and its page says
+// what a person still has to do instead of "Nothing".
+func TestRefundFlags(t *testing.T) {
+	ts := newTestServer(t, nil)
+	st := order("pi_refd0000001", "anna@example.com", processor.StatusCompleted, t0, 6)
+	part := *st
+	part.Flags = []string{processor.FlagPartiallyRefunded}
+	full := part
+	full.Flags = []string{processor.FlagPartiallyRefunded, processor.FlagRefundedAfterShipping}
+	apply(t, ts.ix, stateRecord(t, st, 0, 0))
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	if _, body, _ := c.get("/orders/pi_refd0000001"); !strings.Contains(body, "Nothing: every step is done.") {
+		t.Fatalf("order page before the refund lacks the all-done note:\n%s", body)
+	}
+
+	apply(t, ts.ix, stateRecord(t, &part, 0, 1))
+	_, body, _ := c.get("/orders/pi_refd0000001")
+	if !strings.Contains(body, "Every step is done. Part of it was refunded (see the alerts for how much): credit that on the invoice by hand; the order went on.") {
+		t.Errorf("partially refunded order page lacks the note:\n%s", body)
+	}
+	apply(t, ts.ix, stateRecord(t, &part, 0, 2)) // the same flags again: no second alert
+	apply(t, ts.ix, stateRecord(t, &full, 0, 3))
+	_, body, _ = c.get("/orders/pi_refd0000001")
+	if !strings.Contains(body, "Every step is done. It was refunded in full after it shipped: stop or recall the shipment and credit the invoice by hand.") ||
+		strings.Contains(body, "Nothing: every step is done.") {
+		t.Errorf("order refunded after shipping: page lacks the note:\n%s", body)
+	}
+
+	alerts, err := ts.ix.Alerts(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, a := range alerts {
+		if a.Order == "pi_refd0000001" {
+			texts = append(texts, a.Text)
+		}
+	}
+	want := []string{ // newest first
+		"order refunded after it shipped: stop or recall the shipment and credit the invoice by hand",
+		"order partially refunded: credit the refund on the invoice by hand",
+	}
+	if strings.Join(texts, "|") != strings.Join(want, "|") {
+		t.Errorf("alerts %q, want %q", texts, want)
+	}
+}

@@ -1,0 +1,142 @@
+package processor
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/topics"
+)
+
+// alertTexts returns the texts of the alerts about order, in order sent.
+func (f *fakes) alertTexts(order string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, a := range f.alerts {
+		if a.OrderID == order {
+			out = append(out, a.Text)
+		}
+	}
+	return out
+}
+
+// Stripe sends charge.refunded for every refund, partial ones included,
+// with amount_refunded the total refunded so far. A partial refund stops
+// nothing; a refund of the whole charge does, even after partial ones of
+// the same charge.
+func TestPartialRefunds(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
+	refund := func(key, id string, refunded int64, full bool) event {
+		return event{key: key, typ: EventChargeRefunded, id: id, object: "ch_" + key, charge: &charge{amount: 12400, refunded: refunded, full: full}}
+	}
+	h.send(
+		// A partial refund before the payment's event: the order ships.
+		refund("pi_part", "evt_p1", 2500, false), paid("pi_part"),
+		// Two partial refunds of one charge, then the rest, all before
+		// the payment's event: the whole charge is refunded, nothing runs.
+		refund("pi_rest", "evt_r1", 2500, false), refund("pi_rest", "evt_r2", 5000, false), refund("pi_rest", "evt_r3", 12400, true),
+		paid("pi_rest"),
+		// After shipping: a partial refund, then the rest.
+		paid("pi_late"), refund("pi_late", "evt_l1", 400, false), refund("pi_late", "evt_l1", 400, false), refund("pi_late", "evt_l2", 12400, true),
+		// Stripe's refunded flag alone says the refund is whole.
+		refund("pi_flag", "evt_f1", 100, true), paid("pi_flag"),
+	)
+	states := h.waitStates("refunds handled", 30*time.Second, func(m map[string]*State) bool {
+		done := func(k string, n int) bool { return m[k] != nil && len(m[k].AppliedEvents) == n }
+		return done("pi_part", 2) && m["pi_part"].Status == StatusCompleted && done("pi_rest", 3) && done("pi_late", 3) && done("pi_flag", 1)
+	})
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
+
+	if st := states["pi_part"]; st.Status != StatusCompleted || !st.HasFlag(FlagPartiallyRefunded) || st.HasFlag(FlagRefundedAfterShipping) {
+		t.Errorf("pi_part: status %s flags %v, want completed and partially_refunded", st.Status, st.Flags)
+	}
+	for _, step := range Chain {
+		if n := f.createdCount(step, "pi_part"); n != 1 {
+			t.Errorf("pi_part: %s created %d times, want 1", step, n)
+		}
+	}
+	if got, want := f.alertTexts("pi_part"), []string{"order partially refunded before shipping: the order goes on (check what is still to ship): 25.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand"}; !slices.Equal(got, want) {
+		t.Errorf("pi_part alerts %q, want %q", got, want)
+	}
+
+	for _, k := range []string{"pi_rest", "pi_flag"} {
+		if st := states[k]; st.Status != StatusRefunded {
+			t.Errorf("%s: status %s, want refunded", k, st.Status)
+		}
+		for _, step := range Chain {
+			if n := f.attemptCount(step, k); n != 0 {
+				t.Errorf("%s: %s called %d times after the whole charge was refunded", k, step, n)
+			}
+		}
+	}
+	if got := f.alertTexts("pi_rest"); len(got) != 3 || got[2] != "order refunded before shipping: the chain stopped; check any steps already done" {
+		t.Errorf("pi_rest alerts %q, want two partial refunds and the stop", got)
+	}
+
+	st := states["pi_late"]
+	if st.Status != StatusCompleted || !st.HasFlag(FlagPartiallyRefunded) || !st.HasFlag(FlagRefundedAfterShipping) {
+		t.Errorf("pi_late: status %s flags %v, want completed, partially_refunded and refunded_after_shipping", st.Status, st.Flags)
+	}
+	if got, want := f.alertTexts("pi_late"), []string{
+		"order partially refunded after it shipped: 4.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand",
+		"order refunded after it shipped: stop or recall the shipment and credit the invoice by hand",
+	}; !slices.Equal(got, want) {
+		t.Errorf("pi_late alerts %q, want %q", got, want)
+	}
+}
+
+// A partial refund parked behind the order's dead letter resumes the chain
+// when it is replayed, as any replayed event does.
+func TestReplayedPartialRefundResumesTheChain(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	var broken atomic.Bool
+	broken.Store(true)
+	f.fail = func(step, _ string, _ int) error {
+		if step == StepShipping && broken.Load() {
+			return permanent(step)
+		}
+		return nil
+	}
+	h.start(h.config(), f.providers())
+	k := "pi_parkpart"
+	h.send(paid(k), event{key: k, typ: EventChargeRefunded, id: "evt_pp", object: "ch_pp", charge: &charge{amount: 12400, refunded: 1000}})
+	h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
+	dl := h.readAll(h.names.DLQ)
+	if len(dl) != 2 {
+		t.Fatalf("%d dead letters, want 2 (shipping, then the parked refund)", len(dl))
+	}
+	broken.Store(false)
+	// Only the parked refund is replayed.
+	d := dl[1]
+	r := &kgo.Record{Topic: h.names.Orders, Key: d.Key, Value: d.Value}
+	for _, hd := range d.Headers {
+		if hd.Key == topics.HeaderEventID || hd.Key == topics.HeaderEventType {
+			r.Headers = append(r.Headers, hd)
+		}
+	}
+	r.Headers = append(r.Headers,
+		kgo.RecordHeader{Key: topics.HeaderReplay, Value: []byte("1")},
+		kgo.RecordHeader{Key: topics.HeaderReplaySource, Value: []byte(topics.Source(d.Partition, d.Offset))})
+	if err := h.prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	st := h.waitStates("completed", 30*time.Second, allStatus([]string{k}, StatusCompleted))[k]
+	if !st.HasFlag(FlagPartiallyRefunded) || !slices.Contains(st.AppliedEvents, "evt_pp") {
+		t.Errorf("flags %v applied %v, want partially_refunded and the refund applied", st.Flags, st.AppliedEvents)
+	}
+	if n := f.createdCount(StepShipping, k); n != 1 {
+		t.Errorf("shipping created %d times, want 1", n)
+	}
+}
