@@ -35,7 +35,8 @@ import (
 //	o<id>                        order summary (summarycodec.go)
 //	x<status>0<step>0<created><id>  orders by status and current step (every
 //	                             order has one: the unfiltered list merges them)
-//	f<flag>0<created><id>        flagged orders (possible_duplicate:<step>)
+//	f<flag>0<created><id>        flagged orders (possible_duplicate:<step>,
+//	                             refunded_after_shipping, partially_refunded)
 //	n<NUMBER>0<id>  @<email>0<id>  k<tracking>0<id>  i<invoice>0<id>  e<event id>0<id>
 //	                             search keys
 //	v<id>0<partition><offset>    an orders record of the order (EventInfo)
@@ -52,7 +53,9 @@ const (
 	// formatVersion is the key layout's; an index of another is rebuilt.
 	// 3: no time key (t<created><id>), lists merge the x keys.
 	// 4: the orders flagged possible_duplicate are counted.
-	formatVersion = "4"
+	// 5: f keys and a count of the orders flagged refunded (after shipping,
+	// or in part), which the refunded filter lists.
+	formatVersion = "5"
 	sep           = 0x00
 )
 
@@ -511,12 +514,18 @@ func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, d *decoded, counts m
 		if len(old.PossibleDuplicates()) > 0 {
 			counts[FilterPossibleDuplicate]--
 		}
+		if old.refundFlaggedOnly() {
+			counts[countRefundFlagged]--
+		}
 	}
 	if cur != nil {
 		newKeys = summaryKeys(cur)
 		counts[cur.Status]++
 		if len(cur.PossibleDuplicates()) > 0 {
 			counts[FilterPossibleDuplicate]++
+		}
+		if cur.refundFlaggedOnly() {
+			counts[countRefundFlagged]++
 		}
 	}
 	for _, k := range oldKeys {
@@ -551,7 +560,7 @@ func summaryKeys(s *Summary) [][]byte {
 		termKey('n', strings.ToUpper(s.Number), s.ID),
 	}
 	for _, f := range s.Flags {
-		if strings.HasPrefix(f, processor.FlagPossibleDuplicatePrefix) {
+		if strings.HasPrefix(f, processor.FlagPossibleDuplicatePrefix) || slices.Contains(refundFlags, f) {
 			keys = append(keys, cat([]byte{'f'}, []byte(f), []byte{sep}, ts, []byte(s.ID)))
 		}
 	}
@@ -867,18 +876,23 @@ func (ix *Index) List(q Query, cursor string, limit int) (Page, error) {
 		heap.Push(h, &cursorIter{it: it, plen: len(p)})
 	}
 	var page Page
-	var last []byte
+	var last, prev []byte
 	for h.Len() > 0 && len(page.Orders) < limit {
 		c := (*h)[0]
 		suffix := c.suffix()
-		id := string(suffix[8:])
-		s, err := ix.summary(id)
-		if err != nil {
-			return Page{}, err
-		}
-		if s != nil && q.Match(s) {
-			page.Orders = append(page.Orders, *s)
-			last = slices.Clone(suffix)
+		// An order under several of the prefixes (two flags) comes from
+		// each in turn, next to itself in the merge: it is listed once.
+		if !bytes.Equal(suffix, prev) {
+			prev = append(prev[:0], suffix...)
+			id := string(suffix[8:])
+			s, err := ix.summary(id)
+			if err != nil {
+				return Page{}, err
+			}
+			if s != nil && q.Match(s) {
+				page.Orders = append(page.Orders, *s)
+				last = slices.Clone(suffix)
+			}
 		}
 		if c.it.Prev() {
 			heap.Fix(h, 0)
@@ -949,6 +963,14 @@ func (q Query) prefixes() [][]byte {
 				}
 			}
 			continue
+		}
+		if st == string(processor.StatusRefunded) {
+			// Also the orders refunded after shipping or in part, which
+			// went on: by their flags, whatever their step (Match checks
+			// it).
+			for _, f := range refundFlags {
+				add(cat([]byte{'f'}, []byte(f), []byte{sep}))
+			}
 		}
 		for _, s := range expandStatus(st) {
 			for _, step := range steps {

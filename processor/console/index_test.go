@@ -69,13 +69,14 @@ func TestIndexOfOtherTopicsIsRebuilt(t *testing.T) {
 	}
 }
 
-func TestIndexOfFormat3IsRebuilt(t *testing.T) {
+func TestIndexOfAnEarlierFormatIsRebuilt(t *testing.T) {
 	dir := t.TempDir()
 	ix := testIndex(t, dir)
 	apply(t, ix, stateRecord(t, order("pi_old0000002", "o@example.com", processor.StatusCompleted, t0, 6), 0, 0))
-	// Format 3 did not count the orders flagged possible_duplicate: its
-	// count would miss the orders indexed before, so it is rebuilt.
-	if err := ix.db.Set(keyFormat, []byte("3"), pebble.NoSync); err != nil {
+	// Format 4 did not keep f keys for the refund flags nor count them: its
+	// refunded filter would miss the orders indexed before, so it is
+	// rebuilt.
+	if err := ix.db.Set(keyFormat, []byte("4"), pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	ix.Close()
@@ -84,7 +85,7 @@ func TestIndexOfFormat3IsRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ix.Close()
-	if rebuilt != `index format "3", this build writes "4"` {
+	if rebuilt != `index format "4", this build writes "5"` {
 		t.Fatalf("rebuilt = %q", rebuilt)
 	}
 	if _, err := ix.Get("pi_old0000002"); err != ErrNotFound || len(ix.Offsets()) != 0 {
@@ -228,7 +229,16 @@ func TestStatusFilterIncludesSubStates(t *testing.T) {
 	done.Flags = []string{processor.FlagPossibleDuplicatePrefix + processor.StepShipping}
 	at := t0.Add(5 * time.Minute)
 	erased := &processor.State{Version: 1, OrderID: "pi_flt0000006", Status: processor.StatusErased, ErasedAt: &at, CreatedAt: at, UpdatedAt: at}
-	all := []*processor.State{dead, parked, running, waiting, done, erased}
+	// refunded also lists the refunded orders that went on (flagged), each
+	// once: one with both refund flags too, one refunded in part and then
+	// in full before shipping.
+	stopped := order("pi_flt0000007", "f@example.com", processor.StatusRefunded, t0.Add(6*time.Minute), 1)
+	stopped.Flags = []string{processor.FlagPartiallyRefunded}
+	returned := order("pi_flt0000008", "g@example.com", processor.StatusCompleted, t0.Add(7*time.Minute), 6)
+	returned.Flags = []string{processor.FlagPartiallyRefunded, processor.FlagRefundedAfterShipping}
+	credited := order("pi_flt0000009", "h@example.com", processor.StatusCompleted, t0.Add(8*time.Minute), 6)
+	credited.Flags = []string{processor.FlagPartiallyRefunded}
+	all := []*processor.State{dead, parked, running, waiting, done, erased, stopped, returned, credited}
 	for i, st := range all {
 		apply(t, ix, stateRecord(t, st, 0, int64(i)))
 	}
@@ -237,9 +247,10 @@ func TestStatusFilterIncludesSubStates(t *testing.T) {
 		"parked":             {"pi_flt0000002"},
 		"in_progress":        {"pi_flt0000004", "pi_flt0000003"},
 		"waiting":            {"pi_flt0000004"},
-		"completed":          {"pi_flt0000005"},
+		"completed":          {"pi_flt0000009", "pi_flt0000008", "pi_flt0000005"},
 		"possible_duplicate": {"pi_flt0000005"},
 		"erased":             {"pi_flt0000006"},
+		"refunded":           {"pi_flt0000009", "pi_flt0000008", "pi_flt0000007"},
 	} {
 		q := Query{Statuses: []string{status}}
 		p, err := ix.List(q, "", 10)
@@ -272,5 +283,20 @@ func TestStatusFilterIncludesSubStates(t *testing.T) {
 	apply(t, ix, stateRecord(t, done, 0, 9))
 	if n := ix.Counts()[FilterPossibleDuplicate]; n != 0 {
 		t.Errorf("possible duplicates after the flag went: %d, want 0", n)
+	}
+	// One flagged order refunded in full after all (its count moves from
+	// the flagged ones to refunded), another's flags gone.
+	credited.Status = processor.StatusRefunded
+	returned.Flags = nil
+	apply(t, ix, stateRecord(t, credited, 0, 10), stateRecord(t, returned, 0, 11))
+	if n := StatusCount(ix.Counts(), "refunded"); n != 2 {
+		t.Errorf("count of --status refunded = %d, want 2 (counts %v)", n, ix.Counts())
+	}
+	p, err := ix.List(Query{Statuses: []string{"refunded"}}, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Orders) != 2 || p.Orders[0].ID != "pi_flt0000009" || p.Orders[1].ID != "pi_flt0000007" {
+		t.Errorf("refunded after the changes: %+v", p.Orders)
 	}
 }

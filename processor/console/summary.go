@@ -33,13 +33,37 @@ var FilterStatuses = []string{
 }
 
 // StatusCount is how many orders the status filter selects, from the
-// index's counts: in_progress with waiting, dead_lettered with parked.
+// index's counts: in_progress with waiting, dead_lettered with parked,
+// refunded with the orders flagged refunded that went on.
 func StatusCount(counts map[string]int64, status string) int64 {
 	var n int64
 	for _, s := range expandStatus(status) {
 		n += counts[s]
 	}
+	if status == string(processor.StatusRefunded) {
+		n += counts[countRefundFlagged]
+	}
 	return n
+}
+
+// refundFlags are the flags of an order refunded that went on: in full
+// after it shipped, or in part. The refunded filter lists them with the
+// orders whose refund stopped the chain.
+var refundFlags = []string{processor.FlagRefundedAfterShipping, processor.FlagPartiallyRefunded}
+
+// countRefundFlagged is the index's count of the orders with a refund flag
+// whose status is not refunded.
+const countRefundFlagged = "refund_flagged"
+
+// refundFlagged reports whether the order has a refund flag.
+func (s *Summary) refundFlagged() bool {
+	return slices.ContainsFunc(s.Flags, func(f string) bool { return slices.Contains(refundFlags, f) })
+}
+
+// refundFlaggedOnly reports whether the order has a refund flag but not
+// the refunded status (counted apart, so that none is counted twice).
+func (s *Summary) refundFlaggedOnly() bool {
+	return s.Status != string(processor.StatusRefunded) && s.refundFlagged()
 }
 
 // Summary is what the index keeps of an order for lists and search: ids,
@@ -228,6 +252,9 @@ func (q Query) statusMatches(want string, s *Summary) bool {
 	}
 	if len(q.Steps) > 0 && !slices.Contains(q.Steps, s.Step) {
 		return false
+	}
+	if want == string(processor.StatusRefunded) && s.refundFlagged() {
+		return true
 	}
 	return slices.Contains(expandStatus(want), s.Status)
 }
