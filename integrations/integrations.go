@@ -101,12 +101,16 @@ type LineItem struct {
 	Quantity    int64  `json:"quantity"`
 	// UnitAmount is the price's unit_amount (inclusive of tax when
 	// TaxBehavior is inclusive); informational, never multiplied.
-	UnitAmount     int64  `json:"unit_amount"`
-	AmountSubtotal int64  `json:"amount_subtotal"`
-	AmountDiscount int64  `json:"amount_discount,omitempty"`
-	AmountTax      int64  `json:"amount_tax"`
-	AmountTotal    int64  `json:"amount_total"`
-	TaxBehavior    string `json:"tax_behavior,omitempty"`
+	UnitAmount int64 `json:"unit_amount"`
+	// UnitAmountDecimal is the price's unit_amount_decimal, in minor units
+	// ("624.75": 6.2475 EUR), when the price is in fractions of the minor
+	// unit and so has no unit_amount; informational, never multiplied.
+	UnitAmountDecimal string `json:"unit_amount_decimal,omitempty"`
+	AmountSubtotal    int64  `json:"amount_subtotal"`
+	AmountDiscount    int64  `json:"amount_discount,omitempty"`
+	AmountTax         int64  `json:"amount_tax"`
+	AmountTotal       int64  `json:"amount_total"`
+	TaxBehavior       string `json:"tax_behavior,omitempty"`
 	// Taxes are the line's taxes, one per rate (several for US state,
 	// county and city tax); Discounts the discounts applied to it.
 	Taxes     []Tax      `json:"taxes,omitempty"`

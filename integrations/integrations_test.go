@@ -87,3 +87,27 @@ func TestOrderNumberAndURL(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatMinorDecimal(t *testing.T) {
+	for _, tt := range []struct{ minor, cur, want string }{
+		{"624.75", "eur", "6.2475"},
+		{"1999", "eur", "19.99"},
+		{"1999.500", "eur", "19.995"},
+		{"5", "eur", "0.05"},
+		{"0.5", "eur", "0.005"},
+		{"12.5", "jpy", "12.5"},
+		{"1234", "jpy", "1234"},
+		{"1234.1", "kwd", "1.2341"},
+		{"007.10", "eur", "0.071"},
+	} {
+		got, err := FormatMinorDecimal(tt.minor, tt.cur)
+		if err != nil || got != tt.want {
+			t.Errorf("FormatMinorDecimal(%q, %q) = %q, %v; want %q", tt.minor, tt.cur, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "-5", "1e3", "1.2.3", ".5", "abc"} {
+		if got, err := FormatMinorDecimal(bad, "eur"); err == nil {
+			t.Errorf("FormatMinorDecimal(%q) = %q, want an error", bad, got)
+		}
+	}
+}

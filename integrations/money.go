@@ -63,6 +63,30 @@ func FormatMinor(minor int64, exp int) string {
 	return s
 }
 
+// FormatMinorDecimal renders a non-negative plain decimal count of minor
+// units (Stripe's unit_amount_decimal) in major units, exactly, with at
+// least the currency's decimals: ("624.75","eur") → "6.2475",
+// ("1999","eur") → "19.99", ("12.5","jpy") → "12.5".
+func FormatMinorDecimal(minor, currency string) (string, error) {
+	whole, frac, _ := strings.Cut(strings.TrimSpace(minor), ".")
+	frac = strings.TrimRight(frac, "0")
+	digits := whole + frac
+	if whole == "" || strings.Trim(digits, "0123456789") != "" {
+		return "", fmt.Errorf("amount %q is not a plain decimal", minor)
+	}
+	exp := Exponent(currency)
+	// digits × 10^-(len(frac)+exp), with at least exp decimals.
+	scale := len(frac) + exp
+	digits = strings.TrimLeft(digits, "0")
+	if len(digits) <= scale {
+		digits = strings.Repeat("0", scale-len(digits)+1) + digits
+	}
+	if scale == 0 {
+		return digits, nil
+	}
+	return digits[:len(digits)-scale] + "." + digits[len(digits)-scale:], nil
+}
+
 // FormatMoney is FormatAmount followed by the upper-case currency code:
 // "19.99 EUR".
 func FormatMoney(minor int64, currency string) string {

@@ -188,8 +188,19 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 func lineText(o integrations.Order, it integrations.LineItem) string {
 	cur := o.Currency
 	var parts []string
-	if it.UnitAmount != 0 || it.Quantity != 1 {
-		p := fmt.Sprintf("%d × %s", it.Quantity, integrations.FormatMoney(it.UnitAmount, cur))
+	if it.UnitAmount != 0 || it.UnitAmountDecimal != "" || it.Quantity != 1 {
+		unit := integrations.FormatMoney(it.UnitAmount, cur)
+		if it.UnitAmountDecimal != "" {
+			if u, err := integrations.FormatMinorDecimal(it.UnitAmountDecimal, cur); err == nil {
+				unit = u + " " + strings.ToUpper(cur)
+			}
+		}
+		p := fmt.Sprintf("%d × %s", it.Quantity, unit)
+		if it.UnitAmount == 0 && it.UnitAmountDecimal == "" && it.AmountSubtotal != 0 {
+			// A price with no unit amount (tiered): the quantity and
+			// what the units came to.
+			p = fmt.Sprintf("%d for %s", it.Quantity, integrations.FormatMoney(it.AmountSubtotal, cur))
+		}
 		switch it.TaxBehavior {
 		case integrations.TaxInclusive:
 			p += " incl. VAT"

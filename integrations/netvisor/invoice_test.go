@@ -184,3 +184,30 @@ func TestConfigRejectsUnknownVATCode(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 }
+
+// A price in fractions of a cent (unit_amount_decimal) is written with
+// every decimal it has; a price with no unit amount at all (tiered) by
+// what its units came to. Neither is "0.00 EUR" a unit.
+func TestInvoiceLineTextOfPricesWithoutAUnitAmount(t *testing.T) {
+	o := testOrder()
+	o.Items = []integrations.LineItem{
+		{Description: "Seeds", Quantity: 2, UnitAmountDecimal: "624.75", AmountSubtotal: 1250, AmountTax: 250, AmountTotal: 1250, TaxBehavior: "inclusive",
+			Taxes: []integrations.Tax{{Amount: 250, Percentage: "25"}}},
+		{Description: "Bulk clay", Quantity: 30, AmountSubtotal: 4500, AmountTax: 900, AmountTotal: 4500, TaxBehavior: "inclusive",
+			Taxes: []integrations.Tax{{Amount: 900, Percentage: "25"}}},
+	}
+	o.ShippingCost = nil
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 5750, 1150, 5750
+	inv, err := invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"2 × 6.2475 EUR incl. VAT", "30 for 45.00 EUR incl. VAT"} {
+		if got := inv.Lines[i].FreeText; got != want {
+			t.Errorf("line %d text = %q, want %q", i, got, want)
+		}
+	}
+	if inv.Lines[0].Sum != "12,50" || inv.Lines[1].Sum != "45,00" {
+		t.Errorf("line sums %s, %s, want 12,50 and 45,00", inv.Lines[0].Sum, inv.Lines[1].Sum)
+	}
+}

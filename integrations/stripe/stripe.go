@@ -494,6 +494,13 @@ func lineItem(li *stripego.LineItem) integrations.LineItem {
 			it.SKU = p.Product.ID
 		}
 		it.UnitAmount = p.UnitAmount
+		if p.UnitAmount == 0 && p.UnitAmountDecimal > 0 {
+			// A price in fractions of the minor unit has no unit_amount.
+			// stripe-go reads unit_amount_decimal into a float64; the
+			// shortest decimal that rounds to it is the one Stripe sent
+			// (exact for up to 15 significant digits).
+			it.UnitAmountDecimal = strconv.FormatFloat(p.UnitAmountDecimal, 'f', -1, 64)
+		}
 		it.TaxBehavior = string(p.TaxBehavior)
 	}
 	for _, t := range li.Taxes {

@@ -524,3 +524,22 @@ func TestExpansionsWithinStripesDepth(t *testing.T) {
 		}
 	}
 }
+
+// A price in fractions of a cent has no unit_amount; its
+// unit_amount_decimal is kept exactly as Stripe sent it.
+func TestOrderDetailsDecimalUnitPrice(t *testing.T) {
+	const cs = "cs_test_dec"
+	body := `{"id":"cs_test_dec","object":"checkout.session","amount_subtotal":1250,"amount_total":1250,"currency":"eur","payment_status":"paid",
+	 "total_details":{"amount_discount":0,"amount_shipping":0,"amount_tax":250},
+	 "line_items":{"object":"list","has_more":false,"data":[{"id":"li_1","object":"item","amount_subtotal":1250,"amount_tax":250,"amount_total":1250,"amount_discount":0,
+	   "currency":"eur","description":"Seeds","quantity":2,"price":{"id":"price_seeds","object":"price","unit_amount":null,"unit_amount_decimal":"624.75","tax_behavior":"inclusive"},
+	   "taxes":[{"amount":250,"taxable_amount":1000,"taxability_reason":"standard_rated","rate":{"id":"txr_fi","percentage":25}}]}]}}`
+	_, srv := newFake(t, map[string]route{"/v1/checkout/sessions/" + cs: {body: body}})
+	o, err := newClient(t, srv.URL).OrderDetails(context.Background(), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it := o.Items[0]; it.UnitAmount != 0 || it.UnitAmountDecimal != "624.75" || it.AmountSubtotal != 1250 {
+		t.Errorf("item = %+v, want unit_amount_decimal 624.75", it)
+	}
+}
