@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -86,6 +87,10 @@ type providerFlags struct {
 	simURL   string
 	steps    string
 	labelDir string
+	// timeZone is --time-zone, the shop's zone of the dates the providers
+	// get; loc is it loaded (by configs).
+	timeZone string
+	loc      *time.Location
 
 	// simLimits says the simulator enforces the providers' limits
 	// (orderflow sim --enforce-limits), so the clients keep theirs.
@@ -131,6 +136,7 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.steps, "steps", defaultSteps, chainHelp())
 	p.webhooks.register(fs)
 	fs.StringVar(&p.labelDir, "label-dir", "labels", "folder the shipping-label PDFs are written to")
+	fs.StringVar(&p.timeZone, "time-zone", defaultTimeZone, "the shop's time zone (IANA name): an order's day in it is the invoice date, the CRM deal's closing date and the production log's order date")
 	fs.BoolVar(&p.simLimits, "sim-enforces-limits", false, "the simulator at --sim-url enforces the providers' limits (orderflow sim --enforce-limits): keep the clients' limits at their defaults for the real providers")
 	p.fleet.register(fs)
 	for _, pr := range p.providers() {
@@ -199,6 +205,13 @@ func (s *setup) logger() *slog.Logger { return s.log }
 
 // labelDir is --label-dir.
 func (s *setup) labelDir() string { return s.p.labelDir }
+
+// location is --time-zone, loaded.
+func (s *setup) location() *time.Location { return s.p.loc }
+
+// defaultTimeZone is the shop's zone unless --time-zone says: the
+// invoicing system's (Netvisor is Finnish).
+const defaultTimeZone = "Europe/Helsinki"
 
 // unlimited says whether the clients talk to a simulator that enforces no
 // limits (--sim-url without --sim-enforces-limits): limit flags left unset
@@ -274,6 +287,12 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 	chain, on, err := p.enabledSteps()
 	if err != nil {
 		return providerConfigs{}, err
+	}
+	if p.timeZone == "" {
+		p.timeZone = defaultTimeZone
+	}
+	if p.loc, err = time.LoadLocation(p.timeZone); err != nil || p.timeZone == "Local" {
+		return providerConfigs{}, usagef("--time-zone %q: want an IANA zone name such as Europe/Helsinki or UTC", p.timeZone)
 	}
 	s := &setup{p: p, on: on, log: logger}
 	c := providerConfigs{LabelDir: p.labelDir, providers: p.providers(), byName: map[string]any{}, Chain: chain}

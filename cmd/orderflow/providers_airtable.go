@@ -51,11 +51,12 @@ func (p *airtableProvider) configure(s *setup) any {
 		return nil
 	}
 	c := &airtable.Config{
-		BaseURL: s.base(p.url),
-		Token:   s.read(p.tokenFile, envAirtableToken, simAirtableToken, "airtable-token-file"),
-		BaseID:  s.need(s.orSim(p.baseID, simAirtableBaseID), "airtable-base-id"),
-		Table:   s.need(s.orSim(p.table, simAirtableTable), "airtable-table"),
-		Logger:  s.logger(),
+		BaseURL:  s.base(p.url),
+		Token:    s.read(p.tokenFile, envAirtableToken, simAirtableToken, "airtable-token-file"),
+		BaseID:   s.need(s.orSim(p.baseID, simAirtableBaseID), "airtable-base-id"),
+		Table:    s.need(s.orSim(p.table, simAirtableTable), "airtable-table"),
+		Location: s.location(),
+		Logger:   s.logger(),
 
 		Fields:            airtable.Fields{Failure: p.failure},
 		RequestsPerSecond: p.rate.v,

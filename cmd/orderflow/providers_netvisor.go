@@ -84,6 +84,7 @@ func (p *netvisorProvider) configure(s *setup) any {
 		ReverseChargeVATCode: p.rcCode,
 		ExportVATCode:        p.expCode,
 		MaxConcurrent:        p.max.v,
+		Location:             s.location(),
 		Logger:               s.logger(),
 	}
 	if p.max.v == 0 || (s.unlimited() && !p.max.set) {

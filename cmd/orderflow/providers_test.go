@@ -375,6 +375,8 @@ func TestProviderFlagsBadValues(t *testing.T) {
 		{"bad sim url", []string{"--sim-url", "localhost:8090"}, "--sim-url"},
 		{"missing secret file", []string{"--sim-url", "http://x:1", "--stripe-secret-key-file", "/nonexistent/key"}, "--stripe-secret-key-file"},
 		{"bad issuer", []string{"--sim-url", "http://x:1", "--postnord-issuer-code", "Z99"}, "--postnord-*"},
+		{"unknown zone", []string{"--sim-url", "http://x:1", "--time-zone", "Europe/Atlantis"}, `--time-zone "Europe/Atlantis": want an IANA zone name`},
+		{"local zone", []string{"--sim-url", "http://x:1", "--time-zone", "Local"}, `--time-zone "Local"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -479,5 +481,29 @@ func TestProviderFlagsMoneySettings(t *testing.T) {
 	_, _, err = p.build(context.Background(), discardLogger())
 	if err == nil || !strings.Contains(err.Error(), `currency mode "guess"`) || !strings.Contains(err.Error(), `ExportVATCode "EUPM"`) {
 		t.Fatalf("build = %v", err)
+	}
+}
+
+// --time-zone is the one zone of the dates every provider gets: the
+// invoice's, the deal's closing date and the production log's order date.
+func TestProviderFlagsTimeZone(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "Europe/Helsinki"},
+		{[]string{"--time-zone", "America/New_York"}, "America/New_York"},
+		{[]string{"--time-zone", "UTC"}, "UTC"},
+	} {
+		p := parseProviderFlags(t, nil, append([]string{"--sim-url", "http://x:1", "--label-dir", t.TempDir()}, tt.args...)...)
+		c, err := view(p.configs(discardLogger()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, loc := range map[string]*time.Location{"netvisor": c.Netvisor.Location, "zoho": c.Zoho.Location, "airtable": c.Airtable.Location} {
+			if loc == nil || loc.String() != tt.want {
+				t.Errorf("%v: %s zone %v, want %s", tt.args, name, loc, tt.want)
+			}
+		}
 	}
 }

@@ -77,6 +77,7 @@ func (p *zohoProvider) configure(s *setup) any {
 		DealStage:    p.dealStage,
 		CurrencyMode: p.currencyMode,
 		HomeCurrency: p.homeCurrency,
+		Location:     s.location(),
 		Logger:       s.logger(),
 	}
 }

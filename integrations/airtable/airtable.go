@@ -107,6 +107,9 @@ type Config struct {
 	Table string
 	// Fields names the fields written; empty names take the defaults.
 	Fields Fields
+	// Location decides the Order Date from the order time, the day in the
+	// shop's zone (the invoice's date); default UTC.
+	Location *time.Location
 	// NoTypecast turns off "typecast": by default it is on, so Airtable
 	// converts values (for example creates a select option for a new step
 	// name) instead of rejecting them.
@@ -416,7 +419,11 @@ func (c *Client) rowFields(o integrations.Order, p integrations.Progress) map[st
 		put(f.Country, o.Shipping.Country)
 	}
 	if !o.CreatedAt.IsZero() {
-		put(f.OrderDate, o.CreatedAt.UTC().Format(time.DateOnly))
+		loc := c.cfg.Location
+		if loc == nil {
+			loc = time.UTC
+		}
+		put(f.OrderDate, o.CreatedAt.In(loc).Format(time.DateOnly))
 	}
 	return m
 }

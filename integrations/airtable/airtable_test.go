@@ -336,3 +336,20 @@ func TestClientSpacesRequests(t *testing.T) {
 		t.Errorf("slept %v for 6 requests, want 1s", got)
 	}
 }
+
+// The Order Date is the order's day in the shop's zone: 23:30 UTC on 27
+// November is 01:30 on the 28th in Helsinki.
+func TestOrderDateInTheShopsZone(t *testing.T) {
+	helsinki, err := time.LoadLocation("Europe/Helsinki")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, f, _ := newTest(t, reply{file: "upsert_created.json"}, func(c *Config) { c.Location = helsinki })
+	if _, err := c.UpsertOrder(context.Background(), testOrder(), []string{"details"}); err != nil {
+		t.Fatal(err)
+	}
+	rec := f.requests()[0].body["records"].([]any)[0].(map[string]any)["fields"].(map[string]any)
+	if rec["Order Date"] != "2026-11-28" {
+		t.Errorf("Order Date = %v, want 2026-11-28", rec["Order Date"])
+	}
+}

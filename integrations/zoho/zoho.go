@@ -75,6 +75,9 @@ type Config struct {
 	DealStage string
 	// DealPipeline is sent as Pipeline when set (orgs with pipelines).
 	DealPipeline string
+	// Location decides the deal's Closing_Date from the order time, the
+	// day in the shop's zone (the invoice's date); default UTC.
+	Location *time.Location
 	// Triggers is sent as "trigger" when not nil: an empty, non-nil slice
 	// suppresses workflow, approval and blueprint rules; nil lets Zoho run
 	// its defaults.
@@ -318,6 +321,14 @@ func familyNameFirst(name string) bool {
 	return false
 }
 
+// location is the zone of the deal's Closing_Date.
+func (c *Client) location() *time.Location {
+	if c.cfg.Location != nil {
+		return c.cfg.Location
+	}
+	return time.UTC
+}
+
 // dealRecord is the sale. Amount is the amount paid in major units, built
 // from Stripe's integer exactly, and Currency its ISO code, when the CRM
 // can book that currency (see booking); otherwise Amount is left out and
@@ -337,7 +348,7 @@ func (c *Client) dealRecord(o integrations.Order, contactID string, b booking) m
 		"Deal_Name":        name,
 		c.cfg.DealKeyField: o.ID,
 		"Stage":            c.cfg.DealStage,
-		"Closing_Date":     closing.UTC().Format(time.DateOnly),
+		"Closing_Date":     closing.In(c.location()).Format(time.DateOnly),
 		"Contact_Name":     map[string]string{"id": contactID},
 	}
 	if b.amount {

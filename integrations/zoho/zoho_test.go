@@ -971,3 +971,21 @@ func TestContactOfABusiness(t *testing.T) {
 		}
 	}
 }
+
+// The deal's Closing_Date is the order's day in the shop's zone: 23:30 UTC
+// on 27 November is 01:30 on the 28th in Helsinki.
+func TestClosingDateInTheShopsZone(t *testing.T) {
+	helsinki, err := time.LoadLocation("Europe/Helsinki")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeZoho{}
+	c, _, _ := newTest(t, f, func(c *Config) { c.Location = helsinki })
+	if _, err := c.UpsertContactAndDeal(context.Background(), testOrder()); err != nil {
+		t.Fatal(err)
+	}
+	deal := f.crmRequests()[1].body["data"].([]any)[0].(map[string]any)
+	if deal["Closing_Date"] != "2026-11-28" {
+		t.Errorf("Closing_Date = %v, want 2026-11-28", deal["Closing_Date"])
+	}
+}
