@@ -45,6 +45,12 @@ type Error struct {
 	// then holds the step for every order until it (see QuotaResetOf)
 	// instead of retrying and dead-lettering. Class stays Transient.
 	QuotaReset time.Time
+	// NotSent is set on an error raised before the request was sent (an
+	// order the client cannot turn into a request: an address without a
+	// postal code, an invoice that would not add up): nothing can have
+	// been created, so a call that was to be made once is known not to
+	// have been.
+	NotSent bool
 }
 
 func (e *Error) Error() string {
@@ -94,6 +100,21 @@ func HTTPError(provider, op string, resp *http.Response, msg string) *Error {
 // Permanentf returns a permanent Error with a formatted message.
 func Permanentf(provider, op, format string, args ...any) *Error {
 	return &Error{Provider: provider, Op: op, Class: Permanent, Msg: fmt.Sprintf(format, args...)}
+}
+
+// NotSentf returns a permanent Error with a formatted message for a request
+// refused before it was sent (NotSent).
+func NotSentf(provider, op, format string, args ...any) *Error {
+	e := Permanentf(provider, op, format, args...)
+	e.NotSent = true
+	return e
+}
+
+// IsNotSent reports whether err is an Error raised before its request was
+// sent (NotSent).
+func IsNotSent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.NotSent
 }
 
 // Transientf returns a transient Error with a formatted message.

@@ -269,11 +269,12 @@ func (h *handling) record(s Step, first bool, res any) (json.RawMessage, error) 
 	return b, nil
 }
 
-// answered reports whether a provider answered the call with an error
-// status, so the call certainly created nothing.
+// answered reports whether the call certainly created nothing: the
+// provider answered it with an error status, or the client refused the
+// order before sending anything (NotSent).
 func answered(err error) bool {
 	var e *integrations.Error
-	return errors.As(err, &e) && e.Status != 0
+	return errors.As(err, &e) && (e.Status != 0 || e.NotSent)
 }
 
 // completedSteps lists the steps done so far, in chain order.

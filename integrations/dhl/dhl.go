@@ -239,7 +239,7 @@ func (c *Client) CreateShipment(ctx context.Context, o integrations.Order) (inte
 	}
 	payload, err := json.Marshal(body)
 	if err != nil {
-		return integrations.Shipment{}, integrations.Permanentf(provider, op, "encode request: %v", err)
+		return integrations.Shipment{}, integrations.NotSentf(provider, op, "encode request: %v", err)
 	}
 	q := url.Values{"includeDocs": {"include"}, "docFormat": {"PDF"}}
 	if c.cfg.PrintFormat != "" {
@@ -251,7 +251,7 @@ func (c *Client) CreateShipment(ctx context.Context, o integrations.Order) (inte
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(payload))
 	if err != nil {
-		return integrations.Shipment{}, integrations.Permanentf(provider, op, "build request: %v", err)
+		return integrations.Shipment{}, integrations.NotSentf(provider, op, "build request: %v", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -343,12 +343,12 @@ func (c *Client) orderRequest(o integrations.Order) (*shipmentOrderRequest, erro
 		missing = append(missing, "country")
 	}
 	if len(missing) > 0 {
-		return nil, integrations.Permanentf(provider, op, "order %s: shipping address lacks %s", o.ID, strings.Join(missing, ", "))
+		return nil, integrations.NotSentf(provider, op, "order %s: shipping address lacks %s", o.ID, strings.Join(missing, ", "))
 	}
 	product, billing := ProductDomestic, c.cfg.BillingNumber
 	if country != "DEU" {
 		if c.cfg.InternationalBillingNumber == "" {
-			return nil, integrations.Permanentf(provider, op, "order %s ships to %s: no billing number for DHL Paket International is configured", o.ID, strings.ToUpper(a.Country))
+			return nil, integrations.NotSentf(provider, op, "order %s ships to %s: no billing number for DHL Paket International is configured", o.ID, strings.ToUpper(a.Country))
 		}
 		product, billing = ProductInternational, c.cfg.InternationalBillingNumber
 	}

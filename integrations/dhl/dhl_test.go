@@ -319,7 +319,7 @@ func TestCreateShipmentIncompleteAddress(t *testing.T) {
 	o := germanOrder()
 	o.Shipping = integrations.Address{Name: "X", PostalCode: "53113", Country: "Germany"}
 	_, err := c.CreateShipment(context.Background(), o)
-	if !integrations.IsPermanent(err) || !strings.Contains(err.Error(), "shipping address lacks street, city, country") {
+	if !integrations.IsPermanent(err) || !integrations.IsNotSent(err) || !strings.Contains(err.Error(), "shipping address lacks street, city, country") {
 		t.Errorf("error %v", err)
 	}
 	if len(f.reqs) != 0 {

@@ -259,7 +259,7 @@ func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment
 func (c *Client) SendConfirmation(ctx context.Context, o integrations.Order, s integrations.Shipment, inv integrations.Invoice) (integrations.Message, error) {
 	const op = "send confirmation"
 	if o.Customer.Email == "" {
-		return integrations.Message{}, integrations.Permanentf(provider, op, "order has no customer email")
+		return integrations.Message{}, integrations.NotSentf(provider, op, "order has no customer email")
 	}
 	to := (&mail.Address{Name: o.BuyerName(), Address: o.Customer.Email}).String()
 	msgID := c.MessageID(o)
@@ -290,11 +290,11 @@ func (c *Client) SendConfirmation(ctx context.Context, o integrations.Order, s i
 	}
 	tv, err := c.TemplateVariables(o, s, inv)
 	if err != nil {
-		return integrations.Message{}, integrations.Permanentf(provider, op, "order %s: %v", o.ID, err)
+		return integrations.Message{}, integrations.NotSentf(provider, op, "order %s: %v", o.ID, err)
 	}
 	vars, err := fitVariables(tv, optionsLimit-used)
 	if err != nil {
-		return integrations.Message{}, integrations.Permanentf(provider, op, "%v", err)
+		return integrations.Message{}, integrations.NotSentf(provider, op, "%v", err)
 	}
 	fields = append(fields, options...)
 	add("h:X-Mailgun-Variables", string(vars))
@@ -303,11 +303,11 @@ func (c *Client) SendConfirmation(ctx context.Context, o integrations.Order, s i
 	w := multipart.NewWriter(&body)
 	for _, kv := range fields {
 		if err := w.WriteField(kv[0], kv[1]); err != nil {
-			return integrations.Message{}, integrations.Permanentf(provider, op, "encode form: %v", err)
+			return integrations.Message{}, integrations.NotSentf(provider, op, "encode form: %v", err)
 		}
 	}
 	if err := w.Close(); err != nil {
-		return integrations.Message{}, integrations.Permanentf(provider, op, "encode form: %v", err)
+		return integrations.Message{}, integrations.NotSentf(provider, op, "encode form: %v", err)
 	}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, &body)

@@ -383,7 +383,7 @@ func TestNoEmailIsPermanent(t *testing.T) {
 	o := testOrder()
 	o.Customer.Email = ""
 	_, err := c.SendConfirmation(context.Background(), o, testShipment, testInvoice)
-	if !integrations.IsPermanent(err) || len(f.requests()) != 0 {
+	if !integrations.IsPermanent(err) || !integrations.IsNotSent(err) || len(f.requests()) != 0 {
 		t.Fatalf("err = %v, %d requests", err, len(f.requests()))
 	}
 }

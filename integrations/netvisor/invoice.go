@@ -280,16 +280,16 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 	const op = "add sales invoice"
 	cur := strings.ToUpper(o.Currency)
 	if len(cur) != 3 {
-		return nil, integrations.Permanentf(provider, op, "order %s has no currency", o.ID)
+		return nil, integrations.NotSentf(provider, op, "order %s has no currency", o.ID)
 	}
 	if o.Model < integrations.OrderModel {
-		return nil, integrations.Permanentf(provider, op, "order %s was recorded without Stripe's line amounts (an earlier version); its details must be read again", o.ID)
+		return nil, integrations.NotSentf(provider, op, "order %s was recorded without Stripe's line amounts (an earlier version); its details must be read again", o.ID)
 	}
 	if len(o.Items) == 0 {
-		return nil, integrations.Permanentf(provider, op, "order %s has no lines", o.ID)
+		return nil, integrations.NotSentf(provider, op, "order %s has no lines", o.ID)
 	}
 	if err := o.Check(); err != nil {
-		return nil, integrations.Permanentf(provider, op, "order %s: %v", o.ID, err)
+		return nil, integrations.NotSentf(provider, op, "order %s: %v", o.ID, err)
 	}
 	cfg := c.cfg
 	exp := integrations.Exponent(o.Currency)
@@ -299,10 +299,10 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 	}
 	lines, err := c.lines(o, s, div)
 	if err != nil {
-		return nil, integrations.Permanentf(provider, op, "order %s %v", o.ID, err)
+		return nil, integrations.NotSentf(provider, op, "order %s %v", o.ID, err)
 	}
 	if err := checkInvoice(o, lines, div); err != nil {
-		return nil, integrations.Permanentf(provider, op, "order %s: the invoice would not add up to what was paid: %v", o.ID, err)
+		return nil, integrations.NotSentf(provider, op, "order %s: the invoice would not add up to what was paid: %v", o.ID, err)
 	}
 	rc := false
 	for _, l := range lines {
@@ -312,7 +312,7 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 	}
 	vatID := o.Customer.VATID()
 	if rc && vatID == "" {
-		return nil, integrations.Permanentf(provider, op, "order %s is a reverse-charge sale but the buyer gave no VAT number (customer_details.tax_ids is empty)", o.ID)
+		return nil, integrations.NotSentf(provider, op, "order %s is a reverse-charge sale but the buyer gave no VAT number (customer_details.tax_ids is empty)", o.ID)
 	}
 	var after []string
 	if vatID != "" {

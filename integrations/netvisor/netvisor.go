@@ -442,7 +442,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	}
 	req, err := http.NewRequestWithContext(ctx, method, endpoint, rd)
 	if err != nil {
-		return nil, integrations.Permanentf(provider, op, "build request: %v", err)
+		return nil, integrations.NotSentf(provider, op, "build request: %v", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "text/xml; charset="+c.cfg.Encoding)

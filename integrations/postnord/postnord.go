@@ -230,7 +230,7 @@ func (c *Client) CreateShipment(ctx context.Context, o integrations.Order) (inte
 	}
 	payload, err := json.Marshal(body)
 	if err != nil {
-		return integrations.Shipment{}, integrations.Permanentf(provider, op, "encode request: %v", err)
+		return integrations.Shipment{}, integrations.NotSentf(provider, op, "encode request: %v", err)
 	}
 
 	q := url.Values{}
@@ -246,7 +246,7 @@ func (c *Client) CreateShipment(ctx context.Context, o integrations.Order) (inte
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(payload))
 	if err != nil {
-		return integrations.Shipment{}, integrations.Permanentf(provider, op, "build request: %s", c.redact(err.Error()))
+		return integrations.Shipment{}, integrations.NotSentf(provider, op, "build request: %s", c.redact(err.Error()))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")

@@ -306,7 +306,7 @@ func TestMissingAddressIsPermanentWithoutCall(t *testing.T) {
 	o.Shipping.PostalCode = ""
 	o.Shipping.Country = ""
 	_, err := c.CreateShipment(context.Background(), o)
-	if !integrations.IsPermanent(err) || !strings.Contains(err.Error(), "postal code, country") {
+	if !integrations.IsPermanent(err) || !integrations.IsNotSent(err) || !strings.Contains(err.Error(), "postal code, country") {
 		t.Fatalf("err = %v", err)
 	}
 	if len(f.reqs) != 0 {

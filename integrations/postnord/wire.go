@@ -183,7 +183,7 @@ func (c *Client) bookingRequest(o integrations.Order) (*ediInstruction, error) {
 		missing = append(missing, "country")
 	}
 	if len(missing) > 0 {
-		return nil, integrations.Permanentf(provider, op, "order %s: shipping address lacks %s", o.ID, strings.Join(missing, ", "))
+		return nil, integrations.NotSentf(provider, op, "order %s: shipping address lacks %s", o.ID, strings.Join(missing, ", "))
 	}
 	var streets []string
 	for _, s := range []string{a.Line1, a.Line2} {
