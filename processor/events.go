@@ -201,6 +201,13 @@ func (h *handling) run() bool {
 
 	switch h.env.EventType {
 	case EventCheckoutCompleted, EventAsyncPaymentSucceded, EventPaymentSucceeded:
+		if why := notAnOrder(h.env.Event); why != "" {
+			// Same account, other products: saving a card, a
+			// subscription's payments, a Stripe invoice's.
+			h.log().Info("event is not of an order; ignored", "reason", why)
+			h.p.m.notOrders.Inc()
+			return h.recordOnly()
+		}
 		if h.env.EventType == EventCheckoutCompleted && paymentStatus(h.env.Event) == "unpaid" {
 			return h.awaitPayment()
 		}
@@ -565,6 +572,35 @@ func (p *Processor) corrupt(part *partition, rec *kgo.Record, cause error) bool 
 }
 
 // paymentStatus reads data.object.payment_status of a raw Stripe event.
+// notAnOrder says why a payment event is of no order the chain runs for, ""
+// when it is of one: a Checkout Session in setup mode (a card saved,
+// nothing paid) or subscription mode (its payments are a subscription's
+// invoices), or a PaymentIntent of a Stripe invoice (a subscription's
+// renewal, Stripe Invoicing), which is invoiced already and would be
+// booked, shipped and invoiced again.
+func notAnOrder(event json.RawMessage) string {
+	var e struct {
+		Data struct {
+			Object struct {
+				Object  string          `json:"object"`
+				Mode    string          `json:"mode"`
+				Invoice json.RawMessage `json:"invoice"`
+			} `json:"object"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(event, &e) != nil {
+		return ""
+	}
+	o := e.Data.Object
+	switch {
+	case o.Mode != "" && o.Mode != "payment":
+		return "a Checkout Session in " + o.Mode + " mode"
+	case o.Object == "payment_intent" && len(o.Invoice) > 0 && string(o.Invoice) != "null":
+		return "a PaymentIntent of a Stripe invoice"
+	}
+	return ""
+}
+
 func paymentStatus(event json.RawMessage) string {
 	var e struct {
 		Data struct {

@@ -309,6 +309,8 @@ type event struct {
 	headers              map[string]string
 	// charge is a charge.refunded event's charge amounts, when set.
 	charge *charge
+	// fields are more fields of the event's object.
+	fields map[string]any
 }
 
 // charge is what a charge.refunded event says of its charge.
@@ -332,6 +334,9 @@ func (h *harness) record(e event) *kgo.Record {
 	obj := map[string]any{"id": e.object}
 	if e.paymentStatus != "" {
 		obj["payment_status"] = e.paymentStatus
+	}
+	for k, v := range e.fields {
+		obj[k] = v
 	}
 	if c := e.charge; c != nil {
 		obj["object"], obj["currency"] = "charge", "eur"

@@ -27,6 +27,7 @@ type metrics struct {
 	dlqWrites     *prometheus.CounterVec
 	alerts        prometheus.Counter
 	alertsDropped prometheus.Counter
+	notOrders     prometheus.Counter
 	corruptStates prometheus.Counter
 	// The local state stores.
 	states         *prometheus.GaugeVec
@@ -81,6 +82,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "orderflow_alerts_total",
 			Help: "Alerts raised (each is logged, then queued for the alerter).",
 		}),
+		notOrders: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderflow_events_not_orders_total",
+			Help: "Payment events of no order, ignored: Checkout Sessions in setup or subscription mode, PaymentIntents of a Stripe invoice.",
+		}),
 		alertsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderflow_alerts_dropped_total",
 			Help: "Alerts logged but not sent because the alerter's queue was full or the processor was stopping.",
@@ -127,7 +132,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"step"}),
 	}
 	for _, c := range []prometheus.Collector{m.stepDuration, m.stepAttempts, m.orders, m.inflight, m.lag,
-		m.restore, m.circuit, m.dlqWrites, m.alerts, m.alertsDropped, m.corruptStates, m.states, m.restoredStates,
+		m.restore, m.circuit, m.dlqWrites, m.alerts, m.alertsDropped, m.notOrders, m.corruptStates, m.states, m.restoredStates,
 		m.storeRebuilds, m.storeFailures, m.erased, m.reconciles, m.held, m.heldUntil, m.quotaExhausted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
