@@ -43,11 +43,14 @@ type StepView struct {
 
 // Overview is the overview page's data.
 type Overview struct {
-	At              time.Time        `json:"at"`
-	Completed1m     Rate             `json:"completed_1m"`
-	Completed5m     Rate             `json:"completed_5m"`
-	InFlight        int64            `json:"in_flight"`
-	Counts          map[string]int64 `json:"counts"` // orders by status
+	At          time.Time `json:"at"`
+	Completed1m Rate      `json:"completed_1m"`
+	Completed5m Rate      `json:"completed_5m"`
+	InFlight    int64     `json:"in_flight"`
+	// Counts are the index's counts (by status, and of the flagged);
+	// Listed what each status filter lists, from them (StatusCount).
+	Counts          map[string]int64 `json:"-"`
+	Listed          map[string]int64 `json:"counts"`
 	Lag             []PartitionLag   `json:"lag"`
 	TotalLag        int64            `json:"total_lag"`
 	LagError        string           `json:"lag_error,omitempty"`
@@ -84,6 +87,7 @@ func NewObserver(ix *Index, f *Follower, adm *kadm.Client, names topics.Names, g
 // Overview gathers the figures now.
 func (o *Observer) Overview(ctx context.Context) Overview {
 	ov := Overview{At: time.Now(), Counts: o.ix.Counts()}
+	ov.Listed = FilterCounts(ov.Counts)
 	st := o.ix.Stats()
 	ov.Completed1m, ov.Completed5m = st.Completed(time.Minute), st.Completed(5*time.Minute)
 	ov.InFlight = ov.Counts[string(processor.StatusInProgress)] + ov.Counts[StatusWaiting]

@@ -41,12 +41,12 @@ func (s *Server) apiOverview(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 // IndexState is the answer of GET /api/index: how far the index is.
 type IndexState struct {
 	Behind int64            `json:"behind"`
-	Known  bool             `json:"known"` // the end offsets have been listed
-	Orders map[string]int64 `json:"orders"`
+	Known  bool             `json:"known"`  // the end offsets have been listed
+	Orders map[string]int64 `json:"orders"` // what each status filter lists
 }
 
 func (s *Server) apiIndex(w http.ResponseWriter, _ *http.Request, _ *reqCtx) {
-	st := IndexState{Orders: s.cfg.Index.Counts()}
+	st := IndexState{Orders: FilterCounts(s.cfg.Index.Counts())}
 	if s.cfg.Follower != nil {
 		p := s.cfg.Follower.Progress()
 		st.Behind, st.Known = p.Behind, p.Known

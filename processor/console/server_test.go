@@ -3,6 +3,7 @@ package console
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -179,6 +180,13 @@ func TestPagesAsOperator(t *testing.T) {
 	if ov.InFlight != 1 || ov.OpenLetters != 1 || ov.Counts["completed"] != 2 || ov.Counts["dead_lettered"] != 1 ||
 		ov.Completed5m.WindowSeconds != 300 || len(ov.Steps) != 6 || ov.Steps[0].Step != "details" || len(ov.Alerts) == 0 {
 		t.Errorf("API overview = %+v", ov)
+	}
+	// Its counts are what each status filter lists, as on the page, and
+	// only those.
+	wantCounts := map[string]int64{"completed": 2, "in_progress": 1, "waiting": 1, "dead_lettered": 1, "parked": 0, "refunded": 0,
+		"possible_duplicate": 1, "awaiting_payment": 0, "erased": 0}
+	if !maps.Equal(ov.Counts, wantCounts) {
+		t.Errorf("API overview counts = %v, want %v", ov.Counts, wantCounts)
 	}
 	code, body, _ = c.get("/orders")
 	if code != 200 {

@@ -46,6 +46,16 @@ func StatusCount(counts map[string]int64, status string) int64 {
 	return n
 }
 
+// FilterCounts is StatusCount of every status filter: what the overview
+// and the JSON API show.
+func FilterCounts(counts map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(FilterStatuses))
+	for _, f := range FilterStatuses {
+		out[f] = StatusCount(counts, f)
+	}
+	return out
+}
+
 // refundFlags are the flags of an order refunded that went on: in full
 // after it shipped, or in part. The refunded filter lists them with the
 // orders whose refund stopped the chain.
