@@ -779,9 +779,9 @@ func (ix *Index) letterStatus(l LetterInfo, cache map[string]*Summary) string {
 		cache[l.Order] = s
 	}
 	if s == nil {
-		return dlq.LetterStatus(l.Source(), nil)
+		return dlq.LetterStatus(l.Source(), l.EventType, nil)
 	}
-	return dlq.LetterStatus(l.Source(), &processor.State{Status: s.StateStatus, Replays: s.Replays})
+	return dlq.LetterStatus(l.Source(), l.EventType, &processor.State{Status: s.StateStatus, Replays: s.Replays})
 }
 
 // OpenLetters counts the dead letters that stand open.

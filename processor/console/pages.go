@@ -244,7 +244,7 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	p.Events, _ = s.cfg.Index.Events(sum.ID)
 	infos, _ := s.cfg.Index.LettersOf(sum.ID)
 	for _, l := range infos {
-		p.Letters = append(p.Letters, Letter{LetterInfo: l, Status: dlq.LetterStatus(l.Source(), st)})
+		p.Letters = append(p.Letters, Letter{LetterInfo: l, Status: dlq.LetterStatus(l.Source(), l.EventType, st)})
 	}
 	if o := st.Order; o != nil && o.Shipping.Country != "" {
 		p.Ship = strings.Join(nonEmpty(o.Shipping.Name, o.Shipping.Line1, o.Shipping.Line2, o.Shipping.PostalCode+" "+o.Shipping.City, o.Shipping.Country), ", ")

@@ -65,6 +65,13 @@ type DeadLetter struct {
 // topics.HeaderReplaySource of its replay.
 func (d DeadLetter) Source() string { return topics.Source(d.Partition, d.Offset) }
 
+// EventType is the Stripe event type of the record dead-lettered, from its
+// header ("" when it has none).
+func (d DeadLetter) EventType() string {
+	t, _ := d.Header(topics.HeaderEventType)
+	return t
+}
+
 // FailedAt is the last failure time, or the record time when the header is
 // missing.
 func (d DeadLetter) FailedAt() time.Time {

@@ -45,7 +45,7 @@ type Decision struct {
 
 // Plan decides, from the orders' current state, which of dls to replay:
 // those already replayed or of an order already completed or erased are
-// skipped. The decisions are in partition then offset order, the order
+// skipped, but for a refund of a completed order not replayed yet. The decisions are in partition then offset order, the order
 // Replay sends them.
 func (c *Client) Plan(ctx context.Context, dls []DeadLetter) ([]Decision, error) {
 	dls = slices.Clone(dls)
@@ -67,7 +67,7 @@ func decide(dls []DeadLetter, states map[string]*processor.State) []Decision {
 			switch {
 			case slices.Contains(st.Replays, d.Source()):
 				dec.Skip = SkipAlreadyReplayed
-			case st.Status == processor.StatusCompleted:
+			case st.Status == processor.StatusCompleted && !pendingRefund(d.Source(), d.EventType(), st):
 				dec.Skip = SkipAlreadyCompleted
 			case st.Status == processor.StatusErased:
 				dec.Skip = SkipErased

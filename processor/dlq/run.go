@@ -20,7 +20,8 @@ const (
 	// has not completed since: it is running again or failed again.
 	LetterReplayed = "replayed"
 	// LetterResolved: the order completed (after the replay, or on its own),
-	// so a replay skips it.
+	// so a replay skips it; a refund parked behind the failure is resolved
+	// only once replayed (a completed order still has to learn of it).
 	LetterResolved = "resolved"
 	// LetterErased: the order was erased; a replay skips it (the processor
 	// would ignore it) and nothing is left to do.
@@ -33,11 +34,11 @@ var LetterStatuses = []string{LetterOpen, LetterReplayed, LetterResolved, Letter
 // LetterStatus says where the dead letter at source stands given its
 // order's latest state (nil when the order has none). It agrees with Plan:
 // a resolved or replayed letter is skipped by a replay, an open one is sent.
-func LetterStatus(source string, st *processor.State) string {
+func LetterStatus(source, eventType string, st *processor.State) string {
 	switch {
 	case st == nil:
 		return LetterOpen
-	case st.Status == processor.StatusCompleted:
+	case st.Status == processor.StatusCompleted && !pendingRefund(source, eventType, st):
 		return LetterResolved
 	case st.Status == processor.StatusErased:
 		return LetterErased
@@ -46,6 +47,15 @@ func LetterStatus(source string, st *processor.State) string {
 	default:
 		return LetterOpen
 	}
+}
+
+// pendingRefund reports whether a dead letter is a refund its order has
+// not had yet: a charge.refunded parked behind the order's failure and not
+// replayed. The order completing (its failed step replayed alone) does not
+// resolve it: the refund still has to reach the processor, which flags
+// and alerts a refund after shipping.
+func pendingRefund(source, eventType string, st *processor.State) bool {
+	return eventType == processor.EventChargeRefunded && !slices.Contains(st.Replays, source)
 }
 
 // Listed is a dead letter with where it stands.
@@ -72,7 +82,7 @@ func (c *Client) ListStatus(ctx context.Context, f Filter, statuses []string) ([
 	}
 	out := make([]Listed, 0, len(ds))
 	for _, d := range ds {
-		l := Listed{DeadLetter: d, Status: LetterStatus(d.Source(), states[d.Key])}
+		l := Listed{DeadLetter: d, Status: LetterStatus(d.Source(), d.EventType(), states[d.Key])}
 		if len(statuses) == 0 || slices.Contains(statuses, l.Status) {
 			out = append(out, l)
 		}

@@ -84,20 +84,26 @@ func TestRun(t *testing.T) {
 
 func TestLetterStatus(t *testing.T) {
 	for _, tc := range []struct {
-		st   *processor.State
-		want string
+		st        *processor.State
+		want      string
+		eventType string
 	}{
-		{nil, LetterOpen},
-		{&processor.State{Status: processor.StatusDeadLettered}, LetterOpen},
-		{&processor.State{Status: processor.StatusDeadLettered, Replays: []string{"1/2"}}, LetterReplayed},
-		{&processor.State{Status: processor.StatusInProgress, Replays: []string{"3/3"}}, LetterOpen},
-		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved},
-		{&processor.State{Status: processor.StatusCompleted}, LetterResolved},
+		{nil, LetterOpen, ""},
+		{&processor.State{Status: processor.StatusDeadLettered}, LetterOpen, ""},
+		{&processor.State{Status: processor.StatusDeadLettered, Replays: []string{"1/2"}}, LetterReplayed, ""},
+		{&processor.State{Status: processor.StatusInProgress, Replays: []string{"3/3"}}, LetterOpen, ""},
+		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved, ""},
+		{&processor.State{Status: processor.StatusCompleted}, LetterResolved, ""},
 		// An erasure marker keeps no replays: the letter is not open.
-		{&processor.State{Status: processor.StatusErased}, LetterErased},
+		{&processor.State{Status: processor.StatusErased}, LetterErased, ""},
+		// A refund parked behind the failure: the order completing (its
+		// failed step replayed alone) leaves it open until it is replayed.
+		{&processor.State{Status: processor.StatusCompleted}, LetterOpen, processor.EventChargeRefunded},
+		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved, processor.EventChargeRefunded},
+		{&processor.State{Status: processor.StatusCompleted}, LetterResolved, processor.EventPaymentSucceeded},
 	} {
-		if got := LetterStatus("1/2", tc.st); got != tc.want {
-			t.Errorf("LetterStatus(%+v) = %s, want %s", tc.st, got, tc.want)
+		if got := LetterStatus("1/2", tc.eventType, tc.st); got != tc.want {
+			t.Errorf("LetterStatus(%q, %+v) = %s, want %s", tc.eventType, tc.st, got, tc.want)
 		}
 	}
 }

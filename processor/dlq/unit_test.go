@@ -254,15 +254,20 @@ func TestDecide(t *testing.T) {
 		{Partition: 1, Offset: 4, Key: "pi_done"},
 		{Partition: 1, Offset: 5, Key: "pi_parked"},
 		{Partition: 1, Offset: 6, Key: "pi_erased"},
+		// A refund parked behind the failure of an order that completed
+		// since: still to be replayed (once).
+		{Partition: 1, Offset: 7, Key: "pi_done", Headers: []kgo.RecordHeader{{Key: topics.HeaderEventType, Value: []byte(processor.EventChargeRefunded)}}},
+		{Partition: 1, Offset: 8, Key: "pi_refund_replayed", Headers: []kgo.RecordHeader{{Key: topics.HeaderEventType, Value: []byte(processor.EventChargeRefunded)}}},
 	}
 	states := map[string]*processor.State{
-		"pi_replayed": {Status: processor.StatusInProgress, Replays: []string{"0/2"}},
-		"pi_done":     {Status: processor.StatusCompleted},
-		"pi_parked":   {Status: processor.StatusParked, Replays: []string{"9/9"}},
-		"pi_erased":   {Status: processor.StatusErased},
+		"pi_refund_replayed": {Status: processor.StatusCompleted, Replays: []string{"1/8"}},
+		"pi_replayed":        {Status: processor.StatusInProgress, Replays: []string{"0/2"}},
+		"pi_done":            {Status: processor.StatusCompleted},
+		"pi_parked":          {Status: processor.StatusParked, Replays: []string{"9/9"}},
+		"pi_erased":          {Status: processor.StatusErased},
 	}
 	got := decide(ds, states)
-	want := []string{"", SkipAlreadyReplayed, "", SkipAlreadyCompleted, "", SkipErased}
+	want := []string{"", SkipAlreadyReplayed, "", SkipAlreadyCompleted, "", SkipErased, "", SkipAlreadyReplayed}
 	for i, d := range got {
 		if d.Skip != want[i] {
 			t.Errorf("%s (%s): skip %q, want %q", d.Source(), d.Key, d.Skip, want[i])
