@@ -68,13 +68,17 @@ type dl struct {
 	replays     int
 	failedAgo   time.Duration
 	err         string
+	eventType   string // checkout.session.completed unless set
 }
 
 const buyerEmail = "asa.oberg@example.com"
 
 func (e *dlqEnv) deadLetter(d dl) *kgo.Record {
 	e.t.Helper()
-	env := topics.Envelope{EventID: "evt_" + d.key, EventType: "checkout.session.completed", Key: d.key, ObjectID: "cs_" + d.key,
+	if d.eventType == "" {
+		d.eventType = "checkout.session.completed"
+	}
+	env := topics.Envelope{EventID: "evt_" + d.key, EventType: d.eventType, Key: d.key, ObjectID: "cs_" + d.key,
 		ReceivedAt: time.Now().UTC().Truncate(time.Second),
 		Event: json.RawMessage(`{"id":"evt_` + d.key + `","type":"checkout.session.completed","data":{"object":{"id":"cs_` + d.key +
 			`","amount_total":4200,"customer_details":{"email":"` + buyerEmail + `","name":"Åsa Öberg","phone":"+358401234567"},` +
@@ -530,5 +534,35 @@ func TestDLQErasedOrder(t *testing.T) {
 	}
 	if n := e.ordersEnd(); n != 0 {
 		t.Fatalf("replay of an erased order's dead letter wrote %d records to orders", n)
+	}
+}
+
+// A refund parked behind an order's failure is still to be replayed once
+// the order completed (its failed step replayed alone): it stays open, and
+// a replay of the order sends it, not the letter the completion resolved.
+func TestDLQParkedRefundOfACompletedOrder(t *testing.T) {
+	e := newDLQEnv(t)
+	failed := e.deadLetter(dl{key: "pi_ref", partition: 1, step: "shipping", class: "exhausted"})
+	refund := e.deadLetter(dl{key: "pi_ref", partition: 1, step: "shipping", class: "parked", eventType: processor.EventChargeRefunded})
+	e.produce(failed, refund)
+	at := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	// The shipping letter (1/0) was replayed alone and the order completed.
+	e.produce(e.state(1, &processor.State{OrderID: "pi_ref", Status: processor.StatusCompleted, CreatedAt: at, UpdatedAt: at, Replays: []string{"1/0"}}))
+
+	code, out, errs := e.run("dlq", "list", "--status", "open")
+	if code != 0 || !strings.Contains(out, "1/1") || strings.Contains(out, "1/0 ") {
+		t.Fatalf("open letters: exit %d\n%s%s", code, out, errs)
+	}
+	before := e.ordersEnd()
+	code, out, errs = e.run("dlq", "replay", "--order", "pi_ref", "--yes")
+	if code != 0 || !strings.Contains(out, "replayed 1, skipped 1 (already replayed 1, already completed 0), failed 0") {
+		t.Fatalf("replay: exit %d\n%s%s", code, out, errs)
+	}
+	if n := e.ordersEnd() - before; n != 1 {
+		t.Fatalf("%d records written to orders, want 1 (the refund)", n)
+	}
+	recs := e.orders(1)
+	if h, _ := recHeader(recs[len(recs)-1], topics.HeaderEventType); h != processor.EventChargeRefunded {
+		t.Errorf("replayed %q, want the refund", h)
 	}
 }
