@@ -583,8 +583,17 @@ func (c *Cluster) Settle(ctx context.Context, accepted []string, loadDone time.T
 	adm, closeAdm := c.admin()
 	defer closeAdm()
 	for {
-		out.InProgress = c.States.Counts()[processor.StatusInProgress]
 		out.OffsetsBehind = c.offsetsBehind(wctx, adm)
+		if len(out.OffsetsBehind) == 0 {
+			// Every record is committed, so its states are written: the
+			// view reads up to them before anything is counted, or an
+			// order replayed a moment ago would be counted before its
+			// states arrive and classified while they do.
+			if err := c.States.WaitCaughtUp(wctx); err != nil {
+				c.t.Logf("settle: %v", err)
+			}
+		}
+		out.InProgress = c.States.Counts()[processor.StatusInProgress]
 		if out.InProgress == 0 && len(out.OffsetsBehind) == 0 || wctx.Err() != nil {
 			break
 		}

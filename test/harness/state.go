@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/processor"
@@ -17,10 +18,12 @@ import (
 // state of every order.
 type States struct {
 	cl     *kgo.Client
+	topic  string
 	cancel context.CancelFunc
 	done   chan struct{}
 
 	mu      sync.Mutex
+	next    map[int32]int64 // by partition, the offset after the last record read
 	latest  map[string]*processor.State
 	firstAt map[string]time.Time // first time an order was seen completed
 	corrupt int
@@ -52,7 +55,7 @@ func followStates(brokers []string, stateTopic string, completedOnly bool, opts 
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &States{cl: cl, cancel: cancel, done: make(chan struct{}), latest: map[string]*processor.State{},
+	s := &States{cl: cl, topic: stateTopic, cancel: cancel, done: make(chan struct{}), next: map[int32]int64{}, latest: map[string]*processor.State{},
 		firstAt: map[string]time.Time{}, changed: make(chan struct{}), completedOnly: completedOnly}
 	go s.loop(ctx)
 	return s, nil
@@ -67,6 +70,7 @@ func (s *States) loop(ctx context.Context) {
 		}
 		s.mu.Lock()
 		fs.EachRecord(func(r *kgo.Record) {
+			s.next[r.Partition] = max(s.next[r.Partition], r.Offset+1)
 			if r.Value == nil {
 				delete(s.latest, string(r.Key))
 				return
@@ -151,6 +155,37 @@ func (s *States) WaitAll(ctx context.Context, ids []string, ok func(*processor.S
 		select {
 		case <-ctx.Done():
 			return missing, fmt.Errorf("%d of %d orders not finished: %w", len(missing), len(ids), ctx.Err())
+		case <-ch:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// WaitCaughtUp waits until the view has read every record the state topic
+// held when it was called. A processor commits a record's offset only after
+// the states it wrote are acknowledged, so once its offsets are committed
+// this makes the view show every state those records left.
+func (s *States) WaitCaughtUp(ctx context.Context) error {
+	ends, err := kadm.NewClient(s.cl).ListEndOffsets(ctx, s.topic)
+	if err != nil {
+		return err
+	}
+	for {
+		behind := 0
+		s.mu.Lock()
+		ends.Each(func(o kadm.ListedOffset) {
+			if s.next[o.Partition] < o.Offset {
+				behind++
+			}
+		})
+		ch := s.changed
+		s.mu.Unlock()
+		if behind == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("state view %d partition(s) behind the end of %s: %w", behind, s.topic, ctx.Err())
 		case <-ch:
 		case <-time.After(time.Second):
 		}
