@@ -114,20 +114,7 @@ func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
 	}
 
 	broken.Store(false)
-	replay := func(d *kgo.Record) {
-		r := &kgo.Record{Topic: h.names.Orders, Key: d.Key, Value: d.Value}
-		for _, hd := range d.Headers {
-			if hd.Key == topics.HeaderEventID || hd.Key == topics.HeaderEventType {
-				r.Headers = append(r.Headers, hd)
-			}
-		}
-		r.Headers = append(r.Headers,
-			kgo.RecordHeader{Key: topics.HeaderReplay, Value: []byte("1")},
-			kgo.RecordHeader{Key: topics.HeaderReplaySource, Value: []byte(topics.Source(d.Partition, d.Offset))})
-		if err := h.prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	replay := h.replayLetter
 	for _, d := range dl {
 		replay(d)
 	}

@@ -356,6 +356,24 @@ func (h *harness) record(e event) *kgo.Record {
 	return r
 }
 
+// replayLetter sends a dead letter back to `orders` as `dlq replay` does:
+// its event id and type, the replay flag and its source.
+func (h *harness) replayLetter(d *kgo.Record) {
+	h.t.Helper()
+	r := &kgo.Record{Topic: h.names.Orders, Key: d.Key, Value: d.Value}
+	for _, hd := range d.Headers {
+		if hd.Key == topics.HeaderEventID || hd.Key == topics.HeaderEventType {
+			r.Headers = append(r.Headers, hd)
+		}
+	}
+	r.Headers = append(r.Headers,
+		kgo.RecordHeader{Key: topics.HeaderReplay, Value: []byte("1")},
+		kgo.RecordHeader{Key: topics.HeaderReplaySource, Value: []byte(topics.Source(d.Partition, d.Offset))})
+	if err := h.prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // paid is the payment_intent.succeeded event of an order.
 func paid(key string) event {
 	return event{key: key, typ: EventPaymentSucceeded, id: "evt_pi_" + key, object: key}

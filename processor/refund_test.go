@@ -1,15 +1,10 @@
 package processor
 
 import (
-	"context"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/orderflow/orderflow/topics"
 )
 
 // alertTexts returns the texts of the alerts about order, in order sent.
@@ -119,19 +114,7 @@ func TestReplayedPartialRefundResumesTheChain(t *testing.T) {
 	}
 	broken.Store(false)
 	// Only the parked refund is replayed.
-	d := dl[1]
-	r := &kgo.Record{Topic: h.names.Orders, Key: d.Key, Value: d.Value}
-	for _, hd := range d.Headers {
-		if hd.Key == topics.HeaderEventID || hd.Key == topics.HeaderEventType {
-			r.Headers = append(r.Headers, hd)
-		}
-	}
-	r.Headers = append(r.Headers,
-		kgo.RecordHeader{Key: topics.HeaderReplay, Value: []byte("1")},
-		kgo.RecordHeader{Key: topics.HeaderReplaySource, Value: []byte(topics.Source(d.Partition, d.Offset))})
-	if err := h.prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	h.replayLetter(dl[1])
 	st := h.waitStates("completed", 30*time.Second, allStatus([]string{k}, StatusCompleted))[k]
 	if !st.HasFlag(FlagPartiallyRefunded) || !slices.Contains(st.AppliedEvents, "evt_pp") {
 		t.Errorf("flags %v applied %v, want partially_refunded and the refund applied", st.Flags, st.AppliedEvents)

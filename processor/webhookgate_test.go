@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -131,18 +130,7 @@ func TestWebhookGateHoldsLaterSteps(t *testing.T) {
 	if dl == nil {
 		t.Fatal("no dead letter of pi_gatebad")
 	}
-	r := &kgo.Record{Topic: h.names.Orders, Key: dl.Key, Value: dl.Value}
-	for _, hd := range dl.Headers {
-		if hd.Key == topics.HeaderEventID || hd.Key == topics.HeaderEventType {
-			r.Headers = append(r.Headers, hd)
-		}
-	}
-	r.Headers = append(r.Headers,
-		kgo.RecordHeader{Key: topics.HeaderReplay, Value: []byte("1")},
-		kgo.RecordHeader{Key: topics.HeaderReplaySource, Value: []byte(topics.Source(dl.Partition, dl.Offset))})
-	if err := h.prod.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	h.replayLetter(dl)
 	done := h.waitStates("pi_gatebad completed after the replay", 30*time.Second, allStatus([]string{"pi_gatebad"}, StatusCompleted))["pi_gatebad"]
 	if got := rc.deliveries("pi_gatebad"); !slices.Equal(got, []int{0, 0}) {
 		t.Errorf("pi_gatebad after the replay: deliveries %v, want [0 0] (shipping only after the accepted one)", got)
