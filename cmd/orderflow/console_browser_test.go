@@ -346,10 +346,29 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("dead letter %s shows %q after the replay, want resolved", src, s)
 	}
 
-	// The audit page lists the failed login and the replay.
+	// Erase the first order from its page: the processor replaces its
+	// state with the marker, and the page says what is left.
+	open("erase", "/orders/"+first, "#erase-form")
+	typeIn("erase", `#erase-form input[name="confirm"]`, first)
+	click("erase", "#erase")
+	waitState(first, processor.StatusErased)
+	waitIndexed()
+	open("erased order", "/orders/"+first, "#erased")
+	run("erased screenshot", shot("erased"))
+	if s := text("#status"); s != "erased" {
+		t.Fatalf("erased order page status %q", s)
+	}
+	if s := text("main"); strings.Contains(s, email) {
+		t.Fatalf("erased order page shows the customer:\n%s", s)
+	}
+	if form, err := eval(visible("#erase-form")); err != nil || form {
+		t.Fatalf("erased order page offers the erase form (%v)", err)
+	}
+
+	// The audit page lists the failed login, the replay and the erasure.
 	open("audit", "/audit", "#audit")
 	audit := text("#audit")
-	for _, want := range []string{"login_failed", "dead letters " + src, "replayed 1, skipped 0"} {
+	for _, want := range []string{"login_failed", "dead letters " + src, "replayed 1, skipped 0", "erase"} {
 		if !strings.Contains(audit, want) {
 			t.Errorf("audit page lacks %q:\n%s", want, audit)
 		}
@@ -357,6 +376,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	run("audit screenshot", shot("audit"))
 	open("overview", "/", "#steps")
 	run("overview screenshot", shot("overview"))
+	// Its counts are what each status filter lists: the second order
+	// completed, the first erased, no dead letter left.
+	for sel, want := range map[string]string{"#count-completed": "1", "#count-erased": "1", "#count-dead_lettered": "0"} {
+		if got := text(sel); got != want {
+			t.Errorf("overview %s = %q, want %s", sel, got, want)
+		}
+	}
 	t.Logf("screenshots in %s", shots)
 }
 
