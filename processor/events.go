@@ -213,6 +213,11 @@ func (h *handling) run() bool {
 		}
 		return h.chain()
 	case EventChargeRefunded:
+		if why := notAnOrder(h.env.Event); why != "" && h.st == nil {
+			h.log().Info("event is not of an order; ignored", "reason", why)
+			h.p.m.notOrders.Inc()
+			return true
+		}
 		return h.refund()
 	default:
 		if h.debugOn() {
@@ -572,19 +577,21 @@ func (p *Processor) corrupt(part *partition, rec *kgo.Record, cause error) bool 
 }
 
 // paymentStatus reads data.object.payment_status of a raw Stripe event.
-// notAnOrder says why a payment event is of no order the chain runs for, ""
-// when it is of one: a Checkout Session in setup mode (a card saved,
-// nothing paid) or subscription mode (its payments are a subscription's
-// invoices), or a PaymentIntent of a Stripe invoice (a subscription's
-// renewal, Stripe Invoicing), which is invoiced already and would be
-// booked, shipped and invoiced again.
+// notAnOrder says why an event is of no order the chain runs for, "" when
+// it is of one: a Checkout Session in setup mode (a card saved, nothing
+// paid) or subscription mode (its payments are a subscription's invoices),
+// a PaymentIntent of a Stripe invoice (a subscription's renewal, Stripe
+// Invoicing), which is invoiced already and would be booked, shipped and
+// invoiced again, or a charge made without a PaymentIntent (an older
+// integration's), whose refund is of no order.
 func notAnOrder(event json.RawMessage) string {
 	var e struct {
 		Data struct {
 			Object struct {
-				Object  string          `json:"object"`
-				Mode    string          `json:"mode"`
-				Invoice json.RawMessage `json:"invoice"`
+				Object        string          `json:"object"`
+				Mode          string          `json:"mode"`
+				Invoice       json.RawMessage `json:"invoice"`
+				PaymentIntent json.RawMessage `json:"payment_intent"`
 			} `json:"object"`
 		} `json:"data"`
 	}
@@ -597,6 +604,8 @@ func notAnOrder(event json.RawMessage) string {
 		return "a Checkout Session in " + o.Mode + " mode"
 	case o.Object == "payment_intent" && len(o.Invoice) > 0 && string(o.Invoice) != "null":
 		return "a PaymentIntent of a Stripe invoice"
+	case o.Object == "charge" && string(o.PaymentIntent) == "null":
+		return "a charge without a PaymentIntent"
 	}
 	return ""
 }

@@ -84,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		notOrders: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderflow_events_not_orders_total",
-			Help: "Payment events of no order, ignored: Checkout Sessions in setup or subscription mode, PaymentIntents of a Stripe invoice.",
+			Help: "Events of no order, ignored: Checkout Sessions in setup or subscription mode, PaymentIntents of a Stripe invoice, refunds of charges without a PaymentIntent.",
 		}),
 		alertsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderflow_alerts_dropped_total",

@@ -26,12 +26,16 @@ func TestEventsOfNoOrderAreIgnored(t *testing.T) {
 			fields: map[string]any{"object": "checkout.session", "mode": "payment", "payment_intent": "pi_shop"}},
 		event{key: "pi_plain", typ: EventPaymentSucceeded, id: "evt_plain", object: "pi_plain",
 			fields: map[string]any{"object": "payment_intent", "invoice": nil}},
+		// A refund of a charge made without a PaymentIntent: keyed by the
+		// charge, no order will ever have that key.
+		event{key: "ch_legacy", typ: EventChargeRefunded, id: "evt_legacy", object: "ch_legacy",
+			fields: map[string]any{"payment_intent": nil}, charge: &charge{amount: 1000, refunded: 1000, full: true}},
 	)
 	h.waitStates("the orders completed", 30*time.Second, allStatus([]string{"pi_shop", "pi_plain"}, StatusCompleted))
 	h.waitHandled(cfg.Group, 30*time.Second)
 	r.stop(t)
 	states := h.states()
-	for _, k := range []string{"cs_setup", "cs_sub", "pi_renewal"} {
+	for _, k := range []string{"cs_setup", "cs_sub", "pi_renewal", "ch_legacy"} {
 		if st := states[k]; st != nil {
 			t.Errorf("%s: a state was written (%s), want none", k, st.Status)
 		}
@@ -39,7 +43,10 @@ func TestEventsOfNoOrderAreIgnored(t *testing.T) {
 			t.Errorf("%s: %d provider calls, want none", k, len(calls))
 		}
 	}
-	if got := metricValue(r.p.m.notOrders); got != 3 {
-		t.Errorf("orderflow_events_not_orders_total = %v, want 3", got)
+	if got := metricValue(r.p.m.notOrders); got != 4 {
+		t.Errorf("orderflow_events_not_orders_total = %v, want 4", got)
+	}
+	if n := f.alertCount(); n != 0 {
+		t.Errorf("%d alerts, want none", n)
 	}
 }
