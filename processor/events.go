@@ -576,7 +576,6 @@ func (p *Processor) corrupt(part *partition, rec *kgo.Record, cause error) bool 
 	return true
 }
 
-// paymentStatus reads data.object.payment_status of a raw Stripe event.
 // notAnOrder says why an event is of no order the chain runs for, "" when
 // it is of one: a Checkout Session in setup mode (a card saved, nothing
 // paid) or subscription mode (its payments are a subscription's invoices),
@@ -610,6 +609,7 @@ func notAnOrder(event json.RawMessage) string {
 	return ""
 }
 
+// paymentStatus reads data.object.payment_status of a raw Stripe event.
 func paymentStatus(event json.RawMessage) string {
 	var e struct {
 		Data struct {
