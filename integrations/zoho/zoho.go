@@ -284,12 +284,12 @@ func contactRecord(o integrations.Order) map[string]any {
 
 // splitName splits a buyer's name into Zoho's First_Name and Last_Name.
 // A business (a buyer who gave a VAT number or is reverse charged:
-// "Keramik Müller GmbH") has no first name: the whole name is the last name. A name written in Han,
-// kana or Hangul puts the family name first ("山田 花子": 山田 is the
-// family name), any other the last word ("Åsa Öberg-Järvinen":
-// Öberg-Järvinen). A single word is the last name. Names in Latin script
-// that put the family name first (Hungarian) cannot be told apart and are
-// split as any other.
+// "Keramik Müller GmbH") has no first name: the whole name is the last
+// name. A name written in Han, kana or Hangul puts the family name first
+// ("山田 花子": 山田 is the family name), any other the last word ("Åsa
+// Öberg-Järvinen": Öberg-Järvinen). A single word is the last name. Names
+// in Latin script that put the family name first (Hungarian) cannot be
+// told apart and are split as any other.
 func splitName(name string, business bool) (first, last string) {
 	name = strings.Join(strings.Fields(name), " ")
 	if business {
