@@ -59,10 +59,9 @@ type handling struct {
 	replaySrc string
 	// traceParent is the record's traceparent header.
 	traceParent string
-	// refundSeen is a charge.refunded event's refund (refundInfo), read
-	// once when refundRead.
-	refundSeen chargeRefund
-	refundRead bool
+	// obj is the event's data.object as the handling reads it, decoded
+	// once (object).
+	obj *eventObject
 	// lg is the record's logger, made by log on first use (most records
 	// log nothing at the levels enabled); traceID goes into it.
 	lg      atomic.Pointer[slog.Logger]
@@ -201,19 +200,19 @@ func (h *handling) run() bool {
 
 	switch h.env.EventType {
 	case EventCheckoutCompleted, EventAsyncPaymentSucceded, EventPaymentSucceeded:
-		if why := notAnOrder(h.env.Event); why != "" {
+		if why := h.object().notAnOrder(); why != "" {
 			// Same account, other products: saving a card, a
 			// subscription's payments, a Stripe invoice's.
 			h.log().Info("event is not of an order; ignored", "reason", why)
 			h.p.m.notOrders.Inc()
 			return h.recordOnly()
 		}
-		if h.env.EventType == EventCheckoutCompleted && paymentStatus(h.env.Event) == "unpaid" {
+		if h.env.EventType == EventCheckoutCompleted && h.object().PaymentStatus == "unpaid" {
 			return h.awaitPayment()
 		}
 		return h.chain()
 	case EventChargeRefunded:
-		if why := notAnOrder(h.env.Event); why != "" && h.st == nil {
+		if why := h.object().notAnOrder(); why != "" && h.st == nil {
 			h.log().Info("event is not of an order; ignored", "reason", why)
 			h.p.m.notOrders.Inc()
 			return true
@@ -251,7 +250,7 @@ func (h *handling) duplicate() bool {
 func (h *handling) objectKey() string {
 	k := h.env.EventType + "/" + h.env.ObjectID
 	if h.env.EventType == EventChargeRefunded {
-		if r := h.refundInfo(); r.known {
+		if r := h.object().refund(); r.known {
 			k += "/" + strconv.FormatInt(r.refunded, 10)
 		}
 	}
@@ -393,31 +392,13 @@ type chargeRefund struct {
 	full bool
 }
 
-// refundInfo reads the refund from the event's charge, once.
-func (h *handling) refundInfo() chargeRefund {
-	if h.refundRead {
-		return h.refundSeen
+// refund is what a charge's refund event says of it.
+func (o *eventObject) refund() chargeRefund {
+	if o.Amount == nil || o.AmountRefunded == nil || *o.Amount <= 0 || *o.AmountRefunded < 0 {
+		return chargeRefund{full: true}
 	}
-	h.refundRead = true
-	var e struct {
-		Data struct {
-			Object struct {
-				Amount         *int64 `json:"amount"`
-				AmountRefunded *int64 `json:"amount_refunded"`
-				Refunded       bool   `json:"refunded"`
-				Currency       string `json:"currency"`
-			} `json:"object"`
-		} `json:"data"`
-	}
-	r := chargeRefund{full: true}
-	if json.Unmarshal(h.env.Event, &e) == nil {
-		o := e.Data.Object
-		if o.Amount != nil && o.AmountRefunded != nil && *o.Amount > 0 && *o.AmountRefunded >= 0 {
-			r = chargeRefund{amount: *o.Amount, refunded: *o.AmountRefunded, currency: o.Currency, known: true}
-			r.full = o.Refunded || r.refunded >= r.amount
-		}
-	}
-	h.refundSeen = r
+	r := chargeRefund{amount: *o.Amount, refunded: *o.AmountRefunded, currency: o.Currency, known: true}
+	r.full = o.Refunded || r.refunded >= r.amount
 	return r
 }
 
@@ -429,20 +410,19 @@ func (h *handling) refund() bool {
 	if h.duplicate() {
 		return true
 	}
-	if r := h.refundInfo(); !r.full {
+	if r := h.object().refund(); !r.full {
 		return h.partialRefund(r)
 	}
 	if h.st == nil {
 		h.st = h.newState(StatusRefunded)
 	}
 	st := h.st
-	h.markApplied()
-	ship := st.Steps[StepShipping]
-	shipped := ship != nil && ship.Done && !ship.Skipped || st.Status == StatusCompleted
 	switch {
 	case st.Status == StatusRefunded && st.NextOffset > 0:
+		h.markApplied()
 		return h.finish()
-	case !shipped:
+	case !h.shipped():
+		h.markApplied()
 		st.Status = StatusRefunded
 		if !h.finish() {
 			return false
@@ -454,12 +434,33 @@ func (h *handling) refund() bool {
 		if !st.HasFlag(FlagRefundedAfterShipping) {
 			st.Flags = append(st.Flags, FlagRefundedAfterShipping)
 		}
-		if !h.finish() {
-			return false
-		}
-		h.p.alert(integrations.Alert{OrderID: h.key, Text: "order refunded after it shipped: stop or recall the shipment and credit the invoice by hand"})
-		return true
+		return h.refundGoesOn("order refunded after it shipped: stop or recall the shipment and credit the invoice by hand")
 	}
+}
+
+// shipped reports whether the order's goods have left: its shipping step
+// is done (not skipped), or it completed.
+func (h *handling) shipped() bool {
+	ship := h.st.Steps[StepShipping]
+	return ship != nil && ship.Done && !ship.Skipped || h.st.Status == StatusCompleted
+}
+
+// refundGoesOn records a refund that leaves the order going on (flagged
+// already) and raises its alert. A replayed one of an order in progress
+// was parked behind the order's dead letter: its replay resumes the
+// chain, as any replayed event does (chain records it applied).
+func (h *handling) refundGoesOn(text string) bool {
+	a := integrations.Alert{OrderID: h.key, Text: text}
+	if h.replay && h.st.Status == StatusInProgress {
+		h.p.alert(a)
+		return h.chain()
+	}
+	h.markApplied()
+	if !h.finish() {
+		return false
+	}
+	h.p.alert(a)
+	return true
 }
 
 // partialRefund handles a refund of part of the charge.
@@ -477,26 +478,12 @@ func (h *handling) partialRefund(r chargeRefund) bool {
 	if !st.HasFlag(FlagPartiallyRefunded) {
 		st.Flags = append(st.Flags, FlagPartiallyRefunded)
 	}
-	ship := st.Steps[StepShipping]
-	shipped := ship != nil && ship.Done && !ship.Skipped || st.Status == StatusCompleted
 	when := "before shipping: the order goes on (check what is still to ship)"
-	if shipped {
+	if h.shipped() {
 		when = "after it shipped"
 	}
-	text := fmt.Sprintf("order partially refunded %s: %s of %s refunded so far; credit it on the invoice by hand",
-		when, integrations.FormatMoney(r.refunded, r.currency), integrations.FormatMoney(r.amount, r.currency))
-	if h.replay && st.Status == StatusInProgress {
-		// The refund was parked behind the order's dead letter: its
-		// replay resumes the chain, as any replayed event does.
-		h.p.alert(integrations.Alert{OrderID: h.key, Text: text})
-		return h.chain()
-	}
-	h.markApplied()
-	if !h.finish() {
-		return false
-	}
-	h.p.alert(integrations.Alert{OrderID: h.key, Text: text})
-	return true
+	return h.refundGoesOn(fmt.Sprintf("order partially refunded %s: %s of %s refunded so far; credit it on the invoice by hand",
+		when, integrations.FormatMoney(r.refunded, r.currency), integrations.FormatMoney(r.amount, r.currency)))
 }
 
 // unpark makes a dead-lettered order runnable again for a replayed record:
@@ -576,6 +563,42 @@ func (p *Processor) corrupt(part *partition, rec *kgo.Record, cause error) bool 
 	return true
 }
 
+// eventObject is what the handling reads of an event's data.object: one
+// decode serves the checks of its kind (notAnOrder), Checkout's
+// payment_status and a refund's amounts.
+type eventObject struct {
+	Object         string          `json:"object"`
+	Mode           string          `json:"mode"`
+	PaymentStatus  string          `json:"payment_status"`
+	Invoice        json.RawMessage `json:"invoice"`
+	PaymentIntent  json.RawMessage `json:"payment_intent"`
+	Amount         *int64          `json:"amount"`
+	AmountRefunded *int64          `json:"amount_refunded"`
+	Refunded       bool            `json:"refunded"`
+	Currency       string          `json:"currency"`
+}
+
+// object decodes the event's data.object once; an event that does not
+// decode reads as an object with none of the fields.
+func (h *handling) object() *eventObject {
+	if h.obj == nil {
+		h.obj = decodeObject(h.env.Event)
+	}
+	return h.obj
+}
+
+func decodeObject(event json.RawMessage) *eventObject {
+	var e struct {
+		Data struct {
+			Object eventObject `json:"object"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(event, &e) != nil {
+		return &eventObject{}
+	}
+	return &e.Data.Object
+}
+
 // notAnOrder says why an event is of no order the chain runs for, "" when
 // it is of one: a Checkout Session in setup mode (a card saved, nothing
 // paid) or subscription mode (its payments are a subscription's invoices),
@@ -583,21 +606,7 @@ func (p *Processor) corrupt(part *partition, rec *kgo.Record, cause error) bool 
 // Invoicing), which is invoiced already and would be booked, shipped and
 // invoiced again, or a charge made without a PaymentIntent (an older
 // integration's), whose refund is of no order.
-func notAnOrder(event json.RawMessage) string {
-	var e struct {
-		Data struct {
-			Object struct {
-				Object        string          `json:"object"`
-				Mode          string          `json:"mode"`
-				Invoice       json.RawMessage `json:"invoice"`
-				PaymentIntent json.RawMessage `json:"payment_intent"`
-			} `json:"object"`
-		} `json:"data"`
-	}
-	if json.Unmarshal(event, &e) != nil {
-		return ""
-	}
-	o := e.Data.Object
+func (o *eventObject) notAnOrder() string {
 	switch {
 	case o.Mode != "" && o.Mode != "payment":
 		return "a Checkout Session in " + o.Mode + " mode"
@@ -607,19 +616,4 @@ func notAnOrder(event json.RawMessage) string {
 		return "a charge without a PaymentIntent"
 	}
 	return ""
-}
-
-// paymentStatus reads data.object.payment_status of a raw Stripe event.
-func paymentStatus(event json.RawMessage) string {
-	var e struct {
-		Data struct {
-			Object struct {
-				PaymentStatus string `json:"payment_status"`
-			} `json:"object"`
-		} `json:"data"`
-	}
-	if json.Unmarshal(event, &e) != nil {
-		return ""
-	}
-	return e.Data.Object.PaymentStatus
 }

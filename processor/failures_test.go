@@ -85,14 +85,7 @@ func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
 	t.Parallel()
 	h := newLogicHarness(t, 3)
 	f := newFakes()
-	var broken atomic.Bool
-	broken.Store(true)
-	f.fail = func(step, _ string, _ int) error {
-		if step == StepShipping && broken.Load() {
-			return permanent(step)
-		}
-		return nil
-	}
+	broken := f.breakStep(StepShipping)
 	h.start(h.config(), f.providers())
 	k := "pi_park"
 	h.send(paid(k),

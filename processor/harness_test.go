@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -103,6 +104,20 @@ func (f *fakes) setFail(fn func(step, order string, attempt int) error) {
 	f.mu.Lock()
 	f.fail = fn
 	f.mu.Unlock()
+}
+
+// breakStep makes step fail permanently until the returned switch is set
+// to false.
+func (f *fakes) breakStep(step string) *atomic.Bool {
+	broken := &atomic.Bool{}
+	broken.Store(true)
+	f.setFail(func(s, _ string, _ int) error {
+		if s == step && broken.Load() {
+			return permanent(s)
+		}
+		return nil
+	})
+	return broken
 }
 
 func (f *fakes) createdCount(step, order string) int {
@@ -357,7 +372,9 @@ func (h *harness) record(e event) *kgo.Record {
 }
 
 // replayLetter sends a dead letter back to `orders` as `dlq replay` does:
-// its event id and type, the replay flag and its source.
+// its event id and type, the replay flag and its source (the headers of
+// dlq.ReplayRecord, which these tests cannot call: package dlq imports
+// processor).
 func (h *harness) replayLetter(d *kgo.Record) {
 	h.t.Helper()
 	r := &kgo.Record{Topic: h.names.Orders, Key: d.Key, Value: d.Value}

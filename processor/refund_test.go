@@ -2,7 +2,6 @@ package processor
 
 import (
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -96,14 +95,7 @@ func TestReplayedPartialRefundResumesTheChain(t *testing.T) {
 	t.Parallel()
 	h := newLogicHarness(t, 3)
 	f := newFakes()
-	var broken atomic.Bool
-	broken.Store(true)
-	f.fail = func(step, _ string, _ int) error {
-		if step == StepShipping && broken.Load() {
-			return permanent(step)
-		}
-		return nil
-	}
+	broken := f.breakStep(StepShipping)
 	h.start(h.config(), f.providers())
 	k := "pi_parkpart"
 	h.send(paid(k), event{key: k, typ: EventChargeRefunded, id: "evt_pp", object: "ch_pp", charge: &charge{amount: 12400, refunded: 1000}})
@@ -121,5 +113,31 @@ func TestReplayedPartialRefundResumesTheChain(t *testing.T) {
 	}
 	if n := f.createdCount(StepShipping, k); n != 1 {
 		t.Errorf("shipping created %d times, want 1", n)
+	}
+}
+
+// So does a refund of the whole charge parked behind a failure after
+// shipping (here the email): the order is flagged and its chain resumes.
+func TestReplayedRefundAfterShippingResumesTheChain(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	broken := f.breakStep(StepEmail)
+	h.start(h.config(), f.providers())
+	k := "pi_parkfull"
+	h.send(paid(k), event{key: k, typ: EventChargeRefunded, id: "evt_pf", object: "ch_pf", charge: &charge{amount: 12400, refunded: 12400, full: true}})
+	h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
+	dl := h.readAll(h.names.DLQ)
+	if len(dl) != 2 {
+		t.Fatalf("%d dead letters, want 2 (email, then the parked refund)", len(dl))
+	}
+	broken.Store(false)
+	h.replayLetter(dl[1])
+	st := h.waitStates("completed", 30*time.Second, allStatus([]string{k}, StatusCompleted))[k]
+	if !st.HasFlag(FlagRefundedAfterShipping) || !slices.Contains(st.AppliedEvents, "evt_pf") {
+		t.Errorf("flags %v applied %v, want refunded_after_shipping and the refund applied", st.Flags, st.AppliedEvents)
+	}
+	if n := f.createdCount(StepEmail, k); n != 1 {
+		t.Errorf("email created %d times, want 1", n)
 	}
 }

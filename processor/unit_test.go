@@ -312,8 +312,8 @@ func TestPaymentStatus(t *testing.T) {
 		`{"data":{"object":{"id":"cs_1"}}}`:               "",
 		`not json`:                                        "",
 	} {
-		if got := paymentStatus([]byte(raw)); got != want {
-			t.Errorf("paymentStatus(%s) = %q, want %q", raw, got, want)
+		if got := decodeObject([]byte(raw)).PaymentStatus; got != want {
+			t.Errorf("payment_status of %s = %q, want %q", raw, got, want)
 		}
 	}
 }

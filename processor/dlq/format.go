@@ -138,7 +138,7 @@ func (d DeadLetter) Entry() Entry {
 		WrittenAt: d.Timestamp.UTC(),
 	}
 	j.EventID, _ = d.Header(topics.HeaderEventID)
-	j.EventType, _ = d.Header(topics.HeaderEventType)
+	j.EventType = d.EventType()
 	if !d.FirstFailure.IsZero() {
 		t := d.FirstFailure.UTC()
 		j.FirstFailure = &t
