@@ -89,55 +89,41 @@ func TestPartialRefunds(t *testing.T) {
 	}
 }
 
-// A partial refund parked behind the order's dead letter resumes the chain
-// when it is replayed, as any replayed event does.
-func TestReplayedPartialRefundResumesTheChain(t *testing.T) {
-	t.Parallel()
-	h := newLogicHarness(t, 3)
-	f := newFakes()
-	broken := f.breakStep(StepShipping)
-	h.start(h.config(), f.providers())
-	k := "pi_parkpart"
-	h.send(paid(k), event{key: k, typ: EventChargeRefunded, id: "evt_pp", object: "ch_pp", charge: &charge{amount: 12400, refunded: 1000}})
-	h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
-	dl := h.readAll(h.names.DLQ)
-	if len(dl) != 2 {
-		t.Fatalf("%d dead letters, want 2 (shipping, then the parked refund)", len(dl))
-	}
-	broken.Store(false)
-	// Only the parked refund is replayed.
-	h.replayLetter(dl[1])
-	st := h.waitStates("completed", 30*time.Second, allStatus([]string{k}, StatusCompleted))[k]
-	if !st.HasFlag(FlagPartiallyRefunded) || !slices.Contains(st.AppliedEvents, "evt_pp") {
-		t.Errorf("flags %v applied %v, want partially_refunded and the refund applied", st.Flags, st.AppliedEvents)
-	}
-	if n := f.createdCount(StepShipping, k); n != 1 {
-		t.Errorf("shipping created %d times, want 1", n)
-	}
-}
-
-// So does a refund of the whole charge parked behind a failure after
-// shipping (here the email): the order is flagged and its chain resumes.
-func TestReplayedRefundAfterShippingResumesTheChain(t *testing.T) {
-	t.Parallel()
-	h := newLogicHarness(t, 3)
-	f := newFakes()
-	broken := f.breakStep(StepEmail)
-	h.start(h.config(), f.providers())
-	k := "pi_parkfull"
-	h.send(paid(k), event{key: k, typ: EventChargeRefunded, id: "evt_pf", object: "ch_pf", charge: &charge{amount: 12400, refunded: 12400, full: true}})
-	h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
-	dl := h.readAll(h.names.DLQ)
-	if len(dl) != 2 {
-		t.Fatalf("%d dead letters, want 2 (email, then the parked refund)", len(dl))
-	}
-	broken.Store(false)
-	h.replayLetter(dl[1])
-	st := h.waitStates("completed", 30*time.Second, allStatus([]string{k}, StatusCompleted))[k]
-	if !st.HasFlag(FlagRefundedAfterShipping) || !slices.Contains(st.AppliedEvents, "evt_pf") {
-		t.Errorf("flags %v applied %v, want refunded_after_shipping and the refund applied", st.Flags, st.AppliedEvents)
-	}
-	if n := f.createdCount(StepEmail, k); n != 1 {
-		t.Errorf("email created %d times, want 1", n)
+// A refund parked behind the order's dead letter that leaves the order
+// going on resumes the chain when it alone is replayed, as any replayed
+// event does: a partial one behind a shipping failure, one of the whole
+// charge behind a failure after shipping (the email). The order completes,
+// flagged, and the failed step is created once.
+func TestReplayedRefundResumesTheChain(t *testing.T) {
+	for _, tt := range []struct {
+		name, failing, flag string
+		refund              charge
+	}{
+		{"partial", StepShipping, FlagPartiallyRefunded, charge{amount: 12400, refunded: 1000}},
+		{"whole after shipping", StepEmail, FlagRefundedAfterShipping, charge{amount: 12400, refunded: 12400, full: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newLogicHarness(t, 3)
+			f := newFakes()
+			broken := f.breakStep(tt.failing)
+			h.start(h.config(), f.providers())
+			k := "pi_park_" + tt.failing
+			h.send(paid(k), event{key: k, typ: EventChargeRefunded, id: "evt_" + k, object: "ch_" + k, charge: &tt.refund})
+			h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
+			dl := h.readAll(h.names.DLQ)
+			if len(dl) != 2 {
+				t.Fatalf("%d dead letters, want 2 (%s, then the parked refund)", len(dl), tt.failing)
+			}
+			broken.Store(false)
+			h.replayLetter(dl[1])
+			st := h.waitStates("completed", 30*time.Second, allStatus([]string{k}, StatusCompleted))[k]
+			if !st.HasFlag(tt.flag) || !slices.Contains(st.AppliedEvents, "evt_"+k) {
+				t.Errorf("flags %v applied %v, want %s and the refund applied", st.Flags, st.AppliedEvents, tt.flag)
+			}
+			if n := f.createdCount(tt.failing, k); n != 1 {
+				t.Errorf("%s created %d times, want 1", tt.failing, n)
+			}
+		})
 	}
 }
