@@ -12,6 +12,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // OrderModel is the version of the Order model this build writes
@@ -206,18 +209,82 @@ func (a Address) Street() string {
 	return a.Line1 + ", " + a.Line2
 }
 
-// BillingAddress is where the buyer is invoiced: the customer's address,
-// else (a PaymentIntent without billing details) the shipping address.
+// Reaches reports whether a letter can reach the address: it has a street
+// line or a city, not only the country and postal code a card form asks
+// for.
+func (a Address) Reaches() bool { return a.Line1 != "" || a.Line2 != "" || a.City != "" }
+
+// BillingAddress is where the buyer is invoiced: the customer's billing
+// address when Stripe collected one a letter reaches. By default Checkout
+// collects a billing address only where the payment needs it
+// (billing_address_collection "auto"): a country, perhaps a postal code.
+// Such a part of an address, when the shipping address agrees with it (the
+// same country and postal code where given) and goes to the buyer (the
+// same name, ignoring case, accents and punctuation, or no name on
+// either), is completed by the shipping address, under the buyer's name.
+// A part that disagrees, or goods sent to someone else (a gift), keeps the
+// part: the buyer's street is not known. With no billing details at all
+// (a PaymentIntent without them) it is the shipping address.
 func (o Order) BillingAddress() Address {
-	if !o.Customer.Address.IsZero() {
-		a := o.Customer.Address
-		if a.Name == "" {
-			a.Name = o.Customer.Name
-		}
-		return a
+	a := o.Customer.Address
+	if a.IsZero() {
+		return o.Shipping
 	}
-	return o.Shipping
+	if a.Name == "" {
+		a.Name = o.Customer.Name
+	}
+	if s := o.Shipping; !a.Reaches() && s.Reaches() && partOf(a, s) && sameName(o.BuyerName(), s.Name) {
+		if a.Name != "" {
+			s.Name = a.Name
+		}
+		s.Phone = ""
+		return s
+	}
+	return a
 }
+
+// partOf reports whether the country and postal code of part, where given,
+// are those of whole.
+func partOf(part, whole Address) bool {
+	if part.Country != "" && !strings.EqualFold(part.Country, whole.Country) {
+		return false
+	}
+	if part.State != "" && !strings.EqualFold(part.State, whole.State) {
+		return false
+	}
+	return part.PostalCode == "" || foldKey(part.PostalCode) == foldKey(whole.PostalCode)
+}
+
+// sameName reports whether two names are one person's as typed in two
+// forms ("SANNA OHMAN" on the card, "Sanna Öhman" on the parcel); an empty
+// name matches any.
+func sameName(a, b string) bool {
+	a, b = foldKey(a), foldKey(b)
+	return a == "" || b == "" || a == b
+}
+
+// foldKey is s in lower case with its accents, spaces and punctuation
+// removed, and ø, æ, ß and the like as ASCII writes them:
+// "Öhman-Kärkkäinen" → "ohmankarkkainen", "Søren" → "soren",
+// "SE-111 56" → "se11156".
+func foldKey(s string) string {
+	var b strings.Builder
+	for _, r := range norm.NFD.String(s) {
+		r = unicode.ToLower(r)
+		switch {
+		case unicode.Is(unicode.Mn, r):
+		case folded[r] != "":
+			b.WriteString(folded[r])
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// folded are the Latin letters that have no accent to remove, as a card's
+// ASCII writes them.
+var folded = map[rune]string{'ø': "o", 'æ': "ae", 'œ': "oe", 'ß': "ss", 'ł': "l", 'đ': "d", 'ð': "d", 'þ': "th", 'ı': "i"}
 
 // BuyerName is the buyer's name, else the billing or shipping name.
 func (o Order) BuyerName() string {

@@ -111,3 +111,48 @@ func TestFormatMinorDecimal(t *testing.T) {
 		}
 	}
 }
+
+// TestBillingAddress: a billing address Stripe collected in part (Checkout's
+// default collects a country, perhaps a postal code) is completed by the
+// shipping address only when that address agrees with it and goes to the
+// buyer.
+func TestBillingAddress(t *testing.T) {
+	home := Address{Name: "Sanna Öhman", Line1: "Kauppakatu 21", PostalCode: "40100", City: "Jyväskylä", Country: "FI", Phone: "+358401234567"}
+	homeBilled := Address{Name: "Sanna Öhman", Line1: "Kauppakatu 21", PostalCode: "40100", City: "Jyväskylä", Country: "FI"}
+	stockholm := Address{Name: "Åsa Berg", Line1: "Kungsgatan 21", PostalCode: "111 56", City: "Stockholm", Country: "SE"}
+	for _, tc := range []struct {
+		name     string
+		buyer    string
+		billing  Address
+		shipping Address
+		want     Address
+	}{
+		{"full billing address kept", "Sanna Öhman",
+			Address{Line1: "Hämeenkatu 10", PostalCode: "33100", City: "Tampere", Country: "FI"}, home,
+			Address{Name: "Sanna Öhman", Line1: "Hämeenkatu 10", PostalCode: "33100", City: "Tampere", Country: "FI"}},
+		{"country only, same person", "Sanna Öhman", Address{Country: "FI"}, home, homeBilled},
+		{"country and postal code, card name in capitals without accents", "SANNA OHMAN",
+			Address{Country: "FI", PostalCode: "40100"}, home,
+			Address{Name: "SANNA OHMAN", Line1: "Kauppakatu 21", PostalCode: "40100", City: "Jyväskylä", Country: "FI"}},
+		{"postal code written apart", "Åsa Berg", Address{Country: "SE", PostalCode: "11156"}, stockholm, stockholm},
+		{"ø written as o", "Soren Kjaer", Address{Country: "DK"},
+			Address{Name: "Søren Kjær", Line1: "Vesterbrogade 1", PostalCode: "1620", City: "København V", Country: "DK"},
+			Address{Name: "Soren Kjaer", Line1: "Vesterbrogade 1", PostalCode: "1620", City: "København V", Country: "DK"}},
+		{"another postal code: the buyer lives elsewhere", "Sanna Öhman",
+			Address{Country: "FI", PostalCode: "00100"}, home, Address{Name: "Sanna Öhman", Country: "FI", PostalCode: "00100"}},
+		{"another country", "Sanna Öhman", Address{Country: "SE"}, home, Address{Name: "Sanna Öhman", Country: "SE"}},
+		{"a gift: the parcel goes to someone else", "Liisa Korhonen", Address{Country: "FI"}, home,
+			Address{Name: "Liisa Korhonen", Country: "FI"}},
+		{"no name given: the shipping name", "", Address{Country: "FI"}, home, homeBilled},
+		{"no billing details: the shipping address", "", Address{}, home, home},
+		{"shipping without a street: the part kept", "Sanna Öhman", Address{Country: "FI"},
+			Address{Name: "Sanna Öhman", Country: "FI", PostalCode: "40100"}, Address{Name: "Sanna Öhman", Country: "FI"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Order{Customer: Customer{Name: tc.buyer, Address: tc.billing}, Shipping: tc.shipping}
+			if got := o.BillingAddress(); got != tc.want {
+				t.Errorf("BillingAddress() =\n  %+v\nwant\n  %+v", got, tc.want)
+			}
+		})
+	}
+}
