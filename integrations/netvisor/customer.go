@@ -14,8 +14,8 @@ import (
 // A business buyer (one who gave a VAT number at checkout) is invoiced as a
 // customer of its own: Netvisor's sales invoice has no element for the
 // buyer's VAT number, which lives on the customer record
-// (CustomerBaseInformation/ExternalIdentifier, "in the case of a foreign
-// customer … the customer's VAT number"). The client finds the customer by
+// (CustomerBaseInformation/ExternalIdentifier: the business id, "in the
+// case of a foreign customer … the customer's VAT number"; see BusinessID). The client finds the customer by
 // its code (customerlist.nv?customercodelist=), adds it when missing
 // (customer.nv?method=add) and links the invoice to it by that code
 // (InvoicingCustomerIdentifier type="customer"). Orders without a VAT
@@ -33,6 +33,17 @@ func CustomerCode(vatID string) string {
 		}
 	}
 	return b.String()
+}
+
+// BusinessID is the customer's business id (ExternalIdentifier) for its
+// code: a Finnish VAT number (FI and eight digits) is the Y-tunnus it is
+// made of, written as Finnish registers write it ("FI23456789" →
+// "2345678-9"); a foreign customer's is its VAT number, as Netvisor asks.
+func BusinessID(code string) string {
+	if d, ok := strings.CutPrefix(code, "FI"); ok && len(d) == 8 && strings.Trim(d, "0123456789") == "" {
+		return d[:7] + "-" + d[7:]
+	}
+	return code
 }
 
 // invoiceCustomer returns the customer identifier and its type that the
@@ -93,7 +104,7 @@ func (c *Client) addCustomer(ctx context.Context, o integrations.Order, code str
 	w := elementWriter(&b)
 	b.WriteString("<Root><Customer><CustomerBaseInformation>")
 	w("InternalIdentifier", code)
-	w("ExternalIdentifier", code)
+	w("ExternalIdentifier", BusinessID(code))
 	w("Name", cut(o.BuyerName(), 250))
 	w("StreetAddress", cut(bill.Line1, 80))
 	w("AdditionalAddressLine", cut(bill.Line2, 80))

@@ -123,6 +123,41 @@ func TestBusinessCustomer(t *testing.T) {
 	}
 }
 
+// A Finnish business buyer's business id is its Y-tunnus, as Finnish
+// registers write it, not the VAT number made of it; its code stays the
+// VAT number, so it is one customer however it typed the number. The VAT
+// is charged as usual (no reverse charge at home).
+func TestBusinessCustomerFinnish(t *testing.T) {
+	c, rec := newBusinessClient(t, false)
+	o := businessOrder("pi_3BusinessCustomerFi01", "FI 2345 6789")
+	o.Customer.Name = "Puuseppä Oy"
+	o.Customer.Address = integrations.Address{Line1: "Teollisuuskatu 5", PostalCode: "33100", City: "Tampere", Country: "FI"}
+	o.Shipping = integrations.Address{Name: "Puuseppä Oy", Line1: "Teollisuuskatu 5", PostalCode: "33100", City: "Tampere", Country: "FI"}
+	o.AmountTotal, o.AmountTax = 112950, 22950
+	o.Items[0].AmountTotal, o.Items[0].AmountTax = 112950, 22950
+	o.Items[0].Taxes = []integrations.Tax{{Amount: 22950, TaxableAmount: 90000, Percentage: "25.5", TaxabilityReason: "standard_rated"}}
+	if _, err := c.CreateInvoice(context.Background(), o, integrations.Shipment{}); err != nil {
+		t.Fatal(err)
+	}
+	adds := rec.bodies(http.MethodPost, "/customer.nv")
+	if len(adds) != 1 {
+		t.Fatalf("customer.nv adds = %d, want 1: %q", len(adds), adds)
+	}
+	if want := "<InternalIdentifier>FI23456789</InternalIdentifier><ExternalIdentifier>2345678-9</ExternalIdentifier>"; !strings.Contains(adds[0], want) {
+		t.Errorf("customer.nv body %q does not hold %q", adds[0], want)
+	}
+	inv := rec.bodies(http.MethodPost, "/salesinvoice.nv")
+	if len(inv) != 1 || !strings.Contains(inv[0], `<InvoicingCustomerIdentifier type="customer">FI23456789</InvoicingCustomerIdentifier>`) ||
+		!strings.Contains(inv[0], `<ProductVatPercentage vatcode="KOMY">25,5</ProductVatPercentage>`) {
+		t.Errorf("invoice does not link customer FI23456789 with VAT at 25,5 %%: %q", inv)
+	}
+	for code, want := range map[string]string{"FI23456789": "2345678-9", "DE123456789": "DE123456789", "FI2345678": "FI2345678", "FI2345678X": "FI2345678X", "SE556677889901": "SE556677889901"} {
+		if got := netvisor.BusinessID(code); got != want {
+			t.Errorf("BusinessID(%q) = %q, want %q", code, got, want)
+		}
+	}
+}
+
 // Two orders of one new business at once: one add wins, the other is
 // refused as a duplicate code, looks again and links the same customer.
 func TestBusinessCustomerRace(t *testing.T) {
