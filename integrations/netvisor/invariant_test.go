@@ -23,11 +23,13 @@ func units(t *testing.T, s string) int64 {
 
 // The invoice invariant over generated orders (played by ordergen as
 // Stripe computes them: inclusive and exclusive prices, discounts, one to
-// three rates per line, free, taxed, untaxed and inclusive shipping,
+// three rates per line, a line taxed in two parts at two rates, free,
+// taxed, untaxed and inclusive shipping,
 // reverse charge, PaymentIntents without Checkout, in 0-, 2- and
 // 3-decimal currencies): Σ line sums = SalesInvoiceAmount = amount paid
 // and Σ VAT sums = tax charged, to the minor unit; every line's unit price
-// (with its VAT when net) is its sum. An order a three-decimal currency
+// (with its VAT when net) is its sum; a line taxed in parts is a line per
+// part at its rate. An order a three-decimal currency
 // cannot carry in two decimals is refused, and only such an order.
 func TestInvoiceInvariantGenerated(t *testing.T) {
 	c := newTest(t, &fakeNetvisor{status: 200, body: "file:created.xml"}, nil)
@@ -69,6 +71,26 @@ func TestInvoiceInvariantGenerated(t *testing.T) {
 		}
 		if vat*div != o.AmountTax {
 			t.Fatalf("order %d (%s): VAT %d, tax charged %d", n, o.Currency, vat*div, o.AmountTax)
+		}
+		// A line Stripe taxed in parts is a line per part, each at its
+		// part's rate; any other is one line.
+		wantLines := 0
+		for _, it := range o.Items {
+			wantLines++
+			if len(it.Taxes) == 2 && it.Taxes[0].TaxabilityReason == "portion_reduced_rated" {
+				wantLines++
+			}
+		}
+		if sc := o.ShippingCost; sc != nil && (sc.AmountTotal != 0 || sc.AmountTax != 0) {
+			wantLines++
+		}
+		if len(inv.Lines) != wantLines {
+			t.Fatalf("order %d: %d invoice lines, want %d", n, len(inv.Lines), wantLines)
+		}
+		for i, l := range inv.Lines {
+			if strings.Contains(l.FreeText, "; part ") && l.VAT.Value != "14" && l.VAT.Value != "25,5" {
+				t.Fatalf("order %d line %d: a part at %s %%, want 14 or 25,5", n, i+1, l.VAT.Value)
+			}
 		}
 		if o.ReverseCharge() && !strings.Contains(inv.After, o.Customer.VATID()) {
 			t.Fatalf("order %d: reverse charge without the VAT number", n)

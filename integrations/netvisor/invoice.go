@@ -141,6 +141,24 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 		out = append(out, l)
 		return nil
 	}
+	// A line whose taxes are each on a part of it (a price taxed partly
+	// at one rate and partly at another) becomes a line per part, so that
+	// each part is at its own rate; taxes on the whole of it (a state's,
+	// a county's and a city's) are one line at their rates added.
+	addTaxed := func(l invoiceLine, g, v int64, taxes []integrations.Tax, behavior string) error {
+		parts := taxParts(g, v, taxes)
+		if parts == nil {
+			return add(l, g, v, taxes, behavior)
+		}
+		for k, t := range parts {
+			pl := l
+			pl.freeText = joinText(l.freeText, fmt.Sprintf("part %d of %d, at %s %%", k+1, len(parts), t.Percentage))
+			if err := add(pl, t.TaxableAmount+t.Amount, t.Amount, []integrations.Tax{t}, behavior); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for i, it := range o.Items {
 		product, productType := cfg.ProductIdentifier, cfg.ProductIdentifierType
 		if cfg.UseSKUAsProduct && it.SKU != "" {
@@ -151,7 +169,7 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 			name = it.SKU
 		}
 		l := invoiceLine{product: product, productType: productType, name: name, freeText: lineText(o, it)}
-		if err := add(l, it.AmountTotal, it.AmountTax, it.Taxes, it.TaxBehavior); err != nil {
+		if err := addTaxed(l, it.AmountTotal, it.AmountTax, it.Taxes, it.TaxBehavior); err != nil {
 			return nil, fmt.Errorf("line %d: %w", i+1, err)
 		}
 	}
@@ -176,11 +194,48 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 			}
 		}
 		l := invoiceLine{product: cfg.ShippingProductIdentifier, productType: cfg.ProductIdentifierType, name: name, freeText: strings.Join(free, "; ")}
-		if err := add(l, sc.AmountTotal, sc.AmountTax, sc.Taxes, behavior); err != nil {
+		if err := addTaxed(l, sc.AmountTotal, sc.AmountTax, sc.Taxes, behavior); err != nil {
 			return nil, fmt.Errorf("shipping: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// taxParts returns the taxes of a line of gross g and tax v when each is
+// on a part of it: two or more, each on a taxable amount above zero and
+// below the line's net, which together make the net and whose amounts
+// make its tax (Stripe's portion_standard_rated, portion_reduced_rated and
+// portion_product_exempt). Each part's gross is then its taxable amount
+// plus its tax, and the parts add up to the line exactly. Otherwise nil:
+// the taxes are on the whole line.
+func taxParts(g, v int64, taxes []integrations.Tax) []integrations.Tax {
+	if len(taxes) < 2 {
+		return nil
+	}
+	net := g - v
+	var taxable, tax int64
+	for _, t := range taxes {
+		if t.TaxableAmount <= 0 || t.TaxableAmount >= net {
+			return nil
+		}
+		taxable += t.TaxableAmount
+		tax += t.Amount
+	}
+	if taxable != net || tax != v {
+		return nil
+	}
+	return taxes
+}
+
+// joinText joins the non-empty texts with "; ".
+func joinText(texts ...string) string {
+	var out []string
+	for _, t := range texts {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // lineText describes a line for a person: quantity and unit price,

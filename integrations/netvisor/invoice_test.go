@@ -2,6 +2,7 @@ package netvisor
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -159,6 +160,49 @@ func TestInvoiceSeveralRatesPerLine(t *testing.T) {
 	}
 	if l.FreeText != "1 × 100.00 USD excl. VAT; Sales Tax NEW YORK 4 % 4.00 USD, Sales Tax NEW YORK CITY 4.5 % 4.50 USD, Sales Tax MCTD 0.375 % 0.38 USD" {
 		t.Errorf("text = %q", l.FreeText)
+	}
+}
+
+// A price taxed in parts at two rates (a gift basket of food and other
+// goods: Stripe's portion_reduced_rated and portion_standard_rated, each
+// tax on its part's net) is a line per part, each at its own rate, so the
+// VAT report has each part under its rate; a line at 14 + 25.5 = 39.5 %
+// would have none. Taxes whose taxable amounts do not make the net stay
+// one line, as stacked rates do.
+func TestInvoiceLineInParts(t *testing.T) {
+	basket := func(taxableFood, taxableOther int64) integrations.Order {
+		o := testOrder()
+		o.Items = []integrations.LineItem{{Description: "Lahjakori", Quantity: 2, UnitAmount: 2000, AmountSubtotal: 4000, AmountTax: 752, AmountTotal: 4752, TaxBehavior: "exclusive",
+			Taxes: []integrations.Tax{
+				{Amount: 350, TaxableAmount: taxableFood, Percentage: "14", DisplayName: "ALV", TaxabilityReason: "portion_reduced_rated"},
+				{Amount: 402, TaxableAmount: taxableOther, Percentage: "25.5", DisplayName: "ALV", TaxabilityReason: "portion_standard_rated"}}}}
+		o.ShippingCost = nil
+		o.AmountTotal, o.AmountTax, o.AmountSubtotal, o.AmountShipping = 4752, 752, 4000, 0
+		return o
+	}
+	inv, err := invoiceFor(t, basket(2500, 1500), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type line struct{ vat, vatSum, sum, unit, text string }
+	var got []line
+	for _, l := range inv.Lines {
+		got = append(got, line{l.VAT.Value, l.VatSum, l.Sum, l.UnitPrice.Value, l.FreeText})
+	}
+	text := "2 × 20.00 EUR excl. VAT; ALV 14 % 3.50 EUR (portion reduced rated), ALV 25.5 % 4.02 EUR (portion standard rated)"
+	want := []line{
+		{"14", "3,50", "28,50", "25,00", text + "; part 1 of 2, at 14 %"},
+		{"25,5", "4,02", "19,02", "15,00", text + "; part 2 of 2, at 25.5 %"},
+	}
+	if !slices.Equal(got, want) || inv.Amount.Value != "47,52" {
+		t.Errorf("lines =\n  %+v\nwant\n  %+v (amount %s)", got, want, inv.Amount.Value)
+	}
+	inv, err = invoiceFor(t, basket(4000, 4000), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Lines) != 1 || inv.Lines[0].VAT.Value != "39,5" || inv.Lines[0].Sum != "47,52" {
+		t.Errorf("taxes on the whole line: lines = %+v", inv.Lines)
 	}
 }
 

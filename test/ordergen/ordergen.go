@@ -130,6 +130,14 @@ func Order(rng *rand.Rand, n int) integrations.Order {
 			rates, reason = []string{"0"}, integrations.ReasonReverseCharge
 		}
 		it.Taxes = taxes(after, rates, inclusive, reason)
+		if !rc && after >= 2 && rng.IntN(6) == 0 {
+			// A price taxed in two parts at two rates (a gift basket of
+			// food and other goods): each part's tax on its own net.
+			part := 1 + rng.Int64N(after-1)
+			reduced := taxes(part, []string{"14"}, inclusive, "portion_reduced_rated")
+			standard := taxes(after-part, []string{"25.5"}, inclusive, "portion_standard_rated")
+			it.Taxes = append(reduced, standard...)
+		}
 		it.AmountTax = sumTax(it.Taxes)
 		it.AmountTotal = after
 		if !inclusive {
