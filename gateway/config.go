@@ -27,6 +27,7 @@ var DefaultEventTypes = []string{
 	"payment_intent.succeeded",
 	"checkout.session.completed",
 	"checkout.session.async_payment_succeeded",
+	"checkout.session.async_payment_failed",
 	"charge.refunded",
 }
 

@@ -372,7 +372,8 @@ type Progress struct {
 	// Order is nil until the details step has read it.
 	Order *Order
 	// Status is the order's status: in_progress, completed,
-	// dead_lettered, parked, refunded or awaiting_payment.
+	// dead_lettered, parked, refunded, awaiting_payment or
+	// payment_failed.
 	Status string
 	// CompletedSteps are the steps done, in chain order.
 	CompletedSteps []string

@@ -28,6 +28,7 @@ import (
 const (
 	EventCheckoutCompleted    = "checkout.session.completed"
 	EventAsyncPaymentSucceded = "checkout.session.async_payment_succeeded"
+	EventAsyncPaymentFailed   = "checkout.session.async_payment_failed"
 	EventPaymentSucceeded     = "payment_intent.succeeded"
 	EventChargeRefunded       = "charge.refunded"
 )
@@ -218,6 +219,13 @@ func (h *handling) run() bool {
 			return true
 		}
 		return h.refund()
+	case EventAsyncPaymentFailed:
+		if why := h.object().notAnOrder(); why != "" {
+			h.log().Info("event is not of an order; ignored", "reason", why)
+			h.p.m.notOrders.Inc()
+			return h.recordOnly()
+		}
+		return h.paymentFailed()
 	default:
 		if h.debugOn() {
 			h.log().Debug("event type not acted on", "event_type", h.env.EventType)
@@ -376,6 +384,33 @@ func (h *handling) awaitPayment() bool {
 	h.markApplied()
 	h.log().Info("checkout completed unpaid; waiting for the payment")
 	return h.finish()
+}
+
+// paymentFailed records that the delayed payment of a Checkout Session
+// failed: the order was never paid, nothing was sent, and it is no longer
+// awaited (status payment_failed, from awaiting_payment or from nothing
+// when the failure came first). An order the failure does not hold back
+// (paid and under way or done) changes nothing. A later payment of the
+// order runs the chain, as any payment does.
+func (h *handling) paymentFailed() bool {
+	if h.duplicate() {
+		return true
+	}
+	if h.st != nil && h.st.Status != StatusAwaitingPayment && h.st.Status != StatusPaymentFailed {
+		h.log().Warn("delayed payment failed for an order not awaiting payment; nothing changed", "status", h.st.Status)
+		return h.recordOnly()
+	}
+	if h.st == nil {
+		h.st = h.newState(StatusPaymentFailed)
+	}
+	h.st.Status = StatusPaymentFailed
+	h.markApplied()
+	if !h.finish() {
+		return false
+	}
+	h.log().Info("delayed payment failed; the order is not fulfilled")
+	h.p.m.orders.WithLabelValues(string(StatusPaymentFailed)).Inc()
+	return true
 }
 
 // chargeRefund is what a charge.refunded event says of its charge.

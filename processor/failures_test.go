@@ -403,6 +403,59 @@ func TestDelayedPaymentStartsChainOnSuccess(t *testing.T) {
 	}
 }
 
+// A delayed payment that fails ends the wait: payment_failed, no provider
+// called, also when the failure comes before the unpaid completion; a
+// later payment of the order still runs the chain once, and a failure
+// event of an order already under way changes nothing.
+func TestDelayedPaymentFailed(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
+	failed, early, paidLater := "pi_sepa_failed", "pi_sepa_early", "pi_sepa_retried"
+	h.send(event{key: failed, typ: EventCheckoutCompleted, id: "evt_f1", object: "cs_f", paymentStatus: "unpaid"},
+		event{key: failed, typ: EventAsyncPaymentFailed, id: "evt_f2", object: "cs_f"},
+		// Stripe may deliver the failure before the completion.
+		event{key: early, typ: EventAsyncPaymentFailed, id: "evt_e1", object: "cs_e"},
+		event{key: early, typ: EventCheckoutCompleted, id: "evt_e2", object: "cs_e", paymentStatus: "unpaid"},
+		event{key: paidLater, typ: EventCheckoutCompleted, id: "evt_p1", object: "cs_p", paymentStatus: "unpaid"},
+		event{key: paidLater, typ: EventAsyncPaymentFailed, id: "evt_p2", object: "cs_p"})
+	h.waitStates("payment failed", 30*time.Second, func(m map[string]*State) bool {
+		for k, last := range map[string]string{failed: "evt_f2", early: "evt_e2", paidLater: "evt_p2"} {
+			if m[k] == nil || m[k].Status != StatusPaymentFailed || !slices.Contains(m[k].AppliedEvents, last) {
+				return false
+			}
+		}
+		return true
+	})
+	h.waitHandled(cfg.Group, 30*time.Second)
+	for _, k := range []string{failed, early, paidLater} {
+		for _, step := range Chain {
+			if n := f.attemptCount(step, k); n != 0 {
+				t.Errorf("%s: %s called %d times after a failed payment", k, step, n)
+			}
+		}
+	}
+	// The customer paid after all (the PaymentIntent retried): the chain
+	// runs once. A failure event of an order paid and done changes nothing.
+	done := "pi_sepa_done"
+	h.send(paid(paidLater), paid(done), event{key: done, typ: EventAsyncPaymentFailed, id: "evt_d1", object: "cs_d"})
+	h.waitStates("paid later and done completed", 30*time.Second, func(m map[string]*State) bool {
+		return m[paidLater] != nil && m[paidLater].Status == StatusCompleted &&
+			m[done] != nil && m[done].Status == StatusCompleted && slices.Contains(m[done].AppliedEvents, "evt_d1")
+	})
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
+	for _, k := range []string{paidLater, done} {
+		for _, step := range Chain {
+			if n := f.attemptCount(step, k); n != 1 {
+				t.Errorf("%s: %s called %d times, want 1", k, step, n)
+			}
+		}
+	}
+}
+
 // Run refuses topics that are not co-partitioned.
 func TestRunRefusesTopicsNotCoPartitioned(t *testing.T) {
 	t.Parallel()

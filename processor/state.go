@@ -34,6 +34,11 @@ const (
 	// StatusAwaitingPayment: a Checkout Session completed unpaid (delayed
 	// payment method); the chain starts when the payment succeeds.
 	StatusAwaitingPayment Status = "awaiting_payment"
+	// StatusPaymentFailed: the delayed payment of a Checkout Session
+	// failed (checkout.session.async_payment_failed: a debit refused or
+	// returned); nothing was sent and nothing will be, unless a later
+	// payment of the order succeeds.
+	StatusPaymentFailed Status = "payment_failed"
 	// StatusErased: the order's data was erased on request (`orderflow
 	// orders erase`). The record is an erasure marker: the order id, when
 	// it was erased and nothing else. It replaces the state under the same

@@ -102,7 +102,7 @@ func (c *Client) progressFields(p integrations.Progress) map[string]any {
 //	details; refunded                                  stopped by a refund
 //
 // As a list (StatusAsList) the steps are followed by "completed",
-// "failed: <step>", "refunded" or "awaiting payment".
+// "failed: <step>", "refunded", "awaiting payment" or "payment failed".
 func (c *Client) putStatus(m map[string]any, p integrations.Progress) {
 	f := c.cfg.Fields
 	steps := slices.Clone(p.CompletedSteps)
@@ -123,6 +123,8 @@ func (c *Client) putStatus(m map[string]any, p integrations.Progress) {
 		tail = "refunded"
 	case "awaiting_payment":
 		tail = "awaiting payment"
+	case "payment_failed":
+		tail = "payment failed"
 	default:
 		if f.Failure != "-" {
 			m[f.Failure] = "" // a replayed order is no longer failing

@@ -156,6 +156,9 @@ func TestProgressStatusField(t *testing.T) {
 		{"replayed clears the failure", func(c *Config) { c.Fields.Failure = "Failure" }, integrations.Progress{OrderID: "pi_x", Status: "in_progress"}, "", ""},
 		{"as a list", func(c *Config) { c.StatusAsList = true }, dead, []string{"details", "crm", "failed: shipping"}, nil},
 		{"refunded", nil, integrations.Progress{OrderID: "pi_x", Status: "refunded", CompletedSteps: []string{"details"}}, "details; refunded", nil},
+		{"awaiting payment", nil, integrations.Progress{OrderID: "pi_x", Status: "awaiting_payment"}, "awaiting payment", nil},
+		{"payment failed", nil, integrations.Progress{OrderID: "pi_x", Status: "payment_failed"}, "payment failed", nil},
+		{"payment failed as a list", func(c *Config) { c.StatusAsList = true }, integrations.Progress{OrderID: "pi_x", Status: "payment_failed"}, []string{"payment failed"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

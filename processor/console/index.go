@@ -945,7 +945,7 @@ func (q Query) prefixes() [][]byte {
 	if len(statuses) == 0 {
 		statuses = []string{string(processor.StatusCompleted), string(processor.StatusInProgress), StatusWaiting,
 			string(processor.StatusDeadLettered), string(processor.StatusParked), string(processor.StatusRefunded),
-			string(processor.StatusAwaitingPayment), "erased"}
+			string(processor.StatusAwaitingPayment), string(processor.StatusPaymentFailed), "erased"}
 	}
 	var out [][]byte
 	seen := map[string]bool{}

@@ -377,6 +377,8 @@ func nextAction(sum *Summary, st *processor.State, letters []Letter) string {
 		return "The order was refunded before shipping and the chain stopped: undo by hand what was done (CRM deal, production-log row)." + dupNote
 	case string(processor.StatusAwaitingPayment):
 		return "Nothing: the Checkout Session completed unpaid (a delayed payment method); the chain starts when the payment succeeds."
+	case string(processor.StatusPaymentFailed):
+		return "Nothing to undo: the delayed payment failed (a debit refused or returned), so nothing was sent to any provider. Contact the customer if the order should still go out; a new payment of it runs the chain."
 	case string(processor.StatusErased):
 		at := ""
 		if st.ErasedAt != nil {

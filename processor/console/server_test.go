@@ -184,7 +184,7 @@ func TestPagesAsOperator(t *testing.T) {
 	// Its counts are what each status filter lists, as on the page, and
 	// only those.
 	wantCounts := map[string]int64{"completed": 2, "in_progress": 1, "waiting": 1, "dead_lettered": 1, "parked": 0, "refunded": 0,
-		"possible_duplicate": 1, "awaiting_payment": 0, "erased": 0}
+		"possible_duplicate": 1, "awaiting_payment": 0, "payment_failed": 0, "erased": 0}
 	if !maps.Equal(ov.Counts, wantCounts) {
 		t.Errorf("API overview counts = %v, want %v", ov.Counts, wantCounts)
 	}

@@ -29,7 +29,8 @@ const (
 var FilterStatuses = []string{
 	string(processor.StatusCompleted), string(processor.StatusInProgress), StatusWaiting,
 	string(processor.StatusDeadLettered), string(processor.StatusParked), string(processor.StatusRefunded),
-	FilterPossibleDuplicate, string(processor.StatusAwaitingPayment), string(processor.StatusErased),
+	FilterPossibleDuplicate, string(processor.StatusAwaitingPayment), string(processor.StatusPaymentFailed),
+	string(processor.StatusErased),
 }
 
 // StatusCount is how many orders the status filter selects, from the
