@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"step"}),
 		orders: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderflow_orders_total",
-			Help: "Orders reaching a final status (completed, dead_lettered, parked, refunded).",
+			Help: "Orders reaching a final status (completed, dead_lettered, parked, refunded, payment_failed).",
 		}, []string{"status"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "orderflow_orders_inflight",

@@ -28,10 +28,10 @@ const ordersListUsage = `orders list [--status s] [--step s] [--since t] [--unti
   list    orders newest first by creation, filtered by status (completed,
           in_progress, waiting, dead_lettered, parked, refunded,
           possible_duplicate, awaiting_payment, payment_failed, erased;
-          in_progress
-          includes waiting, dead_lettered includes parked, refunded
-          includes the orders refunded after shipping or in part, which
-          went on: flagged refunded_after_shipping or partially_refunded),
+          in_progress includes waiting, dead_lettered includes parked,
+          refunded includes the orders refunded after shipping or in part,
+          which went on: flagged refunded_after_shipping or
+          partially_refunded),
           by current step and by creation time (--since/--until: 2h, 7d or
           RFC 3339)
   search  the orders whose id, OF- number, customer email, tracking number,

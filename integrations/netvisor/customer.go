@@ -15,8 +15,9 @@ import (
 // customer of its own: Netvisor's sales invoice has no element for the
 // buyer's VAT number, which lives on the customer record
 // (CustomerBaseInformation/ExternalIdentifier: the business id, "in the
-// case of a foreign customer … the customer's VAT number"; see BusinessID). The client finds the customer by
-// its code (customerlist.nv?customercodelist=), adds it when missing
+// case of a foreign customer … the customer's VAT number"; see
+// BusinessID). The client finds the customer by its code
+// (customerlist.nv?customercodelist=), adds it when missing
 // (customer.nv?method=add) and links the invoice to it by that code
 // (InvoicingCustomerIdentifier type="customer"). Orders without a VAT
 // number go to the configured CustomerIdentifier, as before.
