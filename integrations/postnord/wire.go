@@ -191,9 +191,16 @@ func (c *Client) bookingRequest(o integrations.Order) (*ediInstruction, error) {
 			streets = append(streets, s)
 		}
 	}
+	// The carrier's notifications go to the recipient's phone when the
+	// shipping address has one (a gift's recipient picks the parcel up),
+	// else to the buyer's; the buyer's email is the only one Stripe has.
+	phone := a.Phone
+	if phone == "" {
+		phone = o.Customer.Phone
+	}
 	var ct *contact
-	if o.Customer.Email != "" || o.Customer.Phone != "" {
-		ct = &contact{ContactName: name, EmailAddress: o.Customer.Email, PhoneNo: o.Customer.Phone, SMSNo: o.Customer.Phone}
+	if o.Customer.Email != "" || phone != "" {
+		ct = &contact{ContactName: name, EmailAddress: o.Customer.Email, PhoneNo: phone, SMSNo: phone}
 	}
 
 	cfg := c.cfg
