@@ -198,6 +198,12 @@ type Variables struct {
 	Shipping     string `json:"shipping"`
 	VATIncluded  string `json:"vat_included"`
 	Total        string `json:"total"`
+	// VATNumber is the buyer's VAT number, when it gave one; ReverseCharge
+	// says the buyer accounts for the VAT (an EU business buying from
+	// another member state), so vat_included is 0 and the email should say
+	// why.
+	VATNumber     string `json:"vat_number,omitempty"`
+	ReverseCharge bool   `json:"reverse_charge,omitempty"`
 }
 
 // TemplateVariables builds the template variables for an order. It fails
@@ -219,6 +225,8 @@ func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment
 		Currency:       strings.ToUpper(cur),
 		VATIncluded:    integrations.FormatMoney(o.AmountTax, cur),
 		Total:          integrations.FormatMoney(o.AmountTotal, cur),
+		VATNumber:      o.Customer.VATID(),
+		ReverseCharge:  o.ReverseCharge(),
 	}
 	if v.Locale == "" {
 		v.Locale = c.cfg.DefaultLocale
