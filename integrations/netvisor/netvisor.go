@@ -100,7 +100,8 @@ type Config struct {
 	// SharedCustomerOnly links every invoice to CustomerIdentifier, business
 	// buyers too. By default a buyer who gave a VAT number is invoiced as a
 	// Netvisor customer of its own, added on its first order with the VAT
-	// number as its business id (see CustomerCode).
+	// number as its code (see CustomerCode) and business id, a Finnish
+	// buyer's Y-tunnus (see BusinessID).
 	SharedCustomerOnly bool
 	// ProductIdentifier is the product each order line is linked to, of
 	// ProductIdentifierType "netvisor" (default) or "customer" (product
