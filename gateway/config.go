@@ -29,6 +29,7 @@ var DefaultEventTypes = []string{
 	"checkout.session.async_payment_succeeded",
 	"checkout.session.async_payment_failed",
 	"charge.refunded",
+	"charge.refund.updated",
 }
 
 // Config configures a Gateway. Zero durations and sizes take the defaults

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,7 @@ const (
 	EventAsyncPaymentFailed   = "checkout.session.async_payment_failed"
 	EventPaymentSucceeded     = "payment_intent.succeeded"
 	EventChargeRefunded       = "charge.refunded"
+	EventRefundUpdated        = "charge.refund.updated"
 )
 
 // Flags set on an order's state.
@@ -44,6 +46,9 @@ const (
 	// FlagPartiallyRefunded: part of the charge was refunded; the order
 	// goes on.
 	FlagPartiallyRefunded = "partially_refunded"
+	// FlagRefundFailed: a refund of the order failed or was canceled at
+	// Stripe after it was made; the customer was not paid back.
+	FlagRefundFailed = "refund_failed"
 )
 
 // handling is one record being handled, on its key's goroutine. While the
@@ -219,6 +224,8 @@ func (h *handling) run() bool {
 			return true
 		}
 		return h.refund()
+	case EventRefundUpdated:
+		return h.refundUpdated()
 	case EventAsyncPaymentFailed:
 		if why := h.object().notAnOrder(); why != "" {
 			h.log().Info("event is not of an order; ignored", "reason", why)
@@ -261,6 +268,10 @@ func (h *handling) objectKey() string {
 		if r := h.object().refund(); r.known {
 			k += "/" + strconv.FormatInt(r.refunded, 10)
 		}
+	}
+	if h.env.EventType == EventRefundUpdated {
+		// A refund changes more than once (pending, then failed).
+		k += "/" + h.object().Status
 	}
 	return k
 }
@@ -410,6 +421,46 @@ func (h *handling) paymentFailed() bool {
 	}
 	h.log().Info("delayed payment failed; the order is not fulfilled")
 	h.p.m.orders.WithLabelValues(string(StatusPaymentFailed)).Inc()
+	return true
+}
+
+// refundUpdated handles charge.refund.updated: a refund that failed (the
+// card closed, the account gone) or was canceled did not pay the customer
+// back, whatever charge.refunded said before. The order is flagged
+// refund_failed and an alert asks a human to pay back another way; its
+// status and chain are left as the refund left them. Any other change of
+// a refund (its metadata, pending to succeeded) changes nothing.
+func (h *handling) refundUpdated() bool {
+	o := h.object()
+	if o.Status != "failed" && o.Status != "canceled" {
+		return h.recordOnly()
+	}
+	if h.st == nil {
+		if why := o.notAnOrder(); why != "" {
+			h.p.m.notOrders.Inc()
+		}
+		h.log().Info("refund failed for an order this processor has no state of; ignored", "refund_status", o.Status)
+		return true
+	}
+	if h.duplicate() {
+		return true
+	}
+	if !h.st.HasFlag(FlagRefundFailed) {
+		h.st.Flags = append(h.st.Flags, FlagRefundFailed)
+	}
+	h.markApplied()
+	if !h.finish() {
+		return false
+	}
+	why := o.Status
+	if o.FailureReason != "" {
+		why += ": " + strings.ReplaceAll(o.FailureReason, "_", " ")
+	}
+	amount := ""
+	if o.Amount != nil && o.Currency != "" {
+		amount = " of " + integrations.FormatMoney(*o.Amount, o.Currency)
+	}
+	h.p.alert(integrations.Alert{OrderID: h.key, Text: "a refund" + amount + " did not go through (" + why + "): the customer was not paid back; pay back another way"})
 	return true
 }
 
@@ -611,6 +662,9 @@ type eventObject struct {
 	AmountRefunded *int64          `json:"amount_refunded"`
 	Refunded       bool            `json:"refunded"`
 	Currency       string          `json:"currency"`
+	// Status and FailureReason are a refund's (charge.refund.updated).
+	Status        string `json:"status"`
+	FailureReason string `json:"failure_reason"`
 }
 
 // object decodes the event's data.object once; an event that does not
@@ -647,7 +701,7 @@ func (o *eventObject) notAnOrder() string {
 		return "a Checkout Session in " + o.Mode + " mode"
 	case o.Object == "payment_intent" && len(o.Invoice) > 0 && string(o.Invoice) != "null":
 		return "a PaymentIntent of a Stripe invoice"
-	case o.Object == "charge" && string(o.PaymentIntent) == "null":
+	case (o.Object == "charge" || o.Object == "refund") && string(o.PaymentIntent) == "null":
 		return "a charge without a PaymentIntent"
 	}
 	return ""

@@ -127,3 +127,49 @@ func TestReplayedRefundResumesTheChain(t *testing.T) {
 		})
 	}
 }
+
+// A refund that fails at Stripe after it was made (charge.refund.updated,
+// status failed or canceled) did not pay the customer back: the order is
+// flagged refund_failed with one alert, its status left as it was. Other
+// updates of a refund change nothing; a refund of an order without state
+// is ignored.
+func TestRefundFailed(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
+	update := func(key, id, status string) event {
+		return event{key: key, typ: EventRefundUpdated, id: id, object: "re_" + key, fields: map[string]any{
+			"object": "refund", "status": status, "failure_reason": "expired_or_canceled_card", "amount": 2500, "currency": "eur", "payment_intent": key}}
+	}
+	k := "pi_refund_failed"
+	h.send(paid(k),
+		event{key: k, typ: EventChargeRefunded, id: "evt_rf1", object: "ch_" + k, charge: &charge{amount: 12400, refunded: 2500}},
+		update(k, "evt_rf2", "pending"),
+		update(k, "evt_rf3", "failed"),
+		update(k, "evt_rf3", "failed"), // delivered twice
+		update("pi_never_seen", "evt_rf4", "failed"))
+	states := h.waitStates("refund failure recorded", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && slices.Contains(m[k].AppliedEvents, "evt_rf3")
+	})
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
+	st := states[k]
+	if st.Status != StatusCompleted || !st.HasFlag(FlagRefundFailed) || !st.HasFlag(FlagPartiallyRefunded) {
+		t.Errorf("status %s flags %v, want completed, partially_refunded and refund_failed", st.Status, st.Flags)
+	}
+	want := []string{
+		"order partially refunded after it shipped: 25.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand",
+		"a refund of 25.00 EUR did not go through (failed: expired or canceled card): the customer was not paid back; pay back another way",
+	}
+	if got := f.alertTexts(k); !slices.Equal(got, want) {
+		t.Errorf("alerts %q, want %q", got, want)
+	}
+	if _, ok := states["pi_never_seen"]; ok {
+		t.Error("a refund update of an unknown order made a state")
+	}
+	if got := f.alertTexts("pi_never_seen"); len(got) != 0 {
+		t.Errorf("alerts for an unknown order: %q", got)
+	}
+}

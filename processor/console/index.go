@@ -1136,6 +1136,7 @@ func (ix *Index) deriveAlerts(b *pebble.Batch, old, cur *Summary, at time.Time) 
 var refundAlerts = []struct{ flag, text string }{
 	{processor.FlagPartiallyRefunded, "order partially refunded: credit the refund on the invoice by hand"},
 	{processor.FlagRefundedAfterShipping, "order refunded after it shipped: stop or recall the shipment and credit the invoice by hand"},
+	{processor.FlagRefundFailed, "a refund of the order did not go through at Stripe: the customer was not paid back; pay back another way"},
 }
 
 // AddAlert records an alert seen outside the records (a circuit change in

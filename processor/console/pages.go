@@ -342,6 +342,9 @@ func nextAction(sum *Summary, st *processor.State, letters []Letter) string {
 	case slices.Contains(sum.Flags, processor.FlagPartiallyRefunded):
 		dupNote = " Part of it was refunded (see the alerts for how much): credit that on the invoice by hand; the order went on." + dupNote
 	}
+	if slices.Contains(sum.Flags, processor.FlagRefundFailed) {
+		dupNote = " A refund of it did not go through at Stripe (failed or canceled): the customer was not paid back; pay back another way." + dupNote
+	}
 	var open []string
 	for _, l := range letters {
 		if l.Status == dlq.LetterOpen {

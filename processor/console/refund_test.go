@@ -54,3 +54,39 @@ func TestRefundFlags(t *testing.T) {
 		t.Errorf("alerts %q, want %q", texts, want)
 	}
 }
+
+// A refund that did not go through at Stripe is an alert once, and the
+// order page says the customer was not paid back.
+func TestRefundFailedFlag(t *testing.T) {
+	ts := newTestServer(t, nil)
+	st := order("pi_refd0000002", "anna@example.com", processor.StatusCompleted, t0, 6)
+	st.Flags = []string{processor.FlagPartiallyRefunded}
+	failed := *st
+	failed.Flags = []string{processor.FlagPartiallyRefunded, processor.FlagRefundFailed}
+	apply(t, ts.ix, stateRecord(t, st, 0, 0))
+	apply(t, ts.ix, stateRecord(t, &failed, 0, 1))
+	apply(t, ts.ix, stateRecord(t, &failed, 0, 2)) // the same flags again: no second alert
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	_, body, _ := c.get("/orders/pi_refd0000002")
+	if !strings.Contains(body, "Every step is done. A refund of it did not go through at Stripe (failed or canceled): the customer was not paid back; pay back another way.") {
+		t.Errorf("order page lacks the failed-refund note:\n%s", body)
+	}
+	alerts, err := ts.ix.Alerts(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, a := range alerts {
+		if a.Order == "pi_refd0000002" {
+			texts = append(texts, a.Text)
+		}
+	}
+	want := []string{ // newest first
+		"a refund of the order did not go through at Stripe: the customer was not paid back; pay back another way",
+		"order partially refunded: credit the refund on the invoice by hand",
+	}
+	if strings.Join(texts, "|") != strings.Join(want, "|") {
+		t.Errorf("alerts %q, want %q", texts, want)
+	}
+}
