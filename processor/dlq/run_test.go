@@ -101,6 +101,9 @@ func TestLetterStatus(t *testing.T) {
 		{&processor.State{Status: processor.StatusCompleted}, LetterOpen, processor.EventChargeRefunded},
 		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved, processor.EventChargeRefunded},
 		{&processor.State{Status: processor.StatusCompleted}, LetterResolved, processor.EventPaymentSucceeded},
+		// So does a refund's failure parked behind it.
+		{&processor.State{Status: processor.StatusCompleted}, LetterOpen, processor.EventRefundUpdated},
+		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved, processor.EventRefundUpdated},
 	} {
 		if got := LetterStatus("1/2", tc.eventType, tc.st); got != tc.want {
 			t.Errorf("LetterStatus(%q, %+v) = %s, want %s", tc.eventType, tc.st, got, tc.want)
