@@ -36,16 +36,7 @@ func TestRefundFlags(t *testing.T) {
 		t.Errorf("order refunded after shipping: page lacks the note:\n%s", body)
 	}
 
-	alerts, err := ts.ix.Alerts(10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var texts []string
-	for _, a := range alerts {
-		if a.Order == "pi_refd0000001" {
-			texts = append(texts, a.Text)
-		}
-	}
+	texts := orderAlerts(t, ts.ix, "pi_refd0000001")
 	want := []string{ // newest first
 		"order refunded after it shipped: stop or recall the shipment and credit the invoice by hand",
 		"order partially refunded: credit the refund on the invoice by hand",
@@ -72,16 +63,7 @@ func TestRefundFailedFlag(t *testing.T) {
 	if !strings.Contains(body, "Every step is done. A refund of it did not go through at Stripe (failed or canceled): the customer was not paid back; pay back another way.") {
 		t.Errorf("order page lacks the failed-refund note:\n%s", body)
 	}
-	alerts, err := ts.ix.Alerts(10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var texts []string
-	for _, a := range alerts {
-		if a.Order == "pi_refd0000002" {
-			texts = append(texts, a.Text)
-		}
-	}
+	texts := orderAlerts(t, ts.ix, "pi_refd0000002")
 	want := []string{ // newest first
 		"a refund of the order did not go through at Stripe: the customer was not paid back; pay back another way",
 		"order partially refunded: credit the refund on the invoice by hand",
@@ -89,4 +71,21 @@ func TestRefundFailedFlag(t *testing.T) {
 	if strings.Join(texts, "|") != strings.Join(want, "|") {
 		t.Errorf("alerts %q, want %q", texts, want)
 	}
+}
+
+// orderAlerts are the texts of the index's alerts about order, newest
+// first.
+func orderAlerts(t *testing.T, ix *Index, order string) []string {
+	t.Helper()
+	alerts, err := ix.Alerts(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, a := range alerts {
+		if a.Order == order {
+			texts = append(texts, a.Text)
+		}
+	}
+	return texts
 }
