@@ -209,17 +209,17 @@ func (a Address) Street() string {
 	return a.Line1 + ", " + a.Line2
 }
 
-// Reaches reports whether a letter can reach the address: it has a street
+// reaches reports whether a letter can reach the address: it has a street
 // line or a city, not only the country and postal code a card form asks
 // for.
-func (a Address) Reaches() bool { return a.Line1 != "" || a.Line2 != "" || a.City != "" }
+func (a Address) reaches() bool { return a.Line1 != "" || a.Line2 != "" || a.City != "" }
 
 // BillingAddress is where the buyer is invoiced: the customer's billing
 // address when Stripe collected one a letter reaches. By default Checkout
 // collects a billing address only where the payment needs it
 // (billing_address_collection "auto"): a country, perhaps a postal code.
 // Such a part of an address, when the shipping address agrees with it (the
-// same country and postal code where given) and goes to the buyer (the
+// same country, state and postal code where given) and goes to the buyer (the
 // same name, ignoring case, accents and punctuation, or no name on
 // either), is completed by the shipping address, under the buyer's name.
 // A part that disagrees, or goods sent to someone else (a gift), keeps the
@@ -233,7 +233,7 @@ func (o Order) BillingAddress() Address {
 	if a.Name == "" {
 		a.Name = o.Customer.Name
 	}
-	if s := o.Shipping; !a.Reaches() && s.Reaches() && partOf(a, s) && sameName(o.BuyerName(), s.Name) {
+	if s := o.Shipping; !a.reaches() && s.reaches() && partOf(a, s) && sameName(o.BuyerName(), s.Name) {
 		if a.Name != "" {
 			s.Name = a.Name
 		}
@@ -243,8 +243,8 @@ func (o Order) BillingAddress() Address {
 	return a
 }
 
-// partOf reports whether the country and postal code of part, where given,
-// are those of whole.
+// partOf reports whether the country, state and postal code of part,
+// where given, are those of whole.
 func partOf(part, whole Address) bool {
 	if part.Country != "" && !strings.EqualFold(part.Country, whole.Country) {
 		return false

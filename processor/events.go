@@ -436,10 +436,13 @@ func (h *handling) refundUpdated() bool {
 		return h.recordOnly()
 	}
 	if h.st == nil {
-		if why := o.notAnOrder(); why != "" {
+		// No order has this key: a refund of a charge made without a
+		// PaymentIntent (counted as not an order, as its charge.refunded
+		// is), or of an order this processor never saw.
+		if o.notAnOrder() != "" {
 			h.p.m.notOrders.Inc()
 		}
-		h.log().Info("refund failed for an order this processor has no state of; ignored", "refund_status", o.Status)
+		h.log().Info("refund failed for an order with no state; ignored", "refund_status", o.Status)
 		return true
 	}
 	if h.duplicate() {

@@ -89,3 +89,23 @@ func orderAlerts(t *testing.T, ix *Index, order string) []string {
 	}
 	return texts
 }
+
+// An order whose delayed payment failed is listed under payment_failed,
+// counted, and its page says nothing was sent.
+func TestPaymentFailedPage(t *testing.T) {
+	ts := newTestServer(t, nil)
+	st := order("pi_sepa00000001", "anna@example.com", processor.StatusPaymentFailed, t0, 0)
+	st.Order = nil // the details step never ran
+	apply(t, ts.ix, stateRecord(t, st, 0, 0))
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	if _, body, _ := c.get("/orders/pi_sepa00000001"); !strings.Contains(body, "Nothing to undo: the delayed payment failed (a debit refused or returned), so nothing was sent to any provider.") {
+		t.Errorf("order page lacks the payment-failed note:\n%s", body)
+	}
+	if code, body, _ := c.get("/orders?status=payment_failed"); code != 200 || !strings.Contains(body, "pi_sepa00000001") {
+		t.Errorf("payment_failed filter: %d, order not listed:\n%s", code, body)
+	}
+	if code, body, _ := c.get("/orders?status=completed"); code != 200 || strings.Contains(body, "pi_sepa00000001") {
+		t.Errorf("completed filter: %d, lists the failed payment", code)
+	}
+}
