@@ -197,6 +197,9 @@ func (c *Client) fromPaymentIntent(ctx context.Context, id string) (integrations
 	if cs.PaymentIntent != nil && cs.PaymentIntent.Object == "payment_intent" {
 		pi = cs.PaymentIntent // expanded
 	}
+	if err := partialCapture(id, cs, pi); err != nil {
+		return integrations.Order{}, err
+	}
 	return buildSessionOrder(id, cs, pi, items), nil
 }
 
@@ -218,7 +221,26 @@ func (c *Client) fromSession(ctx context.Context, id string) (integrations.Order
 	if cs.PaymentIntent != nil && cs.PaymentIntent.Object == "payment_intent" {
 		pi = cs.PaymentIntent
 	}
+	if err := partialCapture(id, cs, pi); err != nil {
+		return integrations.Order{}, err
+	}
 	return buildSessionOrder(id, cs, pi, items), nil
+}
+
+// partialCapture refuses a Checkout order whose PaymentIntent, authorized
+// for capture later (capture_method manual), was captured for less than
+// the session's total (amount_to_capture): the customer paid less than its
+// lines and shipping add up to, and nothing says which goods the capture
+// covers, so no invoice, label or email of it could be right. The order
+// is dead-lettered at its first step, before anything is sent.
+func partialCapture(id string, cs *stripego.CheckoutSession, pi *stripego.PaymentIntent) error {
+	if pi == nil || pi.Status != stripego.PaymentIntentStatusSucceeded || pi.AmountReceived == 0 || pi.AmountReceived >= cs.AmountTotal {
+		return nil
+	}
+	cur := strings.ToLower(string(cs.Currency))
+	return integrations.Permanentf(provider, "order details",
+		"order %s: Stripe captured %s of the order's %s (a partial capture): which goods were paid for is not known; invoice and ship it by hand, or refund it",
+		id, integrations.FormatAmount(pi.AmountReceived, cur), integrations.FormatMoney(cs.AmountTotal, cur))
 }
 
 // sessionItems returns every line item of the session: the expanded first

@@ -2,6 +2,7 @@ package stripe
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -541,5 +542,48 @@ func TestOrderDetailsDecimalUnitPrice(t *testing.T) {
 	}
 	if it := o.Items[0]; it.UnitAmount != 0 || it.UnitAmountDecimal != "624.75" || it.AmountSubtotal != 1250 {
 		t.Errorf("item = %+v, want unit_amount_decimal 624.75", it)
+	}
+}
+
+// A Checkout order authorized for capture later and captured for less than
+// its total (49.10 EUR authorized, 40.00 captured) is refused before any
+// step sends anything, by its PaymentIntent and by its session; captured
+// in full it is an order like any other.
+func TestOrderDetailsPartialCapture(t *testing.T) {
+	list, err := os.ReadFile(filepath.Join("testdata", "sessions_list_expanded.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := strings.Replace(string(list), `"status": "succeeded"`, `"capture_method": "manual", "status": "succeeded"`, 1)
+	partial := strings.Replace(full, `"amount_received": 4910`, `"amount_received": 4000`, 1)
+	if partial == full || !strings.Contains(full, `"capture_method": "manual"`) {
+		t.Fatal("fixture changed: no PaymentIntent status or amount_received to edit")
+	}
+	var l struct {
+		Data []json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(partial), &l); err != nil || len(l.Data) != 1 {
+		t.Fatalf("fixture: %v", err)
+	}
+	const pi, cs = "pi_3OabcDEF1234567890", "cs_test_a1B2c3D4"
+	for _, c := range []struct {
+		id    string
+		route string
+		body  string
+	}{
+		{pi, "/v1/checkout/sessions", partial},
+		{cs, "/v1/checkout/sessions/" + cs, string(l.Data[0])},
+	} {
+		_, srv := newFake(t, map[string]route{c.route: {body: c.body}})
+		_, err := newClient(t, srv.URL).OrderDetails(context.Background(), c.id)
+		want := "Stripe captured 40.00 of the order's 49.10 EUR (a partial capture)"
+		if !integrations.IsPermanent(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want a permanent error saying %q", c.id, err, want)
+		}
+	}
+	_, srv := newFake(t, map[string]route{"/v1/checkout/sessions": {body: full}})
+	o, err := newClient(t, srv.URL).OrderDetails(context.Background(), pi)
+	if err != nil || o.AmountTotal != 4910 {
+		t.Fatalf("captured in full: total %d, err %v; want 4910 and no error", o.AmountTotal, err)
 	}
 }
