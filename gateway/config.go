@@ -30,6 +30,7 @@ var DefaultEventTypes = []string{
 	"checkout.session.async_payment_failed",
 	"charge.refunded",
 	"charge.refund.updated",
+	"payment_intent.canceled",
 }
 
 // Config configures a Gateway. Zero durations and sizes take the defaults

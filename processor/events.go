@@ -31,6 +31,7 @@ const (
 	EventAsyncPaymentSucceded = "checkout.session.async_payment_succeeded"
 	EventAsyncPaymentFailed   = "checkout.session.async_payment_failed"
 	EventPaymentSucceeded     = "payment_intent.succeeded"
+	EventPaymentCanceled      = "payment_intent.canceled"
 	EventChargeRefunded       = "charge.refunded"
 	EventRefundUpdated        = "charge.refund.updated"
 )
@@ -233,6 +234,8 @@ func (h *handling) run() bool {
 			return h.recordOnly()
 		}
 		return h.paymentFailed()
+	case EventPaymentCanceled:
+		return h.paymentCanceled()
 	default:
 		if h.debugOn() {
 			h.log().Debug("event type not acted on", "event_type", h.env.EventType)
@@ -419,9 +422,28 @@ func (h *handling) paymentFailed() bool {
 	if !h.finish() {
 		return false
 	}
-	h.log().Info("delayed payment failed; the order is not fulfilled")
+	h.log().Info("payment failed or canceled; the order is not fulfilled", "event_type", h.env.EventType)
 	h.p.m.orders.WithLabelValues(string(StatusPaymentFailed)).Inc()
 	return true
+}
+
+// paymentCanceled handles payment_intent.canceled: a payment authorized to
+// be captured later whose authorization was canceled or expired uncaptured
+// (capture_method manual), or a payment given up. An order awaiting that
+// payment will not be paid by it: status payment_failed, as when a delayed
+// payment fails, nothing sent. A PaymentIntent with no order is not made
+// one (most canceled PaymentIntents never completed a Checkout), and an
+// order under way or done was paid: both are left as they are.
+func (h *handling) paymentCanceled() bool {
+	if h.st == nil {
+		h.log().Info("payment canceled with no order; ignored")
+		return true
+	}
+	if h.st.Status != StatusAwaitingPayment && h.st.Status != StatusPaymentFailed {
+		h.log().Warn("payment canceled for an order not awaiting payment; nothing changed", "status", h.st.Status)
+		return h.recordOnly()
+	}
+	return h.paymentFailed()
 }
 
 // refundUpdated handles charge.refund.updated: a refund that failed (the

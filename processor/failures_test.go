@@ -456,6 +456,44 @@ func TestDelayedPaymentFailed(t *testing.T) {
 	}
 }
 
+// A card payment authorized to be captured later whose authorization is
+// canceled or expires (payment_intent.canceled) ends the wait of its
+// order: payment_failed, nothing sent. A canceled PaymentIntent with no
+// order makes none, and one of an order paid and done changes nothing.
+func TestPaymentCanceled(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
+	held, stray, done := "pi_hold_canceled", "pi_never_an_order", "pi_hold_captured"
+	h.send(event{key: held, typ: EventCheckoutCompleted, id: "evt_h1", object: "cs_h", paymentStatus: "unpaid"},
+		event{key: held, typ: EventPaymentCanceled, id: "evt_h2", object: held},
+		event{key: stray, typ: EventPaymentCanceled, id: "evt_s1", object: stray},
+		event{key: done, typ: EventCheckoutCompleted, id: "evt_d1", object: "cs_d", paymentStatus: "unpaid"},
+		paid(done),
+		event{key: done, typ: EventPaymentCanceled, id: "evt_d3", object: done})
+	h.waitStates("canceled and captured", 30*time.Second, func(m map[string]*State) bool {
+		return m[held] != nil && m[held].Status == StatusPaymentFailed && slices.Contains(m[held].AppliedEvents, "evt_h2") &&
+			m[done] != nil && m[done].Status == StatusCompleted && slices.Contains(m[done].AppliedEvents, "evt_d3")
+	})
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
+	for _, rec := range h.readAll(h.names.State) {
+		if string(rec.Key) == stray {
+			t.Errorf("a state was written for a canceled PaymentIntent with no order")
+		}
+	}
+	for _, step := range Chain {
+		if n := f.attemptCount(step, held); n != 0 {
+			t.Errorf("%s called %d times for an order whose payment was canceled", step, n)
+		}
+		if n := f.attemptCount(step, done); n != 1 {
+			t.Errorf("%s called %d times for the captured order, want 1", step, n)
+		}
+	}
+}
+
 // Run refuses topics that are not co-partitioned.
 func TestRunRefusesTopicsNotCoPartitioned(t *testing.T) {
 	t.Parallel()

@@ -32,12 +32,14 @@ const (
 	// StatusRefunded: a refund arrived before shipping; the chain stopped.
 	StatusRefunded Status = "refunded"
 	// StatusAwaitingPayment: a Checkout Session completed unpaid (delayed
-	// payment method); the chain starts when the payment succeeds.
+	// payment method, or a card payment to be captured later); the chain
+	// starts when the payment succeeds.
 	StatusAwaitingPayment Status = "awaiting_payment"
-	// StatusPaymentFailed: the delayed payment of a Checkout Session
-	// failed (checkout.session.async_payment_failed: a debit refused or
-	// returned); nothing was sent and nothing will be, unless a later
-	// payment of the order succeeds.
+	// StatusPaymentFailed: the payment a Checkout Session awaited failed
+	// (checkout.session.async_payment_failed: a debit refused or
+	// returned) or was canceled (payment_intent.canceled: an authorization
+	// canceled or expired before capture); nothing was sent and nothing
+	// will be, unless a later payment of the order succeeds.
 	StatusPaymentFailed Status = "payment_failed"
 	// StatusErased: the order's data was erased on request (`orderflow
 	// orders erase`). The record is an erasure marker: the order id, when

@@ -381,7 +381,7 @@ func nextAction(sum *Summary, st *processor.State, letters []Letter) string {
 	case string(processor.StatusAwaitingPayment):
 		return "Nothing: the Checkout Session completed unpaid (a delayed payment method, or a card payment authorized to be captured later); the chain starts when the payment succeeds or is captured."
 	case string(processor.StatusPaymentFailed):
-		return "Nothing to undo: the delayed payment failed (a debit refused or returned), so nothing was sent to any provider. Contact the customer if the order should still go out; a new payment of it runs the chain."
+		return "Nothing to undo: the payment awaited failed (a debit refused or returned) or was canceled (an authorization canceled or expired before capture), so nothing was sent to any provider. Contact the customer if the order should still go out; a new payment of it runs the chain."
 	case string(processor.StatusErased):
 		at := ""
 		if st.ErasedAt != nil {

@@ -99,7 +99,7 @@ func TestPaymentFailedPage(t *testing.T) {
 	apply(t, ts.ix, stateRecord(t, st, 0, 0))
 	c := newClient(t, ts.URL)
 	c.login("ops")
-	if _, body, _ := c.get("/orders/pi_sepa00000001"); !strings.Contains(body, "Nothing to undo: the delayed payment failed (a debit refused or returned), so nothing was sent to any provider.") {
+	if _, body, _ := c.get("/orders/pi_sepa00000001"); !strings.Contains(body, "Nothing to undo: the payment awaited failed (a debit refused or returned) or was canceled (an authorization canceled or expired before capture), so nothing was sent to any provider.") {
 		t.Errorf("order page lacks the payment-failed note:\n%s", body)
 	}
 	if code, body, _ := c.get("/orders?status=payment_failed"); code != 200 || !strings.Contains(body, "pi_sepa00000001") {
