@@ -60,7 +60,7 @@ func (p *netvisorProvider) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.product, "netvisor-product", "", "Netvisor product every order line is linked to (its Netvisor key)")
 	fs.StringVar(&p.alg, "netvisor-mac-algorithm", netvisor.AlgorithmSHA256, "Netvisor MAC algorithm: SHA256 or HMACSHA256")
 	fs.StringVar(&p.rcCode, "netvisor-reverse-charge-vat-code", "EUMY", "vatcode of reverse-charge lines: EUMY (EU sales of goods), EUPM309 or EUPM312 (EU sales of services)")
-	fs.StringVar(&p.expCode, "netvisor-export-vat-code", "EUUM", "vatcode of untaxed lines whose goods leave the EU")
+	fs.StringVar(&p.expCode, "netvisor-export-vat-code", "EUUM", "vatcode of untaxed lines whose goods leave the EU VAT area (territories outside it included: Åland, the Canary Islands, …)")
 	p.max.v = netvisor.DefaultMaxConcurrent
 	fs.Var(&p.max, "netvisor-max-concurrent", "requests in flight to Netvisor per processor, and with --redis-addr for all processors together; 0 = no bound. With --sim-url and not set: no bound (unless --sim-enforces-limits)")
 }

@@ -79,7 +79,8 @@ func roundDiv(v, d int64) int64 {
 }
 
 // euVAT lists the member states of the EU VAT area (Stripe writes Greece
-// as GR). Åland (AX) is outside it.
+// as GR). Åland (AX) is outside it, as are the territories outsideVATArea
+// lists.
 var euVAT = map[string]bool{
 	"AT": true, "BE": true, "BG": true, "HR": true, "CY": true, "CZ": true, "DK": true,
 	"EE": true, "FI": true, "FR": true, "DE": true, "GR": true, "EL": true, "HU": true,
@@ -101,19 +102,58 @@ func (c *Client) vatCode(o integrations.Order, taxes []integrations.Tax, vat int
 	switch {
 	case rc:
 		return c.cfg.ReverseChargeVATCode
-	case vat == 0 && !euVAT[destination(o)] && destination(o) != "":
+	case vat == 0 && leavesVATArea(destination(o)):
 		return c.cfg.ExportVATCode
 	}
 	return c.cfg.VATCode
 }
 
-// destination is the country the goods go to: the shipping address's, else
-// the buyer's.
-func destination(o integrations.Order) string {
-	if c := strings.ToUpper(o.Shipping.Country); c != "" {
-		return c
+// outsideVATArea are the territories of member states outside the EU VAT
+// area (VAT Directive 2006/112/EC, Art. 6) by the beginnings of their
+// postal codes: goods sent there leave the area as an export does.
+var outsideVATArea = map[string][]string{
+	"ES": {"35", "38", "51", "52"}, // Canary Islands (Las Palmas, Santa Cruz de Tenerife), Ceuta, Melilla
+	"FI": {"22"},                   // Åland (22100–22999), when written as Finland
+	"FR": {"97"},                   // the overseas departments: Guadeloupe (with Saint-Barthélemy and Saint-Martin), Martinique, French Guiana, Réunion, Mayotte
+	"DE": {"27498", "78266"},       // Heligoland, Büsingen am Hochrhein
+	"IT": {"23041", "22061"},       // Livigno, Campione d'Italia
+	"GR": {"63086"},                // Mount Athos
+	"EL": {"63086"},
+}
+
+// leavesVATArea reports whether goods sent to a (the destination's
+// country and postal code) leave the EU VAT area: a country outside it,
+// or a territory of a member state outside it (outsideVATArea). An
+// address with no country says nothing.
+func leavesVATArea(a integrations.Address) bool {
+	country := strings.ToUpper(a.Country)
+	if country == "" {
+		return false
 	}
-	return strings.ToUpper(o.BillingAddress().Country)
+	if !euVAT[country] {
+		return true
+	}
+	var digits strings.Builder
+	for _, r := range a.PostalCode {
+		if r >= '0' && r <= '9' {
+			digits.WriteRune(r)
+		}
+	}
+	for _, p := range outsideVATArea[country] {
+		if strings.HasPrefix(digits.String(), p) {
+			return true
+		}
+	}
+	return false
+}
+
+// destination is the address the goods go to: the shipping address when
+// it has a country, else the buyer's.
+func destination(o integrations.Order) integrations.Address {
+	if o.Shipping.Country != "" {
+		return o.Shipping
+	}
+	return o.BillingAddress()
 }
 
 // lines builds the invoice lines of the order in invoice units.

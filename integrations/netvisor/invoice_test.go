@@ -136,6 +136,42 @@ func TestInvoiceExport(t *testing.T) {
 	if inv.Lines[0].VAT.VATCode != "KOMY" {
 		t.Errorf("EU destination: %+v", inv.Lines[0].VAT)
 	}
+	// Territories of member states outside the EU VAT area, by postal
+	// code, against the rest of the same country.
+	for _, c := range []struct{ country, postal, want string }{
+		{"ES", "35001", "EUUM"},    // Las Palmas de Gran Canaria
+		{"ES", "38003", "EUUM"},    // Santa Cruz de Tenerife
+		{"ES", "51001", "EUUM"},    // Ceuta
+		{"ES", "28013", "KOMY"},    // Madrid
+		{"FI", "22100", "EUUM"},    // Mariehamn, Åland, written as Finland
+		{"FI", "AX-22100", "EUUM"}, // the same with Åland's prefix
+		{"FI", "00100", "KOMY"},    // Helsinki
+		{"FI", "21200", "KOMY"},    // Raisio, next to Åland's range
+		{"AX", "22100", "EUUM"},
+		{"FR", "97400", "EUUM"}, // Saint-Denis, Réunion
+		{"FR", "97133", "EUUM"}, // Saint-Barthélemy
+		{"FR", "98000", "KOMY"}, // Monaco, inside the area with France
+		{"FR", "75001", "KOMY"},
+		{"DE", "27498", "EUUM"}, // Heligoland
+		{"DE", "27499", "KOMY"},
+		{"IT", "23041", "EUUM"},  // Livigno
+		{"GR", "630 86", "EUUM"}, // Mount Athos, written with Greece's space
+		{"GR", "10557", "KOMY"},  // Athens
+	} {
+		o.Shipping.Country, o.Shipping.PostalCode = c.country, c.postal
+		inv, err := invoiceFor(t, o, nil)
+		if err != nil || inv.Lines[0].VAT.VATCode != c.want {
+			t.Errorf("%s %s: vatcode %+v (%v), want %s", c.country, c.postal, inv.Lines, err, c.want)
+		}
+	}
+	// A taxed line keeps the configured code wherever it goes: Stripe
+	// charged VAT, and the invoice says what was charged.
+	o.Shipping.Country, o.Shipping.PostalCode = "ES", "35001"
+	o.Items[0].Taxes, o.Items[0].AmountTax = tax(841, "21", "standard_rated"), 841
+	o.Items[0].AmountTotal, o.AmountTotal, o.AmountTax = 4841, 4841, 841
+	if inv, err := invoiceFor(t, o, nil); err != nil || inv.Lines[0].VAT.VATCode != "KOMY" {
+		t.Errorf("taxed line to the Canary Islands: %+v %v", inv.Lines, err)
+	}
 }
 
 // US sales tax: three rates on one line become one line at 8.875 % with
