@@ -72,7 +72,8 @@ type Order struct {
 	Customer Customer `json:"customer"`
 	Shipping Address  `json:"shipping"`
 	// Locale is the customer's language, BCP 47: metadata["locale"], else
-	// the Checkout page's locale.
+	// the Checkout page's locale, else (locale "auto") the language of the
+	// destination country when it has one language (CountryLocale).
 	Locale   string            `json:"locale,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// Description is the PaymentIntent's description.
@@ -442,4 +443,25 @@ func Logger(l *slog.Logger) *slog.Logger {
 func IsHTTPURL(raw string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// countryLocales are the countries where one language is spoken by nearly
+// everyone, with that language. Countries of several (Belgium,
+// Switzerland, Luxembourg, Malta, Canada) have none.
+var countryLocales = map[string]string{
+	"AT": "de-AT", "AX": "sv-AX", "BG": "bg-BG", "CY": "el-CY", "CZ": "cs-CZ",
+	"DE": "de-DE", "DK": "da-DK", "EE": "et-EE", "ES": "es-ES", "FI": "fi-FI",
+	"FR": "fr-FR", "GB": "en-GB", "GR": "el-GR", "HR": "hr-HR", "HU": "hu-HU",
+	"IE": "en-IE", "IS": "is-IS", "IT": "it-IT", "JP": "ja-JP", "KR": "ko-KR",
+	"LT": "lt-LT", "LV": "lv-LV", "NL": "nl-NL", "NO": "nb-NO", "PL": "pl-PL",
+	"PT": "pt-PT", "RO": "ro-RO", "SE": "sv-SE", "SI": "sl-SI", "SK": "sk-SK",
+	"US": "en-US",
+}
+
+// CountryLocale is the language of a country (ISO 3166-1 alpha-2) where
+// one is spoken by nearly everyone, as a BCP 47 tag ("SE" → "sv-SE"), and
+// "" for any other: an order without a locale of its own then gets the
+// shop's configured default.
+func CountryLocale(country string) string {
+	return countryLocales[strings.ToUpper(country)]
 }

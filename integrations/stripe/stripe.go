@@ -473,11 +473,20 @@ func buildPaymentIntentOrder(id string, pi *stripego.PaymentIntent) integrations
 }
 
 // finish applies what both kinds of order share: the shop's
-// metadata["locale"] wins over the Checkout page's locale, and empty
-// metadata is left out.
+// metadata["locale"] wins over the Checkout page's locale; with neither
+// (Checkout's default locale "auto" does not say which language the page
+// showed) the language of the country the goods go to, where it has one
+// (integrations.CountryLocale); empty metadata is left out.
 func finish(o *integrations.Order) {
 	if l := o.Metadata["locale"]; l != "" {
 		o.Locale = l
+	}
+	if o.Locale == "" {
+		country := o.Shipping.Country
+		if country == "" {
+			country = o.Customer.Address.Country
+		}
+		o.Locale = integrations.CountryLocale(country)
 	}
 	if len(o.Metadata) == 0 {
 		o.Metadata = nil

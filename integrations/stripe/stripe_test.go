@@ -587,3 +587,44 @@ func TestOrderDetailsPartialCapture(t *testing.T) {
 		t.Fatalf("captured in full: total %d, err %v; want 4910 and no error", o.AmountTotal, err)
 	}
 }
+
+// Checkout's default locale "auto" does not say which language the page
+// showed: the order takes the language of the country the goods go to,
+// when it has one, else none (the providers' configured default); the
+// shop's metadata["locale"] and a page's own locale win.
+func TestOrderDetailsLocaleFromCountry(t *testing.T) {
+	for _, c := range []struct{ locale, metadata, shipping, billing, want string }{
+		{"auto", "", "SE", "FI", "sv-SE"}, // where the goods go, not the buyer
+		{"auto", "", "", "FI", "fi-FI"},   // no shipping: the buyer's
+		{"auto", "", "BE", "", ""},        // three languages: none
+		{"", "", "AX", "", "sv-AX"},       // Åland speaks Swedish
+		{"auto", "da-DK", "SE", "", "da-DK"},
+		{"fi", "", "SE", "", "fi"},
+	} {
+		addr := func(country string) string {
+			if country == "" {
+				return "null"
+			}
+			return `{"line1":"Gatan 1","city":"Stad","postal_code":"12345","country":"` + country + `"}`
+		}
+		md := "{}"
+		if c.metadata != "" {
+			md = `{"locale":"` + c.metadata + `"}`
+		}
+		shipping := "null"
+		if c.shipping != "" {
+			shipping = `{"name":"Anna","address":` + addr(c.shipping) + `}`
+		}
+		body := `{"id":"cs_test_loc","object":"checkout.session","amount_subtotal":1000,"amount_total":1000,"currency":"eur","payment_status":"paid",
+		 "locale":"` + c.locale + `","metadata":` + md + `,
+		 "customer_details":{"name":"Anna","email":"anna@example.com","address":` + addr(c.billing) + `},
+		 "shipping_details":` + shipping + `,
+		 "total_details":{"amount_discount":0,"amount_shipping":0,"amount_tax":0},
+		 "line_items":{"object":"list","has_more":false,"data":[{"id":"li_1","object":"item","amount_subtotal":1000,"amount_tax":0,"amount_total":1000,"quantity":1}]}}`
+		_, srv := newFake(t, map[string]route{"/v1/checkout/sessions/cs_test_loc": {body: body}})
+		o, err := newClient(t, srv.URL).OrderDetails(context.Background(), "cs_test_loc")
+		if err != nil || o.Locale != c.want {
+			t.Errorf("locale %q, metadata %q, shipping %q, billing %q: got %q (%v), want %q", c.locale, c.metadata, c.shipping, c.billing, o.Locale, err, c.want)
+		}
+	}
+}
