@@ -31,6 +31,7 @@ var DefaultEventTypes = []string{
 	"charge.refunded",
 	"charge.refund.updated",
 	"payment_intent.canceled",
+	"charge.dispute.created",
 }
 
 // Config configures a Gateway. Zero durations and sizes take the defaults

@@ -34,6 +34,7 @@ const (
 	EventPaymentCanceled      = "payment_intent.canceled"
 	EventChargeRefunded       = "charge.refunded"
 	EventRefundUpdated        = "charge.refund.updated"
+	EventDisputeCreated       = "charge.dispute.created"
 )
 
 // Flags set on an order's state.
@@ -50,6 +51,9 @@ const (
 	// FlagRefundFailed: a refund of the order failed or was canceled at
 	// Stripe after it was made; the customer was not paid back.
 	FlagRefundFailed = "refund_failed"
+	// FlagDisputed: the customer disputed the payment with the card issuer
+	// (a chargeback); Stripe took the amount back until the dispute is won.
+	FlagDisputed = "disputed"
 )
 
 // handling is one record being handled, on its key's goroutine. While the
@@ -198,7 +202,7 @@ func (h *handling) run() bool {
 			return h.park()
 		}
 		h.unpark()
-		if h.env.EventType != EventChargeRefunded {
+		if !h.flagsTheOrder() {
 			// Whatever the replayed event, the chain resumes at its first
 			// unfinished step.
 			return h.chain()
@@ -227,6 +231,8 @@ func (h *handling) run() bool {
 		return h.refund()
 	case EventRefundUpdated:
 		return h.refundUpdated()
+	case EventDisputeCreated:
+		return h.disputed()
 	case EventAsyncPaymentFailed:
 		if why := h.object().notAnOrder(); why != "" {
 			h.log().Info("event is not of an order; ignored", "reason", why)
@@ -473,10 +479,6 @@ func (h *handling) refundUpdated() bool {
 	if !h.st.HasFlag(FlagRefundFailed) {
 		h.st.Flags = append(h.st.Flags, FlagRefundFailed)
 	}
-	h.markApplied()
-	if !h.finish() {
-		return false
-	}
 	why := o.Status
 	if o.FailureReason != "" {
 		why += ": " + strings.ReplaceAll(o.FailureReason, "_", " ")
@@ -485,8 +487,58 @@ func (h *handling) refundUpdated() bool {
 	if o.Amount != nil && o.Currency != "" {
 		amount = " of " + integrations.FormatMoney(*o.Amount, o.Currency)
 	}
-	h.p.alert(integrations.Alert{OrderID: h.key, Text: "a refund" + amount + " did not go through (" + why + "): the customer was not paid back; pay back another way"})
-	return true
+	return h.refundGoesOn("a refund" + amount + " did not go through (" + why + "): the customer was not paid back; pay back another way")
+}
+
+// flagsTheOrder reports whether the record is a refund, a refund that
+// failed or a dispute: replayed behind a dead letter it is handled as
+// itself (a flag and an alert, or the refund's stop) and resumes the
+// chain from there (refundGoesOn), where any other record only resumes
+// the chain.
+func (h *handling) flagsTheOrder() bool {
+	switch h.env.EventType {
+	case EventChargeRefunded, EventDisputeCreated:
+		return true
+	case EventRefundUpdated:
+		st := h.object().Status
+		return st == "failed" || st == "canceled"
+	}
+	return false
+}
+
+// disputed handles charge.dispute.created: the customer disputed the
+// payment with the card issuer (a chargeback) and Stripe took the amount
+// back. The order is flagged disputed and an alert says how much, why and
+// by when the evidence is due; nothing is undone and the chain goes on (a
+// dispute most often comes weeks after shipping). A dispute of an order
+// with no state is ignored.
+func (h *handling) disputed() bool {
+	o := h.object()
+	if h.st == nil {
+		if o.notAnOrder() != "" {
+			h.p.m.notOrders.Inc()
+		}
+		h.log().Info("dispute of an order this processor has no state of; ignored")
+		return true
+	}
+	if h.duplicate() {
+		return true
+	}
+	if !h.st.HasFlag(FlagDisputed) {
+		h.st.Flags = append(h.st.Flags, FlagDisputed)
+	}
+	text := "the payment was disputed (a chargeback)"
+	if o.Amount != nil && o.Currency != "" {
+		text = "a payment of " + integrations.FormatMoney(*o.Amount, o.Currency) + " was disputed (a chargeback)"
+	}
+	if o.Reason != "" {
+		text += ", reason " + strings.ReplaceAll(o.Reason, "_", " ")
+	}
+	text += ": Stripe took the amount back; answer the dispute in Stripe"
+	if d := o.EvidenceDetails; d != nil && d.DueBy > 0 {
+		text += " by " + time.Unix(d.DueBy, 0).UTC().Format("2006-01-02 15:04Z")
+	}
+	return h.refundGoesOn(text)
 }
 
 // chargeRefund is what a charge.refunded event says of its charge.
@@ -556,10 +608,11 @@ func (h *handling) shipped() bool {
 	return ship != nil && ship.Done && !ship.Skipped || h.st.Status == StatusCompleted
 }
 
-// refundGoesOn records a refund that leaves the order going on (flagged
-// already) and raises its alert. A replayed one of an order in progress
-// was parked behind the order's dead letter: its replay resumes the
-// chain, as any replayed event does (chain records it applied).
+// refundGoesOn records a refund, a refund's failure or a dispute that
+// leaves the order going on (flagged already) and raises its alert. A
+// replayed one of an order in progress was parked behind the order's dead
+// letter: its replay resumes the chain, as any replayed event does (chain
+// records it applied).
 func (h *handling) refundGoesOn(text string) bool {
 	a := integrations.Alert{OrderID: h.key, Text: text}
 	if h.replay && h.st.Status == StatusInProgress {
@@ -690,6 +743,11 @@ type eventObject struct {
 	// Status and FailureReason are a refund's (charge.refund.updated).
 	Status        string `json:"status"`
 	FailureReason string `json:"failure_reason"`
+	// Reason and EvidenceDetails are a dispute's (charge.dispute.created).
+	Reason          string `json:"reason"`
+	EvidenceDetails *struct {
+		DueBy int64 `json:"due_by"`
+	} `json:"evidence_details"`
 }
 
 // object decodes the event's data.object once; an event that does not
@@ -726,7 +784,7 @@ func (o *eventObject) notAnOrder() string {
 		return "a Checkout Session in " + o.Mode + " mode"
 	case o.Object == "payment_intent" && len(o.Invoice) > 0 && string(o.Invoice) != "null":
 		return "a PaymentIntent of a Stripe invoice"
-	case (o.Object == "charge" || o.Object == "refund") && string(o.PaymentIntent) == "null":
+	case (o.Object == "charge" || o.Object == "refund" || o.Object == "dispute") && string(o.PaymentIntent) == "null":
 		return "a charge without a PaymentIntent"
 	}
 	return ""

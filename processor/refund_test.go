@@ -2,6 +2,7 @@ package processor
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -92,15 +93,31 @@ func TestPartialRefunds(t *testing.T) {
 // A refund parked behind the order's dead letter that leaves the order
 // going on resumes the chain when it alone is replayed, as any replayed
 // event does: a partial one behind a shipping failure, one of the whole
-// charge behind a failure after shipping (the email). The order completes,
-// flagged, and the failed step is created once.
+// charge behind a failure after shipping (the email), a refund that failed
+// and a dispute, each flagging the order as it would have. The order
+// completes, flagged, and the failed step is created once.
 func TestReplayedRefundResumesTheChain(t *testing.T) {
+	refunded := func(c charge) func(k string) event {
+		return func(k string) event {
+			return event{key: k, typ: EventChargeRefunded, id: "evt_" + k, object: "ch_" + k, charge: &c}
+		}
+	}
+	refundFailed := func(k string) event {
+		return event{key: k, typ: EventRefundUpdated, id: "evt_" + k, object: "re_" + k, fields: map[string]any{
+			"object": "refund", "status": "failed", "amount": 2500, "currency": "eur", "payment_intent": k}}
+	}
+	dispute := func(k string) event {
+		return event{key: k, typ: EventDisputeCreated, id: "evt_" + k, object: "dp_" + k, fields: map[string]any{
+			"object": "dispute", "amount": 12400, "currency": "eur", "reason": "fraudulent", "payment_intent": k}}
+	}
 	for _, tt := range []struct {
 		name, failing, flag string
-		refund              charge
+		ev                  func(k string) event
 	}{
-		{"partial", StepShipping, FlagPartiallyRefunded, charge{amount: 12400, refunded: 1000}},
-		{"whole after shipping", StepEmail, FlagRefundedAfterShipping, charge{amount: 12400, refunded: 12400, full: true}},
+		{"partial", StepShipping, FlagPartiallyRefunded, refunded(charge{amount: 12400, refunded: 1000})},
+		{"whole after shipping", StepEmail, FlagRefundedAfterShipping, refunded(charge{amount: 12400, refunded: 12400, full: true})},
+		{"refund failed", StepInvoice, FlagRefundFailed, refundFailed},
+		{"dispute", StepShipping, FlagDisputed, dispute},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -108,8 +125,8 @@ func TestReplayedRefundResumesTheChain(t *testing.T) {
 			f := newFakes()
 			broken := f.breakStep(tt.failing)
 			h.start(h.config(), f.providers())
-			k := "pi_park_" + tt.failing
-			h.send(paid(k), event{key: k, typ: EventChargeRefunded, id: "evt_" + k, object: "ch_" + k, charge: &tt.refund})
+			k := "pi_park_" + strings.ReplaceAll(tt.name, " ", "_")
+			h.send(paid(k), tt.ev(k))
 			h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
 			dl := h.readAll(h.names.DLQ)
 			if len(dl) != 2 {
@@ -171,5 +188,45 @@ func TestRefundFailed(t *testing.T) {
 	}
 	if got := f.alertTexts("pi_never_seen"); len(got) != 0 {
 		t.Errorf("alerts for an unknown order: %q", got)
+	}
+}
+
+// A dispute (charge.dispute.created, a chargeback) of an order flags it
+// disputed with one alert naming the amount, the reason and when the
+// evidence is due; the order's status and chain are left as they were.
+// Delivered twice it alerts once; a dispute of an order without state is
+// ignored.
+func TestDispute(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
+	dispute := func(key, id string) event {
+		return event{key: key, typ: EventDisputeCreated, id: id, object: "dp_" + key, fields: map[string]any{
+			"object": "dispute", "amount": 12400, "currency": "eur", "reason": "product_not_received", "status": "needs_response",
+			"evidence_details": map[string]any{"due_by": 1796428800}, "payment_intent": key}}
+	}
+	k := "pi_disputed"
+	h.send(paid(k), dispute(k, "evt_dp1"), dispute(k, "evt_dp1"), dispute("pi_unknown_dispute", "evt_dp2"))
+	states := h.waitStates("dispute recorded", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && slices.Contains(m[k].AppliedEvents, "evt_dp1")
+	})
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
+	if st := states[k]; st.Status != StatusCompleted || !st.HasFlag(FlagDisputed) {
+		t.Errorf("status %s flags %v, want completed and disputed", st.Status, st.Flags)
+	}
+	want := []string{"a payment of 124.00 EUR was disputed (a chargeback), reason product not received: Stripe took the amount back; answer the dispute in Stripe by 2026-12-05 00:00Z"}
+	if got := f.alertTexts(k); !slices.Equal(got, want) {
+		t.Errorf("alerts %q, want %q", got, want)
+	}
+	if _, ok := states["pi_unknown_dispute"]; ok {
+		t.Error("a dispute of an unknown order made a state")
+	}
+	for _, step := range Chain {
+		if n := f.attemptCount(step, k); n != 1 {
+			t.Errorf("%s called %d times, want 1", step, n)
+		}
 	}
 }

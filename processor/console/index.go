@@ -1137,6 +1137,7 @@ var refundAlerts = []struct{ flag, text string }{
 	{processor.FlagPartiallyRefunded, "order partially refunded: credit the refund on the invoice by hand"},
 	{processor.FlagRefundedAfterShipping, "order refunded after it shipped: stop or recall the shipment and credit the invoice by hand"},
 	{processor.FlagRefundFailed, "a refund of the order did not go through at Stripe: the customer was not paid back; pay back another way"},
+	{processor.FlagDisputed, "the order's payment was disputed (a chargeback): answer the dispute in Stripe before its evidence is due"},
 }
 
 // AddAlert records an alert seen outside the records (a circuit change in

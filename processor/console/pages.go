@@ -342,6 +342,9 @@ func nextAction(sum *Summary, st *processor.State, letters []Letter) string {
 	case slices.Contains(sum.Flags, processor.FlagPartiallyRefunded):
 		dupNote = " Part of it was refunded (see the alerts for how much): credit that on the invoice by hand; the order went on." + dupNote
 	}
+	if slices.Contains(sum.Flags, processor.FlagDisputed) {
+		dupNote = " The customer disputed the payment (a chargeback; see the alerts for the reason and the date the evidence is due): answer it in Stripe's Dashboard with the order's invoice and tracking." + dupNote
+	}
 	if slices.Contains(sum.Flags, processor.FlagRefundFailed) {
 		dupNote = " A refund of it did not go through at Stripe (failed or canceled): the customer was not paid back; pay back another way." + dupNote
 	}

@@ -73,6 +73,29 @@ func TestRefundFailedFlag(t *testing.T) {
 	}
 }
 
+// A disputed order is an alert once, and its page says to answer the
+// dispute.
+func TestDisputedFlag(t *testing.T) {
+	ts := newTestServer(t, nil)
+	st := order("pi_disp0000001", "anna@example.com", processor.StatusCompleted, t0, 6)
+	disputed := *st
+	disputed.Flags = []string{processor.FlagDisputed}
+	apply(t, ts.ix, stateRecord(t, st, 0, 0))
+	apply(t, ts.ix, stateRecord(t, &disputed, 0, 1))
+	apply(t, ts.ix, stateRecord(t, &disputed, 0, 2)) // the same flags again: no second alert
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	_, body, _ := c.get("/orders/pi_disp0000001")
+	if !strings.Contains(body, "Every step is done. The customer disputed the payment (a chargeback; see the alerts for the reason and the date the evidence is due): answer it in Stripe&#39;s Dashboard with the order&#39;s invoice and tracking.") {
+		t.Errorf("order page lacks the dispute note:\n%s", body)
+	}
+	texts := orderAlerts(t, ts.ix, "pi_disp0000001")
+	want := []string{"the order's payment was disputed (a chargeback): answer the dispute in Stripe before its evidence is due"}
+	if strings.Join(texts, "|") != strings.Join(want, "|") {
+		t.Errorf("alerts %q, want %q", texts, want)
+	}
+}
+
 // orderAlerts are the texts of the index's alerts about order, newest
 // first.
 func orderAlerts(t *testing.T, ix *Index, order string) []string {

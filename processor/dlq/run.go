@@ -50,13 +50,17 @@ func LetterStatus(source, eventType string, st *processor.State) string {
 }
 
 // pendingRefund reports whether a dead letter is a refund its order has
-// not had yet: a charge.refunded (or a refund's update) parked behind the
-// order's failure and not replayed. The order completing (its failed step
-// replayed alone) does not resolve it: the refund still has to reach the
-// processor, which flags and alerts a refund after shipping, or one that
-// did not go through.
+// not had yet: a charge.refunded (or a refund's update, or a dispute)
+// parked behind the order's failure and not replayed. The order completing
+// (its failed step replayed alone) does not resolve it: the refund still
+// has to reach the processor, which flags and alerts a refund after
+// shipping, one that did not go through, or a chargeback.
 func pendingRefund(source, eventType string, st *processor.State) bool {
-	return (eventType == processor.EventChargeRefunded || eventType == processor.EventRefundUpdated) && !slices.Contains(st.Replays, source)
+	switch eventType {
+	case processor.EventChargeRefunded, processor.EventRefundUpdated, processor.EventDisputeCreated:
+		return !slices.Contains(st.Replays, source)
+	}
+	return false
 }
 
 // Listed is a dead letter with where it stands.

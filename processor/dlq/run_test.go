@@ -104,6 +104,8 @@ func TestLetterStatus(t *testing.T) {
 		// So does a refund's failure parked behind it.
 		{&processor.State{Status: processor.StatusCompleted}, LetterOpen, processor.EventRefundUpdated},
 		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved, processor.EventRefundUpdated},
+		{&processor.State{Status: processor.StatusCompleted}, LetterOpen, processor.EventDisputeCreated},
+		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved, processor.EventDisputeCreated},
 	} {
 		if got := LetterStatus("1/2", tc.eventType, tc.st); got != tc.want {
 			t.Errorf("LetterStatus(%q, %+v) = %s, want %s", tc.eventType, tc.st, got, tc.want)
