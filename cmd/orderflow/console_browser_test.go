@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stripe/stripe-go/v76/webhook"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/crypto/bcrypt"
@@ -365,6 +366,61 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("erased order page offers the erase form (%v)", err)
 	}
 
+	// A SEPA debit refused: the order is listed under payment_failed and
+	// its page says nothing was sent. A dispute of the second order: its
+	// page says to answer it.
+	post := func(body string) {
+		t.Helper()
+		sig := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte(body), Secret: secret})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gwHTTP.URL+gateway.WebhookPath, strings.NewReader(body))
+		req.Header.Set("Stripe-Signature", sig.Header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("gateway answered %d to %s", resp.StatusCode, body)
+		}
+	}
+	const sepa = "pi_3QBrowserSepaFail01"
+	session := `{"id":"cs_test_browser_sepa","object":"checkout.session","mode":"payment","payment_intent":"` + sepa + `","payment_status":"unpaid"}`
+	post(`{"id":"evt_browser_sepa_1","object":"event","type":"checkout.session.completed","data":{"object":` + session + `}}`)
+	post(`{"id":"evt_browser_sepa_2","object":"event","type":"checkout.session.async_payment_failed","data":{"object":` + session + `}}`)
+	post(`{"id":"evt_browser_dispute","object":"event","type":"charge.dispute.created","data":{"object":{"id":"dp_browser","object":"dispute","amount":4990,"currency":"eur","reason":"fraudulent","payment_intent":"` + second + `"}}}`)
+	waitState(sepa, processor.StatusPaymentFailed)
+	for {
+		if st, err := states.OrderState(ctx, second); err == nil && st.HasFlag(processor.FlagDisputed) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("order %s never flagged disputed", second)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	waitIndexed()
+	open("payment failed", "/orders?status=payment_failed", `a[href="/orders/`+sepa+`"]`)
+	if n := text("#orders"); strings.Count(n, "pi_") != 1 {
+		t.Fatalf("the payment_failed filter lists other orders than %s:\n%s", sepa, n)
+	}
+	click("open the failed payment", `a[href="/orders/`+sepa+`"]`)
+	waitFor("open the failed payment", visible("#next-step"))
+	run("payment failed screenshot", shot("payment-failed"))
+	if s := text("#status"); s != "payment_failed" {
+		t.Fatalf("failed payment's page status %q", s)
+	}
+	if s := text("#next-step"); !strings.Contains(s, "Nothing to undo: the payment awaited failed") {
+		t.Fatalf("failed payment's next step %q", s)
+	}
+	if s := text("#customer"); s != "not read from Stripe yet: no step has run" {
+		t.Fatalf("failed payment's customer %q, want that nothing was read", s)
+	}
+	open("disputed order", "/orders/"+second, "#next-step")
+	if s := text("#next-step"); !strings.Contains(s, "The customer disputed the payment (a chargeback") {
+		t.Fatalf("disputed order's next step %q", s)
+	}
+
 	// The audit page lists the failed login, the replay and the erasure.
 	open("audit", "/audit", "#audit")
 	audit := text("#audit")
@@ -377,8 +433,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	open("overview", "/", "#steps")
 	run("overview screenshot", shot("overview"))
 	// Its counts are what each status filter lists: the second order
-	// completed, the first erased, no dead letter left.
-	for sel, want := range map[string]string{"#count-completed": "1", "#count-erased": "1", "#count-dead_lettered": "0"} {
+	// completed, the first erased, no dead letter left, one payment failed.
+	for sel, want := range map[string]string{"#count-completed": "1", "#count-erased": "1", "#count-dead_lettered": "0", "#count-payment_failed": "1"} {
 		if got := text(sel); got != want {
 			t.Errorf("overview %s = %q, want %s", sel, got, want)
 		}
