@@ -138,20 +138,26 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		return m[1]
 	}
-	// waitState waits until the order's state on orders.state has status.
-	waitState := func(id string, status processor.Status) *processor.State {
+	// waitUntil waits until the order's state on orders.state is what
+	// cond says (what names it for a failure).
+	waitUntil := func(id, what string, cond func(*processor.State) bool) *processor.State {
 		t.Helper()
 		for {
 			st, err := states.OrderState(ctx, id)
-			if err == nil && st.Status == status {
+			if err == nil && cond(st) {
 				return st
 			}
 			select {
 			case <-ctx.Done():
-				t.Fatalf("order %s never reached %s (last %+v, %v)", id, status, st, err)
+				t.Fatalf("order %s never %s (last %+v, %v)", id, what, st, err)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
+	}
+	// waitState waits until the order's state on orders.state has status.
+	waitState := func(id string, status processor.Status) *processor.State {
+		t.Helper()
+		return waitUntil(id, "reached "+string(status), func(st *processor.State) bool { return st.Status == status })
 	}
 	// waitIndexed waits until the console's index read every record
 	// written so far.
@@ -389,16 +395,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	post(`{"id":"evt_browser_sepa_2","object":"event","type":"checkout.session.async_payment_failed","data":{"object":` + session + `}}`)
 	post(`{"id":"evt_browser_dispute","object":"event","type":"charge.dispute.created","data":{"object":{"id":"dp_browser","object":"dispute","amount":4990,"currency":"eur","reason":"fraudulent","payment_intent":"` + second + `"}}}`)
 	waitState(sepa, processor.StatusPaymentFailed)
-	for {
-		if st, err := states.OrderState(ctx, second); err == nil && st.HasFlag(processor.FlagDisputed) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("order %s never flagged disputed", second)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	waitUntil(second, "flagged disputed", func(st *processor.State) bool { return st.HasFlag(processor.FlagDisputed) })
 	waitIndexed()
 	open("payment failed", "/orders?status=payment_failed", `a[href="/orders/`+sepa+`"]`)
 	if n := text("#orders"); strings.Count(n, "pi_") != 1 {
