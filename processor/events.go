@@ -37,6 +37,12 @@ const (
 	EventDisputeCreated       = "charge.dispute.created"
 )
 
+// FlaggingEvents are the events that flag an order (or, a refund of the
+// whole charge before shipping, stop its chain) rather than run it: one
+// parked behind a dead letter is handled as itself when replayed, and its
+// dead letter stays open until it is.
+var FlaggingEvents = []string{EventChargeRefunded, EventRefundUpdated, EventDisputeCreated}
+
 // Flags set on an order's state.
 const (
 	// FlagPossibleDuplicatePrefix + step: a non-idempotent call was repeated
@@ -417,7 +423,7 @@ func (h *handling) paymentFailed() bool {
 		return true
 	}
 	if h.st != nil && h.st.Status != StatusAwaitingPayment && h.st.Status != StatusPaymentFailed {
-		h.log().Warn("delayed payment failed for an order not awaiting payment; nothing changed", "status", h.st.Status)
+		h.log().Warn("payment failed or canceled for an order not awaiting payment; nothing changed", "event_type", h.env.EventType, "status", h.st.Status)
 		return h.recordOnly()
 	}
 	if h.st == nil {
@@ -445,10 +451,6 @@ func (h *handling) paymentCanceled() bool {
 		h.log().Info("payment canceled with no order; ignored")
 		return true
 	}
-	if h.st.Status != StatusAwaitingPayment && h.st.Status != StatusPaymentFailed {
-		h.log().Warn("payment canceled for an order not awaiting payment; nothing changed", "status", h.st.Status)
-		return h.recordOnly()
-	}
 	return h.paymentFailed()
 }
 
@@ -463,22 +465,6 @@ func (h *handling) refundUpdated() bool {
 	if o.Status != "failed" && o.Status != "canceled" {
 		return h.recordOnly()
 	}
-	if h.st == nil {
-		// No order has this key: a refund of a charge made without a
-		// PaymentIntent (counted as not an order, as its charge.refunded
-		// is), or of an order this processor never saw.
-		if o.notAnOrder() != "" {
-			h.p.m.notOrders.Inc()
-		}
-		h.log().Info("refund failed for an order with no state; ignored", "refund_status", o.Status)
-		return true
-	}
-	if h.duplicate() {
-		return true
-	}
-	if !h.st.HasFlag(FlagRefundFailed) {
-		h.st.Flags = append(h.st.Flags, FlagRefundFailed)
-	}
 	why := o.Status
 	if o.FailureReason != "" {
 		why += ": " + strings.ReplaceAll(o.FailureReason, "_", " ")
@@ -487,7 +473,27 @@ func (h *handling) refundUpdated() bool {
 	if o.Amount != nil && o.Currency != "" {
 		amount = " of " + integrations.FormatMoney(*o.Amount, o.Currency)
 	}
-	return h.refundGoesOn("a refund" + amount + " did not go through (" + why + "): the customer was not paid back; pay back another way")
+	return h.flagGoesOn(FlagRefundFailed, "a refund"+amount+" did not go through ("+why+"): the customer was not paid back; pay back another way")
+}
+
+// flagGoesOn flags the order for a refund's failure or a dispute and
+// raises the alert text, the order going on (refundGoesOn). An event of a
+// key with no state is ignored: a refund or dispute of a charge made
+// without a PaymentIntent (counted as not an order, as its
+// charge.refunded is), or of an order this processor never saw.
+func (h *handling) flagGoesOn(flag, text string) bool {
+	if h.st == nil {
+		if h.object().notAnOrder() != "" {
+			h.p.m.notOrders.Inc()
+		}
+		h.log().Info("event of an order with no state; ignored", "event_type", h.env.EventType)
+		return true
+	}
+	if h.duplicate() {
+		return true
+	}
+	h.st.AddFlag(flag)
+	return h.refundGoesOn(text)
 }
 
 // flagsTheOrder reports whether the record is a refund, a refund that
@@ -496,14 +502,14 @@ func (h *handling) refundUpdated() bool {
 // chain from there (refundGoesOn), where any other record only resumes
 // the chain.
 func (h *handling) flagsTheOrder() bool {
-	switch h.env.EventType {
-	case EventChargeRefunded, EventDisputeCreated:
-		return true
-	case EventRefundUpdated:
+	if !slices.Contains(FlaggingEvents, h.env.EventType) {
+		return false
+	}
+	if h.env.EventType == EventRefundUpdated {
 		st := h.object().Status
 		return st == "failed" || st == "canceled"
 	}
-	return false
+	return true
 }
 
 // disputed handles charge.dispute.created: the customer disputed the
@@ -514,19 +520,6 @@ func (h *handling) flagsTheOrder() bool {
 // with no state is ignored.
 func (h *handling) disputed() bool {
 	o := h.object()
-	if h.st == nil {
-		if o.notAnOrder() != "" {
-			h.p.m.notOrders.Inc()
-		}
-		h.log().Info("dispute of an order this processor has no state of; ignored")
-		return true
-	}
-	if h.duplicate() {
-		return true
-	}
-	if !h.st.HasFlag(FlagDisputed) {
-		h.st.Flags = append(h.st.Flags, FlagDisputed)
-	}
 	text := "the payment was disputed (a chargeback)"
 	if o.Amount != nil && o.Currency != "" {
 		text = "a payment of " + integrations.FormatMoney(*o.Amount, o.Currency) + " was disputed (a chargeback)"
@@ -538,7 +531,7 @@ func (h *handling) disputed() bool {
 	if d := o.EvidenceDetails; d != nil && d.DueBy > 0 {
 		text += " by " + time.Unix(d.DueBy, 0).UTC().Format("2006-01-02 15:04Z")
 	}
-	return h.refundGoesOn(text)
+	return h.flagGoesOn(FlagDisputed, text)
 }
 
 // chargeRefund is what a charge.refunded event says of its charge.
@@ -594,9 +587,7 @@ func (h *handling) refund() bool {
 		h.p.alert(integrations.Alert{OrderID: h.key, Text: "order refunded before shipping: the chain stopped; check any steps already done"})
 		return true
 	default:
-		if !st.HasFlag(FlagRefundedAfterShipping) {
-			st.Flags = append(st.Flags, FlagRefundedAfterShipping)
-		}
+		st.AddFlag(FlagRefundedAfterShipping)
 		return h.refundGoesOn("order refunded after it shipped: stop or recall the shipment and credit the invoice by hand")
 	}
 }
@@ -639,9 +630,7 @@ func (h *handling) partialRefund(r chargeRefund) bool {
 		h.markApplied()
 		return h.finish()
 	}
-	if !st.HasFlag(FlagPartiallyRefunded) {
-		st.Flags = append(st.Flags, FlagPartiallyRefunded)
-	}
+	st.AddFlag(FlagPartiallyRefunded)
 	when := "before shipping: the order goes on (check what is still to ship)"
 	if h.shipped() {
 		when = "after it shipped"

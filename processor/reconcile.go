@@ -42,10 +42,7 @@ func (h *handling) resolveIntent(s Step, log *slog.Logger) (stepOutcome, bool) {
 		return h.deadLetterOutcome(step, topics.ClassPermanent,
 			fmt.Errorf("%s: an earlier call may have reached the provider (intent at %s without a result); policy dead-letter", step, ss.Intent.Format(time.RFC3339))), true
 	default: // retry, or reconcile with a provider that cannot look calls up
-		flag := FlagPossibleDuplicatePrefix + step
-		if !st.HasFlag(flag) {
-			st.Flags = append(st.Flags, flag)
-		}
+		st.AddFlag(FlagPossibleDuplicatePrefix + step)
 		log.Warn("calling again after an intent without a result; order flagged as a possible duplicate", "policy", string(pol))
 		ss.Intent, ss.Lease = nil, nil
 		return stepDone, false

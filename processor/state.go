@@ -253,3 +253,10 @@ func (s *State) HasFlag(f string) bool {
 	}
 	return false
 }
+
+// AddFlag gives the state a flag it does not carry yet.
+func (s *State) AddFlag(f string) {
+	if !s.HasFlag(f) {
+		s.Flags = append(s.Flags, f)
+	}
+}

@@ -133,14 +133,14 @@ func leavesVATArea(a integrations.Address) bool {
 	if !euVAT[country] {
 		return true
 	}
-	var digits strings.Builder
-	for _, r := range a.PostalCode {
+	digits := strings.Map(func(r rune) rune {
 		if r >= '0' && r <= '9' {
-			digits.WriteRune(r)
+			return r
 		}
-	}
+		return -1
+	}, a.PostalCode)
 	for _, p := range outsideVATArea[country] {
-		if strings.HasPrefix(digits.String(), p) {
+		if strings.HasPrefix(digits, p) {
 			return true
 		}
 	}

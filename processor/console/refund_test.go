@@ -1,6 +1,7 @@
 package console
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,49 +50,41 @@ func TestRefundFlags(t *testing.T) {
 // A refund that did not go through at Stripe is an alert once, and the
 // order page says the customer was not paid back.
 func TestRefundFailedFlag(t *testing.T) {
-	ts := newTestServer(t, nil)
-	st := order("pi_refd0000002", "anna@example.com", processor.StatusCompleted, t0, 6)
-	st.Flags = []string{processor.FlagPartiallyRefunded}
-	failed := *st
-	failed.Flags = []string{processor.FlagPartiallyRefunded, processor.FlagRefundFailed}
-	apply(t, ts.ix, stateRecord(t, st, 0, 0))
-	apply(t, ts.ix, stateRecord(t, &failed, 0, 1))
-	apply(t, ts.ix, stateRecord(t, &failed, 0, 2)) // the same flags again: no second alert
-	c := newClient(t, ts.URL)
-	c.login("ops")
-	_, body, _ := c.get("/orders/pi_refd0000002")
-	if !strings.Contains(body, "Every step is done. A refund of it did not go through at Stripe (failed or canceled): the customer was not paid back; pay back another way.") {
-		t.Errorf("order page lacks the failed-refund note:\n%s", body)
-	}
-	texts := orderAlerts(t, ts.ix, "pi_refd0000002")
-	want := []string{ // newest first
-		"a refund of the order did not go through at Stripe: the customer was not paid back; pay back another way",
-		"order partially refunded: credit the refund on the invoice by hand",
-	}
-	if strings.Join(texts, "|") != strings.Join(want, "|") {
-		t.Errorf("alerts %q, want %q", texts, want)
-	}
+	flagOnce(t, "pi_refd0000002", []string{processor.FlagPartiallyRefunded}, processor.FlagRefundFailed,
+		"Every step is done. A refund of it did not go through at Stripe (failed or canceled): the customer was not paid back; pay back another way.",
+		[]string{ // newest first
+			"a refund of the order did not go through at Stripe: the customer was not paid back; pay back another way",
+			"order partially refunded: credit the refund on the invoice by hand",
+		})
 }
 
 // A disputed order is an alert once, and its page says to answer the
 // dispute.
 func TestDisputedFlag(t *testing.T) {
+	flagOnce(t, "pi_disp0000001", nil, processor.FlagDisputed,
+		"Every step is done. The customer disputed the payment (a chargeback; see the alerts for the reason and the date the evidence is due): answer it in Stripe&#39;s Dashboard with the order&#39;s invoice and tracking.",
+		[]string{"the order's payment was disputed (a chargeback): answer the dispute in Stripe before its evidence is due"})
+}
+
+// flagOnce indexes a completed order with the flags before, then twice
+// with flag added, and checks that its page has the note and that the
+// order's alerts, newest first, are want: the flag's once.
+func flagOnce(t *testing.T, id string, before []string, flag, note string, want []string) {
+	t.Helper()
 	ts := newTestServer(t, nil)
-	st := order("pi_disp0000001", "anna@example.com", processor.StatusCompleted, t0, 6)
-	disputed := *st
-	disputed.Flags = []string{processor.FlagDisputed}
+	st := order(id, "anna@example.com", processor.StatusCompleted, t0, 6)
+	st.Flags = before
+	flagged := *st
+	flagged.Flags = append(slices.Clone(before), flag)
 	apply(t, ts.ix, stateRecord(t, st, 0, 0))
-	apply(t, ts.ix, stateRecord(t, &disputed, 0, 1))
-	apply(t, ts.ix, stateRecord(t, &disputed, 0, 2)) // the same flags again: no second alert
+	apply(t, ts.ix, stateRecord(t, &flagged, 0, 1))
+	apply(t, ts.ix, stateRecord(t, &flagged, 0, 2)) // the same flags again: no second alert
 	c := newClient(t, ts.URL)
 	c.login("ops")
-	_, body, _ := c.get("/orders/pi_disp0000001")
-	if !strings.Contains(body, "Every step is done. The customer disputed the payment (a chargeback; see the alerts for the reason and the date the evidence is due): answer it in Stripe&#39;s Dashboard with the order&#39;s invoice and tracking.") {
-		t.Errorf("order page lacks the dispute note:\n%s", body)
+	if _, body, _ := c.get("/orders/" + id); !strings.Contains(body, note) {
+		t.Errorf("order page lacks the %s note:\n%s", flag, body)
 	}
-	texts := orderAlerts(t, ts.ix, "pi_disp0000001")
-	want := []string{"the order's payment was disputed (a chargeback): answer the dispute in Stripe before its evidence is due"}
-	if strings.Join(texts, "|") != strings.Join(want, "|") {
+	if texts := orderAlerts(t, ts.ix, id); strings.Join(texts, "|") != strings.Join(want, "|") {
 		t.Errorf("alerts %q, want %q", texts, want)
 	}
 }

@@ -56,11 +56,7 @@ func LetterStatus(source, eventType string, st *processor.State) string {
 // has to reach the processor, which flags and alerts a refund after
 // shipping, one that did not go through, or a chargeback.
 func pendingRefund(source, eventType string, st *processor.State) bool {
-	switch eventType {
-	case processor.EventChargeRefunded, processor.EventRefundUpdated, processor.EventDisputeCreated:
-		return !slices.Contains(st.Replays, source)
-	}
-	return false
+	return slices.Contains(processor.FlaggingEvents, eventType) && !slices.Contains(st.Replays, source)
 }
 
 // Listed is a dead letter with where it stands.
