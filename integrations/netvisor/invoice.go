@@ -79,13 +79,24 @@ func roundDiv(v, d int64) int64 {
 }
 
 // euVAT lists the member states of the EU VAT area (Stripe writes Greece
-// as GR). Åland (AX) is outside it, as are the territories outsideVATArea
-// lists.
+// as GR), and Monaco, which the VAT Directive (Art. 7) treats as part of
+// France: Checkout lists it as a country of its own (MC). Åland (AX) is
+// outside the area, as are the territories outsideVATArea lists.
 var euVAT = map[string]bool{
 	"AT": true, "BE": true, "BG": true, "HR": true, "CY": true, "CZ": true, "DK": true,
 	"EE": true, "FI": true, "FR": true, "DE": true, "GR": true, "EL": true, "HU": true,
 	"IE": true, "IT": true, "LV": true, "LT": true, "LU": true, "MT": true, "NL": true,
 	"PL": true, "PT": true, "RO": true, "SK": true, "SI": true, "ES": true, "SE": true,
+	"MC": true,
+}
+
+// insideVATArea are the parts of countries outside the EU VAT area where
+// its rules for goods apply, by the beginnings of their postal codes:
+// Northern Ireland (BT…, written as GB or XI), under the Windsor
+// Framework. Goods sent there do not leave the area.
+var insideVATArea = map[string][]string{
+	"GB": {"BT"},
+	"XI": {""},
 }
 
 // vatCode chooses a line's vatcode: the reverse-charge code when Stripe
@@ -122,15 +133,21 @@ var outsideVATArea = map[string][]string{
 }
 
 // leavesVATArea reports whether goods sent to a (the destination's
-// country and postal code) leave the EU VAT area: a country outside it,
-// or a territory of a member state outside it (outsideVATArea). An
-// address with no country says nothing.
+// country and postal code) leave the EU VAT area: a country outside it
+// but for the parts insideVATArea lists, or a territory of a member state
+// outside it (outsideVATArea). An address with no country says nothing.
 func leavesVATArea(a integrations.Address) bool {
 	country := strings.ToUpper(a.Country)
 	if country == "" {
 		return false
 	}
 	if !euVAT[country] {
+		pc := strings.ToUpper(strings.TrimSpace(a.PostalCode))
+		for _, p := range insideVATArea[country] {
+			if strings.HasPrefix(pc, p) {
+				return false
+			}
+		}
 		return true
 	}
 	digits := strings.Map(func(r rune) rune {

@@ -148,9 +148,17 @@ func TestInvoiceExport(t *testing.T) {
 		{"FI", "00100", "KOMY"},    // Helsinki
 		{"FI", "21200", "KOMY"},    // Raisio, next to Åland's range
 		{"AX", "22100", "EUUM"},
-		{"FR", "97400", "EUUM"}, // Saint-Denis, Réunion
-		{"FR", "97133", "EUUM"}, // Saint-Barthélemy
-		{"FR", "98000", "KOMY"}, // Monaco, inside the area with France
+		{"FR", "97400", "EUUM"},    // Saint-Denis, Réunion
+		{"FR", "97133", "EUUM"},    // Saint-Barthélemy
+		{"FR", "98000", "KOMY"},    // Monaco, inside the area with France
+		{"MC", "98000", "KOMY"},    // the same, as Checkout writes it
+		{"GB", "BT1 5GS", "KOMY"},  // Belfast: EU rules for goods (Windsor Framework)
+		{"GB", "bt48 6dq", "KOMY"}, // Derry, written in lower case
+		{"XI", "BT1 5GS", "KOMY"},
+		{"GB", "SW1A 1AA", "EUUM"}, // London
+		{"GB", "B1 1AA", "EUUM"},   // Birmingham: B, not BT
+		{"SM", "47890", "EUUM"},    // San Marino, outside the area
+		{"AD", "AD500", "EUUM"},    // Andorra
 		{"FR", "75001", "KOMY"},
 		{"DE", "27498", "EUUM"}, // Heligoland
 		{"DE", "27499", "KOMY"},
