@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // zohoSim serves Zoho's refresh-token grant and CRM v3 upserts of Contacts
@@ -54,6 +55,14 @@ const zohoTokenTTL = time.Hour
 
 // zohoSystemDupField is each module's system-defined duplicate-check field.
 var zohoSystemDupField = map[string]string{"Contacts": "Email", "Deals": "Deal_Name"}
+
+// zohoMaxLen are the most characters the standard fields written hold
+// (Zoho CRM help, "Standard Modules & Fields", "Standard Fields in
+// Deals"); a longer value is refused as INVALID_DATA.
+var zohoMaxLen = map[string]int{
+	"First_Name": 40, "Last_Name": 80, "Phone": 30, "Email": 100, "Deal_Name": 120,
+	"Mailing_Street": 250, "Mailing_City": 250, "Mailing_Zip": 250, "Mailing_Country": 250, "Mailing_State": 250,
+}
 
 // zohoMandatory is the field each module cannot do without.
 var zohoMandatory = map[string]string{"Contacts": "Last_Name", "Deals": "Deal_Name"}
@@ -228,6 +237,11 @@ func (z *zohoSim) upsertOne(module string, i int, rec map[string]any, dupFields 
 	path := func(f string) string { return fmt.Sprintf("$.data[%d].%s", i, f) }
 	if m := zohoMandatory[module]; strField(rec, m) == "" {
 		return zohoRecordError("MANDATORY_NOT_FOUND", "required field not found", obj{"api_name": m, "json_path": path(m)})
+	}
+	for f, n := range zohoMaxLen {
+		if s, ok := rec[f].(string); ok && utf8.RuneCountInString(s) > n {
+			return zohoRecordError("INVALID_DATA", "invalid data", obj{"api_name": f, "json_path": path(f), "maximum_length": n})
+		}
 	}
 	if e, has := rec["Email"]; has {
 		if s, _ := e.(string); !strings.Contains(s, "@") {

@@ -2,7 +2,12 @@ package zoho_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,5 +54,54 @@ func TestCreditsExhaustedAgainstSimulator(t *testing.T) {
 	}
 	if _, err := c.UpsertContactAndDeal(context.Background(), order("pi_credits_2")); err != nil {
 		t.Fatalf("after a new day: %v", err)
+	}
+}
+
+// The simulator refuses a value longer than Zoho's field holds, as Zoho
+// does, and the client's cut values pass it.
+func TestLongValuesAgainstSimulator(t *testing.T) {
+	s, err := sim.New(sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { srv.Close(); _ = s.Close() })
+	c, err := zoho.New(zoho.Config{APIBaseURL: srv.URL, AccountsURL: srv.URL, ClientID: "1000.SIM", ClientSecret: "sim",
+		RefreshToken: "1000.sim", CurrencyMode: zoho.CurrencyMulti})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := integrations.Order{ID: "pi_long_names", Number: integrations.OrderNumber("pi_long_names"), Currency: "eur", AmountTotal: 1000,
+		Customer: integrations.Customer{Name: strings.Repeat("Väinämöinen ", 12) + "Oy", Email: "long@example.fi",
+			TaxIDs: []integrations.TaxID{{Type: "eu_vat", Value: "FI23456789"}}}}
+	if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
+		t.Fatalf("a 146-character business name: %v", err)
+	}
+	// The simulator's own check, with a record the client did not cut.
+	tr, err := http.PostForm(srv.URL+"/oauth/v2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"1000.SIM"},
+		"client_secret": {"sim"}, "refresh_token": {"1000.sim"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(tr.Body).Decode(&tok)
+	tr.Body.Close()
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("token: %v %+v", err, tok)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/crm/v3/Contacts/upsert", strings.NewReader(
+		`{"data":[{"Last_Name":"`+strings.Repeat("x", 81)+`","Email":"x@example.fi"}],"duplicate_check_fields":["Email"]}`))
+	req.Header.Set("Authorization", "Zoho-oauthtoken "+tok.AccessToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `"INVALID_DATA"`) || !strings.Contains(string(body), `"maximum_length":80`) {
+		t.Errorf("an 81-character Last_Name: %d %s, want INVALID_DATA with maximum_length 80", resp.StatusCode, body)
 	}
 }

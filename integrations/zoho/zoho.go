@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/orderflow/orderflow/integrations"
 )
@@ -237,6 +238,11 @@ func (c *Client) UpsertContactAndDeal(ctx context.Context, o integrations.Order)
 	if o.Customer.Email == "" {
 		return integrations.CRMResult{}, integrations.Permanentf(provider, "upsert contact", "order has no customer email")
 	}
+	if n := utf8.RuneCountInString(o.Customer.Email); n > maxLen["Email"] {
+		// Cutting an address would make it another's: the CRM cannot
+		// hold this buyer, which a person decides about.
+		return integrations.CRMResult{}, integrations.NotSentf(provider, "upsert contact", "the customer's email is %d characters, more than Zoho's Email field holds (%d)", n, maxLen["Email"])
+	}
 	contactID, contactAction, err := c.upsert(ctx, "upsert contact", "Contacts", contactRecord(o), "Email")
 	if err != nil {
 		return integrations.CRMResult{}, err
@@ -279,7 +285,32 @@ func contactRecord(o integrations.Order) map[string]any {
 			r["Mailing_State"] = a.State
 		}
 	}
+	clipFields(r)
 	return r
+}
+
+// maxLen are the most characters Zoho's standard fields hold (Zoho CRM
+// help, "Standard Modules & Fields" and "Standard Fields in Deals": First
+// Name 40, Last Name 80, Phone 30, Email 100, the address fields 250, Deal
+// Name 120). Zoho refuses a longer value (INVALID_DATA), which would
+// dead-letter an order over a long business name.
+var maxLen = map[string]int{
+	"First_Name": 40, "Last_Name": 80, "Phone": 30, "Email": 100, "Deal_Name": 120,
+	"Mailing_Street": 250, "Mailing_City": 250, "Mailing_Zip": 250, "Mailing_Country": 250, "Mailing_State": 250,
+}
+
+// clipFields cuts each text field of r to what Zoho holds (maxLen), at a
+// character, not a byte. Email is never cut (UpsertContactAndDeal refuses
+// an order whose email is too long).
+func clipFields(r map[string]any) {
+	for f, v := range r {
+		s, ok := v.(string)
+		n := maxLen[f]
+		if !ok || n == 0 || f == "Email" || utf8.RuneCountInString(s) <= n {
+			continue
+		}
+		r[f] = strings.TrimSpace(string([]rune(s)[:n]))
+	}
 }
 
 // splitName splits a buyer's name into Zoho's First_Name and Last_Name.
@@ -363,6 +394,7 @@ func (c *Client) dealRecord(o integrations.Order, contactID string, b booking) m
 	if c.cfg.DealPipeline != "" {
 		r["Pipeline"] = c.cfg.DealPipeline
 	}
+	clipFields(r)
 	return r
 }
 

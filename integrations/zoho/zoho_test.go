@@ -972,6 +972,53 @@ func TestContactOfABusiness(t *testing.T) {
 	}
 }
 
+// Values longer than Zoho's fields hold are cut at a character, so a long
+// business name does not dead-letter the order (Zoho answers INVALID_DATA
+// to a longer one); a too long email is refused before anything is sent.
+func TestLongValuesFitZohosFields(t *testing.T) {
+	f := &fakeZoho{}
+	c, _, _ := newTest(t, f)
+	o := testOrder()
+	// 87 characters: a business name (it gave a VAT number).
+	o.Customer.Name = "Öljynjalostamo- ja Kemianteollisuuden Tutkimus- ja Kehittämisosuuskunta Pohjois-Savo ry"
+	o.Customer.TaxIDs = []integrations.TaxID{{Type: "eu_vat", Value: "FI23456789"}}
+	o.Customer.Phone = "+358 40 123 4567 (vaihde) tai +358 40 765 4321"
+	if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.crmRequests()
+	contact := reqs[0].body["data"].([]any)[0].(map[string]any)
+	deal := reqs[1].body["data"].([]any)[0].(map[string]any)
+	if want := "Öljynjalostamo- ja Kemianteollisuuden Tutkimus- ja Kehittämisosuuskunta Pohjois-"; contact["Last_Name"] != want {
+		t.Errorf("Last_Name = %q, want the first 80 characters %q", contact["Last_Name"], want)
+	}
+	if want := "+358 40 123 4567 (vaihde) tai"; contact["Phone"] != want {
+		t.Errorf("Phone = %q, want %q (30 characters, the trailing space trimmed)", contact["Phone"], want)
+	}
+	if want := "OF-1234567890 Öljynjalostamo- ja Kemianteollisuuden Tutkimus- ja Kehittämisosuuskunta Pohjois-Savo ry"; deal["Deal_Name"] != want {
+		t.Errorf("Deal_Name = %q, want %q (within 120)", deal["Deal_Name"], want)
+	}
+	if contact["Email"] != "asa@example.fi" || contact["Mailing_Street"] != "Hämeenkatu 10 B 7, PL 12" {
+		t.Errorf("short fields changed: %v", contact)
+	}
+	// A private buyer with a long first name.
+	o.Customer.TaxIDs = nil
+	o.Customer.Name = "Anna-Kaisa Maria Johanna Elisabet Kristiina Virtanen"
+	if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	contact = f.crmRequests()[2].body["data"].([]any)[0].(map[string]any)
+	if contact["First_Name"] != "Anna-Kaisa Maria Johanna Elisabet Kristi" || contact["Last_Name"] != "Virtanen" {
+		t.Errorf("First_Name %q, Last_Name %q; want the first 40 characters and Virtanen", contact["First_Name"], contact["Last_Name"])
+	}
+	n := len(f.crmRequests())
+	o.Customer.Email = strings.Repeat("a", 95) + "@example.fi" // 106 characters
+	_, err := c.UpsertContactAndDeal(context.Background(), o)
+	if !integrations.IsPermanent(err) || !integrations.IsNotSent(err) || !strings.Contains(err.Error(), "106 characters") || len(f.crmRequests()) != n {
+		t.Errorf("err = %v, CRM calls %d (want none more than %d): want a refusal naming 106 characters", err, len(f.crmRequests()), n)
+	}
+}
+
 // The deal's Closing_Date is the order's day in the shop's zone: 23:30 UTC
 // on 27 November is 01:30 on the 28th in Helsinki.
 func TestClosingDateInTheShopsZone(t *testing.T) {
