@@ -42,6 +42,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/text/language"
 
@@ -320,6 +321,49 @@ func (c *Client) finish(ctx context.Context, o integrations.Order, lr *labelData
 	return s, nil
 }
 
+// The most characters DHL's ContactAddress takes (the Parcel DE Shipping
+// API's schema): each of name1, name2 and name3 50, email 80, phone 20.
+const (
+	maxNameLine = 50
+	maxEmail    = 80
+	maxPhone    = 20
+)
+
+// nameLines puts a recipient's name on DHL's three name lines of at most
+// maxNameLine characters each, broken between words where it can be (a
+// word longer than a line is broken inside it): "Keramik Müller GmbH &
+// Co. KG, Abteilung Einkauf und Logistik" is two lines, not refused. What
+// does not fit on three lines is cut.
+func nameLines(name string) [3]string {
+	var out [3]string
+	words := strings.Fields(name)
+	for i := range out {
+		line := ""
+		for len(words) > 0 {
+			w := words[0]
+			n := utf8.RuneCountInString(line)
+			if line != "" {
+				n++
+			}
+			if n+utf8.RuneCountInString(w) <= maxNameLine {
+				if line != "" {
+					line += " "
+				}
+				line += w
+				words = words[1:]
+				continue
+			}
+			if line == "" { // a word longer than a line
+				r := []rune(w)
+				line, words[0] = string(r[:maxNameLine]), string(r[maxNameLine:])
+			}
+			break
+		}
+		out[i] = line
+	}
+	return out
+}
+
 // orderRequest builds the ShipmentOrderRequest of one parcel.
 func (c *Client) orderRequest(o integrations.Order) (*shipmentOrderRequest, error) {
 	const op = "create shipment"
@@ -356,14 +400,21 @@ func (c *Client) orderRequest(o integrations.Order) (*shipmentOrderRequest, erro
 	if street == "" {
 		street, extra = a.Line2, ""
 	}
+	names := nameLines(name)
 	cons := contactAddress{
-		Name1: name, AddressStreet: street, AdditionalAddressInformation1: extra,
+		Name1: names[0], Name2: names[1], Name3: names[2], AddressStreet: street, AdditionalAddressInformation1: extra,
 		PostalCode: a.PostalCode, City: a.City, State: a.State, Country: country,
-		Email: o.Customer.Email,
+	}
+	// The email and phone only serve DHL's notices: one longer than DHL
+	// takes is left out rather than refusing the parcel.
+	if e := o.Customer.Email; utf8.RuneCountInString(e) <= maxEmail {
+		cons.Email = e
 	}
 	if country != "DEU" {
 		// DHL takes no phone number for a shipment within Germany.
-		cons.Phone = firstNonEmpty(a.Phone, o.Customer.Phone)
+		if p := firstNonEmpty(a.Phone, o.Customer.Phone); utf8.RuneCountInString(p) <= maxPhone {
+			cons.Phone = p
+		}
 	}
 	sh := c.cfg.Shipper
 	shipperCountry, _ := alpha3(sh.Country)

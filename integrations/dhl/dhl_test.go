@@ -204,6 +204,57 @@ func TestCreateShipmentInternational(t *testing.T) {
 	}
 }
 
+// A name longer than DHL's 50-character name1 goes on name2 and name3,
+// broken between words; an email or phone longer than DHL takes is left
+// out rather than refusing the parcel.
+func TestCreateShipmentLongValues(t *testing.T) {
+	f := &fakeDHL{status: 200, body: okBody("00340434161094042559", testPDF)}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c, _ := newTestClient(t, srv.URL, nil)
+	o := germanOrder()
+	o.Shipping.Name = "Keramik Müller GmbH & Co. KG, Abteilung Einkauf und Logistik, z. Hd. Frau Dr. Annegret Schulze-Hohenfels"
+	o.Customer.Email = strings.Repeat("einkauf.", 10) + "x@example.de" // 92 characters
+	if _, err := c.CreateShipment(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	o.Shipping = integrations.Address{Name: "Åsa " + strings.Repeat("Ö", 60), Line1: "Storgatan 1", PostalCode: "41138", City: "Göteborg", Country: "SE",
+		Phone: "+46 31 123 45 67 ankn. 2201"} // 27 characters
+	o.Customer.Email = "asa@example.se"
+	if _, err := c.CreateShipment(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]string
+	for _, r := range f.reqs {
+		var body struct {
+			Shipments []struct{ Consignee map[string]string }
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, body.Shipments[0].Consignee)
+	}
+	want := []map[string]string{{
+		"name1": "Keramik Müller GmbH & Co. KG, Abteilung Einkauf", // 48
+		"name2": "und Logistik, z. Hd. Frau Dr. Annegret",          // 38: "Schulze-Hohenfels" does not fit too
+		"name3": "Schulze-Hohenfels",
+		"email": "",
+	}, {
+		"name1": "Åsa",
+		"name2": strings.Repeat("Ö", 50), // a word longer than a line is broken inside it
+		"name3": strings.Repeat("Ö", 10),
+		"email": "asa@example.se",
+		"phone": "",
+	}}
+	for i, w := range want {
+		for k, v := range w {
+			if got[i][k] != v {
+				t.Errorf("parcel %d: %s = %q, want %q", i+1, k, got[i][k], v)
+			}
+		}
+	}
+}
+
 // Every answer DHL may give that is not a created shipment with a PDF is
 // an integrations.Error of the right class, with a reason a person can
 // act on, no secret in it and no label stored.

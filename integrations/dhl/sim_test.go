@@ -189,3 +189,35 @@ func TestSimulatorPostNordLimitLeavesDHL(t *testing.T) {
 		}
 	}
 }
+
+// The simulator refuses what DHL's schema refuses on the optional lines
+// too, and the client's long name, email and phone pass it.
+func TestLongValuesAgainstSimulator(t *testing.T) {
+	c, _, base := simClient(t)
+	o := integrations.Order{ID: "pi_3DhlLongNames00000001", Number: "OF-LONGNAMES01",
+		Customer: integrations.Customer{Name: "Einkauf", Email: strings.Repeat("e", 81) + "@example.de"},
+		Shipping: integrations.Address{Name: "Keramik Müller GmbH & Co. KG, Abteilung Einkauf und Logistik, z. Hd. Frau Dr. Annegret Schulze-Hohenfels",
+			Line1: "Kurt-Schumacher-Str. 20", PostalCode: "53113", City: "Bonn", Country: "DE"}}
+	if _, err := c.CreateShipment(context.Background(), o); err != nil {
+		t.Fatalf("a 104-character name and a 92-character email: %v", err)
+	}
+	body := `{"profile":"STANDARD_GRUPPENPROFIL","shipments":[{"product":"V01PAK","billingNumber":"33333333330102","refNo":"pi_3abcdefgh",
+		"shipper":{"name1":"S","addressStreet":"Weg 1","postalCode":"53113","city":"Bonn","country":"DEU"},
+		"consignee":{"name1":"C","name2":"` + strings.Repeat("n", 51) + `","addressStreet":"Weg 2","postalCode":"53113","city":"Bonn","country":"DEU","email":"` + strings.Repeat("e", 81) + `"},
+		"details":{"weight":{"uom":"g","value":500}}}]}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/parcel/de/shipping/v2/orders?includeDocs=include", strings.NewReader(body))
+	req.Header.Set("dhl-api-key", "k")
+	req.SetBasicAuth("user-valid", "SandboxPasswort2023!")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`"propertyPath":"shipments[0].consignee.name2"`, `"propertyPath":"shipments[0].consignee.email"`} {
+		if resp.StatusCode != 400 || !strings.Contains(string(got), want) {
+			t.Errorf("%d %s: want 400 naming %s", resp.StatusCode, got, want)
+		}
+	}
+}

@@ -24,6 +24,8 @@ type shipment struct {
 // countries are ISO 3166-1 alpha-3.
 type contactAddress struct {
 	Name1                         string `json:"name1"`
+	Name2                         string `json:"name2,omitempty"`
+	Name3                         string `json:"name3,omitempty"`
 	AddressStreet                 string `json:"addressStreet"`
 	AdditionalAddressInformation1 string `json:"additionalAddressInformation1,omitempty"`
 	PostalCode                    string `json:"postalCode,omitempty"`

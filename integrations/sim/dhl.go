@@ -67,10 +67,16 @@ func dhlErrors(w http.ResponseWriter, r *http.Request, status int, msg string) {
 
 type dhlAddress struct {
 	Name1         string `json:"name1"`
+	Name2         string `json:"name2"`
+	Name3         string `json:"name3"`
 	AddressStreet string `json:"addressStreet"`
+	Additional1   string `json:"additionalAddressInformation1"`
 	PostalCode    string `json:"postalCode"`
 	City          string `json:"city"`
+	State         string `json:"state"`
 	Country       string `json:"country"`
+	Email         string `json:"email"`
+	Phone         string `json:"phone"`
 }
 
 type dhlShipment struct {
@@ -128,6 +134,16 @@ func (o dhlOrder) schema() []any {
 			}
 			if n := len([]rune(a.addr.City)); n < 1 || n > 40 {
 				bad(ap+".city", "size must be between 1 and 40")
+			}
+			for _, f := range []struct {
+				field, v string
+				min, max int
+			}{{"name2", a.addr.Name2, 1, 50}, {"name3", a.addr.Name3, 1, 50}, {"additionalAddressInformation1", a.addr.Additional1, 1, 60},
+				{"state", a.addr.State, 1, 20}, {"email", a.addr.Email, 3, 80}, {"phone", a.addr.Phone, 1, 20}} {
+				// Optional: an empty one is left out of the request.
+				if n := len([]rune(f.v)); n > 0 && (n < f.min || n > f.max) {
+					bad(ap+"."+f.field, fmt.Sprintf("size must be between %d and %d", f.min, f.max))
+				}
 			}
 			if !dhlCountry.MatchString(a.addr.Country) {
 				bad(ap+".country", "Parameter country must be a valid country code consisting of three characters according to ISO 3166-1 alpha-3.")
@@ -245,7 +261,12 @@ func (d *dhlSim) orders(w http.ResponseWriter, r *http.Request) {
 
 func (d *dhlSim) labelLines(sh dhlShipment, no string) []string {
 	c := sh.Consignee
-	return []string{"DHL Paket  " + no, "Product " + sh.Product + "   Ref " + sh.RefNo, "",
-		"To: " + c.Name1, c.AddressStreet, strings.TrimSpace(c.PostalCode + " " + c.City), c.Country,
-		"", "From: " + sh.Shipper.Name1}
+	lines := []string{"DHL Paket  " + no, "Product " + sh.Product + "   Ref " + sh.RefNo, "", "To: " + c.Name1}
+	for _, l := range []string{c.Name2, c.Name3} {
+		if l != "" {
+			lines = append(lines, "    "+l)
+		}
+	}
+	return append(lines, c.AddressStreet, strings.TrimSpace(c.PostalCode+" "+c.City), c.Country,
+		"", "From: "+sh.Shipper.Name1)
 }
