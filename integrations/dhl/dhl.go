@@ -374,7 +374,7 @@ func (c *Client) orderRequest(o integrations.Order) (*shipmentOrderRequest, erro
 	}
 	country, ok := alpha3(a.Country)
 	var missing []string
-	if name == "" {
+	if strings.TrimSpace(name) == "" {
 		missing = append(missing, "name")
 	}
 	if a.Line1 == "" && a.Line2 == "" {

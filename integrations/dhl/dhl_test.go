@@ -373,6 +373,13 @@ func TestCreateShipmentIncompleteAddress(t *testing.T) {
 	if !integrations.IsPermanent(err) || !integrations.IsNotSent(err) || !strings.Contains(err.Error(), "shipping address lacks street, city, country") {
 		t.Errorf("error %v", err)
 	}
+	// A name of blanks is no name: DHL's name1 would be empty.
+	o.Shipping = integrations.Address{Name: "  ", Line1: "Weg 1", PostalCode: "53113", City: "Bonn", Country: "DE"}
+	o.Customer.Name = ""
+	_, err = c.CreateShipment(context.Background(), o)
+	if !integrations.IsNotSent(err) || !strings.Contains(err.Error(), "shipping address lacks name") {
+		t.Errorf("blank name: %v", err)
+	}
 	if len(f.reqs) != 0 {
 		t.Errorf("%d requests, want 0", len(f.reqs))
 	}
