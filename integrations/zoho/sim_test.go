@@ -16,11 +16,11 @@ import (
 	"github.com/orderflow/orderflow/integrations/zoho"
 )
 
-// The real client against the simulator's daily credits: the refusal is
-// recognised as the quota, with the reset the answer gives, and a new day
-// lets the next order through.
-func TestCreditsExhaustedAgainstSimulator(t *testing.T) {
-	s, err := sim.New(sim.Config{EnforceLimits: true, Limits: sim.Limits{ZohoDailyCredits: 2, ZohoConcurrency: -1}})
+// simClient is the real client against a simulator of cfg, and the
+// simulator's URL.
+func simClient(t *testing.T, cfg sim.Config) (*zoho.Client, *sim.Server, string) {
+	t.Helper()
+	s, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +31,14 @@ func TestCreditsExhaustedAgainstSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, s, srv.URL
+}
+
+// The real client against the simulator's daily credits: the refusal is
+// recognised as the quota, with the reset the answer gives, and a new day
+// lets the next order through.
+func TestCreditsExhaustedAgainstSimulator(t *testing.T) {
+	c, s, _ := simClient(t, sim.Config{EnforceLimits: true, Limits: sim.Limits{ZohoDailyCredits: 2, ZohoConcurrency: -1}})
 	order := func(id string) integrations.Order {
 		return integrations.Order{ID: id, Number: integrations.OrderNumber(id), Currency: "eur", AmountTotal: 1000,
 			Customer: integrations.Customer{Name: "Åsa Öberg", Email: id + "@example.fi"}}
@@ -39,7 +47,7 @@ func TestCreditsExhaustedAgainstSimulator(t *testing.T) {
 		t.Fatalf("first order (2 credits of 2): %v", err)
 	}
 	before := time.Now()
-	_, err = c.UpsertContactAndDeal(context.Background(), order("pi_credits_2"))
+	_, err := c.UpsertContactAndDeal(context.Background(), order("pi_credits_2"))
 	reset, quota := integrations.QuotaResetOf(err)
 	if !quota {
 		t.Fatalf("second order: err = %v, want the credits used up", err)
@@ -60,17 +68,7 @@ func TestCreditsExhaustedAgainstSimulator(t *testing.T) {
 // The simulator refuses a value longer than Zoho's field holds, as Zoho
 // does, and the client's cut values pass it.
 func TestLongValuesAgainstSimulator(t *testing.T) {
-	s, err := sim.New(sim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(func() { srv.Close(); _ = s.Close() })
-	c, err := zoho.New(zoho.Config{APIBaseURL: srv.URL, AccountsURL: srv.URL, ClientID: "1000.SIM", ClientSecret: "sim",
-		RefreshToken: "1000.sim", CurrencyMode: zoho.CurrencyMulti})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _, base := simClient(t, sim.Config{})
 	o := integrations.Order{ID: "pi_long_names", Number: integrations.OrderNumber("pi_long_names"), Currency: "eur", AmountTotal: 1000,
 		Customer: integrations.Customer{Name: strings.Repeat("Väinämöinen ", 12) + "Oy", Email: "long@example.fi",
 			TaxIDs: []integrations.TaxID{{Type: "eu_vat", Value: "FI23456789"}}}}
@@ -78,7 +76,7 @@ func TestLongValuesAgainstSimulator(t *testing.T) {
 		t.Fatalf("a 146-character business name: %v", err)
 	}
 	// The simulator's own check, with a record the client did not cut.
-	tr, err := http.PostForm(srv.URL+"/oauth/v2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"1000.SIM"},
+	tr, err := http.PostForm(base+"/oauth/v2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"1000.SIM"},
 		"client_secret": {"sim"}, "refresh_token": {"1000.sim"}})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +89,7 @@ func TestLongValuesAgainstSimulator(t *testing.T) {
 	if err != nil || tok.AccessToken == "" {
 		t.Fatalf("token: %v %+v", err, tok)
 	}
-	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/crm/v3/Contacts/upsert", strings.NewReader(
+	req, _ := http.NewRequest(http.MethodPost, base+"/crm/v3/Contacts/upsert", strings.NewReader(
 		`{"data":[{"Last_Name":"`+strings.Repeat("x", 81)+`","Email":"x@example.fi"}],"duplicate_check_fields":["Email"]}`))
 	req.Header.Set("Authorization", "Zoho-oauthtoken "+tok.AccessToken)
 	req.Header.Set("Content-Type", "application/json")
