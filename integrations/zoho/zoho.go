@@ -300,13 +300,18 @@ var maxLen = map[string]int{
 }
 
 // clipFields cuts each text field of r to what Zoho holds (maxLen), at a
-// character, not a byte. Email is never cut (UpsertContactAndDeal refuses
-// an order whose email is too long).
+// character, not a byte. A phone number is not cut, since part of one is
+// another number: one too long is left out. Email is never cut
+// (UpsertContactAndDeal refuses an order whose email is too long).
 func clipFields(r map[string]any) {
 	for f, v := range r {
 		s, ok := v.(string)
 		n := maxLen[f]
 		if !ok || n == 0 || f == "Email" || utf8.RuneCountInString(s) <= n {
+			continue
+		}
+		if f == "Phone" {
+			delete(r, f)
 			continue
 		}
 		r[f] = strings.TrimSpace(string([]rune(s)[:n]))
