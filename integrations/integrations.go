@@ -244,6 +244,15 @@ func (o Order) BillingAddress() Address {
 	return a
 }
 
+// Destination is the address the goods go to: the shipping address when
+// it has a country, else the buyer's (BillingAddress).
+func (o Order) Destination() Address {
+	if o.Shipping.Country != "" {
+		return o.Shipping
+	}
+	return o.BillingAddress()
+}
+
 // partOf reports whether the country, state and postal code of part,
 // where given, are those of whole.
 func partOf(part, whole Address) bool {

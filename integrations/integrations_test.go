@@ -156,3 +156,20 @@ func TestBillingAddress(t *testing.T) {
 		})
 	}
 }
+
+// The goods go to the shipping address when it has a country, else to the
+// buyer: an order of no shipping address (goods collected, or none
+// collected) goes where the billing address is.
+func TestDestination(t *testing.T) {
+	o := Order{
+		Customer: Customer{Name: "Åsa Öberg", Address: Address{Line1: "Storgatan 1", PostalCode: "41138", City: "Göteborg", Country: "SE"}},
+		Shipping: Address{Name: "Mikko Virtanen", Line1: "Mannerheimintie 12", PostalCode: "00100", City: "Helsinki", Country: "FI"},
+	}
+	if got := o.Destination(); got.Country != "FI" || got.City != "Helsinki" {
+		t.Errorf("with a shipping address: %+v, want Helsinki, FI", got)
+	}
+	o.Shipping = Address{}
+	if got := o.Destination(); got.Country != "SE" || got.City != "Göteborg" || got.Name != "Åsa Öberg" {
+		t.Errorf("without one: %+v, want the buyer in Göteborg, SE", got)
+	}
+}

@@ -113,7 +113,7 @@ func (c *Client) vatCode(o integrations.Order, taxes []integrations.Tax, vat int
 	switch {
 	case rc:
 		return c.cfg.ReverseChargeVATCode
-	case vat == 0 && leavesVATArea(destination(o)):
+	case vat == 0 && leavesVATArea(o.Destination()):
 		return c.cfg.ExportVATCode
 	}
 	return c.cfg.VATCode
@@ -162,15 +162,6 @@ func leavesVATArea(a integrations.Address) bool {
 		}
 	}
 	return false
-}
-
-// destination is the address the goods go to: the shipping address when
-// it has a country, else the buyer's.
-func destination(o integrations.Order) integrations.Address {
-	if o.Shipping.Country != "" {
-		return o.Shipping
-	}
-	return o.BillingAddress()
 }
 
 // lines builds the invoice lines of the order in invoice units.

@@ -482,11 +482,7 @@ func finish(o *integrations.Order) {
 		o.Locale = l
 	}
 	if o.Locale == "" {
-		country := o.Shipping.Country
-		if country == "" {
-			country = o.Customer.Address.Country
-		}
-		o.Locale = integrations.CountryLocale(country)
+		o.Locale = integrations.CountryLocale(o.Destination().Country)
 	}
 	if len(o.Metadata) == 0 {
 		o.Metadata = nil
