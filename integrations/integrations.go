@@ -119,6 +119,14 @@ type LineItem struct {
 	// county and city tax); Discounts the discounts applied to it.
 	Taxes     []Tax      `json:"taxes,omitempty"`
 	Discounts []Discount `json:"discounts,omitempty"`
+	// The goods' customs data, for a parcel that leaves the EU VAT area:
+	// the metadata hs_code, origin_country and weight_grams of the price,
+	// else of its product. HSCode is the tariff number as written,
+	// OriginCountry an ISO 3166-1 alpha-2 code, WeightGrams one unit's
+	// weight (0: not known).
+	HSCode        string `json:"hs_code,omitempty"`
+	OriginCountry string `json:"origin_country,omitempty"`
+	WeightGrams   int64  `json:"weight_grams,omitempty"`
 }
 
 // Tax is one tax of a line, of the shipping or of the whole order.

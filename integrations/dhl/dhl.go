@@ -121,6 +121,9 @@ type Config struct {
 	// PrintFormat is the label's print format (A4, 910-300-700, ...);
 	// empty leaves the portal account's setting.
 	PrintFormat string
+	// Customs is what the customs declaration of a parcel leaving the EU
+	// VAT area takes from the shop (the order gives the rest).
+	Customs Customs
 	// TrackingURLTemplate builds Shipment.TrackingURL; "{id}" is replaced
 	// by the shipment number, "{lang}" by de or en. Default
 	// DefaultTrackingURLTemplate.
@@ -143,6 +146,7 @@ func (c *Config) setDefaults() {
 	if c.TrackingURLTemplate == "" {
 		c.TrackingURLTemplate = DefaultTrackingURLTemplate
 	}
+	c.Customs.setDefaults()
 }
 
 // billingPattern is the documented form of a billing number.
@@ -187,6 +191,7 @@ func (c Config) Validate() error {
 	if !strings.Contains(c.TrackingURLTemplate, "{id}") {
 		problems = append(problems, "TrackingURLTemplate must contain {id}")
 	}
+	problems = append(problems, c.Customs.problems()...)
 	if len(problems) > 0 {
 		return errors.New("dhl: " + strings.Join(problems, "; "))
 	}
@@ -242,7 +247,9 @@ func (c *Client) CreateShipment(ctx context.Context, o integrations.Order) (inte
 	if err != nil {
 		return integrations.Shipment{}, integrations.NotSentf(provider, op, "encode request: %v", err)
 	}
-	q := url.Values{"includeDocs": {"include"}, "docFormat": {"PDF"}}
+	// combine: a customs declaration (CN23) comes in the label's PDF, so
+	// the warehouse prints one file per parcel.
+	q := url.Values{"includeDocs": {"include"}, "docFormat": {"PDF"}, "combine": {"true"}}
 	if c.cfg.PrintFormat != "" {
 		q.Set("printFormat", c.cfg.PrintFormat)
 	}
@@ -418,17 +425,24 @@ func (c *Client) orderRequest(o integrations.Order) (*shipmentOrderRequest, erro
 	}
 	sh := c.cfg.Shipper
 	shipperCountry, _ := alpha3(sh.Country)
-	return &shipmentOrderRequest{
-		Profile: c.cfg.Profile,
-		Shipments: []shipment{{
-			Product:       product,
-			BillingNumber: billing,
-			RefNo:         Reference(o),
-			Shipper:       contactAddress{Name1: sh.Name, AddressStreet: sh.Street, PostalCode: sh.PostalCode, City: sh.City, Country: shipperCountry, Email: sh.Email, Phone: sh.Phone},
-			Consignee:     cons,
-			Details:       details{Weight: weight{UOM: "g", Value: c.cfg.WeightGrams}},
-		}},
-	}, nil
+	req := shipment{
+		Product:       product,
+		BillingNumber: billing,
+		RefNo:         Reference(o),
+		Shipper:       contactAddress{Name1: sh.Name, AddressStreet: sh.Street, PostalCode: sh.PostalCode, City: sh.City, Country: shipperCountry, Email: sh.Email, Phone: sh.Phone},
+		Consignee:     cons,
+		Details:       details{Weight: weight{UOM: "g", Value: c.cfg.WeightGrams}},
+	}
+	// A parcel within Germany (DHL Paket) declares nothing, also one to
+	// Heligoland or Büsingen.
+	if product == ProductInternational && needsCustoms(o) {
+		customs, grams, err := c.customs(o)
+		if err != nil {
+			return nil, err
+		}
+		req.Customs, req.Details.Weight.Value = customs, grams
+	}
+	return &shipmentOrderRequest{Profile: c.cfg.Profile, Shipments: []shipment{req}}, nil
 }
 
 // alpha3 turns an ISO 3166-1 alpha-2 country code into the alpha-3 code

@@ -1,5 +1,7 @@
 package dhl
 
+import "encoding/json"
+
 // The wire format of the Parcel DE Shipping API v2 (OpenAPI
 // "Parcel DE Shipping API (Post & Parcel Germany)" 2.1.x), the parts this
 // client sends and reads.
@@ -18,6 +20,34 @@ type shipment struct {
 	Shipper       contactAddress `json:"shipper"`
 	Consignee     contactAddress `json:"consignee"`
 	Details       details        `json:"details"`
+	// Customs is the declaration of a parcel leaving the EU VAT area.
+	Customs *customsDetails `json:"customs,omitempty"`
+}
+
+// customsDetails is the CustomsDetails schema.
+type customsDetails struct {
+	ExportType        string      `json:"exportType"`
+	ExportDescription string      `json:"exportDescription,omitempty"`
+	ShipperCustomsRef string      `json:"shipperCustomsRef,omitempty"`
+	PostalCharges     value       `json:"postalCharges"`
+	Items             []commodity `json:"items"`
+}
+
+// commodity is the Commodity schema: one kind of goods, packagedQuantity
+// units at itemValue and itemWeight each.
+type commodity struct {
+	ItemDescription  string `json:"itemDescription"`
+	CountryOfOrigin  string `json:"countryOfOrigin,omitempty"` // ISO 3166-1 alpha-3
+	HSCode           string `json:"hsCode,omitempty"`
+	PackagedQuantity int64  `json:"packagedQuantity"`
+	ItemValue        value  `json:"itemValue"`
+	ItemWeight       weight `json:"itemWeight"`
+}
+
+// value is the Value schema: an amount in major units.
+type value struct {
+	Currency string      `json:"currency"`
+	Value    json.Number `json:"value"`
 }
 
 // contactAddress is the ContactAddress (consignee) and Shipper schemas:
