@@ -255,7 +255,8 @@ func allItems(sess obj) []any {
 }
 
 // itemPage is one page of line items as Stripe lists them: each item's
-// taxes and discounts only when expanded (taxes, discounts).
+// taxes and discounts only when expanded (taxes, discounts), its price's
+// product an id unless expanded (price.product).
 func itemPage(items []any, start, limit int, ex map[string]bool) obj {
 	if start > len(items) {
 		start = len(items)
@@ -273,6 +274,13 @@ func itemPage(items []any, start, limit int, ex map[string]bool) obj {
 		}
 		if !ex["discounts"] {
 			delete(c, "discounts")
+		}
+		if price, ok := c["price"].(obj); ok {
+			if _, expanded := price["product"].(obj); expanded && !ex["price.product"] {
+				price = shallow(price)
+				price["product"] = idOf(price["product"])
+				c["price"] = price
+			}
 		}
 		data = append(data, c)
 	}

@@ -154,7 +154,8 @@ func seededSession(id, pi string) map[string]any {
 		items = append(items, map[string]any{
 			"id": "li_" + string(rune('a'+i)), "object": "item", "description": "Item", "quantity": 1,
 			"amount_subtotal": 1255, "amount_discount": 0, "amount_tax": 255, "amount_total": 1255, "currency": "eur",
-			"price":     map[string]any{"id": "price_1", "object": "price", "unit_amount": 1255, "tax_behavior": "inclusive"},
+			"price": map[string]any{"id": "price_1", "object": "price", "unit_amount": 1255, "tax_behavior": "inclusive",
+				"product": map[string]any{"id": "prod_1", "object": "product", "metadata": map[string]any{"hs_code": "691200"}}},
 			"taxes":     []any{map[string]any{"amount": 255, "taxable_amount": 1000, "taxability_reason": "standard_rated", "rate": map[string]any{"percentage": 25.5, "inclusive": true}}},
 			"discounts": []any{},
 		})
@@ -212,6 +213,15 @@ func TestStripeSeededObjects(t *testing.T) {
 		var rest stripe.LineItemList
 		if err := json.Unmarshal(rp.body, &rest); err != nil || len(rest.Data) != 2 || rest.HasMore || rest.Data[0].Taxes != nil {
 			t.Fatalf("second page: %v %s", err, rp.body)
+		}
+		// A price's product is its id unless expanded.
+		if p := rest.Data[0].Price.Product; p == nil || p.ID != "prod_1" || p.Metadata != nil {
+			t.Fatalf("product not reduced to its id: %s", rp.body)
+		}
+		rx := call(t, "GET", url+"/v1/checkout/sessions/cs_test_seed1/line_items?limit=1&expand[]=data.price.product", stripeAuthHdr, nil)
+		var withProducts stripe.LineItemList
+		if err := json.Unmarshal(rx.body, &withProducts); err != nil || len(withProducts.Data) != 1 || withProducts.Data[0].Price.Product.Metadata["hs_code"] != "691200" {
+			t.Fatalf("expanded product: %v %s", err, rx.body)
 		}
 		// A PaymentIntent seeded without a session: no session lists it,
 		// and latest_charge only when expanded.

@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,12 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger is optional; nothing but order ids is logged.
 	Logger *slog.Logger
+	// ProductCustoms reads, for a Checkout order whose goods leave the EU
+	// VAT area, the customs data of its lines' products (their metadata
+	// hs_code, origin_country, weight_grams), with one more call for such
+	// an order. For a carrier that declares customs (DHL); a price's own
+	// metadata is read for every order at no cost.
+	ProductCustoms bool
 }
 
 // Validate reports a missing or malformed setting.
@@ -87,9 +94,10 @@ func (c Config) Validate() error {
 
 // Client looks up orders. It is safe for concurrent use.
 type Client struct {
-	pis      paymentintent.Client
-	sessions session.Client
-	log      *slog.Logger
+	productCustoms bool
+	pis            paymentintent.Client
+	sessions       session.Client
+	log            *slog.Logger
 }
 
 // New returns a client for cfg.
@@ -120,9 +128,10 @@ func New(cfg Config) (*Client, error) {
 		backend = decodingBackend{impl}
 	}
 	return &Client{
-		pis:      paymentintent.Client{B: backend, Key: cfg.SecretKey},
-		sessions: session.Client{B: backend, Key: cfg.SecretKey},
-		log:      log,
+		productCustoms: cfg.ProductCustoms,
+		pis:            paymentintent.Client{B: backend, Key: cfg.SecretKey},
+		sessions:       session.Client{B: backend, Key: cfg.SecretKey},
+		log:            log,
 	}, nil
 }
 
@@ -200,7 +209,11 @@ func (c *Client) fromPaymentIntent(ctx context.Context, id string) (integrations
 	if err := partialCapture(id, cs, pi); err != nil {
 		return integrations.Order{}, err
 	}
-	return buildSessionOrder(id, cs, pi, items), nil
+	o := buildSessionOrder(id, cs, pi, items)
+	if err := c.readProductCustoms(ctx, &o); err != nil {
+		return integrations.Order{}, err
+	}
+	return o, nil
 }
 
 func (c *Client) fromSession(ctx context.Context, id string) (integrations.Order, error) {
@@ -224,7 +237,11 @@ func (c *Client) fromSession(ctx context.Context, id string) (integrations.Order
 	if err := partialCapture(id, cs, pi); err != nil {
 		return integrations.Order{}, err
 	}
-	return buildSessionOrder(id, cs, pi, items), nil
+	o := buildSessionOrder(id, cs, pi, items)
+	if err := c.readProductCustoms(ctx, &o); err != nil {
+		return integrations.Order{}, err
+	}
+	return o, nil
 }
 
 // partialCapture refuses a Checkout order whose PaymentIntent, authorized
@@ -529,6 +546,11 @@ func lineItem(li *stripego.LineItem) integrations.LineItem {
 			it.UnitAmountDecimal = strconv.FormatFloat(p.UnitAmountDecimal, 'f', -1, 64)
 		}
 		it.TaxBehavior = string(p.TaxBehavior)
+		customsData(&it, p.Metadata)
+		if p.Product != nil {
+			// An expanded product (the customs call); an id has none.
+			customsData(&it, p.Product.Metadata)
+		}
 	}
 	for _, t := range li.Taxes {
 		if t != nil {
@@ -541,6 +563,68 @@ func lineItem(li *stripego.LineItem) integrations.LineItem {
 		}
 	}
 	return it
+}
+
+// Metadata keys of a price or product that carry its customs data.
+const (
+	MetadataHSCode        = "hs_code"
+	MetadataOriginCountry = "origin_country"
+	MetadataWeightGrams   = "weight_grams"
+)
+
+// customsData fills what it of the line's customs data md holds and the
+// line has not yet: the price's metadata comes first, then its product's.
+// A weight that is not a whole number of grams from 1 to 31,500 is not
+// taken (the carrier then shares out the parcel's).
+func customsData(it *integrations.LineItem, md map[string]string) {
+	if it.HSCode == "" {
+		it.HSCode = strings.TrimSpace(md[MetadataHSCode])
+	}
+	if it.OriginCountry == "" {
+		it.OriginCountry = strings.ToUpper(strings.TrimSpace(md[MetadataOriginCountry]))
+	}
+	if it.WeightGrams == 0 {
+		if g, err := strconv.ParseInt(strings.TrimSpace(md[MetadataWeightGrams]), 10, 64); err == nil && g >= 1 && g <= 31500 {
+			it.WeightGrams = g
+		}
+	}
+}
+
+// readProductCustoms (with Config.ProductCustoms) completes the customs
+// data of the lines of a Checkout order whose goods leave the EU VAT area
+// (integrations.LeavesEUVATArea) from their products' metadata, with one
+// more call, made only for such an order and only when a line lacks some
+// of it:
+// GET /v1/checkout/sessions/{id}/line_items?expand[]=data.price.product.
+// (The order's own read cannot expand the products: in a list of
+// sessions they are five levels deep, past Stripe's four.)
+func (c *Client) readProductCustoms(ctx context.Context, o *integrations.Order) error {
+	if !c.productCustoms || o.CheckoutSessionID == "" || !integrations.LeavesEUVATArea(o.Destination()) {
+		return nil
+	}
+	if !slices.ContainsFunc(o.Items, func(l integrations.LineItem) bool {
+		return l.HSCode == "" || l.OriginCountry == "" || l.WeightGrams == 0
+	}) {
+		return nil
+	}
+	lp := &stripego.CheckoutSessionListLineItemsParams{Session: stripego.String(o.CheckoutSessionID)}
+	lp.Limit = stripego.Int64(100)
+	lp.AddExpand("data.price.product")
+	lp.Context = ctx
+	it := c.sessions.ListLineItems(lp)
+	products := map[string]map[string]string{}
+	for it.Next() {
+		if li := it.LineItem(); li.Price != nil && li.Price.Product != nil {
+			products[li.ID] = li.Price.Product.Metadata
+		}
+	}
+	if err := it.Err(); err != nil {
+		return classify("list line items with their products", err)
+	}
+	for i := range o.Items {
+		customsData(&o.Items[i], products[o.Items[i].ID])
+	}
+	return nil
 }
 
 func tax(amount, taxable int64, reason string, r *stripego.TaxRate) integrations.Tax {

@@ -628,3 +628,87 @@ func TestOrderDetailsLocaleFromCountry(t *testing.T) {
 		}
 	}
 }
+
+// swissSession is a Checkout Session shipping to Zürich: a mug whose
+// price names its tariff number, and a towel whose product holds its
+// customs data (the product is an id unless expanded).
+func swissSession(product string) string {
+	return `{"id":"cs_test_swiss","object":"checkout.session","amount_subtotal":4000,"amount_total":4000,"currency":"eur","created":1732780000,
+"payment_status":"paid","payment_intent":"pi_3SwissOrder000000001",
+"customer_details":{"email":"urs@example.ch","name":"Urs Keller","address":{"country":"CH","postal_code":"8001"}},
+"shipping_details":{"name":"Urs Keller","address":{"line1":"Bahnhofstrasse 12","city":"Zürich","postal_code":"8001","country":"CH"}},
+"total_details":{"amount_discount":0,"amount_shipping":0,"amount_tax":0},
+"line_items":{"object":"list","has_more":false,"data":[
+ {"id":"li_mug","object":"item","amount_subtotal":3000,"amount_total":3000,"amount_tax":0,"amount_discount":0,"currency":"eur","description":"Keramikbecher","quantity":3,
+  "price":{"id":"price_mug","object":"price","unit_amount":1000,"currency":"eur","tax_behavior":"unspecified","metadata":{"hs_code":"6912.00.10"},"product":"prod_mug"}},
+ {"id":"li_towel","object":"item","amount_subtotal":1000,"amount_total":1000,"amount_tax":0,"amount_discount":0,"currency":"eur","description":"Geschirrtuch","quantity":1,
+  "price":{"id":"price_towel","object":"price","unit_amount":1000,"currency":"eur","tax_behavior":"unspecified","metadata":{},"product":` + product + `}}]}}`
+}
+
+// With ProductCustoms, an order leaving the EU VAT area takes one more
+// call, its line items with their products expanded, for the products'
+// customs metadata; a price's own metadata comes first, and a weight
+// that is no whole number of grams is not taken. Without the option, or
+// for an order within the area, there is no such call.
+func TestOrderDetailsProductCustoms(t *testing.T) {
+	products := `{"object":"list","has_more":false,"data":[
+ {"id":"li_mug","object":"item","amount_total":3000,"quantity":3,"price":{"id":"price_mug","object":"price","metadata":{"hs_code":"6912.00.10"},
+  "product":{"id":"prod_mug","object":"product","metadata":{"hs_code":"999999","origin_country":"pt","weight_grams":"350.5"}}}},
+ {"id":"li_towel","object":"item","amount_total":1000,"quantity":1,"price":{"id":"price_towel","object":"price","metadata":{},
+  "product":{"id":"prod_towel","object":"product","metadata":{"hs_code":"6302 60 00","origin_country":"PT","weight_grams":" 120 "}}}}]}`
+	const cs = "cs_test_swiss"
+	f, srv := newFake(t, map[string]route{
+		"/v1/checkout/sessions/" + cs:                 {body: swissSession(`"prod_towel"`)},
+		"/v1/checkout/sessions/" + cs + "/line_items": {body: products},
+	})
+	c, err := New(Config{BaseURL: srv.URL, SecretKey: testKey, ProductCustoms: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.OrderDetails(context.Background(), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.requests()
+	if len(reqs) != 2 || reqs[1].URL.Path != "/v1/checkout/sessions/"+cs+"/line_items" || reqs[1].URL.Query().Get("expand[0]") != "data.price.product" {
+		for _, r := range reqs {
+			t.Logf("request %s", r.URL)
+		}
+		t.Fatalf("want the session, then its line items with products expanded")
+	}
+	type customs struct {
+		hs, origin string
+		grams      int64
+	}
+	want := []customs{{"6912.00.10", "PT", 0}, {"6302 60 00", "PT", 120}}
+	for i, w := range want {
+		it := o.Items[i]
+		if got := (customs{it.HSCode, it.OriginCountry, it.WeightGrams}); got != w {
+			t.Errorf("line %d customs %+v, want %+v", i+1, got, w)
+		}
+	}
+
+	// Without the option: the price's metadata only, in one call.
+	f2, srv2 := newFake(t, map[string]route{"/v1/checkout/sessions/" + cs: {body: swissSession(`"prod_towel"`)}})
+	o, err = newClient(t, srv2.URL).OrderDetails(context.Background(), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f2.requests()); n != 1 || o.Items[0].HSCode != "6912.00.10" || o.Items[1].HSCode != "" {
+		t.Errorf("%d requests, customs %q %q; want 1 and the price's tariff number only", n, o.Items[0].HSCode, o.Items[1].HSCode)
+	}
+
+	// Within the EU VAT area: no customs call.
+	de := strings.ReplaceAll(swissSession(`"prod_towel"`), `"country":"CH"`, `"country":"DE"`)
+	f3, srv3 := newFake(t, map[string]route{"/v1/checkout/sessions/" + cs: {body: de}})
+	c3, err := New(Config{BaseURL: srv3.URL, SecretKey: testKey, ProductCustoms: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c3.OrderDetails(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f3.requests()); n != 1 {
+		t.Errorf("order to Germany: %d requests, want 1", n)
+	}
+}
