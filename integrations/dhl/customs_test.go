@@ -277,7 +277,9 @@ func TestCustomsInvariantGenerated(t *testing.T) {
 		if err != nil {
 			t.Fatalf("order %d: %v", n, err)
 		}
-		var body struct{ Shipments []struct{ Customs customsDetails } }
+		var body struct {
+			Shipments []struct{ Customs customsDetails }
+		}
 		if err := json.Unmarshal(f.reqs[0].body, &body); err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -205,6 +206,17 @@ func TestLongValuesAgainstSimulator(t *testing.T) {
 		"shipper":{"name1":"S","addressStreet":"Weg 1","postalCode":"53113","city":"Bonn","country":"DEU"},
 		"consignee":{"name1":"C","name2":"` + strings.Repeat("n", 51) + `","addressStreet":"Weg 2","postalCode":"53113","city":"Bonn","country":"DEU","email":"` + strings.Repeat("e", 81) + `"},
 		"details":{"weight":{"uom":"g","value":500}}}]}`
+	status, got := postRaw(t, base, body)
+	for _, want := range []string{`"propertyPath":"shipments[0].consignee.name2"`, `"propertyPath":"shipments[0].consignee.email"`} {
+		if status != 400 || !strings.Contains(got, want) {
+			t.Errorf("%d %s: want 400 naming %s", status, got, want)
+		}
+	}
+}
+
+// postRaw books body at the simulator and returns its status and answer.
+func postRaw(t *testing.T, base, body string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, base+"/parcel/de/shipping/v2/orders?includeDocs=include", strings.NewReader(body))
 	req.Header.Set("dhl-api-key", "k")
 	req.SetBasicAuth("user-valid", "SandboxPasswort2023!")
@@ -215,9 +227,55 @@ func TestLongValuesAgainstSimulator(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	got, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{`"propertyPath":"shipments[0].consignee.name2"`, `"propertyPath":"shipments[0].consignee.email"`} {
-		if resp.StatusCode != 400 || !strings.Contains(string(got), want) {
-			t.Errorf("%d %s: want 400 naming %s", resp.StatusCode, got, want)
+	return resp.StatusCode, string(got)
+}
+
+// A parcel to Switzerland: the real client's declaration is accepted and
+// printed with the label; the simulator refuses, as DHL does, such a
+// parcel without one, and a declaration without its postal charges. A
+// parcel to Northern Ireland needs none.
+func TestCustomsAgainstSimulator(t *testing.T) {
+	c, _, base := simClient(t)
+	o := integrations.Order{ID: "pi_3SimDhlCustoms0000001", Number: "OF-CUSTOMS0001", Currency: "eur", AmountTotal: 4990,
+		Customer: integrations.Customer{Name: "Urs Keller", Email: "urs@example.ch"},
+		Shipping: integrations.Address{Name: "Urs Keller", Line1: "Bahnhofstrasse 12", PostalCode: "8001", City: "Zürich", Country: "CH"},
+		Items: []integrations.LineItem{{Description: "Keramikbecher", Quantity: 3, AmountTotal: 3000, HSCode: "69120010", OriginCountry: "DE"},
+			{Description: "Geschirrtuch", Quantity: 3, AmountTotal: 1000}},
+		ShippingCost: &integrations.ShippingCost{AmountTotal: 990}}
+	sh, err := c.CreateShipment(context.Background(), o)
+	if err != nil {
+		t.Fatalf("parcel to Switzerland: %v", err)
+	}
+	u, _ := url.Parse(sh.LabelLocation)
+	pdf, err := os.ReadFile(filepath.FromSlash(u.Path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CN23 COMMERCIAL_GOODS, postal charges 9.9 EUR", "3 x Keramikbecher at 10 EUR  69120010 DEU", "2 x Geschirrtuch at 3.33 EUR", "1 x Geschirrtuch at 3.34 EUR"} {
+		if !bytes.Contains(pdf, []byte(want)) {
+			t.Errorf("label lacks %q", want)
+		}
+	}
+
+	shipment := `{"profile":"STANDARD_GRUPPENPROFIL","shipments":[{"product":"V53WPAK","billingNumber":"33333333335301","refNo":"pi_3abcdefgh",
+		"shipper":{"name1":"S","addressStreet":"Weg 1","postalCode":"53113","city":"Bonn","country":"DEU"},
+		"consignee":{"name1":"C","addressStreet":"Weg 2","postalCode":"%s","city":"Town","country":"%s"},
+		"details":{"weight":{"uom":"g","value":500}}%s}]}`
+	noPostage := `,"customs":{"exportType":"COMMERCIAL_GOODS","items":[{"itemDescription":"Becher","packagedQuantity":1,"itemValue":{"currency":"EUR","value":10},"itemWeight":{"uom":"g","value":300}}]}`
+	tests := []struct {
+		name, postal, country, customs string
+		status                         int
+		want                           string
+	}{
+		{"Switzerland without customs", "8001", "CHE", "", 400, `"validationMessage":"Customs details are required for a shipment leaving the EU."`},
+		{"no postal charges", "8001", "CHE", noPostage, 400, `"propertyPath":"shipments[0].customs.postalCharges"`},
+		{"the Canary Islands without customs", "35001", "ESP", "", 400, `"validationMessage":"Customs details are required for a shipment leaving the EU."`},
+		{"Northern Ireland", "BT1 5GS", "GBR", "", 200, `"detail":"1 of 1 shipment successfully created."`},
+	}
+	for _, tt := range tests {
+		status, got := postRaw(t, base, fmt.Sprintf(shipment, tt.postal, tt.country, tt.customs))
+		if status != tt.status || !strings.Contains(got, tt.want) {
+			t.Errorf("%s: %d %s, want %d with %s", tt.name, status, got, tt.status, tt.want)
 		}
 	}
 }

@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+
+	"golang.org/x/text/language"
+
+	"github.com/orderflow/orderflow/integrations"
 )
 
 // dhlSim serves DHL's Parcel DE Shipping API v2 create-shipments call,
@@ -86,11 +91,97 @@ type dhlShipment struct {
 	Shipper       *dhlAddress `json:"shipper"`
 	Consignee     *dhlAddress `json:"consignee"`
 	Details       *struct {
-		Weight *struct {
-			UOM   string   `json:"uom"`
-			Value *float64 `json:"value"`
-		} `json:"weight"`
+		Weight *dhlWeight `json:"weight"`
 	} `json:"details"`
+	Customs *dhlCustoms `json:"customs"`
+}
+
+type dhlWeight struct {
+	UOM   string   `json:"uom"`
+	Value *float64 `json:"value"`
+}
+
+type dhlValue struct {
+	Currency string   `json:"currency"`
+	Value    *float64 `json:"value"`
+}
+
+// dhlCustoms is the CustomsDetails of a parcel leaving the EU.
+type dhlCustoms struct {
+	ExportType        string    `json:"exportType"`
+	ExportDescription string    `json:"exportDescription"`
+	ShipperCustomsRef string    `json:"shipperCustomsRef"`
+	PostalCharges     *dhlValue `json:"postalCharges"`
+	Items             []struct {
+		ItemDescription  string     `json:"itemDescription"`
+		CountryOfOrigin  string     `json:"countryOfOrigin"`
+		HSCode           string     `json:"hsCode"`
+		PackagedQuantity int64      `json:"packagedQuantity"`
+		ItemValue        *dhlValue  `json:"itemValue"`
+		ItemWeight       *dhlWeight `json:"itemWeight"`
+	} `json:"items"`
+}
+
+var (
+	dhlExportTypes = map[string]bool{"OTHER": true, "PRESENT": true, "COMMERCIAL_SAMPLE": true, "DOCUMENT": true, "RETURN_OF_GOODS": true, "COMMERCIAL_GOODS": true}
+	dhlCurrency    = regexp.MustCompile(`^[A-Z]{3}$`)
+	dhlHSCode      = regexp.MustCompile(`^.{6,11}$`)
+)
+
+// schema returns the schema errors of a customs declaration.
+func (c *dhlCustoms) schema(p string, bad func(path, msg string)) {
+	if !dhlExportTypes[c.ExportType] {
+		bad(p+".exportType", "must be one of OTHER, PRESENT, COMMERCIAL_SAMPLE, DOCUMENT, RETURN_OF_GOODS, COMMERCIAL_GOODS")
+	}
+	if len([]rune(c.ExportDescription)) > 80 {
+		bad(p+".exportDescription", "size must be between 0 and 80")
+	}
+	if len([]rune(c.ShipperCustomsRef)) > 35 {
+		bad(p+".shipperCustomsRef", "size must be between 0 and 35")
+	}
+	value := func(vp string, v *dhlValue) {
+		switch {
+		case v == nil || v.Value == nil:
+			bad(vp, "must not be null")
+		case !dhlCurrency.MatchString(v.Currency):
+			bad(vp+".currency", "must be an ISO 4217 currency code")
+		case *v.Value < 0 || *v.Value > 100000:
+			bad(vp+".value", "must be between 0 and 100000")
+		}
+	}
+	value(p+".postalCharges", c.PostalCharges)
+	if len(c.Items) < 1 || len(c.Items) > 99 {
+		bad(p+".items", "size must be between 1 and 99")
+	}
+	for i, it := range c.Items {
+		ip := fmt.Sprintf("%s.items[%d]", p, i)
+		if n := len([]rune(it.ItemDescription)); n < 1 || n > 256 {
+			bad(ip+".itemDescription", "size must be between 1 and 256")
+		}
+		if it.HSCode != "" && !dhlHSCode.MatchString(it.HSCode) {
+			bad(ip+".hsCode", "size must be between 6 and 11")
+		}
+		if it.CountryOfOrigin != "" && !dhlCountry.MatchString(it.CountryOfOrigin) {
+			bad(ip+".countryOfOrigin", "Parameter country must be a valid country code consisting of three characters according to ISO 3166-1 alpha-3.")
+		}
+		if it.PackagedQuantity < 1 {
+			bad(ip+".packagedQuantity", "must be at least 1")
+		}
+		value(ip+".itemValue", it.ItemValue)
+		if w := it.ItemWeight; w == nil || w.Value == nil || (w.UOM != "g" && w.UOM != "kg") || *w.Value <= 0 {
+			bad(ip+".itemWeight", "uom must be g or kg and value above 0")
+		}
+	}
+}
+
+// leavesEU reports whether a consignee (alpha-3 country) is outside the
+// EU VAT area, where DHL wants a customs declaration.
+func leavesEU(a *dhlAddress) bool {
+	r, err := language.ParseRegion(a.Country)
+	if err != nil {
+		return true
+	}
+	return integrations.LeavesEUVATArea(integrations.Address{Country: r.String(), PostalCode: a.PostalCode})
 }
 
 type dhlOrder struct {
@@ -152,6 +243,9 @@ func (o dhlOrder) schema() []any {
 				bad(ap+".postalCode", "must be a postal code of 3 to 10 letters and digits")
 			}
 		}
+		if sh.Customs != nil {
+			sh.Customs.schema(p+".customs", bad)
+		}
 		if sh.Details == nil || sh.Details.Weight == nil || sh.Details.Weight.Value == nil {
 			bad(p+".details.weight", "must not be null")
 		} else if wt := sh.Details.Weight; (wt.UOM != "g" && wt.UOM != "kg") || *wt.Value < 0 || *wt.Value > 31500 {
@@ -182,6 +276,12 @@ func (sh dhlShipment) rules() []any {
 	}
 	if sh.Consignee.Country == "DEU" && sh.Consignee.PostalCode == "" {
 		msg("consignee.postalCode", "Please enter a postal code.")
+	}
+	if sh.Product == "V53WPAK" && sh.Customs == nil && leavesEU(sh.Consignee) {
+		msg("customs", "Customs details are required for a shipment leaving the EU.")
+	}
+	if c := sh.Customs; c != nil && c.ExportType == "OTHER" && strings.TrimSpace(c.ExportDescription) == "" {
+		msg("customs.exportDescription", "An export description is required for the export type OTHER.")
 	}
 	return msgs
 }
@@ -267,6 +367,16 @@ func (d *dhlSim) labelLines(sh dhlShipment, no string) []string {
 			lines = append(lines, "    "+l)
 		}
 	}
-	return append(lines, c.AddressStreet, strings.TrimSpace(c.PostalCode+" "+c.City), c.Country,
+	lines = append(lines, c.AddressStreet, strings.TrimSpace(c.PostalCode+" "+c.City), c.Country,
 		"", "From: "+sh.Shipper.Name1)
+	if cu := sh.Customs; cu != nil {
+		// The CN23 DHL combines with the label.
+		num := func(v *float64) string { return strconv.FormatFloat(*v, 'f', -1, 64) }
+		lines = append(lines, "", "CN23 "+cu.ExportType+", postal charges "+num(cu.PostalCharges.Value)+" "+cu.PostalCharges.Currency)
+		for _, it := range cu.Items {
+			lines = append(lines, strings.TrimSpace(fmt.Sprintf("  %d x %s at %s %s  %s %s", it.PackagedQuantity, it.ItemDescription,
+				num(it.ItemValue.Value), it.ItemValue.Currency, it.HSCode, it.CountryOfOrigin)))
+		}
+	}
+	return lines
 }
