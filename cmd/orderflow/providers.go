@@ -190,15 +190,19 @@ func (m *missing) need(value, flagName string) string {
 // setup is what a provider's configure reads the shared settings through
 // and records its problems in.
 type setup struct {
-	p    *providerFlags
-	on   map[string]bool
-	log  *slog.Logger
-	miss missing
-	errs []error
+	p      *providerFlags
+	on     map[string]bool
+	chosen map[string]string // step → its provider in --steps
+	log    *slog.Logger
+	miss   missing
+	errs   []error
 }
 
 // enabled says whether step is in --steps.
 func (s *setup) enabled(step string) bool { return s.on[step] }
+
+// providerOf says which provider runs step ("" when it is off).
+func (s *setup) providerOf(step string) string { return s.chosen[step] }
 
 // logger is the logger the clients get.
 func (s *setup) logger() *slog.Logger { return s.log }
@@ -294,12 +298,12 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 	if p.loc, err = time.LoadLocation(p.timeZone); err != nil || p.timeZone == "Local" {
 		return providerConfigs{}, usagef("--time-zone %q: want an IANA zone name such as Europe/Helsinki or UTC", p.timeZone)
 	}
-	s := &setup{p: p, on: on, log: logger}
-	c := providerConfigs{LabelDir: p.labelDir, providers: p.providers(), byName: map[string]any{}, Chain: chain}
 	chosen := map[string]string{} // step → its provider in --steps
 	for _, e := range chain {
 		chosen[e.name] = e.provider
 	}
+	s := &setup{p: p, on: on, chosen: chosen, log: logger}
+	c := providerConfigs{LabelDir: p.labelDir, providers: p.providers(), byName: map[string]any{}, Chain: chain}
 	for _, pr := range c.providers {
 		if pr.step() != "" && chosen[pr.step()] != pr.name() {
 			continue // its step is off, or it runs with another provider

@@ -45,6 +45,7 @@ type dhlProvider struct {
 	weight      int
 	printFormat string
 	rate        rateFlag
+	customs     dhl.Customs
 }
 
 func (*dhlProvider) name() string { return "dhl" }
@@ -65,6 +66,11 @@ func (p *dhlProvider) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.country, "dhl-sender-country", "", "sender country (ISO 3166-1 alpha-2, e.g. DE)")
 	fs.IntVar(&p.weight, "dhl-weight-grams", 1000, dhlWeightGramsUsage)
 	fs.StringVar(&p.printFormat, "dhl-print-format", "", "label print format (A4, 910-300-700, ...); empty: the portal account's setting")
+	fs.StringVar(&p.customs.ExportType, "dhl-export-type", dhl.DefaultExportType, "category of the goods on the customs declaration of a parcel leaving the EU VAT area: COMMERCIAL_GOODS, PRESENT, COMMERCIAL_SAMPLE, DOCUMENT, RETURN_OF_GOODS or OTHER")
+	fs.StringVar(&p.customs.ExportDescription, "dhl-export-description", "", "what the goods are, for --dhl-export-type OTHER (at most 80 characters)")
+	fs.StringVar(&p.customs.HSCode, "dhl-hs-code", "", "tariff number (6 to 11 digits) declared for goods whose Stripe price and product have no hs_code metadata; empty: none")
+	fs.StringVar(&p.customs.OriginCountry, "dhl-origin-country", "", "country of origin (ISO 3166-1 alpha-2) declared for goods whose price and product have no origin_country metadata; empty: none")
+	fs.StringVar(&p.customs.ShipperCustomsRef, "dhl-eori", "", "the shop's EORI number, printed on customs declarations (at most 35 characters)")
 	fs.Var(&p.rate, "dhl-requests-per-second", "requests a second to DHL, for all processors together with --redis-addr; 0 (the default) is no limit, only the pause after a 429")
 }
 
@@ -86,6 +92,7 @@ func (p *dhlProvider) configure(s *setup) any {
 		InternationalBillingNumber: s.orSim(p.billingIntl, simDHLBillingIntl),
 		WeightGrams:                p.weight,
 		PrintFormat:                p.printFormat,
+		Customs:                    p.customs,
 		Shipper: dhl.Shipper{
 			Name:       s.need(s.orSim(p.sender, "Orderflow Demo Shop"), "dhl-sender-name"),
 			Street:     s.need(s.orSim(p.street, "Sträßchensweg 10"), "dhl-sender-street"),

@@ -40,7 +40,10 @@ func (p *stripeProvider) configure(s *setup) any {
 	if key == "" {
 		key = s.read(p.keyFile, envStripeKey, simStripeKey, "stripe-secret-key-file")
 	}
-	return &stripe.Config{BaseURL: s.base(p.url), SecretKey: key, Logger: s.logger()}
+	// DHL declares customs for a parcel leaving the EU VAT area, from
+	// the products' customs data.
+	customs := s.providerOf(processor.StepShipping) == "dhl"
+	return &stripe.Config{BaseURL: s.base(p.url), SecretKey: key, Logger: s.logger(), ProductCustoms: customs}
 }
 
 func (p *stripeProvider) build(cfg any, b *builder) error {
