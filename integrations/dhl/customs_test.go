@@ -3,9 +3,12 @@ package dhl
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -310,5 +313,31 @@ func TestCustomsInvariantGenerated(t *testing.T) {
 	}
 	if refused == 0 || refused > 300 {
 		t.Errorf("%d of 1000 refused: the generator no longer makes the case, or most orders are refused", refused)
+	}
+}
+
+// A customs declaration DHL sends apart from the label is stored beside
+// it; one that is no PDF fails the step without booking again.
+func TestCustomsDocumentApart(t *testing.T) {
+	cn23 := []byte("%PDF-1.4\n% CN23\n%%EOF\n")
+	body := strings.Replace(okBody("00340434161094042561", testPDF), `"fileFormat":"PDF"`,
+		`"fileFormat":"PDF"},"customsDoc":{"b64":"`+base64.StdEncoding.EncodeToString(cn23)+`","fileFormat":"PDF"`, 1)
+	f := &fakeDHL{status: 200, body: body}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c, dir := newTestClient(t, srv.URL, nil)
+	sh, err := c.CreateShipment(context.Background(), swissOrder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "pi_3DhlTest0000000000001_customs-00340434161094042561.pdf"))
+	if err != nil || !bytes.Equal(got, cn23) || !strings.HasSuffix(sh.CustomsLocation, "_customs-00340434161094042561.pdf") {
+		t.Errorf("customs document %q at %q: %v", got, sh.CustomsLocation, err)
+	}
+
+	f.body = strings.Replace(body, base64.StdEncoding.EncodeToString(cn23), base64.StdEncoding.EncodeToString([]byte("not a pdf")), 1)
+	_, err = c.CreateShipment(context.Background(), swissOrder())
+	if !integrations.IsPermanent(err) || !strings.Contains(err.Error(), "created shipment 00340434161094042561 but its customs declaration is not a base64 PDF") {
+		t.Errorf("customs document not a PDF: %v", err)
 	}
 }

@@ -324,6 +324,19 @@ func (c *Client) finish(ctx context.Context, o integrations.Order, lr *labelData
 		TrackingURL:    trackingURL(c.cfg.TrackingURLTemplate, it.ShipmentNo, o.Locale),
 		LabelLocation:  loc,
 	}
+	if d := it.CustomsDoc; d != nil && d.B64 != "" {
+		// A CN23 sent apart from the label (combine should join them):
+		// kept beside it, for the warehouse to print too.
+		doc, err := base64.StdEncoding.DecodeString(d.B64)
+		if err != nil || !bytes.HasPrefix(doc, []byte("%PDF-")) {
+			return integrations.Shipment{}, integrations.Permanentf(provider, op, "created shipment %s but its customs declaration is not a base64 PDF", it.ShipmentNo)
+		}
+		if s.CustomsLocation, err = c.cfg.Labels.Put(ctx, o.ID, "customs-"+it.ShipmentNo+".pdf", doc); err != nil {
+			e := integrations.Permanentf(provider, op, "created shipment %s but storing its customs declaration failed", it.ShipmentNo)
+			e.Err = err
+			return integrations.Shipment{}, e
+		}
+	}
 	c.log.InfoContext(ctx, "shipment created", "order_id", o.ID, "shipment_no", it.ShipmentNo)
 	return s, nil
 }

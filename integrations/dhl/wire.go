@@ -108,6 +108,7 @@ type responseItem struct {
 	ShipmentRefNo      string              `json:"shipmentRefNo"`
 	Status             *requestStatus      `json:"sstatus"`
 	Label              *document           `json:"label"`
+	CustomsDoc         *document           `json:"customsDoc"`
 	ValidationMessages []validationMessage `json:"validationMessages"`
 	PropertyPath       string              `json:"propertyPath"`
 	Message            string              `json:"message"`
