@@ -145,7 +145,7 @@ func digestOf(st *State, steps []DigestStep) Digest {
 // Fields of the step results a digest reads (integrations.Shipment and
 // integrations.Invoice, every one a string).
 var (
-	shipmentFields = []string{"shipment_id", "tracking_number", "tracking_url", "label_location"}
+	shipmentFields = []string{"shipment_id", "tracking_number", "tracking_url", "label_location", "customs_location"}
 	invoiceFields  = []string{"number", "provider_id"}
 )
 
