@@ -370,9 +370,9 @@ type Shipment struct {
 	TrackingNumber string `json:"tracking_number"` // the item id
 	TrackingURL    string `json:"tracking_url"`
 	LabelLocation  string `json:"label_location"` // where the label store put the PDF
-	// CustomsLocation is where the label store put a customs declaration
-	// the carrier sent apart from the label (DHL combines them, so
-	// usually none).
+	// CustomsLocation is where the label store put the customs
+	// declaration (CN23) the carrier sent apart from the label, for a
+	// parcel leaving the EU; empty when there is none.
 	CustomsLocation string `json:"customs_location,omitempty"`
 }
 

@@ -11,8 +11,8 @@ import (
 // A parcel whose goods leave the EU VAT area (integrations.LeavesEUVATArea:
 // Switzerland, Norway, the United Kingdom but Northern Ireland, the Canary
 // Islands, Büsingen, ...) carries a customs declaration, the shipment's
-// customs object, which DHL prints as the CN23 beside the label; DHL
-// refuses such a parcel without one. Each line of the order is declared at
+// customs object, which DHL answers with a CN23 (customsDoc) beside the
+// label; DHL refuses such a parcel without one. Each line of the order is declared at
 // what was paid for it less its tax, its units sharing that exactly (see
 // declareLine), and the shipping's net is the postal charges, so the
 // declaration adds up to the amount paid less the tax charged, to the

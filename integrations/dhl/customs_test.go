@@ -53,9 +53,6 @@ func customsSent(t *testing.T, o integrations.Order, mod func(*Config)) (customs
 	if err := json.Unmarshal(f.reqs[0].body, &body); err != nil {
 		t.Fatal(err)
 	}
-	if f.reqs[0].query.Get("combine") != "true" {
-		t.Errorf("query %v: want combine=true (the CN23 in the label's PDF)", f.reqs[0].query)
-	}
 	var compact bytes.Buffer
 	if len(body.Shipments[0].Customs) > 0 {
 		if err := json.Compact(&compact, body.Shipments[0].Customs); err != nil {
@@ -316,8 +313,9 @@ func TestCustomsInvariantGenerated(t *testing.T) {
 	}
 }
 
-// A customs declaration DHL sends apart from the label is stored beside
-// it; one that is no PDF fails the step without booking again.
+// The customs declaration (CN23) DHL answers apart from the label is
+// stored beside it; one that is no PDF fails the step without booking
+// again.
 func TestCustomsDocumentApart(t *testing.T) {
 	cn23 := []byte("%PDF-1.4\n% CN23\n%%EOF\n")
 	body := strings.Replace(okBody("00340434161094042561", testPDF), `"fileFormat":"PDF"`,

@@ -247,9 +247,7 @@ func (c *Client) CreateShipment(ctx context.Context, o integrations.Order) (inte
 	if err != nil {
 		return integrations.Shipment{}, integrations.NotSentf(provider, op, "encode request: %v", err)
 	}
-	// combine: a customs declaration (CN23) comes in the label's PDF, so
-	// the warehouse prints one file per parcel.
-	q := url.Values{"includeDocs": {"include"}, "docFormat": {"PDF"}, "combine": {"true"}}
+	q := url.Values{"includeDocs": {"include"}, "docFormat": {"PDF"}}
 	if c.cfg.PrintFormat != "" {
 		q.Set("printFormat", c.cfg.PrintFormat)
 	}
@@ -325,8 +323,9 @@ func (c *Client) finish(ctx context.Context, o integrations.Order, lr *labelData
 		LabelLocation:  loc,
 	}
 	if d := it.CustomsDoc; d != nil && d.B64 != "" {
-		// A CN23 sent apart from the label (combine should join them):
-		// kept beside it, for the warehouse to print too.
+		// The customs declaration (CN23) of a parcel leaving the EU comes
+		// apart from the label (combine joins only label and return
+		// label): kept beside it, for the warehouse to print too.
 		doc, err := base64.StdEncoding.DecodeString(d.B64)
 		if err != nil || !bytes.HasPrefix(doc, []byte("%PDF-")) {
 			return integrations.Shipment{}, integrations.Permanentf(provider, op, "created shipment %s but its customs declaration is not a base64 PDF", it.ShipmentNo)

@@ -118,8 +118,8 @@ func TestCreateShipmentDomestic(t *testing.T) {
 	if r.method != http.MethodPost || r.path != "/parcel/de/shipping/v2/orders" {
 		t.Errorf("request %s %s", r.method, r.path)
 	}
-	if r.query.Get("includeDocs") != "include" || r.query.Get("docFormat") != "PDF" || r.query.Get("combine") != "true" || r.query.Has("printFormat") {
-		t.Errorf("query %v, want includeDocs=include docFormat=PDF combine=true", r.query)
+	if r.query.Get("includeDocs") != "include" || r.query.Get("docFormat") != "PDF" || r.query.Has("printFormat") {
+		t.Errorf("query %v, want includeDocs=include docFormat=PDF", r.query)
 	}
 	if r.header.Get("dhl-api-key") != testKey {
 		t.Errorf("dhl-api-key %q", r.header.Get("dhl-api-key"))

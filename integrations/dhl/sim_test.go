@@ -230,8 +230,8 @@ func postRaw(t *testing.T, base, body string) (int, string) {
 	return resp.StatusCode, string(got)
 }
 
-// A parcel to Switzerland: the real client's declaration is accepted and
-// printed with the label; the simulator refuses, as DHL does, such a
+// A parcel to Switzerland: the real client's declaration is accepted,
+// and the CN23 DHL answers apart from the label is stored beside it; the simulator refuses, as DHL does, such a
 // parcel without one, and a declaration without its postal charges. A
 // parcel to Northern Ireland needs none.
 func TestCustomsAgainstSimulator(t *testing.T) {
@@ -246,14 +246,17 @@ func TestCustomsAgainstSimulator(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parcel to Switzerland: %v", err)
 	}
-	u, _ := url.Parse(sh.LabelLocation)
+	u, _ := url.Parse(sh.CustomsLocation)
 	pdf, err := os.ReadFile(filepath.FromSlash(u.Path))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("customs declaration at %q: %v", sh.CustomsLocation, err)
 	}
-	for _, want := range []string{"CN23 COMMERCIAL_GOODS, postal charges 9.9 EUR", "3 x Keramikbecher at 10 EUR  69120010 DEU", "2 x Geschirrtuch at 3.33 EUR", "1 x Geschirrtuch at 3.34 EUR"} {
+	if want := o.ID + "_customs-" + sh.TrackingNumber + ".pdf"; filepath.Base(u.Path) != want {
+		t.Errorf("customs declaration file %s, want %s", filepath.Base(u.Path), want)
+	}
+	for _, want := range []string{"Export type COMMERCIAL_GOODS", "3 x Keramikbecher at 10 EUR  69120010 DEU", "2 x Geschirrtuch at 3.33 EUR", "1 x Geschirrtuch at 3.34 EUR", "Postal charges 9.9 EUR"} {
 		if !bytes.Contains(pdf, []byte(want)) {
-			t.Errorf("label lacks %q", want)
+			t.Errorf("CN23 lacks %q", want)
 		}
 	}
 

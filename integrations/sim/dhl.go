@@ -338,6 +338,13 @@ func (d *dhlSim) orders(w http.ResponseWriter, r *http.Request) {
 		if sh.RefNo != "" {
 			item["shipmentRefNo"] = sh.RefNo
 		}
+		if sh.Customs != nil {
+			// The CN23 comes apart from the label (combine does not
+			// join customs documents).
+			doc := labelPDF(customsLines(sh, no), "DE")
+			d.s.outbox.write(StepShipping, no+"-cn23.pdf", doc)
+			item["customsDoc"] = obj{"b64": base64.StdEncoding.EncodeToString(doc), "fileFormat": "PDF", "printFormat": "A4"}
+		}
 		items = append(items, item)
 		created++
 	}
@@ -367,16 +374,20 @@ func (d *dhlSim) labelLines(sh dhlShipment, no string) []string {
 			lines = append(lines, "    "+l)
 		}
 	}
-	lines = append(lines, c.AddressStreet, strings.TrimSpace(c.PostalCode+" "+c.City), c.Country,
+	return append(lines, c.AddressStreet, strings.TrimSpace(c.PostalCode+" "+c.City), c.Country,
 		"", "From: "+sh.Shipper.Name1)
-	if cu := sh.Customs; cu != nil {
-		// The CN23 DHL combines with the label.
-		num := func(v *float64) string { return strconv.FormatFloat(*v, 'f', -1, 64) }
-		lines = append(lines, "", "CN23 "+cu.ExportType+", postal charges "+num(cu.PostalCharges.Value)+" "+cu.PostalCharges.Currency)
-		for _, it := range cu.Items {
-			lines = append(lines, strings.TrimSpace(fmt.Sprintf("  %d x %s at %s %s  %s %s", it.PackagedQuantity, it.ItemDescription,
-				num(it.ItemValue.Value), it.ItemValue.Currency, it.HSCode, it.CountryOfOrigin)))
-		}
+}
+
+// customsLines are the lines of the CN23 DHL answers, apart from the
+// label, for a shipment with a customs declaration.
+func customsLines(sh dhlShipment, no string) []string {
+	cu := sh.Customs
+	num := func(v *float64) string { return strconv.FormatFloat(*v, 'f', -1, 64) }
+	lines := []string{"CN23 customs declaration  " + no, "Export type " + cu.ExportType + "   Ref " + sh.RefNo,
+		"To: " + sh.Consignee.Name1 + ", " + sh.Consignee.Country, ""}
+	for _, it := range cu.Items {
+		lines = append(lines, strings.TrimSpace(fmt.Sprintf("%d x %s at %s %s  %s %s", it.PackagedQuantity, it.ItemDescription,
+			num(it.ItemValue.Value), it.ItemValue.Currency, it.HSCode, it.CountryOfOrigin)))
 	}
-	return lines
+	return append(lines, "", "Postal charges "+num(cu.PostalCharges.Value)+" "+cu.PostalCharges.Currency)
 }
