@@ -32,7 +32,7 @@ const ordersUsage = `orders show <order-id | OF-number> [--json] [--reveal]
          alert. Asks for confirmation unless --yes; waits up to --wait for
          the processor to confirm. Not erased: the order's events on orders
          (kept 7 days), its dead letters (30 days), its shipping label file
-         and what the providers hold.`
+         (and a customs declaration's) and what the providers hold.`
 
 func runOrders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -176,7 +176,7 @@ func runOrdersErase(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "order %s erased: erasure marker at %s %s; compaction removes its earlier values from %s\n", id, c.Names().State, e.Marker, c.Names().State)
 	if ship := st.Steps[processor.StepShipping]; ship != nil && ship.Done && len(ship.Result) > 0 {
-		fmt.Fprintf(stdout, "not erased: the shipping label file (see the shipping result) and the order's records on %s and %s\n", c.Names().Orders, c.Names().DLQ)
+		fmt.Fprintf(stdout, "not erased: the shipping label file and any customs declaration's (see the shipping result) and the order's records on %s and %s\n", c.Names().Orders, c.Names().DLQ)
 	} else {
 		fmt.Fprintf(stdout, "not erased: the order's records on %s (7 days) and %s (30 days)\n", c.Names().Orders, c.Names().DLQ)
 	}

@@ -47,7 +47,8 @@ func order(id, email string, status processor.Status, created time.Time, doneUpT
 		switch step {
 		case processor.StepShipping:
 			ss.Result, _ = json.Marshal(integrations.Shipment{ShipmentID: "sh1", TrackingNumber: "TRK" + id,
-				TrackingURL: "https://tracking.example/" + id, LabelLocation: "file:///labels/" + id + "_label-1.pdf"})
+				TrackingURL: "https://tracking.example/" + id, LabelLocation: "file:///labels/" + id + "_label-1.pdf",
+				CustomsLocation: "file:///labels/" + id + "_customs-1.pdf"})
 		case processor.StepInvoice:
 			ss.Result, _ = json.Marshal(integrations.Invoice{Number: "INV" + id, ProviderID: "9"})
 		case processor.StepCRM:

@@ -191,7 +191,7 @@ type stepView struct {
 	DoneAt                *time.Time
 	Result                string
 	Tracking, TrackingURL string
-	Label                 bool
+	Label, Customs        bool
 	LastError             string
 }
 
@@ -320,6 +320,7 @@ func (s *Server) stepView(name string, st *processor.State, rc *reqCtx) stepView
 				v.TrackingURL = u.String()
 			}
 			v.Label = rc.user.Operator() && s.labelPath(st.OrderID, sh.LabelLocation) != ""
+			v.Customs = rc.user.Operator() && s.labelPath(st.OrderID, sh.CustomsLocation) != ""
 			if ss.Done {
 				v.Result = "shipment " + sh.ShipmentID + ", tracking " + sh.TrackingNumber
 			}
@@ -418,6 +419,18 @@ func (s *Server) labelPath(orderID, location string) string {
 }
 
 func (s *Server) label(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	s.shipmentDocument(w, r, rc, func(sh integrations.Shipment) string { return sh.LabelLocation }, "No label", "label")
+}
+
+// customs serves the customs declaration (CN23) of a parcel leaving the
+// EU, as label serves the label.
+func (s *Server) customs(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	s.shipmentDocument(w, r, rc, func(sh integrations.Shipment) string { return sh.CustomsLocation }, "No customs declaration", "customs declaration")
+}
+
+// shipmentDocument serves a PDF of the order's shipment from the label
+// folder: the one at the location where picks from the shipment.
+func (s *Server) shipmentDocument(w http.ResponseWriter, r *http.Request, rc *reqCtx, where func(integrations.Shipment) string, title, what string) {
 	_, st, ok := s.loadOrder(w, r, rc)
 	if !ok {
 		return
@@ -426,9 +439,9 @@ func (s *Server) label(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	if ss := st.Steps[processor.StepShipping]; ss != nil && len(ss.Result) > 0 {
 		_ = json.Unmarshal(ss.Result, &sh)
 	}
-	p := s.labelPath(st.OrderID, sh.LabelLocation)
+	p := s.labelPath(st.OrderID, where(sh))
 	if p == "" {
-		s.fail(w, r, rc, http.StatusNotFound, "No label", "This order has no label in the console's label folder (--label-dir).")
+		s.fail(w, r, rc, http.StatusNotFound, title, "This order has no "+what+" in the console's label folder (--label-dir).")
 		return
 	}
 	w.Header().Set("Content-Type", "application/pdf")

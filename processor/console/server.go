@@ -209,6 +209,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /orders/search", s.authed(s.search))
 	m.HandleFunc("GET /orders/{id}", s.authed(s.order))
 	m.HandleFunc("GET /orders/{id}/label", s.authed(s.operator(s.label)))
+	m.HandleFunc("GET /orders/{id}/customs", s.authed(s.operator(s.customs)))
 	m.HandleFunc("POST /orders/{id}/erase", s.authed(s.operator(s.erase)))
 	m.HandleFunc("GET /dlq", s.authed(s.letters))
 	m.HandleFunc("POST /dlq/replay", s.authed(s.operator(s.replay)))

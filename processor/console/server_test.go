@@ -144,6 +144,9 @@ func TestPagesAsOperator(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(labels, "pi_done0000001_label-1.pdf"), []byte("%PDF-1.4 label"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(labels, "pi_done0000001_customs-1.pdf"), []byte("%PDF-1.4 CN23"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ts := newTestServer(t, func(c *Config) { c.LabelDir = labels })
 	seed(t, ts.ix)
 	c := newClient(t, ts.URL)
@@ -226,6 +229,22 @@ func TestPagesAsOperator(t *testing.T) {
 	code, body, h := c.get("/orders/pi_done0000001/label")
 	if code != 200 || body != "%PDF-1.4 label" || h.Get("Content-Type") != "application/pdf" {
 		t.Errorf("label: %d %q %s", code, body, h.Get("Content-Type"))
+	}
+	// The customs declaration (CN23) of a parcel leaving the EU, beside
+	// the label; an order whose declaration is not in the folder has no
+	// link and a 404.
+	if _, body, _ := c.get("/orders/pi_done0000001"); !strings.Contains(body, `href="/orders/pi_done0000001/customs"`) {
+		t.Errorf("order page lacks the customs declaration link")
+	}
+	code, body, h = c.get("/orders/pi_done0000001/customs")
+	if code != 200 || body != "%PDF-1.4 CN23" || h.Get("Content-Type") != "application/pdf" || !strings.Contains(h.Get("Content-Disposition"), "pi_done0000001_customs-1.pdf") {
+		t.Errorf("customs declaration: %d %q %s %s", code, body, h.Get("Content-Type"), h.Get("Content-Disposition"))
+	}
+	if _, body, _ := c.get("/orders/pi_dupl0000004"); strings.Contains(body, `/customs"`) {
+		t.Errorf("order without a customs declaration file links one")
+	}
+	if code, body, _ := c.get("/orders/pi_dupl0000004/customs"); code != http.StatusNotFound || !strings.Contains(body, "no customs declaration in the console&#39;s label folder") {
+		t.Errorf("missing customs declaration: %d %s", code, body)
 	}
 	code, body, _ = c.get("/orders/pi_dead0000003")
 	if code != 200 || !strings.Contains(body, "replay dead letter(s) 1/0") || !strings.Contains(body, `class="badge s-open"`) {
@@ -363,6 +382,9 @@ func TestViewer(t *testing.T) {
 	}
 	if _, body, _ := c.get("/orders/pi_done0000001"); strings.Contains(body, `/label"`) || !strings.Contains(body, "***, FI") {
 		t.Errorf("viewer order page offers the label or shows the address")
+	}
+	if code, _, _ := c.get("/orders/pi_done0000001/customs"); code != http.StatusForbidden {
+		t.Errorf("viewer customs declaration download: %d, want 403", code)
 	}
 	if code, _, _ := c.get("/orders/pi_done0000001/label"); code != http.StatusForbidden {
 		t.Errorf("viewer label download: %d, want 403", code)
