@@ -129,7 +129,7 @@ func TestDHLCustomsEndToEnd(t *testing.T) {
 		t.Fatalf("seed: %d %s", seed.Code, seed.Body)
 	}
 	r.pay(key)
-	r.wait(key, processor.StatusCompleted)
+	st := r.wait(key, processor.StatusCompleted)
 
 	if n := len(r.rec.matching(http.MethodGet, regexp.MustCompile(`^/v1/checkout/sessions/cs_test_DhlCustomsE2E01/line_items$`))); n != 1 {
 		t.Errorf("%d reads of the line items with their products, want 1", n)
@@ -164,5 +164,24 @@ func TestDHLCustomsEndToEnd(t *testing.T) {
 	// 1050 g of mugs and 3 g of towels: heavier than the configured 1000.
 	if s := req.Shipments[0]; s.Product != "V53WPAK" || s.Details.Weight.Value != 1053 {
 		t.Errorf("product %s, parcel weight %d g; want V53WPAK and 1053", s.Product, s.Details.Weight.Value)
+	}
+	// The CN23 DHL answered is stored beside the label, and the state
+	// says where.
+	var answer struct {
+		Items []struct {
+			ShipmentNo string `json:"shipmentNo"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(bookings[0].resp, &answer); err != nil || len(answer.Items) != 1 {
+		t.Fatalf("DHL answer %s: %v", bookings[0].resp, err)
+	}
+	var sh integrations.Shipment
+	if ss := st.Steps[processor.StepShipping]; ss == nil || json.Unmarshal(ss.Result, &sh) != nil {
+		t.Fatalf("shipping result %+v", st.Steps[processor.StepShipping])
+	}
+	name := key + "_customs-" + answer.Items[0].ShipmentNo + ".pdf"
+	cn23, err := os.ReadFile(filepath.Join(r.labels, name))
+	if err != nil || !bytes.HasPrefix(cn23, []byte("%PDF-")) || !strings.HasSuffix(sh.CustomsLocation, "/"+name) {
+		t.Errorf("CN23 %s: %.20q, %v; recorded at %q", name, cn23, err, sh.CustomsLocation)
 	}
 }
