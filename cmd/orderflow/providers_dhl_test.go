@@ -34,15 +34,7 @@ func TestDHLShippingEndToEnd(t *testing.T) {
 	if n := len(rec.matching(http.MethodPost, regexp.MustCompile(`^/rest/shipment/`))); n != 0 {
 		t.Errorf("%d PostNord bookings, want 0", n)
 	}
-	var answer struct {
-		Items []struct {
-			ShipmentNo string `json:"shipmentNo"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(bookings[0].resp, &answer); err != nil || len(answer.Items) != 1 {
-		t.Fatalf("DHL answer %s: %v", bookings[0].resp, err)
-	}
-	no := answer.Items[0].ShipmentNo
+	no := shipmentNumber(t, bookings[0].resp)
 	if !regexp.MustCompile(`^00340434\d{12}$`).MatchString(no) {
 		t.Fatalf("shipment number %q", no)
 	}
@@ -93,6 +85,20 @@ func TestDHLShippingEndToEnd(t *testing.T) {
 	if vars.TrackingNumber != no || !regexp.MustCompile(`^https://www\.dhl\.de/(de|en)/privatkunden/pakete-empfangen/verfolgen\.html\?piececode=`+no+`$`).MatchString(vars.TrackingURL) {
 		t.Errorf("email tracking %+v, want number %s and DHL's link", vars, no)
 	}
+}
+
+// shipmentNumber is the shipment number of DHL's answer to one booking.
+func shipmentNumber(t *testing.T, resp []byte) string {
+	t.Helper()
+	var answer struct {
+		Items []struct {
+			ShipmentNo string `json:"shipmentNo"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(resp, &answer); err != nil || len(answer.Items) != 1 {
+		t.Fatalf("DHL answer %s: %v", resp, err)
+	}
+	return answer.Items[0].ShipmentNo
 }
 
 // swissSession is a Checkout order to Zürich: mugs whose product holds
@@ -167,19 +173,11 @@ func TestDHLCustomsEndToEnd(t *testing.T) {
 	}
 	// The CN23 DHL answered is stored beside the label, and the state
 	// says where.
-	var answer struct {
-		Items []struct {
-			ShipmentNo string `json:"shipmentNo"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(bookings[0].resp, &answer); err != nil || len(answer.Items) != 1 {
-		t.Fatalf("DHL answer %s: %v", bookings[0].resp, err)
-	}
 	var sh integrations.Shipment
 	if ss := st.Steps[processor.StepShipping]; ss == nil || json.Unmarshal(ss.Result, &sh) != nil {
 		t.Fatalf("shipping result %+v", st.Steps[processor.StepShipping])
 	}
-	name := key + "_customs-" + answer.Items[0].ShipmentNo + ".pdf"
+	name := key + "_customs-" + shipmentNumber(t, bookings[0].resp) + ".pdf"
 	cn23, err := os.ReadFile(filepath.Join(r.labels, name))
 	if err != nil || !bytes.HasPrefix(cn23, []byte("%PDF-")) || !strings.HasSuffix(sh.CustomsLocation, "/"+name) {
 		t.Errorf("CN23 %s: %.20q, %v; recorded at %q", name, cn23, err, sh.CustomsLocation)
