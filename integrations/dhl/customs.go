@@ -125,6 +125,9 @@ func (c *Client) customs(o integrations.Order) (*customsDetails, int, error) {
 	// over the units without one (at least a gram each).
 	var known, unknownUnits int64
 	for _, li := range o.Items {
+		if li.Quantity <= 0 {
+			continue
+		}
 		if li.WeightGrams > 0 {
 			known += li.Quantity * li.WeightGrams
 		} else {
@@ -165,18 +168,25 @@ func (c *Client) customs(o integrations.Order) (*customsDetails, int, error) {
 		if li.WeightGrams > 0 {
 			item.ItemWeight.Value = int(li.WeightGrams)
 		}
-		if code, ok := hsCode(firstNonEmpty(li.HSCode, cfg.HSCode)); ok {
-			item.HSCode = code
-		} else if li.HSCode != "" {
-			c.log.Warn("customs: tariff number not 6 to 11 digits, left out", "order_id", o.ID, "line", i+1)
-		}
-		if origin := firstNonEmpty(li.OriginCountry, cfg.OriginCountry); origin != "" {
-			if a3, ok := alpha3(origin); ok {
-				item.CountryOfOrigin = a3
-			} else {
-				c.log.Warn("customs: country of origin not an ISO 3166-1 alpha-2 code, left out", "order_id", o.ID, "line", i+1)
+		// The line's own tariff number and origin, else the configured
+		// ones (checked at start-up); a malformed one of the line's is
+		// left out.
+		code, ok := hsCode(li.HSCode)
+		if !ok {
+			if li.HSCode != "" {
+				c.log.Warn("customs: tariff number of a line not 6 to 11 digits, left out", "order_id", o.ID, "line", i+1)
 			}
+			code, _ = hsCode(cfg.HSCode)
 		}
+		item.HSCode = code
+		origin, ok := alpha3(li.OriginCountry)
+		if !ok {
+			if li.OriginCountry != "" {
+				c.log.Warn("customs: country of origin of a line not an ISO 3166-1 alpha-2 code, left out", "order_id", o.ID, "line", i+1)
+			}
+			origin, _ = alpha3(cfg.OriginCountry)
+		}
+		item.CountryOfOrigin = origin
 		for _, part := range declareLine(net, li.Quantity) {
 			if part.unit > limit {
 				return nil, 0, integrations.NotSentf(provider, op, "order %s: line %d declares %s a unit, more than DHL takes (%d %s)",

@@ -206,6 +206,11 @@ func TestCustomsDeclarationRefused(t *testing.T) {
 	if strings.Contains(got, `"hsCode"`) || strings.Contains(got, `"countryOfOrigin"`) {
 		t.Errorf("malformed tariff number and origin sent: %s", got)
 	}
+	// With configured ones, those stand in for the line's malformed ones.
+	got, _ = customsSent(t, o, func(c *Config) { c.Customs.HSCode, c.Customs.OriginCountry = "691200", "AT" })
+	if want := `{"itemDescription":"Keramikbecher","countryOfOrigin":"AUT","hsCode":"691200",`; !strings.Contains(got, want) {
+		t.Errorf("customs %s, want the configured tariff number and origin: %s", got, want)
+	}
 }
 
 func TestCustomsConfigValidate(t *testing.T) {
