@@ -46,8 +46,9 @@ const maxFileLen = 255
 // per order. The id part is shortened if needed to keep the file name within
 // 255 bytes. The '_' is not an escape (SafeName keeps '_'), so two pairs can
 // in principle share a file ("a_b" with "c.pdf", "a" with "b_c.pdf"); the
-// shipping client's names start with "label-" and no order id (pi_...,
-// cs_...) contains "_label-", so its labels never meet this way.
+// shipping clients' names start with "label-" or "customs-" (a customs
+// declaration) and no order id (pi_..., cs_...) contains "_label-" or
+// "_customs-", so their files never meet this way.
 //
 // A label is written to a temporary file in the folder (a hidden
 // ".label-*.tmp", never a label's name), synced, renamed over the final name
