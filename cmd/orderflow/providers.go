@@ -135,7 +135,7 @@ func (p *providerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.simURL, "sim-url", "", "point every provider client at the provider simulator at this URL (orderflow sim); missing credentials get test values")
 	fs.StringVar(&p.steps, "steps", defaultSteps, chainHelp())
 	p.webhooks.register(fs)
-	fs.StringVar(&p.labelDir, "label-dir", "labels", "folder the shipping-label PDFs are written to")
+	fs.StringVar(&p.labelDir, "label-dir", "labels", "folder the shipping-label PDFs (and DHL customs declarations) are written to")
 	fs.StringVar(&p.timeZone, "time-zone", defaultTimeZone, "the shop's time zone (IANA name): an order's day in it is the invoice date, the CRM deal's closing date and the production log's order date")
 	fs.BoolVar(&p.simLimits, "sim-enforces-limits", false, "the simulator at --sim-url enforces the providers' limits (orderflow sim --enforce-limits): keep the clients' limits at their defaults for the real providers")
 	p.fleet.register(fs)
