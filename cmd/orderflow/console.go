@@ -83,7 +83,7 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	memLimit := fs.Int("memory-limit", 192, "soft memory limit of the Go runtime in MiB (GOMEMLIMIT wins when set; 0: none): the garbage collector works harder near it")
 	fs.StringVar(&c.Group, "group", "orderflow-processor", "the processors' consumer group, for the lag per partition")
 	fs.StringVar(&metrics, "processor-metrics", "", "the processors' metrics URLs, comma-separated (http://proc-1:9091): circuit state and call error rates come from them")
-	fs.StringVar(&c.LabelDir, "label-dir", "", "the processors' label folder, when this machine can read it: operators download labels from order pages")
+	fs.StringVar(&c.LabelDir, "label-dir", "", "the processors' label folder, when this machine can read it: operators download labels (and customs declarations) from order pages")
 	fs.StringVar(&c.UsersFile, "users-file", "", "file of name:role:bcrypt-hash lines (make one with 'orderflow console hash-password')")
 	fs.StringVar(&c.TokensFile, "tokens-file", "", "file of name:role:sha256-hex lines for bearer tokens (make one with 'orderflow console token')")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate: serve HTTPS (with --tls-key)")
