@@ -20,8 +20,10 @@ import (
 // problem+json RequestStatus otherwise), the ShipmentOrderRequest is
 // checked (a malformed body or a missing required property is a 400 schema
 // error: items of propertyPath and message; a business rule broken is a
-// 400 whose item carries sstatus and validationMessages), and each valid
-// shipment gets a new shipment number and a base64 PDF label. Like the
+// 400 whose item carries sstatus and validationMessages; a parcel leaving
+// the EU VAT area needs its customs declaration), and each valid
+// shipment gets a new shipment number and a base64 PDF label, and a
+// declared one its CN23 as customsDoc. Like the
 // real API it has no idempotency: every call creates new shipments, so a
 // booking repeated for one refNo (the order) counts as a duplicate.
 type dhlSim struct{ s *Server }
