@@ -37,8 +37,13 @@ import (
 //	                             order has one: the unfiltered list merges them)
 //	f<flag>0<created><id>        flagged orders (possible_duplicate:<step>,
 //	                             refunded_after_shipping, partially_refunded)
-//	n<NUMBER>0<id>  @<email>0<id>  k<tracking>0<id>  i<invoice>0<id>  e<event id>0<id>
-//	                             search keys
+//	@<email>0<id>  e<event id>0<id>
+//	                             search keys (the email's, and the event ids
+//	                             of orders records; OF- numbers, tracking and
+//	                             invoice numbers and a state's event ids are
+//	                             in memory, terms.go)
+//	h<order hash><id>            the orders of a 16-bit hash of their OF-
+//	                             number (terms.go)
 //	v<id>0<partition><offset>    an orders record of the order (EventInfo)
 //	d<partition><offset>         a dead letter (LetterInfo, without the event)
 //	D<id>0<partition><offset>    the order's dead letters
@@ -55,7 +60,9 @@ const (
 	// 4: the orders flagged possible_duplicate are counted.
 	// 5: f keys and a count of the orders flagged refunded (after shipping,
 	// or in part), which the refunded filter lists.
-	formatVersion = "5"
+	// 6: no n, k and i keys nor e keys of a state's events (terms.go);
+	// h keys; summaries keep the event ids.
+	formatVersion = "6"
 	sep           = 0x00
 )
 
@@ -90,6 +97,7 @@ type Index struct {
 	alerts  uint64
 	stats   *Stats
 	seen    *seen
+	terms   *terms
 }
 
 // OpenIndex opens the index in dir, creating it when absent. An index of
@@ -159,7 +167,7 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 	if err != nil {
 		return nil, "", fmt.Errorf("console: open index: %w", err)
 	}
-	ix := &Index{db: db, dir: dir, stallClock: st, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen()}
+	ix := &Index{db: db, dir: dir, stallClock: st, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen(), terms: newTerms()}
 	want, _ := json.Marshal(id)
 	f, err := ix.get(keyFormat)
 	if err != nil {
@@ -216,7 +224,8 @@ func (c *stallClock) end() {
 	c.mu.Unlock()
 }
 
-// load reads the checkpoints and counts, and fills the filter of order ids.
+// load reads the checkpoints and counts, and fills the filter of order
+// ids and the table of search terms from the summaries.
 func (ix *Index) load() error {
 	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'o'}, UpperBound: []byte{'o' + 1}, KeyTypes: pebble.IterKeyTypePointsOnly})
 	if err != nil {
@@ -224,6 +233,12 @@ func (ix *Index) load() error {
 	}
 	for ok := it.First(); ok; ok = it.Next() {
 		ix.seen.add(string(it.Key()[1:]))
+		s, err := decodeSummary(it.Value())
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("summary of %q: %w", it.Key()[1:], err)
+		}
+		ix.terms.add(nil, s)
 	}
 	if err := it.Close(); err != nil {
 		return err
@@ -540,11 +555,18 @@ func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, d *decoded, counts m
 	}
 	if cur == nil {
 		_ = b.Delete(oKey(id), nil)
+		if old != nil {
+			_ = b.Delete(hKey(old), nil)
+		}
 		return nil
 	}
-	for _, e := range cur.Events {
-		_ = b.Set(termKey('e', e, id), nil, nil)
+	if old == nil {
+		_ = b.Set(hKey(cur), nil, nil)
+	} else if orderHash(old) != orderHash(cur) {
+		_ = b.Delete(hKey(old), nil)
+		_ = b.Set(hKey(cur), nil, nil)
 	}
+	ix.terms.add(old, cur)
 	ix.seen.add(id)
 	_ = b.Set(oKey(id), d.enc, nil)
 	ix.stats.observe(old, cur, r.Timestamp)
@@ -557,7 +579,6 @@ func summaryKeys(s *Summary) [][]byte {
 	ts := timeBytes(s.Created)
 	keys := [][]byte{
 		cat([]byte{'x'}, []byte(s.Status), []byte{sep}, []byte(s.Step), []byte{sep}, ts, []byte(s.ID)),
-		termKey('n', strings.ToUpper(s.Number), s.ID),
 	}
 	for _, f := range s.Flags {
 		if strings.HasPrefix(f, processor.FlagPossibleDuplicatePrefix) || slices.Contains(refundFlags, f) {
@@ -566,12 +587,6 @@ func summaryKeys(s *Summary) [][]byte {
 	}
 	if s.Email != "" {
 		keys = append(keys, termKey('@', strings.ToLower(s.Email), s.ID))
-	}
-	if s.Tracking != "" {
-		keys = append(keys, termKey('k', s.Tracking, s.ID))
-	}
-	if s.Invoice != "" {
-		keys = append(keys, termKey('i', s.Invoice, s.ID))
 	}
 	return keys
 }
@@ -1015,11 +1030,38 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 		kind byte
 		term string
 	}{
-		{'n', strings.ToUpper(term)}, {'@', strings.ToLower(term)}, {'k', term}, {'i', term}, {'e', term},
+		{'@', strings.ToLower(term)}, {'e', term},
 	} {
 		pre := cat([]byte{p.kind}, []byte(p.term), []byte{sep})
 		if err := scanLimit(it, pre, limit, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
 			return nil, err
+		}
+	}
+	// An OF- number by its h keys, the terms kept in memory by theirs: each
+	// candidate checked against its summary.
+	for _, kind := range []byte{termNumber, termTracking, termInvoice, termEvent} {
+		hashes := []uint16{numberHash(term)}
+		if kind != termNumber {
+			hashes = ix.terms.lookup(kind, term)
+		}
+		for _, h := range hashes {
+			pre := hPrefix(h)
+			var cands []string
+			if err := scanLimit(it, pre, 1<<20, func(k []byte) { cands = append(cands, string(k[len(pre):])) }); err != nil {
+				return nil, err
+			}
+			for _, id := range cands {
+				if ids[id] {
+					continue
+				}
+				s, err := ix.summary(id)
+				if err != nil {
+					return nil, err
+				}
+				if s != nil && hasTerm(s, kind, term) {
+					add(id)
+				}
+			}
 		}
 	}
 	// An email or an order id given by its beginning.
@@ -1172,6 +1214,10 @@ func (ix *Index) Alerts(limit int) ([]Alert, error) {
 func (ix *Index) Stats() *Stats { return ix.stats }
 
 func oKey(id string) []byte { return append([]byte{'o'}, id...) }
+
+func hKey(s *Summary) []byte { return append(hPrefix(orderHash(s)), s.ID...) }
+
+func hPrefix(h uint16) []byte { return binary.BigEndian.AppendUint16([]byte{'h'}, h) }
 
 func termKey(kind byte, term, id string) []byte {
 	return cat([]byte{kind}, []byte(term), []byte{sep}, []byte(id))

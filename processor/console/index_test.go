@@ -73,10 +73,10 @@ func TestIndexOfAnEarlierFormatIsRebuilt(t *testing.T) {
 	dir := t.TempDir()
 	ix := testIndex(t, dir)
 	apply(t, ix, stateRecord(t, order("pi_old0000002", "o@example.com", processor.StatusCompleted, t0, 6), 0, 0))
-	// Format 4 did not keep f keys for the refund flags nor count them: its
-	// refunded filter would miss the orders indexed before, so it is
-	// rebuilt.
-	if err := ix.db.Set(keyFormat, []byte("4"), pebble.NoSync); err != nil {
+	// Format 5 kept OF- numbers, tracking and invoice numbers as keys,
+	// and summaries without their event ids: this build would not find
+	// those orders by them, so it is rebuilt.
+	if err := ix.db.Set(keyFormat, []byte("5"), pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	ix.Close()
@@ -85,7 +85,7 @@ func TestIndexOfAnEarlierFormatIsRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ix.Close()
-	if rebuilt != `index format "4", this build writes "5"` {
+	if rebuilt != `index format "5", this build writes "6"` {
 		t.Fatalf("rebuilt = %q", rebuilt)
 	}
 	if _, err := ix.Get("pi_old0000002"); err != ErrNotFound || len(ix.Offsets()) != 0 {

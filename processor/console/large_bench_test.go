@@ -19,7 +19,7 @@ import (
 // console's default memory limit and cache, and reports the time in Apply
 // (the records are made outside it), the bytes flushed and compacted and
 // the write stalls, and the CPU per record (decoding, writing, flushes
-// and compactions).
+// and compactions); then the time the index takes to open again.
 func BenchmarkApplyLarge(b *testing.B) {
 	n := 200000
 	if v, err := strconv.Atoi(os.Getenv("CONSOLE_BENCH_ORDERS")); err == nil {
@@ -54,7 +54,8 @@ func BenchmarkApplyLarge(b *testing.B) {
 	gen(func([]*kgo.Record) {})
 	genCPU := cpuTime() - c0
 	for i := 0; i < b.N; i++ {
-		ix, _, err := OpenIndex(b.TempDir(), Identity{ClusterID: "c1"}, 64<<20)
+		dir := b.TempDir()
+		ix, _, err := OpenIndex(dir, Identity{ClusterID: "c1"}, 64<<20)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -74,6 +75,15 @@ func BenchmarkApplyLarge(b *testing.B) {
 		b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/record")
 		b.Logf("applied %d in %v: %.0f/s, %.1f µs CPU each (flushes and compactions included); compactions %d, written %d MiB, write stalls %d, %v (last: %s)", n, applying, float64(n)/applying.Seconds(),
 			float64(cpu.Microseconds())/float64(n), m.Compact.Count, (m.Total().TableBytesFlushed+m.Total().TableBytesCompacted)>>20, ix.stalls, ix.stalled, ix.reason)
+		// A restart: the table of search terms and the filter of ids are
+		// filled from the summaries.
+		t := time.Now()
+		ix, rebuilt, err := OpenIndex(dir, Identity{ClusterID: "c1"}, 64<<20)
+		if err != nil || rebuilt != "" {
+			b.Fatalf("reopen: %v %q", err, rebuilt)
+		}
+		b.Logf("reopened in %v: %d terms in memory", time.Since(t), ix.terms.size())
+		ix.Close()
 	}
 }
 

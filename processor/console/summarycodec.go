@@ -15,8 +15,9 @@ import (
 // then each field in the order of Summary, strings and lists prefixed with
 // their length (uvarint), integers as varints, times as their
 // MarshalBinary bytes (length-prefixed), the attempts by step name in
-// sorted order. Events are not stored (Summary.Events is not kept).
-const summaryCodec = 1
+// sorted order, and last the event ids (the in-memory table of search
+// terms is filled from them at open, terms.go).
+const summaryCodec = 2
 
 var errSummaryCodec = errors.New("console: stored summary unreadable")
 
@@ -50,6 +51,7 @@ func appendSummary(b []byte, s *Summary) []byte {
 	b = appendStr(b, string(s.StateStatus))
 	b = binary.AppendVarint(b, int64(s.StatePartition))
 	b = binary.AppendVarint(b, s.StateOffset)
+	b = appendStrs(b, s.Events)
 	return b
 }
 
@@ -177,6 +179,7 @@ func decodeSummary(b []byte) (*Summary, error) {
 	s.StateStatus = processor.Status(r.str())
 	s.StatePartition = int32(r.varint())
 	s.StateOffset = r.varint()
+	s.Events = r.strs()
 	if r.err == nil && len(r.b) != 0 {
 		r.fail()
 	}

@@ -16,6 +16,7 @@ func TestSummaryCodecRoundTrip(t *testing.T) {
 		Invoice: "55430000000042", Flags: []string{"possible_duplicate:crm", "x"}, Replays: []string{"orders.dlq/3/17"},
 		Done: 2, DoneMask: 5, Attempts: map[string]int{"shipping": 3, "crm": 1}, LastError: "postnord: 503",
 		StateStatus: "in_progress", StatePartition: 11, StateOffset: 1 << 40,
+		Events: []string{"evt_1Qcodec", "evt_2Qcodec"},
 	}
 	for name, s := range map[string]*Summary{"full": full, "empty": {}, "negative": {ID: "a", Amount: -5, StatePartition: -1, StateOffset: -1}} {
 		got, err := decodeSummary(appendSummary(nil, s))

@@ -1,0 +1,140 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/processor"
+)
+
+// searchIDs is the ids Search finds for term, in its order.
+func searchIDs(t *testing.T, ix *Index, term string) []string {
+	t.Helper()
+	found, err := ix.Search(Query{Term: term}, 10)
+	if err != nil {
+		t.Fatalf("search %q: %v", term, err)
+	}
+	var ids []string
+	for _, s := range found {
+		ids = append(ids, s.ID)
+	}
+	return ids
+}
+
+// The OF- number, tracking and invoice numbers and a state's event ids
+// are found from the in-memory table, also after a restart (the table is
+// filled from the summaries), and only while the order has them.
+func TestSearchByTermsKeptInMemory(t *testing.T) {
+	dir := t.TempDir()
+	ix := testIndex(t, dir)
+	a := order("pi_termsA000001", "a@example.com", processor.StatusCompleted, t0, 6)
+	b := order("pi_termsB000002", "b@example.com", processor.StatusInProgress, t0.Add(time.Minute), 2)
+	b.AppliedEvents = []string{"evt_B1", "evt_B2"}
+	apply(t, ix, stateRecord(t, a, 0, 0), stateRecord(t, b, 1, 0))
+
+	cases := map[string][]string{
+		"OF-RMSA000001":       {"pi_termsA000001"}, // the OF- number
+		"of-rmsa000001":       {"pi_termsA000001"}, // in any case
+		"TRKpi_termsA000001":  {"pi_termsA000001"}, // tracking number
+		"INVpi_termsA000001":  {"pi_termsA000001"}, // invoice number
+		"evt_pi_termsA000001": {"pi_termsA000001"}, // an event id of the state
+		"evt_B2":              {"pi_termsB000002"},
+		"trkpi_termsa000001":  nil, // a tracking number is matched exactly
+		"TRKpi_termsB000002":  nil, // b has not shipped
+		"OF-RMSA00000":        nil, // numbers only whole
+		"INVpi_termsA0000011": nil,
+		"evt_B3":              nil,
+		"pi_termsB000002":     {"pi_termsB000002"}, // the id is still a key
+		"b@example.com":       {"pi_termsB000002"},
+		integrations.OrderNumber("pi_termsB000002"): {"pi_termsB000002"},
+	}
+	check := func(when string) {
+		t.Helper()
+		for term, want := range cases {
+			if got := searchIDs(t, ix, term); !slices.Equal(got, want) {
+				t.Errorf("%s: search %q = %v, want %v", when, term, got, want)
+			}
+		}
+	}
+	check("after the catch-up")
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ix = testIndex(t, dir)
+	defer func() { ix.Close() }()
+	if n := ix.terms.size(); n != 5 {
+		t.Errorf("terms after the restart: %d, want 5 (a: tracking, invoice, event; b: two events)", n)
+	}
+	check("after a restart")
+
+	// b ships with one tracking number, then another (a new label).
+	b2 := order("pi_termsB000002", "b@example.com", processor.StatusCompleted, t0.Add(time.Minute), 6)
+	b2.AppliedEvents = b.AppliedEvents
+	b3 := order("pi_termsB000002", "b@example.com", processor.StatusCompleted, t0.Add(time.Minute), 6)
+	b3.AppliedEvents = b.AppliedEvents
+	b3.Step(processor.StepShipping).Result, _ = json.Marshal(integrations.Shipment{ShipmentID: "sh2", TrackingNumber: "TRK-NEW-2"})
+	apply(t, ix, stateRecord(t, b2, 1, 1))
+	if got := searchIDs(t, ix, "TRKpi_termsB000002"); !slices.Equal(got, []string{"pi_termsB000002"}) {
+		t.Errorf("after shipping: %v", got)
+	}
+	apply(t, ix, stateRecord(t, b3, 1, 2))
+	if got := searchIDs(t, ix, "TRKpi_termsB000002"); got != nil {
+		t.Errorf("the old tracking number after a new label: %v", got)
+	}
+	if got := searchIDs(t, ix, "TRK-NEW-2"); !slices.Equal(got, []string{"pi_termsB000002"}) {
+		t.Errorf("the new tracking number: %v", got)
+	}
+
+	// An erased order (a tombstone) is found by none of its terms.
+	aKey := cat(hPrefix(numberHash("OF-RMSA000001")), []byte("pi_termsA000001"))
+	if v, _ := ix.get(aKey); v == nil {
+		t.Fatal("no h key of the order before its tombstone")
+	}
+	apply(t, ix, &kgo.Record{Topic: names.State, Partition: 0, Offset: 1, Key: []byte("pi_termsA000001")})
+	for _, term := range []string{"OF-RMSA000001", "TRKpi_termsA000001", "INVpi_termsA000001", "evt_pi_termsA000001"} {
+		if got := searchIDs(t, ix, term); got != nil {
+			t.Errorf("after the tombstone: search %q = %v", term, got)
+		}
+	}
+	if v, _ := ix.get(aKey); v != nil {
+		t.Error("the erased order's h key is kept")
+	}
+	if got := searchIDs(t, ix, "evt_B1"); !slices.Equal(got, []string{"pi_termsB000002"}) {
+		t.Errorf("the other order after the tombstone: %v", got)
+	}
+}
+
+// Orders whose OF- numbers share a hash (their h keys one prefix) are told
+// apart by their summaries.
+func TestSearchTermsIDHashShared(t *testing.T) {
+	ix := testIndex(t, t.TempDir())
+	defer ix.Close()
+	first := "pi_hash00000000"
+	var second string
+	for i := 1; second == ""; i++ {
+		if id := fmt.Sprintf("pi_hash%08d", i); numberHash(integrations.OrderNumber(id)) == numberHash(integrations.OrderNumber(first)) {
+			second = id
+		}
+	}
+	var recs []*kgo.Record
+	for i, id := range []string{first, second} {
+		recs = append(recs, stateRecord(t, order(id, "h@example.com", processor.StatusCompleted, t0.Add(time.Duration(i)*time.Minute), 6), int32(i), 0))
+	}
+	apply(t, ix, recs...)
+	for _, id := range []string{first, second} {
+		for _, term := range []string{integrations.OrderNumber(id), "TRK" + id, "INV" + id, "evt_" + id} {
+			if got := searchIDs(t, ix, term); !slices.Equal(got, []string{id}) {
+				t.Errorf("search %q = %v, want [%s] (%s and %s share a hash)", term, got, id, first, second)
+			}
+		}
+	}
+	if got := searchIDs(t, ix, "h@example.com"); !slices.Equal(got, []string{second, first}) {
+		t.Errorf("both by email, newest first: %v", got)
+	}
+}
