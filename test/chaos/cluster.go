@@ -112,6 +112,7 @@ type Cluster struct {
 	// WebhookURL is the gateway's Stripe endpoint.
 	WebhookURL string
 	Procs      []*harness.Proc
+	addrMu     sync.Mutex // procAddrs: a processor may move to another port
 	procAddrs  []string
 	States     *harness.States
 	procArgs   []string // processor flags common to every processor
@@ -305,14 +306,52 @@ func (c *Cluster) proc(name string, args ...string) *harness.Proc {
 	return p
 }
 
-// WaitProcessor waits until processor i serves its metrics.
+// procAddr is processor i's metrics address.
+func (c *Cluster) procAddr(i int) string {
+	c.addrMu.Lock()
+	defer c.addrMu.Unlock()
+	return c.procAddrs[i]
+}
+
+// WaitProcessor waits until processor i serves its metrics. The port it
+// was given may have been taken between the test's pick and the
+// process's bind (another scenario's process, an outgoing connection): a
+// processor that exits on that starts again on another port. Its own log
+// line says it listens, so another process's answer on that port is not
+// taken for its.
 func (c *Cluster) WaitProcessor(ctx context.Context, i int) error {
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := harness.WaitHTTP(wctx, "http://"+c.procAddrs[i]+"/metrics"); err != nil {
-		return fmt.Errorf("%s: %w\n%s", c.Procs[i].Name, err, c.Procs[i].LogTail(30))
+	p := c.Procs[i]
+	for moves := 0; ; {
+		log := p.LogSinceStart()
+		switch {
+		case strings.Contains(log, "metrics listening"):
+			if err := harness.WaitHTTP(wctx, "http://"+c.procAddr(i)+"/metrics"); err != nil {
+				return fmt.Errorf("%s: %w\n%s", p.Name, err, p.LogTail(30))
+			}
+			return nil
+		case !p.Running() && strings.Contains(log, "address already in use") && moves < 5:
+			moves++
+			addr := freeAddr(c.t)
+			c.t.Logf("%s: metrics port %s taken; again on %s", p.Name, c.procAddr(i), addr)
+			p.SetFlag("metrics-addr", addr)
+			c.addrMu.Lock()
+			c.procAddrs[i] = addr
+			c.addrMu.Unlock()
+			if err := p.Start(); err != nil {
+				return err
+			}
+			continue
+		case !p.Running():
+			return fmt.Errorf("%s exited\n%s", p.Name, p.LogTail(30))
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("%s: no metrics listener: %w\n%s", p.Name, wctx.Err(), p.LogTail(30))
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // ProcMetric returns the sum of a metric's samples (every label set) on
@@ -320,7 +359,7 @@ func (c *Cluster) WaitProcessor(ctx context.Context, i int) error {
 func (c *Cluster) ProcMetric(ctx context.Context, i int, name string) (float64, error) {
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+c.procAddrs[i]+"/metrics", nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+c.procAddr(i)+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}

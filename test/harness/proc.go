@@ -75,10 +75,11 @@ type Proc struct {
 	env  []string
 	log  string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	peak int64 // highest VmHWM seen across restarts, KiB
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	done  chan struct{}
+	peak  int64 // highest VmHWM seen across restarts, KiB
+	start int64 // the log's size when the process last started
 }
 
 // NewProc prepares a process; output goes to logFile.
@@ -96,6 +97,9 @@ func (p *Proc) Start() error {
 	lf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
+	}
+	if fi, err := lf.Stat(); err == nil {
+		p.start = fi.Size()
 	}
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = lf, lf
@@ -238,6 +242,35 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// SetFlag sets the value that follows --name in the process's arguments,
+// for its next start; it reports whether the flag was there.
+func (p *Proc) SetFlag(name, value string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := 1; i+1 < len(p.argv); i++ {
+		if p.argv[i] == "--"+name {
+			p.argv[i+1] = value
+			return true
+		}
+	}
+	return false
+}
+
+// LogSinceStart returns what the process logged since it last started.
+func (p *Proc) LogSinceStart() string {
+	p.mu.Lock()
+	from := p.start
+	p.mu.Unlock()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return err.Error()
+	}
+	if from > int64(len(b)) {
+		return ""
+	}
+	return string(b[from:])
 }
 
 // LogTail returns the last n lines of the process's log.
