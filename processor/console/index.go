@@ -235,8 +235,9 @@ func (ix *Index) load() error {
 		ix.seen.add(string(it.Key()[1:]))
 		s, err := decodeSummary(it.Value())
 		if err != nil {
+			err = fmt.Errorf("summary of %q: %w", it.Key()[1:], err)
 			it.Close()
-			return fmt.Errorf("summary of %q: %w", it.Key()[1:], err)
+			return err
 		}
 		ix.terms.add(nil, s)
 	}
@@ -1015,6 +1016,15 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 			order = append(order, id)
 		}
 	}
+	read := map[string]*Summary{} // summaries read to check a candidate
+	summary := func(id string) (*Summary, error) {
+		if s, ok := read[id]; ok {
+			return s, nil
+		}
+		s, err := ix.summary(id)
+		read[id] = s
+		return s, err
+	}
 	// One iterator for every kind of key, moved from prefix to prefix.
 	it, err := ix.db.NewIter(nil)
 	if err != nil {
@@ -1054,7 +1064,7 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 				if ids[id] {
 					continue
 				}
-				s, err := ix.summary(id)
+				s, err := summary(id)
 				if err != nil {
 					return nil, err
 				}
@@ -1088,7 +1098,7 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 	}
 	var out []Summary
 	for _, id := range order {
-		s, err := ix.summary(id)
+		s, err := summary(id)
 		if err != nil {
 			return nil, err
 		}

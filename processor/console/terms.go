@@ -85,21 +85,17 @@ func summaryTerms(s *Summary, fn func(kind byte, term string)) {
 	}
 }
 
-// hasTerm reports whether s holds term as a term of kind.
+// hasTerm reports whether s holds term (not empty) as a term of kind.
 func hasTerm(s *Summary, kind byte, term string) bool {
 	switch kind {
 	case termNumber:
-		return s.Number != "" && strings.EqualFold(s.Number, term)
+		return strings.EqualFold(s.Number, term)
 	case termTracking:
-		return s.Tracking != "" && s.Tracking == term
+		return s.Tracking == term
 	case termInvoice:
-		return s.Invoice != "" && s.Invoice == term
+		return s.Invoice == term
 	case termEvent:
-		for _, e := range s.Events {
-			if e == term {
-				return true
-			}
-		}
+		return slices.Contains(s.Events, term)
 	}
 	return false
 }

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -136,5 +138,28 @@ func TestSearchTermsIDHashShared(t *testing.T) {
 	}
 	if got := searchIDs(t, ix, "h@example.com"); !slices.Equal(got, []string{second, first}) {
 		t.Errorf("both by email, newest first: %v", got)
+	}
+}
+
+// The table is filled from the summaries at open: one that cannot be read
+// makes the index be rebuilt from the topics, not open with terms missing.
+func TestUnreadableSummaryRebuildsTheIndex(t *testing.T) {
+	dir := t.TempDir()
+	ix := testIndex(t, dir)
+	apply(t, ix, stateRecord(t, order("pi_broken000001", "b@example.com", processor.StatusCompleted, t0, 6), 0, 0))
+	if err := ix.db.Set(oKey("pi_broken000001"), []byte{summaryCodec, 0xff}, pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	ix, rebuilt, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id1"}}, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if !strings.HasPrefix(rebuilt, `index unreadable: summary of "pi_broken000001"`) {
+		t.Fatalf("rebuilt = %q", rebuilt)
+	}
+	if _, err := ix.Get("pi_broken000001"); err != ErrNotFound || len(ix.Offsets()) != 0 {
+		t.Fatalf("the old index was kept: %v %v", err, ix.Offsets())
 	}
 }

@@ -335,7 +335,9 @@ func (c *Cluster) WaitProcessor(ctx context.Context, i int) error {
 			moves++
 			addr := freeAddr(c.t)
 			c.t.Logf("%s: metrics port %s taken; again on %s", p.Name, c.procAddr(i), addr)
-			p.SetFlag("metrics-addr", addr)
+			if !p.SetFlag("metrics-addr", addr) {
+				return fmt.Errorf("%s: no --metrics-addr to move\n%s", p.Name, p.LogTail(30))
+			}
 			c.addrMu.Lock()
 			c.procAddrs[i] = addr
 			c.addrMu.Unlock()
