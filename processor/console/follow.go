@@ -105,7 +105,7 @@ func (f *Follower) Run(ctx context.Context) error {
 		// is several times larger, and a record read keeps its whole
 		// batch in memory. 2 MiB rather than 4 took the console's peak RSS
 		// from 239–254 to 219–222 MiB at 1,000,000 orders, its catch-up
-		// unchanged (make bench, four rounds beside 4 MiB).
+		// unchanged (make bench, four runs of each, interleaved).
 		kgo.FetchMaxBytes(2<<20),
 		kgo.FetchMaxPartitionBytes(1<<20),
 		kgo.FetchMaxWait(500*time.Millisecond),
