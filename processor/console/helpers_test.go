@@ -88,11 +88,28 @@ func letterRecord(id, step, class string, partition int32, offset int64, at time
 
 func testIndex(t *testing.T, dir string) *Index {
 	t.Helper()
-	ix, _, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id1"}}, 8<<20)
+	ix, _ := reopenIndex(t, dir)
+	return ix
+}
+
+// reopenIndex opens the index in dir (of the tests' identity) and returns
+// why it was rebuilt ("" when it was kept).
+func reopenIndex(t *testing.T, dir string) (*Index, string) {
+	t.Helper()
+	ix, rebuilt, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id1"}}, 8<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ix
+	return ix, rebuilt
+}
+
+// wantEmptied fails unless ix, just rebuilt, holds neither the order id
+// nor any checkpoint.
+func wantEmptied(t *testing.T, ix *Index, id string) {
+	t.Helper()
+	if _, err := ix.Get(id); err != ErrNotFound || len(ix.Offsets()) != 0 {
+		t.Fatalf("the old index was kept: %v %v", err, ix.Offsets())
+	}
 }
 
 // written are the state records applied in tests, for fakeStates.

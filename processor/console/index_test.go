@@ -22,9 +22,9 @@ func TestIndexSurvivesRestart(t *testing.T) {
 	if err := ix.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ix, rebuilt, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id1"}}, 8<<20)
-	if err != nil || rebuilt != "" {
-		t.Fatalf("reopen: rebuilt %q, %v", rebuilt, err)
+	ix, rebuilt := reopenIndex(t, dir)
+	if rebuilt != "" {
+		t.Fatalf("reopen: rebuilt %q", rebuilt)
 	}
 	defer ix.Close()
 	off := ix.Offsets()
@@ -80,17 +80,12 @@ func TestIndexOfAnEarlierFormatIsRebuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	ix.Close()
-	ix, rebuilt, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id1"}}, 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix, rebuilt := reopenIndex(t, dir)
 	defer ix.Close()
 	if rebuilt != `index format "5", this build writes "6"` {
 		t.Fatalf("rebuilt = %q", rebuilt)
 	}
-	if _, err := ix.Get("pi_old0000002"); err != ErrNotFound || len(ix.Offsets()) != 0 {
-		t.Fatalf("the old index was kept: %v %v", err, ix.Offsets())
-	}
+	wantEmptied(t, ix, "pi_old0000002")
 }
 
 func TestListNewestMergesEveryStatus(t *testing.T) {
