@@ -370,7 +370,7 @@ func (pn *postnordSim) book(w http.ResponseWriter, r *http.Request) {
 		if order == "" && sh.ShipmentIdentification != nil {
 			order = sh.ShipmentIdentification.ShipmentID
 		}
-		trackingURL := fmt.Sprintf("https://tracking.postnord.com/%s/?id=%s", country, itemIDs[0])
+		trackingURL := fmt.Sprintf("https://tracking.postnord.com/%s/?id=%s", trackingSite(sh.Parties.Consignor), itemIDs[0])
 		idInfo = append(idInfo, obj{
 			"status": "OK", "references": obj{"shipment": refs}, "ids": ids,
 			"urls":          []any{obj{"type": "TRACKING", "url": trackingURL}},
@@ -419,4 +419,18 @@ func pnShipmentRefs(sh pnShipment) []obj {
 		refs = append(refs, obj{"type": r.ReferenceType, "value": r.ReferenceNo})
 	}
 	return refs
+}
+
+// trackingSite is the country of PostNord's tracking site a booking's URL
+// points at: the sender's when PostNord has a site there (Sweden, Denmark,
+// Norway, Finland), else the Swedish one of the documented example. The
+// receiver's country is not it: there is no tracking.postnord.com/jp/.
+func trackingSite(consignor *pnParty) string {
+	if consignor != nil && consignor.Party != nil && consignor.Party.Address != nil {
+		switch c := strings.ToLower(consignor.Party.Address.CountryCode); c {
+		case "se", "dk", "no", "fi":
+			return c
+		}
+	}
+	return "se"
 }

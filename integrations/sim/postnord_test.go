@@ -126,3 +126,26 @@ func TestPostNordErrors(t *testing.T) {
 		t.Fatalf("failed bookings created %d shipments", got)
 	}
 }
+
+// The tracking URL of a booking is on the sender's PostNord site, never
+// one named after the receiver's country.
+func TestPostNordTrackingSiteIsTheSenders(t *testing.T) {
+	_, ts := newTest(t, Config{DataDir: t.TempDir()})
+	url := ts.URL + "/rest/shipment/v3/edi/labels/pdf?apikey=0123456789abcdef0123456789abcdef&paperSize=A5"
+	for _, c := range []struct{ from, to, site string }{
+		{"SE", "SE", "https://tracking.postnord.com/se/?id="},
+		{"FI", "JP", "https://tracking.postnord.com/fi/?id="},
+		{"DK", "DE", "https://tracking.postnord.com/dk/?id="},
+		{"DE", "NO", "https://tracking.postnord.com/se/?id="},
+	} {
+		body := strings.Replace(pnBooking("OF-SITE"+c.from+c.to), `"city":"Göteborg","countryCode":"SE"`, `"city":"Göteborg","countryCode":"`+c.from+`"`, 1)
+		body = strings.Replace(body, `"city":"Stockholm","countryCode":"SE"`, `"city":"Stockholm","countryCode":"`+c.to+`"`, 1)
+		r := call(t, "POST", url, map[string]string{"Content-Type": "application/json"}, body)
+		wantStatus(t, r, 200)
+		info := path(r.json(t), "bookingResponse", "idInformation", 0)
+		item, _ := path(info, "ids", 0, "value").(string)
+		if u, _ := path(info, "urls", 0, "url").(string); u != c.site+item {
+			t.Errorf("%s → %s: tracking url %q, want %q", c.from, c.to, u, c.site+item)
+		}
+	}
+}
