@@ -15,6 +15,7 @@ const (
 	DefaultMaxBody          = 512 << 10
 	DefaultMaxInflightBytes = 64 << 20
 	DefaultProduceTimeout   = 5 * time.Second
+	DefaultProduceLinger    = 500 * time.Microsecond
 	DefaultDedupTTL         = 96 * time.Hour
 	DefaultDedupTimeout     = time.Second
 	DefaultErrorLogInterval = 10 * time.Second
@@ -56,6 +57,10 @@ type Config struct {
 	MaxInflightBytes int64
 	// ProduceTimeout bounds the wait for Kafka's acknowledgement (503 after).
 	ProduceTimeout time.Duration
+	// ProduceLinger is the longest a small group of records waits for
+	// more while the producer is busy (topics.GroupProducer.SetLinger).
+	// Default DefaultProduceLinger; negative: a group never waits.
+	ProduceLinger time.Duration
 	// DedupTTL is how long an event id stays marked as seen. It must outlast
 	// Stripe's retry window (3 days in live mode).
 	DedupTTL time.Duration
@@ -91,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ProduceTimeout == 0 {
 		c.ProduceTimeout = DefaultProduceTimeout
+	}
+	if c.ProduceLinger == 0 {
+		c.ProduceLinger = DefaultProduceLinger
 	}
 	if c.DedupTTL == 0 {
 		c.DedupTTL = DefaultDedupTTL

@@ -426,22 +426,26 @@ func (h *harnessGet) get(t testing.TB, path string) (int, string) {
 
 // BenchmarkIntegrationHandler measures whole deliveries (HTTP handler,
 // produce with acks=all to the real broker, ack) through the group-commit
-// KafkaProducer and, for comparison, through a plain franz-go client (its
-// own flushing, 1 ms linger), under 64 and 256 concurrent requests. It
-// reports records per produce request.
+// KafkaProducer, with its default linger and without one, and, for
+// comparison, through a plain franz-go client (its own flushing, 1 ms
+// linger), under 64 and 256 concurrent requests. It reports records per
+// produce request.
 func BenchmarkIntegrationHandler(b *testing.B) {
 	brokers := testenv.Kafka(b)
 	names := testenv.Topics(b, brokers, 12)
 	base := fixture(b, "payment_intent.succeeded")
 	seed := kgo.SeedBrokers(strings.Split(brokers, ",")...)
 	for _, conc := range []int{64, 256} {
-		for _, kind := range []string{"group-commit", "franz-go-flushing"} {
+		for _, kind := range []string{"group-commit", "group-commit-no-linger", "franz-go-flushing"} {
 			b.Run(fmt.Sprintf("%s/concurrency=%d", kind, conc), func(b *testing.B) {
 				cfg := Config{Topic: names.Orders, Secrets: []string{testSecret}}
 				var requests atomic.Int64
 				count := kgo.WithHooks(produceRequestCounter{&requests})
 				var prod Producer
-				if kind == "group-commit" {
+				if kind != "franz-go-flushing" {
+					if kind == "group-commit-no-linger" {
+						cfg.ProduceLinger = -1
+					}
 					kp, err := NewKafkaProducer(cfg, seed, count)
 					if err != nil {
 						b.Fatal(err)

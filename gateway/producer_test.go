@@ -101,3 +101,14 @@ func TestProducerCloseGivesUpOnASilentBroker(t *testing.T) {
 		t.Error("the record's promise was not called after Close")
 	}
 }
+
+// The gateway's produce requests linger by default; a negative linger
+// turns it off and stays so.
+func TestProduceLingerDefault(t *testing.T) {
+	if got := (Config{}).withDefaults().ProduceLinger; got != 500*time.Microsecond {
+		t.Errorf("default ProduceLinger %v, want 500µs", got)
+	}
+	if got := (Config{ProduceLinger: -1}).withDefaults().ProduceLinger; got != -1 {
+		t.Errorf("ProduceLinger -1 became %v, want it kept (off)", got)
+	}
+}

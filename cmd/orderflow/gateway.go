@@ -48,6 +48,7 @@ type gatewayFlags struct {
 	dedupTTL         time.Duration
 	maxBody          int64
 	produceTimeout   time.Duration
+	produceLinger    time.Duration
 	maxInflightBytes int64
 	eventTypes       string
 	shutdownTimeout  time.Duration
@@ -72,6 +73,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&f.dedupTTL, "dedup-ttl", gateway.DefaultDedupTTL, "how long a queued event id is remembered (longer than Stripe's 3-day retry window)")
 	fs.Int64Var(&f.maxBody, "max-body", gateway.DefaultMaxBody, "largest accepted webhook body in bytes (413 above)")
 	fs.DurationVar(&f.produceTimeout, "produce-timeout", gateway.DefaultProduceTimeout, "longest wait for Kafka's acknowledgement before answering 503")
+	fs.DurationVar(&f.produceLinger, "produce-linger", gateway.DefaultProduceLinger, "while Kafka is busy with this gateway's records (the last produce request held two or more, answered within ten lingers), longest a produce request of fewer than 64 records waits for more (0: never waits)")
 	fs.Int64Var(&f.maxInflightBytes, "max-inflight-bytes", gateway.DefaultMaxInflightBytes, "bytes of webhook bodies handled at once; beyond it 503 with Retry-After")
 	fs.StringVar(&f.eventTypes, "event-types", strings.Join(gateway.DefaultEventTypes, ","), "Stripe event types to queue, comma-separated; others are answered 200 and ignored")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to finish in-flight requests and flush the producer")
@@ -112,7 +114,14 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		MaxBody:          f.maxBody,
 		MaxInflightBytes: f.maxInflightBytes,
 		ProduceTimeout:   f.produceTimeout,
+		ProduceLinger:    f.produceLinger,
 		DedupTTL:         f.dedupTTL,
+	}
+	if f.produceLinger == 0 {
+		cfg.ProduceLinger = -1
+	}
+	if f.produceLinger < 0 {
+		return usagef("--produce-linger must not be negative")
 	}
 	if f.maxBody <= 0 || f.maxInflightBytes <= 0 || f.produceTimeout <= 0 || f.dedupTTL <= 0 {
 		return usagef("--max-body, --max-inflight-bytes, --produce-timeout and --dedup-ttl must be positive")

@@ -36,6 +36,7 @@ func TestGatewayUsageErrors(t *testing.T) {
 		{"empty secret file", []string{"--brokers", "127.0.0.1:1", "--webhook-secret-file", emptyFile(t)}, "holds none): set ORDERFLOW_WEBHOOK_SECRET, or give --webhook-secret-file"},
 		{"bad log format", []string{"--webhook-secret", "whsec_x", "--log-format", "xml"}, "--log-format"},
 		{"zero max body", []string{"--webhook-secret", "whsec_x", "--max-body", "0"}, "must be positive"},
+		{"negative linger", []string{"--webhook-secret", "whsec_x", "--produce-linger", "-1ms"}, "--produce-linger must not be negative"},
 		{"stray argument", []string{"--webhook-secret", "whsec_x", "extra"}, "unexpected argument"},
 		{"missing secret file", []string{"--webhook-secret-file", "/nonexistent/secret"}, "--webhook-secret-file"},
 		{"bad redis CA", []string{"--webhook-secret", "whsec_x", "--brokers", "127.0.0.1:1", "--redis-addr", "127.0.0.1:1", "--redis-tls-ca", "/nonexistent/ca.pem"}, "--redis-tls-ca"},
