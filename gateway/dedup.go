@@ -16,6 +16,17 @@ type Deduper interface {
 	Mark(ctx context.Context, eventID string, ttl time.Duration) error
 }
 
+// A LaterMarker is a Deduper that can be left to write a mark: the gateway
+// answers the webhook without waiting for the store (RedisDeduper). The
+// mark is still written only after the acknowledgement, and a Seen called
+// after MarkLater returned must be answered after the mark was written;
+// failed gets the store's error. Flush waits for the marks left to it.
+type LaterMarker interface {
+	Deduper
+	MarkLater(eventID string, ttl time.Duration, failed func(error))
+	Flush(ctx context.Context) error
+}
+
 // MemoryDeduper is an in-process Deduper for running without Redis (dev
 // mode, a single gateway). It holds at most a fixed number of ids and
 // forgets the oldest marks first. Safe for concurrent use.

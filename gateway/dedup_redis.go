@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -14,8 +15,8 @@ import (
 const DefaultRedisKeyPrefix = "orderflow:gateway:event:"
 
 // RedisDeduper is the production Deduper: one EXISTS before the produce and
-// one SET NX EX after the acknowledgement, each a single round trip. Several
-// gateways sharing one Redis share one view of what was queued.
+// one SET NX EX after the acknowledgement. Several gateways sharing one
+// Redis share one view of what was queued.
 //
 // Commands of concurrent requests are pipelined together: a request that
 // finds no flush under way sends at once; those arriving meanwhile go in the
@@ -23,38 +24,75 @@ const DefaultRedisKeyPrefix = "orderflow:gateway:event:"
 // thousand webhooks costs a few round trips and system calls, not two
 // thousand (the ingest profile showed Redis writes as a third of the
 // gateway's CPU).
+//
+// The gateway does not wait for its marks (MarkLater): a mark joins the
+// queue and the webhook is answered. Pipelines leave one after another, in
+// the order their commands queued, each after the previous one was
+// answered, so an EXISTS queued after a mark is executed after it: a
+// redelivery this gateway receives after its 200 is still found.
+//
+// The queue is bounded (maxQueued): while Redis hangs, a command that would
+// exceed it fails at once, as a lookup whose caller gave up is dropped from
+// the queue unsent, so a slow Redis costs the fast path, not the
+// gateway's memory.
 type RedisDeduper struct {
-	rdb    redis.Cmdable
-	prefix string
+	rdb       redis.Cmdable
+	prefix    string
+	maxQueued int
 
-	mu    sync.Mutex
-	queue []*redisOp
-	busy  bool
+	mu      sync.Mutex
+	queue   []*redisOp
+	busy    bool
+	pending sync.WaitGroup // marks queued by MarkLater and not yet answered
 }
 
-// redisOp is one request's command waiting for a pipeline.
+// redisOp is one command waiting for a pipeline.
 type redisOp struct {
-	add  func(redis.Pipeliner) // queues the command
-	done chan struct{}
+	ctx    context.Context       // the caller's; a command whose caller gave up is not sent
+	add    func(redis.Pipeliner) // queues the command
+	finish func(sent bool)       // called once, after the pipeline answered or failed
 }
 
 // maxPipeline bounds the commands of one pipeline.
 const maxPipeline = 512
 
+// defaultMaxQueued bounds the commands waiting for a pipeline.
+const defaultMaxQueued = 16 * maxPipeline
+
+// errBacklog is returned for a command the full queue refused.
+var errBacklog = errors.New("redis too slow: command queue full")
+
+// enqueue queues op and reports whether the caller is to flush (no flush
+// is under way), or errBacklog.
+func (d *RedisDeduper) enqueue(op *redisOp) (lead bool, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.queue) >= d.maxQueued {
+		return false, errBacklog
+	}
+	d.queue = append(d.queue, op)
+	lead = !d.busy
+	d.busy = true
+	return lead, nil
+}
+
 // do runs the command that add queues, in a pipeline shared with the
 // commands of concurrent requests, and waits for it (or ctx).
 func (d *RedisDeduper) do(ctx context.Context, add func(redis.Pipeliner)) error {
-	op := &redisOp{add: add, done: make(chan struct{})}
-	d.mu.Lock()
-	d.queue = append(d.queue, op)
-	lead := !d.busy
-	d.busy = true
-	d.mu.Unlock()
+	done := make(chan struct{})
+	var sent bool
+	lead, err := d.enqueue(&redisOp{ctx: ctx, add: add, finish: func(s bool) { sent = s; close(done) }})
+	if err != nil {
+		return err
+	}
 	if lead {
 		d.flush()
 	}
 	select {
-	case <-op.done:
+	case <-done:
+		if !sent { // ctx had ended when the pipeline left
+			return ctx.Err()
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -73,13 +111,16 @@ func (d *RedisDeduper) flush() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	pipe := d.rdb.Pipeline()
-	for _, op := range batch {
-		op.add(pipe)
+	sent := make([]bool, len(batch))
+	for i, op := range batch {
+		if sent[i] = op.ctx.Err() == nil; sent[i] {
+			op.add(pipe)
+		}
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	cancel()
-	for _, op := range batch {
-		close(op.done)
+	for i, op := range batch {
+		op.finish(sent[i])
 	}
 
 	d.mu.Lock()
@@ -99,7 +140,7 @@ func NewRedisDeduper(rdb redis.Cmdable, prefix string) *RedisDeduper {
 	if prefix == "" {
 		prefix = DefaultRedisKeyPrefix
 	}
-	return &RedisDeduper{rdb: rdb, prefix: prefix}
+	return &RedisDeduper{rdb: rdb, prefix: prefix, maxQueued: defaultMaxQueued}
 }
 
 // RedisOptions returns client options for the dedup store: short dial and
@@ -147,6 +188,50 @@ func (d *RedisDeduper) Mark(ctx context.Context, eventID string, ttl time.Durati
 		return fmt.Errorf("redis set nx: %w", err)
 	}
 	return nil
+}
+
+// MarkLater stores the event id for ttl unless it is stored already,
+// without waiting: the mark is queued and sent with the next pipeline.
+// failed gets the error of a mark Redis refused or never answered (it runs
+// on the flushing goroutine). A Seen called after MarkLater returned is
+// answered after the mark was written. Flush waits for the queued marks.
+func (d *RedisDeduper) MarkLater(eventID string, ttl time.Duration, failed func(error)) {
+	var cmd *redis.BoolCmd
+	d.pending.Add(1)
+	lead, err := d.enqueue(&redisOp{
+		ctx: context.Background(),
+		add: func(p redis.Pipeliner) { cmd = p.SetNX(context.Background(), d.Key(eventID), "1", ttl) },
+		finish: func(bool) {
+			defer d.pending.Done()
+			if err := cmd.Err(); err != nil {
+				failed(fmt.Errorf("redis set nx: %w", err))
+			}
+		},
+	})
+	if err != nil {
+		d.pending.Done()
+		failed(fmt.Errorf("redis set nx: %w", err))
+		return
+	}
+	if lead {
+		go d.flush()
+	}
+}
+
+// Flush waits until every mark queued by MarkLater was answered, or ctx
+// ends.
+func (d *RedisDeduper) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		d.pending.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // RedisLogger sends go-redis's own log lines (dial failures, pool events) to

@@ -45,6 +45,7 @@ type Gateway struct {
 	cfg      Config
 	producer Producer
 	dedup    Deduper
+	later    LaterMarker // dedup, when it takes marks without the webhook waiting
 	log      *slog.Logger
 	m        *metrics
 	verifier *verifier
@@ -86,6 +87,7 @@ func New(cfg Config, producer Producer, dedup Deduper, logger *slog.Logger, reg 
 		types:    make(map[string]bool, len(cfg.EventTypes)),
 		now:      time.Now,
 	}
+	g.later, _ = dedup.(LaterMarker)
 	for _, t := range cfg.EventTypes {
 		g.types[t] = true
 	}
@@ -98,6 +100,16 @@ func New(cfg Config, producer Producer, dedup Deduper, logger *slog.Logger, reg 
 	}
 	g.m = m
 	return g, nil
+}
+
+// Flush waits until the dedup store answered the marks the gateway left to
+// it (see LaterMarker), or ctx ends. Call it after the HTTP server shut
+// down and before the store's client is closed.
+func (g *Gateway) Flush(ctx context.Context) error {
+	if g.later == nil {
+		return nil
+	}
+	return g.later.Flush(ctx)
 }
 
 // Handler serves WebhookPath (POST), HealthPath and ReadyPath.
@@ -285,7 +297,9 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request) result {
 		return result{status: http.StatusServiceUnavailable, outcome: OutcomeUnavailable, eventType: ev.Type, reason: "event log unavailable, retry later"}
 	}
 
-	if g.dedup != nil {
+	if g.later != nil {
+		g.later.MarkLater(ev.ID, g.cfg.DedupTTL, g.dedupFailed)
+	} else if g.dedup != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), g.cfg.DedupTimeout)
 		err := g.dedup.Mark(ctx, ev.ID, g.cfg.DedupTTL)
 		cancel()

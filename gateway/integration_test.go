@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -104,8 +106,15 @@ func (kg *kafkaGateway) deliver(t testing.TB, body []byte) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// marked reports whether eventID is in Redis once the marks the gateway
+// left to it were written.
 func (kg *kafkaGateway) marked(t testing.TB, eventID string) bool {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := kg.g.Flush(ctx); err != nil {
+		t.Fatalf("flush marks: %v", err)
+	}
 	n, err := kg.rdb.Exists(context.Background(), kg.dedup.Key(eventID)).Result()
 	if err != nil {
 		t.Fatalf("redis: %v", err)
@@ -190,6 +199,11 @@ func TestIntegrationRecordOnKeyPartition(t *testing.T) {
 	for _, d := range deliveries {
 		if code, body := kg.deliver(t, fixture(t, d.fixture)); code != 200 || body != "queued\n" {
 			t.Fatalf("%s: got %d %q", d.fixture, code, body)
+		}
+		// The gateway does not wait for its mark, but a redelivery after
+		// the 200 is looked up after the mark was written.
+		if code, body := kg.deliver(t, fixture(t, d.fixture)); code != 200 || body != "duplicate\n" {
+			t.Fatalf("%s redelivered: got %d %q, want 200 duplicate", d.fixture, code, body)
 		}
 		if !kg.marked(t, d.eventID) {
 			t.Errorf("%s: event id not in Redis after the ack", d.fixture)
@@ -388,6 +402,11 @@ func TestIntegrationRedisStopped(t *testing.T) {
 	second := eventBody(t, "payment_intent.succeeded", "evt_redis_2", "pi_redis_2")
 	if code, body := kg.deliver(t, second); code != 200 || body != "queued\n" {
 		t.Fatalf("redis stopped: got %d %q, want 200 queued", code, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := kg.g.Flush(ctx); err != nil { // the failed mark is counted
+		t.Fatal(err)
 	}
 	if got := metricValue(t, kg.reg, "orderflow_gateway_redis_errors_total", nil); got < 2 {
 		t.Errorf("redis errors %v, want at least 2 (lookup and mark)", got)
@@ -599,4 +618,169 @@ func TestIntegrationRedisDeduperPipelines(t *testing.T) {
 		keys = append(keys, d.Key(fmt.Sprintf("evt_p%d", i)))
 	}
 	rdb.Del(context.Background(), keys...)
+}
+
+// A mark left to the deduper is written before any lookup that follows
+// it, and Flush waits for it.
+func TestIntegrationRedisDeduperMarkLater(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
+	defer rdb.Close()
+	var pc pipelineCounter
+	rdb.AddHook(&pc)
+	d := NewRedisDeduper(rdb, "orderflow-test:"+testenv.Prefix(t))
+	ctx := context.Background()
+	const n = 300
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("evt_l%d", i)
+			d.MarkLater(id, time.Minute, func(error) { failures.Add(1) })
+			if seen, err := d.Seen(ctx, id); err != nil || !seen {
+				errs <- fmt.Errorf("%s looked up after its mark: seen %v, err %v", id, seen, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]string, 0, n)
+	for i := range n {
+		keys = append(keys, d.Key(fmt.Sprintf("evt_l%d", i)))
+	}
+	defer rdb.Del(context.Background(), keys...)
+	if got := rdb.Exists(ctx, keys...).Val(); got != n {
+		t.Errorf("%d of %d marks in Redis after Flush", got, n)
+	}
+	if got := failures.Load(); got != 0 {
+		t.Errorf("%d marks reported failed", got)
+	}
+	if got := pc.n.Load(); got >= 2*n {
+		t.Errorf("%d pipelines for %d commands: not shared", got, 2*n)
+	}
+	if ttl := rdb.TTL(ctx, keys[0]).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("ttl %v, want at most a minute", ttl)
+	}
+}
+
+// A lookup whose caller gave up before its pipeline left is not sent.
+func TestIntegrationRedisDeduperDropsGivenUpLookup(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
+	defer rdb.Close()
+	var pc pipelineCounter
+	rdb.AddHook(&pc)
+	d := NewRedisDeduper(rdb, "orderflow-test:"+testenv.Prefix(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.Seen(ctx, "evt_gone"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("lookup of a caller gone: err %v, want context.Canceled", err)
+	}
+	if got := pc.n.Load(); got != 0 {
+		t.Errorf("%d pipelines sent for a lookup nobody waits for", got)
+	}
+}
+
+// hangingRedis accepts connections and reads from them but never answers:
+// a Redis that hangs. received is closed at the first byte read.
+func hangingRedis(t *testing.T) (addr string, received <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					once.Do(func() { close(got) })
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String(), got
+}
+
+// While Redis hangs, commands beyond the queue's bound fail at once instead
+// of piling up; the queued marks still end, failed, and Flush returns.
+func TestRedisDeduperBacklogIsBounded(t *testing.T) {
+	t.Parallel()
+	quietRedis.Do(func() { redis.SetLogger(RedisLogger{Logger: slog.New(slog.DiscardHandler)}) })
+	addr, received := hangingRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, PoolSize: 4})
+	defer rdb.Close()
+	d := NewRedisDeduper(rdb, "orderflow-test:")
+	d.maxQueued = 3
+
+	var mu sync.Mutex
+	var failed []error
+	fail := func(err error) { mu.Lock(); failed = append(failed, err); mu.Unlock() }
+	d.MarkLater("evt_first", time.Minute, fail) // its pipeline hangs
+	select {
+	case <-received:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first pipeline never reached the server")
+	}
+	for i := range 3 {
+		d.MarkLater(fmt.Sprintf("evt_q%d", i), time.Minute, fail)
+	}
+	mu.Lock()
+	if len(failed) != 0 {
+		t.Fatalf("marks within the bound failed at once: %v", failed)
+	}
+	mu.Unlock()
+	d.MarkLater("evt_over", time.Minute, fail)
+	mu.Lock()
+	if len(failed) != 1 || !errors.Is(failed[0], errBacklog) {
+		t.Fatalf("mark beyond the bound: failures %v, want one errBacklog at once", failed)
+	}
+	mu.Unlock()
+	if _, err := d.Seen(context.Background(), "evt_over"); !errors.Is(err, errBacklog) {
+		t.Fatalf("lookup beyond the bound: err %v, want errBacklog", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.Flush(ctx); err != nil {
+		t.Fatalf("flush with Redis hanging: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) != 5 {
+		t.Errorf("%d failures after the flush, want 5 (every mark)", len(failed))
+	}
 }

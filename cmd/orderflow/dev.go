@@ -195,6 +195,7 @@ type devServer struct {
 	outbox     string
 
 	producer *gateway.KafkaProducer
+	gw       *gateway.Gateway
 	lns      []net.Listener
 	servers  []*http.Server // gateway first, then metrics; the simulator's separately
 	simSrv   *http.Server
@@ -372,6 +373,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	d.gw = gw
 	gwSrv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second}
 	d.servers = append(d.servers, gwSrv)
 	go d.serve(gwSrv, httpLn)
@@ -453,6 +455,11 @@ func (d *devServer) Stop() error {
 		if d.producer != nil {
 			if err := d.producer.Close(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("flush producer: %w", err))
+			}
+		}
+		if d.gw != nil {
+			if err := d.gw.Flush(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("flush dedup marks: %w", err))
 			}
 		}
 		if d.redis != nil {

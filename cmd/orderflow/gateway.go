@@ -266,6 +266,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := producer.Close(sctx); err != nil {
 		logger.Warn("producer flush incomplete", "err", err)
 	}
+	if err := gw.Flush(sctx); err != nil {
+		logger.Warn("dedup marks not all written", "err", err)
+	}
 	logger.Info("gateway stopped")
 	return runErr
 }
