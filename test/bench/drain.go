@@ -468,6 +468,12 @@ func (b *bench) drain(ctx context.Context) error {
 	if b.o.baselineBin != "" {
 		builds = []build{{b.o.baselineBin, "orderflow processor (baseline)"}, builds[0]}
 	}
+	cost, err := labelFileCost(ctx, b.tmp+"/labels")
+	if err != nil {
+		return fmt.Errorf("label probe: %w", err)
+	}
+	b.res.LabelFileCPUMicros = float64(cost.Microseconds())
+	fmt.Fprintf(os.Stderr, "bench: a label file costs %s of CPU in the processors' --label-dir\n", cost)
 	rounds := max(1, b.o.drainRounds)
 	for round := 1; round <= rounds; round++ {
 		for _, lat := range []time.Duration{0, 50 * time.Millisecond} {

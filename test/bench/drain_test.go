@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -38,5 +40,25 @@ func TestDrainMedians(t *testing.T) {
 	}
 	if got := (DrainRow{System: "x", Round: 2}).label(); got != "x (round 2)" {
 		t.Errorf("label = %q", got)
+	}
+}
+
+// The label probe writes its labels through the label store and leaves
+// them, and reports a cost.
+func TestLabelFileCost(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "labels")
+	cost, err := labelFileCost(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost <= 0 {
+		t.Errorf("cost %v, want the CPU of a write", cost)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "pi_labelprobe*_label-1.pdf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 200 {
+		t.Errorf("%d label files left, want 200", len(files))
 	}
 }

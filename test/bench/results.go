@@ -25,15 +25,19 @@ type Results struct {
 	Ingest        []IngestRow      `json:"ingest"`
 	IngestDurable IngestDurability `json:"ingest_durable"`
 	Drain         []DrainRow       `json:"drain"`
-	Fleet         []FleetRow       `json:"fleet,omitempty"`
-	Flash         *FlashResult     `json:"flash,omitempty"`
-	Restores      []RestoreRow     `json:"restores,omitempty"`
-	Console       *ConsoleResult   `json:"console,omitempty"`
-	Broker        []BrokerProfile  `json:"broker_profiles,omitempty"`
-	PeakRSS       []RSS            `json:"peak_rss"`
-	Micro         []string         `json:"micro"`
-	Notes         []string         `json:"notes,omitempty"`
-	Errors        []string         `json:"errors,omitempty"`
+	// LabelFileCPUMicros is the CPU of one label written into the
+	// processors' --label-dir by the label store, measured before the
+	// drain runs (labelFileCost).
+	LabelFileCPUMicros float64         `json:"label_file_cpu_us,omitempty"`
+	Fleet              []FleetRow      `json:"fleet,omitempty"`
+	Flash              *FlashResult    `json:"flash,omitempty"`
+	Restores           []RestoreRow    `json:"restores,omitempty"`
+	Console            *ConsoleResult  `json:"console,omitempty"`
+	Broker             []BrokerProfile `json:"broker_profiles,omitempty"`
+	PeakRSS            []RSS           `json:"peak_rss"`
+	Micro              []string        `json:"micro"`
+	Notes              []string        `json:"notes,omitempty"`
+	Errors             []string        `json:"errors,omitempty"`
 }
 
 // IngestRow is the median of the interleaved rounds of one target.
@@ -231,6 +235,9 @@ func (r *Results) markdown() string {
 			rows = append(rows, cpuRow{fmt.Sprintf("%s, %.0f ms", d.label(), d.LatencyMs), d.CPUMsPerOrder})
 		}
 		s.WriteString(cpuTable(rows, []string{"processor", "simulator", "kafka", "redis", "observer"}, "%.2f"))
+		if r.LabelFileCPUMicros > 0 {
+			fmt.Fprintf(&s, "A shipping label costs the processor a file of its own: in this run's `--label-dir`, one 30 KB label written by the label store (created, written, synced, renamed, the folder synced; %d in a row before the drain runs) took %.0f µs of CPU. The peer stores no label.\n\n", labelProbeFiles, r.LabelFileCPUMicros)
+		}
 		s.WriteString("Where an order's time goes (ms): the mean provider call per step, their sum, and the rest of the order's time in the processor (concurrency ÷ orders/s − calls: state writes and waiting for CPU):\n\n")
 		s.WriteString("| run | details | crm | production_log | shipping | invoice | email | calls | rest |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, d := range r.Drain {
