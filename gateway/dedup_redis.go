@@ -40,10 +40,11 @@ type RedisDeduper struct {
 	prefix    string
 	maxQueued int
 
-	mu      sync.Mutex
-	queue   []*redisOp
-	busy    bool
-	pending sync.WaitGroup // marks queued by MarkLater and not yet answered
+	mu        sync.Mutex
+	queue     []*redisOp
+	busy      bool
+	marks     int           // queued by MarkLater and not yet answered
+	marksDone chan struct{} // closed when marks falls to zero; nil while it is zero
 }
 
 // redisOp is one command waiting for a pipeline.
@@ -62,13 +63,20 @@ const defaultMaxQueued = 16 * maxPipeline
 // errBacklog is returned for a command the full queue refused.
 var errBacklog = errors.New("redis too slow: command queue full")
 
-// enqueue queues op and reports whether the caller is to flush (no flush
-// is under way), or errBacklog.
-func (d *RedisDeduper) enqueue(op *redisOp) (lead bool, err error) {
+// enqueue queues op, counting it among the marks Flush waits for when
+// mark is set, and reports whether the caller is to flush (no flush is
+// under way), or errBacklog.
+func (d *RedisDeduper) enqueue(op *redisOp, mark bool) (lead bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.queue) >= d.maxQueued {
 		return false, errBacklog
+	}
+	if mark {
+		if d.marks == 0 {
+			d.marksDone = make(chan struct{})
+		}
+		d.marks++
 	}
 	d.queue = append(d.queue, op)
 	lead = !d.busy
@@ -81,7 +89,7 @@ func (d *RedisDeduper) enqueue(op *redisOp) (lead bool, err error) {
 func (d *RedisDeduper) do(ctx context.Context, add func(redis.Pipeliner)) error {
 	done := make(chan struct{})
 	var sent bool
-	lead, err := d.enqueue(&redisOp{ctx: ctx, add: add, finish: func(s bool) { sent = s; close(done) }})
+	lead, err := d.enqueue(&redisOp{ctx: ctx, add: add, finish: func(s bool) { sent = s; close(done) }}, false)
 	if err != nil {
 		return err
 	}
@@ -197,19 +205,17 @@ func (d *RedisDeduper) Mark(ctx context.Context, eventID string, ttl time.Durati
 // answered after the mark was written. Flush waits for the queued marks.
 func (d *RedisDeduper) MarkLater(eventID string, ttl time.Duration, failed func(error)) {
 	var cmd *redis.BoolCmd
-	d.pending.Add(1)
 	lead, err := d.enqueue(&redisOp{
 		ctx: context.Background(),
 		add: func(p redis.Pipeliner) { cmd = p.SetNX(context.Background(), d.Key(eventID), "1", ttl) },
 		finish: func(bool) {
-			defer d.pending.Done()
 			if err := cmd.Err(); err != nil {
 				failed(fmt.Errorf("redis set nx: %w", err))
 			}
+			d.markDone()
 		},
-	})
+	}, true)
 	if err != nil {
-		d.pending.Done()
 		failed(fmt.Errorf("redis set nx: %w", err))
 		return
 	}
@@ -218,14 +224,25 @@ func (d *RedisDeduper) MarkLater(eventID string, ttl time.Duration, failed func(
 	}
 }
 
-// Flush waits until every mark queued by MarkLater was answered, or ctx
+// markDone counts one queued mark as answered.
+func (d *RedisDeduper) markDone() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.marks--; d.marks == 0 {
+		close(d.marksDone)
+		d.marksDone = nil
+	}
+}
+
+// Flush waits until no mark queued by MarkLater is unanswered, or ctx
 // ends.
 func (d *RedisDeduper) Flush(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		d.pending.Wait()
-		close(done)
-	}()
+	d.mu.Lock()
+	done := d.marksDone
+	d.mu.Unlock()
+	if done == nil {
+		return nil
+	}
 	select {
 	case <-done:
 		return nil
