@@ -76,7 +76,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&f.produceLinger, "produce-linger", gateway.DefaultProduceLinger, "while Kafka is busy with this gateway's records (the last produce request held two or more, answered within ten lingers), longest a produce request of fewer than 64 records waits for more (0: never waits)")
 	fs.Int64Var(&f.maxInflightBytes, "max-inflight-bytes", gateway.DefaultMaxInflightBytes, "bytes of webhook bodies handled at once; beyond it 503 with Retry-After")
 	fs.StringVar(&f.eventTypes, "event-types", strings.Join(gateway.DefaultEventTypes, ","), "Stripe event types to queue, comma-separated; others are answered 200 and ignored")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to finish in-flight requests and flush the producer")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to finish in-flight requests, flush the producer and then the dedup marks still queued for Redis")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
