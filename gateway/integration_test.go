@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -567,14 +566,21 @@ func (c *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	}
 }
 
+// countedDeduper is a RedisDeduper on the shared Redis, with its test's
+// key prefix, counting the pipelines it sends.
+func countedDeduper(t *testing.T) (*RedisDeduper, *redis.Client, *pipelineCounter) {
+	t.Helper()
+	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
+	t.Cleanup(func() { rdb.Close() })
+	pc := &pipelineCounter{}
+	rdb.AddHook(pc)
+	return NewRedisDeduper(rdb, "orderflow-test:"+testenv.Prefix(t)), rdb, pc
+}
+
 // Concurrent requests share pipelines, and each still gets its own answer.
 func TestIntegrationRedisDeduperPipelines(t *testing.T) {
 	t.Parallel()
-	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
-	defer rdb.Close()
-	var pc pipelineCounter
-	rdb.AddHook(&pc)
-	d := NewRedisDeduper(rdb, "orderflow-test:"+testenv.Prefix(t))
+	d, rdb, pc := countedDeduper(t)
 	ctx := context.Background()
 	const n = 400
 	var wg sync.WaitGroup
@@ -624,11 +630,7 @@ func TestIntegrationRedisDeduperPipelines(t *testing.T) {
 // it, and Flush waits for it.
 func TestIntegrationRedisDeduperMarkLater(t *testing.T) {
 	t.Parallel()
-	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
-	defer rdb.Close()
-	var pc pipelineCounter
-	rdb.AddHook(&pc)
-	d := NewRedisDeduper(rdb, "orderflow-test:"+testenv.Prefix(t))
+	d, rdb, pc := countedDeduper(t)
 	ctx := context.Background()
 	const n = 300
 	var failures atomic.Int64
@@ -677,11 +679,7 @@ func TestIntegrationRedisDeduperMarkLater(t *testing.T) {
 // A lookup whose caller gave up before its pipeline left is not sent.
 func TestIntegrationRedisDeduperDropsGivenUpLookup(t *testing.T) {
 	t.Parallel()
-	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
-	defer rdb.Close()
-	var pc pipelineCounter
-	rdb.AddHook(&pc)
-	d := NewRedisDeduper(rdb, "orderflow-test:"+testenv.Prefix(t))
+	d, _, pc := countedDeduper(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := d.Seen(ctx, "evt_gone"); !errors.Is(err, context.Canceled) {
@@ -692,56 +690,13 @@ func TestIntegrationRedisDeduperDropsGivenUpLookup(t *testing.T) {
 	}
 }
 
-// hangingRedis accepts connections and reads from them but never answers:
-// a Redis that hangs. received is closed at the first byte read.
-func hangingRedis(t *testing.T) (addr string, received <-chan struct{}) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan struct{})
-	var once sync.Once
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go func() {
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					once.Do(func() { close(got) })
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String(), got
-}
-
 // While Redis hangs, commands beyond the queue's bound fail at once instead
 // of piling up; the queued marks still end, failed, and Flush returns.
 func TestRedisDeduperBacklogIsBounded(t *testing.T) {
 	t.Parallel()
 	quietRedis.Do(func() { redis.SetLogger(RedisLogger{Logger: slog.New(slog.DiscardHandler)}) })
-	addr, received := hangingRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, PoolSize: 4})
+	silent := testenv.NewSilent(t) // a Redis that hangs
+	rdb := redis.NewClient(&redis.Options{Addr: silent.Addr, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, PoolSize: 4})
 	defer rdb.Close()
 	d := NewRedisDeduper(rdb, "orderflow-test:")
 	d.maxQueued = 3
@@ -751,7 +706,7 @@ func TestRedisDeduperBacklogIsBounded(t *testing.T) {
 	fail := func(err error) { mu.Lock(); failed = append(failed, err); mu.Unlock() }
 	d.MarkLater("evt_first", time.Minute, fail) // its pipeline hangs
 	select {
-	case <-received:
+	case <-silent.Received:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the first pipeline never reached the server")
 	}

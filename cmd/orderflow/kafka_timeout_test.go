@@ -5,43 +5,13 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/orderflow/orderflow/test/testenv"
 )
 
-// silentBroker accepts connections and never answers.
-func silentBroker(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	return ln.Addr().String()
-}
-
 func TestCommandsSayWhatTheyWaitForAndGiveUp(t *testing.T) {
-	addr := silentBroker(t)
+	addr := testenv.NewSilent(t).Addr // a broker that never answers
 	for _, args := range [][]string{
 		{"orders", "show", "pi_1", "--brokers", addr, "--timeout", "1s"},
 		{"dlq", "list", "--brokers", addr, "--timeout", "1s"},

@@ -2,6 +2,9 @@ package testenv
 
 import (
 	"context"
+	"errors"
+	"net"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -122,5 +125,29 @@ func TestPrefix(t *testing.T) {
 	}
 	if a == b {
 		t.Errorf("two prefixes are both %q", a)
+	}
+}
+
+// A Silent server takes what is sent and answers nothing.
+func TestSilentServer(t *testing.T) {
+	s := NewSilent(t)
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Received:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first byte was not received")
+	}
+	if err := c.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(make([]byte, 16)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read %d bytes, err %v: want no answer until the deadline", n, err)
 	}
 }
