@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -413,6 +414,58 @@ func TestDevModeRedisDedup(t *testing.T) {
 	sum, err = sendTestEvents(context.Background(), opts, io.Discard)
 	if err != nil || sum.Answers["200 duplicate"] != 4 {
 		t.Fatalf("resend after restart: %v, answers %v; want 4 duplicates from Redis", err, sum.Answers)
+	}
+}
+
+// Stopping dev mode writes the dedup marks still queued for Redis before
+// it closes its Redis client: the events answered just before are
+// duplicates after a restart.
+func TestDevModeStopWritesQueuedMarks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	redisAddr := testenv.Redis(t)
+	holder := newMarkHolder(t, redisAddr)
+	cfg := devTestConfig(t.TempDir())
+	cfg.RedisAddr = holder.Addr
+	d, _ := startDevT(t, cfg)
+	opts := testEventOptions{URL: "http://" + d.httpAddr + gateway.WebhookPath, Secret: d.secret, Type: typeCheckout, Count: 1, Seed: uint64(time.Now().UnixNano()), Quiet: true}
+	sum, err := sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Answers["200 queued"] != 2 {
+		t.Fatalf("send: %v, answers %v", err, sum.Answers)
+	}
+	select {
+	case <-holder.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("dev mode sent no mark after its 200s")
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Stop() }()
+	// Let the marks through once the webhook listener is closed, when
+	// Stop has gone on to the producer and the marks.
+	waitFor(t, "the webhook listener to close", func() bool {
+		c, err := net.Dial("tcp", d.httpAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	holder.Release()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("dev mode did not stop")
+	}
+
+	cfg.RedisAddr = redisAddr
+	d2, _ := startDevT(t, cfg)
+	opts.URL = "http://" + d2.httpAddr + gateway.WebhookPath
+	sum, err = sendTestEvents(context.Background(), opts, io.Discard)
+	if err != nil || sum.Answers["200 duplicate"] != 2 {
+		t.Fatalf("resend after restart: %v, answers %v; want 2 duplicates (marks written at the stop)", err, sum.Answers)
 	}
 }
 
