@@ -42,6 +42,8 @@ type netvisorProvider struct {
 	max      countFlag
 	rcCode   string
 	expCode  string
+	fxCode   string
+	fxProd   string
 }
 
 func (*netvisorProvider) name() string { return "netvisor" }
@@ -60,7 +62,9 @@ func (p *netvisorProvider) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.product, "netvisor-product", "", "Netvisor product every order line is linked to (its Netvisor key)")
 	fs.StringVar(&p.alg, "netvisor-mac-algorithm", netvisor.AlgorithmSHA256, "Netvisor MAC algorithm: SHA256 or HMACSHA256")
 	fs.StringVar(&p.rcCode, "netvisor-reverse-charge-vat-code", "EUMY", "vatcode of reverse-charge lines: EUMY (EU sales of goods), EUPM309 or EUPM312 (EU sales of services)")
-	fs.StringVar(&p.expCode, "netvisor-export-vat-code", "EUUM", "vatcode of untaxed lines whose goods leave the EU VAT area (territories outside it included: Åland, the Canary Islands, …)")
+	fs.StringVar(&p.expCode, "netvisor-export-vat-code", "EUUM", "vatcode of lines whose goods leave the EU VAT area (territories outside it included: Åland, the Canary Islands, …), untaxed or carrying a foreign tax")
+	fs.StringVar(&p.fxCode, "netvisor-foreign-tax-vat-code", "NONE", "vatcode of the line of a foreign tax (another country's sales tax or VAT) collected on goods leaving the EU VAT area: the tax is a line of its own, not Finnish VAT")
+	fs.StringVar(&p.fxProd, "netvisor-foreign-tax-product", "", "Netvisor product of foreign-tax lines (its Netvisor key; default --netvisor-product)")
 	p.max.v = netvisor.DefaultMaxConcurrent
 	fs.Var(&p.max, "netvisor-max-concurrent", "requests in flight to Netvisor per processor, and with --redis-addr for all processors together; 0 = no bound. With --sim-url and not set: no bound (unless --sim-enforces-limits)")
 }
@@ -70,22 +74,24 @@ func (p *netvisorProvider) configure(s *setup) any {
 		return nil
 	}
 	c := &netvisor.Config{
-		BaseURL:              s.base(p.url),
-		Sender:               s.need(s.orSim(p.sender, simNetvisorSender), "netvisor-sender"),
-		CustomerID:           s.need(s.orSim(p.custID, simNetvisorCustID), "netvisor-customer-id"),
-		CustomerKey:          s.read(p.custFile, envNetvisorCustKey, simNetvisorCustKey, "netvisor-customer-key-file"),
-		PartnerID:            s.need(s.orSim(p.partID, simNetvisorPartID), "netvisor-partner-id"),
-		PartnerKey:           s.read(p.partFile, envNetvisorPartKey, simNetvisorPartKey, "netvisor-partner-key-file"),
-		OrganisationID:       s.need(s.orSim(p.orgID, simNetvisorOrgID), "netvisor-organisation-id"),
-		CustomerIdentifier:   s.need(s.orSim(p.customer, simNetvisorCustomer), "netvisor-customer"),
-		SharedCustomerOnly:   p.shared,
-		ProductIdentifier:    s.need(s.orSim(p.product, simNetvisorProduct), "netvisor-product"),
-		Algorithm:            p.alg,
-		ReverseChargeVATCode: p.rcCode,
-		ExportVATCode:        p.expCode,
-		MaxConcurrent:        p.max.v,
-		Location:             s.location(),
-		Logger:               s.logger(),
+		BaseURL:                     s.base(p.url),
+		Sender:                      s.need(s.orSim(p.sender, simNetvisorSender), "netvisor-sender"),
+		CustomerID:                  s.need(s.orSim(p.custID, simNetvisorCustID), "netvisor-customer-id"),
+		CustomerKey:                 s.read(p.custFile, envNetvisorCustKey, simNetvisorCustKey, "netvisor-customer-key-file"),
+		PartnerID:                   s.need(s.orSim(p.partID, simNetvisorPartID), "netvisor-partner-id"),
+		PartnerKey:                  s.read(p.partFile, envNetvisorPartKey, simNetvisorPartKey, "netvisor-partner-key-file"),
+		OrganisationID:              s.need(s.orSim(p.orgID, simNetvisorOrgID), "netvisor-organisation-id"),
+		CustomerIdentifier:          s.need(s.orSim(p.customer, simNetvisorCustomer), "netvisor-customer"),
+		SharedCustomerOnly:          p.shared,
+		ProductIdentifier:           s.need(s.orSim(p.product, simNetvisorProduct), "netvisor-product"),
+		Algorithm:                   p.alg,
+		ReverseChargeVATCode:        p.rcCode,
+		ExportVATCode:               p.expCode,
+		ForeignTaxVATCode:           p.fxCode,
+		ForeignTaxProductIdentifier: p.fxProd,
+		MaxConcurrent:               p.max.v,
+		Location:                    s.location(),
+		Logger:                      s.logger(),
 	}
 	if p.max.v == 0 || (s.unlimited() && !p.max.set) {
 		c.MaxConcurrent = -1

@@ -466,20 +466,22 @@ func TestProviderFlagsNetvisorConcurrency(t *testing.T) {
 func TestProviderFlagsMoneySettings(t *testing.T) {
 	dir := t.TempDir()
 	args := append([]string{"--label-dir", dir, "--zoho-currency-mode", "home", "--zoho-home-currency", "SEK",
-		"--netvisor-reverse-charge-vat-code", "EUPM309", "--netvisor-export-vat-code", "MUUL", "--airtable-failure-field", "Failure"}, realArgs...)
+		"--netvisor-reverse-charge-vat-code", "EUPM309", "--netvisor-export-vat-code", "MUUL", "--netvisor-foreign-tax-vat-code", "MUUL",
+		"--netvisor-foreign-tax-product", "1700", "--airtable-failure-field", "Failure"}, realArgs...)
 	p := parseProviderFlags(t, realEnv, args...)
 	c, err := view(p.configs(discardLogger()))
 	if err != nil {
 		t.Fatalf("configs: %v", err)
 	}
 	if c.Zoho.CurrencyMode != "home" || c.Zoho.HomeCurrency != "SEK" || c.Netvisor.ReverseChargeVATCode != "EUPM309" ||
-		c.Netvisor.ExportVATCode != "MUUL" || c.Airtable.Fields.Failure != "Failure" {
-		t.Errorf("zoho %+v netvisor %q %q airtable %q", c.Zoho, c.Netvisor.ReverseChargeVATCode, c.Netvisor.ExportVATCode, c.Airtable.Fields.Failure)
+		c.Netvisor.ExportVATCode != "MUUL" || c.Netvisor.ForeignTaxVATCode != "MUUL" || c.Netvisor.ForeignTaxProductIdentifier != "1700" || c.Airtable.Fields.Failure != "Failure" {
+		t.Errorf("zoho %+v netvisor %q %q %q %q airtable %q", c.Zoho, c.Netvisor.ReverseChargeVATCode, c.Netvisor.ExportVATCode,
+			c.Netvisor.ForeignTaxVATCode, c.Netvisor.ForeignTaxProductIdentifier, c.Airtable.Fields.Failure)
 	}
 	// A mode the client does not know is a usage error naming it.
-	p = parseProviderFlags(t, realEnv, append([]string{"--label-dir", dir, "--zoho-currency-mode", "guess", "--netvisor-export-vat-code", "EUPM"}, realArgs...)...)
+	p = parseProviderFlags(t, realEnv, append([]string{"--label-dir", dir, "--zoho-currency-mode", "guess", "--netvisor-export-vat-code", "EUPM", "--netvisor-foreign-tax-vat-code", "TAX"}, realArgs...)...)
 	_, _, err = p.build(context.Background(), discardLogger())
-	if err == nil || !strings.Contains(err.Error(), `currency mode "guess"`) || !strings.Contains(err.Error(), `ExportVATCode "EUPM"`) {
+	if err == nil || !strings.Contains(err.Error(), `currency mode "guess"`) || !strings.Contains(err.Error(), `ExportVATCode "EUPM"`) || !strings.Contains(err.Error(), `ForeignTaxVATCode "TAX"`) {
 		t.Fatalf("build = %v", err)
 	}
 }

@@ -26,17 +26,34 @@ func units(t *testing.T, s string) int64 {
 // three rates per line, a line taxed in two parts at two rates, free,
 // taxed, untaxed and inclusive shipping,
 // reverse charge, PaymentIntents without Checkout, in 0-, 2- and
-// 3-decimal currencies): Σ line sums = SalesInvoiceAmount = amount paid
-// and Σ VAT sums = tax charged, to the minor unit; every line's unit price
-// (with its VAT when net) is its sum; a line taxed in parts is a line per
-// part at its rate. An order a three-decimal currency
+// 3-decimal currencies; every fourth one sent to the United States with
+// its taxes made a US sales tax): Σ line sums = SalesInvoiceAmount =
+// amount paid and Σ VAT sums + Σ foreign-tax line sums = tax charged, to
+// the minor unit; every line's unit price (with its VAT when net) is its
+// sum; a line taxed in parts is a line per part at its rate; a line with
+// a foreign tax is two, the goods at the export code and the tax at the
+// foreign-tax code, neither with VAT. An order a three-decimal currency
 // cannot carry in two decimals is refused, and only such an order.
 func TestInvoiceInvariantGenerated(t *testing.T) {
 	c := newTest(t, &fakeNetvisor{status: 200, body: "file:created.xml"}, nil)
 	rng := rand.New(rand.NewPCG(14, 2026))
-	refused := 0
+	refused, foreignLines := 0, 0
 	for n := range 1000 {
 		o := ordergen.Order(rng, n)
+		export := n%4 == 3 && !o.ReverseCharge()
+		if export {
+			o.Shipping.Country, o.Shipping.PostalCode = "US", "10118"
+			for i := range o.Items {
+				for j := range o.Items[i].Taxes {
+					o.Items[i].Taxes[j].Country = "US"
+				}
+			}
+			if sc := o.ShippingCost; sc != nil {
+				for j := range sc.Taxes {
+					sc.Taxes[j].Country = "US"
+				}
+			}
+		}
 		div := int64(1)
 		if integrations.Exponent(o.Currency) == 3 {
 			div = 10
@@ -54,7 +71,7 @@ func TestInvoiceInvariantGenerated(t *testing.T) {
 			t.Fatalf("order %d: %v\n%+v", n, err, o)
 		}
 		inv := parseInvoice(t, []byte(latin9ToUTF8(encodeISO885915(doc))))
-		var sum, vat int64
+		var sum, vat, foreign int64
 		for i, l := range inv.Lines {
 			s, v, u := units(t, l.Sum), units(t, l.VatSum), units(t, l.UnitPrice.Value)
 			if l.UnitPrice.Type == "net" {
@@ -65,24 +82,37 @@ func TestInvoiceInvariantGenerated(t *testing.T) {
 			}
 			sum += s
 			vat += v
+			if l.VAT.VATCode == "NONE" {
+				foreign += s
+				foreignLines++
+			}
+			if export && v != 0 {
+				t.Fatalf("order %d line %d: VAT %s on an export", n, i+1, l.VatSum)
+			}
 		}
 		if sum*div != o.AmountTotal || units(t, inv.Amount.Value)*div != o.AmountTotal {
 			t.Fatalf("order %d (%s): lines %d, SalesInvoiceAmount %s, paid %d", n, o.Currency, sum*div, inv.Amount.Value, o.AmountTotal)
 		}
-		if vat*div != o.AmountTax {
-			t.Fatalf("order %d (%s): VAT %d, tax charged %d", n, o.Currency, vat*div, o.AmountTax)
+		if (vat+foreign)*div != o.AmountTax {
+			t.Fatalf("order %d (%s): VAT %d and foreign tax %d, tax charged %d", n, o.Currency, vat*div, foreign*div, o.AmountTax)
 		}
 		// A line Stripe taxed in parts is a line per part, each at its
 		// part's rate; any other is one line.
 		wantLines := 0
 		for _, it := range o.Items {
 			wantLines++
-			if len(it.Taxes) == 2 && it.Taxes[0].TaxabilityReason == "portion_reduced_rated" {
+			switch {
+			case export && it.AmountTax != 0:
+				wantLines++ // its tax
+			case !export && len(it.Taxes) == 2 && it.Taxes[0].TaxabilityReason == "portion_reduced_rated":
 				wantLines++
 			}
 		}
 		if sc := o.ShippingCost; sc != nil && (sc.AmountTotal != 0 || sc.AmountTax != 0) {
 			wantLines++
+			if export && sc.AmountTax != 0 && len(sc.Taxes) > 0 {
+				wantLines++
+			}
 		}
 		if len(inv.Lines) != wantLines {
 			t.Fatalf("order %d: %d invoice lines, want %d", n, len(inv.Lines), wantLines)
@@ -98,5 +128,8 @@ func TestInvoiceInvariantGenerated(t *testing.T) {
 	}
 	if refused == 0 {
 		t.Error("no generated order was unrepresentable: the refusal path went untested")
+	}
+	if foreignLines == 0 {
+		t.Error("no foreign-tax line was written: the export path went untested")
 	}
 }

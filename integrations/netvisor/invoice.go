@@ -3,6 +3,7 @@ package netvisor
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,10 @@ type invoiceLine struct {
 	percent                    string // exact decimal, "25.5"
 	vatCode                    string
 	freeText                   string
+	// foreignTax marks a line that carries a foreign tax collected on
+	// goods leaving the EU VAT area (see isForeignTax): its sum is tax
+	// charged, at no Finnish VAT.
+	foreignTax bool
 }
 
 // unitPrice is the line's unit price at quantity 1.
@@ -98,11 +103,35 @@ func (c *Client) vatCode(o integrations.Order, taxes []integrations.Tax, vat int
 	return c.cfg.VATCode
 }
 
+// isForeignTax reports whether a line's taxes are a foreign tax collected
+// on goods that leave the EU VAT area: a sales tax or VAT of another
+// country than Finland (a US state's, Norway's, the United Kingdom's),
+// which is no Finnish output VAT. Such a line is an export (the export
+// code, no VAT) and its tax a line of its own. A tax of Finland or Åland,
+// and a tax whose country Stripe did not say (a manual tax rate without
+// one), is Finnish VAT.
+func isForeignTax(o integrations.Order, taxes []integrations.Tax, v int64) bool {
+	if v == 0 || len(taxes) == 0 || !integrations.LeavesEUVATArea(o.Destination()) {
+		return false
+	}
+	for _, t := range taxes {
+		switch strings.ToUpper(t.Country) {
+		case "", "FI", "AX":
+			return false
+		}
+		if t.TaxabilityReason == integrations.ReasonReverseCharge {
+			return false
+		}
+	}
+	return o.Customer.TaxExempt != "reverse"
+}
+
 // lines builds the invoice lines of the order in invoice units.
 func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64) ([]invoiceLine, error) {
 	cfg := c.cfg
 	gross := carrier{div: div}
 	vat := carrier{div: div}
+	foreign := carrier{div: div} // the foreign-tax lines' sums, a part of gross
 	var out []invoiceLine
 	add := func(l invoiceLine, g, v int64, taxes []integrations.Tax, behavior string) error {
 		pct := make([]string, 0, len(taxes))
@@ -123,11 +152,42 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 		out = append(out, l)
 		return nil
 	}
+	// A line of goods leaving the EU VAT area that carries a foreign tax
+	// is two: the goods at the export code without VAT, and the tax, at
+	// ForeignTaxVATCode without VAT. Together they are the line's gross;
+	// the tax line's sum is carried apart so that the foreign taxes add
+	// up exactly, and the goods line gets the rest.
+	addForeign := func(l invoiceLine, g, v int64, taxes []integrations.Tax) error {
+		pct := make([]string, 0, len(taxes))
+		for _, t := range taxes {
+			pct = append(pct, t.Percentage)
+		}
+		p, err := integrations.SumPercent(pct...)
+		if err != nil {
+			return err
+		}
+		taxSum := foreign.next(v)
+		goods := l
+		goods.freeText = joinText(l.freeText, "its foreign tax on the next line")
+		goods.percent, goods.vatCode, goods.priceType = "0", cfg.ExportVATCode, "net"
+		goods.gross, goods.vat = gross.next(g)-taxSum, vat.next(0)
+		t := invoiceLine{
+			product: cfg.ForeignTaxProductIdentifier, productType: cfg.ProductIdentifierType,
+			name:     fmt.Sprintf("%s %s %% (%s): %s", foreignTaxName(taxes), p, strings.ToUpper(taxes[0].Country), l.name),
+			freeText: foreignTaxText(o, taxes), priceType: "net", percent: "0", vatCode: cfg.ForeignTaxVATCode,
+			gross: taxSum, foreignTax: true,
+		}
+		out = append(out, goods, t)
+		return nil
+	}
 	// A line whose taxes are each on a part of it (a price taxed partly
 	// at one rate and partly at another) becomes a line per part, so that
 	// each part is at its own rate; taxes on the whole of it (a state's,
 	// a county's and a city's) are one line at their rates added.
 	addTaxed := func(l invoiceLine, g, v int64, taxes []integrations.Tax, behavior string) error {
+		if isForeignTax(o, taxes, v) {
+			return addForeign(l, g, v, taxes)
+		}
 		parts := taxParts(g, v, taxes)
 		if parts == nil {
 			return add(l, g, v, taxes, behavior)
@@ -150,7 +210,7 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 		if name == "" {
 			name = it.SKU
 		}
-		l := invoiceLine{product: product, productType: productType, name: name, freeText: lineText(o, it)}
+		l := invoiceLine{product: product, productType: productType, name: name, freeText: lineText(o, it, !isForeignTax(o, it.Taxes, it.AmountTax))}
 		if err := addTaxed(l, it.AmountTotal, it.AmountTax, it.Taxes, it.TaxBehavior); err != nil {
 			return nil, fmt.Errorf("line %d: %w", i+1, err)
 		}
@@ -161,7 +221,7 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 			name += ": " + sc.Name
 		}
 		var free []string
-		if t := taxText(o, sc.Taxes); t != "" {
+		if t := taxText(o, sc.Taxes); t != "" && !isForeignTax(o, sc.Taxes, sc.AmountTax) {
 			free = append(free, t)
 		}
 		if s.TrackingNumber != "" {
@@ -221,8 +281,9 @@ func joinText(texts ...string) string {
 }
 
 // lineText describes a line for a person: quantity and unit price,
-// discounts, and the taxes when there are several or they are special.
-func lineText(o integrations.Order, it integrations.LineItem) string {
+// discounts, and with withTaxes the taxes when there are several or they
+// are special (a foreign tax is described on its own line).
+func lineText(o integrations.Order, it integrations.LineItem, withTaxes bool) string {
 	cur := o.Currency
 	var parts []string
 	if it.UnitAmount != 0 || it.UnitAmountDecimal != "" || it.Quantity != 1 {
@@ -259,7 +320,7 @@ func lineText(o integrations.Order, it integrations.LineItem) string {
 		}
 		parts = append(parts, d)
 	}
-	if t := taxText(o, it.Taxes); t != "" {
+	if t := taxText(o, it.Taxes); t != "" && withTaxes {
 		parts = append(parts, t)
 	}
 	return strings.Join(parts, "; ")
@@ -273,6 +334,38 @@ func discountName(d integrations.Discount) string {
 		return d.Name
 	}
 	return d.CouponID
+}
+
+// foreignTaxName names a foreign-tax line by its taxes' display names
+// ("Sales Tax", "VAT"), else "Foreign tax".
+func foreignTaxName(taxes []integrations.Tax) string {
+	var names []string
+	for _, t := range taxes {
+		if t.DisplayName != "" && !slices.Contains(names, t.DisplayName) {
+			names = append(names, t.DisplayName)
+		}
+	}
+	if len(names) == 0 {
+		return "Foreign tax"
+	}
+	return strings.Join(names, ", ")
+}
+
+// foreignTaxText lists every tax of a foreign-tax line: name,
+// jurisdiction, rate and amount.
+func foreignTaxText(o integrations.Order, taxes []integrations.Tax) string {
+	parts := make([]string, 0, len(taxes))
+	for _, t := range taxes {
+		name := t.DisplayName
+		if name == "" {
+			name = "tax"
+		}
+		if t.Jurisdiction != "" {
+			name += " " + t.Jurisdiction
+		}
+		parts = append(parts, fmt.Sprintf("%s %s %% %s", name, t.Percentage, integrations.FormatMoney(t.Amount, o.Currency)))
+	}
+	return "collected for " + strings.ToUpper(taxes[0].Country) + ", not Finnish VAT: " + strings.Join(parts, ", ")
 }
 
 // taxText lists the taxes of a line when a person needs them: several
@@ -411,10 +504,11 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 }
 
 // checkInvoice asserts the invoice invariant on the lines as they will be
-// written: their sums are the amount paid, their VAT the tax charged, and
-// every line's unit price with its VAT is its sum.
+// written: their sums are the amount paid, their VAT with the sums of the
+// foreign-tax lines the tax charged, and every line's unit price with its
+// VAT is its sum.
 func checkInvoice(o integrations.Order, lines []invoiceLine, div int64) error {
-	var gross, vat int64
+	var gross, vat, foreign int64
 	for i, l := range lines {
 		if l.gross < 0 || l.vat < 0 || l.vat > l.gross {
 			return fmt.Errorf("line %d: sum %d and VAT %d are not a valid pair", i+1, l.gross, l.vat)
@@ -426,17 +520,23 @@ func checkInvoice(o integrations.Order, lines []invoiceLine, div int64) error {
 		if u != l.gross {
 			return fmt.Errorf("line %d: unit price %d does not give its sum %d", i+1, l.unitPrice(), l.gross)
 		}
+		if l.foreignTax && l.vat != 0 {
+			return fmt.Errorf("line %d: a foreign tax with Finnish VAT %d", i+1, l.vat)
+		}
 		gross += l.gross
 		vat += l.vat
+		if l.foreignTax {
+			foreign += l.gross
+		}
 	}
 	cur := o.Currency
 	if gross*div != o.AmountTotal {
 		return fmt.Errorf("lines add up to %s, the amount paid is %s (Netvisor keeps two decimals)",
 			integrations.FormatMoney(gross*div, cur), integrations.FormatMoney(o.AmountTotal, cur))
 	}
-	if vat*div != o.AmountTax {
-		return fmt.Errorf("the lines' VAT adds up to %s, the tax charged is %s (Netvisor keeps two decimals)",
-			integrations.FormatMoney(vat*div, cur), integrations.FormatMoney(o.AmountTax, cur))
+	if (vat+foreign)*div != o.AmountTax {
+		return fmt.Errorf("the lines' VAT and foreign tax add up to %s, the tax charged is %s (Netvisor keeps two decimals)",
+			integrations.FormatMoney((vat+foreign)*div, cur), integrations.FormatMoney(o.AmountTax, cur))
 	}
 	return nil
 }

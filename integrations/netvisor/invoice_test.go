@@ -2,6 +2,7 @@ package netvisor
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -179,6 +180,120 @@ func TestInvoiceExport(t *testing.T) {
 	o.Items[0].AmountTotal, o.AmountTotal, o.AmountTax = 4841, 4841, 841
 	if inv, err := invoiceFor(t, o, nil); err != nil || inv.Lines[0].VAT.VATCode != "KOMY" {
 		t.Errorf("taxed line to the Canary Islands: %+v %v", inv.Lines, err)
+	}
+}
+
+// Goods leaving the EU VAT area that carry a foreign tax (a US state's
+// sales tax, Norway's VAT) are an export: the goods at the export code
+// without VAT, and the tax a line of its own at the foreign-tax code, so
+// the tax is not reported as Finnish output VAT at a rate Finland does not
+// have. The lines still add up to what was paid.
+func TestInvoiceForeignTaxOnExport(t *testing.T) {
+	us := func(a, b, c int64) []integrations.Tax {
+		return []integrations.Tax{{Amount: a, Percentage: "4", DisplayName: "Sales Tax", Jurisdiction: "NEW YORK", Country: "US", State: "NY"},
+			{Amount: b, Percentage: "4.5", DisplayName: "Sales Tax", Jurisdiction: "NEW YORK CITY", Country: "US", State: "NY"},
+			{Amount: c, Percentage: "0.375", DisplayName: "Sales Tax", Jurisdiction: "MCTD", Country: "US", State: "NY"}}
+	}
+	o := testOrder()
+	o.Currency = "usd"
+	o.Items = []integrations.LineItem{{Description: "Desk lamp", Quantity: 1, UnitAmount: 10000, AmountSubtotal: 10000, AmountTax: 888, AmountTotal: 10888, TaxBehavior: "exclusive", Taxes: us(400, 450, 38)}}
+	o.ShippingCost = &integrations.ShippingCost{AmountSubtotal: 995, AmountTax: 89, AmountTotal: 1084, TaxBehavior: "exclusive", Name: "UPS Ground", Taxes: us(40, 45, 4)}
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 11972, 977, 10000
+	o.Shipping = integrations.Address{Name: "Jordan Miller", Line1: "350 5th Ave", PostalCode: "10118", City: "New York", State: "NY", Country: "US"}
+	inv, err := invoiceFor(t, o, func(c *Config) { c.ForeignTaxProductIdentifier = "1700" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Amount.Value != "119,72" {
+		t.Errorf("amount = %s, want 119,72", inv.Amount.Value)
+	}
+	taxText := "collected for US, not Finnish VAT: Sales Tax NEW YORK 4 %% %s USD, Sales Tax NEW YORK CITY 4.5 %% %s USD, Sales Tax MCTD 0.375 %% %s USD"
+	want := []xmlLine{
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Desk lamp", UnitPrice: xmlValue{Value: "100,00", Type: "net"}, VAT: xmlValue{Value: "0", VATCode: "EUUM"},
+			Quantity: "1", FreeText: "1 × 100.00 USD excl. VAT; its foreign tax on the next line", VatSum: "0,00", Sum: "100,00"},
+		{Product: xmlValue{Value: "1700", Type: "netvisor"}, Name: "Sales Tax 8.875 % (US): Desk lamp", UnitPrice: xmlValue{Value: "8,88", Type: "net"}, VAT: xmlValue{Value: "0", VATCode: "NONE"},
+			Quantity: "1", FreeText: fmt.Sprintf(taxText, "4.00", "4.50", "0.38"), VatSum: "0,00", Sum: "8,88"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Shipping: UPS Ground", UnitPrice: xmlValue{Value: "9,95", Type: "net"}, VAT: xmlValue{Value: "0", VATCode: "EUUM"},
+			Quantity: "1", FreeText: "its foreign tax on the next line", VatSum: "0,00", Sum: "9,95"},
+		{Product: xmlValue{Value: "1700", Type: "netvisor"}, Name: "Sales Tax 8.875 % (US): Shipping: UPS Ground", UnitPrice: xmlValue{Value: "0,89", Type: "net"}, VAT: xmlValue{Value: "0", VATCode: "NONE"},
+			Quantity: "1", FreeText: fmt.Sprintf(taxText, "0.40", "0.45", "0.04"), VatSum: "0,00", Sum: "0,89"},
+	}
+	if !slices.Equal(inv.Lines, want) {
+		t.Errorf("lines:\n got %+v\nwant %+v", inv.Lines, want)
+	}
+
+	// Norway's VAT on a price that includes it: the goods at their net.
+	no := []integrations.Tax{{Amount: 6980, Percentage: "25", DisplayName: "MVA", Country: "NO", TaxabilityReason: "standard_rated"}}
+	o = testOrder()
+	o.Currency = "nok"
+	o.Items = []integrations.LineItem{{Description: "Ullgenser", Quantity: 1, UnitAmount: 34900, AmountSubtotal: 34900, AmountTax: 6980, AmountTotal: 34900, TaxBehavior: "inclusive", Taxes: no}}
+	o.ShippingCost = nil
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 34900, 6980, 34900
+	o.Shipping = integrations.Address{Name: "Kari Nordmann", Line1: "Karl Johans gate 1", PostalCode: "0154", City: "Oslo", Country: "NO"}
+	inv, err = invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []xmlLine{
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Ullgenser", UnitPrice: xmlValue{Value: "279,20", Type: "net"}, VAT: xmlValue{Value: "0", VATCode: "EUUM"},
+			Quantity: "1", FreeText: "1 × 349.00 NOK incl. VAT; its foreign tax on the next line", VatSum: "0,00", Sum: "279,20"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "MVA 25 % (NO): Ullgenser", UnitPrice: xmlValue{Value: "69,80", Type: "net"}, VAT: xmlValue{Value: "0", VATCode: "NONE"},
+			Quantity: "1", FreeText: "collected for NO, not Finnish VAT: MVA 25 % 69.80 NOK", VatSum: "0,00", Sum: "69,80"},
+	}
+	if !slices.Equal(inv.Lines, want) {
+		t.Errorf("Norway:\n got %+v\nwant %+v", inv.Lines, want)
+	}
+
+	// Finnish VAT charged on goods to Åland, and a tax whose country
+	// Stripe did not say, stay Finnish VAT at the configured code.
+	for _, country := range []string{"FI", "AX", ""} {
+		o = testOrder()
+		o.Items[0].Taxes[0].Country, o.Items[1].Taxes[0].Country, o.ShippingCost.Taxes[0].Country = country, country, country
+		o.Shipping = integrations.Address{Name: "Anna Eriksson", Line1: "Torggatan 1", PostalCode: "22100", City: "Mariehamn", Country: "AX"}
+		inv, err = invoiceFor(t, o, nil)
+		if err != nil || len(inv.Lines) != 3 || inv.Lines[0].VAT != (xmlValue{Value: "25,5", VATCode: "KOMY"}) || inv.Lines[0].VatSum != "6,38" {
+			t.Errorf("Åland, tax country %q: %+v %v", country, inv.Lines, err)
+		}
+	}
+
+	// A three-decimal currency: the foreign taxes are rounded as a
+	// running total of their own, the goods get the rest of each line,
+	// and both add up exactly.
+	kw := func(a int64) []integrations.Tax {
+		return []integrations.Tax{{Amount: a, Percentage: "5", DisplayName: "VAT", Country: "KW"}}
+	}
+	o = testOrder()
+	o.Currency = "kwd"
+	o.Items = []integrations.LineItem{
+		{Description: "Dallah", Quantity: 1, UnitAmount: 1230, AmountSubtotal: 1230, AmountTax: 65, AmountTotal: 1295, TaxBehavior: "exclusive", Taxes: kw(65)},
+		{Description: "Finjan", Quantity: 1, UnitAmount: 1240, AmountSubtotal: 1240, AmountTax: 65, AmountTotal: 1305, TaxBehavior: "exclusive", Taxes: kw(65)},
+	}
+	o.ShippingCost = nil
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 2600, 130, 2470
+	o.Shipping = integrations.Address{Name: "Fatima Al-Sabah", Line1: "Gulf Road 1", PostalCode: "13001", City: "Kuwait City", Country: "KW"}
+	inv, err = invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []string
+	for _, l := range inv.Lines {
+		sums = append(sums, l.VAT.VATCode+" "+l.Sum+"/"+l.VatSum)
+	}
+	if want := []string{"EUUM 1,23/0,00", "NONE 0,07/0,00", "EUUM 1,24/0,00", "NONE 0,06/0,00"}; !slices.Equal(sums, want) || inv.Amount.Value != "2,60" {
+		t.Errorf("KWD: %v, amount %s; want %v, 2,60", sums, inv.Amount.Value, want)
+	}
+
+	// Reverse charge wins: the buyer accounts for the tax.
+	o = testOrder()
+	o.Customer.TaxExempt = "reverse"
+	o.Customer.TaxIDs = []integrations.TaxID{{Type: "no_vat", Value: "NO123456789MVA"}}
+	o.Items = []integrations.LineItem{{Description: "Sauna stones", Quantity: 1, UnitAmount: 4000, AmountSubtotal: 4000, AmountTotal: 4000, TaxBehavior: "exclusive",
+		Taxes: []integrations.Tax{{Amount: 0, Percentage: "0", Country: "NO", TaxabilityReason: "reverse_charge"}}}}
+	o.ShippingCost = nil
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 4000, 0, 4000
+	o.Shipping.Country, o.Shipping.PostalCode = "NO", "0154"
+	if inv, err := invoiceFor(t, o, nil); err != nil || len(inv.Lines) != 1 || inv.Lines[0].VAT.VATCode != "EUMY" {
+		t.Errorf("reverse charge: %+v %v", inv.Lines, err)
 	}
 }
 

@@ -127,8 +127,16 @@ type Config struct {
 	// ReverseChargeText.
 	ReverseChargeVATCode string
 	// ExportVATCode is the vatcode of an untaxed line whose goods go
-	// outside the EU; default "EUUM" (sales outside the EU).
-	ExportVATCode string
+	// outside the EU; default "EUUM" (sales outside the EU). A line of
+	// such goods that carries a foreign tax (another country's sales tax
+	// or VAT, Stripe's tax country neither FI nor AX) gets it too, without
+	// VAT, and its tax becomes a line of its own: ForeignTaxProductIdentifier
+	// (default ProductIdentifier) at ForeignTaxVATCode (default "NONE", no
+	// VAT handling), so that the foreign tax is not reported as Finnish
+	// output VAT.
+	ExportVATCode               string
+	ForeignTaxVATCode           string
+	ForeignTaxProductIdentifier string
 	// ReverseChargeText is written after the lines of a reverse-charge
 	// invoice; default "Reverse charge / Käännetty verovelvollisuus".
 	ReverseChargeText string
@@ -175,6 +183,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ExportVATCode == "" {
 		c.ExportVATCode = "EUUM"
+	}
+	if c.ForeignTaxVATCode == "" {
+		c.ForeignTaxVATCode = "NONE"
+	}
+	if c.ForeignTaxProductIdentifier == "" {
+		c.ForeignTaxProductIdentifier = c.ProductIdentifier
 	}
 	if c.ReverseChargeText == "" {
 		c.ReverseChargeText = "Reverse charge / Käännetty verovelvollisuus"
@@ -246,7 +260,7 @@ func (c Config) Validate() error {
 			problems = append(problems, f.name+` must be "netvisor" or "customer"`)
 		}
 	}
-	for _, f := range []struct{ name, v string }{{"VATCode", c.VATCode}, {"ReverseChargeVATCode", c.ReverseChargeVATCode}, {"ExportVATCode", c.ExportVATCode}} {
+	for _, f := range []struct{ name, v string }{{"VATCode", c.VATCode}, {"ReverseChargeVATCode", c.ReverseChargeVATCode}, {"ExportVATCode", c.ExportVATCode}, {"ForeignTaxVATCode", c.ForeignTaxVATCode}} {
 		if !vatCodes[f.v] {
 			problems = append(problems, fmt.Sprintf("%s %q is not one of Netvisor's vatcodes (%s)", f.name, f.v, vatCodeList))
 		}
