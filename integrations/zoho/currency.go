@@ -24,6 +24,9 @@ type booking struct {
 	amount   bool   // send Amount
 	currency bool   // send Currency
 	reason   string // why Amount is left out
+	// read is when the org's currencies it was decided from were read
+	// (mode auto), zero when the configuration decided.
+	read time.Time
 }
 
 // orgCurrencies is what the CRM said about its currencies.
@@ -31,15 +34,25 @@ type orgCurrencies struct {
 	multi  bool            // multi-currency is on
 	active map[string]bool // active ISO codes (multi only)
 	home   string          // the home (base) currency, "" when unknown
+	read   time.Time       // when it was read
 }
 
 // currencyCache keeps the org's currencies for Config.CurrencyTTL; one
 // look-up at a time.
 type currencyCache struct {
-	mu      sync.Mutex
-	val     orgCurrencies
-	fetched time.Time
-	warned  bool
+	mu     sync.Mutex
+	val    orgCurrencies // val.read zero: nothing kept
+	warned bool
+}
+
+// forget drops the currencies read at read, unless they were read again
+// since (for another order the CRM refused at the same time).
+func (cc *currencyCache) forget(read time.Time) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.val.read.Equal(read) {
+		cc.val = orgCurrencies{}
+	}
 }
 
 // booking decides for an order's currency (lower case, as Stripe sends it).
@@ -58,17 +71,40 @@ func (c *Client) booking(ctx context.Context, currency string) (booking, error) 
 	if err != nil {
 		return booking{}, err
 	}
+	b := booking{read: org.read}
 	switch {
 	case org.multi && org.active[cur]:
-		return booking{amount: true, currency: true}, nil
+		b.amount, b.currency = true, true
 	case org.multi:
-		return booking{reason: cur + " is not an active currency of the CRM"}, nil
+		b.reason = cur + " is not an active currency of the CRM"
 	case org.home == "":
-		return booking{reason: "the CRM's home currency is unknown (set the home currency, or allow the token ZohoCRM.org.READ)"}, nil
+		b.reason = "the CRM's home currency is unknown (set the home currency, or allow the token ZohoCRM.org.READ)"
 	case org.home == cur:
-		return booking{amount: true}, nil
+		b.amount = true
+	default:
+		b.reason = "the CRM books " + org.home + " only (multi-currency is off), the order is in " + cur
 	}
-	return booking{reason: "the CRM books " + org.home + " only (multi-currency is off), the order is in " + cur}, nil
+	return b, nil
+}
+
+// rebook decides a deal's booking again after the CRM refused its
+// currency (refused), which the currencies read at stale.read list as
+// active: they are read anew, once. If they still list it, the CRM
+// contradicts itself and a person must look: a permanent error.
+func (c *Client) rebook(ctx context.Context, o integrations.Order, stale booking, refused *integrations.Error) (booking, error) {
+	cur := strings.ToUpper(o.Currency)
+	c.cur.forget(stale.read)
+	b, err := c.booking(ctx, o.Currency)
+	if err != nil {
+		return booking{}, err
+	}
+	if b.currency {
+		return booking{}, &integrations.Error{Provider: provider, Op: refused.Op, Status: refused.Status, Class: integrations.Permanent,
+			Msg: "the CRM refused the order's currency " + cur + " although its currencies list it as active: " + refused.Msg}
+	}
+	c.log.WarnContext(ctx, "zoho: the cached currencies were stale (the CRM refused the deal's currency); the deal is booked as they now say",
+		"order_id", o.ID, "currency", cur, "amount_booked", b.amount)
+	return b, nil
 }
 
 // orgCurrencies returns the cached answer, or reads it: the currencies
@@ -80,7 +116,7 @@ func (c *Client) orgCurrencies(ctx context.Context) (orgCurrencies, error) {
 	cc := &c.cur
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if !cc.fetched.IsZero() && time.Since(cc.fetched) < c.cfg.CurrencyTTL {
+	if !cc.val.read.IsZero() && time.Since(cc.val.read) < c.cfg.CurrencyTTL {
 		return cc.val, nil
 	}
 	val, err := c.readCurrencies(ctx)
@@ -100,7 +136,8 @@ func (c *Client) orgCurrencies(ctx context.Context) (orgCurrencies, error) {
 	if val.home == "" {
 		val.home = c.cfg.HomeCurrency
 	}
-	cc.val, cc.fetched = val, time.Now()
+	val.read = time.Now()
+	cc.val = val
 	return val, nil
 }
 

@@ -1,6 +1,7 @@
 package zoho_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,5 +103,65 @@ func TestLongValuesAgainstSimulator(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if !strings.Contains(string(body), `"INVALID_DATA"`) || !strings.Contains(string(body), `"maximum_length":80`) {
 		t.Errorf("an 81-character Last_Name: %d %s, want INVALID_DATA with maximum_length 80", resp.StatusCode, body)
+	}
+}
+
+// The real client in currency mode auto against the simulator, whose SEK
+// is deactivated after the client read the currencies: the refused deal is
+// booked again without Amount and Currency, the currencies read twice.
+func TestDeactivatedCurrencyAgainstSimulator(t *testing.T) {
+	s, err := sim.New(sim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var reads int
+	var deals []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/crm/v3/Deals/upsert" {
+			b, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			mu.Lock()
+			deals = append(deals, string(b))
+			mu.Unlock()
+		}
+		if r.URL.Path == "/crm/v3/org/currencies" {
+			mu.Lock()
+			reads++
+			mu.Unlock()
+		}
+		s.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { srv.Close(); _ = s.Close() })
+	c, err := zoho.New(zoho.Config{APIBaseURL: srv.URL, AccountsURL: srv.URL, ClientID: "1000.SIM", ClientSecret: "sim", RefreshToken: "1000.sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := integrations.Order{ID: "pi_stale_sek", Number: integrations.OrderNumber("pi_stale_sek"), Currency: "sek", AmountTotal: 1126,
+		Customer: integrations.Customer{Name: "Åsa Öberg", Email: "stale@example.se"}}
+	if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
+		t.Fatalf("SEK active: %v", err)
+	}
+	s.SetZohoCurrencies(sim.ZohoCurrencies{Multi: true, Home: "EUR", Active: []string{"EUR", "NOK"}})
+	if _, err := c.UpsertContactAndDeal(context.Background(), o); err != nil {
+		t.Fatalf("SEK deactivated: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if reads != 2 || len(deals) != 3 {
+		t.Fatalf("%d currency reads and %d deal upserts, want 2 and 3", reads, len(deals))
+	}
+	var last struct {
+		Data []map[string]any `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(deals[2]), &last); err != nil || len(last.Data) != 1 {
+		t.Fatalf("deal upsert %s: %v", deals[2], err)
+	}
+	d := last.Data[0]
+	_, amount := d["Amount"]
+	_, currency := d["Currency"]
+	want := "Order " + o.Number + " (pi_stale_sek), 0 line(s), 11.26 SEK; amount not booked: SEK is not an active currency of the CRM"
+	if amount || currency || d["Description"] != want {
+		t.Errorf("deal booked again = %v, want no Amount, no Currency and the description %q", d, want)
 	}
 }

@@ -13,7 +13,7 @@
 //	POST https://accounts.zoho.eu/oauth/v2/token?refresh_token=…&client_id=…&client_secret=…&grant_type=refresh_token
 //	POST https://www.zohoapis.eu/crm/v3/Contacts/upsert   {"data":[{…}],"duplicate_check_fields":["Email"]}
 //	POST https://www.zohoapis.eu/crm/v3/Deals/upsert      {"data":[{…,"Order_ID":"pi_…","Amount":33.88,"Currency":"EUR"}],"duplicate_check_fields":["Order_ID"]}
-//	GET  https://www.zohoapis.eu/crm/v3/org/currencies    (currency mode auto, at most once per CurrencyTTL)
+//	GET  https://www.zohoapis.eu/crm/v3/org/currencies    (currency mode auto, at most once per CurrencyTTL; again once a deal's Currency is refused)
 //	GET  https://www.zohoapis.eu/crm/v3/org               (the same, when multi-currency is off)
 //
 // CRM calls carry "Authorization: Zoho-oauthtoken <access token>". The token
@@ -86,7 +86,9 @@ type Config struct {
 	// CurrencyMode says how a deal's currency is booked:
 	//   - "auto" (default): the org's currencies are read from the CRM
 	//     (GET /crm/v3/org/currencies, and /crm/v3/org for the home
-	//     currency when multi-currency is off) and kept for CurrencyTTL.
+	//     currency when multi-currency is off) and kept for CurrencyTTL;
+	//     a deal whose Currency the CRM refuses (INVALID_DATA) has them
+	//     read again, once, and is booked as they then say.
 	//     With multi-currency on, a deal in an active currency gets Amount
 	//     and Currency; with it off, a deal in the home currency gets
 	//     Amount only. The token needs ZohoCRM.settings.currencies.READ
@@ -252,6 +254,14 @@ func (c *Client) UpsertContactAndDeal(ctx context.Context, o integrations.Order)
 		return integrations.CRMResult{}, err
 	}
 	dealID, dealAction, err := c.upsert(ctx, "upsert deal", "Deals", c.dealRecord(o, contactID, b), c.cfg.DealKeyField)
+	if r := currencyRefusal(err); r != nil && b.currency && !b.read.IsZero() {
+		// The currencies read earlier may be stale: read them again,
+		// once, and book the deal as they now say.
+		if b, err = c.rebook(ctx, o, b, r.err); err != nil {
+			return integrations.CRMResult{}, err
+		}
+		dealID, dealAction, err = c.upsert(ctx, "upsert deal", "Deals", c.dealRecord(o, contactID, b), c.cfg.DealKeyField)
+	}
 	if err != nil {
 		return integrations.CRMResult{}, err
 	}
@@ -262,7 +272,9 @@ func (c *Client) UpsertContactAndDeal(ctx context.Context, o integrations.Order)
 
 // contactRecord is the buyer: name, email and phone from Checkout's
 // customer details and the billing address as the mailing address (for a
-// gift, not the recipient's).
+// gift, not the recipient's): every part of it that is known, so a billing
+// address Checkout collected in part (a country, perhaps a postal code)
+// gives that part, as the invoice has it.
 func contactRecord(o integrations.Order) map[string]any {
 	first, last := splitName(o.BuyerName(), o.Customer.VATID() != "" || o.ReverseCharge())
 	if last == "" {
@@ -276,13 +288,13 @@ func contactRecord(o integrations.Order) map[string]any {
 	if o.Customer.Phone != "" {
 		r["Phone"] = o.Customer.Phone
 	}
-	if a := o.BillingAddress(); a.Street() != "" {
-		r["Mailing_Street"] = a.Street()
-		r["Mailing_City"] = a.City
-		r["Mailing_Zip"] = a.PostalCode
-		r["Mailing_Country"] = a.Country
-		if a.State != "" {
-			r["Mailing_State"] = a.State
+	a := o.BillingAddress()
+	for f, v := range map[string]string{"Mailing_Street": a.Street(), "Mailing_City": a.City, "Mailing_Zip": a.PostalCode,
+		"Mailing_Country": a.Country, "Mailing_State": a.State} {
+		// Only what is known: an upsert by Email must not blank what an
+		// earlier order stored.
+		if strings.TrimSpace(v) != "" {
+			r[f] = v
 		}
 	}
 	clipFields(r)
@@ -476,12 +488,34 @@ var transientCodes = map[string]bool{
 // recordError turns a per-record error (inside a 2xx body, or a 4xx body
 // with a data array) into an Error: MANDATORY_NOT_FOUND, INVALID_DATA,
 // DUPLICATE_DATA, ... are permanent.
-func recordError(op string, status int, r recordResult) *integrations.Error {
+func recordError(op string, status int, r recordResult) *refusal {
 	class := integrations.Permanent
 	if transientCodes[r.Code] {
 		class = integrations.Transient
 	}
-	return &integrations.Error{Provider: provider, Op: op, Status: status, Class: class, Msg: codeMsg(r.Code, r.Details.APIName, r.Message)}
+	return &refusal{err: &integrations.Error{Provider: provider, Op: op, Status: status, Class: class, Msg: codeMsg(r.Code, r.Details.APIName, r.Message)},
+		code: r.Code, field: r.Details.APIName}
+}
+
+// refusal is a per-record error: the *integrations.Error the processor
+// classifies (errors.As finds it) with Zoho's code and the field it named,
+// which the client reads instead of the message.
+type refusal struct {
+	err         *integrations.Error
+	code, field string
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// currencyRefusal is err when it is the CRM refusing a record's Currency
+// (or its Exchange_Rate) as invalid data, else nil.
+func currencyRefusal(err error) *refusal {
+	var r *refusal
+	if errors.As(err, &r) && r.code == "INVALID_DATA" && (r.field == "Currency" || r.field == "Exchange_Rate") {
+		return r
+	}
+	return nil
 }
 
 func codeMsg(code, field, message string) string {
@@ -589,19 +623,19 @@ func (c *Client) creditsExhausted(resp *http.Response, ae apiError) (time.Time, 
 }
 
 // statusError builds the Error for a non-2xx CRM answer.
-func statusError(op string, resp *http.Response, body []byte, ae apiError) *integrations.Error {
+func statusError(op string, resp *http.Response, body []byte, ae apiError) error {
 	if ae.Code == "" {
 		// Some errors come as {"data":[{record error}]}.
 		var out struct {
 			Data []recordResult `json:"data"`
 		}
 		if json.Unmarshal(body, &out) == nil && len(out.Data) > 0 && out.Data[0].Code != "" {
-			e := recordError(op, resp.StatusCode, out.Data[0])
+			r := recordError(op, resp.StatusCode, out.Data[0])
 			if transientCodes[out.Data[0].Code] || integrations.ClassifyStatus(resp.StatusCode) == integrations.Transient {
-				e.Class = integrations.Transient
+				r.err.Class = integrations.Transient
 			}
-			e.RetryAfter = integrations.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
-			return e
+			r.err.RetryAfter = integrations.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+			return r
 		}
 	}
 	e := integrations.HTTPError(provider, op, resp, codeMsg(ae.Code, ae.Details.APIName, ae.Message))
