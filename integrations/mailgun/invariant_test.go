@@ -27,10 +27,12 @@ func minor(t *testing.T, s, currency string) int64 {
 	return v
 }
 
-// The email invariant over generated orders: every amount gross, and
-// subtotal (Σ item totals) − discount + shipping = total = what was paid;
-// vat_included is the tax charged; each item's unit price × quantity is
-// its total when given.
+// The email invariant over generated orders: every line and the shipping
+// shown as priced (Stripe's amount_subtotal, gross when inclusive of tax,
+// net when exclusive), and subtotal (Σ item totals) − discount + shipping +
+// tax_added = total = what was paid; tax_added is the tax of the lines and
+// shipping priced exclusive of tax, and vat_included + tax_added is the tax
+// charged; each item's unit price × quantity is its total when given.
 func TestEmailAddsUpGenerated(t *testing.T) {
 	c, _, _ := newTest(t, reply{})
 	rng := rand.New(rand.NewPCG(13, 2026))
@@ -41,9 +43,14 @@ func TestEmailAddsUpGenerated(t *testing.T) {
 			t.Fatalf("order %d: %v", n, err)
 		}
 		cur := o.Currency
-		var items, discounts int64
+		var items, discounts, exclusiveTax int64
 		for i, it := range v.Items {
 			total := minor(t, it.Total, cur)
+			if line := o.Items[i]; total != line.AmountSubtotal {
+				t.Fatalf("order %d item %d: total %s, Stripe's subtotal %d", n, i+1, it.Total, line.AmountSubtotal)
+			} else if line.TaxBehavior == integrations.TaxExclusive {
+				exclusiveTax += line.AmountTax
+			}
 			items += total
 			if it.Discount != "" {
 				discounts += minor(t, it.Discount, cur)
@@ -52,9 +59,16 @@ func TestEmailAddsUpGenerated(t *testing.T) {
 				t.Fatalf("order %d item %d: %d × %s ≠ %s", n, i+1, it.Quantity, it.UnitPrice, it.Total)
 			}
 		}
+		if sc := o.ShippingCost; sc != nil && sc.TaxBehavior == integrations.TaxExclusive {
+			exclusiveTax += sc.AmountTax
+		}
 		sub, disc, ship, tot := minor(t, v.Subtotal, cur), minor(t, v.Discount, cur), minor(t, v.Shipping, cur), minor(t, v.Total, cur)
-		if sub != items || disc != discounts || sub-disc+ship != tot || tot != o.AmountTotal || minor(t, v.VATIncluded, cur) != o.AmountTax {
-			t.Fatalf("order %d: %s − %s + %s = %s does not add up to the %d paid", n, v.Subtotal, v.Discount, v.Shipping, v.Total, o.AmountTotal)
+		added, incl := minor(t, v.TaxAdded, cur), minor(t, v.VATIncluded, cur)
+		if sub != items || disc != discounts || sub-disc+ship+added != tot || tot != o.AmountTotal {
+			t.Fatalf("order %d: %s − %s + %s + %s = %s does not add up to the %d paid", n, v.Subtotal, v.Discount, v.Shipping, v.TaxAdded, v.Total, o.AmountTotal)
+		}
+		if added != exclusiveTax || incl+added != o.AmountTax {
+			t.Fatalf("order %d: tax %s added + %s included, want %d added of the %d charged", n, v.TaxAdded, v.VATIncluded, exclusiveTax, o.AmountTax)
 		}
 	}
 }

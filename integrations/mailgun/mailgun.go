@@ -1,7 +1,7 @@
 // Package mailgun sends the order confirmation through Mailgun's messages
 // API with a stored template. The template gets its variables (locale, order
 // number, tracking number and URL, invoice number, and the items, discount,
-// shipping, VAT included and total, gross as the customer saw them at
+// shipping, tax added, VAT included and total, as the customer saw them at
 // checkout) from the h:X-Mailgun-Variables header, and the message carries a
 // Message-Id derived from the order, so a resent confirmation is recognisably
 // the same message.
@@ -158,16 +158,17 @@ func (c *Client) MessageID(o integrations.Order) string {
 }
 
 // Item is one line of the template's items variable, as the customer saw
-// it at checkout: gross (VAT included), before the line's discount. Money
-// is formatted with the currency's exponent ("15.00 EUR", "1500 JPY",
-// "1.500 KWD").
+// it at checkout, before the line's discount: Stripe's amount_subtotal,
+// gross for a price inclusive of tax and net for one exclusive of tax (the
+// tax is then added on top, in tax_added). Money is formatted with the
+// currency's exponent ("15.00 EUR", "1500 JPY", "1.500 KWD").
 type Item struct {
 	Description string `json:"description"`
 	Quantity    int64  `json:"quantity"`
-	// UnitPrice is one unit's gross price; empty when the line's gross
-	// does not divide evenly by its quantity (a price exclusive of tax).
+	// UnitPrice is one unit's price as shown (Total / Quantity); empty
+	// when Total does not divide evenly by the quantity.
 	UnitPrice string `json:"unit_price,omitempty"`
-	// Total is the line's gross before its discount.
+	// Total is the line's amount as shown, before its discount.
 	Total string `json:"total"`
 	// Discount is the line's discount, empty when none.
 	Discount string `json:"discount,omitempty"`
@@ -177,9 +178,13 @@ type Item struct {
 // Mailgun includes this header in the delivered message, so it carries
 // nothing the customer may not see.
 //
-// The amounts add up as the customer saw them at checkout:
-// subtotal (Σ item totals) − discount + shipping = total, every amount
-// gross; vat_included is the VAT inside the total.
+// The amounts are Stripe's, as the customer saw them at checkout, and add
+// up: subtotal (Σ item totals) − discount + shipping + tax_added = total.
+// Each line and the shipping are shown as priced, gross when inclusive of
+// tax and net when exclusive; tax_added is the tax added on top of the
+// prices exclusive of tax and vat_included the tax inside the prices
+// inclusive of it, so vat_included + tax_added is the tax charged. For an
+// order whose prices all include tax, tax_added is 0.
 type Variables struct {
 	Locale         string `json:"locale"`
 	OrderID        string `json:"order_id"`
@@ -196,18 +201,21 @@ type Variables struct {
 	Subtotal     string `json:"subtotal"`
 	Discount     string `json:"discount"`
 	Shipping     string `json:"shipping"`
+	TaxAdded     string `json:"tax_added"`
 	VATIncluded  string `json:"vat_included"`
 	Total        string `json:"total"`
 	// VATNumber is the buyer's VAT number, when it gave one; ReverseCharge
 	// says the buyer accounts for the VAT (an EU business buying from
-	// another member state), so vat_included is 0 and the email should say
-	// why.
+	// another member state), so vat_included and tax_added are 0 and the
+	// email should say why.
 	VATNumber     string `json:"vat_number,omitempty"`
 	ReverseCharge bool   `json:"reverse_charge,omitempty"`
 }
 
 // TemplateVariables builds the template variables for an order. It fails
-// when the order's amounts would not add up in the email (Order.Check).
+// when the order's amounts would not add up in the email (Order.Check), or
+// when a line or the shipping adds to its shown price something other than
+// none or all of its tax.
 func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment, inv integrations.Invoice) (Variables, error) {
 	if err := o.Check(); err != nil {
 		return Variables{}, err
@@ -223,7 +231,6 @@ func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment
 		InvoiceNumber:  inv.Number,
 		Items:          make([]Item, 0, len(o.Items)),
 		Currency:       strings.ToUpper(cur),
-		VATIncluded:    integrations.FormatMoney(o.AmountTax, cur),
 		Total:          integrations.FormatMoney(o.AmountTotal, cur),
 		VATNumber:      o.Customer.VATID(),
 		ReverseCharge:  o.ReverseCharge(),
@@ -234,31 +241,55 @@ func (c *Client) TemplateVariables(o integrations.Order, s integrations.Shipment
 	if v.OrderNumber == "" {
 		v.OrderNumber = integrations.OrderNumber(o.ID)
 	}
-	var subtotal, discount, shipping int64
-	for _, it := range o.Items {
-		gross := it.AmountTotal + it.AmountDiscount
-		item := Item{Description: it.Description, Quantity: it.Quantity, Total: integrations.FormatMoney(gross, cur)}
-		if it.Quantity > 0 && gross%it.Quantity == 0 {
-			item.UnitPrice = integrations.FormatMoney(gross/it.Quantity, cur)
+	// added is the tax added on top of a shown price: none of it for a
+	// price inclusive of tax, all of it for one exclusive of tax.
+	var subtotal, discount, shipping, taxAdded, vatIncluded int64
+	for i, it := range o.Items {
+		shown := it.AmountSubtotal
+		added := it.AmountTotal - it.AmountSubtotal + it.AmountDiscount
+		if added != 0 && added != it.AmountTax {
+			return Variables{}, fmt.Errorf("the email's amounts would not add up: line %d adds %s to its price %s, its tax is %s",
+				i+1, integrations.FormatMoney(added, cur), integrations.FormatMoney(shown, cur), integrations.FormatMoney(it.AmountTax, cur))
+		}
+		item := Item{Description: it.Description, Quantity: it.Quantity, Total: integrations.FormatMoney(shown, cur)}
+		if it.Quantity > 0 && shown%it.Quantity == 0 {
+			item.UnitPrice = integrations.FormatMoney(shown/it.Quantity, cur)
 		}
 		if it.AmountDiscount != 0 {
 			item.Discount = integrations.FormatMoney(it.AmountDiscount, cur)
 		}
 		v.Items = append(v.Items, item)
-		subtotal += gross
+		subtotal += shown
 		discount += it.AmountDiscount
+		taxAdded += added
+		vatIncluded += it.AmountTax - added
 	}
-	if o.ShippingCost != nil {
-		shipping = o.ShippingCost.AmountTotal
+	if sc := o.ShippingCost; sc != nil {
+		shipping = sc.AmountSubtotal
+		added := sc.AmountTotal - sc.AmountSubtotal
+		if added != 0 && added != sc.AmountTax {
+			return Variables{}, fmt.Errorf("the email's amounts would not add up: shipping adds %s to its price %s, its tax is %s",
+				integrations.FormatMoney(added, cur), integrations.FormatMoney(shipping, cur), integrations.FormatMoney(sc.AmountTax, cur))
+		}
+		taxAdded += added
+		vatIncluded += sc.AmountTax - added
 	}
-	if subtotal-discount+shipping != o.AmountTotal {
-		return Variables{}, fmt.Errorf("the email's amounts would not add up: %s − %s + %s ≠ %s",
+	if subtotal-discount+shipping+taxAdded != o.AmountTotal {
+		return Variables{}, fmt.Errorf("the email's amounts would not add up: %s − %s + %s + %s ≠ %s",
 			integrations.FormatMoney(subtotal, cur), integrations.FormatMoney(discount, cur),
-			integrations.FormatMoney(shipping, cur), integrations.FormatMoney(o.AmountTotal, cur))
+			integrations.FormatMoney(shipping, cur), integrations.FormatMoney(taxAdded, cur),
+			integrations.FormatMoney(o.AmountTotal, cur))
+	}
+	if vatIncluded+taxAdded != o.AmountTax {
+		return Variables{}, fmt.Errorf("the email's amounts would not add up: VAT %s included + %s added ≠ %s",
+			integrations.FormatMoney(vatIncluded, cur), integrations.FormatMoney(taxAdded, cur),
+			integrations.FormatMoney(o.AmountTax, cur))
 	}
 	v.Subtotal = integrations.FormatMoney(subtotal, cur)
 	v.Discount = integrations.FormatMoney(discount, cur)
 	v.Shipping = integrations.FormatMoney(shipping, cur)
+	v.TaxAdded = integrations.FormatMoney(taxAdded, cur)
+	v.VATIncluded = integrations.FormatMoney(vatIncluded, cur)
 	return v, nil
 }
 

@@ -229,6 +229,7 @@ func TestSendConfirmationRequest(t *testing.T) {
 		"subtotal":     "48.00 EUR",
 		"discount":     "4.80 EUR",
 		"shipping":     "5.90 EUR",
+		"tax_added":    "0.00 EUR",
 		"vat_included": "8.62 EUR",
 		"total":        "49.10 EUR",
 	}
@@ -302,22 +303,25 @@ func TestMessageIDIsDeterministic(t *testing.T) {
 func TestMoneyFormatting(t *testing.T) {
 	tests := []struct {
 		currency                    string
-		qty, line, tax              int64
+		qty, sub, line, tax         int64
 		wantUnit, wantLine, wantTot string
 	}{
-		{"eur", 2, 3000, 0, "15.00 EUR", "30.00 EUR", "30.00 EUR"},
-		{"jpy", 2, 3300, 0, "1650 JPY", "3300 JPY", "3300 JPY"},
-		{"kwd", 2, 12346, 0, "6.173 KWD", "12.346 KWD", "12.346 KWD"},
-		// Exclusive of tax, 3 × 10.01 + 25.5 % (7.66): the line's gross
-		// 37.69 does not divide by 3, so no unit price is shown.
-		{"eur", 3, 3769, 766, "", "37.69 EUR", "37.69 EUR"},
+		{"eur", 2, 3000, 3000, 0, "15.00 EUR", "30.00 EUR", "30.00 EUR"},
+		{"jpy", 2, 3300, 3300, 0, "1650 JPY", "3300 JPY", "3300 JPY"},
+		{"kwd", 2, 12346, 12346, 0, "6.173 KWD", "12.346 KWD", "12.346 KWD"},
+		// Exclusive of tax, 3 × 10.01 + 25.5 % (7.66): the line shows its
+		// net 30.03, the tax is added on top.
+		{"eur", 3, 3003, 3769, 766, "10.01 EUR", "30.03 EUR", "37.69 EUR"},
+		// Inclusive, 3 × 6.2475 (unit_amount_decimal 624.75) = 18.74: it
+		// does not divide by 3, so no unit price is shown.
+		{"eur", 3, 1874, 1874, 381, "", "18.74 EUR", "18.74 EUR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.currency, func(t *testing.T) {
 			c, _, _ := newTest(t, reply{})
 			o := testOrder()
 			o.Currency, o.AmountTotal, o.AmountTax, o.ShippingCost = tt.currency, tt.line, tt.tax, nil
-			it := integrations.LineItem{Description: "x", Quantity: tt.qty, AmountTotal: tt.line, AmountTax: tt.tax}
+			it := integrations.LineItem{Description: "x", Quantity: tt.qty, AmountSubtotal: tt.sub, AmountTotal: tt.line, AmountTax: tt.tax}
 			if tt.tax != 0 {
 				it.Taxes = []integrations.Tax{{Amount: tt.tax, Percentage: "25.5"}}
 			}
@@ -328,6 +332,134 @@ func TestMoneyFormatting(t *testing.T) {
 			}
 			if v.Items[0].UnitPrice != tt.wantUnit || v.Items[0].Total != tt.wantLine || v.Total != tt.wantTot || v.Currency != strings.ToUpper(tt.currency) {
 				t.Errorf("got %+v total %s", v.Items[0], v.Total)
+			}
+		})
+	}
+}
+
+// Lines and shipping are shown as the customer saw them at checkout: a
+// price exclusive of tax net, with its tax added on top in tax_added; one
+// inclusive of tax gross, its tax in vat_included. The expected amounts are
+// worked out by hand from Stripe's integers (tax at 25.5 %, rounded half
+// up per line).
+func TestAmountsAsSeenAtCheckout(t *testing.T) {
+	vat := func(a int64) []integrations.Tax { return []integrations.Tax{{Amount: a, Percentage: "25.5"}} }
+	type amounts struct {
+		items                                            []Item
+		subtotal, discount, shipping, added, incl, total string
+	}
+	tests := []struct {
+		name  string
+		items []integrations.LineItem
+		ship  *integrations.ShippingCost
+		want  amounts
+	}{
+		{
+			// 100.00 net − 10 % = 90.00, + 22.95 tax = 112.95.
+			name: "exclusive with a percent coupon",
+			items: []integrations.LineItem{
+				{Description: "Teapot", Quantity: 1, UnitAmount: 10000, AmountSubtotal: 10000, AmountDiscount: 1000, AmountTax: 2295, AmountTotal: 11295, TaxBehavior: integrations.TaxExclusive, Taxes: vat(2295)},
+			},
+			want: amounts{
+				items:    []Item{{Description: "Teapot", Quantity: 1, UnitPrice: "100.00 EUR", Total: "100.00 EUR", Discount: "10.00 EUR"}},
+				subtotal: "100.00 EUR", discount: "10.00 EUR", shipping: "0.00 EUR", added: "22.95 EUR", incl: "0.00 EUR", total: "112.95 EUR",
+			},
+		},
+		{
+			// 39.90 − 5.00 = 34.90, tax 8.8995 → 8.90, line 43.80;
+			// 2 × 15.00 = 30.00, tax 7.65, line 37.65; free shipping.
+			// 69.90 − 5.00 + 0.00 + 16.55 = 81.45.
+			name: "exclusive with an amount-off coupon and a second line",
+			items: []integrations.LineItem{
+				{Description: "Teapot", Quantity: 1, UnitAmount: 3990, AmountSubtotal: 3990, AmountDiscount: 500, AmountTax: 890, AmountTotal: 4380, TaxBehavior: integrations.TaxExclusive, Taxes: vat(890)},
+				{Description: "Cup", Quantity: 2, UnitAmount: 1500, AmountSubtotal: 3000, AmountTax: 765, AmountTotal: 3765, TaxBehavior: integrations.TaxExclusive, Taxes: vat(765)},
+			},
+			ship: &integrations.ShippingCost{TaxBehavior: integrations.TaxExclusive},
+			want: amounts{
+				items: []Item{
+					{Description: "Teapot", Quantity: 1, UnitPrice: "39.90 EUR", Total: "39.90 EUR", Discount: "5.00 EUR"},
+					{Description: "Cup", Quantity: 2, UnitPrice: "15.00 EUR", Total: "30.00 EUR"},
+				},
+				subtotal: "69.90 EUR", discount: "5.00 EUR", shipping: "0.00 EUR", added: "16.55 EUR", incl: "0.00 EUR", total: "81.45 EUR",
+			},
+		},
+		{
+			// 29.00 incl. (5.89 VAT in it) + shipping 5.90 net + 1.50
+			// (5.9 × 0.255 = 1.5045) = 36.40.
+			name: "inclusive goods, exclusive shipping",
+			items: []integrations.LineItem{
+				{Description: "Book", Quantity: 1, UnitAmount: 2900, AmountSubtotal: 2900, AmountTax: 589, AmountTotal: 2900, TaxBehavior: integrations.TaxInclusive, Taxes: vat(589)},
+			},
+			ship: &integrations.ShippingCost{AmountSubtotal: 590, AmountTax: 150, AmountTotal: 740, TaxBehavior: integrations.TaxExclusive, Taxes: vat(150)},
+			want: amounts{
+				items:    []Item{{Description: "Book", Quantity: 1, UnitPrice: "29.00 EUR", Total: "29.00 EUR"}},
+				subtotal: "29.00 EUR", discount: "0.00 EUR", shipping: "5.90 EUR", added: "1.50 EUR", incl: "5.89 EUR", total: "36.40 EUR",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, _ := newTest(t, reply{})
+			o := testOrder()
+			o.Items, o.ShippingCost = tt.items, tt.ship
+			o.AmountSubtotal, o.AmountDiscount, o.AmountTax, o.AmountTotal, o.AmountShipping = 0, 0, 0, 0, 0
+			for _, it := range tt.items {
+				o.AmountSubtotal += it.AmountSubtotal
+				o.AmountDiscount += it.AmountDiscount
+				o.AmountTax += it.AmountTax
+				o.AmountTotal += it.AmountTotal
+			}
+			if s := tt.ship; s != nil {
+				o.AmountShipping = s.AmountSubtotal
+				o.AmountTax += s.AmountTax
+				o.AmountTotal += s.AmountTotal
+			}
+			v, err := c.TemplateVariables(o, testShipment, testInvoice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := amounts{v.Items, v.Subtotal, v.Discount, v.Shipping, v.TaxAdded, v.VATIncluded, v.Total}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// A line or shipping that adds to its price something other than none or
+// all of its tax is neither inclusive nor exclusive: the email could not
+// show it as the customer saw it.
+func TestEmailRefusesTaxNeitherIncludedNorAdded(t *testing.T) {
+	vat := func(a int64) []integrations.Tax { return []integrations.Tax{{Amount: a, Percentage: "25.5"}} }
+	tests := []struct {
+		name string
+		mod  func(*integrations.Order)
+	}{
+		{"line", func(o *integrations.Order) {
+			// 100.00 net, tax 25.50, but 120.00 paid: 20.00 added.
+			o.Items = []integrations.LineItem{{Description: "Teapot", Quantity: 1, AmountSubtotal: 10000, AmountTax: 2550, AmountTotal: 12000, TaxBehavior: integrations.TaxExclusive, Taxes: vat(2550)}}
+			o.ShippingCost = nil
+			o.AmountSubtotal, o.AmountDiscount, o.AmountShipping, o.AmountTax, o.AmountTotal = 10000, 0, 0, 2550, 12000
+		}},
+		{"shipping", func(o *integrations.Order) {
+			// 5.90 net, tax 1.50, but 7.00 paid: 1.10 added.
+			o.ShippingCost = &integrations.ShippingCost{AmountSubtotal: 590, AmountTax: 150, AmountTotal: 700, TaxBehavior: integrations.TaxExclusive, Taxes: vat(150)}
+			o.AmountTax, o.AmountTotal = 742+150, 4320+700
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, f, _ := newTest(t, reply{file: "send_ok.json"})
+			o := testOrder()
+			tt.mod(&o)
+			if err := o.Check(); err != nil {
+				t.Fatalf("the order must pass Order.Check: %v", err)
+			}
+			if _, err := c.TemplateVariables(o, testShipment, testInvoice); err == nil || !strings.Contains(err.Error(), "would not add up") {
+				t.Fatalf("err = %v, want the amounts refused", err)
+			}
+			if _, err := c.SendConfirmation(context.Background(), o, testShipment, testInvoice); !integrations.IsPermanent(err) || len(f.requests()) != 0 {
+				t.Fatalf("err = %v, %d requests, want permanent and nothing sent", err, len(f.requests()))
 			}
 		})
 	}
@@ -352,7 +484,7 @@ func TestVariablesStayUnderTheOptionsLimit(t *testing.T) {
 	o := testOrder()
 	o.Items, o.ShippingCost, o.AmountTax, o.AmountTotal = nil, nil, 0, 400*1500
 	for i := 0; i < 400; i++ {
-		o.Items = append(o.Items, integrations.LineItem{Description: "Villasukat – käsin neulottu, koko " + strconv.Itoa(i), Quantity: 1, UnitAmount: 1500, AmountTotal: 1500})
+		o.Items = append(o.Items, integrations.LineItem{Description: "Villasukat – käsin neulottu, koko " + strconv.Itoa(i), Quantity: 1, UnitAmount: 1500, AmountSubtotal: 1500, AmountTotal: 1500})
 	}
 	if _, err := c.SendConfirmation(context.Background(), o, testShipment, testInvoice); err != nil {
 		t.Fatal(err)
