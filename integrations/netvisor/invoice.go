@@ -446,7 +446,9 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 	}
 	var after []string
 	if vatID != "" {
-		after = append(after, "Buyer's VAT number: "+vatID)
+		// As the register has it (the customer code): the number as the
+		// buyer typed it may carry spaces, dots or lower case.
+		after = append(after, "Buyer's VAT number: "+CustomerCode(vatID))
 	}
 	if rc {
 		after = append(after, cfg.ReverseChargeText)

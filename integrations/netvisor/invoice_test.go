@@ -84,6 +84,13 @@ func TestInvoiceReverseChargeAndAddresses(t *testing.T) {
 	if inv.After != "Buyer's VAT number: DE123456789\nReverse charge / Käännetty verovelvollisuus" {
 		t.Errorf("free text = %q", inv.After)
 	}
+	// The number as typed, with spaces and in lower case, is printed as
+	// the register writes it.
+	typed := o
+	typed.Customer.TaxIDs = []integrations.TaxID{{Type: "eu_vat", Value: "de 123.456 789"}}
+	if inv, err := invoiceFor(t, typed, nil); err != nil || inv.After != "Buyer's VAT number: DE123456789\nReverse charge / Käännetty verovelvollisuus" {
+		t.Errorf("typed VAT number: free text = %q (%v)", inv.After, err)
+	}
 	for i, l := range inv.Lines {
 		if l.VAT != (xmlValue{Value: "0", VATCode: "EUMY"}) || l.VatSum != "0,00" {
 			t.Errorf("line %d VAT = %+v %s", i+1, l.VAT, l.VatSum)
