@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -61,6 +62,11 @@ type consoleConfig struct {
 	PprofAddr        string
 	Names            topics.Names
 	Kafka            []kgo.Opt
+	// kafka, when set, bounds the start's wait for Kafka by its --timeout
+	// (a notice on stderr meanwhile) and explains a failure as the CLI's
+	// reads do; unset (dev mode), the wait is 30 s.
+	kafka  *kafkaFlags
+	stderr io.Writer
 }
 
 func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -75,6 +81,8 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("console", consoleUsage, stderr)
 	var kf kafkaFlags
 	kf.register(fs)
+	kf.registerTimeout(fs)
+	fs.Lookup("timeout").Usage = "give up at start when Kafka has not answered within this long"
 	var c consoleConfig
 	var metrics, logFormat, logLevel string
 	fs.StringVar(&c.Addr, "http-addr", "127.0.0.1:8070", "listen address of the console")
@@ -106,6 +114,7 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	c.Kafka = opts
+	c.kafka, c.stderr = &kf, stderr
 	if err := c.validate(); err != nil {
 		return err
 	}
@@ -138,7 +147,15 @@ func (c *consoleConfig) validate() error {
 	if c.PprofAddr != "" && !isLoopbackAddr(c.PprofAddr) {
 		return usagef("--pprof-addr needs a loopback address (127.0.0.1:port), not %q: the profiler has no login", c.PprofAddr)
 	}
+	for _, m := range c.ProcessorMetrics {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usagef("--processor-metrics: %q is not an http(s) URL with a host (http://proc-1:9091)", m)
+		}
+	}
 	if c.NoLogin {
+		if c.UsersFile != "" || c.TokensFile != "" {
+			return usagef("--dev-no-login serves without login: it cannot be combined with --users-file or --tokens-file")
+		}
 		host, _, err := net.SplitHostPort(c.Addr)
 		ip := net.ParseIP(host)
 		if err != nil || !(host == "localhost" || ip != nil && ip.IsLoopback()) {
@@ -217,9 +234,16 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 	}
 	adm := kadm.NewClient(cs.admCl)
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if c.kafka != nil {
+		cancel()
+		dctx, cancel = c.kafka.wait(ctx, &c.stderr, "the console's start: the topics' metadata")
+	}
 	layout, err := console.Discover(dctx, adm, c.Names)
 	cancel()
 	if err != nil {
+		if c.kafka != nil {
+			err = c.kafka.explain(err)
+		}
 		return nil, err
 	}
 	for _, m := range layout.Missing {
@@ -327,13 +351,25 @@ func (cs *consoleServer) Stop() error {
 	return errors.Join(errs...)
 }
 
+const consoleHashUsage = `console hash-password [flags]
+
+Reads a password from standard input (at least 8 characters) and prints
+the users-file line of --name and --role with its bcrypt hash.`
+
+const consoleTokenUsage = `console token <name> <role>
+
+Makes a bearer token for automation (role viewer or operator) and prints it
+once, with its tokens-file line (name:role:sha256).`
+
 func runConsoleHash(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("orderflow console hash-password", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("console hash-password", consoleHashUsage, stdout) // --help on stdout
 	name := fs.String("name", "", "user name for the printed line")
 	role := fs.String("role", console.RoleViewer, "role for the printed line: viewer or operator")
-	if err := parseQuiet(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("console hash-password: unexpected argument %q", fs.Arg(0))
 	}
 	if *role != console.RoleViewer && *role != console.RoleOperator {
 		return usagef("--role %q: want viewer or operator", *role)
@@ -357,6 +393,12 @@ func runConsoleHash(args []string, stdout, stderr io.Writer) error {
 }
 
 func runConsoleToken(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("orderflow console token", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintf(stdout, "Usage: orderflow %s\n", consoleTokenUsage) }
+	if err := parseQuiet(fs, args); err != nil {
+		return err
+	}
+	args = fs.Args()
 	if len(args) != 2 {
 		return usagef("console token: want <name> <role>")
 	}

@@ -40,6 +40,11 @@ func TestConsoleUsageErrors(t *testing.T) {
 		{[]string{"console", "token", "ci"}, "want <name> <role>"},
 		{[]string{"console", "token", "ci", "root"}, `role "root": want viewer or operator`},
 		{[]string{"console", "hash-password", "--name", "a", "--role", "root"}, `--role "root"`},
+		{[]string{"console", "--dev-no-login", "--processor-metrics", "notaurl"}, `--processor-metrics: "notaurl" is not an http(s) URL with a host`},
+		{[]string{"console", "--dev-no-login", "--processor-metrics", "http://proc-1:9091,ftp://proc-2:9091"}, `--processor-metrics: "ftp://proc-2:9091" is not an http(s) URL`},
+		{[]string{"console", "--dev-no-login", "--processor-metrics", "http://"}, `--processor-metrics: "http://" is not an http(s) URL with a host`},
+		{[]string{"console", "--dev-no-login", "--users-file", "users"}, "--dev-no-login serves without login: it cannot be combined with --users-file or --tokens-file"},
+		{[]string{"console", "--dev-no-login", "--tokens-file", "tokens"}, "--dev-no-login serves without login: it cannot be combined with --users-file or --tokens-file"},
 	} {
 		args := tc.args
 		if len(args) == 1 || (args[1] != "token" && args[1] != "hash-password") {
@@ -71,6 +76,43 @@ func TestConsoleTokenAndHash(t *testing.T) {
 	stdin = strings.NewReader("short\n")
 	if code, _, errs := orderflow(t, "console", "hash-password", "--name", "ana"); code != 2 || !strings.Contains(errs, "at least 8 characters") {
 		t.Fatalf("short password: %d %q", code, errs)
+	}
+}
+
+func TestConsoleSubcommandHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"console", "token", "--help"}, "Usage: orderflow console token <name> <role>\n"},
+		{[]string{"console", "token", "-h"}, "Usage: orderflow console token <name> <role>\n"},
+		{[]string{"console", "hash-password", "--help"}, "Usage: orderflow console hash-password [flags]\n"},
+	} {
+		code, out, errs := orderflow(t, tc.args...)
+		if code != 0 || !strings.HasPrefix(out, tc.want) || errs != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout", tc.args, code, out, errs)
+		}
+	}
+	if _, out, _ := orderflow(t, "console", "hash-password", "--help"); !strings.Contains(out, "Flags (each also ORDERFLOW_<FLAG>):\n  -name string") {
+		t.Errorf("hash-password --help lacks its flags:\n%s", out)
+	}
+}
+
+// TestConsoleSilentBroker: a broker that accepts connections and never
+// answers gets the CLI reads' hint after --timeout.
+func TestConsoleSilentBroker(t *testing.T) {
+	addr := testenv.NewSilent(t).Addr
+	code, out, errs := orderflow(t, "console", "--dev-no-login", "--http-addr", "127.0.0.1:0", "--index-dir", t.TempDir(), "--brokers", addr, "--timeout", "1s")
+	for _, want := range []string{
+		"orderflow: waiting for Kafka at " + addr + " to answer (the console's start",
+		"orderflow: no answer from Kafka at " + addr + " within --timeout 1s: something accepts connections there but does not answer as a Kafka broker",
+	} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("exit %d, stderr lacks %q:\n%s", code, want, errs)
+		}
+	}
+	if out != "" {
+		t.Errorf("stdout %q, want nothing", out)
 	}
 }
 

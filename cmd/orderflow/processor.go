@@ -86,7 +86,12 @@ type processorFlags struct {
 func (f *processorFlags) register(fs *flag.FlagSet) {
 	d := processor.DefaultConfig(f.kafka.names())
 	f.kafka.register(fs)
+	f.kafka.registerTimeout(fs)
+	fs.Lookup("timeout").Usage = "give up at start when Kafka has not answered within this long"
 	f.providers.register(fs)
+	// An empty --steps (an unset template or ConfigMap value) is the
+	// default chain, as an empty --event-types is the gateway's default.
+	fs.Lookup("steps").Usage += "; empty (or only commas and spaces): the default chain, as when not set"
 	fs.StringVar(&f.group, "group", d.Group, "consumer group id")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9091", "listen address of Prometheus /metrics (empty: no metrics listener)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the metrics listener")
@@ -117,6 +122,20 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.quotaProbe, "quota-probe-interval", d.QuotaProbeInterval, "while a step is held because its provider's quota is used up (Zoho CRM's daily API credits): how often one held order's call checks whether it is back before the reset time the provider gave (0: only at the reset time)")
 	fs.IntVar(&f.quotaRelease, "quota-release-rate", d.QuotaReleaseRate, "held orders resumed per second once that check succeeded")
 	fs.DurationVar(&f.stateRetention, "state-retention", 0, "remove the state of a finished (completed or refunded) order not updated for this long; a later event of it then starts a new order (0: off)")
+}
+
+// parse parses args (and the environment) into the flags.
+func (f *processorFlags) parse(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("processor: unexpected argument %q", fs.Arg(0))
+	}
+	if len(splitList(f.providers.steps)) == 0 {
+		f.providers.steps = defaultSteps
+	}
+	return nil
 }
 
 // config builds the processor configuration from the flags.
@@ -161,11 +180,8 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("processor", processorUsage, stderr)
 	var f processorFlags
 	f.register(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := f.parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("processor: unexpected argument %q", fs.Arg(0))
 	}
 	logger, err := gatewayLogger(stderr, f.logFormat, f.logLevel)
 	if err != nil {
@@ -203,6 +219,21 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if err != nil {
 		return err
+	}
+	// Kafka answers before the processor says it consumes: a broker that
+	// never does is named, with what to check, after --timeout.
+	wctx, stop := f.kafka.wait(ctx, &stderr, "the processor's start")
+	err = proc.Ready(wctx)
+	stop()
+	if err != nil {
+		// Run releases the processor's client and stores at once.
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = proc.Run(done)
+		if ctx.Err() != nil {
+			return nil // stopped before it started: not a failure
+		}
+		return f.kafka.explain(fmt.Errorf("processor: %w", err))
 	}
 
 	var msrv *http.Server

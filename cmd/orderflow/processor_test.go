@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/test/testenv"
 )
 
 func TestProcessorFlagsConfig(t *testing.T) {
@@ -67,5 +68,68 @@ func TestProcessorFlagsConfig(t *testing.T) {
 			}
 			tt.check(t, cfg)
 		})
+	}
+}
+
+// TestProcessorEmptySteps: an empty --steps (an unset template value) is
+// the default chain, not details alone.
+func TestProcessorEmptySteps(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string
+	}{
+		{"flag empty", []string{"--steps", ""}, ""},
+		{"flag blank", []string{"--steps", " , "}, ""},
+		{"env empty", nil, "ORDERFLOW_STEPS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv(tc.env, "")
+			}
+			fs := newFlagSet("processor", processorUsage, io.Discard)
+			var f processorFlags
+			f.register(fs)
+			if err := f.parse(fs, tc.args); err != nil {
+				t.Fatal(err)
+			}
+			chain, on, err := f.providers.enabledSteps()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range chain {
+				got = append(got, e.name)
+			}
+			if strings.Join(got, ",") != "details,crm,production_log,shipping,invoice,email" || !on["shipping"] || !on["email"] {
+				t.Errorf("chain %v, want details,crm,production_log,shipping,invoice,email", got)
+			}
+		})
+	}
+	fs := newFlagSet("processor", processorUsage, io.Discard)
+	var f processorFlags
+	f.register(fs)
+	if u := fs.Lookup("steps").Usage; !strings.Contains(u, "empty (or only commas and spaces): the default chain") {
+		t.Errorf("--steps help does not say what empty means: %s", u)
+	}
+}
+
+// TestProcessorSilentBroker: a broker that accepts connections and never
+// answers gets the CLI reads' hint after --timeout, and the processor does
+// not say it consumes.
+func TestProcessorSilentBroker(t *testing.T) {
+	addr := testenv.NewSilent(t).Addr
+	code, out, errs := orderflow(t, "processor", "--brokers", addr, "--timeout", "1s", "--sim-url", "http://127.0.0.1:1",
+		"--metrics-addr", "", "--label-dir", t.TempDir(), "--log-level", "error")
+	for _, want := range []string{
+		"orderflow: waiting for Kafka at " + addr + " to answer (the processor's start)",
+		"orderflow: no answer from Kafka at " + addr + " within --timeout 1s: something accepts connections there but does not answer as a Kafka broker",
+	} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("exit %d, stderr lacks %q:\n%s", code, want, errs)
+		}
+	}
+	if strings.Contains(out, "consuming") {
+		t.Errorf("stdout %q: the processor said it consumes before Kafka answered", out)
 	}
 }

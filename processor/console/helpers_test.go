@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -139,11 +140,12 @@ func (f fakeStates) StateAt(_ context.Context, id string, p int32, o int64) (*pr
 }
 
 // fakeReplayer records the requests and answers with a plan of the
-// sources it was given.
+// sources it was given, but for those in absent (no dead letter there).
 type fakeReplayer struct {
-	mu   sync.Mutex
-	reqs []dlq.ReplayRequest
-	err  error
+	mu     sync.Mutex
+	reqs   []dlq.ReplayRequest
+	err    error
+	absent []string
 }
 
 func (f *fakeReplayer) Run(_ context.Context, req dlq.ReplayRequest) (dlq.ReplayResult, error) {
@@ -152,6 +154,9 @@ func (f *fakeReplayer) Run(_ context.Context, req dlq.ReplayRequest) (dlq.Replay
 	f.mu.Unlock()
 	var res dlq.ReplayResult
 	for _, src := range req.Filter.Sources {
+		if slices.Contains(f.absent, src) {
+			continue
+		}
 		p, o, _ := dlq.ParseSource(src)
 		res.Plan = append(res.Plan, dlq.Decision{DeadLetter: dlq.DeadLetter{Partition: p, Offset: o, Key: "pi_x"}})
 		res.Replay++

@@ -808,18 +808,44 @@ func (ix *Index) OpenLetters() (int, error) {
 
 // Audits returns audit records, newest first, at most limit.
 func (ix *Index) Audits(limit int) ([]topics.AuditRecord, error) {
-	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'a' + 1}})
+	recs, _, err := ix.AuditPage("", limit)
+	return recs, err
+}
+
+// AuditPage returns audit records, newest first (orders.audit has one
+// partition: by offset), from before cursor ("" for the newest), at most
+// limit, and the cursor of the next (older) page ("" on the last).
+func (ix *Index) AuditPage(cursor string, limit int) ([]topics.AuditRecord, string, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	opts := &pebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'a' + 1}}
+	if cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil || len(b) != 12 {
+			return nil, "", fmt.Errorf("%w: page cursor %q is not one this console wrote", ErrBadQuery, cursor)
+		}
+		opts.UpperBound = cat([]byte{'a'}, b)
+	}
+	it, err := ix.db.NewIter(opts)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer it.Close()
 	var out []topics.AuditRecord
-	for ok := it.Last(); ok && len(out) < limit; ok = it.Prev() {
+	var last []byte
+	ok := it.Last()
+	for ; ok && len(out) < limit; ok = it.Prev() {
 		if a, err := topics.DecodeAudit(it.Value()); err == nil {
 			out = append(out, a)
+			last = slices.Clone(it.Key()[1:])
 		}
 	}
-	return out, nil
+	next := ""
+	if ok && last != nil {
+		next = base64.RawURLEncoding.EncodeToString(last)
+	}
+	return out, next, nil
 }
 
 // Page is one page of a list, newest first.

@@ -64,6 +64,9 @@ type ordersPage struct {
 	Orders       []Summary
 	Next         string
 	NextURL      string
+	// Ambiguous is the OF- number the orders listed share (ids that
+	// differ only in case have one number).
+	Ambiguous string
 }
 
 func (p ordersPage) HasStatus(s string) bool { return slices.Contains(p.Query.Statuses, s) }
@@ -209,9 +212,22 @@ func (s *Server) loadOrder(w http.ResponseWriter, r *http.Request, rc *reqCtx) (
 	id := r.PathValue("id")
 	sum, err := s.cfg.Index.Get(id)
 	if errors.Is(err, ErrNotFound) && strings.HasPrefix(strings.ToUpper(id), "OF-") {
-		// An OF- number: find the order it names.
-		if found, _ := s.cfg.Index.Search(Query{Term: id}, 2); len(found) == 1 {
+		// An OF- number: find the order it names, or list the orders it
+		// names (as the API and the CLI refuse it) to pick one by id.
+		found, ferr := s.numbered(id, 50)
+		switch {
+		case ferr != nil:
+			err = ferr
+		case len(found) == 1:
 			http.Redirect(w, r, "/orders/"+url.PathEscape(found[0].ID)+strings.TrimPrefix(r.URL.Path, "/orders/"+id), http.StatusSeeOther)
+			return nil, nil, false
+		case len(found) > 1:
+			if rc.masked() {
+				for i := range found {
+					maskSummary(&found[i])
+				}
+			}
+			s.render(w, r, rc, http.StatusMultipleChoices, "orders", "Orders numbered "+id, "orders", ordersPage{Term: id, Orders: found, Ambiguous: id})
 			return nil, nil, false
 		}
 	}
@@ -533,15 +549,13 @@ func (s *Server) resolveOrder(ref string) (string, error) {
 	if !strings.HasPrefix(strings.ToUpper(ref), "OF-") {
 		return ref, nil
 	}
-	found, err := s.cfg.Index.Search(Query{Term: ref}, 3)
+	found, err := s.numbered(ref, 3)
 	if err != nil {
 		return "", err
 	}
 	var ids []string
 	for _, f := range found {
-		if strings.EqualFold(f.Number, ref) {
-			ids = append(ids, f.ID)
-		}
+		ids = append(ids, f.ID)
 	}
 	switch len(ids) {
 	case 0:
@@ -550,6 +564,22 @@ func (s *Server) resolveOrder(ref string) (string, error) {
 		return ids[0], nil
 	}
 	return "", fmt.Errorf("%w: %s names several orders (%s): give the order id", ErrBadQuery, ref, strings.Join(ids, ", "))
+}
+
+// numbered returns the orders (at most limit) whose OF- number is ref, in
+// any case.
+func (s *Server) numbered(ref string, limit int) ([]Summary, error) {
+	found, err := s.cfg.Index.Search(Query{Term: ref}, limit)
+	if err != nil {
+		return nil, err
+	}
+	var out []Summary
+	for _, f := range found {
+		if strings.EqualFold(f.Number, ref) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 func (s *Server) letters(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
@@ -639,6 +669,10 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 			Result: fmt.Sprintf("would replay %d, skip %d", res.Replay, res.Skipped())}
 		if err != nil {
 			a.Outcome, a.Result = topics.AuditFailed, err.Error()
+		} else if missing := absentSources(req, res); len(missing) > 0 {
+			// A pick of nothing is refused, as a bad form is, and not audited.
+			s.fail(w, r, rc, http.StatusNotFound, "No such dead letter", fmt.Sprintf("no dead letter at %s on %s", strings.Join(missing, ", "), s.cfg.Names.DLQ))
+			return
 		}
 		s.audit1(r.Context(), a)
 		if err != nil {
@@ -674,6 +708,22 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 		s.audit1(ctx, done)
 	}()
 	http.Redirect(w, r, "/dlq/jobs/"+j.st.ID, http.StatusSeeOther)
+}
+
+// absentSources are the dead letters req picks one by one that the
+// replay's plan does not have: there are none at those partition/offsets.
+func absentSources(req dlq.ReplayRequest, res dlq.ReplayResult) []string {
+	var out []string
+	for _, src := range req.Filter.Sources {
+		p, o, err := dlq.ParseSource(src)
+		if err != nil {
+			continue // refused by Validate before
+		}
+		if !slices.ContainsFunc(res.Plan, func(d dlq.Decision) bool { return d.Partition == p && d.Offset == o }) {
+			out = append(out, topics.Source(p, o))
+		}
+	}
+	return out
 }
 
 func replayStatus(err error) int {
@@ -774,15 +824,30 @@ type auditPage struct {
 	Topic   string
 	Days    int
 	Missing string
+	// Older is the link to the next (older) page; Paged: this is not
+	// the newest.
+	Older string
+	Paged bool
 }
 
+// auditPageSize is the audit records a page shows.
+const auditPageSize = 100
+
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-	recs, err := s.cfg.Index.Audits(500)
+	cursor := r.URL.Query().Get("cursor")
+	recs, next, err := s.cfg.Index.AuditPage(cursor, auditPageSize)
+	if errors.Is(err, ErrBadQuery) {
+		s.fail(w, r, rc, http.StatusBadRequest, "Bad page", reason(err))
+		return
+	}
 	if err != nil {
 		s.fail(w, r, rc, http.StatusInternalServerError, "Index unreadable", err.Error())
 		return
 	}
-	p := auditPage{Records: recs, Topic: s.cfg.Names.Audit, Days: topics.AuditRetentionDays}
+	p := auditPage{Records: recs, Topic: s.cfg.Names.Audit, Days: topics.AuditRetentionDays, Paged: cursor != ""}
+	if next != "" {
+		p.Older = "/audit?" + url.Values{"cursor": {next}}.Encode()
+	}
 	if s.cfg.Follower != nil && slices.Contains(s.cfg.Follower.layout.Missing, s.cfg.Names.Audit) {
 		p.Missing = "The topic " + s.cfg.Names.Audit + " does not exist: run 'orderflow topics create'. Until then nothing is audited and replays are refused."
 	}

@@ -283,7 +283,8 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *reqCtx)) htt
 				rc.catchup = p.Behind
 			}
 		}
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && !s.cfg.NoLogin {
+		// The scheme's name is case-insensitive (RFC 7235): "bearer" is Bearer.
+		if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") && !s.cfg.NoLogin {
 			u, ok := s.cfg.Accounts.Token(strings.TrimSpace(tok))
 			if !ok {
 				s.audit1(r.Context(), topics.AuditRecord{Actor: "(bearer token)", Action: topics.AuditLoginFailed, Outcome: topics.AuditDenied, Result: "unknown bearer token", Remote: rc.remote})
@@ -292,7 +293,7 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *reqCtx)) htt
 				return
 			}
 			rc.user, rc.bearer = &u, true
-			h(w, r, rc)
+			s.serve(h, w, r, rc)
 			return
 		}
 		rc.sess = s.session(r)
@@ -304,7 +305,7 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *reqCtx)) htt
 				// (a JSON body needs a CORS preflight the console never
 				// answers), so it is the dev user's without a token.
 				rc.user = &User{Name: "dev", Role: RoleOperator}
-				h(w, r, rc)
+				s.serve(h, w, r, rc)
 				return
 			}
 			rc.sess = s.newSession(w, &User{Name: "dev", Role: RoleOperator})
@@ -324,8 +325,19 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *reqCtx)) htt
 			http.Redirect(w, r, "/login", http.StatusSeeOther)
 			return
 		}
-		h(w, r, rc)
+		s.serve(h, w, r, rc)
 	}
+}
+
+// serve runs h for an authenticated request, unless its query string does
+// not parse: r.URL.Query() would drop the bad pairs without a word, and a
+// filter left out would widen the answer.
+func (s *Server) serve(h func(http.ResponseWriter, *http.Request, *reqCtx), w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		s.fail(w, r, rc, http.StatusBadRequest, "Bad query", "The query string does not parse: "+err.Error())
+		return
+	}
+	h(w, r, rc)
 }
 
 // operator refuses viewers.

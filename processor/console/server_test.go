@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/topics"
 )
@@ -690,5 +692,152 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestAmbiguousNumberPage(t *testing.T) {
+	ts := newTestServer(t, nil)
+	// Ids that differ only in case share their OF- number (OF-DUP1).
+	apply(t, ts.ix,
+		stateRecord(t, order("pi_alpha_dup1", "a@example.com", processor.StatusCompleted, t0, 6), 0, 0),
+		stateRecord(t, order("pi_beta_Dup1", "b@example.com", processor.StatusCompleted, t0.Add(time.Minute), 6), 0, 1))
+	vic, ops := newClient(t, ts.URL), newClient(t, ts.URL)
+	vic.login("vic")
+	ops.login("ops")
+	for _, tc := range []struct {
+		c *client
+		p string
+	}{{vic, "/orders/OF-DUP1"}, {vic, "/orders/of-dup1"}, {ops, "/orders/OF-DUP1/label"}} {
+		p := tc.p
+		code, body, h := tc.c.get(p)
+		if code != http.StatusMultipleChoices || h.Get("Location") != "" {
+			t.Errorf("GET %s: %d → %q, want 300 listing the orders", p, code, h.Get("Location"))
+		}
+		for _, want := range []string{`id="ambiguous"`, "names several orders", `<a href="/orders/pi_alpha_dup1">`, `<a href="/orders/pi_beta_Dup1">`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("GET %s lacks %q\n%s", p, want, body)
+			}
+		}
+		if tc.c == vic && strings.Contains(body, "a@example.com") {
+			t.Errorf("GET %s: a viewer sees the email", p)
+		}
+	}
+	// One order of a number still leads to it.
+	apply(t, ts.ix, stateRecord(t, order("pi_gamma_one1", "c@example.com", processor.StatusCompleted, t0, 6), 0, 2))
+	if code, _, h := vic.get("/orders/OF-ONE1"); code != http.StatusSeeOther || h.Get("Location") != "/orders/pi_gamma_one1" {
+		t.Errorf("OF-ONE1: %d → %q", code, h.Get("Location"))
+	}
+}
+
+func TestPreviewOfAbsentDeadLetter(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	ts.replay.absent = []string{"9/99"}
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	before := len(ts.auditor.records())
+	for _, srcs := range [][]string{{"9/99"}, {"1/0", "9/99"}} {
+		code, body, _ := c.post("/dlq/replay", url.Values{"csrf": {c.csrf}, "action": {"preview"}, "source": srcs})
+		if code != http.StatusNotFound || !strings.Contains(body, "no dead letter at 9/99 on t.orders.dlq") || strings.Contains(body, "Would replay") {
+			t.Errorf("preview of %v: %d, want 404 no dead letter at 9/99\n%s", srcs, code, body)
+		}
+	}
+	if recs := ts.auditor.records(); len(recs) != before {
+		t.Errorf("a refused preview was audited: %+v", recs[before:])
+	}
+	if code, body, _ := c.post("/dlq/replay", url.Values{"csrf": {c.csrf}, "action": {"preview"}, "source": {"1/0"}}); code != 200 || !strings.Contains(body, "Would replay <strong>1</strong>") {
+		t.Errorf("preview of 1/0: %d\n%s", code, body)
+	}
+}
+
+func TestMalformedQuery(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	for _, p := range []string{"/orders?since=%zz", "/orders?status=completed&since=%zz", "/dlq?order=%zz", "/audit?cursor=%zz", "/orders/pi_done0000001?x=%zz", "/?fragment=%zz"} {
+		code, body, _ := c.get(p)
+		if code != http.StatusBadRequest || !strings.Contains(body, `The query string does not parse: invalid URL escape &#34;%zz&#34;`) {
+			t.Errorf("GET %s: %d, want 400 naming the bad escape\n%s", p, code, body)
+		}
+	}
+	for _, p := range []string{"/api/orders?since=%zz", "/api/orders/pi_done0000001?%zz", "/api/overview?%zz"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+p, nil)
+		req.Header.Set("Authorization", "Bearer tok-ops")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || e["error"] != `The query string does not parse: invalid URL escape "%zz"` {
+			t.Errorf("GET %s: %d %v, want 400", p, resp.StatusCode, e)
+		}
+	}
+}
+
+func TestAuditPaging(t *testing.T) {
+	ts := newTestServer(t, nil)
+	for i := range 250 {
+		v, err := topics.AuditRecord{ID: fmt.Sprint(i), At: t0.Add(time.Duration(i) * time.Second), Actor: fmt.Sprintf("user%03d", i), Action: topics.AuditLogin, Outcome: topics.AuditOK}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply(t, ts.ix, &kgo.Record{Topic: names.Audit, Partition: 0, Offset: int64(i), Key: []byte("ops"), Value: v})
+	}
+	c := newClient(t, ts.URL)
+	c.login("ops")
+	var actors []string
+	var sizes []int
+	path := "/audit"
+	for path != "" {
+		code, body, _ := c.get(path)
+		if code != 200 {
+			t.Fatalf("%s: %d", path, code)
+		}
+		n := 0
+		for _, part := range strings.Split(body, "<td>user")[1:] {
+			actors = append(actors, "user"+part[:3])
+			n++
+		}
+		sizes = append(sizes, n)
+		if path != "/audit" && !strings.Contains(body, `id="newest" href="/audit"`) {
+			t.Errorf("%s has no link to the newest records", path)
+		}
+		path = ""
+		if i := strings.Index(body, `id="next" href="`); i >= 0 {
+			rest := body[i+len(`id="next" href="`):]
+			path = strings.ReplaceAll(rest[:strings.IndexByte(rest, '"')], "&amp;", "&")
+		}
+	}
+	// The login of ops itself is audited by memAuditor, not the index.
+	if fmt.Sprint(sizes) != "[100 100 50]" || len(actors) != 250 || actors[0] != "user249" || actors[99] != "user150" || actors[100] != "user149" || actors[249] != "user000" {
+		t.Fatalf("pages of %v, first %s, last %s; want [100 100 50] from user249 to user000", sizes, actors[0], actors[len(actors)-1])
+	}
+	for _, cur := range []string{"bogus!", "AAAA"} {
+		code, body, _ := c.get("/audit?cursor=" + url.QueryEscape(cur))
+		if code != http.StatusBadRequest || !strings.Contains(body, "page cursor &#34;"+cur+"&#34; is not one this console wrote") {
+			t.Errorf("cursor %q: %d\n%s", cur, code, body)
+		}
+	}
+}
+
+func TestBearerSchemeAnyCase(t *testing.T) {
+	ts := newTestServer(t, nil)
+	seed(t, ts.ix)
+	for _, auth := range []string{"bearer tok-ops", "BEARER tok-ops", "beaRer  tok-ops"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/orders?status=dead_lettered", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page APIPage
+		_ = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(page.Orders) != 1 || page.Orders[0].ID != "pi_dead0000003" {
+			t.Errorf("Authorization: %s: %d %+v, want 200 and pi_dead0000003", auth, resp.StatusCode, page)
+		}
 	}
 }
