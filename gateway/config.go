@@ -23,7 +23,9 @@ const (
 )
 
 // DefaultEventTypes are the Stripe event types queued when Config.EventTypes
-// is empty.
+// is empty: the types the processor acts on (processor/events.go). Any
+// other type queued would reach no step, so `orderflow gateway
+// --event-types` takes only these.
 var DefaultEventTypes = []string{
 	"payment_intent.succeeded",
 	"checkout.session.completed",
@@ -128,6 +130,8 @@ func (c Config) Validate() error {
 	for i, s := range c.Secrets {
 		if strings.TrimSpace(s) == "" {
 			errs = append(errs, fmt.Errorf("webhook secret %d is empty", i+1))
+		} else if err := CheckSecret(s); err != nil {
+			errs = append(errs, fmt.Errorf("webhook secret %d: %w", i+1, err))
 		}
 	}
 	for _, t := range c.EventTypes {
@@ -158,6 +162,19 @@ func (c Config) Validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("gateway config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// ErrSecretPrefix is CheckSecret's answer for a secret that is not an
+// endpoint signing secret: every webhook signed by Stripe would then get 400.
+var ErrSecretPrefix = errors.New("does not start with whsec_: Stripe endpoint signing secrets start with whsec_")
+
+// CheckSecret reports whether s looks like a Stripe endpoint signing secret
+// (whsec_…). The error never contains s.
+func CheckSecret(s string) error {
+	if !strings.HasPrefix(s, "whsec_") {
+		return ErrSecretPrefix
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/orderflow/orderflow/topics"
 )
@@ -17,6 +19,17 @@ var (
 	ErrNoEventType   = errors.New("event has no type")
 	ErrNoEventObject = errors.New("event has no data.object")
 	ErrNoObjectID    = errors.New("event data.object has no id")
+
+	// The event id is the dedup key; the object id (or its payment_intent)
+	// is the record key and the order number (OF-…).
+	ErrBlankEventID           = errors.New("event id is blank")
+	ErrEventIDNotUTF8         = errors.New("event id is not valid UTF-8")
+	ErrEventIDControl         = errors.New("event id has a control character")
+	ErrBlankObjectID          = errors.New("object id is blank")
+	ErrObjectIDNotUTF8        = errors.New("object id is not valid UTF-8")
+	ErrObjectIDControl        = errors.New("object id has a control character")
+	ErrPaymentIntentIDNotUTF8 = errors.New("payment_intent id is not valid UTF-8")
+	ErrPaymentIntentIDControl = errors.New("payment_intent id has a control character")
 )
 
 // event holds the few fields of a Stripe event the gateway reads. It is
@@ -46,6 +59,9 @@ func parseEvent(body []byte) (event, string, error) {
 	if err := topics.Unmarshal(body, &e); err != nil {
 		return event{}, "", ErrNotJSON
 	}
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return event{}, "", ErrNotJSON // null decodes without an error
+	}
 	switch {
 	case e.Object != "" && e.Object != "event":
 		return event{}, "", ErrNotJSON
@@ -58,7 +74,41 @@ func parseEvent(body []byte) (event, string, error) {
 	case e.Data.Object.ID == "":
 		return event{}, "", ErrNoObjectID
 	}
-	return e, orderKey(e), nil
+	if err := checkID(e.ID, ErrBlankEventID, ErrEventIDNotUTF8, ErrEventIDControl); err != nil {
+		return event{}, "", err
+	}
+	if err := checkID(e.Data.Object.ID, ErrBlankObjectID, ErrObjectIDNotUTF8, ErrObjectIDControl); err != nil {
+		return event{}, "", err
+	}
+	key := orderKey(e)
+	if key != e.Data.Object.ID {
+		// The object's payment_intent: never blank (orderKey skips one).
+		if err := checkID(key, nil, ErrPaymentIntentIDNotUTF8, ErrPaymentIntentIDControl); err != nil {
+			return event{}, "", err
+		}
+	}
+	return e, key, nil
+}
+
+// checkID returns blank when id is only white space, notUTF8 when it held
+// invalid UTF-8 (decoding made that U+FFFD, as it does a lone surrogate
+// escape; no Stripe id has one) and control when it has a control
+// character (a newline would split a log line or an order number). Any
+// other id passes: Stripe's are ASCII, but one with é or an emoji is
+// carried unchanged.
+func checkID(id string, blank, notUTF8, control error) error {
+	if strings.TrimSpace(id) == "" {
+		return blank
+	}
+	for _, r := range id {
+		switch {
+		case r == utf8.RuneError:
+			return notUTF8
+		case unicode.IsControl(r):
+			return control
+		}
+	}
+	return nil
 }
 
 // orderKey is the record key: the PaymentIntent id, so that every event of
@@ -79,7 +129,7 @@ func orderKey(e event) string {
 }
 
 // paymentIntentID reads an expandable payment_intent field: an id string,
-// an expanded object with an id, or null.
+// an expanded object with an id, or null. A blank id reads as none.
 func paymentIntentID(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
@@ -88,14 +138,14 @@ func paymentIntentID(raw json.RawMessage) string {
 	switch raw[0] {
 	case '"':
 		var s string
-		if json.Unmarshal(raw, &s) == nil {
+		if json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
 			return s
 		}
 	case '{':
 		var o struct {
 			ID string `json:"id"`
 		}
-		if json.Unmarshal(raw, &o) == nil {
+		if json.Unmarshal(raw, &o) == nil && strings.TrimSpace(o.ID) != "" {
 			return o.ID
 		}
 	}

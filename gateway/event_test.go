@@ -44,6 +44,9 @@ func TestOrderKey(t *testing.T) {
 		{"charge with payment intent", `{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":"pi_4"}}}`, "pi_4"},
 		{"legacy charge without payment intent", `{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1"}}}`, "ch_1"},
 		{"payment intent of an odd type", `{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":42}}}`, "ch_1"},
+		{"session with blank payment intent", `{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":" "}}}`, "cs_1"},
+		{"session with expanded blank payment intent", `{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":{"id":"\t"}}}}`, "cs_1"},
+		{"ids of other characters are carried unchanged", `{"id":"evt_\u00e9\ud83d\ude00","type":"payment_intent.succeeded","data":{"object":{"id":"pi_\u00e9 \u202e1"}}}`, "pi_\u00e9 \u202e1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +73,21 @@ func TestParseEventErrors(t *testing.T) {
 		{`{"id":"evt","data":{"object":{"id":"a"}}}`, ErrNoEventType},
 		{`{"id":"evt","type":"x"}`, ErrNoEventObject},
 		{`{"id":"evt","type":"x","data":{"object":{}}}`, ErrNoObjectID},
+		{`null`, ErrNotJSON},
+		{" \n null", ErrNotJSON},
+		{`{"id":"  ","type":"x","data":{"object":{"id":"a"}}}`, ErrBlankEventID},
+		{`{"id":"\t\n","type":"x","data":{"object":{"id":"a"}}}`, ErrBlankEventID},
+		{"{\"id\":\"evt_\xff\",\"type\":\"x\",\"data\":{\"object\":{\"id\":\"a\"}}}", ErrEventIDNotUTF8},
+		{`{"id":"evt_\ud800","type":"x","data":{"object":{"id":"a"}}}`, ErrEventIDNotUTF8},
+		{`{"id":"evt_1\nX-Injected: 1","type":"x","data":{"object":{"id":"a"}}}`, ErrEventIDControl},
+		{`{"id":"evt_1\u0000","type":"x","data":{"object":{"id":"a"}}}`, ErrEventIDControl},
+		{`{"id":"evt","type":"x","data":{"object":{"id":" "}}}`, ErrBlankObjectID},
+		{"{\"id\":\"evt\",\"type\":\"x\",\"data\":{\"object\":{\"id\":\"pi_\xfe\"}}}", ErrObjectIDNotUTF8},
+		{`{"id":"evt","type":"payment_intent.succeeded","data":{"object":{"id":"A\nB"}}}`, ErrObjectIDControl},
+		{`{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1\u007f"}}}`, ErrObjectIDControl},
+		{`{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1\u0085"}}}`, ErrObjectIDControl},
+		{`{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":"pi_A\rB"}}}`, ErrPaymentIntentIDControl},
+		{`{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":{"id":"pi_\udfff"}}}}`, ErrPaymentIntentIDNotUTF8},
 	}
 	for _, tt := range tests {
 		if _, _, err := parseEvent([]byte(tt.body)); !errors.Is(err, tt.want) {

@@ -40,9 +40,10 @@ const devUsage = `dev [flags]
 
 Runs the whole pipeline in one process, for trying orderflow out and for
 development: an embedded Kafka broker (its data under <data-dir>/kafka), the
-webhook gateway, one processor and the provider simulator (its outbox under
-<data-dir>/sim/outbox), order states in <data-dir>/state). Stop it with Ctrl-C; the next start carries on with
-the same topics, offsets and order state.
+webhook gateway, one processor (order states under <data-dir>/state) and the
+provider simulator (its outbox under <data-dir>/sim/outbox). Stop it with
+Ctrl-C; the next start carries on with the same topics, offsets and order
+state.
 
 Then send an order from another terminal: orderflow send-test-event`
 
@@ -232,6 +233,12 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	if err != nil {
 		return nil, usagef("--kafka-addr: %v", err)
 	}
+	if err := checkSecrets("--webhook-secret", c.WebhookSecrets); err != nil {
+		return nil, err
+	}
+	if c.ConsoleAddr != "" && !isLoopbackAddr(c.ConsoleAddr) {
+		return nil, usagef("--console-addr needs a loopback address (127.0.0.1:port), not %q: dev mode's console has no login", c.ConsoleAddr)
+	}
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
@@ -239,7 +246,11 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	secret, err := loadOrCreateWebhookSecret(filepath.Join(c.DataDir, webhookSecretFile))
+	secretPath := filepath.Join(c.DataDir, webhookSecretFile)
+	secret, err := loadOrCreateWebhookSecret(secretPath)
+	if err == nil {
+		err = checkSecrets(secretPath, []string{secret})
+	}
 	if err != nil {
 		lock.release()
 		return nil, err

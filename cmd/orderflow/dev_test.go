@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -307,8 +308,9 @@ func TestDevModeEndToEnd(t *testing.T) {
 	}
 }
 
+// TestDevModeBadFlags: each bad value exits 2 before anything is written
+// (not even the data folder).
 func TestDevModeBadFlags(t *testing.T) {
-	dir := t.TempDir()
 	tests := []struct {
 		name string
 		args []string
@@ -320,15 +322,57 @@ func TestDevModeBadFlags(t *testing.T) {
 		{"bad partitions", []string{"--partitions", "0"}, "--partitions"},
 		{"bad stripe base URL", []string{"--stripe-base-url", "localhost:12111"}, "--stripe-base-url"},
 		{"extra argument", []string{"now"}, "unexpected argument"},
+		{"secret without whsec_", []string{"--webhook-secret", "notasecret"}, "orderflow: --webhook-secret: the secret does not start with whsec_: Stripe endpoint signing secrets start with whsec_\n"},
+		{"second secret without whsec_", []string{"--webhook-secret", "whsec_cli,notasecret"}, "orderflow: --webhook-secret: secret 2 of 2 does not start with whsec_: Stripe endpoint signing secrets start with whsec_\n"},
+		{"console on all interfaces", []string{"--console-addr", "0.0.0.0:0"}, `orderflow: --console-addr needs a loopback address (127.0.0.1:port), not "0.0.0.0:0": dev mode's console has no login` + "\n"},
+		{"console on a LAN address", []string{"--console-addr", "192.168.1.10:8070"}, `--console-addr needs a loopback address (127.0.0.1:port), not "192.168.1.10:8070"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "var")
 			args := append([]string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--metrics-addr", ""}, tt.args...)
 			code, _, errs := orderflow(t, args...)
 			if code != 2 || !strings.Contains(errs, tt.want) {
 				t.Fatalf("exit %d, want 2 with %q\n%s", code, tt.want, errs)
 			}
+			if strings.Contains(errs, "notasecret") || strings.Contains(errs, "ERROR") {
+				t.Errorf("stderr: %s", errs)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("the data folder was made (%v): a bad value must fail before anything is written", err)
+			}
 		})
+	}
+}
+
+// TestDevModeKeptSecretChecked: a hand-edited <data-dir>/webhook-secret
+// that is not a signing secret is refused, not served with every webhook
+// answered 400.
+func TestDevModeKeptSecretChecked(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, webhookSecretFile), []byte("notasecret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := startDev(context.Background(), devTestConfig(dir), io.Discard, slog.New(slog.DiscardHandler))
+	want := filepath.Join(dir, webhookSecretFile) + ": the secret does not start with whsec_"
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "notasecret") {
+		t.Fatalf("err %v, want a usage error containing %q", err, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kafka")); !os.IsNotExist(err) {
+		t.Errorf("kafka data made before the secret was checked (%v)", err)
+	}
+}
+
+// TestDevModeHelp: the help text's brackets pair up.
+func TestDevModeHelp(t *testing.T) {
+	code, out, errs := orderflow(t, "dev", "--help")
+	help := out + errs
+	if code != 0 || !strings.Contains(help, "one processor (order states under <data-dir>/state) and the\nprovider simulator (its outbox under <data-dir>/sim/outbox).") {
+		t.Fatalf("exit %d, help:\n%s", code, help)
+	}
+	if n, m := strings.Count(devUsage, "("), strings.Count(devUsage, ")"); n != m {
+		t.Errorf("dev usage has %d ( and %d ):\n%s", n, m, devUsage)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,7 +77,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&f.produceTimeout, "produce-timeout", gateway.DefaultProduceTimeout, "longest wait for Kafka's acknowledgement before answering 503")
 	fs.DurationVar(&f.produceLinger, "produce-linger", gateway.DefaultProduceLinger, "while Kafka is busy with this gateway's records (the last produce request held two or more, answered within ten lingers), longest a produce request of fewer than 64 records waits for more (0: never waits)")
 	fs.Int64Var(&f.maxInflightBytes, "max-inflight-bytes", gateway.DefaultMaxInflightBytes, "bytes of webhook bodies handled at once; beyond it 503 with Retry-After")
-	fs.StringVar(&f.eventTypes, "event-types", strings.Join(gateway.DefaultEventTypes, ","), "Stripe event types to queue, comma-separated; others are answered 200 and ignored")
+	fs.StringVar(&f.eventTypes, "event-types", strings.Join(gateway.DefaultEventTypes, ","), "Stripe event types to queue, comma-separated: some of the default, the types the processor handles (empty: all of them); others are answered 200 and ignored")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long to finish in-flight requests, flush the producer and then the dedup marks still queued for Redis")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -93,12 +95,19 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usagef("--shutdown-timeout must be positive")
 	}
 	secrets := splitList(f.secrets)
+	if err := checkSecrets("--webhook-secret (or ORDERFLOW_WEBHOOK_SECRET)", secrets); err != nil {
+		return err
+	}
 	if f.secretsFile != "" {
 		b, err := os.ReadFile(f.secretsFile)
 		if err != nil {
 			return usagef("--webhook-secret-file: %v", err)
 		}
-		secrets = append(secrets, splitList(strings.ReplaceAll(string(b), "\n", ","))...)
+		fromFile := splitList(strings.ReplaceAll(string(b), "\n", ","))
+		if err := checkSecrets("--webhook-secret-file "+f.secretsFile, fromFile); err != nil {
+			return err
+		}
+		secrets = append(secrets, fromFile...)
 	}
 	if len(secrets) == 0 {
 		where := "none given"
@@ -107,10 +116,14 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return usagef("no webhook signing secret (%s): set ORDERFLOW_WEBHOOK_SECRET, or give --webhook-secret-file FILE (secrets comma- or newline-separated), or --webhook-secret whsec_… (visible in the process list). Stripe shows it as the endpoint's signing secret; the Stripe CLI prints it", where)
 	}
+	eventTypes, err := gatewayEventTypes(f.eventTypes)
+	if err != nil {
+		return err
+	}
 	cfg := gateway.Config{
 		Topic:            f.kafka.names().Orders,
 		Secrets:          secrets,
-		EventTypes:       splitList(f.eventTypes),
+		EventTypes:       eventTypes,
 		MaxBody:          f.maxBody,
 		MaxInflightBytes: f.maxInflightBytes,
 		ProduceTimeout:   f.produceTimeout,
@@ -271,6 +284,42 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	logger.Info("gateway stopped")
 	return runErr
+}
+
+// checkSecrets refuses a secret of where that is not a Stripe endpoint
+// signing secret: every webhook would get 400. It names the secret by its
+// place in the list, never by its value.
+func checkSecrets(where string, secrets []string) error {
+	for i, s := range secrets {
+		if err := gateway.CheckSecret(s); err != nil {
+			if len(secrets) == 1 {
+				return usagef("%s: the secret %v", where, err)
+			}
+			return usagef("%s: secret %d of %d %v", where, i+1, len(secrets), err)
+		}
+	}
+	return nil
+}
+
+// gatewayEventTypes reads --event-types: empty means the default list, and
+// every type must be one the processor acts on (gateway.DefaultEventTypes).
+// A type queued but never acted on, or a mistyped one answered 200
+// "ignored", would lose the order: Stripe does not retry a 2xx.
+func gatewayEventTypes(s string) ([]string, error) {
+	types := splitList(s)
+	if len(types) == 0 {
+		return gateway.DefaultEventTypes, nil
+	}
+	var unknown []string
+	for _, t := range types {
+		if !slices.Contains(gateway.DefaultEventTypes, t) {
+			unknown = append(unknown, strconv.Quote(t))
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, usagef("--event-types: the processor does not handle %s; it handles %s", strings.Join(unknown, ", "), strings.Join(gateway.DefaultEventTypes, ","))
+	}
+	return types, nil
 }
 
 // gatewayLogger returns the slog logger for --log-format and --log-level.

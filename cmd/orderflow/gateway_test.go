@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/stripe/stripe-go/v76/webhook"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/orderflow/orderflow/gateway"
+	"github.com/orderflow/orderflow/processor"
 )
 
 func emptyFile(t *testing.T) string {
@@ -27,6 +31,10 @@ func emptyFile(t *testing.T) string {
 
 func TestGatewayUsageErrors(t *testing.T) {
 	t.Setenv("ORDERFLOW_WEBHOOK_SECRET", "")
+	badSecretFile := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(badSecretFile, []byte("whsec_new\nsk_live_oops\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -39,6 +47,12 @@ func TestGatewayUsageErrors(t *testing.T) {
 		{"negative linger", []string{"--webhook-secret", "whsec_x", "--produce-linger", "-1ms"}, "--produce-linger must not be negative"},
 		{"stray argument", []string{"--webhook-secret", "whsec_x", "extra"}, "unexpected argument"},
 		{"missing secret file", []string{"--webhook-secret-file", "/nonexistent/secret"}, "--webhook-secret-file"},
+		{"secret without whsec_", []string{"--webhook-secret", "sk_live_oops"}, "--webhook-secret (or ORDERFLOW_WEBHOOK_SECRET): the secret does not start with whsec_: Stripe endpoint signing secrets start with whsec_"},
+		{"second secret without whsec_", []string{"--webhook-secret", "whsec_old,sk_live_oops"}, "--webhook-secret (or ORDERFLOW_WEBHOOK_SECRET): secret 2 of 2 does not start with whsec_: Stripe endpoint signing secrets start with whsec_"},
+		{"secret file with a secret without whsec_", []string{"--webhook-secret", "whsec_old", "--webhook-secret-file", badSecretFile}, "--webhook-secret-file " + badSecretFile + ": secret 2 of 2 does not start with whsec_"},
+		{"mistyped event types", []string{"--webhook-secret", "whsec_x", "--event-types", "payment_intent.succeded,checkout.session.complete"},
+			`--event-types: the processor does not handle "payment_intent.succeded", "checkout.session.complete"; it handles payment_intent.succeeded,checkout.session.completed,checkout.session.async_payment_succeeded,checkout.session.async_payment_failed,charge.refunded,charge.refund.updated,payment_intent.canceled,charge.dispute.created`},
+		{"event type the processor does not act on", []string{"--webhook-secret", "whsec_x", "--event-types", "payment_intent.succeeded, customer.created"}, `--event-types: the processor does not handle "customer.created"; it handles payment_intent.succeeded,`},
 		{"bad redis CA", []string{"--webhook-secret", "whsec_x", "--brokers", "127.0.0.1:1", "--redis-addr", "127.0.0.1:1", "--redis-tls-ca", "/nonexistent/ca.pem"}, "--redis-tls-ca"},
 	}
 	for _, tt := range tests {
@@ -48,7 +62,34 @@ func TestGatewayUsageErrors(t *testing.T) {
 			if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err %v, want a usage error containing %q", err, tt.want)
 			}
+			if err != nil && strings.Contains(err.Error(), "sk_live_oops") {
+				t.Errorf("err %v shows the secret", err)
+			}
 		})
+	}
+}
+
+// TestGatewayEventTypes: --event-types takes the types the processor acts
+// on, and an empty value is the whole list.
+func TestGatewayEventTypes(t *testing.T) {
+	all := []string{
+		processor.EventPaymentSucceeded, processor.EventCheckoutCompleted, processor.EventAsyncPaymentSucceded, processor.EventAsyncPaymentFailed,
+		processor.EventChargeRefunded, processor.EventRefundUpdated, processor.EventPaymentCanceled, processor.EventDisputeCreated,
+	}
+	if !slices.Equal(gateway.DefaultEventTypes, all) {
+		t.Errorf("gateway.DefaultEventTypes %q, want the processor's types %q", gateway.DefaultEventTypes, all)
+	}
+	for _, tt := range []struct {
+		in   string
+		want []string
+	}{
+		{"", all},
+		{" , ", all},
+		{"payment_intent.succeeded, charge.refunded", []string{"payment_intent.succeeded", "charge.refunded"}},
+	} {
+		if got, err := gatewayEventTypes(tt.in); err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("gatewayEventTypes(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
 	}
 }
 
@@ -98,6 +139,7 @@ func TestGatewayServesAndShutsDown(t *testing.T) {
 			"--http-addr", "127.0.0.1:0",
 			"--metrics-addr", "",
 			"--log-format", "json",
+			"--event-types", "", // the defaults, logged as such
 		}, &stdout, &stderr)
 	}()
 	var addr string
@@ -139,6 +181,9 @@ func TestGatewayServesAndShutsDown(t *testing.T) {
 		t.Fatal("gateway did not stop after cancellation")
 	}
 	logs := stderr.String()
+	if want := `"event_types":["payment_intent.succeeded","checkout.session.completed","checkout.session.async_payment_succeeded","checkout.session.async_payment_failed","charge.refunded","charge.refund.updated","payment_intent.canceled","charge.dispute.created"]`; !strings.Contains(logs, want) {
+		t.Errorf("start-up log lacks %s: %s", want, logs)
+	}
 	if !strings.Contains(logs, `"gateway stopped"`) || strings.Contains(logs, "whsec_") || strings.Contains(logs, "aino@example.com") {
 		t.Errorf("logs: %s", logs)
 	}
