@@ -205,6 +205,13 @@ func (h *handling) run() bool {
 	}
 	if st != nil && (st.Status == StatusDeadLettered || st.Status == StatusParked) {
 		if !h.replay {
+			if h.stopsTheChain() {
+				// A refund of the whole charge before shipping is not
+				// parked: replaying the failure first would ship what was
+				// paid back. It stops the chain now, and the order's dead
+				// letters need no replay (dlq: order refunded).
+				return h.refund()
+			}
 			return h.park()
 		}
 		h.unpark()
@@ -272,16 +279,41 @@ func (h *handling) duplicate() bool {
 		(h.env.ObjectID != "" && slices.Contains(h.st.AppliedObjects, h.objectKey()))
 }
 
+// skipDuplicate ends the handling of an event applied already. A replayed
+// one is still recorded as replayed, so that its dead letter resolves and
+// the next replay skips it; one replayed behind the order's dead letter
+// (un-parked by run) resumes the chain, as any replayed record does.
+func (h *handling) skipDuplicate() bool {
+	if !h.replay || h.st == nil {
+		return true
+	}
+	h.log().Info("replayed event applied already; recorded as replayed", "replay_source", h.replaySrc)
+	if h.st.Status == StatusInProgress {
+		return h.chain()
+	}
+	if h.replaySrc == "" || slices.Contains(h.st.Replays, h.replaySrc) {
+		return true
+	}
+	h.markApplied()
+	return h.finish()
+}
+
 // objectKey names the change an event reports: its type and object, so a
 // second event of one change is a duplicate. Every refund of a charge is a
 // charge.refunded of that charge, so a refund's key also holds the amount
 // refunded so far (Stripe's amount_refunded is cumulative): a second
-// partial refund, or the rest refunded later, is a change of its own.
+// partial refund, or the rest refunded later, is a change of its own. A
+// refund that fails gives its amount back to the charge, so a refund made
+// again after it brings amount_refunded back where it was: the key also
+// counts the refund failures applied before it.
 func (h *handling) objectKey() string {
 	k := h.env.EventType + "/" + h.env.ObjectID
 	if h.env.EventType == EventChargeRefunded {
 		if r := h.object().refund(); r.known {
 			k += "/" + strconv.FormatInt(r.refunded, 10)
+		}
+		if n := h.refundFailures(); n > 0 {
+			k += "/after-" + strconv.Itoa(n) + "-failed"
 		}
 	}
 	if h.env.EventType == EventRefundUpdated {
@@ -289,6 +321,21 @@ func (h *handling) objectKey() string {
 		k += "/" + h.object().Status
 	}
 	return k
+}
+
+// refundFailures counts the refunds of the order that failed or were
+// canceled (charge.refund.updated applied with that status).
+func (h *handling) refundFailures() int {
+	if h.st == nil {
+		return 0
+	}
+	n := 0
+	for _, k := range h.st.AppliedObjects {
+		if strings.HasPrefix(k, EventRefundUpdated+"/") && (strings.HasSuffix(k, "/failed") || strings.HasSuffix(k, "/canceled")) {
+			n++
+		}
+	}
+	return n
 }
 
 // markApplied records the event (and the replay it came from) in the state.
@@ -391,8 +438,11 @@ func (h *handling) finish() bool {
 
 // recordOnly applies an event that changes nothing but the applied lists.
 func (h *handling) recordOnly() bool {
-	if h.st == nil || h.duplicate() {
+	if h.st == nil {
 		return true
+	}
+	if h.duplicate() {
+		return h.skipDuplicate()
 	}
 	h.markApplied()
 	return h.finish()
@@ -402,7 +452,7 @@ func (h *handling) recordOnly() bool {
 // starts with the payment's success event.
 func (h *handling) awaitPayment() bool {
 	if h.duplicate() {
-		return true
+		return h.skipDuplicate()
 	}
 	if h.st == nil {
 		h.st = h.newState(StatusAwaitingPayment)
@@ -420,7 +470,7 @@ func (h *handling) awaitPayment() bool {
 // order runs the chain, as any payment does.
 func (h *handling) paymentFailed() bool {
 	if h.duplicate() {
-		return true
+		return h.skipDuplicate()
 	}
 	if h.st != nil && h.st.Status != StatusAwaitingPayment && h.st.Status != StatusPaymentFailed {
 		h.log().Warn("payment failed or canceled for an order not awaiting payment; nothing changed", "event_type", h.env.EventType, "status", h.st.Status)
@@ -490,7 +540,7 @@ func (h *handling) flagGoesOn(flag, text string) bool {
 		return true
 	}
 	if h.duplicate() {
-		return true
+		return h.skipDuplicate()
 	}
 	h.st.AddFlag(flag)
 	return h.refundGoesOn(text)
@@ -564,10 +614,12 @@ func (o *eventObject) refund() chargeRefund {
 // order goes on, flagged, and a human credits the invoice.
 func (h *handling) refund() bool {
 	if h.duplicate() {
-		return true
+		return h.skipDuplicate()
 	}
-	if r := h.object().refund(); !r.full {
-		return h.partialRefund(r)
+	r := h.object().refund()
+	again := h.refundAgain(r)
+	if !r.full {
+		return h.partialRefund(r, again)
 	}
 	if h.st == nil {
 		h.st = h.newState(StatusRefunded)
@@ -576,19 +628,68 @@ func (h *handling) refund() bool {
 	switch {
 	case st.Status == StatusRefunded && st.NextOffset > 0:
 		h.markApplied()
-		return h.finish()
+		if !h.finish() {
+			return false
+		}
+		if again != "" {
+			h.p.alert(integrations.Alert{OrderID: h.key, Text: "order refunded again" + again})
+		}
+		return true
 	case !h.shipped():
+		text := "order refunded before shipping: the chain stopped; check any steps already done"
+		if dl := st.DeadLetter; dl != nil && (st.Status == StatusDeadLettered || st.Status == StatusParked) {
+			text = fmt.Sprintf("order refunded before shipping while dead-lettered (%s at %s): the chain stopped and its dead letters need no replay; check any steps already done",
+				dl.Step, topics.Source(dl.Partition, dl.Offset))
+			st.DeadLetter, st.LastError = nil, ""
+		}
 		h.markApplied()
 		st.Status = StatusRefunded
 		if !h.finish() {
 			return false
 		}
 		h.p.m.orders.WithLabelValues(string(StatusRefunded)).Inc()
-		h.p.alert(integrations.Alert{OrderID: h.key, Text: "order refunded before shipping: the chain stopped; check any steps already done"})
+		h.p.alert(integrations.Alert{OrderID: h.key, Text: text + again})
 		return true
 	default:
 		st.AddFlag(FlagRefundedAfterShipping)
-		return h.refundGoesOn("order refunded after it shipped: stop or recall the shipment and credit the invoice by hand")
+		return h.refundGoesOn("order refunded after it shipped: stop or recall the shipment and credit the invoice by hand" + again)
+	}
+}
+
+// stopsTheChain reports whether the record is a refund of the whole charge
+// of an order not shipped, not applied yet: it stops the order's chain.
+func (h *handling) stopsTheChain() bool {
+	return h.env.EventType == EventChargeRefunded && h.st != nil && !h.duplicate() &&
+		h.object().refund().full && !h.shipped()
+}
+
+// refundAgain handles a refund made after one of the order's refunds
+// failed (refund_failed): when the charge is refunded again at least as
+// far as before the failure, the customer is paid back and the flag goes;
+// otherwise it stays. It returns what the alert adds, empty when no refund
+// had failed.
+func (h *handling) refundAgain(r chargeRefund) string {
+	if h.st == nil || !h.st.HasFlag(FlagRefundFailed) {
+		return ""
+	}
+	before := int64(-1) // the most refunded before, as the applied keys say
+	prefix := EventChargeRefunded + "/" + h.env.ObjectID + "/"
+	for _, k := range h.st.AppliedObjects {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
+			n, _, _ := strings.Cut(rest, "/")
+			if v, err := strconv.ParseInt(n, 10, 64); err == nil && v > before {
+				before = v
+			}
+		}
+	}
+	switch {
+	case r.full || r.known && before >= 0 && r.refunded >= before:
+		h.st.RemoveFlag(FlagRefundFailed)
+		return " (made again after a refund that did not go through: the customer is paid back, refund_failed cleared)"
+	case r.known && before >= 0:
+		return fmt.Sprintf(" (made again after a refund that did not go through, %s refunded before it: refund_failed stays)", integrations.FormatMoney(before, r.currency))
+	default:
+		return " (made after a refund that did not go through: refund_failed stays)"
 	}
 }
 
@@ -619,7 +720,7 @@ func (h *handling) refundGoesOn(text string) bool {
 }
 
 // partialRefund handles a refund of part of the charge.
-func (h *handling) partialRefund(r chargeRefund) bool {
+func (h *handling) partialRefund(r chargeRefund, again string) bool {
 	if h.st == nil {
 		// The refund came before the payment's event, which runs the chain.
 		h.st = h.newState(StatusAwaitingPayment)
@@ -628,15 +729,21 @@ func (h *handling) partialRefund(r chargeRefund) bool {
 	if st.Status == StatusRefunded {
 		// An earlier refund, delivered after the one of the whole charge.
 		h.markApplied()
-		return h.finish()
+		if !h.finish() {
+			return false
+		}
+		if again != "" {
+			h.p.alert(integrations.Alert{OrderID: h.key, Text: "order partially refunded again" + again})
+		}
+		return true
 	}
 	st.AddFlag(FlagPartiallyRefunded)
 	when := "before shipping: the order goes on (check what is still to ship)"
 	if h.shipped() {
 		when = "after it shipped"
 	}
-	return h.refundGoesOn(fmt.Sprintf("order partially refunded %s: %s of %s refunded so far; credit it on the invoice by hand",
-		when, integrations.FormatMoney(r.refunded, r.currency), integrations.FormatMoney(r.amount, r.currency)))
+	return h.refundGoesOn(fmt.Sprintf("order partially refunded %s: %s of %s refunded so far; credit it on the invoice by hand%s",
+		when, integrations.FormatMoney(r.refunded, r.currency), integrations.FormatMoney(r.amount, r.currency), again))
 }
 
 // unpark makes a dead-lettered order runnable again for a replayed record:

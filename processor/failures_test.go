@@ -90,7 +90,7 @@ func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
 	k := "pi_park"
 	h.send(paid(k),
 		event{key: k, typ: EventCheckoutCompleted, id: "evt_cs", object: "cs_park", paymentStatus: "paid"},
-		event{key: k, typ: EventChargeRefunded, id: "evt_refund", object: "ch_park"})
+		event{key: k, typ: EventChargeRefunded, id: "evt_refund", object: "ch_park", charge: &charge{amount: 12400, refunded: 2500}})
 	h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
 	dl := h.readAll(h.names.DLQ)
 	if len(dl) != 3 {
@@ -118,8 +118,12 @@ func TestParkedKeyKeepsOrderThroughReplay(t *testing.T) {
 	if !slices.Equal(st.Replays, sources) {
 		t.Errorf("replays applied in order %v, want %v", st.Replays, sources)
 	}
-	if st.Status != StatusCompleted || !st.HasFlag(FlagRefundedAfterShipping) {
-		t.Errorf("status %s flags %v: want completed and refunded after shipping (the refund ran after the chain)", st.Status, st.Flags)
+	if st.Status != StatusCompleted || !st.HasFlag(FlagPartiallyRefunded) {
+		t.Errorf("status %s flags %v: want completed and partially refunded", st.Status, st.Flags)
+	}
+	// The refund ran after the chain: it was applied after shipping.
+	if got, want := f.alertTexts(k)[3:], []string{"order partially refunded after it shipped: 25.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand"}; !slices.Equal(got, want) {
+		t.Errorf("alerts after the dead letter and the two parkings %q, want %q", got, want)
 	}
 	// Replay the first dead letter again: nothing happens.
 	replay(dl[0])

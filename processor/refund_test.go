@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/topics"
 )
 
 // alertTexts returns the texts of the alerts about order, in order sent.
@@ -228,5 +230,168 @@ func TestDispute(t *testing.T) {
 		if n := f.attemptCount(step, k); n != 1 {
 			t.Errorf("%s called %d times, want 1", step, n)
 		}
+	}
+}
+
+// refundUpdate is a charge.refund.updated event of the order's refund.
+func refundUpdate(key, id, status string, amount int64) event {
+	return event{key: key, typ: EventRefundUpdated, id: id, object: "re_" + key, fields: map[string]any{
+		"object": "refund", "status": status, "failure_reason": "expired_or_canceled_card", "amount": amount, "currency": "eur", "payment_intent": key}}
+}
+
+// refundOf is a charge.refunded event of the order's charge, with amount
+// refunded so far of 124.00 EUR.
+func refundOf(key, id string, refunded int64) event {
+	return event{key: key, typ: EventChargeRefunded, id: id, object: "ch_" + key, charge: &charge{amount: 12400, refunded: refunded, full: refunded >= 12400}}
+}
+
+// A refund that failed gives its amount back to the charge, so the shop's
+// refund made again brings amount_refunded back to where it was. That is a
+// change of its own, not a retry of the first: it is applied with its
+// alert, and refund_failed goes when the charge is refunded as far again.
+// The first refund's event delivered again changes nothing.
+func TestRefundMadeAgainAfterItFailed(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	cfg := h.config()
+	r := h.start(cfg, f.providers())
+	h.send(paid("pi_again_full"), paid("pi_again_part"), paid("pi_again_less"))
+	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_again_full", "pi_again_part", "pi_again_less"}, StatusCompleted))
+	h.send(
+		refundOf("pi_again_full", "evt_a1", 12400), refundUpdate("pi_again_full", "evt_a2", "failed", 12400),
+		refundOf("pi_again_full", "evt_a3", 12400), refundOf("pi_again_full", "evt_a1", 12400),
+		refundOf("pi_again_part", "evt_b1", 1000), refundUpdate("pi_again_part", "evt_b2", "failed", 1000),
+		refundOf("pi_again_part", "evt_b3", 1000),
+		refundOf("pi_again_less", "evt_c1", 3000), refundUpdate("pi_again_less", "evt_c2", "canceled", 3000),
+		refundOf("pi_again_less", "evt_c3", 1000),
+		paid("pi_marker_again"))
+	states := h.waitStates("refunds applied", 30*time.Second, func(m map[string]*State) bool {
+		has := func(k, id string) bool { return m[k] != nil && slices.Contains(m[k].AppliedEvents, id) }
+		return has("pi_again_full", "evt_a3") && has("pi_again_part", "evt_b3") && has("pi_again_less", "evt_c3") &&
+			m["pi_marker_again"] != nil && m["pi_marker_again"].Status == StatusCompleted
+	})
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
+
+	failed := func(amount, why string) string {
+		return "a refund of " + amount + " did not go through (" + why + ": expired or canceled card): the customer was not paid back; pay back another way"
+	}
+	const after = "order refunded after it shipped: stop or recall the shipment and credit the invoice by hand"
+	for _, tt := range []struct {
+		key        string
+		flagStays  bool
+		wantAlerts []string
+	}{
+		{"pi_again_full", false, []string{after, failed("124.00 EUR", "failed"),
+			after + " (made again after a refund that did not go through: the customer is paid back, refund_failed cleared)"}},
+		{"pi_again_part", false, []string{
+			"order partially refunded after it shipped: 10.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand",
+			failed("10.00 EUR", "failed"),
+			"order partially refunded after it shipped: 10.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand (made again after a refund that did not go through: the customer is paid back, refund_failed cleared)"}},
+		{"pi_again_less", true, []string{
+			"order partially refunded after it shipped: 30.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand",
+			failed("30.00 EUR", "canceled"),
+			"order partially refunded after it shipped: 10.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand (made again after a refund that did not go through, 30.00 EUR refunded before it: refund_failed stays)"}},
+	} {
+		st := states[tt.key]
+		if st.Status != StatusCompleted || st.HasFlag(FlagRefundFailed) != tt.flagStays {
+			t.Errorf("%s: status %s flags %v, want completed with refund_failed %v", tt.key, st.Status, st.Flags, tt.flagStays)
+		}
+		if got := f.alertTexts(tt.key); !slices.Equal(got, tt.wantAlerts) {
+			t.Errorf("%s alerts:\n got %q\nwant %q", tt.key, got, tt.wantAlerts)
+		}
+	}
+}
+
+// A refund of the whole charge that arrives while the order is
+// dead-lettered before shipping is not parked behind the failure, where
+// the usual replay (failure first) would ship what was paid back: it stops
+// the chain at once, status refunded, one alert naming the dead letter.
+// Replaying the order's dead letters after that ships nothing.
+func TestRefundWhileDeadLetteredStopsTheChain(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	broken := f.breakStep(StepShipping)
+	h.start(h.config(), f.providers())
+	k := "pi_dead_refund"
+	h.send(paid(k), event{key: k, typ: EventCheckoutCompleted, id: "evt_cs_dead", object: "cs_dead_refund", paymentStatus: "paid"})
+	h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
+	h.send(refundOf(k, "evt_full_dead", 12400))
+	st := h.waitStates("refunded", 30*time.Second, allStatus([]string{k}, StatusRefunded))[k]
+	dl := h.readAll(h.names.DLQ)
+	if len(dl) != 2 {
+		t.Fatalf("%d dead letters, want 2 (the shipping failure and the parked checkout event; the refund is not parked)", len(dl))
+	}
+	if st.DeadLetter != nil || st.LastError != "" {
+		t.Errorf("dead letter %+v, last error %q left on a refunded order", st.DeadLetter, st.LastError)
+	}
+	alerts := f.alertTexts(k)
+	want := "order refunded before shipping while dead-lettered (shipping at " + topics.Source(dl[0].Partition, dl[0].Offset) +
+		"): the chain stopped and its dead letters need no replay; check any steps already done"
+	if len(alerts) == 0 || alerts[len(alerts)-1] != want {
+		t.Errorf("alerts %q, want the last %q", alerts, want)
+	}
+
+	broken.Store(false)
+	h.replayLetter(dl[0])
+	h.replayLetter(dl[1])
+	st = h.waitStates("replays recorded", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && len(m[k].Replays) == 2
+	})[k]
+	if st.Status != StatusRefunded {
+		t.Errorf("status %s after the replays, want refunded", st.Status)
+	}
+	for _, step := range []string{StepShipping, StepInvoice, StepEmail} {
+		if n := f.createdCount(step, k); n != 0 {
+			t.Errorf("%s created %d times for a refunded order", step, n)
+		}
+	}
+}
+
+// A refund delivered twice while the order is dead-lettered is parked
+// twice. Replayed, it is applied once; its second copy is recorded as
+// replayed, so its dead letter resolves and the next replay skips it.
+// Replayed while the order is dead-lettered again, the copy resumes the
+// chain as any replayed record does.
+func TestDuplicateParkedRefundIsResolvedByItsReplay(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	broken := f.breakStep(StepEmail)
+	h.start(h.config(), f.providers())
+	k := "pi_dup_parked"
+	h.send(paid(k), refundOf(k, "evt_dup_refund", 1000), refundOf(k, "evt_dup_refund", 1000))
+	h.waitStates("parked twice", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && m[k].Status == StatusParked && m[k].NextOffset > 0 && len(h.readAll(h.names.DLQ)) == 3
+	})
+	dl := h.readAll(h.names.DLQ)
+	src := func(i int) string { return topics.Source(dl[i].Partition, dl[i].Offset) }
+
+	// The first copy, replayed with the email still failing: applied, and
+	// the order is dead-lettered again.
+	h.replayLetter(dl[1])
+	h.waitStates("refund applied, dead-lettered again", 30*time.Second, func(m map[string]*State) bool {
+		return m[k] != nil && slices.Contains(m[k].Replays, src(1)) && m[k].Status == StatusDeadLettered
+	})
+	// The second copy, replayed once the email works: the chain resumes.
+	broken.Store(false)
+	h.replayLetter(dl[2])
+	st := h.waitStates("completed", 30*time.Second, allStatus([]string{k}, StatusCompleted))[k]
+	if !slices.Contains(st.Replays, src(2)) {
+		t.Errorf("replays %v, want the second copy %s recorded", st.Replays, src(2))
+	}
+	if n := f.createdCount(StepEmail, k); n != 1 {
+		t.Errorf("email created %d times, want 1", n)
+	}
+	var refundAlerts int
+	for _, a := range f.alertTexts(k) {
+		if strings.HasPrefix(a, "order partially refunded") {
+			refundAlerts++
+		}
+	}
+	if refundAlerts != 1 {
+		t.Errorf("%d refund alerts, want 1: %q", refundAlerts, f.alertTexts(k))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -252,6 +253,11 @@ func (s *State) HasFlag(f string) bool {
 		}
 	}
 	return false
+}
+
+// RemoveFlag takes a flag off the state.
+func (s *State) RemoveFlag(f string) {
+	s.Flags = slices.DeleteFunc(s.Flags, func(x string) bool { return x == f })
 }
 
 // AddFlag gives the state a flag it does not carry yet.

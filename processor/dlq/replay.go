@@ -29,6 +29,10 @@ const (
 	// SkipErased: the order was erased (orders erase); the processor
 	// would ignore the replay.
 	SkipErased = "order erased"
+	// SkipRefunded: the whole charge was refunded before shipping, which
+	// stopped the order's chain (status refunded): its failure needs no
+	// replay, and the processor would change nothing.
+	SkipRefunded = "order refunded"
 )
 
 // DefaultRate is the default replay rate in records per second: slow enough
@@ -44,8 +48,9 @@ type Decision struct {
 }
 
 // Plan decides, from the orders' current state, which of dls to replay:
-// those already replayed or of an order already completed or erased are
-// skipped, but for a refund of a completed order not replayed yet. The decisions are in partition then offset order, the order
+// those already replayed or of an order already completed, refunded or
+// erased are skipped, but for a refund (or a dispute) of a completed or
+// refunded order not replayed yet. The decisions are in partition then offset order, the order
 // Replay sends them.
 func (c *Client) Plan(ctx context.Context, dls []DeadLetter) ([]Decision, error) {
 	dls = slices.Clone(dls)
@@ -69,6 +74,8 @@ func decide(dls []DeadLetter, states map[string]*processor.State) []Decision {
 				dec.Skip = SkipAlreadyReplayed
 			case st.Status == processor.StatusCompleted && !pendingRefund(d.Source(), d.EventType(), st):
 				dec.Skip = SkipAlreadyCompleted
+			case st.Status == processor.StatusRefunded && !pendingRefund(d.Source(), d.EventType(), st):
+				dec.Skip = SkipRefunded
 			case st.Status == processor.StatusErased:
 				dec.Skip = SkipErased
 			}
@@ -108,22 +115,30 @@ type Summary struct {
 	AlreadyReplayed  int `json:"already_replayed"`
 	AlreadyCompleted int `json:"already_completed"`
 	Erased           int `json:"erased"` // of an erased order
+	// Refunded counts those of an order refunded before shipping.
+	Refunded int `json:"refunded,omitempty"`
 	// Failed counts records not acknowledged (a write error or the replay
 	// stopped); running the same replay again sends them.
 	Failed int `json:"failed"`
 }
 
 // Skipped is the number of dead letters not replayed on purpose.
-func (s Summary) Skipped() int { return s.AlreadyReplayed + s.AlreadyCompleted + s.Erased }
+func (s Summary) Skipped() int { return s.AlreadyReplayed + s.AlreadyCompleted + s.Erased + s.Refunded }
 
 // SkipText says why the skipped were: "already replayed 1, already
-// completed 2", with ", order erased 3" when there were such.
-func (s Summary) SkipText() string { return skipText(s.AlreadyReplayed, s.AlreadyCompleted, s.Erased) }
+// completed 2", with ", order erased 3" and ", order refunded 4" when
+// there were such.
+func (s Summary) SkipText() string {
+	return skipText(s.AlreadyReplayed, s.AlreadyCompleted, s.Erased, s.Refunded)
+}
 
-func skipText(replayed, completed, erased int) string {
+func skipText(replayed, completed, erased, refunded int) string {
 	t := fmt.Sprintf("already replayed %d, already completed %d", replayed, completed)
 	if erased > 0 {
 		t += fmt.Sprintf(", order erased %d", erased)
+	}
+	if refunded > 0 {
+		t += fmt.Sprintf(", order refunded %d", refunded)
 	}
 	return t
 }
@@ -184,7 +199,7 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 	var todo []Decision
 	for _, d := range plan {
 		switch d.Skip {
-		case "", SkipAlreadyReplayed, SkipAlreadyCompleted, SkipErased:
+		case "", SkipAlreadyReplayed, SkipAlreadyCompleted, SkipErased, SkipRefunded:
 		default:
 			return sum, fmt.Errorf("dlq: unknown skip reason %q", d.Skip)
 		}
@@ -209,6 +224,9 @@ func (c *Client) Replay(ctx context.Context, plan []Decision, opts ReplayOptions
 			result(d, nil)
 		case SkipErased:
 			sum.Erased++
+			result(d, nil)
+		case SkipRefunded:
+			sum.Refunded++
 			result(d, nil)
 		}
 	}

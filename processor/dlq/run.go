@@ -19,9 +19,10 @@ const (
 	// LetterReplayed: replayed (the order's state lists it), and the order
 	// has not completed since: it is running again or failed again.
 	LetterReplayed = "replayed"
-	// LetterResolved: the order completed (after the replay, or on its own),
-	// so a replay skips it; a refund parked behind the failure is resolved
-	// only once replayed (a completed order still has to learn of it).
+	// LetterResolved: the order completed (after the replay, or on its own)
+	// or was refunded before shipping (its chain stopped), so a replay
+	// skips it; a refund parked behind the failure is resolved only once
+	// replayed (the order still has to learn of it).
 	LetterResolved = "resolved"
 	// LetterErased: the order was erased; a replay skips it (the processor
 	// would ignore it) and nothing is left to do.
@@ -38,7 +39,7 @@ func LetterStatus(source, eventType string, st *processor.State) string {
 	switch {
 	case st == nil:
 		return LetterOpen
-	case st.Status == processor.StatusCompleted && !pendingRefund(source, eventType, st):
+	case (st.Status == processor.StatusCompleted || st.Status == processor.StatusRefunded) && !pendingRefund(source, eventType, st):
 		return LetterResolved
 	case st.Status == processor.StatusErased:
 		return LetterErased
@@ -131,14 +132,18 @@ type Preview struct {
 	// changes the order in which the processor sees its events.
 	LeftOut []Decision
 	// Replay is how many of Plan would be sent; the others are skipped.
-	Replay, AlreadyReplayed, AlreadyCompleted, Erased int
+	Replay, AlreadyReplayed, AlreadyCompleted, Erased, Refunded int
 }
 
 // Skipped is how many of the plan a replay skips on purpose.
-func (p Preview) Skipped() int { return p.AlreadyReplayed + p.AlreadyCompleted + p.Erased }
+func (p Preview) Skipped() int {
+	return p.AlreadyReplayed + p.AlreadyCompleted + p.Erased + p.Refunded
+}
 
 // SkipText says why the skipped are, as Summary.SkipText.
-func (p Preview) SkipText() string { return skipText(p.AlreadyReplayed, p.AlreadyCompleted, p.Erased) }
+func (p Preview) SkipText() string {
+	return skipText(p.AlreadyReplayed, p.AlreadyCompleted, p.Erased, p.Refunded)
+}
 
 // Outcome is what a run did with one dead letter.
 type Outcome struct {
@@ -207,6 +212,8 @@ func (c *Client) Run(ctx context.Context, req ReplayRequest) (ReplayResult, erro
 			res.AlreadyCompleted++
 		case SkipErased:
 			res.Erased++
+		case SkipRefunded:
+			res.Refunded++
 		}
 	}
 	if req.DryRun {

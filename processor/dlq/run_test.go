@@ -106,6 +106,12 @@ func TestLetterStatus(t *testing.T) {
 		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved, processor.EventRefundUpdated},
 		{&processor.State{Status: processor.StatusCompleted}, LetterOpen, processor.EventDisputeCreated},
 		{&processor.State{Status: processor.StatusCompleted, Replays: []string{"1/2"}}, LetterResolved, processor.EventDisputeCreated},
+		// Refunded before shipping, the chain stopped: the failure and the
+		// payment events parked behind it are done with; a dispute is not.
+		{&processor.State{Status: processor.StatusRefunded}, LetterResolved, ""},
+		{&processor.State{Status: processor.StatusRefunded}, LetterResolved, processor.EventPaymentSucceeded},
+		{&processor.State{Status: processor.StatusRefunded}, LetterOpen, processor.EventDisputeCreated},
+		{&processor.State{Status: processor.StatusRefunded, Replays: []string{"1/2"}}, LetterResolved, processor.EventDisputeCreated},
 	} {
 		if got := LetterStatus("1/2", tc.eventType, tc.st); got != tc.want {
 			t.Errorf("LetterStatus(%q, %+v) = %s, want %s", tc.eventType, tc.st, got, tc.want)

@@ -258,6 +258,10 @@ func TestDecide(t *testing.T) {
 		// since: still to be replayed (once).
 		{Partition: 1, Offset: 7, Key: "pi_done", Headers: []kgo.RecordHeader{{Key: topics.HeaderEventType, Value: []byte(processor.EventChargeRefunded)}}},
 		{Partition: 1, Offset: 8, Key: "pi_refund_replayed", Headers: []kgo.RecordHeader{{Key: topics.HeaderEventType, Value: []byte(processor.EventChargeRefunded)}}},
+		// An order refunded before shipping: its failure needs no replay,
+		// a dispute parked behind it still does.
+		{Partition: 2, Offset: 9, Key: "pi_refunded"},
+		{Partition: 2, Offset: 10, Key: "pi_refunded", Headers: []kgo.RecordHeader{{Key: topics.HeaderEventType, Value: []byte(processor.EventDisputeCreated)}}},
 	}
 	states := map[string]*processor.State{
 		"pi_refund_replayed": {Status: processor.StatusCompleted, Replays: []string{"1/8"}},
@@ -265,9 +269,13 @@ func TestDecide(t *testing.T) {
 		"pi_done":            {Status: processor.StatusCompleted},
 		"pi_parked":          {Status: processor.StatusParked, Replays: []string{"9/9"}},
 		"pi_erased":          {Status: processor.StatusErased},
+		"pi_refunded":        {Status: processor.StatusRefunded},
 	}
 	got := decide(ds, states)
-	want := []string{"", SkipAlreadyReplayed, "", SkipAlreadyCompleted, "", SkipErased, "", SkipAlreadyReplayed}
+	want := []string{"", SkipAlreadyReplayed, "", SkipAlreadyCompleted, "", SkipErased, "", SkipAlreadyReplayed, SkipRefunded, ""}
+	if len(got) != len(want) {
+		t.Fatalf("%d decisions, want %d", len(got), len(want))
+	}
 	for i, d := range got {
 		if d.Skip != want[i] {
 			t.Errorf("%s (%s): skip %q, want %q", d.Source(), d.Key, d.Skip, want[i])
@@ -405,6 +413,9 @@ func TestWriteOrderHeldStep(t *testing.T) {
 func TestSkipText(t *testing.T) {
 	if got := (Summary{AlreadyReplayed: 1, AlreadyCompleted: 2}).SkipText(); got != "already replayed 1, already completed 2" {
 		t.Errorf("without erased orders: %q", got)
+	}
+	if got := (Summary{AlreadyReplayed: 1, Refunded: 2}).SkipText(); got != "already replayed 1, already completed 0, order refunded 2" {
+		t.Errorf("SkipText with refunded orders = %q", got)
 	}
 	s := Summary{AlreadyReplayed: 1, AlreadyCompleted: 2, Erased: 3}
 	if got := s.SkipText(); got != "already replayed 1, already completed 2, order erased 3" || s.Skipped() != 6 {
