@@ -109,6 +109,9 @@ type handling struct {
 	completed bool
 	// held is set when a step was held for its provider's quota.
 	held bool
+	// yielded is set when shipping was not started for a refund of the
+	// whole charge queued behind the record (yieldsToRefund).
+	yielded bool
 }
 
 // deadStep is a step dead-lettered during the chain's run; the order's
@@ -654,6 +657,57 @@ func (h *handling) refund() bool {
 		st.AddFlag(FlagRefundedAfterShipping)
 		return h.refundGoesOn("order refunded after it shipped: stop or recall the shipment and credit the invoice by hand" + again)
 	}
+}
+
+// yieldsToRefund reports whether step is shipping and a refund of the
+// whole charge, not applied yet, is queued behind the record: the label
+// is then not booked, and the record ends with the order in progress; the
+// refund, handled next, stops the chain before shipping. It is asked
+// before every attempt, so a shipping step retrying or waiting for its
+// circuit yields to a refund that came meanwhile. A refund not fetched
+// yet, or one that comes while the label is being booked, is after
+// shipping. Called with mu held.
+func (h *handling) yieldsToRefund(step string, log *slog.Logger) bool {
+	if step != StepShipping || h.st == nil || h.shipped() {
+		return false
+	}
+	for _, rec := range h.part.sched.behind(h.key) {
+		if !queuedRefund(rec) {
+			continue
+		}
+		env, err := topics.DecodeEnvelope(rec.Value)
+		if err != nil || env.EventType != EventChargeRefunded || env.Key != h.key {
+			continue
+		}
+		later := &handling{p: h.p, env: env, key: h.key, st: h.st}
+		if later.stopsTheChain() {
+			if h.preIntent[step] {
+				// Written ahead with the last result; no call was made.
+				ss := h.st.Step(step)
+				ss.Intent, ss.Lease = nil, nil
+				delete(h.preIntent, step)
+			}
+			h.yielded = true
+			log.Info("shipping not started: a refund of the whole charge waits behind this record", "refund_offset", rec.Offset)
+			return true
+		}
+	}
+	return false
+}
+
+// queuedRefund reports whether a record is a charge.refunded as the
+// gateway wrote it (a replayed one may be ignored as replayed already).
+func queuedRefund(rec *kgo.Record) bool {
+	refund := false
+	for _, hd := range rec.Headers {
+		switch hd.Key {
+		case topics.HeaderReplay:
+			return false
+		case topics.HeaderEventType:
+			refund = string(hd.Value) == EventChargeRefunded
+		}
+	}
+	return refund
 }
 
 // stopsTheChain reports whether the record is a refund of the whole charge

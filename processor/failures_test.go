@@ -191,6 +191,11 @@ func TestDuplicatesProduceOneChain(t *testing.T) {
 		event{key: k, typ: EventCheckoutCompleted, id: "evt_b", object: "cs_dup", paymentStatus: "paid"}, // a second event for one change
 		event{key: k, typ: EventPaymentSucceeded, id: "evt_c", object: k},
 		event{key: k, typ: EventAsyncPaymentSucceded, id: "evt_d", object: "cs_dup"},
+	)
+	// The refunds come after shipping (a refund queued behind the chain
+	// would stop it before shipping).
+	h.waitStates("completed", 30*time.Second, allStatus([]string{k}, StatusCompleted))
+	h.send(
 		event{key: k, typ: EventChargeRefunded, id: "evt_r", object: "ch_dup"},
 		event{key: k, typ: EventChargeRefunded, id: "evt_r", object: "ch_dup"},
 		event{key: k, typ: EventChargeRefunded, id: "evt_r2", object: "ch_dup"},

@@ -67,6 +67,11 @@ func (h *handling) chain() bool {
 		// Every step left is held for its provider's quota or reads one
 		// that is: the record is finished, the hold's release resumes it.
 		return h.finishHeld()
+	case !stopped && len(h.dead) == 0 && h.yielded && len(h.pending()) > 0:
+		// Shipping yielded to a refund queued behind: the record is
+		// finished, the refund stops the chain.
+		h.st.Status = StatusInProgress
+		return h.finish()
 	case stopped || len(h.dead) == 0 && len(h.pending()) > 0:
 		// A step stopped, or the partition stopped before every step
 		// started: the record is left unfinished.

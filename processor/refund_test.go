@@ -3,6 +3,7 @@ package processor
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,9 @@ func TestPartialRefunds(t *testing.T) {
 	refund := func(key, id string, refunded int64, full bool) event {
 		return event{key: key, typ: EventChargeRefunded, id: id, object: "ch_" + key, charge: &charge{amount: 12400, refunded: refunded, full: full}}
 	}
+	// After shipping (the order completed): a partial refund, then the rest.
+	h.send(paid("pi_late"))
+	h.waitStates("pi_late completed", 30*time.Second, allStatus([]string{"pi_late"}, StatusCompleted))
 	h.send(
 		// A partial refund before the payment's event: the order ships.
 		refund("pi_part", "evt_p1", 2500, false), paid("pi_part"),
@@ -42,8 +46,7 @@ func TestPartialRefunds(t *testing.T) {
 		// the payment's event: the whole charge is refunded, nothing runs.
 		refund("pi_rest", "evt_r1", 2500, false), refund("pi_rest", "evt_r2", 5000, false), refund("pi_rest", "evt_r3", 12400, true),
 		paid("pi_rest"),
-		// After shipping: a partial refund, then the rest.
-		paid("pi_late"), refund("pi_late", "evt_l1", 400, false), refund("pi_late", "evt_l1", 400, false), refund("pi_late", "evt_l2", 12400, true),
+		refund("pi_late", "evt_l1", 400, false), refund("pi_late", "evt_l1", 400, false), refund("pi_late", "evt_l2", 12400, true),
 		// Stripe's refunded flag alone says the refund is whole.
 		refund("pi_flag", "evt_f1", 100, true), paid("pi_flag"),
 	)
@@ -128,7 +131,9 @@ func TestReplayedRefundResumesTheChain(t *testing.T) {
 			broken := f.breakStep(tt.failing)
 			h.start(h.config(), f.providers())
 			k := "pi_park_" + strings.ReplaceAll(tt.name, " ", "_")
-			h.send(paid(k), tt.ev(k))
+			h.send(paid(k))
+			h.waitStates("dead-lettered", 30*time.Second, allStatus([]string{k}, StatusDeadLettered))
+			h.send(tt.ev(k))
 			h.waitStates("parked", 30*time.Second, allStatus([]string{k}, StatusParked))
 			dl := h.readAll(h.names.DLQ)
 			if len(dl) != 2 {
@@ -393,5 +398,62 @@ func TestDuplicateParkedRefundIsResolvedByItsReplay(t *testing.T) {
 	}
 	if refundAlerts != 1 {
 		t.Errorf("%d refund alerts, want 1: %q", refundAlerts, f.alertTexts(k))
+	}
+}
+
+// A refund of the whole charge queued behind the order's record is acted
+// on before the label is booked: shipping, about to be tried (again),
+// yields to it, the record ends with the order in progress, and the refund
+// stops the chain. Here once while shipping retries a provider outage
+// (the refund comes during the backoff) and once when both records are
+// fetched together.
+func TestShippingYieldsToAQueuedRefund(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	down := &atomic.Bool{}
+	down.Store(true)
+	const retrying, together = "pi_yield_retrying", "pi_yield_together"
+	f.setFail(func(step, order string, _ int) error {
+		if step == StepShipping && order == retrying && down.Load() {
+			return transient(step)
+		}
+		return nil
+	})
+	f.mu.Lock()
+	f.latency = func(step, order string) time.Duration {
+		if step == StepDetails && order == together {
+			return 300 * time.Millisecond // the refund is queued by then
+		}
+		return 0
+	}
+	f.mu.Unlock()
+	cfg := h.config()
+	cfg.Retry = RetryPolicy{BaseDelay: time.Second, MaxDelay: time.Second, MaxAttempts: 10}
+	// Produced before the processor starts: fetched in one go.
+	h.send(paid(together), refundOf(together, "evt_yield_together", 12400))
+	r := h.start(cfg, f.providers())
+	h.send(paid(retrying))
+	eventually(t, "shipping tried", 30*time.Second, func() bool { return f.attemptCount(StepShipping, retrying) >= 1 })
+	h.send(refundOf(retrying, "evt_yield_retrying", 12400))
+	down.Store(false)
+	states := h.waitStates("refunded", 30*time.Second, allStatus([]string{retrying, together}, StatusRefunded))
+	h.waitHandled(cfg.Group, 30*time.Second)
+	r.stop(t)
+	for k, tries := range map[string]int{retrying: 1, together: 0} {
+		if n := f.attemptCount(StepShipping, k); n != tries {
+			t.Errorf("%s: shipping tried %d times, want %d (none after the refund was queued)", k, n, tries)
+		}
+		for _, step := range []string{StepInvoice, StepEmail} {
+			if n := f.attemptCount(step, k); n != 0 {
+				t.Errorf("%s: %s called %d times for an order refunded before shipping", k, step, n)
+			}
+		}
+		if st := states[k]; st.HasFlag(FlagRefundedAfterShipping) || len(st.AppliedEvents) != 2 {
+			t.Errorf("%s: flags %v applied %v, want no refunded_after_shipping and both events applied", k, st.Flags, st.AppliedEvents)
+		}
+		if got, want := f.alertTexts(k), []string{"order refunded before shipping: the chain stopped; check any steps already done"}; !slices.Equal(got, want) {
+			t.Errorf("%s alerts %q, want %q", k, got, want)
+		}
 	}
 }

@@ -24,6 +24,9 @@ const (
 	stepStopped
 	stepDeadLettered
 	stepHeld // held for the provider's quota (hold.go)
+	// stepYielded: shipping not started, a refund of the whole charge
+	// queued behind the record stops the chain (yieldsToRefund).
+	stepYielded
 )
 
 // unlocked runs f with mu released: for what waits (a call, a backoff, the
@@ -103,6 +106,9 @@ func (h *handling) runStep(s Step) stepOutcome {
 				continue // reconciling failed transiently and backed off: try again
 			}
 		}
+		if h.yieldsToRefund(step, log.get()) {
+			return stepYielded
+		}
 		if until, reason, held := p.holds.gate(step, h.part.num, h.key, ss); held {
 			h.holdStep(step, ss, until, reason)
 			return stepHeld
@@ -112,6 +118,11 @@ func (h *handling) runStep(s Step) stepOutcome {
 		h.unlocked(func() { probe, err = br.acquire(h.stopCh) })
 		if err != nil {
 			return stepStopped
+		}
+		if h.yieldsToRefund(step, log.get()) {
+			// It waited for the circuit, and a refund came meanwhile.
+			br.release(probe)
+			return stepYielded
 		}
 		attempt := ss.Attempts + 1
 		actx, aspan := h.startAttempt(step, attempt)

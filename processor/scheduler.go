@@ -108,6 +108,21 @@ func (s *scheduler) loop(key string, kq *keyQueue) {
 	}
 }
 
+// behind returns the records of key queued behind the one running.
+func (s *scheduler) behind(key string) []*kgo.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kq := s.keys[key]
+	if kq == nil || len(kq.tasks) < 2 {
+		return nil
+	}
+	out := make([]*kgo.Record, 0, len(kq.tasks)-1)
+	for _, t := range kq.tasks[1:] {
+		out = append(out, t.rec)
+	}
+	return out
+}
+
 // finishLocked marks t finished and advances the watermark over the finished
 // prefix.
 func (s *scheduler) finishLocked(t *task) {
