@@ -30,10 +30,15 @@ import (
 
 // Bounds of one Summary; beyond them alerts are only counted.
 const (
-	MaxSteps     = 10  // distinct steps listed; the rest are grouped as "other"
-	MaxOrders    = 10  // order ids listed per step
-	MaxReasons   = 3   // distinct reasons listed per step
-	MaxReasonLen = 300 // characters kept of one reason
+	MaxSteps   = 10 // distinct steps listed; the rest are grouped as "other"
+	MaxOrders  = 10 // order ids listed per step
+	MaxReasons = 3  // distinct reasons listed per step
+	// MaxOrderReasons: distinct reasons listed of the alerts about orders
+	// at no step (refunds, refund failures, disputes): each says what a
+	// person must do for its order (an amount to credit, a dispute's due
+	// date), so more are listed than of a step's failures.
+	MaxOrderReasons = MaxOrders
+	MaxReasonLen    = 300 // characters kept of one reason
 )
 
 // ErrClosed is returned by Add after Close.
@@ -54,7 +59,7 @@ type Group struct {
 	Orders       []string // the first MaxOrders orders, by OF- number, each once
 	MoreOrders   int      // orders beyond Orders
 	seen         map[string]bool
-	Reasons      []Reason // the first MaxReasons distinct reasons
+	Reasons      []Reason // the first MaxReasons (MaxOrderReasons at no step) distinct reasons
 	OtherReasons int      // alerts whose reason is not in Reasons
 }
 
@@ -109,7 +114,11 @@ func (s *Summary) Add(a integrations.Alert) {
 			return
 		}
 	}
-	if len(g.Reasons) < MaxReasons {
+	max := MaxReasons
+	if g.Step == "" {
+		max = MaxOrderReasons
+	}
+	if len(g.Reasons) < max {
 		g.Reasons = append(g.Reasons, Reason{Text: text, Count: 1})
 	} else {
 		g.OtherReasons++

@@ -162,3 +162,20 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// Alerts about orders at no step (refunds, disputes) list up to ten
+// distinct reasons, each one an order's to act on; a step's failures list
+// three.
+func TestSummaryListsMoreReasonsAboutOrders(t *testing.T) {
+	s := NewSummary()
+	for i := range 12 {
+		s.Add(integrations.Alert{OrderID: fmt.Sprint("pi_", i), Text: fmt.Sprint("a payment of ", i, ".00 EUR was disputed")})
+	}
+	g := s.Groups[0]
+	if g.Step != "" || len(g.Reasons) != 10 || g.OtherReasons != 2 {
+		t.Fatalf("group at no step: %d reasons, %d others; want 10 and 2", len(g.Reasons), g.OtherReasons)
+	}
+	if g.Reasons[9] != (Reason{"a payment of 9.00 EUR was disputed", 1}) {
+		t.Errorf("tenth reason %+v", g.Reasons[9])
+	}
+}
