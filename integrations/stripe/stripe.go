@@ -498,6 +498,9 @@ func finish(o *integrations.Order) {
 	if l := o.Metadata["locale"]; l != "" {
 		o.Locale = l
 	}
+	if strings.EqualFold(strings.TrimSpace(o.Locale), "auto") {
+		o.Locale = "" // a shop copying Checkout's locale into its metadata
+	}
 	if o.Locale == "" {
 		o.Locale = integrations.CountryLocale(o.Destination().Country)
 	}

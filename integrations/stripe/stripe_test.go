@@ -599,6 +599,8 @@ func TestOrderDetailsLocaleFromCountry(t *testing.T) {
 		{"auto", "", "BE", "", ""},        // three languages: none
 		{"", "", "AX", "", "sv-AX"},       // Åland speaks Swedish
 		{"auto", "da-DK", "SE", "", "da-DK"},
+		{"auto", "auto", "FI", "", "fi-FI"}, // metadata copied from the page: still no language
+		{"", "AUTO", "SE", "", "sv-SE"},
 		{"fi", "", "SE", "", "fi"},
 	} {
 		addr := func(country string) string {
