@@ -815,7 +815,11 @@ func (h *handling) unpark() {
 	}
 }
 
-// park dead-letters a later record of a dead-lettered order behind it.
+// park dead-letters a later record of a dead-lettered order behind it. A
+// refund, a refund's failure or a dispute parked raises an alert: it
+// says something new a person must know. Any other record (the order's
+// other payment event, most often) adds nothing to the failure's alert
+// and raises none.
 func (h *handling) park() bool {
 	st := h.st
 	now := time.Now().UTC()
@@ -836,7 +840,9 @@ func (h *handling) park() bool {
 		return false
 	}
 	h.p.m.orders.WithLabelValues(string(StatusParked)).Inc()
-	h.p.alert(integrations.Alert{OrderID: h.key, Step: step, Text: "event " + h.env.EventType + " parked behind the order's dead letter"})
+	if slices.Contains(FlaggingEvents, h.env.EventType) {
+		h.p.alert(integrations.Alert{OrderID: h.key, Step: step, Text: "event " + h.env.EventType + " parked behind the order's dead letter"})
+	}
 	return true
 }
 
