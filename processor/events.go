@@ -737,7 +737,9 @@ func (h *handling) refundAgain(r chargeRefund) string {
 		}
 	}
 	switch {
-	case r.full || r.known && before >= 0 && r.refunded >= before:
+	case r.known && (r.full || before >= 0 && r.refunded >= before):
+		// An event without the amounts does not say the customer is paid
+		// back: the flag stays (the default case).
 		h.st.RemoveFlag(FlagRefundFailed)
 		return " (made again after a refund that did not go through: the customer is paid back, refund_failed cleared)"
 	case r.known && before >= 0:

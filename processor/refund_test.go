@@ -261,8 +261,11 @@ func TestRefundMadeAgainAfterItFailed(t *testing.T) {
 	f := newFakes()
 	cfg := h.config()
 	r := h.start(cfg, f.providers())
-	h.send(paid("pi_again_full"), paid("pi_again_part"), paid("pi_again_less"))
-	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_again_full", "pi_again_part", "pi_again_less"}, StatusCompleted))
+	h.send(paid("pi_again_full"), paid("pi_again_part"), paid("pi_again_less"), paid("pi_again_unknown"))
+	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_again_full", "pi_again_part", "pi_again_less", "pi_again_unknown"}, StatusCompleted))
+	noAmounts := func(id string) event {
+		return event{key: "pi_again_unknown", typ: EventChargeRefunded, id: id, object: "ch_pi_again_unknown"}
+	}
 	h.send(
 		refundOf("pi_again_full", "evt_a1", 12400), refundUpdate("pi_again_full", "evt_a2", "failed", 12400),
 		refundOf("pi_again_full", "evt_a3", 12400), refundOf("pi_again_full", "evt_a1", 12400),
@@ -270,10 +273,11 @@ func TestRefundMadeAgainAfterItFailed(t *testing.T) {
 		refundOf("pi_again_part", "evt_b3", 1000),
 		refundOf("pi_again_less", "evt_c1", 3000), refundUpdate("pi_again_less", "evt_c2", "canceled", 3000),
 		refundOf("pi_again_less", "evt_c3", 1000),
+		noAmounts("evt_d1"), refundUpdate("pi_again_unknown", "evt_d2", "failed", 12400), noAmounts("evt_d3"),
 		paid("pi_marker_again"))
 	states := h.waitStates("refunds applied", 30*time.Second, func(m map[string]*State) bool {
 		has := func(k, id string) bool { return m[k] != nil && slices.Contains(m[k].AppliedEvents, id) }
-		return has("pi_again_full", "evt_a3") && has("pi_again_part", "evt_b3") && has("pi_again_less", "evt_c3") &&
+		return has("pi_again_full", "evt_a3") && has("pi_again_part", "evt_b3") && has("pi_again_less", "evt_c3") && has("pi_again_unknown", "evt_d3") &&
 			m["pi_marker_again"] != nil && m["pi_marker_again"].Status == StatusCompleted
 	})
 	h.waitHandled(cfg.Group, 30*time.Second)
@@ -298,6 +302,11 @@ func TestRefundMadeAgainAfterItFailed(t *testing.T) {
 			"order partially refunded after it shipped: 30.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand",
 			failed("30.00 EUR", "canceled"),
 			"order partially refunded after it shipped: 10.00 EUR of 124.00 EUR refunded so far; credit it on the invoice by hand (made again after a refund that did not go through, 30.00 EUR refunded before it: refund_failed stays)"}},
+		// Without the charge's amounts nothing says the customer is paid
+		// back: the refund is applied (a whole one, the safe side), the
+		// flag stays.
+		{"pi_again_unknown", true, []string{after, failed("124.00 EUR", "failed"),
+			after + " (made after a refund that did not go through: refund_failed stays)"}},
 	} {
 		st := states[tt.key]
 		if st.Status != StatusCompleted || st.HasFlag(FlagRefundFailed) != tt.flagStays {
