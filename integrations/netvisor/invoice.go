@@ -83,9 +83,11 @@ func roundDiv(v, d int64) int64 {
 	return (v + d/2) / d
 }
 
-// vatCode chooses a line's vatcode: the reverse-charge code when Stripe
-// said the buyer accounts for the VAT, the export code for an untaxed line
-// to a destination outside the EU, else the configured code (domestic
+// vatCode chooses a line's vatcode: the export code for an untaxed line
+// to a destination outside the EU VAT area (a business buyer's too: goods
+// leaving the area are an export, not an EU sale reverse-charged, which
+// would go into the EC sales list), the reverse-charge code when Stripe
+// said the buyer accounts for the VAT, else the configured code (domestic
 // sales, KOMY by default).
 func (c *Client) vatCode(o integrations.Order, taxes []integrations.Tax, vat int64) string {
 	rc := o.Customer.TaxExempt == "reverse"
@@ -95,10 +97,10 @@ func (c *Client) vatCode(o integrations.Order, taxes []integrations.Tax, vat int
 		}
 	}
 	switch {
-	case rc:
-		return c.cfg.ReverseChargeVATCode
 	case vat == 0 && integrations.LeavesEUVATArea(o.Destination()):
 		return c.cfg.ExportVATCode
+	case rc:
+		return c.cfg.ReverseChargeVATCode
 	}
 	return c.cfg.VATCode
 }

@@ -123,6 +123,32 @@ func TestInvoiceReverseChargeAndAddresses(t *testing.T) {
 	if err != nil || inv.Lines[0].VAT.VATCode != "EUMY" || !strings.Contains(inv.After, "SE556677889901") {
 		t.Errorf("tax_exempt reverse: %+v %v", inv, err)
 	}
+
+	// A business outside the EU VAT area marked reverse charge (Stripe's
+	// tax_exempt reverse, a Norwegian VAT id) buys an export: the export
+	// code, no reverse-charge text, no EC sales list. Its VAT number is
+	// still printed and it is still a customer of its own; without one
+	// the export is not refused.
+	o.Customer = integrations.Customer{Name: "Fjord Handel AS", Email: "innkjop@example.no", TaxExempt: "reverse",
+		TaxIDs:  []integrations.TaxID{{Type: "no_vat", Value: "923456789MVA"}},
+		Address: integrations.Address{Line1: "Karl Johans gate 1", PostalCode: "0154", City: "Oslo", Country: "NO"}}
+	o.Shipping = integrations.Address{Name: "Fjord Handel AS", Line1: "Karl Johans gate 1", PostalCode: "0154", City: "Oslo", Country: "NO"}
+	inv, err = invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range inv.Lines {
+		if l.VAT != (xmlValue{Value: "0", VATCode: "EUUM"}) {
+			t.Errorf("export to a business: line %d VAT = %+v, want EUUM", i+1, l.VAT)
+		}
+	}
+	if inv.After != "Buyer's VAT number: 923456789MVA" || inv.Customer != (xmlValue{Value: "923456789MVA", Type: "customer"}) {
+		t.Errorf("export to a business: free text %q, customer %+v", inv.After, inv.Customer)
+	}
+	o.Customer.TaxIDs = nil
+	if inv, err := invoiceFor(t, o, nil); err != nil || inv.Lines[0].VAT.VATCode != "EUUM" || inv.After != "" {
+		t.Errorf("export to a business without a VAT number: %+v %v", inv, err)
+	}
 }
 
 // An untaxed sale whose goods leave the EU gets the export code.
@@ -290,7 +316,8 @@ func TestInvoiceForeignTaxOnExport(t *testing.T) {
 		t.Errorf("KWD: %v, amount %s; want %v, 2,60", sums, inv.Amount.Value, want)
 	}
 
-	// Reverse charge wins: the buyer accounts for the tax.
+	// Stripe's reverse charge on goods leaving the area is an export all
+	// the same: EUUM, not the EU sales code.
 	o = testOrder()
 	o.Customer.TaxExempt = "reverse"
 	o.Customer.TaxIDs = []integrations.TaxID{{Type: "no_vat", Value: "NO123456789MVA"}}
@@ -299,8 +326,8 @@ func TestInvoiceForeignTaxOnExport(t *testing.T) {
 	o.ShippingCost = nil
 	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 4000, 0, 4000
 	o.Shipping.Country, o.Shipping.PostalCode = "NO", "0154"
-	if inv, err := invoiceFor(t, o, nil); err != nil || len(inv.Lines) != 1 || inv.Lines[0].VAT.VATCode != "EUMY" {
-		t.Errorf("reverse charge: %+v %v", inv.Lines, err)
+	if inv, err := invoiceFor(t, o, nil); err != nil || len(inv.Lines) != 1 || inv.Lines[0].VAT.VATCode != "EUUM" || strings.Contains(inv.After, "Reverse charge") {
+		t.Errorf("reverse charge on an export: %+v %q %v", inv.Lines, inv.After, err)
 	}
 }
 
