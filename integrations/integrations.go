@@ -232,12 +232,18 @@ func (a Address) reaches() bool { return a.Line1 != "" || a.Line2 != "" || a.Cit
 // same name, ignoring case, accents and punctuation, or no name on
 // either), is completed by the shipping address, under the buyer's name.
 // A part that disagrees, or goods sent to someone else (a gift), keeps the
-// part: the buyer's street is not known. With no billing details at all
-// (a PaymentIntent without them) it is the shipping address.
+// part: the buyer's street is not known. With no billing address at all
+// (a PaymentIntent without billing details, customer_details.address
+// null) it is the shipping address when that goes to the buyer (or either
+// has no name), and for a gift only the buyer's name: the recipient's
+// address is not the buyer's, and would overwrite the one a CRM has.
 func (o Order) BillingAddress() Address {
 	a := o.Customer.Address
 	if a.IsZero() {
-		return o.Shipping
+		if sameName(o.BuyerName(), o.Shipping.Name) {
+			return o.Shipping
+		}
+		return Address{Name: o.BuyerName()}
 	}
 	if a.Name == "" {
 		a.Name = o.Customer.Name

@@ -145,6 +145,8 @@ func TestBillingAddress(t *testing.T) {
 			Address{Name: "Liisa Korhonen", Country: "FI"}},
 		{"no name given: the shipping name", "", Address{Country: "FI"}, home, homeBilled},
 		{"no billing details: the shipping address", "", Address{}, home, home},
+		{"no billing address, the buyer's own parcel", "SANNA ÖHMAN", Address{}, home, home},
+		{"no billing address, a gift: only the buyer's name", "Väinö Virtanen", Address{}, home, Address{Name: "Väinö Virtanen"}},
 		{"shipping without a street: the part kept", "Sanna Öhman", Address{Country: "FI"},
 			Address{Name: "Sanna Öhman", Country: "FI", PostalCode: "40100"}, Address{Name: "Sanna Öhman", Country: "FI"}},
 	} {
