@@ -431,3 +431,27 @@ func TestNotificationLocale(t *testing.T) {
 		t.Errorf("locales = %v", reqs)
 	}
 }
+
+// The booking's address has no state field: a state, province or
+// prefecture is printed after the city, but for a Nordic address.
+func TestBookingCityCarriesTheState(t *testing.T) {
+	c := newTest(t, &fakePostNord{status: 200, fixture: "booking_ok.json"}, nil)
+	for _, tc := range []struct{ country, city, state, want string }{
+		{"US", "Austin", "TX", "Austin TX"},
+		{"CA", "Vancouver", "BC", "Vancouver BC"},
+		{"IT", "Milano", "MI", "Milano MI"},
+		{"SE", "Göteborg", "Västra Götaland", "Göteborg"},
+		{"fi", "Turku", "Varsinais-Suomi", "Turku"},
+		{"DE", "Berlin", "", "Berlin"},
+	} {
+		o := testOrder()
+		o.Shipping.Country, o.Shipping.City, o.Shipping.State = tc.country, tc.city, tc.state
+		in, err := c.bookingRequest(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := in.Shipment[0].Parties.Consignee.Party.Address.City; got != tc.want {
+			t.Errorf("%s %q %q: city %q, want %q", tc.country, tc.city, tc.state, got, tc.want)
+		}
+	}
+}

@@ -226,7 +226,7 @@ func (c *Client) bookingRequest(o integrations.Order) (*ediInstruction, error) {
 			},
 			Consignee: consignee{Party: party{
 				NameIdentification: nameIdentification{Name: name},
-				Address:            address{Streets: streets, PostalCode: a.PostalCode, City: a.City, CountryCode: strings.ToUpper(a.Country)},
+				Address:            address{Streets: streets, PostalCode: a.PostalCode, City: cityLine(a), CountryCode: strings.ToUpper(a.Country)},
 				Contact:            ct,
 			}},
 		},
@@ -250,6 +250,24 @@ func (c *Client) bookingRequest(o integrations.Order) (*ediInstruction, error) {
 		in.Application = &application{ApplicationID: cfg.ApplicationID, Name: cfg.ApplicationName}
 	}
 	return in, nil
+}
+
+// cityLine is the consignee's city as the label prints it: with the state,
+// province or prefecture after it where the address has one (Austin TX,
+// Vancouver BC, Milano MI), since the booking's address has no field of
+// its own for it and a parcel to the United States or Canada needs it. A
+// Nordic address keeps its city alone: PostNord checks it against the
+// postal code there, and Stripe gives none a state.
+func cityLine(a integrations.Address) string {
+	st := strings.TrimSpace(a.State)
+	if st == "" {
+		return a.City
+	}
+	switch strings.ToUpper(a.Country) {
+	case "SE", "NO", "DK", "FI", "AX", "IS", "FO", "GL":
+		return a.City
+	}
+	return a.City + " " + st
 }
 
 // NotificationLocale is the booking's locale for the customer's language
