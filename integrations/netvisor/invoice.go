@@ -212,8 +212,9 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 		if name == "" {
 			name = it.SKU
 		}
-		l := invoiceLine{product: product, productType: productType, name: name, freeText: lineText(o, it, !isForeignTax(o, it.Taxes, it.AmountTax))}
-		if err := addTaxed(l, it.AmountTotal, it.AmountTax, it.Taxes, it.TaxBehavior); err != nil {
+		behavior := taxBehavior(it.TaxBehavior, it.AmountSubtotal-it.AmountDiscount, it.AmountTax, it.AmountTotal)
+		l := invoiceLine{product: product, productType: productType, name: name, freeText: lineText(o, it, behavior, !isForeignTax(o, it.Taxes, it.AmountTax))}
+		if err := addTaxed(l, it.AmountTotal, it.AmountTax, it.Taxes, behavior); err != nil {
 			return nil, fmt.Errorf("line %d: %w", i+1, err)
 		}
 	}
@@ -229,14 +230,7 @@ func (c *Client) lines(o integrations.Order, s integrations.Shipment, div int64)
 		if s.TrackingNumber != "" {
 			free = append(free, "Tracking "+s.TrackingNumber)
 		}
-		behavior := sc.TaxBehavior
-		if behavior == "" || behavior == integrations.TaxUnspecified {
-			// The rate was not expanded: Stripe's amounts tell the
-			// behaviour (a tax inside the total is inclusive).
-			if sc.AmountTax != 0 && sc.AmountTotal == sc.AmountSubtotal {
-				behavior = integrations.TaxInclusive
-			}
-		}
+		behavior := taxBehavior(sc.TaxBehavior, sc.AmountSubtotal, sc.AmountTax, sc.AmountTotal)
 		l := invoiceLine{product: cfg.ShippingProductIdentifier, productType: cfg.ProductIdentifierType, name: name, freeText: strings.Join(free, "; ")}
 		if err := addTaxed(l, sc.AmountTotal, sc.AmountTax, sc.Taxes, behavior); err != nil {
 			return nil, fmt.Errorf("shipping: %w", err)
@@ -282,10 +276,28 @@ func joinText(texts ...string) string {
 	return strings.Join(out, "; ")
 }
 
+// taxBehavior is a line's (or the shipping's) tax behaviour: the price's,
+// and when the price does not say (unspecified: a manual tax rate, or the
+// rate not expanded) what Stripe's amounts tell: a tax inside the total
+// (the total is the subtotal after discounts) is inclusive, one on top of
+// it exclusive. Without a tax there is nothing to tell.
+func taxBehavior(behavior string, afterDiscount, tax, total int64) string {
+	if behavior != "" && behavior != integrations.TaxUnspecified || tax == 0 {
+		return behavior
+	}
+	switch total {
+	case afterDiscount:
+		return integrations.TaxInclusive
+	case afterDiscount + tax:
+		return integrations.TaxExclusive
+	}
+	return behavior
+}
+
 // lineText describes a line for a person: quantity and unit price,
 // discounts, and with withTaxes the taxes when there are several or they
 // are special (a foreign tax is described on its own line).
-func lineText(o integrations.Order, it integrations.LineItem, withTaxes bool) string {
+func lineText(o integrations.Order, it integrations.LineItem, behavior string, withTaxes bool) string {
 	cur := o.Currency
 	var parts []string
 	if it.UnitAmount != 0 || it.UnitAmountDecimal != "" || it.Quantity != 1 {
@@ -301,7 +313,7 @@ func lineText(o integrations.Order, it integrations.LineItem, withTaxes bool) st
 			// what the units came to.
 			p = fmt.Sprintf("%d for %s", it.Quantity, integrations.FormatMoney(it.AmountSubtotal, cur))
 		}
-		switch it.TaxBehavior {
+		switch behavior {
 		case integrations.TaxInclusive:
 			p += " incl. VAT"
 		case integrations.TaxExclusive:

@@ -61,6 +61,32 @@ func TestInvoiceVATInclusive(t *testing.T) {
 	}
 }
 
+// A price whose tax behaviour Stripe leaves unspecified (a manual tax
+// rate on the line) is told by Stripe's amounts: a tax inside the total is
+// inclusive, one on top of it exclusive, also after a discount.
+func TestInvoiceUnspecifiedTaxBehaviour(t *testing.T) {
+	o := testOrder()
+	o.Items = []integrations.LineItem{
+		{Description: "Muki", Quantity: 2, UnitAmount: 2490, AmountSubtotal: 4980, AmountTax: 1012, AmountTotal: 4980, TaxBehavior: "unspecified", Taxes: tax(1012, "25.5", "standard_rated")},
+		{Description: "Lautanen", Quantity: 3, UnitAmount: 1000, AmountSubtotal: 3000, AmountDiscount: 300, AmountTax: 689, AmountTotal: 3389, TaxBehavior: "unspecified", Taxes: tax(689, "25.5", "standard_rated")},
+	}
+	o.ShippingCost = nil
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 8369, 1701, 7980
+	inv, err := invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []xmlLine{
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Muki", UnitPrice: xmlValue{Value: "49,80", Type: "gross"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"},
+			Quantity: "1", FreeText: "2 × 24.90 EUR incl. VAT", VatSum: "10,12", Sum: "49,80"},
+		{Product: xmlValue{Value: "1697", Type: "netvisor"}, Name: "Lautanen", UnitPrice: xmlValue{Value: "27,00", Type: "net"}, VAT: xmlValue{Value: "25,5", VATCode: "KOMY"},
+			Quantity: "1", FreeText: "3 × 10.00 EUR excl. VAT; discount 3.00 EUR", VatSum: "6,89", Sum: "33,89"},
+	}
+	if !slices.Equal(inv.Lines, want) {
+		t.Errorf("lines:\n got %+v\nwant %+v", inv.Lines, want)
+	}
+}
+
 // Intra-EU B2B: Stripe marked the taxes reverse_charge; the invoice names
 // the buyer's VAT number, uses the reverse-charge vatcode at 0 % and says
 // "Reverse charge". It goes to the buyer's billing address; the delivery
