@@ -337,10 +337,12 @@ func clipFields(r map[string]any) {
 // ("山田 花子": 山田 is the family name), any other the last word ("Åsa
 // Öberg-Järvinen": Öberg-Järvinen). A single word is the last name. Names
 // in Latin script that put the family name first (Hungarian) cannot be
-// told apart and are split as any other.
+// told apart and are split as any other. A name that ends in a company's
+// legal form ("Keramiikkapaja Savi Oy", "Fjord Handel AS", "Acme Ltd.") is
+// a business too, VAT number or not: many small businesses give none.
 func splitName(name string, business bool) (first, last string) {
 	name = strings.Join(strings.Fields(name), " ")
-	if business {
+	if business || hasLegalForm(name) {
 		return "", name
 	}
 	if familyNameFirst(name) {
@@ -355,6 +357,37 @@ func splitName(name string, business bool) (first, last string) {
 		return "", name
 	}
 	return name[:i], name[i+1:]
+}
+
+// legalForms are the endings of company names: the short ones only as a
+// company writes them ("AS" is a company, "As" may be a family name),
+// legalFormsAnyCase the longer ones, in lower case.
+var (
+	legalForms = map[string]bool{
+		"Oy": true, "OY": true, "Ab": true, "AB": true, "Abp": true, "AS": true, "ASA": true, "A/S": true,
+		"AG": true, "KG": true, "UG": true, "GbR": true, "SA": true, "SAS": true, "SRL": true, "SpA": true,
+		"BV": true, "NV": true, "OÜ": true, "SIA": true, "UAB": true, "a.s.": true, "e.K.": true, "Pty": true,
+	}
+	legalFormsAnyCase = map[string]bool{
+		"oyj": true, "aps": true, "gmbh": true, "ltd": true, "ltd.": true, "limited": true, "llc": true, "llp": true,
+		"inc": true, "inc.": true, "corp": true, "corp.": true, "plc": true, "sarl": true, "s.a.": true,
+		"s.r.l.": true, "s.p.a.": true, "b.v.": true, "n.v.": true, "s.r.o.": true, "d.o.o.": true, "o.o.": true,
+		"kft.": true, "zrt.": true,
+	}
+)
+
+// hasLegalForm reports whether name ends in a company's legal form, but
+// for a trailing "(publ)" ("Nordic Tools AB (publ)").
+func hasLegalForm(name string) bool {
+	words := strings.Fields(name)
+	if n := len(words); n > 2 && strings.EqualFold(words[n-1], "(publ)") {
+		words = words[:n-1]
+	}
+	if len(words) < 2 {
+		return false
+	}
+	w := strings.TrimRight(words[len(words)-1], ",")
+	return legalForms[w] || legalFormsAnyCase[strings.ToLower(w)]
 }
 
 // familyNameFirst reports whether name is written in a script whose names

@@ -940,6 +940,17 @@ func TestSplitName(t *testing.T) {
 		// A business is one name.
 		{"Keramik Müller GmbH", true, "", "Keramik Müller GmbH"},
 		{"株式会社 山田陶器", true, "", "株式会社 山田陶器"},
+		// A company's legal form makes a business without a VAT number.
+		{"Keramiikkapaja Savi ja Lasi Oy", false, "", "Keramiikkapaja Savi ja Lasi Oy"},
+		{"Fjord Handel AS", false, "", "Fjord Handel AS"},
+		{"Nordic Tools AB (publ)", false, "", "Nordic Tools AB (publ)"},
+		{"Acme Widgets LTD.", false, "", "Acme Widgets LTD."},
+		{"Kowalski Sp. z o.o.", false, "", "Kowalski Sp. z o.o."},
+		{"Blumen Schmidt GmbH", false, "", "Blumen Schmidt GmbH"},
+		// Written as a family name, the same letters are one.
+		{"Liisa As", false, "Liisa", "As"},
+		{"Nguyen Cao Ky", false, "Nguyen Cao", "Ky"},
+		{"Oy", false, "", "Oy"},
 	} {
 		first, last := splitName(tt.name, tt.business)
 		if first != tt.first || last != tt.last {
