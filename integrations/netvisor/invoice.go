@@ -415,6 +415,40 @@ func taxText(o integrations.Order, taxes []integrations.Tax) string {
 	return strings.Join(parts, ", ")
 }
 
+// ossText is the invoice's note for VAT of another member state charged
+// on goods staying in the EU VAT area (a sale to a consumer under the
+// One-Stop Shop, Stripe taxing at the destination's rate): it names the
+// countries and rates, and says that the lines are booked under the
+// configured code, for the accountant to report them in the OSS return
+// (Netvisor's vatcodes have none for it). Empty when there is none.
+func ossText(o integrations.Order) string {
+	if integrations.LeavesEUVATArea(o.Destination()) || o.Customer.TaxExempt == "reverse" {
+		return ""
+	}
+	var seen []string
+	note := func(taxes []integrations.Tax) {
+		for _, t := range taxes {
+			c := strings.ToUpper(t.Country)
+			if t.Amount == 0 || c == "" || c == "FI" || c == "AX" || t.TaxabilityReason == integrations.ReasonReverseCharge {
+				continue
+			}
+			if s := c + " " + t.Percentage + " %"; !slices.Contains(seen, s) {
+				seen = append(seen, s)
+			}
+		}
+	}
+	for _, it := range o.Items {
+		note(it.Taxes)
+	}
+	if sc := o.ShippingCost; sc != nil {
+		note(sc.Taxes)
+	}
+	if len(seen) == 0 {
+		return ""
+	}
+	return "VAT of " + strings.Join(seen, ", ") + " charged for the country the goods go to (EU One-Stop Shop): not Finnish VAT; report it in the OSS return"
+}
+
 // invoiceXML builds the salesinvoice.nv document. Elements follow the order
 // of Netvisor's DTD; optional elements are left out when empty, since an
 // empty element is not "no value" to Netvisor. The invoice goes to the
@@ -466,6 +500,9 @@ func (c *Client) invoiceXML(o integrations.Order, s integrations.Shipment, numbe
 	}
 	if rc {
 		after = append(after, cfg.ReverseChargeText)
+	}
+	if t := ossText(o); t != "" {
+		after = append(after, t)
 	}
 	if o.Items[0].TaxBehavior == integrations.TaxUnspecified && o.CheckoutSessionID == "" && o.AmountTax == 0 {
 		after = append(after, "Paid without Stripe Checkout: Stripe computed no tax for this payment.")

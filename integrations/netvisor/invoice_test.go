@@ -474,3 +474,36 @@ func TestInvoiceLineTextOfPricesWithoutAUnitAmount(t *testing.T) {
 		t.Errorf("line sums %s, %s, want 12,50 and 45,00", inv.Lines[0].Sum, inv.Lines[1].Sum)
 	}
 }
+
+// A sale to a consumer in another member state that Stripe taxed at that
+// country's rate (the One-Stop Shop) is no Finnish VAT: the invoice says
+// so, naming the countries and rates, for the accountant's OSS return.
+// Finnish VAT, VAT of a country Stripe did not name, and a reverse-charge
+// sale say nothing of it.
+func TestInvoiceNotesOSSVAT(t *testing.T) {
+	de := func(amount int64) []integrations.Tax {
+		return []integrations.Tax{{Amount: amount, Percentage: "19", DisplayName: "MwSt.", Country: "DE", TaxabilityReason: "standard_rated"}}
+	}
+	o := testOrder()
+	o.Items = []integrations.LineItem{{Description: "Wollsocken", Quantity: 2, UnitAmount: 2490, AmountSubtotal: 4980, AmountTax: 795, AmountTotal: 4980, TaxBehavior: "inclusive", Taxes: de(795)}}
+	o.ShippingCost = &integrations.ShippingCost{AmountSubtotal: 990, AmountTax: 158, AmountTotal: 990, TaxBehavior: "inclusive", Taxes: de(158)}
+	o.AmountTotal, o.AmountTax, o.AmountSubtotal = 5970, 953, 4980
+	o.Customer = integrations.Customer{Name: "Jana Schmidt", Email: "jana@example.de", Address: integrations.Address{Line1: "Hauptstraße 1", PostalCode: "10115", City: "Berlin", Country: "DE"}}
+	o.Shipping = integrations.Address{Name: "Jana Schmidt", Line1: "Hauptstraße 1", PostalCode: "10115", City: "Berlin", Country: "DE"}
+	inv, err := invoiceFor(t, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "VAT of DE 19 % charged for the country the goods go to (EU One-Stop Shop): not Finnish VAT; report it in the OSS return"; inv.After != want {
+		t.Errorf("free text %q, want %q", inv.After, want)
+	}
+	if inv.Lines[0].VAT != (xmlValue{Value: "19", VATCode: "KOMY"}) || inv.Lines[0].VatSum != "7,95" {
+		t.Errorf("goods line VAT %+v %s, want 19 %% at KOMY, 7,95", inv.Lines[0].VAT, inv.Lines[0].VatSum)
+	}
+	for _, country := range []string{"FI", ""} {
+		o.Items[0].Taxes[0].Country, o.ShippingCost.Taxes[0].Country = country, country
+		if inv, err := invoiceFor(t, o, nil); err != nil || inv.After != "" {
+			t.Errorf("tax of %q: free text %q (%v), want none", country, inv.After, err)
+		}
+	}
+}

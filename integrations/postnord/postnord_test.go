@@ -440,6 +440,11 @@ func TestBookingCityCarriesTheState(t *testing.T) {
 		{"US", "Austin", "TX", "Austin TX"},
 		{"CA", "Vancouver", "BC", "Vancouver BC"},
 		{"IT", "Milano", "MI", "Milano MI"},
+		{"JP", "千代田区", "東京都", "東京都千代田区"},
+		{"JP", "Chiyoda-ku", "Tokyo", "Chiyoda-ku Tokyo"},
+		{"US", "Washington DC", "DC", "Washington DC"}, // given already
+		{"JP", "東京都千代田区", "東京都", "東京都千代田区"},
+		{"US", "MAIDSTONE", "MA", "MAIDSTONE MA"},
 		{"SE", "Göteborg", "Västra Götaland", "Göteborg"},
 		{"fi", "Turku", "Varsinais-Suomi", "Turku"},
 		{"DE", "Berlin", "", "Berlin"},

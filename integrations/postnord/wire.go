@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+	"unicode"
 
 	"github.com/orderflow/orderflow/integrations"
 )
@@ -255,17 +256,26 @@ func (c *Client) bookingRequest(o integrations.Order) (*ediInstruction, error) {
 // cityLine is the consignee's city as the label prints it: with the state,
 // province or prefecture after it where the address has one (Austin TX,
 // Vancouver BC, Milano MI), since the booking's address has no field of
-// its own for it and a parcel to the United States or Canada needs it. A
-// Nordic address keeps its city alone: PostNord checks it against the
-// postal code there, and Stripe gives none a state.
+// its own for it and a parcel to the United States or Canada needs it; in
+// Han, kana or Hangul the larger place first, as those scripts write an
+// address (東京都千代田区). A Nordic address keeps its city alone: PostNord
+// checks it against the postal code there, and Stripe gives none a state.
 func cityLine(a integrations.Address) string {
 	st := strings.TrimSpace(a.State)
-	if st == "" {
-		return a.City
+	if st == "" || a.City == st || strings.HasSuffix(a.City, " "+st) {
+		return a.City // none, or written in the city already
 	}
 	switch strings.ToUpper(a.Country) {
 	case "SE", "NO", "DK", "FI", "AX", "IS", "FO", "GL":
 		return a.City
+	}
+	for _, r := range st + a.City {
+		if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) {
+			if strings.HasPrefix(a.City, st) {
+				return a.City
+			}
+			return st + a.City
+		}
 	}
 	return a.City + " " + st
 }
