@@ -59,7 +59,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
-		fmt.Fprintf(stderr, "Usage: orderflow %s\n", dlqUsage)
+		fmt.Fprintf(stdout, "Usage: orderflow %s\n", dlqUsage)
 		return nil
 	case "list":
 		return runDLQList(ctx, args[1:], stdout, stderr)

@@ -29,12 +29,12 @@ func TestBadFlagIsOneLine(t *testing.T) {
 			t.Errorf("%v: stderr\n%q\nwant\n%q", tt.args, stderr.String(), tt.want)
 		}
 	}
-	// --help still prints the flags, and exits 0.
+	// --help still prints the flags, on stdout, and exits 0.
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), []string{"dlq", "list", "--help"}, &stdout, &stderr); code != 0 {
 		t.Errorf("--help: exit %d", code)
 	}
-	if !strings.Contains(stderr.String(), "-brokers") || !strings.HasPrefix(stderr.String(), "Usage: orderflow dlq list") {
-		t.Errorf("--help output: %q", stderr.String())
+	if !strings.Contains(stdout.String(), "-brokers") || !strings.HasPrefix(stdout.String(), "Usage: orderflow dlq list") || stderr.Len() != 0 {
+		t.Errorf("--help output: stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }

@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands {
 		if c.name == args[0] {
-			return exitCode(c.run(ctx, args[1:], stdout, stderr), stderr)
+			return exitCode(c.run(ctx, args[1:], stdout, commandStderr{stderr, stdout}), stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "orderflow: unknown command %q (run 'orderflow help')\n", args[0])
@@ -99,14 +99,39 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, "\nEvery flag can also be set by an environment variable ORDERFLOW_<FLAG>,\nupper case with '-' as '_' (--brokers: ORDERFLOW_BROKERS). A flag on the\ncommand line wins over the environment.\nRun 'orderflow <command> --help' for a command's flags, 'orderflow --version'\nfor the build.\n")
 }
 
+// commandStderr is the stderr run gives a command: it writes to stderr and
+// also carries the command's stdout, where --help goes (asked-for output,
+// exit 0), so every flag set made with newFlagSet prints its usage there.
+type commandStderr struct {
+	io.Writer
+	stdout io.Writer
+}
+
+// helpOutput is where a command prints what --help asks for: the stdout
+// run gave it, or w itself when w did not come from run (a test calling a
+// command directly).
+func helpOutput(w io.Writer) io.Writer {
+	switch c := w.(type) {
+	case commandStderr:
+		return c.stdout
+	case *lockedWriter:
+		return helpOutput(c.w)
+	}
+	return w
+}
+
 // newFlagSet returns a flag set that reports errors instead of exiting and
-// prints its usage to stderr.
+// prints its usage, on --help, to the command's stdout (helpOutput).
 func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("orderflow "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	help := helpOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: orderflow %s\n\nFlags (each also ORDERFLOW_<FLAG>):\n", usage)
+		fmt.Fprintf(help, "Usage: orderflow %s\n\nFlags (each also ORDERFLOW_<FLAG>):\n", usage)
+		out := fs.Output()
+		fs.SetOutput(help)
 		fs.PrintDefaults()
+		fs.SetOutput(out)
 	}
 	return fs
 }

@@ -36,11 +36,11 @@ const ordersUsage = `orders show <order-id | OF-number> [--json] [--reveal]
 
 func runOrders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("orders: want 'show <order-id>' or 'erase <order-id>' (run 'orderflow orders --help')")
+		return usagef("orders: want 'show <order-id>', 'erase <order-id>', 'list' or 'search <term>' (run 'orderflow orders --help')")
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
-		fmt.Fprintf(stderr, "Usage: orderflow %s\n", ordersUsage)
+		fmt.Fprintf(stdout, "Usage: orderflow %s\n", ordersUsage)
 		return nil
 	case "show":
 		return runOrdersShow(ctx, args[1:], stdout, stderr)

@@ -26,8 +26,8 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	var kf kafkaFlags
 	defer func() { err = kf.explain(err) }()
 	if len(args) == 0 || (args[0] != "create" && args[0] != "check") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintf(stderr, "Usage: orderflow %s\n", topicsUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprintf(stdout, "Usage: orderflow %s\n", topicsUsage)
 			return nil
 		}
 		return usagef("topics: want 'create' or 'check' (run 'orderflow topics --help')")

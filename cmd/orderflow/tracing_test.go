@@ -14,7 +14,7 @@ func TestTracingHelp(t *testing.T) {
 			t.Errorf("%s --help: exit %d", cmd, code)
 		}
 		for _, v := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER", "off unless"} {
-			if !strings.Contains(stderr.String(), v) {
+			if !strings.Contains(stdout.String(), v) {
 				t.Errorf("%s --help does not mention %s", cmd, v)
 			}
 		}
