@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +24,10 @@ import (
 
 	"github.com/orderflow/orderflow/topics"
 )
+
+// defaultBrokers is --brokers when not given: the broker 'orderflow dev'
+// starts.
+const defaultBrokers = "127.0.0.1:9092"
 
 // kafkaFlags are the connection flags every Kafka-using command shares.
 type kafkaFlags struct {
@@ -40,8 +46,9 @@ type kafkaFlags struct {
 }
 
 func (k *kafkaFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&k.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
-	fs.StringVar(&k.prefix, "topic-prefix", "", "prefix of every topic name (\"shop1.\" gives shop1.orders)")
+	k.brokers = defaultBrokers
+	fs.Var(checkedString{&k.brokers, checkBrokers}, "brokers", "Kafka bootstrap brokers, comma-separated `host:port` (port 1 to 65535)")
+	fs.Var(checkedString{&k.prefix, checkTopicPrefix}, "topic-prefix", "`prefix` of every topic name (\"shop1.\" gives shop1.orders): letters, digits, '.', '_' and '-', short enough for the longest name to fit Kafka's 249 characters")
 	fs.BoolVar(&k.tls, "kafka-tls", false, "connect to Kafka over TLS")
 	fs.StringVar(&k.tlsCA, "kafka-tls-ca", "", "PEM file of CAs to trust for Kafka TLS (default: system roots)")
 	fs.StringVar(&k.saslMech, "kafka-sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
@@ -52,11 +59,93 @@ func (k *kafkaFlags) register(fs *flag.FlagSet) {
 func (k *kafkaFlags) names() topics.Names { return topics.New(k.prefix) }
 
 func (k *kafkaFlags) seeds() ([]string, error) {
-	s := splitList(k.brokers)
-	if len(s) == 0 {
-		return nil, usagef("--brokers is empty")
+	if err := checkBrokers(k.brokers); err != nil {
+		return nil, usagef("--brokers %q: %v", k.brokers, err)
 	}
-	return s, nil
+	return splitList(k.brokers), nil
+}
+
+// checkedString is a string flag whose value check refuses before it is
+// set, so a bad value, on the command line or in the environment, is a
+// usage error naming the flag, whatever command takes it.
+type checkedString struct {
+	s     *string
+	check func(string) error
+}
+
+func (c checkedString) String() string {
+	if c.s == nil {
+		return ""
+	}
+	return *c.s
+}
+
+func (c checkedString) Set(v string) error {
+	if err := c.check(v); err != nil {
+		return err
+	}
+	*c.s = v
+	return nil
+}
+
+// checkBrokers checks a --brokers list: at least one broker, each
+// host:port with a host name or IP address and a port from 1 to 65535.
+func checkBrokers(list string) error {
+	seeds := splitList(list)
+	if len(seeds) == 0 {
+		return errors.New("no broker: want host:port, comma-separated")
+	}
+	for _, b := range seeds {
+		host, port, err := net.SplitHostPort(b)
+		if err != nil {
+			return fmt.Errorf("broker %q is not host:port", b)
+		}
+		if !validHost(host) {
+			return fmt.Errorf("broker %q: %q is not a host name or IP address", b, host)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("broker %q: port %q is not a number from 1 to 65535", b, port)
+		}
+	}
+	return nil
+}
+
+// validHost reports whether h is an IP address or a host name (letters,
+// digits, '-', '_' and '.').
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxTopicName is the longest topic name Kafka accepts.
+const maxTopicName = 249
+
+// checkTopicPrefix checks a --topic-prefix: only the characters Kafka
+// allows in a topic name, and short enough that every topic name made from
+// it (the longest suffix included) fits Kafka's limit.
+func checkTopicPrefix(p string) error {
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%q is not allowed in a topic name (letters, digits, '.', '_' and '-')", r)
+		}
+	}
+	n := topics.New(p)
+	for _, name := range []string{n.Orders, n.State, n.DLQ, n.Audit} {
+		if len(name) > maxTopicName {
+			return fmt.Errorf("%d characters is too long: with the suffix %s a topic name would be %d characters, Kafka allows %d", len(p), strings.TrimPrefix(name, p), len(name), maxTopicName)
+		}
+	}
+	return nil
 }
 
 // opts returns the client options for the connection flags.
@@ -141,7 +230,35 @@ const defaultKafkaTimeout = 15 * time.Second
 // ends (dlq list|show, orders show|list|search, topics), or to the reads
 // before a command acts (orders erase, dlq replay).
 func (k *kafkaFlags) registerTimeout(fs *flag.FlagSet) {
-	fs.DurationVar(&k.timeout, "timeout", defaultKafkaTimeout, "give up when Kafka has not answered within this long")
+	positiveDurationVar(fs, &k.timeout, "timeout", defaultKafkaTimeout, "give up when Kafka has not answered within this long (a `duration` above 0)")
+}
+
+// positiveDuration is a duration flag that refuses 0 and negative values.
+type positiveDuration struct{ d *time.Duration }
+
+func (p positiveDuration) String() string {
+	if p.d == nil {
+		return ""
+	}
+	return p.d.String()
+}
+
+func (p positiveDuration) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("parse error")
+	}
+	if d <= 0 {
+		return errors.New("must be positive")
+	}
+	*p.d = d
+	return nil
+}
+
+// positiveDurationVar adds a duration flag that must be more than 0.
+func positiveDurationVar(fs *flag.FlagSet, d *time.Duration, name string, value time.Duration, usage string) {
+	*d = value
+	fs.Var(positiveDuration{d}, name, usage)
 }
 
 // wait bounds ctx by --timeout and, when Kafka is slow to answer, says on
@@ -152,7 +269,7 @@ func (k *kafkaFlags) registerTimeout(fs *flag.FlagSet) {
 // as it takes (a replay at its rate) calls k.release once the reads are
 // done: ctx is then no longer bounded.
 func (k *kafkaFlags) wait(ctx context.Context, stderr *io.Writer, what string) (context.Context, func()) {
-	if k.timeout <= 0 {
+	if k.timeout <= 0 { // a command without --timeout (registerTimeout refuses 0)
 		k.timeout = defaultKafkaTimeout
 	}
 	ctx, cancel := context.WithCancelCause(ctx)

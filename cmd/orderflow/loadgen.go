@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -31,31 +32,37 @@ func runLoadgen(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	checkout := fs.Bool("checkout", true, "send both checkout.session.completed and payment_intent.succeeded per order")
 	dups := fs.Float64("duplicates", 0.1, "share of orders with one event delivered twice")
 	redeliver := fs.Int("redeliver", 0, "redeliver an event that got no 2xx up to N times, as Stripe retries")
-	redeliverDelay := fs.Duration("redeliver-delay", time.Second, "wait before a redelivery")
-	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
+	var redeliverDelay, timeout time.Duration
+	positiveDurationVar(fs, &redeliverDelay, "redeliver-delay", time.Second, "wait before a redelivery (a `duration` above 0)")
+	positiveDurationVar(fs, &timeout, "timeout", 10*time.Second, "per-request timeout (a `duration` above 0)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("loadgen: unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case *orders < 1:
+		return usagef("loadgen: --orders must be at least 1")
+	case *conns < 1:
+		return usagef("loadgen: --connections must be at least 1")
+	case !(*rate >= 0) || math.IsInf(*rate, 1): // NaN too
+		return usagef("loadgen: --rate must be 0 or a positive number")
+	case !(*dups >= 0 && *dups <= 1):
+		return usagef("loadgen: --duplicates must be between 0 and 1")
+	case *redeliver < 0:
+		return usagef("loadgen: --redeliver must be 0 or more")
 	}
 	one, err := resolveWebhookSecret(*secret, os.Getenv("ORDERFLOW_WEBHOOK_SECRET"), *dataDir)
 	if err != nil {
 		return err
 	}
 	secrets := splitList(one)
-	switch {
-	case *orders < 1:
-		return usagef("loadgen: --orders must be at least 1")
-	case *conns < 1:
-		return usagef("loadgen: --connections must be at least 1")
-	case *rate < 0:
-		return usagef("loadgen: --rate must not be negative")
-	case *dups < 0 || *dups > 1:
-		return usagef("loadgen: --duplicates must be between 0 and 1")
-	}
 	rep, err := loadgen.Run(ctx, loadgen.Config{
 		URL: *url, Secrets: secrets, Orders: *orders, Connections: *conns, Rate: *rate,
-		Checkout: *checkout, Duplicates: *dups, Redeliver: *redeliver, RedeliverDelay: *redeliverDelay,
-		Timeout: *timeout,
+		Checkout: *checkout, Duplicates: *dups, Redeliver: *redeliver, RedeliverDelay: redeliverDelay,
+		Timeout: timeout,
 	})
 	if err != nil {
 		return err

@@ -40,6 +40,17 @@ steps (up to --revoke-deadline), commits and leaves the group.
 Each order's spans (the record, every step attempt with its provider calls,
 every state write) join the trace its first event brought.`
 
+// The bounds of --session-timeout and --rebalance-timeout: the Kafka
+// client refuses a group timeout below 100ms, and one that does not fit
+// the protocol's 32-bit milliseconds (24.8 days). Brokers narrow the
+// session timeout further (group.min.session.timeout.ms,
+// group.max.session.timeout.ms: 6s and 30m by default) and refuse a member
+// outside it when it joins.
+const (
+	minGroupTimeout = 100 * time.Millisecond
+	maxGroupTimeout = 24 * 24 * time.Hour
+)
+
 // processorFlags are the flags of `orderflow processor`.
 type processorFlags struct {
 	kafka     kafkaFlags
@@ -87,7 +98,7 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	d := processor.DefaultConfig(f.kafka.names())
 	f.kafka.register(fs)
 	f.kafka.registerTimeout(fs)
-	fs.Lookup("timeout").Usage = "give up at start when Kafka has not answered within this long"
+	fs.Lookup("timeout").Usage = "give up at start when Kafka has not answered within this long (a `duration` above 0)"
 	f.providers.register(fs)
 	// An empty --steps (an unset template or ConfigMap value) is the
 	// default chain, as an empty --event-types is the gateway's default.
@@ -113,8 +124,8 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.holdAfter, "hold-after", d.HoldAfter, "how long look-ups of an interrupted call may fail before the order is held (dead-lettered with an alert, not called again)")
 	fs.DurationVar(&f.stepTimeout, "step-timeout", d.StepTimeout, "bound of one provider call")
 	fs.DurationVar(&f.revokeDeadline, "revoke-deadline", d.RevokeDeadline, "how long in-flight steps may finish after a revocation or SIGTERM")
-	fs.DurationVar(&f.sessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent processor before moving its partitions (how long a crash stalls its orders)")
-	fs.DurationVar(&f.rebalanceTO, "rebalance-timeout", d.RebalanceTimeout, "how long a processor may take to give up revoked partitions (keep above --revoke-deadline)")
+	fs.DurationVar(&f.sessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent processor before moving its partitions (how long a crash stalls its orders); at least 100ms and at most 24 days, and within what the brokers allow (by default 6s to 30m: group.min.session.timeout.ms, group.max.session.timeout.ms)")
+	fs.DurationVar(&f.rebalanceTO, "rebalance-timeout", d.RebalanceTimeout, "how long a processor may take to give up revoked partitions (keep above --revoke-deadline; at least 100ms and at most 24 days)")
 	fs.DurationVar(&f.commitInterval, "commit-interval", d.CommitInterval, "how often finished offsets are committed")
 	fs.StringVar(&f.stateDir, "state-dir", "", "folder of the local order-state stores, one per assigned partition, kept across restarts so a restart reads only the changelog's tail (empty: a temporary folder, removed at exit: every start restores from orders.state); one processor per folder")
 	fs.StringVar(&f.stateCache, "state-cache-size", strconv.Itoa(d.StateCacheEntries), "order states kept in memory per partition beside the orders in flight: a number of entries (10000) or a size (64MiB); the rest are read from the local store")
@@ -158,6 +169,14 @@ func (f *processorFlags) config() (processor.Config, error) {
 	cfg.MaxClockDrift, cfg.LookupDelay, cfg.HoldAfter = f.clockDrift, f.lookupDelay, f.holdAfter
 	cfg.StepTimeout = f.stepTimeout
 	cfg.RevokeDeadline = f.revokeDeadline
+	for _, t := range []struct {
+		flag string
+		d    time.Duration
+	}{{"session-timeout", f.sessionTimeout}, {"rebalance-timeout", f.rebalanceTO}} {
+		if t.d < minGroupTimeout || t.d > maxGroupTimeout {
+			return cfg, usagef("--%s %s: want from %s to %d days", t.flag, t.d, minGroupTimeout, maxGroupTimeout/(24*time.Hour))
+		}
+	}
 	cfg.SessionTimeout = f.sessionTimeout
 	cfg.RebalanceTimeout = f.rebalanceTO
 	cfg.CommitInterval = f.commitInterval

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,15 +38,18 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	kf.register(fs)
 	kf.registerTimeout(fs)
 	partitions := fs.Int("partitions", topics.DefaultPartitions, "partitions of orders (orders.state and orders.dlq get the same); default: the count orders has, or 12 for a new cluster")
-	rf := fs.Int("replication-factor", -1, "replication factor for new topics (-1: broker default)")
+	rf := fs.Int("replication-factor", -1, "replication factor for new topics: from 1 to 32767, or -1 for the broker's default")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("topics %s: unexpected argument %q", sub, fs.Arg(0))
 	}
-	if *partitions < 1 {
-		return usagef("--partitions must be at least 1")
+	if *partitions < 1 || *partitions > math.MaxInt32 {
+		return usagef("--partitions must be from 1 to %d", math.MaxInt32)
+	}
+	if *rf != -1 && (*rf < 1 || *rf > math.MaxInt16) {
+		return usagef("--replication-factor %d: want from 1 to %d, or -1 for the broker's default", *rf, math.MaxInt16)
 	}
 	explicit := false
 	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "partitions" })

@@ -84,7 +84,7 @@ func TestUsageErrors(t *testing.T) {
 		{nil, 2, "Usage: orderflow <command>"},
 		{[]string{"nope"}, 2, `unknown command "nope"`},
 		{[]string{"topics"}, 2, "want 'create' or 'check'"},
-		{[]string{"topics", "check", "--partitions", "0"}, 2, "--partitions must be at least 1"},
+		{[]string{"topics", "check", "--partitions", "0"}, 2, "--partitions must be from 1 to 2147483647"},
 		{[]string{"topics", "check", "--bogus"}, 2, "unknown flag --bogus. See orderflow topics check --help"},
 		{[]string{"topics", "check", "--kafka-sasl-mechanism", "MD5"}, 2, "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
 		{[]string{"topics", "check", "extra"}, 2, `unexpected argument "extra"`},
