@@ -43,14 +43,19 @@ var stdinIsTerminal = func() bool { return isTerminal(os.Stdin) }
 // stdin is where the confirmation answer is read.
 var stdin io.Reader = os.Stdin
 
-// isTerminal reports whether w is a character device (a terminal).
+// isTerminal reports whether w is a terminal (isTTY: not merely a
+// character device, which /dev/null is too). The writers run and wait wrap
+// a command's stderr in are looked through.
 func isTerminal(w any) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
+	switch c := w.(type) {
+	case *os.File:
+		return isTTY(c)
+	case commandStderr:
+		return isTerminal(c.Writer)
+	case *lockedWriter:
+		return isTerminal(c.w)
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return false
 }
 
 func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,7 +93,9 @@ func (f *filterFlags) filter(now time.Time) (dlq.Filter, error) {
 	var out dlq.Filter
 	var err error
 	out.Orders = splitList(f.orders)
-	out.Steps = splitList(f.steps)
+	if out.Steps, err = stepFilter(f.steps); err != nil {
+		return out, err
+	}
 	out.Classes = splitList(f.classes)
 	if out.Since, err = dlq.ParseTime(f.since, now); err != nil {
 		return out, usagef("--since: %s", strings.TrimPrefix(err.Error(), dlq.ErrBadFilter.Error()+": "))
@@ -102,20 +109,66 @@ func (f *filterFlags) filter(now time.Time) (dlq.Filter, error) {
 	return out, nil
 }
 
-// parseInterspersed parses flags that may come before or after positional
-// arguments ("show 0/5 --reveal") and returns the positionals.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
+// stepFilter reads a --step filter (dlq list|replay, orders list|search):
+// each step name as --steps reads it (parseChain: a built-in step in any
+// case, webhook:<name> with the webhook name rule), without a provider.
+func stepFilter(list string) ([]string, error) {
+	var out []string
+	for _, item := range splitList(list) {
+		if strings.Contains(item, "=") {
+			return nil, usagef("--step: %q: name a step, without its provider", item)
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
+		entries, err := parseChain(item)
+		if err != nil {
+			return nil, usagef("--step: %s", strings.TrimPrefix(err.Error(), "--steps: "))
 		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		// parseChain puts details first when the list does not name it.
+		if name := entries[len(entries)-1].name; !slices.Contains(out, name) {
+			out = append(out, name)
+		}
 	}
+	return out, nil
+}
+
+// parseInterspersed parses flags that may come before or after positional
+// arguments ("show 0/5 --reveal") and returns the positionals. An argument
+// of '-' and a digit ("-1/0", "-5") is a positional, not a flag (no flag
+// name starts with a digit), unless it is the value of the flag before it
+// (--width -1); after "--" every argument is a positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' || isDigit(a[1]) {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil && !isBoolFlag(f) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if err := parseFlags(fs, flags); err != nil {
+		return nil, err
+	}
+	return append(fs.Args(), pos...), nil
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
+
+// isBoolFlag reports whether f takes no value (--reveal, not --reveal x).
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // dlqClient connects to Kafka with the connection flags.
@@ -208,7 +261,8 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	what := pos[0]
 	var part int32
 	var off int64
-	bySource := dlq.LooksLikeSource(what)
+	// "-1/0" or "-5" is a partition/offset gone wrong, never an order id.
+	bySource := dlq.LooksLikeSource(what) || (len(what) > 1 && what[0] == '-' && isDigit(what[1]))
 	if bySource {
 		if part, off, err = dlq.ParseSource(what); err != nil {
 			return usagef("dlq show: %s", strings.TrimPrefix(err.Error(), "dlq: "))
@@ -253,6 +307,11 @@ func runDLQShow(ctx context.Context, args []string, stdout, stderr io.Writer) (e
 	return nil
 }
 
+// maxReplayRate is the highest --rate of a replay: the console's replay
+// form refuses a rate above 1000 (processor/console, replayRequest), and
+// the command keeps the same bound.
+const maxReplayRate = 1000
+
 func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("dlq replay", "dlq replay (--order ids | --step steps | --class classes | --since t | --until t | --all) [--dry-run] [--rate n] [--yes]", stderr)
 	var kf kafkaFlags
@@ -263,7 +322,7 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	ff.register(fs)
 	all := fs.Bool("all", false, "replay every dead letter (instead of filters)")
 	dryRun := fs.Bool("dry-run", false, "list what would be replayed or skipped and change nothing")
-	rate := fs.Float64("rate", dlq.DefaultRate, "most records replayed per second")
+	rate := fs.Float64("rate", dlq.DefaultRate, "most records replayed per second (above 0, at most 1000)")
 	yes := fs.Bool("yes", false, "replay without asking for confirmation")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -272,8 +331,8 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if len(pos) > 0 {
 		return usagef("dlq replay: unexpected argument %q (select with --order, --step, --class, --since, --until or --all)", pos[0])
 	}
-	if *rate <= 0 {
-		return usagef("--rate must be more than 0 records per second")
+	if !(*rate > 0 && *rate <= maxReplayRate) { // NaN too
+		return usagef("--rate %g: want a number of records per second above 0 and at most %d", *rate, maxReplayRate)
 	}
 	f, err := ff.filter(time.Now())
 	if err != nil {

@@ -92,7 +92,11 @@ func runOrdersList(ctx context.Context, search bool, args []string, stdout, stde
 	if *limit < 1 || *limit > 1000 {
 		return usagef("--limit must be from 1 to 1000")
 	}
-	v := url.Values{"status": splitList(*status), "step": splitList(*step)}
+	steps, err := stepFilter(*step)
+	if err != nil {
+		return err
+	}
+	v := url.Values{"status": splitList(*status), "step": steps}
 	v.Set("since", *since)
 	v.Set("until", *until)
 	q, err := console.ParseQuery(v, time.Now())
