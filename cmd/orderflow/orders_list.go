@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -64,6 +65,7 @@ func runOrdersList(ctx context.Context, search bool, args []string, stdout, stde
 	defer func() { err = kf.explain(err) }()
 	kf.register(fs)
 	kf.registerTimeout(fs)
+	fs.Lookup("timeout").Usage = "give up when Kafka, or the --console, has not answered within this long (a `duration` above 0)"
 	var cf consoleFlags
 	cf.register(fs)
 	status := fs.String("status", "", "only orders of these statuses (comma-separated)")
@@ -106,7 +108,7 @@ func runOrdersList(ctx context.Context, search bool, args []string, stdout, stde
 	q.Term = term
 	var orders []console.Summary
 	if cf.url != "" {
-		orders, err = consoleOrders(ctx, cf, q, v, *limit)
+		orders, err = consoleOrders(ctx, cf, q, v, *limit, kf.timeout)
 	} else {
 		wctx, stop := kf.wait(ctx, &stderr, "reading "+kf.names().State)
 		orders, err = scanOrders(wctx, &kf, q, *limit, stderr)
@@ -153,7 +155,7 @@ func runOrdersList(ctx context.Context, search bool, args []string, stdout, stde
 
 // consoleOrders asks a console's JSON API; a search term goes in the body,
 // never in the URL.
-func consoleOrders(ctx context.Context, cf consoleFlags, q console.Query, v url.Values, limit int) ([]console.Summary, error) {
+func consoleOrders(ctx context.Context, cf consoleFlags, q console.Query, v url.Values, limit int, timeout time.Duration) ([]console.Summary, error) {
 	base, err := url.Parse(strings.TrimRight(cf.url, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, usagef("--console %q: want http://host:port or https://host:port", cf.url)
@@ -179,7 +181,11 @@ func consoleOrders(ctx context.Context, cf consoleFlags, q console.Query, v url.
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+		return nil, fmt.Errorf("no answer from the console at %s within --timeout %s", base.Host, timeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("console %s: %w", base.Host, err)
 	}

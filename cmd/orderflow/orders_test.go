@@ -83,7 +83,9 @@ func TestOrdersErase(t *testing.T) {
 	e := newDLQEnv(t)
 	at := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
 	st := &processor.State{OrderID: "pi_erase", Status: processor.StatusCompleted, CreatedAt: at, UpdatedAt: at,
-		Order: &integrations.Order{ID: "pi_erase", Customer: integrations.Customer{Name: "Åsa Öberg", Email: buyerEmail}}}
+		Order: &integrations.Order{ID: "pi_erase", Customer: integrations.Customer{Name: "Åsa Öberg", Email: buyerEmail}},
+		Steps: map[string]*processor.StepState{processor.StepShipping: {Done: true,
+			Result: []byte(`{"tracking_number":"00370712345","label_location":"file:///srv/labels/pi_erase_label-00370712345.pdf"}`)}}}
 	e.produce(e.state(2, st))
 
 	code, _, errs := e.run("orders", "erase", "pi_unknown", "--yes")
@@ -120,6 +122,11 @@ func TestOrdersErase(t *testing.T) {
 	code, out, errs := e.run("orders", "erase", "pi_erase", "--yes", "--wait", "30s")
 	if code != 0 || !strings.Contains(out, "order pi_erase erased: erasure marker at "+e.names.State+" 2/") {
 		t.Errorf("confirmed erase: exit %d\n%s%s", code, out, errs)
+	}
+	// The label file stays, and the result that named it is erased: the
+	// command names it.
+	if want := "not erased: the shipping label file /srv/labels/pi_erase_label-00370712345.pdf, and the order's records on " + e.names.Orders + " (7 days) and " + e.names.DLQ + " (30 days)\n"; !strings.HasSuffix(out, want) {
+		t.Errorf("confirmed erase: output\n%s\nwant it to end in\n%s", out, want)
 	}
 	if err := <-marker; err != nil {
 		t.Fatal(err)

@@ -65,7 +65,9 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 	count := fs.Int("count", 1, "number of orders")
 	dups := fs.Float64("duplicates", 0, "fraction of events sent twice, 0 to 1 (Stripe retries deliver an event again)")
 	seed := fs.Uint64("seed", 0, "random seed, for a repeatable run (0: a new one each run)")
-	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
+	var timeout time.Duration
+	positiveDurationVar(fs, &timeout, "timeout", 10*time.Second, "timeout of each request (a `duration` above 0)")
+	brokers := fs.String("brokers", defaultBrokers, "Kafka brokers of the pipeline the gateway queues on (the --kafka-addr of 'orderflow dev'), named in the 'orders show' hint after one order")
 	simURL := fs.String("sim-url", "", "provider simulator to seed with the orders' Stripe objects (default: the one in <data-dir>/sim-url, written by 'orderflow dev'; none: do not seed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -73,7 +75,13 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 	if fs.NArg() > 0 {
 		return usagef("send-test-event: unexpected argument %q", fs.Arg(0))
 	}
-	opts := testEventOptions{URL: *url, Type: *typ, Count: *count, Duplicates: *dups, Seed: *seed, Timeout: *timeout, Command: selfCommand()}
+	opts := testEventOptions{URL: *url, Type: *typ, Count: *count, Duplicates: *dups, Seed: *seed, Timeout: timeout, Command: selfCommand()}
+	if b := strings.TrimSpace(*brokers); b != defaultBrokers {
+		if err := checkBrokers(b); err != nil {
+			return usagef("--brokers %q: %v", b, err)
+		}
+		opts.Brokers = b
+	}
 	var err error
 	if opts.Secret, err = resolveWebhookSecret(*secret, os.Getenv("ORDERFLOW_WEBHOOK_SECRET"), *dataDir); err != nil {
 		return err
@@ -163,6 +171,8 @@ type testEventOptions struct {
 	// Command is how the hint after a single order spells this program;
 	// empty means "orderflow".
 	Command string
+	// Brokers, when not the default, is given to the hint's orders show.
+	Brokers string
 }
 
 func (o testEventOptions) command() string {
@@ -181,7 +191,7 @@ func (o testEventOptions) validate() error {
 	if o.Count < 1 {
 		return usagef("--count must be at least 1")
 	}
-	if o.Duplicates < 0 || o.Duplicates > 1 {
+	if !(o.Duplicates >= 0 && o.Duplicates <= 1) { // NaN too
 		return usagef("--duplicates must be between 0 and 1")
 	}
 	if !strings.HasPrefix(o.URL, "http://") && !strings.HasPrefix(o.URL, "https://") {
@@ -301,7 +311,11 @@ func sendTestEvents(ctx context.Context, opts testEventOptions, out io.Writer) (
 	case sum.Unreached == sum.Sent:
 		fmt.Fprintf(out, "nothing reached the gateway at %s: is it running? Start it with 'make run' (or %s dev), or give --url\n", opts.URL, opts.command())
 	case sum.Failed == 0 && len(sum.Orders) == 1:
-		fmt.Fprintf(out, "see the order with: %s orders show %s\n", opts.command(), sum.Orders[0])
+		brokers := ""
+		if opts.Brokers != "" {
+			brokers = " --brokers " + opts.Brokers
+		}
+		fmt.Fprintf(out, "see the order with: %s orders show %s%s\n", opts.command(), sum.Orders[0], brokers)
 	}
 	return sum, nil
 }
