@@ -532,6 +532,10 @@ func (d *devServer) printBanner(w io.Writer) {
 	if filepath.Clean(c.DataDir) != devDefaultDataDir {
 		sendCmd += " --data-dir " + c.DataDir
 	}
+	if d.kafkaAddr != devDefaultKafkaAddr {
+		// So that its hint to look at the order names this broker.
+		sendCmd += " --brokers " + d.kafkaAddr
+	}
 	details := "the simulator"
 	switch {
 	case c.StripeBaseURL != "":

@@ -208,7 +208,7 @@ func TestDevModeEndToEnd(t *testing.T) {
 
 	url := "http://" + d.httpAddr + gateway.WebhookPath
 	for _, want := range []string{url, d.secret, "send-test-event --url " + url, "orders show <order id> --brokers " + d.kafkaAddr,
-		"dlq list --brokers " + d.kafkaAddr, "stripe listen --forward-to " + url, filepath.Join(dir, "sim", "outbox")} {
+		"dlq list --brokers " + d.kafkaAddr, "--data-dir " + dir + " --brokers " + d.kafkaAddr, "stripe listen --forward-to " + url, filepath.Join(dir, "sim", "outbox")} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -617,7 +618,7 @@ func (s *Server) replayRequest(r *http.Request) (dlq.ReplayRequest, string, erro
 	rate := s.cfg.DefaultRate
 	if v := strings.TrimSpace(r.PostFormValue("rate")); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 || f > 1000 {
+		if err != nil || math.IsNaN(f) || f <= 0 || f > 1000 {
 			return req, "", fmt.Errorf("%w: rate %q: want a number of records per second above 0 and at most 1000", ErrBadQuery, v)
 		}
 		rate = f

@@ -351,6 +351,7 @@ func TestBadInput(t *testing.T) {
 		{url.Values{"action": {"burn"}, "source": {"1/0"}}, `action &#34;burn&#34;`},
 		{url.Values{"action": {"replay"}, "source": {"1/x"}}, `bad partition/offset &#34;1/x&#34;`},
 		{url.Values{"action": {"replay"}, "source": {"1/0"}, "rate": {"0"}}, "above 0 and at most 1000"},
+		{url.Values{"action": {"replay"}, "source": {"1/0"}, "rate": {"NaN"}}, "above 0 and at most 1000"},
 		{url.Values{"action": {"replay"}, "all_matching": {"1"}, "f_class": {"sad"}}, `unknown class &#34;sad&#34;`},
 	} {
 		tc.form.Set("csrf", c.csrf)
