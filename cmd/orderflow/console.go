@@ -82,7 +82,7 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var kf kafkaFlags
 	kf.register(fs)
 	kf.registerTimeout(fs)
-	fs.Lookup("timeout").Usage = "give up at start when Kafka has not answered within this long"
+	fs.Lookup("timeout").Usage = "give up at start when Kafka has not answered within this long (a `duration` above 0)"
 	var c consoleConfig
 	var metrics, logFormat, logLevel string
 	fs.StringVar(&c.Addr, "http-addr", "127.0.0.1:8070", "listen address of the console")
