@@ -222,8 +222,16 @@ func TestOrdersListAndSearch(t *testing.T) {
 			t.Errorf("%s table:\n%s", via.name, out)
 		}
 	}
+	// A list cut by --limit says how many match and how to see the older.
+	code, _, errs := orderflow(t, append([]string{"orders", "list", "--limit", "2"}, k...)...)
+	if want := "the newest 2 shown (--limit, at most 1000); 3 match: for older ones add --until " + at.Add(time.Minute).Format(time.RFC3339Nano); code != 0 || !strings.Contains(errs, want) {
+		t.Errorf("cut list: %d %q, want %q", code, errs, want)
+	}
+	if code, _, errs := orderflow(t, append([]string{"orders", "list", "--limit", "3"}, k...)...); code != 0 || strings.Contains(errs, "the newest") {
+		t.Errorf("whole list: %d %q, want no note", code, errs)
+	}
 	// A console without the token refuses.
-	code, _, errs := orderflow(t, append([]string{"orders", "list", "--console", cs.URL()}, k...)...)
+	code, _, errs = orderflow(t, append([]string{"orders", "list", "--console", cs.URL()}, k...)...)
 	if code != 1 || !strings.Contains(errs, "give its bearer token") {
 		t.Errorf("without token: %d %q", code, errs)
 	}

@@ -107,12 +107,22 @@ func runOrdersList(ctx context.Context, search bool, args []string, stdout, stde
 	}
 	q.Term = term
 	var orders []console.Summary
+	matched := -1 // unknown from a console
 	if cf.url != "" {
 		orders, err = consoleOrders(ctx, cf, q, v, *limit, kf.timeout)
 	} else {
 		wctx, stop := kf.wait(ctx, &stderr, "reading "+kf.names().State)
-		orders, err = scanOrders(wctx, &kf, q, *limit, stderr)
+		orders, matched, err = scanOrders(wctx, &kf, q, *limit, stderr)
 		stop()
+	}
+	if err == nil && len(orders) == *limit && matched != len(orders) {
+		// More may match: say so, and how to see the older ones.
+		more := "more may match"
+		if matched > 0 {
+			more = fmt.Sprintf("%d match", matched)
+		}
+		fmt.Fprintf(stderr, "the newest %d shown (--limit, at most 1000); %s: for older ones add --until %s (orders created before the last one shown)\n",
+			len(orders), more, orders[len(orders)-1].Created.UTC().Format(time.RFC3339Nano))
 	}
 	if err != nil {
 		return err
@@ -211,10 +221,10 @@ func consoleOrders(ctx context.Context, cf consoleFlags, q console.Query, v url.
 
 // scanOrders reads the whole orders.state topic and filters in memory, with
 // the console's own filter and search matching.
-func scanOrders(ctx context.Context, kf *kafkaFlags, q console.Query, limit int, stderr io.Writer) ([]console.Summary, error) {
+func scanOrders(ctx context.Context, kf *kafkaFlags, q console.Query, limit int, stderr io.Writer) ([]console.Summary, int, error) {
 	c, err := dlqClient(kf)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer c.Close()
 	latest := map[string]*console.Summary{}
@@ -229,7 +239,7 @@ func scanOrders(ctx context.Context, kf *kafkaFlags, q console.Query, limit int,
 		latest[key] = &s
 	})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var out []console.Summary
 	for _, s := range latest {
@@ -243,6 +253,7 @@ func scanOrders(ctx context.Context, kf *kafkaFlags, q console.Query, limit int,
 		}
 		return strings.Compare(b.ID, a.ID)
 	})
+	matched := len(out)
 	if len(out) > limit {
 		out = out[:limit]
 	}
@@ -251,7 +262,7 @@ func scanOrders(ctx context.Context, kf *kafkaFlags, q console.Query, limit int,
 		note += fmt.Sprintf(", %d unreadable skipped", skipped)
 	}
 	fmt.Fprintln(stderr, note+")")
-	return out, nil
+	return out, matched, nil
 }
 
 // resolveOrderRefs replaces OF- numbers among refs with the order ids they
