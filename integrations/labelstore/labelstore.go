@@ -30,6 +30,15 @@ type Store interface {
 	Put(ctx context.Context, orderID, name string, pdf []byte) (location string, err error)
 }
 
+// Finder is a Store that can say where a label it stored is: after a crash
+// between storing a label and recording the shipment, the shipment found
+// by look-up gets its label back.
+type Finder interface {
+	// Find returns the location of the label stored as name under orderID,
+	// and false when there is none.
+	Find(orderID, name string) (location string, ok bool)
+}
+
 // maxNameLen bounds one path element; most file systems allow 255 bytes.
 const maxNameLen = 128
 
@@ -64,7 +73,10 @@ type Dir struct {
 	folder dirSync
 }
 
-var _ Store = (*Dir)(nil)
+var (
+	_ Store  = (*Dir)(nil)
+	_ Finder = (*Dir)(nil)
+)
 
 // NewDir returns a Dir rooted at root, creating the folder if needed. The
 // root is made absolute so locations stay valid whatever the working
@@ -112,6 +124,20 @@ func (d *Dir) Put(ctx context.Context, orderID, name string, pdf []byte) (string
 		return "", fmt.Errorf("labelstore: sync folder after writing %s: %w", fileName, err)
 	}
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(final)}).String(), nil
+}
+
+// Find returns the file:// URL of the label Put stored as name under
+// orderID, when the file is there.
+func (d *Dir) Find(orderID, name string) (string, bool) {
+	fileName, err := labelFileName(orderID, name)
+	if err != nil {
+		return "", false
+	}
+	final := filepath.Join(d.root, fileName)
+	if fi, err := os.Stat(final); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return "", false
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(final)}).String(), true
 }
 
 // labelFileName is the file name Dir stores orderID's label name under.

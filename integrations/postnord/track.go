@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/integrations/labelstore"
 )
 
 // FindByReferencePath is Track & Trace v7's look-up by the consignor's
@@ -46,9 +47,11 @@ type trackedShipment struct {
 // how "no match" is answered: an empty list, a 404 and a 200 whose only
 // content is a compositeFault all mean not found. When several shipments
 // carry the reference (the order was booked twice already), the first one
-// is returned. The label is not part of the answer: the Shipment has no
-// LabelLocation and the label is printed from PostNord's portal by its
-// item id.
+// is returned. The label is not part of the answer: when the label store
+// still holds the label CreateShipment stored for the item (the process
+// stopped after storing it, before the shipment was recorded), the
+// Shipment gets its location; else it has none and the label is printed
+// from PostNord's portal by its item id.
 func (c *Client) FindShipment(ctx context.Context, o integrations.Order) (integrations.Shipment, bool, error) {
 	const op = "find shipment"
 	ref := CustomerReference(o)
@@ -104,6 +107,12 @@ func (c *Client) FindShipment(ctx context.Context, o integrations.Order) (integr
 	sh := integrations.Shipment{ShipmentID: s.ShipmentID, TrackingNumber: itemID}
 	if itemID != "" {
 		sh.TrackingURL = strings.ReplaceAll(c.cfg.TrackingURLTemplate, "{id}", itemID)
+		if f, ok := c.cfg.Labels.(labelstore.Finder); ok {
+			if loc, ok := f.Find(o.ID, "label-"+itemID+".pdf"); ok {
+				sh.LabelLocation = loc
+				c.log.InfoContext(ctx, "label of the shipment found in the label store", "order_id", o.ID, "item_id", itemID)
+			}
+		}
 	}
 	return sh, true, nil
 }

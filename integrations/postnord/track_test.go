@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +76,18 @@ func TestFindShipmentAgainstSimulator(t *testing.T) {
 	}
 	if want := "https://tracking.postnord.com/se/?id=" + booked.TrackingNumber; got.TrackingURL != want {
 		t.Errorf("tracking URL %q, want %q", got.TrackingURL, want)
+	}
+	// The label the booking stored is the found shipment's; gone from the
+	// store, the shipment has none (print it from PostNord's portal).
+	if got.LabelLocation == "" || got.LabelLocation != booked.LabelLocation {
+		t.Errorf("found label %q, want the stored %q", got.LabelLocation, booked.LabelLocation)
+	}
+	u, err := url.Parse(booked.LabelLocation)
+	if err != nil || os.Remove(u.Path) != nil {
+		t.Fatalf("remove the label %q: %v", booked.LabelLocation, err)
+	}
+	if got, found, err := c.FindShipment(ctx, o); err != nil || !found || got.LabelLocation != "" {
+		t.Errorf("label gone: found %v, label %q, err %v; want found without a label", found, got.LabelLocation, err)
 	}
 	if _, found, err := c.FindShipment(ctx, trackOrder("pi_3TrackTest0000000002")); err != nil || found {
 		t.Errorf("another order's reference: found %v, err %v; want not found", found, err)
