@@ -223,6 +223,19 @@ func (a Address) Street() string {
 // for.
 func (a Address) reaches() bool { return a.Line1 != "" || a.Line2 != "" || a.City != "" }
 
+// LargestFirst reports whether s is written in a script that puts the
+// larger part first: Han (Chinese, Japanese kanji, Korean hanja),
+// Hiragana, Katakana or Hangul write a name family name first ("山田 花子")
+// and an address from the prefecture down (東京都千代田区).
+func LargestFirst(s string) bool {
+	for _, r := range s {
+		if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) {
+			return true
+		}
+	}
+	return false
+}
+
 // BillingAddress is where the buyer is invoiced: the customer's billing
 // address when Stripe collected one a letter reaches. By default Checkout
 // collects a billing address only where the payment needs it

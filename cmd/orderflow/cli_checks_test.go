@@ -301,7 +301,7 @@ func TestSendTestEventHintNamesBrokers(t *testing.T) {
 		}
 	}
 	checkUsageCases(t, []usageCase{{[]string{"send-test-event", "--brokers", "kafka", "--secret", testSecret, "--sim-url", "none"},
-		`orderflow: --brokers "kafka": broker "kafka" is not host:port` + "\n"}})
+		`orderflow: invalid value "kafka" for flag --brokers: broker "kafka" is not host:port. See orderflow send-test-event --help` + "\n"}})
 }
 
 // An erasure names the label files it leaves, from the shipping result

@@ -67,7 +67,8 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 	seed := fs.Uint64("seed", 0, "random seed, for a repeatable run (0: a new one each run)")
 	var timeout time.Duration
 	positiveDurationVar(fs, &timeout, "timeout", 10*time.Second, "timeout of each request (a `duration` above 0)")
-	brokers := fs.String("brokers", defaultBrokers, "Kafka brokers of the pipeline the gateway queues on (the --kafka-addr of 'orderflow dev'), named in the 'orders show' hint after one order")
+	brokers := defaultBrokers
+	fs.Var(checkedString{&brokers, checkBrokers}, "brokers", "Kafka brokers of the pipeline the gateway queues on (the --kafka-addr of 'orderflow dev'), named in the 'orders show' hint after one order")
 	simURL := fs.String("sim-url", "", "provider simulator to seed with the orders' Stripe objects (default: the one in <data-dir>/sim-url, written by 'orderflow dev'; none: do not seed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -76,11 +77,8 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 		return usagef("send-test-event: unexpected argument %q", fs.Arg(0))
 	}
 	opts := testEventOptions{URL: *url, Type: *typ, Count: *count, Duplicates: *dups, Seed: *seed, Timeout: timeout, Command: selfCommand()}
-	if b := strings.TrimSpace(*brokers); b != defaultBrokers {
-		if err := checkBrokers(b); err != nil {
-			return usagef("--brokers %q: %v", b, err)
-		}
-		opts.Brokers = b
+	if brokers != defaultBrokers {
+		opts.Brokers = brokers
 	}
 	var err error
 	if opts.Secret, err = resolveWebhookSecret(*secret, os.Getenv("ORDERFLOW_WEBHOOK_SECRET"), *dataDir); err != nil {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
-	"unicode"
 
 	"github.com/orderflow/orderflow/integrations"
 )
@@ -269,13 +268,11 @@ func cityLine(a integrations.Address) string {
 	case "SE", "NO", "DK", "FI", "AX", "IS", "FO", "GL":
 		return a.City
 	}
-	for _, r := range st + a.City {
-		if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) {
-			if strings.HasPrefix(a.City, st) {
-				return a.City
-			}
-			return st + a.City
+	if integrations.LargestFirst(st + a.City) {
+		if strings.HasPrefix(a.City, st) {
+			return a.City
 		}
+		return st + a.City
 	}
 	return a.City + " " + st
 }

@@ -34,7 +34,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -345,7 +344,7 @@ func splitName(name string, business bool) (first, last string) {
 	if business || hasLegalForm(name) {
 		return "", name
 	}
-	if familyNameFirst(name) {
+	if integrations.LargestFirst(name) {
 		family, given, ok := strings.Cut(name, " ")
 		if !ok {
 			return "", name
@@ -390,17 +389,6 @@ func hasLegalForm(name string) bool {
 	return legalForms[w] || legalFormsAnyCase[strings.ToLower(w)]
 }
 
-// familyNameFirst reports whether name is written in a script whose names
-// put the family name first: Han (Chinese, Japanese kanji, Korean hanja),
-// Hiragana, Katakana or Hangul.
-func familyNameFirst(name string) bool {
-	for _, r := range name {
-		if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) {
-			return true
-		}
-	}
-	return false
-}
 
 // location is the zone of the deal's Closing_Date.
 func (c *Client) location() *time.Location {
