@@ -389,7 +389,6 @@ func hasLegalForm(name string) bool {
 	return legalForms[w] || legalFormsAnyCase[strings.ToLower(w)]
 }
 
-
 // location is the zone of the deal's Closing_Date.
 func (c *Client) location() *time.Location {
 	if c.cfg.Location != nil {
