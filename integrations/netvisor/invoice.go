@@ -117,15 +117,23 @@ func isForeignTax(o integrations.Order, taxes []integrations.Tax, v int64) bool 
 		return false
 	}
 	for _, t := range taxes {
-		switch strings.ToUpper(t.Country) {
-		case "", "FI", "AX":
-			return false
-		}
-		if t.TaxabilityReason == integrations.ReasonReverseCharge {
+		if !othersVAT(t) {
 			return false
 		}
 	}
 	return o.Customer.TaxExempt != "reverse"
+}
+
+// othersVAT reports whether t is a tax Stripe collected for a country
+// other than Finland (with Åland), and not a reverse charge: no Finnish
+// output VAT. A tax whose country Stripe did not say (a manual tax rate
+// without one) is taken as Finnish.
+func othersVAT(t integrations.Tax) bool {
+	switch strings.ToUpper(t.Country) {
+	case "", "FI", "AX":
+		return false
+	}
+	return t.TaxabilityReason != integrations.ReasonReverseCharge
 }
 
 // lines builds the invoice lines of the order in invoice units.
@@ -428,11 +436,10 @@ func ossText(o integrations.Order) string {
 	var seen []string
 	note := func(taxes []integrations.Tax) {
 		for _, t := range taxes {
-			c := strings.ToUpper(t.Country)
-			if t.Amount == 0 || c == "" || c == "FI" || c == "AX" || t.TaxabilityReason == integrations.ReasonReverseCharge {
+			if t.Amount == 0 || !othersVAT(t) {
 				continue
 			}
-			if s := c + " " + t.Percentage + " %"; !slices.Contains(seen, s) {
+			if s := strings.ToUpper(t.Country) + " " + t.Percentage + " %"; !slices.Contains(seen, s) {
 				seen = append(seen, s)
 			}
 		}
