@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
@@ -177,12 +178,16 @@ func (h fetchHooks) OnFetchRecordUnbuffered(r *kgo.Record, polled bool) {
 
 // Transport wraps base with otelhttp: a client span per request made within
 // a span (a step attempt's), its child. No trace header is sent: the providers are third
-// parties, and the trace is ours. base itself when off.
+// parties, and the trace is ours. The span sees the URL with every query
+// value replaced by REDACTED and without user info: providers take keys
+// (PostNord's apikey, Zoho's client secret and refresh token) and customer
+// data (a VAT number, an email) in the query, and spans go to a trace
+// backend. base itself when off.
 func (t *Tracing) Transport(base http.RoundTripper) http.RoundTripper {
 	if t == nil {
 		return base
 	}
-	return otelhttp.NewTransport(base,
+	return redactingTransport{otelhttp.NewTransport(unredactTransport{base},
 		otelhttp.WithTracerProvider(t.tp),
 		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Host }),
@@ -190,7 +195,60 @@ func (t *Tracing) Transport(base http.RoundTripper) http.RoundTripper {
 		// traced: batches, reports and alerts sent on their own are not
 		// made root spans of traces of their own.
 		otelhttp.WithFilter(func(r *http.Request) bool { return trace.SpanContextFromContext(r.Context()).IsValid() }),
-	)
+	)}
+}
+
+// redactingTransport hands the traced transport a copy of the request with
+// RedactURL's URL, the request itself kept in the copy's context for
+// unredactTransport, which sends it.
+type redactingTransport struct{ traced http.RoundTripper }
+
+type originalRequestKey struct{}
+
+func (rt redactingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	u := RedactURL(r.URL)
+	if u.String() == r.URL.String() {
+		return rt.traced.RoundTrip(r)
+	}
+	c := r.Clone(context.WithValue(r.Context(), originalRequestKey{}, r))
+	c.URL = u
+	c.Host = r.Host
+	resp, err := rt.traced.RoundTrip(c)
+	if resp != nil {
+		resp.Request = r
+	}
+	return resp, err
+}
+
+// unredactTransport sends the request redactingTransport kept, in the
+// context the traced transport made (its span's).
+type unredactTransport struct{ base http.RoundTripper }
+
+func (ut unredactTransport) RoundTrip(c *http.Request) (*http.Response, error) {
+	r, ok := c.Context().Value(originalRequestKey{}).(*http.Request)
+	if !ok {
+		return ut.base.RoundTrip(c)
+	}
+	return ut.base.RoundTrip(r.WithContext(c.Context()))
+}
+
+// RedactURL is u without user info and with every query value replaced by
+// REDACTED (the keys kept, in their order), as spans show it.
+func RedactURL(u *url.URL) *url.URL {
+	c := *u
+	c.User = nil
+	if c.RawQuery != "" {
+		parts := strings.Split(c.RawQuery, "&")
+		for i, p := range parts {
+			k, _, found := strings.Cut(p, "=")
+			if found || k != "" {
+				parts[i] = k + "=REDACTED"
+			}
+		}
+		c.RawQuery = strings.Join(parts, "&")
+	}
+	c.Fragment, c.RawFragment = "", ""
+	return &c
 }
 
 // Extract returns ctx with the remote span context of a W3C traceparent
