@@ -86,7 +86,10 @@ func ClassifyStatus(status int) Class {
 
 // HTTPError builds an Error from a non-2xx response: the class from the
 // status, RetryAfter from the Retry-After header (seconds or HTTP date).
+// msg is kept without the credentials the request carried (a provider's
+// error may echo its Authorization header or query).
 func HTTPError(provider, op string, resp *http.Response, msg string) *Error {
+	msg = RedactRequest(msg, resp.Request)
 	return &Error{
 		Provider:   provider,
 		Op:         op,
@@ -123,12 +126,14 @@ func Transientf(provider, op, format string, args ...any) *Error {
 }
 
 // NetError wraps a transport failure (dial, timeout, reset) as transient,
-// unless the caller's context was cancelled, which is returned as is.
+// unless the caller's context was cancelled, which is returned as is. The
+// URL net/http puts in the text is shown without its query values (see
+// RedactURLError).
 func NetError(provider, op string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return &Error{Provider: provider, Op: op, Class: Transient, Err: err}
+	return &Error{Provider: provider, Op: op, Class: Transient, Err: RedactURLError(err)}
 }
 
 // IsPermanent reports whether err says retrying cannot help. Errors that are

@@ -208,6 +208,7 @@ type harness struct {
 	brokers []string
 	names   topics.Names
 	prod    *kgo.Client
+	logger  *slog.Logger // the processors' log; testLogger's when nil
 }
 
 // newHarness is a harness on the real Kafka broker (test/infra, or a
@@ -284,7 +285,11 @@ type running struct {
 func (h *harness) start(cfg Config, prov Providers) *running {
 	h.t.Helper()
 	reg := prometheus.NewRegistry()
-	p, err := New(cfg, prov, []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, testLogger(h.t), reg)
+	log := h.logger
+	if log == nil {
+		log = testLogger(h.t)
+	}
+	p, err := New(cfg, prov, []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, log, reg)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -87,6 +87,7 @@ func (h *handling) reconcile(step string, find lookup, what string, log *slog.Lo
 		var err error
 		h.unlocked(func() { res, found, err = find(ctx) })
 		cancel()
+		err = maskPersonal(err, h.st.Order)
 		p.m.reconciles.WithLabelValues(step, reconcileOutcome(found, err)).Inc()
 		switch {
 		case err != nil && h.part.stepCtx.Err() != nil:

@@ -169,6 +169,10 @@ func (h *handling) runStep(s Step) stepOutcome {
 		var res any
 		h.unlocked(func() { res, err = s.Run(ctx, in) })
 		cancel()
+		// What the provider answered may quote the order's customer data:
+		// the error goes to the log, the state, the dead letter and the
+		// alert without it.
+		err = maskPersonal(err, h.st.Order)
 		elapsed := time.Since(start).Seconds()
 		p.m.stepAttempts.WithLabelValues(step).Inc()
 		var result json.RawMessage
@@ -311,3 +315,25 @@ func stepResult[T any](st *State, step string) (T, error) {
 	}
 	return v, nil
 }
+
+// maskPersonal returns err with the order's customer data replaced in its
+// text (integrations.MaskPersonal); it unwraps to err, so it is classified
+// as err is. err itself when its text names none.
+func maskPersonal(err error, o *integrations.Order) error {
+	if err == nil || o == nil {
+		return err
+	}
+	text := err.Error()
+	if masked := integrations.MaskPersonal(text, o); masked != text {
+		return &maskedError{err: err, text: masked}
+	}
+	return err
+}
+
+type maskedError struct {
+	err  error
+	text string
+}
+
+func (e *maskedError) Error() string { return e.text }
+func (e *maskedError) Unwrap() error { return e.err }

@@ -123,7 +123,8 @@ func (c *Client) addCustomer(ctx context.Context, o integrations.Order, code str
 	if _, err := c.do(ctx, op, http.MethodPost, "/customer.nv", url.Values{"method": {"add"}}, body); err != nil {
 		return err
 	}
-	c.log.InfoContext(ctx, "business customer added", "order_id", o.ID, "customer_code", code)
+	// The code is the buyer's VAT number: customer data, not logged.
+	c.log.InfoContext(ctx, "business customer added", "order_id", o.ID, "country", o.Customer.Address.Country)
 	return nil
 }
 

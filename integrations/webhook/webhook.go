@@ -353,6 +353,7 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) error 
 		e.Class = integrations.Transient
 		e.Msg = "unexpected status"
 	}
+	e.Msg = integrations.RedactRequest(e.Msg, resp.Request)
 	return e
 }
 

@@ -489,7 +489,9 @@ func (c *Client) upsert(ctx context.Context, op, module string, record map[strin
 	}
 	r := out.Data[0]
 	if !strings.EqualFold(r.Status, "success") {
-		return "", "", recordError(op, resp.StatusCode, r)
+		re := recordError(op, resp.StatusCode, r)
+		re.err.Msg = integrations.RedactRequest(re.err.Msg, resp.Request)
+		return "", "", re
 	}
 	if r.Details.ID == "" {
 		return "", "", &integrations.Error{Provider: provider, Op: op, Status: resp.StatusCode, Class: integrations.Transient,
@@ -651,6 +653,7 @@ func statusError(op string, resp *http.Response, body []byte, ae apiError) error
 		}
 		if json.Unmarshal(body, &out) == nil && len(out.Data) > 0 && out.Data[0].Code != "" {
 			r := recordError(op, resp.StatusCode, out.Data[0])
+			r.err.Msg = integrations.RedactRequest(r.err.Msg, resp.Request)
 			if transientCodes[out.Data[0].Code] || integrations.ClassifyStatus(resp.StatusCode) == integrations.Transient {
 				r.err.Class = integrations.Transient
 			}
