@@ -162,7 +162,10 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 		opts.Levels[i] = opts.Levels[0]
 	}
 	st := &stallClock{}
-	opts.EventListener = &pebble.EventListener{WriteStallBegin: st.begin, WriteStallEnd: st.end}
+	opts.EventListener = &pebble.EventListener{WriteStallBegin: st.begin, WriteStallEnd: st.end,
+		// A block failing its checksum fails the read (the index is then
+		// rebuilt at open); Pebble's default would end the process.
+		DataCorruption: func(pebble.DataCorruptionInfo) {}}
 	db, err := pebble.Open(filepath.Clean(dir), opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("console: open index: %w", err)

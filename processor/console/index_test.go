@@ -1,7 +1,10 @@
 package console
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -294,4 +297,37 @@ func TestStatusFilterIncludesSubStates(t *testing.T) {
 	if len(p.Orders) != 2 || p.Orders[0].ID != "pi_flt0000009" || p.Orders[1].ID != "pi_flt0000007" {
 		t.Errorf("refunded after the changes: %+v", p.Orders)
 	}
+}
+
+// TestCorruptIndexIsRebuiltNotAPanic: an index whose table fails its
+// checksum (a bad disk) is rebuilt at open, never a panic at every start.
+func TestCorruptIndexIsRebuiltNotAPanic(t *testing.T) {
+	dir := t.TempDir()
+	ix := testIndex(t, dir)
+	apply(t, ix, stateRecord(t, order("pi_bad0000001", "b@example.com", processor.StatusCompleted, t0, 6), 0, 0))
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".sst") {
+			f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = f.WriteAt([]byte("XXXXXXXXXXXXXXXXXXXX"), 20)
+			f.Close()
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no table to corrupt")
+	}
+	ix, rebuilt := reopenIndex(t, dir)
+	defer ix.Close()
+	if !strings.HasPrefix(rebuilt, "index unreadable") {
+		t.Fatalf("rebuilt = %q, want index unreadable", rebuilt)
+	}
+	wantEmptied(t, ix, "pi_bad0000001")
 }

@@ -252,6 +252,16 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	log := o.Logger
+	opts.EventListener = &pebble.EventListener{
+		// A block failing its checksum fails the read with an error: at
+		// open the store is rebuilt, while running the partition reads
+		// the changelog and the store is rebuilt at its next open.
+		// Pebble's default ends the process, at every start again.
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			log.Error("state store: corrupt data found", "path", info.Path, "err", info.Details)
+		},
+	}
 	opts.EnsureDefaults()
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
