@@ -11,8 +11,23 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultRedisKeyPrefix prefixes every event id the RedisDeduper stores.
+// DefaultRedisKeyPrefix prefixes every event id the RedisDeduper stores
+// for the default `orders` topic.
 const DefaultRedisKeyPrefix = "orderflow:gateway:event:"
+
+// RedisKeyPrefix is the key prefix of the gateway producing to topic:
+// DefaultRedisKeyPrefix for `orders`, "orderflow:gateway:<topic>:event:"
+// for another. Stripe sends an event to every endpoint of the account
+// with one id, so two pipelines (two topic prefixes) sharing a Redis must
+// not take each other's marks for their own: the second would answer
+// 200 duplicate to an event it never queued, and Stripe would not send it
+// again.
+func RedisKeyPrefix(topic string) string {
+	if topic == "" || topic == "orders" {
+		return DefaultRedisKeyPrefix
+	}
+	return "orderflow:gateway:" + topic + ":event:"
+}
 
 // RedisDeduper is the production Deduper: one EXISTS before the produce and
 // one SET NX EX after the acknowledgement. Several gateways sharing one

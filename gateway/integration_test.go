@@ -554,6 +554,38 @@ func TestIntegrationRedisDeduper(t *testing.T) {
 	}
 }
 
+// TestRedisKeysOfTwoPipelines: gateways of two topic prefixes sharing a
+// Redis keep separate marks (Stripe sends an event to every endpoint with
+// one id); the default topic keeps the keys it always had.
+func TestRedisKeysOfTwoPipelines(t *testing.T) {
+	t.Parallel()
+	for topic, want := range map[string]string{
+		"orders":       "orderflow:gateway:event:",
+		"":             "orderflow:gateway:event:",
+		"shop1.orders": "orderflow:gateway:shop1.orders:event:",
+	} {
+		if got := RedisKeyPrefix(topic); got != want {
+			t.Errorf("RedisKeyPrefix(%q) = %q, want %q", topic, got, want)
+		}
+	}
+	rdb := redis.NewClient(RedisOptions(testenv.Redis(t), ""))
+	defer rdb.Close()
+	p := testenv.Prefix(t)
+	a := NewRedisDeduper(rdb, RedisKeyPrefix(p+"a.orders"))
+	b := NewRedisDeduper(rdb, RedisKeyPrefix(p+"b.orders"))
+	ctx := context.Background()
+	t.Cleanup(func() { rdb.Del(context.Background(), a.Key("evt_both"), b.Key("evt_both")) })
+	if err := a.Mark(ctx, "evt_both", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if seen, err := b.Seen(ctx, "evt_both"); err != nil || seen {
+		t.Errorf("the other pipeline's gateway: seen %v err %v, want not seen", seen, err)
+	}
+	if seen, err := a.Seen(ctx, "evt_both"); err != nil || !seen {
+		t.Errorf("its own gateway: seen %v err %v, want seen", seen, err)
+	}
+}
+
 // pipelineCounter counts the pipelines go-redis sends.
 type pipelineCounter struct{ n atomic.Int64 }
 

@@ -378,7 +378,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	var dedup gateway.Deduper = gateway.NewMemoryDeduper(0)
 	if c.RedisAddr != "" {
 		d.redis = redis.NewClient(&redis.Options{Addr: c.RedisAddr, DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
-		dedup = gateway.NewRedisDeduper(d.redis, "")
+		dedup = gateway.NewRedisDeduper(d.redis, gateway.RedisKeyPrefix(d.names.Orders))
 	}
 	gw, err := gateway.New(gcfg, d.producer, dedup, devQuiet(logger.With("component", "gateway")), reg)
 	if err != nil {

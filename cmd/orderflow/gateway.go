@@ -188,7 +188,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			logger.Warn("redis unreachable at start; accepting events without the dedup fast path until it answers", "addr", f.redisAddr, "err", err)
 		}
 		cancel()
-		dedup = gateway.NewRedisDeduper(rdb, "")
+		dedup = gateway.NewRedisDeduper(rdb, gateway.RedisKeyPrefix(f.kafka.names().Orders))
 	} else {
 		logger.Info("no --redis-addr: deduplicating in process only")
 	}

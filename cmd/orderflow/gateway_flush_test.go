@@ -185,7 +185,7 @@ func TestGatewayShutdownWritesQueuedMarks(t *testing.T) {
 	defer cancel()
 	addr, stderr, done := startGatewayWithRedis(t, ctx, holder.Addr)
 	id := postUniqueEvent(t, addr)
-	key := gateway.DefaultRedisKeyPrefix + id
+	key := gateway.RedisKeyPrefix("cmdflush.orders") + id
 	t.Cleanup(func() { rdb.Del(context.Background(), key) })
 
 	select {
