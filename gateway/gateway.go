@@ -130,6 +130,10 @@ func (g *Gateway) HandleHealth(mux *http.ServeMux) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := g.Ready(ctx); err != nil {
+			if errors.Is(err, ErrTopicMissing) {
+				writeText(w, http.StatusServiceUnavailable, "topic "+g.cfg.Topic+" does not exist (run 'orderflow topics create')")
+				return
+			}
 			writeText(w, http.StatusServiceUnavailable, "kafka unreachable")
 			return
 		}
@@ -137,7 +141,8 @@ func (g *Gateway) HandleHealth(mux *http.ServeMux) {
 	})
 }
 
-// Ready reports whether Kafka answers.
+// Ready reports whether Kafka answers (and, for a KafkaProducer, whether
+// the topic exists: ErrTopicMissing).
 func (g *Gateway) Ready(ctx context.Context) error {
 	if err := g.producer.Ping(ctx); err != nil {
 		return fmt.Errorf("kafka: %w", err)

@@ -2,7 +2,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/orderflow/orderflow/topics"
@@ -29,7 +33,8 @@ var ErrProducerClosed = topics.ErrProducerClosed
 // still answering and coming back when it left. A webhook after a lone
 // one, or after a quiet spell, waits for nothing.
 type KafkaProducer struct {
-	cl *kgo.Client
+	cl    *kgo.Client
+	topic string
 	*topics.GroupProducer
 }
 
@@ -46,7 +51,7 @@ func NewKafkaProducer(cfg Config, connOpts ...kgo.Opt) (*KafkaProducer, error) {
 	}
 	gp := topics.NewGroupProducer(cl, cfg.ProduceTimeout)
 	gp.SetLinger(cfg.ProduceLinger)
-	return &KafkaProducer{cl: cl, GroupProducer: gp}, nil
+	return &KafkaProducer{cl: cl, topic: cfg.Topic, GroupProducer: gp}, nil
 }
 
 // producerOpts are the producer options on top of the connection options:
@@ -69,8 +74,27 @@ func producerOpts(cfg Config) []kgo.Opt {
 	}
 }
 
-// Ping checks that a broker answers.
-func (p *KafkaProducer) Ping(ctx context.Context) error { return p.cl.Ping(ctx) }
+// ErrTopicMissing is Ping's error when Kafka answers but the topic the
+// gateway produces to does not exist: every webhook would be answered 503.
+var ErrTopicMissing = errors.New("topic does not exist")
+
+// Ping checks that a broker answers and that the topic exists
+// (ErrTopicMissing).
+func (p *KafkaProducer) Ping(ctx context.Context) error {
+	if err := p.cl.Ping(ctx); err != nil {
+		return err
+	}
+	md, err := kadm.NewClient(p.cl).Metadata(ctx, p.topic)
+	if err != nil {
+		return err
+	}
+	if t, ok := md.Topics[p.topic]; !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition) {
+		return fmt.Errorf("%w: %s", ErrTopicMissing, p.topic)
+	} else if t.Err != nil {
+		return fmt.Errorf("topic %s: %w", p.topic, t.Err)
+	}
+	return nil
+}
 
 // Close stops taking records, sends what is queued and waits for it until
 // ctx ends, then closes the client, which fails what is still unsent.

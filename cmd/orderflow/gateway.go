@@ -200,7 +200,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	if err := gw.Ready(pctx); err != nil {
+	if err := gw.Ready(pctx); errors.Is(err, gateway.ErrTopicMissing) {
+		// Kafka answers, but every webhook would be answered 503: refuse
+		// to start, as the processor does.
+		cancel()
+		return fmt.Errorf("gateway: topic %s does not exist (run 'orderflow topics create')", cfg.Topic)
+	} else if err != nil {
 		logger.Warn("kafka unreachable at start; /readyz reports it until it answers", "err", err)
 	}
 	cancel()

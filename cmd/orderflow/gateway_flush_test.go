@@ -249,3 +249,29 @@ func TestGatewayShutdownGivesUpOnHeldMarks(t *testing.T) {
 		t.Errorf("no stop line: %s", logs)
 	}
 }
+
+// A gateway whose orders topic does not exist refuses to start (every
+// webhook would be answered 503 while /readyz said ready) and names the
+// command that creates it.
+func TestGatewayRefusesAMissingTopic(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "other.orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	var stdout, stderr lockedBuffer
+	err = runGateway(context.Background(), []string{
+		"--brokers", strings.Join(cluster.ListenAddrs(), ","),
+		"--topic-prefix", "notcreated.",
+		"--webhook-secret", "whsec_missing",
+		"--http-addr", "127.0.0.1:0",
+		"--metrics-addr", "",
+	}, &stdout, &stderr)
+	want := "gateway: topic notcreated.orders does not exist (run 'orderflow topics create')"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	if strings.Contains(stdout.String(), "listening") {
+		t.Errorf("it listened: %s", stdout.String())
+	}
+}
