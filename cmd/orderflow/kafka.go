@@ -214,10 +214,16 @@ func secretFromFileOrEnv(file, env string) (string, error) {
 }
 
 // servePprof adds Go's profiler to a metrics listener (--pprof): never on
-// the webhook listener.
+// the webhook listener. Not /debug/pprof/cmdline: the command line may
+// hold a secret (--webhook-secret), and the listener has no login.
 func servePprof(mux *http.ServeMux) {
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/debug/pprof/cmdline" {
+			http.NotFound(w, r)
+			return
+		}
+		pprof.Index(w, r)
+	})
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
