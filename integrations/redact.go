@@ -239,3 +239,33 @@ func (o *Order) PersonalValues() []string {
 func MaskPersonal(s string, o *Order) string {
 	return RedactValues(s, o.PersonalValues(), MaskedPersonal)
 }
+
+// SecretURLParts are the parts of a URL that is itself a credential (a
+// Slack incoming webhook, an outbound webhook's receiver) as an error
+// text may quote them: the URL, its host, its path, each path segment and
+// query value of six characters or more.
+func SecretURLParts(raw string) []string {
+	out := []string{raw}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return out
+	}
+	for _, v := range []string{u.Host, u.Hostname(), u.EscapedPath(), u.Path} {
+		if len(v) > 1 {
+			out = append(out, v)
+		}
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if utf8.RuneCountInString(seg) >= 6 {
+			out = append(out, seg)
+		}
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			if utf8.RuneCountInString(v) >= 6 {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}

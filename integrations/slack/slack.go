@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/topics/tracing"
 	"github.com/orderflow/orderflow/integrations/alertbatch"
 )
 
@@ -180,7 +181,7 @@ func (c *Client) Send(ctx context.Context, text string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.WebhookURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(tracing.WithSecretURL(ctx), http.MethodPost, c.cfg.WebhookURL, bytes.NewReader(body))
 	if err != nil {
 		return integrations.Permanentf(provider, op, "build request: invalid webhook URL")
 	}
@@ -205,6 +206,8 @@ func (c *Client) Send(ctx context.Context, text string) error {
 	if reason == "" {
 		reason = http.StatusText(resp.StatusCode)
 	}
+	// The URL is the credential: an answer quoting it loses it.
+	reason = integrations.RedactValues(reason, integrations.SecretURLParts(c.cfg.WebhookURL), integrations.Redacted)
 	e := integrations.HTTPError(provider, op, resp, alertbatch.Truncate(reason, 100))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:

@@ -133,6 +133,7 @@ func TestSendErrors(t *testing.T) {
 		{"429 without header", reply{status: 429, body: ""}, false, time.Second, "Too Many Requests"},
 		{"rollup", reply{status: 500, body: "rollup_error"}, false, 0, "rollup_error"},
 		{"unavailable", reply{status: 503, body: "<html>\n  down\n</html>"}, false, 0, "<html> down </html>"},
+		{"answer quoting the URL", reply{status: 404, body: "no_service for POST " + hookPath}, true, 0, "no_service for POST <redacted>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

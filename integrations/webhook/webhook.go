@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 const provider = "webhook"
@@ -310,7 +311,7 @@ func (c *Client) Deliver(ctx context.Context, o integrations.Order, results map[
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(tracing.WithSecretURL(ctx), http.MethodPost, c.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return Result{}, c.permanent(op, "build request: invalid URL")
 	}
@@ -354,6 +355,8 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) error 
 		e.Msg = "unexpected status"
 	}
 	e.Msg = integrations.RedactRequest(e.Msg, resp.Request)
+	// The URL is a credential: an answer quoting it loses it.
+	e.Msg = integrations.RedactValues(e.Msg, integrations.SecretURLParts(c.cfg.URL), integrations.Redacted)
 	return e
 }
 

@@ -335,9 +335,10 @@ func TestPayloadLimit(t *testing.T) {
 
 func TestURLNeverInErrors(t *testing.T) {
 	const token = "tok-s3cr3t-value"
-	rc := &receiver{replies: []reply{{status: 400, body: "nope"}}}
+	// The receiver's answer quotes the URL it was called at.
+	rc := &receiver{replies: []reply{{status: 400, body: "nope: POST /in/" + token + "?shop=" + token + "2"}}}
 	srv := httptest.NewServer(rc)
-	c := newClient(t, srv.URL+"/in/"+token+"?key="+token, nil)
+	c := newClient(t, srv.URL+"/in/"+token+"?shop="+token+"2", nil)
 	_, err := c.Deliver(context.Background(), testOrder(), nil)
 	if err == nil || strings.Contains(err.Error(), token) {
 		t.Fatalf("4xx error %q is nil or shows the URL", err)

@@ -205,14 +205,27 @@ type redactingTransport struct{ traced http.RoundTripper }
 
 type originalRequestKey struct{}
 
+// secretURLKey marks a request whose URL is itself a credential.
+type secretURLKey struct{}
+
+// WithSecretURL marks the requests made with ctx as going to a URL that is
+// itself a credential (a Slack incoming webhook, an outbound webhook's
+// receiver): their spans show the scheme alone, host and path REDACTED.
+func WithSecretURL(ctx context.Context) context.Context {
+	return context.WithValue(ctx, secretURLKey{}, true)
+}
+
 func (rt redactingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	u := RedactURL(r.URL)
+	if secret, _ := r.Context().Value(secretURLKey{}).(bool); secret {
+		u = &url.URL{Scheme: r.URL.Scheme, Host: "REDACTED", Path: "/REDACTED"}
+	}
 	if u.String() == r.URL.String() {
 		return rt.traced.RoundTrip(r)
 	}
 	c := r.Clone(context.WithValue(r.Context(), originalRequestKey{}, r))
 	c.URL = u
-	c.Host = r.Host
+	c.Host = u.Host
 	resp, err := rt.traced.RoundTrip(c)
 	if resp != nil {
 		resp.Request = r

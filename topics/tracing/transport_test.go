@@ -73,3 +73,51 @@ func TestTransportRedactsTheQuery(t *testing.T) {
 		t.Errorf("%d client spans, %d url.full attributes, want 1 each", calls, urls)
 	}
 }
+
+// TestTransportHidesASecretURL: a request marked WithSecretURL (a Slack
+// incoming webhook, an outbound webhook) shows neither host nor path in its
+// span; the receiver gets it as it was.
+func TestTransportHidesASecretURL(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.URL.Path }))
+	defer srv.Close()
+	rec := tracetest.NewSpanRecorder()
+	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	cl := &http.Client{Transport: tr.Transport(http.DefaultTransport)}
+	ctx, span := tr.Tracer().Start(context.Background(), "attempt")
+	req, _ := http.NewRequestWithContext(WithSecretURL(ctx), http.MethodPost, srv.URL+"/services/T0/B0/S3CRETtoken", nil)
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	span.End()
+	if got != "/services/T0/B0/S3CRETtoken" {
+		t.Errorf("the receiver got %q", got)
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	seen := false
+	for _, s := range rec.Ended() {
+		if s.Name() == "attempt" {
+			continue
+		}
+		if strings.Contains(s.Name(), host) {
+			t.Errorf("span name %q names the host", s.Name())
+		}
+		for _, a := range s.Attributes() {
+			v := a.Value.Emit()
+			if strings.Contains(v, "S3CRET") || strings.Contains(v, "services") || strings.Contains(v, host) {
+				t.Errorf("span attribute %s = %q", a.Key, v)
+			}
+			if a.Key == "url.full" {
+				seen = true
+				if v != "http://REDACTED/REDACTED" {
+					t.Errorf("url.full = %q", v)
+				}
+			}
+		}
+	}
+	if !seen {
+		t.Error("no url.full")
+	}
+}
