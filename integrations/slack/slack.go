@@ -36,8 +36,8 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
-	"github.com/orderflow/orderflow/topics/tracing"
 	"github.com/orderflow/orderflow/integrations/alertbatch"
+	"github.com/orderflow/orderflow/topics/tracing"
 )
 
 const provider = "slack"
