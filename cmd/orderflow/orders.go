@@ -3,16 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/processor/dlq"
 )
@@ -179,37 +175,10 @@ func runOrdersErase(ctx context.Context, args []string, stdout, stderr io.Writer
 		return nil
 	}
 	fmt.Fprintf(stdout, "order %s erased: erasure marker at %s %s; compaction removes its earlier values from %s\n", id, c.Names().State, e.Marker, c.Names().State)
-	if files := labelFiles(st); len(files) > 0 {
-		fmt.Fprintf(stdout, "not erased: %s, and the order's records on %s (7 days) and %s (30 days)\n", strings.Join(files, " and "), c.Names().Orders, c.Names().DLQ)
-	} else if ship := st.Steps[processor.StepShipping]; ship != nil && ship.Done && len(ship.Result) > 0 {
-		fmt.Fprintf(stdout, "not erased: the shipping label and any customs declaration the carrier holds, and the order's records on %s (7 days) and %s (30 days)\n", c.Names().Orders, c.Names().DLQ)
-	} else {
-		fmt.Fprintf(stdout, "not erased: the order's records on %s (7 days) and %s (30 days)\n", c.Names().Orders, c.Names().DLQ)
-	}
+	fmt.Fprintf(stdout, "not erased: %s\n", dlq.NotErased(st, c.Names()))
 	return nil
 }
 
-// labelFiles names the shipping label and customs declaration of an order
-// as its shipping result stored them (a file:// location as its path): an
-// erasure leaves them, and the result that named them is erased.
-func labelFiles(st *processor.State) []string {
-	ship := st.Steps[processor.StepShipping]
-	if ship == nil || !ship.Done || len(ship.Result) == 0 {
-		return nil
-	}
-	var sh integrations.Shipment
-	if json.Unmarshal(ship.Result, &sh) != nil {
-		return nil
-	}
-	var out []string
-	for _, f := range []struct{ what, loc string }{{"the shipping label file", sh.LabelLocation}, {"the customs declaration file", sh.CustomsLocation}} {
-		if f.loc == "" {
-			continue
-		}
-		if u, err := url.Parse(f.loc); err == nil && u.Scheme == "file" && u.Path != "" {
-			f.loc = filepath.FromSlash(u.Path)
-		}
-		out = append(out, f.what+" "+f.loc)
-	}
-	return out
-}
+// labelFiles names the shipping label and customs declaration files of
+// an order (dlq.LabelFiles).
+func labelFiles(st *processor.State) []string { return dlq.LabelFiles(st) }

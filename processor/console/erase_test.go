@@ -71,7 +71,7 @@ func TestErase(t *testing.T) {
 			got = append(got, a.Outcome+" "+a.Target+" "+a.Result)
 		}
 	}
-	if strings.Join(got, "|") != "started order pi_done0000001 |ok order pi_done0000001 erasure marker at 0/9" {
+	if strings.Join(got, "|") != "started order pi_done0000001 |ok order pi_done0000001 erasure marker at 0/9; not erased: the shipping label file /labels/pi_done0000001_label-1.pdf and the customs declaration file /labels/pi_done0000001_customs-1.pdf, and the order's records on t.orders (7 days) and t.orders.dlq (30 days)" {
 		t.Fatalf("erase audit = %q", got)
 	}
 	ts.auditor.mu.Lock()
@@ -100,7 +100,7 @@ func TestErasedOrderPage(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("erased order page: %d", code)
 	}
-	for _, want := range []string{"Nothing: the order&#39;s data was erased on 2026-03-02 14:00:00Z.", `id="erased"`, `<span class="badge s-erased">erased</span>`} {
+	for _, want := range []string{"Nothing: the order&#39;s data was erased on 2026-03-02 14:00:00Z.", "the erasure&#39;s row on the audit page names them", `id="erased"`, `<span class="badge s-erased">erased</span>`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("erased order page lacks %q:\n%s", want, body)
 		}

@@ -408,7 +408,7 @@ func nextAction(sum *Summary, st *processor.State, letters []Letter) string {
 		if st.ErasedAt != nil {
 			at = " on " + st.ErasedAt.UTC().Format("2006-01-02 15:04:05Z")
 		}
-		return "Nothing: the order's data was erased" + at + ". Its state keeps no customer, amount or step results, the processor ignores its later events, and its dead letters are not replayed. What the providers hold (CRM, production log, carrier, invoice, email) was not erased."
+		return "Nothing: the order's data was erased" + at + ". Its state keeps no customer, amount or step results, the processor ignores its later events, and its dead letters are not replayed. What the providers hold (CRM, production log, carrier, invoice, email) was not erased, nor the order's records on the orders topic (7 days) and the dead-letter topic (30 days), nor a stored label or customs file: the erasure's row on the audit page names them."
 	}
 	return "Status " + sum.Status + ": see the steps below." + dupNote
 }
@@ -496,7 +496,10 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	case e.Already:
 		done.Result = "already erased"
 	default:
-		done.Result = "erasure marker at " + e.Marker
+		// What is left, named as `orders erase` names it: the person who
+		// erased reads it on the audit page (the label files' paths leave
+		// the state with the erasure).
+		done.Result = "erasure marker at " + e.Marker + "; not erased: " + dlq.NotErased(st, s.cfg.Names)
 	}
 	s.audit1(r.Context(), done)
 	if err != nil {

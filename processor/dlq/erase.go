@@ -2,13 +2,18 @@ package dlq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/topics"
 )
@@ -99,4 +104,44 @@ func (c *Client) Erase(ctx context.Context, orderID string, st *processor.State,
 			return e, nil
 		}
 	}
+}
+
+// LabelFiles names the shipping label and customs declaration of an order
+// as its shipping result stored them (a file:// location as its path): an
+// erasure leaves them, and the result that named them is erased.
+func LabelFiles(st *processor.State) []string {
+	ship := st.Steps[processor.StepShipping]
+	if ship == nil || !ship.Done || len(ship.Result) == 0 {
+		return nil
+	}
+	var sh integrations.Shipment
+	if json.Unmarshal(ship.Result, &sh) != nil {
+		return nil
+	}
+	var out []string
+	for _, f := range []struct{ what, loc string }{{"the shipping label file", sh.LabelLocation}, {"the customs declaration file", sh.CustomsLocation}} {
+		if f.loc == "" {
+			continue
+		}
+		if u, err := url.Parse(f.loc); err == nil && u.Scheme == "file" && u.Path != "" {
+			f.loc = filepath.FromSlash(u.Path)
+		}
+		out = append(out, f.what+" "+f.loc)
+	}
+	return out
+}
+
+// NotErased says what an erasure of the order whose state was st leaves:
+// the label and customs files by their paths (or the carrier's, when the
+// label was not stored as a file), and the order's records on the orders
+// topic (7 days) and the dead-letter topic (30 days).
+func NotErased(st *processor.State, names topics.Names) string {
+	records := fmt.Sprintf("the order's records on %s (7 days) and %s (30 days)", names.Orders, names.DLQ)
+	if files := LabelFiles(st); len(files) > 0 {
+		return strings.Join(files, " and ") + ", and " + records
+	}
+	if ship := st.Steps[processor.StepShipping]; ship != nil && ship.Done && len(ship.Result) > 0 {
+		return "the shipping label and any customs declaration the carrier holds, and " + records
+	}
+	return records
 }
