@@ -93,19 +93,19 @@ func TestErasedOrderPage(t *testing.T) {
 	seed(t, ts.ix)
 	at := t0.Add(4 * time.Hour)
 	marker := &processor.State{Version: 1, OrderID: "pi_dead0000003", Status: processor.StatusErased, ErasedAt: &at, CreatedAt: t0.Add(2 * time.Minute), UpdatedAt: at}
-	apply(t, ts.ix, stateRecord(t, marker, 1, 5))
+	apply(t, ts.ix, stateRecord(t, marker, 1, 5), letterRecord("pi_dead0000003", "crm", topics.ClassPermanent, 0, 12, t0.Add(3*time.Hour)))
 	c := newClient(t, ts.URL)
 	c.login("ops")
 	code, body, _ := c.get("/orders/pi_dead0000003")
 	if code != 200 {
 		t.Fatalf("erased order page: %d", code)
 	}
-	for _, want := range []string{"Nothing: the order&#39;s data was erased on 2026-03-02 14:00:00Z.", "the erasure&#39;s row on the audit page names them", `id="erased"`, `<span class="badge s-erased">erased</span>`} {
+	for _, want := range []string{"Nothing: the order&#39;s data was erased on 2026-03-02 14:00:00Z.", "the erasure&#39;s row on the audit page names them", "(not shown: the order was erased)", `id="erased"`, `<span class="badge s-erased">erased</span>`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("erased order page lacks %q:\n%s", want, body)
 		}
 	}
-	for _, unwanted := range []string{"see the steps below", `id="steps"`, `id="customer"`, "cy@example.com", "replay from the dead letters page", `id="erase-form"`} {
+	for _, unwanted := range []string{"see the steps below", "invalid postal code", `id="steps"`, `id="customer"`, "cy@example.com", "replay from the dead letters page", `id="erase-form"`} {
 		if strings.Contains(body, unwanted) {
 			t.Errorf("erased order page has %q", unwanted)
 		}

@@ -261,6 +261,10 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	p.Events, _ = s.cfg.Index.Events(sum.ID)
 	infos, _ := s.cfg.Index.LettersOf(sum.ID)
 	for _, l := range infos {
+		if st.Status == processor.StatusErased {
+			// A provider's reason may quote what was erased.
+			l.Error = "(not shown: the order was erased)"
+		}
 		p.Letters = append(p.Letters, Letter{LetterInfo: l, Status: dlq.LetterStatus(l.Source(), l.EventType, st)})
 	}
 	if o := st.Order; o != nil && o.Shipping.Country != "" {
