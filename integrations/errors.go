@@ -125,6 +125,19 @@ func Transientf(provider, op, format string, args ...any) *Error {
 	return &Error{Provider: provider, Op: op, Class: Transient, Msg: fmt.Sprintf(format, args...)}
 }
 
+// InDoubt returns the transient Error of a call whose answer does not say
+// whether it took effect: a 2xx whose body is not the provider's
+// documented success answer (a proxy's or captive portal's page, an empty
+// or truncated body, JSON without the created object's id). It is never a
+// result. Its Status stays 0, as for a call cut off in flight, so the
+// processor keeps the intent of a step that is not idempotent and looks the
+// call up (shipment by reference, invoice by number, email by Message-Id)
+// before any new attempt; the status the answer carried is in the message.
+func InDoubt(provider, op string, status int, format string, args ...any) *Error {
+	return &Error{Provider: provider, Op: op, Class: Transient,
+		Msg: fmt.Sprintf("HTTP %d answer is not a success answer, outcome unknown: ", status) + fmt.Sprintf(format, args...)}
+}
+
 // NetError wraps a transport failure (dial, timeout, reset) as transient,
 // unless the caller's context was cancelled, which is returned as is. The
 // URL net/http puts in the text is shown without its query values (see

@@ -373,19 +373,21 @@ func (c *Client) SendConfirmation(ctx context.Context, o integrations.Order, s i
 		ID      string `json:"id"`
 		Message string `json:"message"`
 	}
-	_ = json.Unmarshal(respBody, &out)
+	decodeErr := json.Unmarshal(respBody, &out)
 	if resp.StatusCode/100 != 2 {
 		return integrations.Message{}, statusError(op, resp, out.Message)
 	}
-	id := out.ID
-	if id == "" {
-		// Accepted without an id: the message is queued, and our own
-		// Message-Id identifies it as well.
-		c.log.WarnContext(ctx, "mailgun: accepted without an id", "order_id", o.ID)
-		id = msgID
+	if decodeErr != nil || out.ID == "" {
+		// Mailgun queues a message with {"id": "<…>", "message": "Queued.
+		// Thank you."}. Anything else in a 2xx (a proxy's maintenance
+		// page, an empty or truncated body) does not say the message was
+		// queued, nor that it was not: the next attempt looks it up by its
+		// Message-Id (FindMessage) before sending again.
+		c.log.WarnContext(ctx, "mailgun: 2xx answer without a message id; whether the message was queued is unknown", "order_id", o.ID, "status", resp.StatusCode)
+		return integrations.Message{}, integrations.InDoubt(provider, op, resp.StatusCode, "no message id (message %s)", msgID)
 	}
-	c.log.InfoContext(ctx, "mailgun: confirmation queued", "order_id", o.ID, "message_id", id)
-	return integrations.Message{MessageID: id}, nil
+	c.log.InfoContext(ctx, "mailgun: confirmation queued", "order_id", o.ID, "message_id", out.ID)
+	return integrations.Message{MessageID: out.ID}, nil
 }
 
 // FindMessage looks the order's confirmation up by its Message-Id in

@@ -520,11 +520,32 @@ func TestNoEmailIsPermanent(t *testing.T) {
 	}
 }
 
-func TestAcceptedWithoutID(t *testing.T) {
-	c, _, _ := newTest(t, reply{body: `{"message":"Queued. Thank you."}`})
-	msg, err := c.SendConfirmation(context.Background(), testOrder(), testShipment, testInvoice)
-	if err != nil || msg.MessageID != "<OF-1234567890@mg.example.com>" {
-		t.Fatalf("msg = %+v, err = %v", msg, err)
+// A 2xx that is not Mailgun's {"id": …, "message": "Queued. Thank you."}
+// is no confirmation: the outcome is unknown (transient, no status, so the
+// processor keeps the intent and looks the message up by its Message-Id
+// before sending again), never a sent message.
+func TestSuccessWithoutIDIsInDoubt(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		reply reply
+	}{
+		{"JSON without an id", reply{body: `{"message":"Queued. Thank you."}`}},
+		{"HTML maintenance page", reply{body: "<!DOCTYPE html><html><body>Scheduled maintenance</body></html>"}},
+		{"empty body", reply{}},
+		{"truncated JSON", reply{body: `{"id":"<2026`}},
+		{"202 with an empty body", reply{status: 202}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, f, _ := newTest(t, tt.reply)
+			msg, err := c.SendConfirmation(context.Background(), testOrder(), testShipment, testInvoice)
+			var e *integrations.Error
+			if !errors.As(err, &e) || e.Class != integrations.Transient || e.Status != 0 || e.NotSent || msg != (integrations.Message{}) {
+				t.Fatalf("msg = %+v, err = %#v; want a transient error without a status", msg, err)
+			}
+			if len(f.requests()) != 1 {
+				t.Fatalf("%d requests, want 1", len(f.requests()))
+			}
+		})
 	}
 }
 

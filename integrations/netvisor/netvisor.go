@@ -487,13 +487,12 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	}
 	if parseErr != nil || !st.ok() {
 		// Neither OK nor FAILED: a proxy page or a format change. Whether
-		// the invoice was created is unknown; a retry reconciles first.
-		e := integrations.Transientf(provider, op, "reply is not Netvisor XML")
-		if parseErr == nil {
-			e.Msg = fmt.Sprintf("unexpected response status %q", truncate(st.first(), 40))
+		// the invoice was created is unknown: no status, so the processor
+		// keeps the intent and a retry looks the invoice up first.
+		if parseErr == nil && st.first() != "" {
+			return nil, integrations.InDoubt(provider, op, resp.StatusCode, "unexpected response status %q", truncate(st.first(), 40))
 		}
-		e.Status = resp.StatusCode
-		return nil, e
+		return nil, integrations.InDoubt(provider, op, resp.StatusCode, "reply is not Netvisor XML")
 	}
 	return raw, nil
 }
