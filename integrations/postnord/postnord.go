@@ -272,7 +272,11 @@ func (c *Client) CreateShipment(ctx context.Context, o integrations.Order) (inte
 	}
 	var lr labelResponse
 	if err := json.Unmarshal(raw, &lr); err != nil {
-		return integrations.Shipment{}, integrations.Permanentf(provider, op, "booking answered 200 with a body that is not a label response (message %s)", body.MessageID)
+		// A proxy's maintenance page, an empty or truncated body: whether
+		// PostNord booked is unknown. No status, so the processor keeps the
+		// intent and looks the booking up by its CU reference (Track &
+		// Trace) before booking again.
+		return integrations.Shipment{}, integrations.InDoubt(provider, op, resp.StatusCode, "not a label response (message %s)", body.MessageID)
 	}
 	return c.finish(ctx, o, body.MessageID, &lr)
 }

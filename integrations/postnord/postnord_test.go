@@ -257,13 +257,14 @@ func TestCreateShipmentErrors(t *testing.T) {
 		permanent  bool
 		retryAfter time.Duration
 		msg        string
+		inDoubt    bool // no status: the processor keeps the intent and looks the booking up
 	}{
 		{name: "item failed inside 200", status: 200, fixture: "booking_item_failed.json", permanent: true, msg: "API-005"},
 		{name: "no item id", status: 200, fixture: "booking_no_item.json", permanent: true, msg: "no item id"},
 		{name: "empty idInformation", status: 200, fixture: "booking_empty.json", permanent: true, msg: "no idInformation"},
 		{name: "no label", status: 200, fixture: "booking_no_label.json", permanent: true, msg: "00370000000000000001"},
 		{name: "label store fails", status: 200, fixture: "booking_ok.json", store: failingStore{}, permanent: true, msg: "disk full"},
-		{name: "200 not json", status: 200, permanent: true, msg: "not a label response"},
+		{name: "200 not json", status: 200, msg: "HTTP 200 answer is not a success answer, outcome unknown: not a label response", inDoubt: true},
 		{name: "400 fault", status: 400, fixture: "error_400.json", permanent: true, msg: "applicationId must be an integer"},
 		{name: "401", status: 401, fixture: "error_400.json", permanent: true, msg: "HTTP 401"},
 		{name: "403 gateway envelope", status: 403, fixture: "error_403_gateway.json", permanent: true, msg: "Invalid API Key"},
@@ -291,6 +292,9 @@ func TestCreateShipmentErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("error %q lacks %q", err, tt.msg)
+			}
+			if tt.inDoubt && (e.Status != 0 || e.NotSent) {
+				t.Errorf("err %v: status %d, not sent %v; want an answer in doubt (no status)", err, e.Status, e.NotSent)
 			}
 			if strings.Contains(err.Error(), testKey) {
 				t.Errorf("error leaks the API key: %q", err)

@@ -200,7 +200,7 @@ func (c *Client) Send(ctx context.Context, text string) error {
 		return integrations.NetError(provider, op, err)
 	}
 	reason := strings.Join(strings.Fields(string(raw)), " ")
-	if resp.StatusCode == http.StatusOK {
+	if resp.StatusCode == http.StatusOK && reason == "ok" {
 		return nil
 	}
 	if reason == "" {
@@ -220,8 +220,11 @@ func (c *Client) Send(ctx context.Context, text string) error {
 	case resp.StatusCode >= 400:
 		e.Class = integrations.Permanent // 408/409 included: Slack documents none as retriable
 	case resp.StatusCode/100 == 2 || resp.StatusCode/100 == 3:
+		// Slack answers a posted message with 200 and the body "ok";
+		// anything else (a proxy's page, an empty body) is not a delivery:
+		// the message is sent again.
 		e.Class = integrations.Transient
-		e.Msg = "unexpected status " + strconv.Itoa(resp.StatusCode)
+		e.Msg = "unexpected answer " + strconv.Itoa(resp.StatusCode) + " (not Slack's ok)"
 	}
 	return e
 }

@@ -134,6 +134,11 @@ func TestSendErrors(t *testing.T) {
 		{"rollup", reply{status: 500, body: "rollup_error"}, false, 0, "rollup_error"},
 		{"unavailable", reply{status: 503, body: "<html>\n  down\n</html>"}, false, 0, "<html> down </html>"},
 		{"answer quoting the URL", reply{status: 404, body: "no_service for POST " + hookPath}, true, 0, "no_service for POST <redacted>"},
+		// Slack's success is 200 with the body "ok": any other 2xx is no
+		// delivery, and the alert is sent again.
+		{"200 maintenance page", reply{status: 200, body: "<!DOCTYPE html><html>Scheduled maintenance</html>"}, false, 0, "not Slack's ok"},
+		{"200 empty", reply{status: 200, body: ""}, false, 0, "not Slack's ok"},
+		{"204", reply{status: 204}, false, 0, "not Slack's ok"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
