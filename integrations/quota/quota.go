@@ -36,10 +36,16 @@
 // # Redis down
 //
 // When a Redis call fails, the Limiter falls back to this processor's
-// share: Rate/peers per Period (burst likewise, at least one) and
+// share: Rate/peers per Period (burst likewise, at least one), and at most
+// floor(Rate·Window/Period ÷ peers) calls (at least one) in any Window, and
 // Concurrency/peers slots (at least one), where peers is the number of live
 // processors Config.Peers reports at that moment; pauses and exhaustion
-// markers are also kept locally. It says so once with a warning log line
+// markers are also kept locally. The window bound is what keeps the fleet
+// within the provider's window whatever the processors' phases: N
+// processors make at most N·floor(R/N) ≤ R calls in any Window (evenly
+// spaced shares alone do not: two processors at 2.5 a second each can put
+// 3 + 3 calls into one second). With more processors than calls per
+// Window, each still makes one, and the fleet can exceed the limit. It says so once with a warning log line
 // and Config.OnModeChange (for a metric), tries Redis again every
 // RetryInterval, and says so again when Redis is back. Mode reports the
 // current state.
@@ -127,6 +133,11 @@ type Limit struct {
 	// LeaseTTL is how long a concurrency slot lasts if its holder never
 	// releases it (a crash); default one minute.
 	LeaseTTL time.Duration
+	// Window is the window the provider counts the rate in (Airtable's
+	// second), used by the fallback share (see "Redis down"). Default: one
+	// second for an evenly spaced rate (Burst 1) of a Period of a second or
+	// more, as every per-second rate of the processor is; else Period.
+	Window time.Duration
 }
 
 func (l *Limit) setDefaults() {
@@ -139,6 +150,12 @@ func (l *Limit) setDefaults() {
 	if l.LeaseTTL == 0 {
 		l.LeaseTTL = time.Minute
 	}
+	if l.Window == 0 {
+		l.Window = l.Period
+		if l.Burst == 1 && l.Period >= time.Second {
+			l.Window = time.Second
+		}
+	}
 }
 
 // Validate reports a limit that cannot be enforced.
@@ -149,8 +166,8 @@ func (l Limit) Validate() error {
 	if l.Rate < 0 || l.Burst < 0 || l.Concurrency < 0 {
 		return fmt.Errorf("quota %s: rate, burst and concurrency must not be negative", l.Name)
 	}
-	if l.Period < 0 || l.LeaseTTL < 0 {
-		return fmt.Errorf("quota %s: period and lease TTL must not be negative", l.Name)
+	if l.Period < 0 || l.LeaseTTL < 0 || l.Window < 0 {
+		return fmt.Errorf("quota %s: period, lease TTL and window must not be negative", l.Name)
 	}
 	if l.LeaseTTL != 0 && l.LeaseTTL < time.Millisecond {
 		return fmt.Errorf("quota %s: lease TTL must be at least a millisecond", l.Name)
@@ -253,6 +270,7 @@ type Limiter struct {
 	retryAt  time.Time // in Fallback: when to try Redis again
 	inflight int       // permits held in this process, in either mode
 	tat      time.Time // local GCRA's theoretical arrival time
+	sent     []time.Time // in Fallback: this processor's calls within the last Window, oldest first
 	pause    time.Time // local pause until
 	exhUntil time.Time // local exhaustion until
 	exhWhy   string
@@ -266,6 +284,18 @@ func (l *Limiter) Mode() Mode {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.mode
+}
+
+// WindowShare is how many calls this processor may make in any Window
+// while in Fallback: floor(Rate·Window/Period ÷ peers), at least one; 0
+// without a rate.
+func (l *Limiter) WindowShare() (calls int, window time.Duration) {
+	if l.l.Rate <= 0 {
+		return 0, l.l.Window
+	}
+	// Integer arithmetic: Rate·Window/Period calls in a window, shared.
+	perWindow := int64(l.l.Rate) * int64(l.l.Window) / int64(l.l.Period)
+	return int(max(1, perWindow/int64(l.q.peers()))), l.l.Window
 }
 
 // Share is what this processor may use while in Fallback: the rate per
@@ -456,6 +486,21 @@ func (l *Limiter) tryLocal() (func(), time.Duration, error) {
 	if conc > 0 && l.inflight >= conc {
 		return nil, l.q.cfg.PollInterval, nil
 	}
+	var windowCalls int
+	if rate > 0 && l.mode == Fallback {
+		// At most windowCalls in any Window: a call may start when the
+		// oldest of the last windowCalls has left the window.
+		var window time.Duration
+		windowCalls, window = l.WindowShare()
+		drop := 0
+		for drop < len(l.sent) && !now.Before(l.sent[drop].Add(window)) {
+			drop++
+		}
+		l.sent = l.sent[drop:]
+		if n := len(l.sent); n >= windowCalls {
+			return nil, l.sent[n-windowCalls].Add(window).Sub(now), nil
+		}
+	}
 	if rate > 0 {
 		burst := math.Max(1, float64(l.l.Burst)*rate/float64(l.l.Rate))
 		interval := time.Duration(float64(l.l.Period) / rate)
@@ -469,6 +514,9 @@ func (l *Limiter) tryLocal() (func(), time.Duration, error) {
 			return nil, allowAt.Sub(now), nil
 		}
 		l.tat = newTat
+		if windowCalls > 0 {
+			l.sent = append(l.sent, now)
+		}
 	}
 	l.inflight++
 	var once sync.Once
@@ -496,9 +544,10 @@ func (l *Limiter) setMode(m Mode, cause error) {
 	}
 	if m == Fallback {
 		rate, conc := l.Share()
+		calls, window := l.WindowShare()
 		l.q.log.Warn("quota: Redis unavailable, this processor keeps to its share of the limit",
 			"limit", l.l.Name, "peers", l.q.peers(), "rate_share", rate, "period", l.l.Period,
-			"concurrency_share", conc, "error", cause)
+			"window_share", calls, "window", window, "concurrency_share", conc, "error", cause)
 	} else {
 		l.q.log.Info("quota: Redis reachable again, the limit is shared by the fleet", "limit", l.l.Name)
 	}
