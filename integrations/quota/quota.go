@@ -267,12 +267,12 @@ type Limiter struct {
 
 	mu       sync.Mutex
 	mode     Mode
-	retryAt  time.Time // in Fallback: when to try Redis again
-	inflight int       // permits held in this process, in either mode
-	tat      time.Time // local GCRA's theoretical arrival time
+	retryAt  time.Time   // in Fallback: when to try Redis again
+	inflight int         // permits held in this process, in either mode
+	tat      time.Time   // local GCRA's theoretical arrival time
 	sent     []time.Time // in Fallback: this processor's calls within the last Window, oldest first
-	pause    time.Time // local pause until
-	exhUntil time.Time // local exhaustion until
+	pause    time.Time   // local pause until
+	exhUntil time.Time   // local exhaustion until
 	exhWhy   string
 }
 
