@@ -311,28 +311,97 @@ func (l *Limiter) Share() (rate float64, concurrency int) {
 	return rate, concurrency
 }
 
+// DeadlineError is Acquire's answer when the wait it knows of (a pause, or
+// the rate's next turn) would not end before ctx's deadline: the call
+// cannot start in time, and nothing was sent. It unwraps to
+// context.DeadlineExceeded.
+type DeadlineError struct {
+	Limit  string
+	Wait   time.Duration // from now until the call could start, at least
+	Paused bool          // the wait is a pause (a 429 or Retry-After)
+}
+
+func (e *DeadlineError) Error() string {
+	what := "turn"
+	if e.Paused {
+		what = "pause"
+	}
+	return "quota " + e.Limit + ": the " + what + " of " + e.Wait.Round(time.Millisecond).String() + " outlasts the call's deadline; not sent"
+}
+
+func (e *DeadlineError) Unwrap() error { return context.DeadlineExceeded }
+
 // Acquire waits until a call may start and returns the function that ends
 // it (call it exactly once). It returns ctx's error when ctx ends first,
-// and an *ExhaustedError at once while the limit is exhausted.
+// an *ExhaustedError at once while the limit is exhausted, and a
+// *DeadlineError at once when a pause or the rate's turn would not end
+// before ctx's deadline. A pause is waited out without the turn, so every
+// waiting call learns of it at once.
 func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
-	select {
-	case l.turn <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-l.turn }()
 	for {
-		rel, wait, err := l.TryAcquire(ctx)
-		if err != nil || rel != nil {
-			return rel, err
+		if d := l.pausedFor(); d > 0 {
+			if err := l.beyondDeadline(ctx, d, true); err != nil {
+				return nil, err
+			}
+			if err := sleepCtx(ctx, d); err != nil {
+				return nil, err
+			}
+			continue
 		}
-		t := time.NewTimer(wait)
 		select {
-		case <-t.C:
+		case l.turn <- struct{}{}:
 		case <-ctx.Done():
-			t.Stop()
 			return nil, ctx.Err()
 		}
+		rel, wait, err := l.TryAcquire(ctx)
+		if err != nil || rel != nil {
+			<-l.turn
+			return rel, err
+		}
+		if l.pausedFor() > 0 {
+			<-l.turn // a pause (another processor's): waited for above
+			continue
+		}
+		if err := l.beyondDeadline(ctx, wait, false); err != nil {
+			<-l.turn
+			return nil, err
+		}
+		err = sleepCtx(ctx, wait)
+		<-l.turn
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// pausedFor is what is left of the pause this processor knows of.
+func (l *Limiter) pausedFor() time.Duration {
+	now := l.q.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.pause) {
+		return l.pause.Sub(now)
+	}
+	return 0
+}
+
+// beyondDeadline is a *DeadlineError when a wait of d from now would not
+// end before ctx's deadline.
+func (l *Limiter) beyondDeadline(ctx context.Context, d time.Duration, paused bool) error {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Add(d).Before(dl) {
+		return &DeadlineError{Limit: l.l.Name, Wait: d, Paused: paused}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -427,7 +496,16 @@ func (l *Limiter) tryShared(ctx context.Context) (func(), time.Duration, error) 
 	ms, _ := res[1].(int64)
 	switch kind {
 	case 1:
-		return nil, time.Duration(ms) * time.Millisecond, nil
+		// Another processor's pause: kept here too (a pause only ever
+		// grows), so every waiting call of this processor sees it.
+		d := time.Duration(ms) * time.Millisecond
+		until := l.q.cfg.Now().Add(d)
+		l.mu.Lock()
+		if until.After(l.pause) {
+			l.pause = until
+		}
+		l.mu.Unlock()
+		return nil, d, nil
 	case 2:
 		why, _ := res[2].(string)
 		until := l.q.cfg.Now().Add(time.Duration(ms) * time.Millisecond)

@@ -2,9 +2,11 @@ package quota
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -17,6 +19,13 @@ import (
 // released when the response body is closed (or the request fails). An
 // answer 429, or any answer with a Retry-After header, pauses the limit for
 // every processor: Retry-After's duration, else PauseOn429.
+//
+// A request whose wait (a pause, or the rate's turn) would not end before
+// its context's deadline is not sent: it is answered at once, here, with a
+// 429 whose Retry-After is the wait, rounded up to whole seconds. The client
+// then reports what a provider's 429 means, that nothing was done, instead
+// of a call cut off by its deadline, which for a step that is not
+// idempotent is in doubt and looked up.
 type Transport struct {
 	Limiter *Limiter
 	// Base sends the requests; required.
@@ -31,9 +40,10 @@ type Transport struct {
 	// PauseOn429 is the pause after a 429 without Retry-After (Airtable's
 	// 30 s penalty, for example); default one second.
 	PauseOn429 time.Duration
-	// MaxPause, when > 0, caps a pause: a longer wait (a daily quota's
-	// Retry-After) is a quota the processor holds the step for, not a rate
-	// to wait out with every request of the provider blocked.
+	// MaxPause, when > 0, caps a pause: a longer wait is not a rate to wait
+	// out with every request of the provider blocked (a client that knows
+	// it for a daily quota, as Zoho's, returns integrations.QuotaExhausted
+	// and the processor holds the step; any other is retried).
 	MaxPause time.Duration
 	// OnPause, if set, is told of every pause this processor starts.
 	OnPause func(d time.Duration)
@@ -48,6 +58,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close()
+		}
+		var de *DeadlineError
+		if errors.As(err, &de) {
+			return notSent(req, de), nil
 		}
 		return nil, err
 	}
@@ -74,6 +88,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &releasingBody{ReadCloser: resp.Body, done: func() { cancel(); release() }}
 	return resp, nil
+}
+
+// notSent is the 429 a request gets when its wait outlasts its deadline.
+func notSent(req *http.Request, e *DeadlineError) *http.Response {
+	secs := max(1, int64((e.Wait+time.Second-1)/time.Second))
+	body := e.Error()
+	return &http.Response{
+		Status: "429 Too Many Requests", StatusCode: http.StatusTooManyRequests,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{
+			"Retry-After":  {strconv.FormatInt(secs, 10)},
+			"Content-Type": {"text/plain; charset=utf-8"},
+		},
+		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)),
+		Request: req,
+	}
 }
 
 // pauseFor is the pause resp asks for: its Retry-After (seconds or an HTTP

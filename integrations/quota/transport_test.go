@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -179,15 +180,28 @@ func TestTransport429PausesEveryProcessor(t *testing.T) {
 	if err != nil || rel != nil || wait < 6*time.Second || wait > 7*time.Second {
 		t.Fatalf("other processor: admitted %v, wait %v, err %v; want a wait of about 7s", rel != nil, wait, err)
 	}
-	// A request of the other processor with a short deadline gives up
-	// waiting, without reaching the provider.
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// A request of the other processor whose deadline (2 s) comes before
+	// the pause ends (about 7 s) is not sent: it is answered at once with a
+	// 429 and Retry-After 7, what is left of the pause in whole seconds,
+	// rounded up; nothing was done, so the caller can wait and call again
+	// instead of taking the call for cut off in flight.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, err := get(ctx, transportClient(b, 0), srv.URL); err == nil {
-		t.Fatal("a request went out during the pause")
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader("booking"))
+	resp, err := transportClient(b, 0).Do(req)
+	if err != nil {
+		t.Fatalf("request during the pause: %v, want a 429", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "7" || ctx.Err() != nil {
+		t.Fatalf("request during the pause: %d Retry-After %q, deadline passed %v; want 429, 7, answered before the deadline",
+			resp.StatusCode, resp.Header.Get("Retry-After"), ctx.Err() != nil)
 	}
 	if n := f.requests.Load(); n != 1 {
 		t.Fatalf("provider saw %d requests, want only the first", n)
+	}
+	if len(pauses) != 1 {
+		t.Fatalf("pauses %v, want only the provider's", pauses)
 	}
 }
 
