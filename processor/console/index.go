@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -108,6 +109,11 @@ func OpenIndex(dir string, id Identity, cacheBytes int64) (ix *Index, rebuilt st
 		cacheBytes = 64 << 20
 	}
 	ix, reason, err := openIndex(dir, id, cacheBytes)
+	if err != nil && (errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")) {
+		// Pebble's lock: another console is using the folder. Not an
+		// unreadable index: wiping it would pull it from under that one.
+		return nil, "", fmt.Errorf("console: index folder %s is in use by another console (give each its own --index-dir)", dir)
+	}
 	if err != nil || reason != "" {
 		if ix != nil {
 			_ = ix.db.Close()

@@ -331,3 +331,23 @@ func TestCorruptIndexIsRebuiltNotAPanic(t *testing.T) {
 	}
 	wantEmptied(t, ix, "pi_bad0000001")
 }
+
+// TestIndexInUseIsRefused: a second console on an index folder in use is
+// refused with the reason; the first one's index is left as it was.
+func TestIndexInUseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	ix := testIndex(t, dir)
+	defer ix.Close()
+	apply(t, ix, stateRecord(t, order("pi_used0000001", "u@example.com", processor.StatusCompleted, t0, 6), 0, 0))
+	_, _, err := OpenIndex(dir, Identity{ClusterID: "c1", Topics: map[string]string{names.State: "id1"}}, 8<<20)
+	want := "console: index folder " + dir + " is in use by another console (give each its own --index-dir)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("second open: %v, want %q", err, want)
+	}
+	if s, err := ix.Get("pi_used0000001"); err != nil || s.Email != "u@example.com" {
+		t.Fatalf("the first console's index after the refusal: %+v %v", s, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "LOCK")); err != nil {
+		t.Errorf("the first console's lock is gone: %v", err)
+	}
+}
