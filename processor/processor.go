@@ -62,6 +62,10 @@ type Processor struct {
 	steps  map[string]Step
 	names  []string
 	absent []string
+	// progressGates are the gates listed before the production log (every
+	// gate when it is not in the chain): its progress reports wait for
+	// them as its step does (reportProgress).
+	progressGates []string
 
 	breakers map[string]*breaker
 	// holds are the steps held for their provider's quota (hold.go).
@@ -164,6 +168,14 @@ func New(cfg Config, prov Providers, kgoOpts []kgo.Opt, log *slog.Logger, reg pr
 		if _, in := p.steps[name]; !in {
 			p.absent = append(p.absent, name)
 			p.names = append(p.names, name)
+		}
+	}
+	for _, s := range chain {
+		if s.Name() == StepProductionLog {
+			break
+		}
+		if isGate(s) {
+			p.progressGates = append(p.progressGates, s.Name())
 		}
 	}
 	for _, step := range p.names {

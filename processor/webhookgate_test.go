@@ -167,3 +167,115 @@ func TestWaitsForGates(t *testing.T) {
 		}
 	}
 }
+
+// slowGate is a warehouse that answers pi_gateslow only once release is
+// closed, and refuses pi_gatebad with a 400 while refuse is set.
+type slowGate struct {
+	refuse  atomic.Bool
+	release chan struct{}
+	got     chan string // the order of each delivery
+}
+
+func (g *slowGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var p webhook.Payload
+	_ = json.Unmarshal(body, &p)
+	order := p.Data.Order.ID
+	g.got <- order
+	switch {
+	case order == "pi_gateslow":
+		select {
+		case <-g.release:
+		case <-r.Context().Done():
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	case order == "pi_gatebad" && g.refuse.Load():
+		http.Error(w, "unknown article", http.StatusBadRequest)
+	default:
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// The production log's progress reports (its row, with the customer's
+// data) wait for a gate listed before the production log as its step does:
+// nothing is reported of an order while the gate has not answered, nor of
+// an order the gate refused; once it passed, the reports come.
+func TestWebhookGateHoldsProgressReports(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 1)
+	f := newFakes()
+	pl := &progressLog{fakes: f}
+	g := &slowGate{release: make(chan struct{}), got: make(chan string, 16)}
+	g.refuse.Store(true)
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	wc, err := webhook.New(webhook.Config{Name: "wms", URL: srv.URL + "/hooks/wms", Secrets: []string{whSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := f.providers()
+	prov.ProductionLog = pl
+	prov.Chain = []Step{BuiltinStep(StepDetails, prov), WebhookGateStep(wc, []string{StepDetails}),
+		BuiltinStep(StepShipping, prov), BuiltinStep(StepInvoice, prov), BuiltinStep(StepEmail, prov),
+		BuiltinStep(StepCRM, prov), BuiltinStep(StepProductionLog, prov)}
+	if err := ValidateChain(prov.Chain); err != nil {
+		t.Fatal(err)
+	}
+	cfg := h.config()
+	cfg.StepTimeout = 30 * time.Second // the slow gate answers when told
+	h.start(cfg, prov)
+
+	h.send(paid("pi_gateslow"), paid("pi_gatebad"))
+	// Both deliveries arrived: each order's details were recorded (a state
+	// write, reported so far) before its gate was called.
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case o := <-g.got:
+			seen[o] = true
+		case <-time.After(30 * time.Second):
+			t.Fatalf("deliveries seen %v, want pi_gateslow and pi_gatebad", seen)
+		}
+	}
+	h.waitStates("pi_gatebad dead-lettered at the gate", 30*time.Second, allStatus([]string{"pi_gatebad"}, StatusDeadLettered))
+	if r := pl.of("pi_gateslow"); len(r) != 0 {
+		t.Errorf("pi_gateslow: %d progress reports while its gate had not answered, want none: %+v", len(r), r)
+	}
+	if n := f.attemptCount(StepProductionLog, "pi_gateslow"); n != 0 {
+		t.Errorf("pi_gateslow: production log called %d times before the gate answered", n)
+	}
+
+	// The gate answers: the reports come, each with the gate done.
+	close(g.release)
+	h.waitStates("pi_gateslow completed", 30*time.Second, allStatus([]string{"pi_gateslow"}, StatusCompleted))
+	eventually(t, "pi_gateslow's completion reported", 10*time.Second, func() bool {
+		r := pl.of("pi_gateslow")
+		return len(r) > 0 && r[len(r)-1].Status == string(StatusCompleted)
+	})
+
+	// The refused order is accepted on its replay: only then is it reported.
+	g.refuse.Store(false)
+	var dl *kgo.Record
+	for _, d := range h.readAll(h.names.DLQ) {
+		if string(d.Key) == "pi_gatebad" {
+			dl = d
+		}
+	}
+	if dl == nil {
+		t.Fatal("no dead letter of pi_gatebad")
+	}
+	h.replayLetter(dl)
+	h.waitStates("pi_gatebad completed after the replay", 30*time.Second, allStatus([]string{"pi_gatebad"}, StatusCompleted))
+	eventually(t, "pi_gatebad's completion reported", 10*time.Second, func() bool {
+		r := pl.of("pi_gatebad")
+		return len(r) > 0 && r[len(r)-1].Status == string(StatusCompleted)
+	})
+	for _, key := range []string{"pi_gateslow", "pi_gatebad"} {
+		for i, r := range pl.of(key) {
+			if !slices.Contains(r.CompletedSteps, "webhook:wms") || r.Status == string(StatusDeadLettered) {
+				t.Errorf("%s: report %d (%s, steps %v) made before the gate passed", key, i, r.Status, r.CompletedSteps)
+			}
+		}
+	}
+}
