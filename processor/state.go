@@ -266,3 +266,41 @@ func (s *State) AddFlag(f string) {
 		s.Flags = append(s.Flags, f)
 	}
 }
+
+// StepNames lists the steps an order's state knows of, for showing them
+// (orders show, the console): the built-in steps (Chain), then the other
+// steps recorded (webhooks) by name, with the steps still pending, those
+// not started yet included, in their chain order (State.Pending is in
+// chain order) in the places the pending ones take in that list. A
+// completed order's webhooks follow the built-in steps: its state no
+// longer says where they were listed.
+func (s *State) StepNames() []string {
+	names := slices.Clone(Chain)
+	var other []string
+	for k := range s.Steps {
+		if !slices.Contains(names, k) {
+			other = append(other, k)
+		}
+	}
+	slices.Sort(other)
+	names = append(names, other...)
+	var pend []string
+	for _, k := range s.Pending {
+		if k == "" || slices.Contains(pend, k) {
+			continue
+		}
+		pend = append(pend, k)
+		if !slices.Contains(names, k) {
+			names = append(names, k)
+		}
+	}
+	// The places of the pending steps, filled with them in chain order.
+	next := 0
+	for i, k := range names {
+		if slices.Contains(pend, k) {
+			names[i] = pend[next]
+			next++
+		}
+	}
+	return names
+}

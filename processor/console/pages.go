@@ -275,7 +275,7 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	}
 	if st.Status != processor.StatusErased {
 		// An erasure marker keeps no steps: they would all read pending.
-		for _, name := range stepNames(st) {
+		for _, name := range st.StepNames() {
 			p.Steps = append(p.Steps, s.stepView(name, st, rc))
 		}
 	}
@@ -296,16 +296,6 @@ func nonEmpty(xs ...string) []string {
 		}
 	}
 	return out
-}
-
-func stepNames(st *processor.State) []string {
-	names := slices.Clone(processor.Chain)
-	for k := range st.Steps {
-		if !slices.Contains(names, k) {
-			names = append(names, k)
-		}
-	}
-	return names
 }
 
 func (s *Server) stepView(name string, st *processor.State, rc *reqCtx) stepView {

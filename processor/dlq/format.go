@@ -292,13 +292,7 @@ func WriteOrder(w io.Writer, st *processor.State) {
 
 	fmt.Fprintln(w, "steps:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	names := slices.Clone(processor.Chain)
-	for _, k := range slices.Sorted(maps.Keys(st.Steps)) {
-		if !slices.Contains(names, k) {
-			names = append(names, k)
-		}
-	}
-	for _, name := range names {
+	for _, name := range st.StepNames() {
 		ss := st.Steps[name]
 		var status, detail string
 		switch {

@@ -426,3 +426,76 @@ func TestSkipText(t *testing.T) {
 		t.Errorf("preview: %q, skipped %d", got, p.Skipped())
 	}
 }
+
+// stepLines is the name and status of each line under "steps:".
+func stepLines(out string) []string {
+	_, steps, _ := strings.Cut(out, "steps:\n")
+	var got []string
+	for _, l := range strings.Split(strings.TrimRight(steps, "\n"), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 {
+			got = append(got, f[0]+" "+f[1])
+		}
+	}
+	return got
+}
+
+// Every step of the order's chain is listed, the pending ones not started
+// (webhooks with no entry yet) as pending, in their chain order.
+func TestWriteOrderPendingWebhooks(t *testing.T) {
+	at := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		st   *processor.State
+		want []string
+	}{{
+		// --steps details,webhook:wms,shipping,invoice,email,crm,production_log
+		// with the gate wms refusing the order.
+		name: "behind a refusing gate",
+		st: &processor.State{OrderID: "pi_g", Status: processor.StatusDeadLettered,
+			Pending: []string{"webhook:wms", "shipping", "invoice", "email", "crm", "production_log"},
+			Steps: map[string]*processor.StepState{
+				"details":     {Done: true, DoneAt: &at},
+				"webhook:wms": {Attempts: 1, LastError: "webhook: wms: HTTP 422", LastFailure: &at},
+			}},
+		want: []string{"details done", "webhook:wms failing", "shipping pending", "invoice pending", "email pending", "crm pending", "production_log pending"},
+	}, {
+		// --steps details,crm,shipping,invoice,email,production_log,webhook:hub
+		// with the CRM dead-lettered: the webhook reading it not started.
+		name: "a webhook after a dead-lettered step",
+		st: &processor.State{OrderID: "pi_c", Status: processor.StatusDeadLettered,
+			Pending: []string{"crm", "webhook:hub"},
+			Steps: map[string]*processor.StepState{
+				"details":        {Done: true, DoneAt: &at},
+				"crm":            {Attempts: 1, LastError: "zoho: HTTP 400", LastFailure: &at},
+				"production_log": {Done: true, DoneAt: &at},
+				"shipping":       {Done: true, DoneAt: &at},
+				"invoice":        {Done: true, DoneAt: &at},
+				"email":          {Done: true, DoneAt: &at},
+			}},
+		want: []string{"details done", "crm failing", "production_log done", "shipping done", "invoice done", "email done", "webhook:hub pending"},
+	}, {
+		// --steps details,shipping,invoice,email,webhook:tok,webhook:simhook,webhook:empt
+		// with tok refusing: simhook and empt not started, listed after it.
+		name: "webhooks after a failing one",
+		st: &processor.State{OrderID: "pi_d", Status: processor.StatusDeadLettered,
+			Pending: []string{"webhook:tok", "webhook:simhook", "webhook:empt"},
+			Steps: map[string]*processor.StepState{
+				"details":        {Done: true, DoneAt: &at},
+				"crm":            {Skipped: true},
+				"production_log": {Skipped: true},
+				"shipping":       {Done: true, DoneAt: &at},
+				"invoice":        {Done: true, DoneAt: &at},
+				"email":          {Done: true, DoneAt: &at},
+				"webhook:tok":    {Attempts: 1, LastError: "webhook: tok: HTTP 404", LastFailure: &at},
+			}},
+		want: []string{"details done", "crm skipped", "production_log skipped", "shipping done", "invoice done", "email done",
+			"webhook:tok failing", "webhook:simhook pending", "webhook:empt pending"},
+	}} {
+		var buf bytes.Buffer
+		WriteOrder(&buf, tc.st)
+		if got := stepLines(buf.String()); strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("%s: steps\n%q\nwant\n%q\n%s", tc.name, got, tc.want, buf.String())
+		}
+	}
+}
