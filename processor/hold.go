@@ -74,6 +74,10 @@ type stepHold struct {
 	probe     string
 	probeAt   time.Time
 	releasing bool
+	// released is the end the hold had when an answered probe last
+	// released it: an order's own HeldUntil up to it is what that hold
+	// left in the order's state, and never holds the step again.
+	released time.Time
 	// keys are the held orders by partition.
 	keys map[int32]map[string]struct{}
 }
@@ -165,7 +169,9 @@ func (hs *holds) signal() {
 // gate decides, before a call, whether the order's step is held: while
 // the step's hold lasts (every order but the probe), or when the order's
 // own state says held until a time still to come (found before the
-// partition's scan). It returns the hold's end and reason.
+// partition's scan) and later than the end of a hold already released
+// (a resumed order still carries that one until its call is answered).
+// It returns the hold's end and reason.
 func (hs *holds) gate(step string, part int32, key string, ss *StepState) (time.Time, string, bool) {
 	if !hs.engaged.Load() && ss.HeldUntil == nil {
 		return time.Time{}, "", false
@@ -174,7 +180,7 @@ func (hs *holds) gate(step string, part int32, key string, ss *StepState) (time.
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	sh := hs.step(step)
-	if sh.until.IsZero() && ss.HeldUntil != nil && ss.HeldUntil.After(hs.now()) && !sh.releasing {
+	if sh.until.IsZero() && ss.HeldUntil != nil && ss.HeldUntil.After(hs.now()) && ss.HeldUntil.After(sh.released) && !sh.releasing {
 		sh.until, sh.reason, sh.since = *ss.HeldUntil, ss.HeldReason, hs.now()
 		hs.signal()
 	}
@@ -228,6 +234,7 @@ func (hs *holds) answered(step string, part int32, key string) {
 	sh.remove(part, key)
 	if !sh.until.IsZero() && sh.probe == key {
 		hs.p.log.Info("quota probe answered: held orders resume", "step", step, "held", sh.count(), "rate_per_second", hs.p.cfg.QuotaReleaseRate)
+		sh.released = sh.until
 		sh.until, sh.reason, sh.probe, sh.releasing = time.Time{}, "", "", true
 		hs.signal()
 	}
@@ -240,7 +247,11 @@ func (hs *holds) adopt(step string, part int32, key string, until time.Time, rea
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	sh := hs.step(step)
-	if sh.until.IsZero() && !sh.releasing {
+	if sh.until.IsZero() && !until.After(sh.released) {
+		// Left by a hold already released: the order resumes with the
+		// others, the step stays free.
+		sh.releasing = true
+	} else if sh.until.IsZero() && !sh.releasing {
 		sh.until, sh.reason, sh.since = until, reason, hs.now()
 	} else if !sh.until.IsZero() && until.After(sh.until) {
 		sh.until = until

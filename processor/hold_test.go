@@ -291,3 +291,83 @@ func TestHeldCountsTheProbe(t *testing.T) {
 		t.Errorf("the probe answered: held %d, want 2", n)
 	}
 }
+
+// Once an answered probe released a hold, the HeldUntil that hold left in
+// a resumed order's state (it stays there until the order's own call is
+// answered) never holds the step again, however late that order comes to
+// the step or is found in a restored store: new orders are called at once.
+// Only a new quota answer holds the step again.
+func TestReleasedHoldIsNotReArmedByStaleStates(t *testing.T) {
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Processor{cfg: DefaultConfig(topics.New("t.")), m: m, log: slog.New(slog.DiscardHandler)}
+	hs := newHolds(p)
+	now := time.Date(2026, 12, 7, 13, 0, 0, 0, time.UTC)
+	hs.now = func() time.Time { return now }
+	reset := time.Date(2026, 12, 8, 13, 0, 0, 0, time.UTC) // tomorrow
+	stale := func() *StepState {
+		u := reset
+		return &StepState{HeldUntil: &u, HeldReason: "zoho: HTTP 429: credits used up"}
+	}
+
+	if !hs.exhausted(StepCRM, 0, "pi_a", reset, "zoho: HTTP 429: credits used up") {
+		t.Fatal("the first quota answer starts no hold")
+	}
+	if _, _, held := hs.gate(StepCRM, 0, "pi_b", &StepState{}); !held {
+		t.Fatal("pi_b not held while the hold lasts")
+	}
+	// The probe interval passes (15 minutes by default): one order probes,
+	// its call is answered, the other is resumed.
+	now = now.Add(16 * time.Minute)
+	hs.pass(1, time.Millisecond)
+	probe := hs.steps[StepCRM].probe
+	if probe == "" {
+		t.Fatal("no probe after the probe interval")
+	}
+	if _, _, held := hs.gate(StepCRM, 0, probe, stale()); held {
+		t.Fatal("the probe is held")
+	}
+	hs.answered(StepCRM, 0, probe)
+	for i := 0; i < 3 && (hs.steps[StepCRM].releasing || hs.steps[StepCRM].count() > 0); i++ {
+		hs.pass(1, time.Millisecond)
+	}
+	if sh := hs.steps[StepCRM]; sh.releasing || sh.count() != 0 || !sh.until.IsZero() {
+		t.Fatalf("after the release: releasing %v, %d listed, until %v; want every order resumed", sh.releasing, sh.count(), sh.until)
+	}
+
+	// The resumed order reaches the step with its stale HeldUntil: called.
+	resumed := "pi_a"
+	if probe == "pi_a" {
+		resumed = "pi_b"
+	}
+	if until, _, held := hs.gate(StepCRM, 0, resumed, stale()); held {
+		t.Errorf("resumed order %s held again until %v by its own stale state", resumed, until)
+	}
+	if _, _, held := hs.gate(StepCRM, 1, "pi_new", &StepState{}); held {
+		t.Error("a new order is held after the release")
+	}
+	// A restored partition's store still shows an order held by that
+	// hold: it is resumed, the step stays free.
+	hs.adopt(StepCRM, 1, "pi_restored", reset, "zoho: HTTP 429: credits used up")
+	if _, _, held := hs.gate(StepCRM, 1, "pi_new2", &StepState{}); held {
+		t.Error("a new order is held after a stale held order was found in a restored store")
+	}
+	hs.pass(1, time.Millisecond)
+	if sh := hs.steps[StepCRM]; sh.count() != 0 || !sh.until.IsZero() {
+		t.Errorf("the restored order was not resumed: %d listed, until %v", sh.count(), sh.until)
+	}
+	if v := metricValue(m.heldUntil.WithLabelValues(StepCRM)); v != 0 {
+		t.Errorf("orderflow_step_held_until_seconds{crm} = %v after the release, want 0", v)
+	}
+
+	// A new quota answer holds the step again, for its own reset.
+	reset2 := reset.Add(time.Hour)
+	if !hs.exhausted(StepCRM, 0, "pi_c", reset2, "zoho: HTTP 429: credits used up") {
+		t.Error("a new quota answer after the release starts no hold")
+	}
+	if until, _, held := hs.gate(StepCRM, 0, "pi_d", &StepState{}); !held || !until.Equal(reset2) {
+		t.Errorf("after a new quota answer: pi_d held %v until %v, want held until %v", held, until, reset2)
+	}
+}
