@@ -175,6 +175,20 @@ func (b *breaker) notify(from, to int) {
 	}
 }
 
+// waits reports whether acquire would wait now: the circuit is open and
+// its cooldown not over, or half-open with its probe out.
+func (b *breaker) waits() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state {
+	case circuitOpen:
+		return b.openedAt.Add(b.cfg.Cooldown).After(b.now())
+	case circuitHalfOpen:
+		return b.probing
+	}
+	return false
+}
+
 // current returns the state.
 func (b *breaker) current() int {
 	b.mu.Lock()

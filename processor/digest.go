@@ -39,7 +39,8 @@ import (
 //	  the order its number, currency, amount, email, name; with the dead
 //	  letter its step; last error; the flags, replays and applied events;
 //	  the steps (a code per name: 1 to 6 the built-in steps of version 1,
-//	  0 a name written out; attempts; a byte: 1 done, 2 skipped); the
+//	  0 a name written out; attempts; a byte: 1 done, 2 skipped, 4
+//	  waiting on the open circuit); the
 //	  shipping result's tracking number, the invoice result's number
 //
 // Strings and lists are prefixed with their length (uvarint), integers
@@ -91,6 +92,9 @@ type DigestStep struct {
 	Attempts int
 	Done     bool
 	Skipped  bool
+	// CircuitOpen: the step waits on its provider's open circuit
+	// (StepState.CircuitOpen).
+	CircuitOpen bool
 }
 
 // Step returns the digest of the step name, nil when the state has none.
@@ -129,7 +133,8 @@ func digestOf(st *State, steps []DigestStep) Digest {
 			if ss == nil {
 				continue
 			}
-			d.Steps = append(d.Steps, DigestStep{Name: name, Attempts: ss.Attempts, Done: ss.Done && !(legacy && name == StepDetails), Skipped: ss.Skipped})
+			d.Steps = append(d.Steps, DigestStep{Name: name, Attempts: ss.Attempts, Done: ss.Done && !(legacy && name == StepDetails), Skipped: ss.Skipped,
+				CircuitOpen: ss.CircuitOpen != nil && !ss.Done})
 		}
 		slices.SortFunc(d.Steps, func(a, b DigestStep) int { return cmp.Compare(a.Name, b.Name) })
 	}
@@ -227,6 +232,7 @@ const (
 	digestHasDeadLetter = 2
 	digestDone          = 1
 	digestSkipped       = 2
+	digestCircuitOpen   = 4
 )
 
 // AppendDigest appends the header form of d, checked against value, to b.
@@ -277,6 +283,9 @@ func AppendDigest(b []byte, d *Digest, value []byte) []byte {
 		}
 		if s.Skipped {
 			sb |= digestSkipped
+		}
+		if s.CircuitOpen {
+			sb |= digestCircuitOpen
 		}
 		b = append(b, sb)
 	}
@@ -356,10 +365,10 @@ func ParseDigest(h, value []byte) (Digest, error) {
 				}
 				s.Attempts = int(r.varint())
 				sb := r.byte()
-				if sb&^(digestDone|digestSkipped) != 0 {
+				if sb&^(digestDone|digestSkipped|digestCircuitOpen) != 0 {
 					r.fail()
 				}
-				s.Done, s.Skipped = sb&digestDone != 0, sb&digestSkipped != 0
+				s.Done, s.Skipped, s.CircuitOpen = sb&digestDone != 0, sb&digestSkipped != 0, sb&digestCircuitOpen != 0
 			}
 		}
 	}

@@ -709,3 +709,77 @@ func TestStopIsNotHeldByUnansweredRetentionRequests(t *testing.T) {
 		t.Fatalf("the processor did not stop within %v while a removal request went unanswered", limit)
 	}
 }
+
+// Every order held by an open circuit says so in its state, and in the
+// digest its record carries: the order whose uncounted failure opened the
+// circuit, the orders that failed before it, and those that came to the
+// step while it was open. Once the provider is back the orders complete
+// and the mark is gone.
+func TestOrdersWaitingOnOpenCircuitAreMarked(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 3)
+	f := newFakes()
+	var down atomic.Bool
+	down.Store(true)
+	f.setFail(func(step, _ string, _ int) error {
+		if step == StepShipping && down.Load() {
+			return transient(step)
+		}
+		return nil
+	})
+	cfg := h.config()
+	cfg.Retry.MaxAttempts = 20
+	cfg.Breaker.Cooldown = 5 * time.Second
+	r := h.start(cfg, f.providers())
+	first := keys("pi_cwait_a", 4)
+	h.send(paid(first[0]), paid(first[1]), paid(first[2]), paid(first[3]))
+	circuit := r.p.m.circuit.WithLabelValues(StepShipping)
+	eventually(t, "shipping circuit open", 30*time.Second, func() bool { return metricValue(circuit) == circuitOpen })
+	later := keys("pi_cwait_b", 3)
+	h.send(paid(later[0]), paid(later[1]), paid(later[2]))
+	all := append(slices.Clone(first), later...)
+
+	marked := func(m map[string]*State) bool {
+		for _, k := range all {
+			st := m[k]
+			if st == nil || st.Status != StatusInProgress {
+				return false
+			}
+			if ss := st.Steps[StepShipping]; ss == nil || ss.CircuitOpen == nil {
+				return false
+			}
+		}
+		return true
+	}
+	h.waitStates("every order waiting on the open circuit marked", 4*time.Second, marked)
+	// The digests of the latest state records say it too.
+	latest := map[string]*kgo.Record{}
+	for _, rec := range h.readAll(h.names.State) {
+		latest[string(rec.Key)] = rec
+	}
+	for _, k := range all {
+		d, ok := RecordDigest(latest[k])
+		if !ok {
+			t.Fatalf("%s: the state record has no digest", k)
+		}
+		if s := d.Step(StepShipping); s == nil || !s.CircuitOpen || s.Done {
+			t.Errorf("%s: digest of shipping %+v, want waiting on the open circuit", k, s)
+		}
+	}
+	for _, k := range later {
+		if n := f.attemptCount(StepShipping, k); n != 0 {
+			t.Errorf("%s came while the circuit was open and was called %d times", k, n)
+		}
+	}
+
+	down.Store(false)
+	done := h.waitStates("every order completed", 30*time.Second, allStatus(all, StatusCompleted))
+	for _, k := range all {
+		if ss := done[k].Steps[StepShipping]; ss.CircuitOpen != nil {
+			t.Errorf("%s completed with shipping still marked waiting on the circuit: %+v", k, ss)
+		}
+		if n := f.createdCount(StepShipping, k); n != 1 {
+			t.Errorf("%s: %d shipments, want 1", k, n)
+		}
+	}
+}

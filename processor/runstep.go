@@ -113,12 +113,22 @@ func (h *handling) runStep(s Step) stepOutcome {
 			h.holdStep(step, ss, until, reason)
 			return stepHeld
 		}
+		if ss.CircuitOpen == nil && br.waits() {
+			// The order starts waiting on the open circuit: its state says
+			// so (one write; none while the circuit is closed).
+			now := time.Now().UTC()
+			ss.CircuitOpen = &now
+			if err := h.persist(); err != nil {
+				return stepStopped
+			}
+		}
 		var probe bool
 		var err error
 		h.unlocked(func() { probe, err = br.acquire(h.stopCh) })
 		if err != nil {
 			return stepStopped
 		}
+		ss.CircuitOpen = nil // a call is made: the next write clears it
 		if h.yieldsToRefund(step, log.get()) {
 			// It waited for the circuit, and a refund came meanwhile.
 			br.release(probe)
@@ -243,6 +253,10 @@ func (h *handling) runStep(s Step) stepOutcome {
 		consumed := br.failure(probe, h.key)
 		if consumed {
 			ss.Attempts++
+		} else if ss.CircuitOpen == nil {
+			// Not counted: the circuit is open, and the order waits on it
+			// (recorded with the failure by the write below).
+			ss.CircuitOpen = &now
 		}
 		log.get().Warn("step failed", "attempt", attempt, "attempts_used", ss.Attempts, "counted", consumed, "err", err)
 		if ss.Attempts >= p.cfg.Retry.MaxAttempts {

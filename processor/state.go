@@ -141,6 +141,12 @@ type StepState struct {
 	// the provider's answer. Both are cleared when the step runs again.
 	HeldUntil  *time.Time `json:"held_until,omitempty"`
 	HeldReason string     `json:"held_reason,omitempty"`
+	// CircuitOpen is set while the step waits on its provider's open
+	// circuit (since when): its call failed as the circuit opened (an
+	// attempt not counted), or the circuit was open when the order came to
+	// the step. It is written once when the wait begins and cleared with
+	// the next write once a call is made.
+	CircuitOpen *time.Time `json:"circuit_open,omitempty"`
 }
 
 // DeadLetter points at the order's dead letter.

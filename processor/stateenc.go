@@ -156,6 +156,9 @@ func appendStepState(b []byte, ss *StepState) (_ []byte, ok bool) {
 	if ss.HeldReason != "" {
 		b = appendString(field(b, n, "held_reason"), ss.HeldReason)
 	}
+	if b, ok = appendStepTime(b, n, "circuit_open", ss.CircuitOpen); !ok {
+		return b, false
+	}
 	return append(b, '}'), true
 }
 

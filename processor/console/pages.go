@@ -320,6 +320,8 @@ func (s *Server) stepView(name string, st *processor.State, rc *reqCtx) stepView
 		v.LastError = ss.HeldReason
 	case ss.Intent != nil:
 		v.Status, v.Class = "in doubt: call started "+ss.Intent.UTC().Format(time.RFC3339)+", no result recorded", "waiting"
+	case ss.CircuitOpen != nil:
+		v.Status, v.Class = "waiting on the open circuit since "+ss.CircuitOpen.UTC().Format(time.RFC3339)+" (its provider fails for every order)", "waiting"
 	case ss.Attempts > 0:
 		v.Status, v.Class = "failing", "waiting"
 	}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
@@ -49,5 +50,38 @@ func TestOrderPagePendingWebhooks(t *testing.T) {
 		if strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Errorf("%s: steps\n%q\nwant\n%q", id, got, want)
 		}
+	}
+}
+
+// An order whose step waits on its provider's open circuit is waiting,
+// though no attempt of it was counted: in the status filter, the
+// overview's counts, and on its page, which says so.
+func TestOrderWaitingOnOpenCircuit(t *testing.T) {
+	ts := newTestServer(t, nil)
+	circ := order("pi_circ0000007", "gus@example.com", processor.StatusInProgress, t0, 3)
+	at := t0.Add(5 * time.Second)
+	circ.Step(processor.StepShipping).CircuitOpen = &at
+	calm := order("pi_calm0000008", "hal@example.com", processor.StatusInProgress, t0.Add(time.Minute), 3)
+	apply(t, ts.ix, stateRecord(t, circ, 0, 0), stateRecord(t, calm, 1, 0))
+	c := newClient(t, ts.URL)
+	c.login("ops")
+
+	code, body, _ := c.get("/api/overview")
+	var ov struct {
+		Counts map[string]int64 `json:"counts"`
+	}
+	if err := json.Unmarshal([]byte(body), &ov); err != nil || code != 200 {
+		t.Fatalf("API overview: %d %v\n%s", code, err, body)
+	}
+	if ov.Counts["waiting"] != 1 || ov.Counts["in_progress"] != 2 {
+		t.Errorf("overview counts waiting %d, in_progress %d; want 1 and 2", ov.Counts["waiting"], ov.Counts["in_progress"])
+	}
+	code, body, _ = c.get("/orders?status=waiting")
+	if code != 200 || !strings.Contains(body, "pi_circ0000007") || strings.Contains(body, "pi_calm0000008") {
+		t.Errorf("/orders?status=waiting: %d, want pi_circ0000007 alone", code)
+	}
+	code, body, _ = c.get("/orders/pi_circ0000007")
+	if want := `<span class="badge s-waiting">waiting on the open circuit since 2026-03-02T10:00:05Z (its provider fails for every order)</span>`; code != 200 || !strings.Contains(body, want) {
+		t.Errorf("order page lacks %q (%d)", want, code)
 	}
 }

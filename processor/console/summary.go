@@ -13,8 +13,8 @@ import (
 
 // Statuses the console files an order under. They are the processor's
 // statuses, except that an order in progress whose current step has failed
-// at least once is "waiting" (on its provider: backing off, or behind an
-// open circuit).
+// at least once (backing off), or one of whose steps waits on its
+// provider's open circuit, is "waiting".
 const (
 	StatusWaiting = "waiting"
 	// FilterPossibleDuplicate selects orders flagged possible_duplicate:<step>;
@@ -166,10 +166,21 @@ func SummaryFromDigest(d *processor.Digest) Summary {
 	default:
 		s.Step = current
 	}
-	if d.Status == processor.StatusInProgress && currentStep != nil && currentStep.Attempts > 0 {
+	if d.Status == processor.StatusInProgress && (currentStep != nil && currentStep.Attempts > 0 || circuitWait(d)) {
 		s.Status = StatusWaiting
 	}
 	return s
+}
+
+// circuitWait reports whether a step of the order waits on its
+// provider's open circuit.
+func circuitWait(d *processor.Digest) bool {
+	for i := range d.Steps {
+		if d.Steps[i].CircuitOpen {
+			return true
+		}
+	}
+	return false
 }
 
 // PossibleDuplicates are the steps the order is flagged possible_duplicate for.

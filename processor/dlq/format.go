@@ -311,6 +311,11 @@ func WriteOrder(w io.Writer, st *processor.State) {
 			detail = orDash(Cut(ss.HeldReason, 0))
 		case ss.Intent != nil:
 			status = "in doubt (call started " + formatTime(*ss.Intent) + ", no result recorded)"
+		case ss.CircuitOpen != nil:
+			status = "waiting on the open circuit since " + formatTime(*ss.CircuitOpen) + " (its provider fails for every order)"
+			if ss.LastError != "" {
+				detail = "last error: " + Cut(ss.LastError, 0)
+			}
 		case ss.Attempts > 0:
 			status = "failing"
 		default:

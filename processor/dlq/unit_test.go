@@ -499,3 +499,24 @@ func TestWriteOrderPendingWebhooks(t *testing.T) {
 		}
 	}
 }
+
+// A step waiting on its provider's open circuit says so, with the error
+// of the call that failed uncounted when there was one.
+func TestWriteOrderCircuitWait(t *testing.T) {
+	at := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
+	since := at.Add(time.Second)
+	st := &processor.State{OrderID: "pi_w", Status: processor.StatusInProgress,
+		Pending: []string{"shipping", "invoice", "email"},
+		Steps: map[string]*processor.StepState{
+			"details":        {Done: true, DoneAt: &at},
+			"crm":            {Done: true, DoneAt: &at},
+			"production_log": {Done: true, DoneAt: &at},
+			"shipping":       {CircuitOpen: &since, LastError: "postnord: HTTP 503", LastFailure: &since},
+		}}
+	var buf bytes.Buffer
+	WriteOrder(&buf, st)
+	want := "  shipping        waiting on the open circuit since 2026-05-06T12:00:01Z (its provider fails for every order)  last error: postnord: HTTP 503\n"
+	if !strings.Contains(buf.String(), want) {
+		t.Errorf("order output lacks %q:\n%s", want, buf.String())
+	}
+}
