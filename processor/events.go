@@ -217,6 +217,16 @@ func (h *handling) run() bool {
 			}
 			return h.park()
 		}
+		if h.replayBehindANewerFailure() && !h.flagsTheOrder() {
+			// Its dead letter is older than the order's current one: the
+			// order failed again after this record was replayed, most
+			// often for the same run's replay of the failure itself. It
+			// is parked behind the new failure as it was behind the old
+			// (no call, no alert), its letter resolved by the new one.
+			h.log().Info("replayed record parked again behind the order's newer dead letter", "replay_source", h.replaySrc)
+			st.Replays = appendBounded(st.Replays, h.replaySrc)
+			return h.park()
+		}
 		h.unpark()
 		if !h.flagsTheOrder() {
 			// Whatever the replayed event, the chain resumes at its first
@@ -800,6 +810,23 @@ func (h *handling) partialRefund(r chargeRefund, again string) bool {
 	}
 	return h.refundGoesOn(fmt.Sprintf("order partially refunded %s: %s of %s refunded so far; credit it on the invoice by hand%s",
 		when, integrations.FormatMoney(r.refunded, r.currency), integrations.FormatMoney(r.amount, r.currency), again))
+}
+
+// replayBehindANewerFailure reports whether the dead letter this record
+// was replayed from is older than the order's current dead letter (both on
+// one partition of the dead-letter topic, as an order's letters are).
+func (h *handling) replayBehindANewerFailure() bool {
+	dl := h.st.DeadLetter
+	if dl == nil || h.replaySrc == "" {
+		return false
+	}
+	ps, os, ok := strings.Cut(h.replaySrc, "/")
+	if !ok {
+		return false
+	}
+	p, perr := strconv.ParseInt(ps, 10, 32)
+	o, oerr := strconv.ParseInt(os, 10, 64)
+	return perr == nil && oerr == nil && int32(p) == dl.Partition && o < dl.Offset
 }
 
 // unpark makes a dead-lettered order runnable again for a replayed record:
