@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -299,11 +300,21 @@ func (h *handling) record(s Step, first bool, res any) (json.RawMessage, error) 
 }
 
 // answered reports whether the call certainly created nothing: the
-// provider answered it with an error status, or the client refused the
-// order before sending anything (NotSent).
+// provider answered it with an error status other than 500, 502 and 504,
+// or the client refused the order before sending anything (NotSent).
 func answered(err error) bool {
 	var e *integrations.Error
-	return errors.As(err, &e) && (e.Status != 0 || e.NotSent)
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Status {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
+		// A failure behind the provider's front (its application failing
+		// midway, a proxy that lost or gave up on the backend's answer):
+		// the call may have been carried out.
+		return false
+	}
+	return e.Status != 0 || e.NotSent
 }
 
 // completedSteps lists the steps done so far, in chain order.
