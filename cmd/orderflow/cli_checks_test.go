@@ -216,6 +216,18 @@ func TestDLQListStepInAnyCase(t *testing.T) {
 	}
 }
 
+// A class filter in any case selects the dead letters of that class, as
+// --step does.
+func TestDLQListClassInAnyCase(t *testing.T) {
+	e := newDLQEnv(t)
+	e.produce(e.deadLetter(dl{key: "pi_exh", partition: 0, step: "shipping", class: "exhausted"}),
+		e.deadLetter(dl{key: "pi_perm", partition: 1, step: "crm", class: "permanent"}))
+	code, out, errs := e.run("dlq", "list", "--class", "Exhausted", "--json")
+	if code != 0 || !strings.Contains(out, "pi_exh") || strings.Contains(out, "pi_perm") {
+		t.Errorf("dlq list --class Exhausted: exit %d\n%s%s", code, out, errs)
+	}
+}
+
 // /dev/null is a character device but no terminal; a pipe is neither.
 func TestIsTerminal(t *testing.T) {
 	null, err := os.Open(os.DevNull)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/processor/dlq"
+	"github.com/orderflow/orderflow/topics"
 )
 
 const dlqUsage = `dlq list|show|replay [flags]
@@ -84,7 +85,7 @@ type filterFlags struct {
 func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.orders, "order", "", "only these order ids (comma-separated)")
 	fs.StringVar(&f.steps, "step", "", "only these failed steps (comma-separated: details, crm, production_log, shipping, invoice, email)")
-	fs.StringVar(&f.classes, "class", "", "only these classes (comma-separated: permanent, exhausted, parked, corrupt)")
+	fs.StringVar(&f.classes, "class", "", "only these classes (comma-separated, any case: permanent, exhausted, parked, corrupt)")
 	fs.StringVar(&f.since, "since", "", "only dead letters that failed at or after this time (2h, 7d or RFC 3339)")
 	fs.StringVar(&f.until, "until", "", "only dead letters that failed before this time (2h, 7d or RFC 3339)")
 }
@@ -96,7 +97,9 @@ func (f *filterFlags) filter(now time.Time) (dlq.Filter, error) {
 	if out.Steps, err = stepFilter(f.steps); err != nil {
 		return out, err
 	}
-	out.Classes = splitList(f.classes)
+	if out.Classes, err = classFilter(f.classes); err != nil {
+		return out, err
+	}
 	if out.Since, err = dlq.ParseTime(f.since, now); err != nil {
 		return out, usagef("--since: %s", strings.TrimPrefix(err.Error(), dlq.ErrBadFilter.Error()+": "))
 	}
@@ -105,6 +108,22 @@ func (f *filterFlags) filter(now time.Time) (dlq.Filter, error) {
 	}
 	if err := out.Validate(); err != nil {
 		return out, usagef("%s", strings.TrimPrefix(err.Error(), dlq.ErrBadFilter.Error()+": "))
+	}
+	return out, nil
+}
+
+// classFilter reads a --class filter: each class in any case
+// (EXHAUSTED is exhausted), as --step takes step names.
+func classFilter(list string) ([]string, error) {
+	var out []string
+	for _, item := range splitList(list) {
+		c := strings.ToLower(item)
+		if !topics.ValidClass(c) {
+			return nil, usagef("--class: unknown class %q (want one of %s)", item, strings.Join(topics.Classes, ", "))
+		}
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
 	}
 	return out, nil
 }
