@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/orderflow/orderflow/gateway"
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/test/testenv"
 )
 
 // usageCase is one bad invocation and the exact line it must print on
@@ -296,7 +300,7 @@ func TestOrdersListConsoleTimeout(t *testing.T) {
 // The hint after one order names --brokers when it is not the default.
 func TestSendTestEventHintNamesBrokers(t *testing.T) {
 	srv, _ := startGateway(t)
-	hint := regexp.MustCompile(`(?m)^see the order with: .+ orders show pi_\w+( --brokers \S+)?$`)
+	hint := regexp.MustCompile(`(?m)^see the order with: .+ orders show pi_\w+((?: --\S+ \S+)*)$`)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -304,6 +308,8 @@ func TestSendTestEventHintNamesBrokers(t *testing.T) {
 		{nil, ""},
 		{[]string{"--brokers", "127.0.0.1:9092"}, ""},
 		{[]string{"--brokers", "127.0.0.1:19092"}, " --brokers 127.0.0.1:19092"},
+		{[]string{"--topic-prefix", "shop1."}, " --topic-prefix shop1."},
+		{[]string{"--brokers", "127.0.0.1:19092", "--topic-prefix", "shop1."}, " --brokers 127.0.0.1:19092 --topic-prefix shop1."},
 	} {
 		args := append([]string{"send-test-event", "--url", srv.URL + gateway.WebhookPath, "--secret", testSecret, "--sim-url", "none"}, tc.args...)
 		code, out, errs := orderflow(t, args...)
@@ -314,6 +320,66 @@ func TestSendTestEventHintNamesBrokers(t *testing.T) {
 	}
 	checkUsageCases(t, []usageCase{{[]string{"send-test-event", "--brokers", "kafka", "--secret", testSecret, "--sim-url", "none"},
 		`orderflow: invalid value "kafka" for flag --brokers: broker "kafka" is not host:port. See orderflow send-test-event --help` + "\n"}})
+}
+
+// A secret that is not an endpoint signing secret is refused before
+// anything is sent, naming where it came from, as the gateway refuses it.
+func TestSendTestEventRefusesANonWebhookSecret(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "webhook-secret"), []byte("sk_test_file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"send-test-event", "--url", "http://127.0.0.1:1/webhooks/stripe", "--sim-url", "none"}
+	checkUsageCases(t, []usageCase{
+		{append(base, "--secret", "sk_test_abc"), "orderflow: --secret: the secret does not start with whsec_: Stripe endpoint signing secrets start with whsec_\n"},
+		{append(base, "--data-dir", dir), "orderflow: " + filepath.Join(dir, "webhook-secret") + ": the secret does not start with whsec_: Stripe endpoint signing secrets start with whsec_\n"},
+	})
+	t.Setenv("ORDERFLOW_WEBHOOK_SECRET", "rk_test_env")
+	checkUsageCases(t, []usageCase{{base, "orderflow: ORDERFLOW_WEBHOOK_SECRET: the secret does not start with whsec_: Stripe endpoint signing secrets start with whsec_\n"}})
+}
+
+// A missing topic's hint is the topics create to run with the connection
+// flags the command was given; run as printed, it creates the topics.
+func TestMissingTopicHintCarriesConnectionFlags(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	prefix := testenv.Prefix(t)
+	code, _, errs := orderflow(t, "orders", "show", "pi_hint", "--brokers", brokers, "--topic-prefix", prefix)
+	want := "orderflow: topic " + prefix + "orders.state does not exist (run 'orderflow topics create --brokers " + brokers + " --topic-prefix " + prefix + "')\n"
+	if code != 1 || errs != want {
+		t.Fatalf("orders show before topics create: exit %d, stderr %q; want 1 and %q", code, errs, want)
+	}
+	cmd := strings.Fields(errs[strings.Index(errs, "'orderflow ")+len("'orderflow ") : strings.LastIndex(errs, "'")])
+	if code, out, errs := orderflow(t, append(cmd, "--partitions", "1", "--replication-factor", "1")...); code != 0 {
+		t.Fatalf("%v as printed: exit %d\n%s%s", cmd, code, out, errs)
+	}
+	code, _, errs = orderflow(t, "orders", "show", "pi_hint", "--brokers", brokers, "--topic-prefix", prefix)
+	if code != 1 || !strings.Contains(errs, "order pi_hint not found") {
+		t.Errorf("orders show after the printed topics create: exit %d, stderr %q", code, errs)
+	}
+}
+
+// The topics command of a hint names every connection setting given, the
+// default brokers and an unset prefix left out; a password never.
+func TestTopicsCommandOfAHint(t *testing.T) {
+	for _, tc := range []struct {
+		k    kafkaFlags
+		want string
+	}{
+		{kafkaFlags{brokers: defaultBrokers}, "orderflow topics create"},
+		{kafkaFlags{brokers: "kafka:9092", prefix: "shop1."}, "orderflow topics create --brokers kafka:9092 --topic-prefix shop1."},
+		{kafkaFlags{brokers: defaultBrokers, tls: true, tlsCA: "/etc/kafka ca.pem", saslMech: "PLAIN", saslUser: "ops", saslPassFile: "/run/secrets/kafka"},
+			`orderflow topics create --kafka-tls --kafka-tls-ca "/etc/kafka ca.pem" --kafka-sasl-mechanism PLAIN --kafka-sasl-user ops --kafka-sasl-password-file /run/secrets/kafka`},
+	} {
+		if got := tc.k.topicsCommand("create"); got != tc.want {
+			t.Errorf("topicsCommand = %q, want %q", got, tc.want)
+		}
+	}
+	k := kafkaFlags{brokers: "kafka:9092", prefix: "shop1."}
+	inner := errors.New("processor: shop1.orders.state has 3 partitions, shop1.orders has 4: they must be co-partitioned (run 'orderflow topics check')")
+	err := k.withTopicsHint(fmt.Errorf("wrapped: %w", inner))
+	if want := "wrapped: processor: shop1.orders.state has 3 partitions, shop1.orders has 4: they must be co-partitioned (run 'orderflow topics check --brokers kafka:9092 --topic-prefix shop1.')"; err.Error() != want || !errors.Is(err, inner) {
+		t.Errorf("withTopicsHint = %q (unwraps to the original: %v), want %q", err, errors.Is(err, inner), want)
+	}
 }
 
 // An erasure names the label files it leaves, from the shipping result

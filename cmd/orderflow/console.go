@@ -246,8 +246,12 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 		}
 		return nil, err
 	}
+	createTopics := "orderflow topics create"
+	if c.kafka != nil {
+		createTopics = c.kafka.topicsCommand("create")
+	}
 	for _, m := range layout.Missing {
-		logger.Warn("console: topic missing; run 'orderflow topics create' (no audit log, replays refused until then)", "topic", m)
+		logger.Warn("console: topic missing; run '"+createTopics+"' (no audit log, replays refused until then)", "topic", m)
 	}
 	var rebuilt string
 	cs.index, rebuilt, err = console.OpenIndex(c.IndexDir, layout.Identity, int64(c.CacheMiB)<<20)
@@ -272,7 +276,7 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 		return nil, err
 	}
 	cfg := console.Config{Index: cs.index, Follower: cs.follower, Replayer: cs.dlq, States: cs.dlq, Eraser: cs.dlq, Names: c.Names, Accounts: accounts,
-		NoLogin: c.NoLogin, SecureCookies: c.SecureCookies || cs.tls, LabelDir: c.LabelDir, Logger: logger,
+		NoLogin: c.NoLogin, SecureCookies: c.SecureCookies || cs.tls, LabelDir: c.LabelDir, Logger: logger, CreateTopics: createTopics,
 		Observer: console.NewObserver(cs.index, cs.follower, adm, c.Names, c.Group, c.ProcessorMetrics)}
 	if len(layout.Missing) == 0 {
 		if cs.auditor, err = console.NewKafkaAuditor(c.Kafka, c.Names.Audit); err != nil {

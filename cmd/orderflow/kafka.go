@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -317,9 +318,80 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// topicsCommand is the topics command (create or check) to run with the
+// connection flags this command was given, so that it works as printed:
+// --brokers when not the default, --topic-prefix when set, and the TLS and
+// SASL settings (never a secret: the password stays in its file or
+// variable).
+func (k *kafkaFlags) topicsCommand(sub string) string {
+	cmd := "orderflow topics " + sub
+	if k.brokers != "" && k.brokers != defaultBrokers {
+		cmd += " --brokers " + k.brokers
+	}
+	if k.prefix != "" {
+		cmd += " --topic-prefix " + k.prefix
+	}
+	if k.tls {
+		cmd += " --kafka-tls"
+	}
+	for _, f := range []struct{ name, value string }{
+		{"kafka-tls-ca", k.tlsCA}, {"kafka-sasl-mechanism", k.saslMech},
+		{"kafka-sasl-user", k.saslUser}, {"kafka-sasl-password-file", k.saslPassFile},
+	} {
+		if f.value != "" {
+			cmd += " --" + f.name + " " + shellWord(f.value)
+		}
+	}
+	return cmd
+}
+
+// shellWord is s as one word of a shell command: as it is when it has
+// only characters no shell treats specially, else double-quoted.
+func shellWord(s string) string {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:@,+=", r)) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// topicsHint is the "(run 'orderflow topics create')" (or check) that the
+// packages put in an error about a missing or misshapen topic.
+var topicsHint = regexp.MustCompile(`\(run 'orderflow topics (create|check)'\)`)
+
+// hintedError is an error whose message names the command to run with
+// this command's connection flags; it unwraps to the original.
+type hintedError struct {
+	msg string
+	err error
+}
+
+func (e hintedError) Error() string { return e.msg }
+func (e hintedError) Unwrap() error { return e.err }
+
+// withTopicsHint gives the topics command an error suggests the
+// connection flags this command was given (topicsCommand): a topic found
+// missing under --topic-prefix shop1. is created by a topics create with
+// that prefix, not without.
+func (k *kafkaFlags) withTopicsHint(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	out := topicsHint.ReplaceAllStringFunc(msg, func(m string) string {
+		return "(run '" + k.topicsCommand(topicsHint.FindStringSubmatch(m)[1]) + "')"
+	})
+	if out == msg {
+		return err
+	}
+	return hintedError{msg: out, err: err}
+}
+
 // explain turns the error of a command bounded by wait into one that says
 // what went wrong at Kafka and what to check.
 func (k *kafkaFlags) explain(err error) error {
+	err = k.withTopicsHint(err)
 	if err == nil || k.deadline == nil {
 		return err
 	}

@@ -286,7 +286,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "processor consuming %s as group %s\n", cfg.Topics.Orders, cfg.Group)
 
-	runErr := proc.Run(ctx)
+	runErr := f.kafka.withTopicsHint(proc.Run(ctx))
 	if msrv != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()

@@ -69,6 +69,8 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 	positiveDurationVar(fs, &timeout, "timeout", 10*time.Second, "timeout of each request (a `duration` above 0)")
 	brokers := defaultBrokers
 	fs.Var(checkedString{&brokers, checkBrokers}, "brokers", "Kafka brokers of the pipeline the gateway queues on (the --kafka-addr of 'orderflow dev'), named in the 'orders show' hint after one order")
+	var prefix string
+	fs.Var(checkedString{&prefix, checkTopicPrefix}, "topic-prefix", "the gateway's --topic-prefix, named in the 'orders show' hint after one order")
 	simURL := fs.String("sim-url", "", "provider simulator to seed with the orders' Stripe objects (default: the one in <data-dir>/sim-url, written by 'orderflow dev'; none: do not seed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -76,7 +78,7 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 	if fs.NArg() > 0 {
 		return usagef("send-test-event: unexpected argument %q", fs.Arg(0))
 	}
-	opts := testEventOptions{URL: *url, Type: *typ, Count: *count, Duplicates: *dups, Seed: *seed, Timeout: timeout, Command: selfCommand()}
+	opts := testEventOptions{URL: *url, Type: *typ, Count: *count, Duplicates: *dups, Seed: *seed, Timeout: timeout, Command: selfCommand(), TopicPrefix: prefix}
 	if brokers != defaultBrokers {
 		opts.Brokers = brokers
 	}
@@ -104,13 +106,15 @@ func runSendTestEvent(ctx context.Context, args []string, stdout, stderr io.Writ
 }
 
 // resolveWebhookSecret picks the secret: the flag, else the environment,
-// else the dev data folder's file.
+// else the dev data folder's file. One that does not start with whsec_ is
+// a usage error naming where it came from, as the gateway refuses it:
+// every event signed with it would get 400.
 func resolveWebhookSecret(flagValue, envValue, dataDir string) (string, error) {
 	if s := strings.TrimSpace(flagValue); s != "" {
-		return s, nil
+		return s, checkSecrets("--secret", []string{s})
 	}
 	if s := strings.TrimSpace(envValue); s != "" {
-		return s, nil
+		return s, checkSecrets("ORDERFLOW_WEBHOOK_SECRET", []string{s})
 	}
 	path := filepath.Join(dataDir, webhookSecretFile)
 	b, err := os.ReadFile(path)
@@ -124,7 +128,7 @@ func resolveWebhookSecret(flagValue, envValue, dataDir string) (string, error) {
 	if s == "" {
 		return "", usagef("%s is empty", path)
 	}
-	return s, nil
+	return s, checkSecrets(path, []string{s})
 }
 
 // resolveSimURL picks the simulator to seed: the flag ("none": none), else
@@ -171,6 +175,8 @@ type testEventOptions struct {
 	Command string
 	// Brokers, when not the default, is given to the hint's orders show.
 	Brokers string
+	// TopicPrefix, when set, is given to the hint's orders show.
+	TopicPrefix string
 }
 
 func (o testEventOptions) command() string {
@@ -309,11 +315,14 @@ func sendTestEvents(ctx context.Context, opts testEventOptions, out io.Writer) (
 	case sum.Unreached == sum.Sent:
 		fmt.Fprintf(out, "nothing reached the gateway at %s: is it running? Start it with 'make run' (or %s dev), or give --url\n", opts.URL, opts.command())
 	case sum.Failed == 0 && len(sum.Orders) == 1:
-		brokers := ""
+		flags := ""
 		if opts.Brokers != "" {
-			brokers = " --brokers " + opts.Brokers
+			flags = " --brokers " + opts.Brokers
 		}
-		fmt.Fprintf(out, "see the order with: %s orders show %s%s\n", opts.command(), sum.Orders[0], brokers)
+		if opts.TopicPrefix != "" {
+			flags += " --topic-prefix " + opts.TopicPrefix
+		}
+		fmt.Fprintf(out, "see the order with: %s orders show %s%s\n", opts.command(), sum.Orders[0], flags)
 	}
 	return sum, nil
 }

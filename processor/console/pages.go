@@ -849,7 +849,11 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 		p.Older = "/audit?" + url.Values{"cursor": {next}}.Encode()
 	}
 	if s.cfg.Follower != nil && slices.Contains(s.cfg.Follower.layout.Missing, s.cfg.Names.Audit) {
-		p.Missing = "The topic " + s.cfg.Names.Audit + " does not exist: run 'orderflow topics create'. Until then nothing is audited and replays are refused."
+		create := s.cfg.CreateTopics
+		if create == "" {
+			create = "orderflow topics create"
+		}
+		p.Missing = "The topic " + s.cfg.Names.Audit + " does not exist: run '" + create + "'. Until then nothing is audited and replays are refused."
 	}
 	s.render(w, r, rc, http.StatusOK, "audit", "Audit", "audit", p)
 }

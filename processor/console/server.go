@@ -85,6 +85,10 @@ type Config struct {
 	// block further logins from it until the window passes (5 in 15m).
 	LoginFailures int
 	LoginWindow   time.Duration
+	// CreateTopics is the command the pages name to create a missing
+	// topic, with the console's connection flags (default "orderflow
+	// topics create").
+	CreateTopics string
 	// DefaultRate is the replay rate the pages offer (dlq.DefaultRate).
 	DefaultRate float64
 	Logger      *slog.Logger
