@@ -546,6 +546,13 @@ func (d *devServer) printBanner(w io.Writer) {
 	fmt.Fprintf(w, "orderflow dev mode: Kafka, gateway, processor and provider simulator in one process.\n\n")
 	fmt.Fprintf(w, "  webhooks   http://%s%s\n", d.httpAddr, gateway.WebhookPath)
 	fmt.Fprintf(w, "  secret     %s (kept in %s)\n", d.secret, filepath.Join(c.DataDir, webhookSecretFile))
+	if n := len(c.WebhookSecrets); n > 0 {
+		masked := make([]string, n)
+		for i, s := range c.WebhookSecrets {
+			masked[i] = maskSecret(s)
+		}
+		fmt.Fprintf(w, "             also accepting %s from --webhook-secret: %s\n", plural(n, "secret"), strings.Join(masked, ", "))
+	}
 	fmt.Fprintf(w, "  kafka      %s (data in %s)\n", d.kafkaAddr, filepath.Join(c.DataDir, "kafka"))
 	fmt.Fprintf(w, "  providers  simulator at http://%s (stats: /_sim/stats); order details from %s\n", d.simAddr, details)
 	fmt.Fprintf(w, "  outbox     %s (labels, invoices, emails, alerts)\n", d.outbox)
@@ -565,12 +572,34 @@ func (d *devServer) printBanner(w io.Writer) {
 		fmt.Fprintf(w, "  %s orders list --console %s   (or open the console)\n", cmd, d.console.URL())
 	}
 	fmt.Fprintf(w, "Real test-mode webhooks from Stripe (Stripe CLI):\n  stripe listen --forward-to http://%s%s\n", d.httpAddr, gateway.WebhookPath)
-	restart := cmd + " dev --webhook-secret whsec_…"
-	if c.UnderMake {
-		restart = `make run ARGS="--webhook-secret whsec_…"`
+	if len(c.WebhookSecrets) > 0 {
+		fmt.Fprintf(w, "  its events, signed with the --webhook-secret given (%s), are accepted: no restart needed\n", maskSecret(c.WebhookSecrets[len(c.WebhookSecrets)-1]))
+	} else {
+		restart := cmd + " dev --webhook-secret whsec_…"
+		if c.UnderMake {
+			restart = `make run ARGS="--webhook-secret whsec_…"`
+		}
+		fmt.Fprintf(w, "  then restart with the whsec_… it prints: %s\n", restart)
 	}
-	fmt.Fprintf(w, "  then restart with the whsec_… it prints: %s\n", restart)
 	fmt.Fprintf(w, "Ctrl-C stops; the next start carries on with the same data.\n\n")
+}
+
+// maskSecret shows a signing secret by its prefix and last four
+// characters only (whsec_…cdef), enough to tell which one it is.
+func maskSecret(s string) string {
+	rest, ok := strings.CutPrefix(s, "whsec_")
+	if !ok || len(rest) < 12 {
+		return "whsec_…"
+	}
+	return "whsec_…" + rest[len(rest)-4:]
+}
+
+// plural is "1 secret", "2 secrets".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
 }
 
 // loadOrCreateWebhookSecret returns the secret kept in path, creating it

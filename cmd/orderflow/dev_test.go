@@ -782,3 +782,22 @@ func TestDevBannerRestartLine(t *testing.T) {
 		}
 	}
 }
+
+// A --webhook-secret given (the Stripe CLI's) is acknowledged in the
+// banner, masked, and the banner no longer asks for a restart with it.
+func TestDevBannerAcknowledgesGivenSecret(t *testing.T) {
+	cfg := devTestConfig(t.TempDir())
+	cfg.WebhookSecrets = []string{"whsec_stripeclilike0123456789abcdef"}
+	_, banner := startDevT(t, cfg)
+	for _, want := range []string{
+		"             also accepting 1 secret from --webhook-secret: whsec_…cdef\n",
+		"  its events, signed with the --webhook-secret given (whsec_…cdef), are accepted: no restart needed\n",
+	} {
+		if !strings.Contains(banner, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner)
+		}
+	}
+	if strings.Contains(banner, "stripeclilike") || strings.Contains(banner, "then restart with") {
+		t.Errorf("banner shows the given secret or asks for a restart:\n%s", banner)
+	}
+}
