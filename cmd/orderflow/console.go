@@ -62,6 +62,9 @@ type consoleConfig struct {
 	PprofAddr        string
 	Names            topics.Names
 	Kafka            []kgo.Opt
+	// Listener, when set, is listened on instead of Addr (dev mode opens
+	// it with its other ports, before anything is started).
+	Listener net.Listener
 	// kafka, when set, bounds the start's wait for Kafka by its --timeout
 	// (a notice on stderr meanwhile) and explains a failure as the CLI's
 	// reads do; unset (dev mode), the wait is 30 s.
@@ -224,9 +227,10 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 			cs.Stop()
 		}
 	}()
-	cs.ln, err = net.Listen("tcp", c.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("--http-addr: %w", err)
+	if cs.ln = c.Listener; cs.ln == nil {
+		if cs.ln, err = net.Listen("tcp", c.Addr); err != nil {
+			return nil, fmt.Errorf("--http-addr: %w", err)
+		}
 	}
 	cs.admCl, err = kgo.NewClient(c.Kafka...)
 	if err != nil {

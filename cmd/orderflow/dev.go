@@ -209,6 +209,7 @@ type devServer struct {
 	console    *consoleServer
 	cancelProc context.CancelFunc
 	procDone   chan error
+	serving    sync.WaitGroup // the serve goroutines
 	stopOnce   sync.Once
 	stopErr    error
 }
@@ -286,16 +287,22 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 		return nil, err
 	}
 	d.simAddr = simLn.Addr().String()
-	// send-test-event seeds this simulator with the orders it sends.
-	if err := os.WriteFile(filepath.Join(c.DataDir, simURLFile), []byte("http://"+d.simAddr+"\n"), 0o644); err != nil {
-		return nil, fmt.Errorf("--data-dir: %w", err)
-	}
 	var metricsLn net.Listener
 	if c.MetricsAddr != "" {
 		if metricsLn, err = listen("metrics-addr", c.MetricsAddr); err != nil {
 			return nil, err
 		}
 		d.metricAddr = metricsLn.Addr().String()
+	}
+	var consoleLn net.Listener
+	if c.ConsoleAddr != "" {
+		if consoleLn, err = listen("console-addr", c.ConsoleAddr); err != nil {
+			return nil, err
+		}
+	}
+	// send-test-event seeds this simulator with the orders it sends.
+	if err := os.WriteFile(filepath.Join(c.DataDir, simURLFile), []byte("http://"+d.simAddr+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
 
 	// Kafka. kfake writes each batch to its files as it is produced (no
@@ -327,7 +334,7 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	}
 	d.outbox = filepath.Join(simDir, "outbox")
 	d.simSrv = &http.Server{Handler: d.sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go d.serve(d.simSrv, simLn)
+	d.serve(d.simSrv, simLn)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
@@ -387,17 +394,17 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	d.gw = gw
 	gwSrv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second}
 	d.servers = append(d.servers, gwSrv)
-	go d.serve(gwSrv, httpLn)
+	d.serve(gwSrv, httpLn)
 	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		d.servers = append(d.servers, msrv)
-		go d.serve(msrv, metricsLn)
+		d.serve(msrv, metricsLn)
 	}
 
 	if c.ConsoleAddr != "" {
-		cc := consoleConfig{Addr: c.ConsoleAddr, IndexDir: filepath.Join(c.DataDir, "console"), CacheMiB: 16, Group: pcfg.Group,
+		cc := consoleConfig{Addr: c.ConsoleAddr, Listener: consoleLn, IndexDir: filepath.Join(c.DataDir, "console"), CacheMiB: 16, Group: pcfg.Group,
 			LabelDir: filepath.Join(c.DataDir, "labels"), NoLogin: true, Names: d.names, Kafka: kopts}
 		if d.metricAddr != "" {
 			cc.ProcessorMetrics = []string{"http://" + d.metricAddr}
@@ -415,10 +422,17 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 	return d, nil
 }
 
+// serve serves s on ln until it is shut down; Stop waits for it to end.
 func (d *devServer) serve(s *http.Server, ln net.Listener) {
-	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		d.log.Error("http server failed", "addr", ln.Addr().String(), "err", err)
-	}
+	d.serving.Add(1)
+	go func() {
+		defer d.serving.Done()
+		// A failed start closes the listeners it opened: net.ErrClosed is
+		// that stop, not a failure.
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			d.log.Error("http server failed", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
 }
 
 // createTopics creates the topics that do not exist yet (a restart finds
@@ -505,6 +519,7 @@ func (d *devServer) Stop() error {
 				errs = append(errs, fmt.Errorf("simulator outbox: %w", err))
 			}
 		}
+		d.serving.Wait()
 		if d.kafka != nil {
 			d.kafka.Close()
 		}

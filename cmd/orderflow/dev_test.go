@@ -801,3 +801,48 @@ func TestDevBannerAcknowledgesGivenSecret(t *testing.T) {
 		t.Errorf("banner shows the given secret or asks for a restart:\n%s", banner)
 	}
 }
+
+// The console's port taken: dev mode names --console-addr and stops
+// before it starts the embedded Kafka or writes anything in its folder.
+func TestDevConsolePortTaken(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	cfg := devTestConfig(dir)
+	cfg.ConsoleAddr = busy.Addr().String()
+	var logs bytes.Buffer
+	_, err = startDev(context.Background(), cfg, &bytes.Buffer{}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	want := "--console-addr: listen tcp " + busy.Addr().String() + ": bind: address already in use"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	for _, name := range []string{"kafka", simURLFile, "sim"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s was made before the ports were checked (%v)", name, err)
+		}
+	}
+	if logs.Len() != 0 {
+		t.Errorf("logged:\n%s", logs.String())
+	}
+}
+
+// A start that fails after the simulator serves (the label folder cannot
+// be made) stops it without logging the closed listener as a failure.
+func TestDevFailedStartLogsNoServerFailure(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "labels"), []byte("a file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := devTestConfig(dir)
+	var logs lockedBuffer
+	_, err := startDev(context.Background(), cfg, &bytes.Buffer{}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err == nil || !strings.Contains(err.Error(), "labels") {
+		t.Fatalf("err = %v, want the label folder's", err)
+	}
+	if strings.Contains(logs.String(), "http server failed") {
+		t.Errorf("logged a server failure at the stop:\n%s", logs.String())
+	}
+}
