@@ -400,3 +400,22 @@ func TestLabelFilesOfAnErasedOrder(t *testing.T) {
 		t.Errorf("labelFiles before shipping = %q", got)
 	}
 }
+
+// A SASL mechanism without its user or password is a usage error naming
+// what is missing; against a broker without SASL the error says to check
+// the SASL settings.
+func TestKafkaSASLSettings(t *testing.T) {
+	t.Setenv("ORDERFLOW_KAFKA_SASL_PASSWORD", "")
+	checkUsageCases(t, []usageCase{
+		{[]string{"dlq", "list", "--kafka-sasl-mechanism", "PLAIN"},
+			"orderflow: --kafka-sasl-mechanism PLAIN needs --kafka-sasl-user and a password (--kafka-sasl-password-file or ORDERFLOW_KAFKA_SASL_PASSWORD)\n"},
+		{[]string{"topics", "check", "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", "ops"},
+			"orderflow: --kafka-sasl-mechanism SCRAM-SHA-256 needs a password (--kafka-sasl-password-file or ORDERFLOW_KAFKA_SASL_PASSWORD)\n"},
+	})
+	brokers := testenv.Kafka(t)
+	t.Setenv("ORDERFLOW_KAFKA_SASL_PASSWORD", "p")
+	code, _, errs := orderflow(t, "dlq", "list", "--brokers", brokers, "--topic-prefix", testenv.Prefix(t), "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--timeout", "5s")
+	if want := "Kafka at " + brokers + " does not take this SASL login; is SASL misconfigured? Check --kafka-sasl-mechanism against the listener's (a broker without SASL wants none) and --kafka-tls\n"; code != 1 || !strings.HasSuffix(errs, want) {
+		t.Errorf("SASL against a broker without it: exit %d, stderr %q; want 1 and a line ending in %q", code, errs, want)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -167,6 +168,21 @@ func (k *kafkaFlags) opts() ([]kgo.Opt, error) {
 		pass, err := secretFromFileOrEnv(k.saslPassFile, "ORDERFLOW_KAFKA_SASL_PASSWORD")
 		if err != nil {
 			return nil, usagef("--kafka-sasl-password-file: %v", err)
+		}
+		switch strings.ToUpper(k.saslMech) {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			return nil, usagef("--kafka-sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.saslMech)
+		}
+		var missing []string
+		if k.saslUser == "" {
+			missing = append(missing, "--kafka-sasl-user")
+		}
+		if pass == "" {
+			missing = append(missing, "a password (--kafka-sasl-password-file or ORDERFLOW_KAFKA_SASL_PASSWORD)")
+		}
+		if len(missing) > 0 {
+			return nil, usagef("--kafka-sasl-mechanism %s needs %s", k.saslMech, strings.Join(missing, " and "))
 		}
 		switch strings.ToUpper(k.saslMech) {
 		case "PLAIN":
@@ -398,6 +414,9 @@ func (k *kafkaFlags) explain(err error) error {
 	var ue usageError
 	if errors.As(err, &ue) {
 		return err
+	}
+	if errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism) {
+		return fmt.Errorf("%w: Kafka at %s does not take this SASL login; is SASL misconfigured? Check --kafka-sasl-mechanism against the listener's (a broker without SASL wants none) and --kafka-tls", err, k.brokers)
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("Kafka at %s refused the connection: nothing listens there. Start it (make run starts one at %s) or point --brokers at it", k.brokers, devDefaultKafkaAddr)
