@@ -419,3 +419,10 @@ func TestKafkaSASLSettings(t *testing.T) {
 		t.Errorf("SASL against a broker without it: exit %d, stderr %q; want 1 and a line ending in %q", code, errs, want)
 	}
 }
+
+// orders show --reveal without --json is refused: the text view shows no
+// customer data to reveal.
+func TestOrdersShowRevealNeedsJSON(t *testing.T) {
+	checkUsageCases(t, []usageCase{{[]string{"orders", "show", "pi_1", "--reveal", "--brokers", "127.0.0.1:1"},
+		"orderflow: orders show: --reveal needs --json (the text view shows no customer data)\n"}})
+}

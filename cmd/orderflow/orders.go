@@ -68,6 +68,9 @@ func runOrdersShow(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if len(pos) != 1 || pos[0] == "" {
 		return usagef("orders show: want one order id")
 	}
+	if *reveal && !*asJSON {
+		return usagef("orders show: --reveal needs --json (the text view shows no customer data)")
+	}
 	id := pos[0]
 	ctx, stop := kf.wait(ctx, &stderr, "reading the order's state")
 	defer stop()

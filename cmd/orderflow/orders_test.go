@@ -96,6 +96,17 @@ func TestOrdersErase(t *testing.T) {
 	if code != 2 || !strings.Contains(errs, "pass --yes") {
 		t.Errorf("no terminal, no --yes: exit %d, stderr %q", code, errs)
 	}
+	// Declined at the prompt: nothing done, so not exit 0.
+	stdinIsTerminal = func() bool { return true }
+	stdin = strings.NewReader("no\n")
+	code, _, errs = e.run("orders", "erase", "pi_erase")
+	stdinIsTerminal, stdin = func() bool { return false }, nil
+	if code != 1 || !strings.HasSuffix(errs, "Type 'yes' to erase: orderflow: erase not confirmed: nothing erased\n") {
+		t.Errorf("declined at the prompt: exit %d, stderr %q; want 1 and nothing erased", code, errs)
+	}
+	if reqs := e.eraseRequests(); len(reqs) != 0 {
+		t.Errorf("declined erase wrote %d erase request(s)", len(reqs))
+	}
 
 	// No processor confirms: the request stays, the command says so.
 	code, _, errs = e.run("orders", "erase", "pi_erase", "--yes", "--wait", "1s")
