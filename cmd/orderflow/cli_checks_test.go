@@ -426,3 +426,14 @@ func TestOrdersShowRevealNeedsJSON(t *testing.T) {
 	checkUsageCases(t, []usageCase{{[]string{"orders", "show", "pi_1", "--reveal", "--brokers", "127.0.0.1:1"},
 		"orderflow: orders show: --reveal needs --json (the text view shows no customer data)\n"}})
 }
+
+// A duration that does not parse says what a valid one looks like, on the
+// command line and in the environment.
+func TestBadDurationSaysWhatIsValid(t *testing.T) {
+	checkUsageCases(t, []usageCase{
+		{[]string{"gateway", "--produce-timeout", "abc"}, `orderflow: invalid value "abc" for flag --produce-timeout: want a duration such as 5s, 500ms or 1m30s. See orderflow gateway --help` + "\n"},
+		{[]string{"dlq", "list", "--timeout", "x"}, `orderflow: invalid value "x" for flag --timeout: want a duration such as 5s, 500ms or 1m30s. See orderflow dlq list --help` + "\n"},
+	})
+	t.Setenv("ORDERFLOW_PRODUCE_TIMEOUT", "abc")
+	checkUsageCases(t, []usageCase{{[]string{"gateway"}, `orderflow: invalid environment: ORDERFLOW_PRODUCE_TIMEOUT="abc": want a duration such as 5s, 500ms or 1m30s` + "\n"}})
+}

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 	_ "time/tzdata" // invoice dates in the accounting system's zone, even in a minimal image
 )
 
@@ -153,7 +154,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		env := envName(f.Name)
 		if v, ok := os.LookupEnv(env); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Sprintf("%s=%q: %v", env, v, err))
+				errs = append(errs, fmt.Sprintf("%s=%q: %s", env, v, valueErrorText(f, err.Error())))
 			}
 		}
 	})
@@ -222,9 +223,32 @@ func flagErrorLine(fs *flag.FlagSet, err error) string {
 	}
 	// invalid value "x" for flag -n: parse error
 	if i := strings.Index(msg, " for flag -"); i >= 0 {
-		msg = msg[:i] + " for flag --" + msg[i+len(" for flag -"):]
+		name := msg[i+len(" for flag -"):]
+		if j := strings.Index(name, ": "); j >= 0 {
+			if f := fs.Lookup(name[:j]); f != nil {
+				name = name[:j+2] + valueErrorText(f, name[j+2:])
+			}
+		}
+		msg = msg[:i] + " for flag --" + name
 	}
 	return msg + ". " + see
+}
+
+// valueErrorText is the reason a value of f was refused, saying what a
+// valid one looks like where the flag package says only "parse error".
+func valueErrorText(f *flag.Flag, reason string) string {
+	if reason != "parse error" {
+		return reason
+	}
+	if g, ok := f.Value.(flag.Getter); ok {
+		if _, ok := g.Get().(time.Duration); ok {
+			return "want a duration such as 5s, 500ms or 1m30s"
+		}
+	}
+	if _, ok := f.Value.(positiveDuration); ok {
+		return "want a duration such as 5s, 500ms or 1m30s"
+	}
+	return reason
 }
 
 // closestFlag is the defined flag nearest to name (at most a third of its
