@@ -204,7 +204,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		// Kafka answers, but every webhook would be answered 503: refuse
 		// to start, as the processor does.
 		cancel()
-		return fmt.Errorf("gateway: topic %s does not exist (run 'orderflow topics create')", cfg.Topic)
+		return f.kafka.withTopicsHint(fmt.Errorf("gateway: topic %s does not exist (run 'orderflow topics create')", cfg.Topic))
 	} else if err != nil {
 		logger.Warn("kafka unreachable at start; /readyz reports it until it answers", "err", err)
 	}

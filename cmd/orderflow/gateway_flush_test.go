@@ -267,7 +267,7 @@ func TestGatewayRefusesAMissingTopic(t *testing.T) {
 		"--http-addr", "127.0.0.1:0",
 		"--metrics-addr", "",
 	}, &stdout, &stderr)
-	want := "gateway: topic notcreated.orders does not exist (run 'orderflow topics create')"
+	want := "gateway: topic notcreated.orders does not exist (run 'orderflow topics create --brokers " + strings.Join(cluster.ListenAddrs(), ",") + " --topic-prefix notcreated.')"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %q", err, want)
 	}
