@@ -149,6 +149,22 @@ func NetError(provider, op string, err error) error {
 	return &Error{Provider: provider, Op: op, Class: Transient, Err: RedactURLError(err)}
 }
 
+// ErrThrottled is wrapped by the error of a call held back by a
+// provider's limit (never sent, its wait for a turn cut short): like a
+// 429, not a sign of the provider failing.
+var ErrThrottled = errors.New("held back by the provider's limit")
+
+// IsThrottled reports whether err is a provider's 429 or a call held back
+// by its limit (ErrThrottled): the processor does not count it for the
+// step's circuit.
+func IsThrottled(err error) bool {
+	var e *Error
+	if errors.As(err, &e) && e.Status == http.StatusTooManyRequests {
+		return true
+	}
+	return errors.Is(err, ErrThrottled)
+}
+
 // IsPermanent reports whether err says retrying cannot help. Errors that are
 // not an *Error (including timeouts) count as transient.
 func IsPermanent(err error) bool {

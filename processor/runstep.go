@@ -251,7 +251,17 @@ func (h *handling) runStep(s Step) stepOutcome {
 			return h.deadLetterOutcome(step, topics.ClassPermanent, err)
 		}
 		p.m.stepDuration.WithLabelValues(step, outcomeTransient).Observe(elapsed)
-		consumed := br.failure(probe, h.key)
+		var consumed bool
+		if integrations.IsThrottled(err) {
+			// Held back by the provider's limit (a 429, a wait for a turn
+			// cut short by the deadline): the provider is answering, so
+			// the circuit does not count it. The attempt counts, and its
+			// backoff honours Retry-After.
+			br.release(probe)
+			consumed = true
+		} else {
+			consumed = br.failure(probe, h.key)
+		}
 		if consumed {
 			ss.Attempts++
 		} else if ss.CircuitOpen == nil {

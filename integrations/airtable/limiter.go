@@ -2,6 +2,7 @@ package airtable
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -59,7 +60,7 @@ func (l *limiter) wait(ctx context.Context, op string) error {
 		d := l.pausedUntil.Sub(now)
 		l.mu.Unlock()
 		return &integrations.Error{Provider: provider, Op: op, Class: integrations.Transient, RetryAfter: d,
-			Msg: "rate limited by Airtable; waiting out the penalty"}
+			Msg: "rate limited by Airtable; waiting out the penalty", Err: integrations.ErrThrottled}
 	}
 	slot := l.next
 	if slot.Before(now) {
@@ -75,7 +76,7 @@ func (l *limiter) wait(ctx context.Context, op string) error {
 				l.next = slot
 			}
 			l.mu.Unlock()
-			return &integrations.Error{Provider: provider, Op: op, Class: integrations.Transient, Msg: "waiting for a turn at the base", Err: err}
+			return &integrations.Error{Provider: provider, Op: op, Class: integrations.Transient, Msg: "waiting for a turn at the base", Err: fmt.Errorf("%w: %w", integrations.ErrThrottled, err)}
 		}
 	}
 	return nil

@@ -3,12 +3,15 @@ package quota
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/orderflow/orderflow/integrations"
 )
 
 // Transport puts a Limiter in front of a provider client's HTTP requests,
@@ -63,7 +66,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if errors.As(err, &de) {
 			return notSent(req, de), nil
 		}
-		return nil, err
+		// The wait for a slot or a turn ended with the call's context:
+		// nothing was sent, and the provider did not fail.
+		return nil, fmt.Errorf("%w: %w", integrations.ErrThrottled, err)
 	}
 	cancel := context.CancelFunc(func() {})
 	if t.Timeout > 0 {

@@ -2,6 +2,7 @@ package quota_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/integrations/quota"
 	"github.com/orderflow/orderflow/test/testenv"
 )
@@ -271,5 +273,65 @@ func TestTransportRedisDown(t *testing.T) {
 	defer mu.Unlock()
 	if len(modes) != 1 || modes[0] != quota.Fallback {
 		t.Fatalf("mode changes %v, want one to fallback", modes)
+	}
+}
+
+// A call whose context ends while it waits for a concurrency slot is held
+// back by the limit, not failed by the provider: a 429 or an error saying
+// so (integrations.IsThrottled), and nothing was sent.
+func TestWaitForASlotCutShortIsThrottled(t *testing.T) {
+	q, err := quota.New(quota.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conc := limiter(t, q, quota.Limit{Name: "zoho-slot", Concurrency: 1})
+	held, _ := try(t, conc)
+	if held == nil {
+		t.Fatal("the one slot not granted")
+	}
+	defer held()
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { sent.Add(1) }))
+	defer srv.Close()
+	cl := &http.Client{Transport: &quota.Transport{Base: http.DefaultTransport, Limiter: conc}}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := cl.Do(req)
+	switch {
+	case err == nil:
+		// Known in advance to outlast the deadline: a 429 at once.
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("answer %d, want 429 or a throttled error", resp.StatusCode)
+		}
+	case !integrations.IsThrottled(err):
+		t.Fatalf("err = %v, want throttled", err)
+	}
+	if sent.Load() != 0 {
+		t.Errorf("%d requests reached the provider", sent.Load())
+	}
+}
+
+// A wait without a deadline, cut short by its caller: still held back by
+// the limit (and still the caller's cancellation).
+func TestWaitCancelledIsThrottled(t *testing.T) {
+	q, err := quota.New(quota.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conc := limiter(t, q, quota.Limit{Name: "zoho-cancel", Concurrency: 1})
+	held, _ := try(t, conc)
+	if held == nil {
+		t.Fatal("the one slot not granted")
+	}
+	defer held()
+	tr := &quota.Transport{Base: http.DefaultTransport, Limiter: conc}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:1/", nil)
+	_, err = tr.RoundTrip(req)
+	if !integrations.IsThrottled(err) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want throttled and cancelled", err)
 	}
 }
