@@ -8,11 +8,14 @@
 //
 //	{"type":"order.erp","version":1,"timestamp":"2026-01-02T03:04:05Z",
 //	 "data":{"order":{...integrations.Order...},
-//	         "results":{"details":{...},"invoice":{"number":"...",...}}}}
+//	         "results":{"shipping":{...},"invoice":{"number":"...",...}}}}
 //
 // type is "order." plus the webhook's name unless Config.EventType says
 // otherwise; data.results holds the results of the steps done so far, by
-// step name, as the order state records them.
+// step name, as the order state records them. The details step's result is
+// data.order itself, so results has no "details" (it is {} for a webhook
+// right after details). A body over Config.MaxPayloadBytes (64 KiB by
+// default) is not sent: the delivery fails permanently.
 //
 // # Signature (Standard Webhooks v1)
 //
@@ -41,8 +44,8 @@
 //   - timeouts and network errors: transient.
 //   - a payload over Config.MaxPayloadBytes: permanent, nothing is sent.
 //
-// The URL may hold a secret (many receivers put a token in it): it is never
-// logged or put in an error, and neither are request or response bodies
+// The URL may hold a secret (many receivers put a token in it, some in the
+// host name): no part of it, host included, is logged or put in an error, and neither are request or response bodies
 // beyond a short, single-line excerpt of a 4xx reply.
 package webhook
 
@@ -51,6 +54,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -383,8 +387,47 @@ func (c *Client) netError(op string, err error) error {
 	if errors.Is(err, errPrivate) {
 		return c.permanent(op, "the URL resolves to a private or loopback address, refused by DenyPrivateNetworks")
 	}
-	return integrations.NetError(provider, c.cfg.Name+": "+op, err)
+	return integrations.NetError(provider, c.cfg.Name+": "+op, withoutAddress(err))
 }
+
+// withoutAddress drops the receiver's host name and address from a
+// transport error (a *net.OpError prints "dial tcp <host>:<port>: ...", a
+// *net.DNSError "lookup <host> on <server>: ...", a certificate for another
+// host names both), keeping what went wrong: the webhook's name in the
+// error's Op says where.
+func withoutAddress(err error) error {
+	var hn x509.HostnameError
+	if errors.As(err, &hn) {
+		return hostless{msg: "tls: the receiver's certificate is not valid for the URL's host", err: err}
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return hostless{msg: "lookup of the URL's host: " + dns.Err, timeout: dns.Timeout(), err: err}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		msg := op.Op
+		if op.Err != nil {
+			msg += ": " + op.Err.Error()
+		}
+		return hostless{msg: msg, timeout: op.Timeout(), err: err}
+	}
+	return err
+}
+
+// hostless is a transport error printed without its address. Unwrap keeps
+// errors.Is and errors.As working (a deadline, a refused connection); its
+// text is msg only.
+type hostless struct {
+	msg     string
+	timeout bool
+	err     error
+}
+
+func (h hostless) Error() string   { return h.msg }
+func (h hostless) Unwrap() error   { return h.err }
+func (h hostless) Timeout() bool   { return h.timeout }
+func (h hostless) Temporary() bool { return h.timeout }
 
 var errPrivate = errors.New("private or loopback address refused")
 

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -405,5 +407,41 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error shows a secret: %v", err)
 			}
 		})
+	}
+}
+
+// The receiver's host and address stay out of a transport error (some
+// receivers put the credential in the host name); the webhook's name says
+// which step failed.
+func TestHostNeverInNetworkErrors(t *testing.T) {
+	const host = "user-tok3n-s3cr3t.hooks.example"
+	dnsFail := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: host, Server: "10.0.0.53:53", IsNotFound: true}}
+	}}}
+	c := newClient(t, "https://"+host+"/hook", func(c *webhook.Config) { c.HTTPClient = dnsFail })
+	_, err := c.Deliver(context.Background(), testOrder(), nil)
+	if err == nil || integrations.IsPermanent(err) {
+		t.Fatalf("err = %v, want transient", err)
+	}
+	if got, want := err.Error(), "webhook: erp: deliver: lookup of the URL's host: no such host"; got != want {
+		t.Errorf("DNS failure: %q, want %q", got, want)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: connection refused
+	c = newClient(t, "http://"+addr+"/hook", nil)
+	_, err = c.Deliver(context.Background(), testOrder(), nil)
+	if err == nil || integrations.IsPermanent(err) {
+		t.Fatalf("err = %v, want transient", err)
+	}
+	if got, want := err.Error(), "webhook: erp: deliver: dial: connect: connection refused"; got != want {
+		t.Errorf("refused connection: %q, want %q", got, want)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("%v does not unwrap to ECONNREFUSED", err)
 	}
 }
