@@ -50,8 +50,9 @@ func TestProcessorRefusesInvalidChain(t *testing.T) {
 		want string
 	}{
 		{[]string{"--webhook", "epr=https://erp.shop.example/hooks"}, "--webhook epr: --steps has no step webhook:epr"},
-		{[]string{"--webhook", "erp=https://erp.shop.example/hooks", "--webhook-secret-file", "wms=/run/secrets/wms"}, "--webhook-secret-file wms: --steps has no step webhook:wms"},
-		{[]string{"--webhook", "webhook:erp=https://erp.shop.example/hooks"}, "--webhook webhook:erp: --steps has no step webhook:webhook:erp"},
+		{[]string{"--webhook", "erp=https://erp.shop.example/hooks", "--webhook-step-secret-file", "wms=/run/secrets/wms"}, "--webhook-step-secret-file wms: --steps has no step webhook:wms"},
+		{[]string{"--webhook", "erp=https://erp.shop.example/hooks", "--webhook-secret-file", "wms=/run/secrets/wms"}, "--webhook-step-secret-file wms: --steps has no step webhook:wms"},
+		{[]string{"--webhook", "webhook:epr=https://erp.shop.example/hooks"}, "--webhook epr: --steps has no step webhook:epr"},
 	}
 	for _, tt := range stray {
 		var stdout, stderr bytes.Buffer

@@ -148,7 +148,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []string
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+		if _, flagOnly := f.Value.(interface{ noEnv() }); set[f.Name] || flagOnly {
 			return
 		}
 		env := envName(f.Name)

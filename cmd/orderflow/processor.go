@@ -221,6 +221,7 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer stopTracing()
 	cfg.Tracing = tr
 	traceProviderCalls(tr)
+	f.providers.stepTimeout = cfg.StepTimeout                           // a webhook call is bounded as every provider call
 	f.providers.fleet.group, f.providers.fleet.kafka = cfg.Group, kopts // live processors, for the limits' fallback share
 	prov, cleanup, err := f.providers.build(ctx, logger.With("component", "providers"))
 	if err != nil {

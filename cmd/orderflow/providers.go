@@ -17,6 +17,7 @@ import (
 	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/integrations/webhook"
 	"github.com/orderflow/orderflow/processor"
+	"github.com/orderflow/orderflow/topics"
 )
 
 // The provider wiring: one file per provider (providers_<name>.go) registers
@@ -100,6 +101,8 @@ type providerFlags struct {
 	metrics *quotaMetrics
 
 	webhooks webhookFlags
+	// stepTimeout is the processor's --step-timeout (0: its default).
+	stepTimeout time.Duration
 
 	// getenv reads secrets from the environment; nil means os.Getenv.
 	// Tests replace it.
@@ -323,14 +326,15 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 		if u == "" && p.simURL != "" {
 			u = p.simURL + "/webhooks/" + e.webhook
 		}
-		secret, err := p.secret(p.webhooks.secretFiles[e.webhook], webhookEnv(e.webhook, "SECRET"))
-		if err != nil {
-			s.fail(usagef("--webhook-secret-file %s: %v", e.webhook, err))
+		secrets := p.stepSecrets(s, e.webhook)
+		if len(secrets) == 0 {
+			secrets = []string{s.need(p.orSim("", simWebhookSecret), "webhook-step-secret-file "+e.webhook+"=<file> (or "+webhookEnv(e.webhook, "SECRET")+")")}
 		}
 		c.Webhooks = append(c.Webhooks, webhook.Config{
 			Name:    e.webhook,
 			URL:     s.need(u, "webhook "+e.webhook+"=<url> (or "+webhookEnv(e.webhook, "URL")+")"),
-			Secrets: []string{s.need(p.orSim(secret, simWebhookSecret), "webhook-secret-file "+e.webhook+"=<file> (or "+webhookEnv(e.webhook, "SECRET")+")")},
+			Secrets: secrets,
+			Timeout: p.callTimeout(),
 		})
 	}
 	if len(s.errs) > 0 {
@@ -341,6 +345,35 @@ func (p *providerFlags) configs(logger *slog.Logger) (providerConfigs, error) {
 			p.steps, strings.Join(s.miss, ", --"))
 	}
 	return c, nil
+}
+
+// stepSecrets returns the secrets of the webhook step name from its
+// --webhook-step-secret-file, else ORDERFLOW_WEBHOOK_<NAME>_SECRET; none
+// when neither is given (or the variable is empty). A file given but
+// holding no secret is a usage error: falling back to --sim-url's test
+// secret would sign a real receiver's deliveries with a public one.
+func (p *providerFlags) stepSecrets(s *setup, name string) []string {
+	file := p.webhooks.secretFiles[name]
+	v, err := p.secret(file, webhookEnv(name, "SECRET"))
+	if err != nil {
+		s.fail(usagef("--webhook-step-secret-file %s: %v", name, err))
+		return []string{""} // reported; not missing as well
+	}
+	secrets := webhookSecrets(v)
+	if len(secrets) == 0 && file != "" {
+		s.fail(usagef("--webhook-step-secret-file %s: %s is empty: want whsec_… (one per line during a rotation)", name, file))
+		return []string{""}
+	}
+	return secrets
+}
+
+// callTimeout bounds one provider call made by the wiring's own clients
+// (the webhook steps): --step-timeout, as the processor bounds every call.
+func (p *providerFlags) callTimeout() time.Duration {
+	if p.stepTimeout > 0 {
+		return p.stepTimeout
+	}
+	return processor.DefaultConfig(topics.Names{}).StepTimeout
 }
 
 // build constructs the provider clients for the processor. cleanup flushes
@@ -428,7 +461,7 @@ func (c providerConfigs) build(logger *slog.Logger) (processor.Providers, func()
 	hooks := map[string]*webhook.Client{}
 	for _, wc := range c.Webhooks {
 		if cl, err := webhook.New(wc); err != nil {
-			b.errs = append(b.errs, usagef("%v (flags --webhook, --webhook-secret-file)", err))
+			b.errs = append(b.errs, usagef("%v (flags --webhook, --webhook-step-secret-file)", err))
 		} else {
 			hooks[wc.Name] = cl
 		}
