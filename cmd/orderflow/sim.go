@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/orderflow/orderflow/integrations/sim"
@@ -21,15 +23,24 @@ webhook receiver on one address, for dev mode, tests and benchmarks: point
 the clients at it with --sim-url.
 
 Control endpoints:
-  PUT    /_sim/faults  {"step":"shipping","mode":"unavailable"|"reject"|"slow","rate":1.0,"latency":"5s"}
+  PUT    /_sim/faults  {"step":"shipping","mode":"unavailable"|"reject"|"slow"|"late-answer","rate":1.0,"latency":"5s","max_latency":"…"}
   DELETE /_sim/faults  clear every fault (?step=<step> clears one)
   GET    /_sim/faults  list the active faults
-  GET    /_sim/stats   {"steps":{"<step>":{"requests":N,"created":N,"duplicate_creates":N}}}
+  GET    /_sim/stats   {"steps":{"<step>":{"requests":N,"created":N,"duplicate_creates":N,"answers_lost":N}}}
   DELETE /_sim/stats   reset the counters
+  GET    /_sim/webhooks  the outbound webhook deliveries received (name, id, type, order, attempts, verified)
+  GET    /_sim/postnord  the PostNord settings
+  PUT    /_sim/postnord  {"visibility":"1s"} how long a booking takes to show in the look-up by reference
   GET    /_sim/zoho/credits  with --enforce-limits: {"daily":N,"spent":N,"remaining":N}
   PUT    /_sim/zoho/credits  {"daily":N} a new allowance (0: not enforced)
   DELETE /_sim/zoho/credits  a new day: the credits spent are forgotten
-Steps: crm, production_log, shipping, invoice, email, alert, stripe.`
+Steps: crm, production_log, shipping, invoice, email, webhook, alert, slack, stripe
+(also details, the processor's name for stripe).
+
+Outbound webhooks (POST /webhooks/<name>) are verified (signature and a
+timestamp within 5 minutes, else 401) for the names given to
+--webhook-step-secret-file; any other name is accepted with any v1
+signature and recorded as verified: false.`
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sim", simUsage, stderr)
@@ -46,6 +57,8 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	pnRate := fs.Int("postnord-per-second", 0, "with --enforce-limits: PostNord requests a second (PostNord publishes no number: 0, none)")
 	nvRate := fs.Int("netvisor-per-second", 0, "with --enforce-limits: Netvisor requests a second (Netvisor publishes no number: 0, none)")
 	mgRate := fs.Int("mailgun-per-second", 0, "with --enforce-limits: Mailgun requests a second (Mailgun publishes no number: 0, none)")
+	var hookSecrets namedValues
+	fs.Var(&hookSecrets, "webhook-step-secret-file", "verify the outbound webhooks of a name with the secrets in a file, <name>=<file> (repeat per webhook, or comma-separated pairs): the processor's own --webhook-step-secret-file values, so one ORDERFLOW_WEBHOOK_STEP_SECRET_FILE serves both; without it a name's deliveries are not verified")
 	enforce := fs.Bool("enforce-limits", false, "refuse what the providers would, with their 429s: Airtable 5 requests/s per base then a 30 s penalty, Zoho 10 CRM calls in flight and 100,000 credits a day, Telegram 1 message/s per chat, 20/min per group, 30/s per bot, Slack 1 message/s per webhook (PostNord, Netvisor and Mailgun publish no numbers: not limited)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -66,14 +79,26 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if (*nvCustomerKey == "") != (*nvPartnerKey == "") {
 		return usagef("--netvisor-customer-key and --netvisor-partner-key go together")
 	}
+	byName := map[string][]string{}
+	for _, name := range slices.Sorted(maps.Keys(hookSecrets)) {
+		file := hookSecrets[name]
+		v, err := secretFromFileOrEnv(file, "")
+		if err != nil {
+			return usagef("--webhook-step-secret-file %s: %v", name, err)
+		}
+		if byName[name] = webhookSecrets(v); len(byName[name]) == 0 {
+			return usagef("--webhook-step-secret-file %s: %s is empty: want whsec_… (one per line during a rotation)", name, file)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	s, err := sim.New(sim.Config{
-		DataDir:        *dataDir,
-		Latency:        def,
-		StepLatency:    perStep,
-		Peer:           *peer,
-		MaxOutboxFiles: *maxFiles,
-		Logger:         log,
+		WebhookSecretsByName: byName,
+		DataDir:              *dataDir,
+		Latency:              def,
+		StepLatency:          perStep,
+		Peer:                 *peer,
+		MaxOutboxFiles:       *maxFiles,
+		Logger:               log,
 
 		NetvisorCustomerKey: *nvCustomerKey,
 		NetvisorPartnerKey:  *nvPartnerKey,

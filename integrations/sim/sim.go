@@ -103,6 +103,11 @@ type Config struct {
 	// Webhooks signatures ("whsec_…") and timestamps; otherwise only the
 	// headers' form is checked.
 	WebhookSecrets []string
+	// WebhookSecretsByName are the secrets of one receiver, /webhooks/<name>
+	// (orderflow sim --webhook-step-secret-file): its deliveries are
+	// verified with these only; a name not listed here falls back to
+	// WebhookSecrets.
+	WebhookSecretsByName map[string][]string
 	// EnforceLimits makes the simulator refuse what the providers would
 	// (rates, concurrency, daily credits; see Limits) with their 429s.
 	EnforceLimits bool
@@ -198,7 +203,7 @@ func New(cfg Config) (*Server, error) {
 	s.nv = newNetvisorSim(s)
 	s.mg = newMailgunSim(s)
 	s.tg = newTelegramSim(s)
-	s.wh, s.sl = newWebhookSim(s, cfg.WebhookSecrets), &slackSim{s: s}
+	s.wh, s.sl = newWebhookSim(s, cfg.WebhookSecrets, cfg.WebhookSecretsByName), &slackSim{s: s}
 	if cfg.EnforceLimits {
 		s.limits = newLimiter(cfg.Limits, s.stats)
 	}

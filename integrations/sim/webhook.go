@@ -6,8 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,8 +19,9 @@ import (
 
 // webhookSim is a receiver of the outbound webhook step: POST
 // /webhooks/{name} with a Standard Webhooks request. It checks the three
-// headers and, when Config.WebhookSecrets is set, the v1 signature and the
-// timestamp's tolerance (±5 minutes, as the specification's libraries).
+// headers and, when Config.WebhookSecrets or the receiver's
+// Config.WebhookSecretsByName are set, the v1 signature and the timestamp's
+// tolerance (±5 minutes, as the specification's libraries).
 // Every accepted delivery is recorded; a delivery whose webhook-id was seen
 // before is a duplicate (the receiver would deduplicate it), so the stats
 // count Created per accepted delivery and DuplicateCreates per repeat.
@@ -27,8 +30,9 @@ import (
 // of integrations/webhook, so a test of the client against the simulator
 // checks one implementation against another.
 type webhookSim struct {
-	s    *Server
-	keys [][]byte
+	s      *Server
+	keys   [][]byte
+	byName map[string][][]byte
 
 	mu   sync.Mutex
 	byID map[string]*WebhookDelivery
@@ -55,13 +59,27 @@ const webhookTolerance = 5 * time.Minute
 
 var webhookName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-func newWebhookSim(s *Server, secrets []string) *webhookSim {
-	ws := &webhookSim{s: s, byID: map[string]*WebhookDelivery{}}
+func newWebhookSim(s *Server, secrets []string, byName map[string][]string) *webhookSim {
+	ws := &webhookSim{s: s, byID: map[string]*WebhookDelivery{}, byName: map[string][][]byte{}}
 	for _, sec := range secrets {
 		k, _ := decodeWebhookSecret(sec) // Config.Validate checked them
 		ws.keys = append(ws.keys, k)
 	}
+	for name, secs := range byName {
+		for _, sec := range secs {
+			k, _ := decodeWebhookSecret(sec)
+			ws.byName[name] = append(ws.byName[name], k)
+		}
+	}
 	return ws
+}
+
+// keysFor returns the keys that verify the receiver name's deliveries.
+func (ws *webhookSim) keysFor(name string) [][]byte {
+	if k, ok := ws.byName[name]; ok {
+		return k
+	}
+	return ws.keys
 }
 
 // decodeWebhookSecret reads "whsec_<base64>" (the prefix is optional).
@@ -107,12 +125,13 @@ func (ws *webhookSim) receive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	verified := false
-	if len(ws.keys) > 0 {
+	keys := ws.keysFor(name)
+	if len(keys) > 0 {
 		if d := nowUTC().Sub(time.Unix(ts, 0)); d > webhookTolerance || d < -webhookTolerance {
 			plainError(w, http.StatusUnauthorized, "webhook-timestamp outside the tolerance of 5 minutes")
 			return
 		}
-		if !ws.signatureMatches(id, tsText, body, sigs) {
+		if !signatureMatches(keys, id, tsText, body, sigs) {
 			plainError(w, http.StatusUnauthorized, "no matching signature")
 			return
 		}
@@ -164,7 +183,7 @@ func (ws *webhookSim) receive(w http.ResponseWriter, r *http.Request) {
 
 // signatureMatches checks each space-separated "v1,<base64>" against
 // HMAC-SHA256("<id>.<timestamp>.<body>") with each known key.
-func (ws *webhookSim) signatureMatches(id, ts string, body []byte, header string) bool {
+func signatureMatches(keys [][]byte, id, ts string, body []byte, header string) bool {
 	for _, sig := range strings.Fields(header) {
 		version, b64, ok := strings.Cut(sig, ",")
 		if !ok || version != "v1" {
@@ -174,7 +193,7 @@ func (ws *webhookSim) signatureMatches(id, ts string, body []byte, header string
 		if err != nil {
 			continue
 		}
-		for _, k := range ws.keys {
+		for _, k := range keys {
 			m := hmac.New(sha256.New, k)
 			m.Write([]byte(id + "." + ts + "."))
 			m.Write(body)
@@ -227,6 +246,20 @@ func (c Config) validateAdditions() []error {
 	for i, sec := range c.WebhookSecrets {
 		if _, err := decodeWebhookSecret(sec); err != nil {
 			errs = append(errs, fmt.Errorf("webhook secret %d: %w", i+1, err))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.WebhookSecretsByName)) {
+		if !webhookName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("webhook %q: a name is 1–64 letters, digits, '_' or '-'", name))
+		}
+		secs := c.WebhookSecretsByName[name]
+		if len(secs) == 0 {
+			errs = append(errs, fmt.Errorf("webhook %s: no secret", name))
+		}
+		for i, sec := range secs {
+			if _, err := decodeWebhookSecret(sec); err != nil {
+				errs = append(errs, fmt.Errorf("webhook %s: secret %d: %w", name, i+1, err))
+			}
 		}
 	}
 	if err := c.Limits.validate(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,16 +32,16 @@ const webhookBody = `{"type":"order.erp","version":1,"timestamp":"2026-01-02T03:
 
 // The specification's test vector, through the simulator's own verifier.
 func TestWebhookSignatureTestVector(t *testing.T) {
-	ws := newWebhookSim(nil, []string{testWebhookSecret})
-	if !ws.signatureMatches("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", []byte(`{"test": 2432232314}`),
+	ws := newWebhookSim(nil, []string{testWebhookSecret}, nil)
+	if !signatureMatches(ws.keys, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", []byte(`{"test": 2432232314}`),
 		"v1,bm90IHRoaXMgb25l v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") {
 		t.Fatal("the test vector's signature (second of two) is not accepted")
 	}
-	if ws.signatureMatches("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265331", []byte(`{"test": 2432232314}`),
+	if signatureMatches(ws.keys, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265331", []byte(`{"test": 2432232314}`),
 		"v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") {
 		t.Fatal("a signature for another timestamp is accepted")
 	}
-	if ws.signatureMatches("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", []byte(`{"test": 2432232314}`),
+	if signatureMatches(ws.keys, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", []byte(`{"test": 2432232314}`),
 		"v1a,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") {
 		t.Fatal("a v1a signature is taken for v1")
 	}
@@ -156,5 +157,26 @@ func TestConfigRejectsBadWebhookSecret(t *testing.T) {
 	_, err := New(Config{WebhookSecrets: []string{"whsec_!!"}})
 	if err == nil || !strings.Contains(err.Error(), "webhook secret 1") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A receiver with secrets of its own verifies with those only; another
+// receiver falls back to WebhookSecrets (none here: unverified).
+func TestWebhookReceiverSecretsByName(t *testing.T) {
+	const other = "whsec_MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0"
+	s, ts := newTest(t, Config{WebhookSecretsByName: map[string][]string{"erp": {testWebhookSecret}}})
+	now := time.Now().Unix()
+	wantStatus(t, call(t, "POST", ts.URL+"/webhooks/erp", signed("msg_b1", now, webhookBody, testWebhookSecret), webhookBody), 200)
+	wantStatus(t, call(t, "POST", ts.URL+"/webhooks/erp", signed("msg_b2", now, webhookBody, other), webhookBody), 401)
+	wantStatus(t, call(t, "POST", ts.URL+"/webhooks/wms", signed("msg_b3", now, webhookBody, other), webhookBody), 200)
+	verified := map[string]bool{}
+	for _, d := range s.WebhookDeliveries() {
+		verified[d.ID] = d.Verified
+	}
+	if want := map[string]bool{"msg_b1": true, "msg_b3": false}; !maps.Equal(verified, want) {
+		t.Fatalf("deliveries verified %v, want %v", verified, want)
+	}
+	if _, err := New(Config{WebhookSecretsByName: map[string][]string{"erp": {"whsec_!!"}}}); err == nil || !strings.Contains(err.Error(), "webhook erp: secret 1") {
+		t.Fatalf("bad secret of erp: err = %v", err)
 	}
 }
