@@ -84,7 +84,7 @@ type filterFlags struct {
 
 func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.orders, "order", "", "only these order ids (comma-separated)")
-	fs.StringVar(&f.steps, "step", "", "only these failed steps (comma-separated: details, crm, production_log, shipping, invoice, email)")
+	fs.StringVar(&f.steps, "step", "", "only these failed steps (comma-separated: details, crm, production_log, shipping, invoice, email, webhook:<name>)")
 	fs.StringVar(&f.classes, "class", "", "only these classes (comma-separated, any case: permanent, exhausted, parked, corrupt)")
 	fs.StringVar(&f.since, "since", "", "only dead letters that failed at or after this time (2h, 7d or RFC 3339)")
 	fs.StringVar(&f.until, "until", "", "only dead letters that failed before this time (2h, 7d or RFC 3339)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -564,5 +565,16 @@ func TestDLQParkedRefundOfACompletedOrder(t *testing.T) {
 	recs := e.orders(1)
 	if h, _ := recHeader(recs[len(recs)-1], topics.HeaderEventType); h != processor.EventChargeRefunded {
 		t.Errorf("replayed %q, want the refund", h)
+	}
+}
+
+// dlq list|replay --step names the webhook steps too.
+func TestDlqStepHelpNamesWebhooks(t *testing.T) {
+	for _, cmd := range []string{"list", "replay"} {
+		var stdout, stderr bytes.Buffer
+		run(context.Background(), []string{"dlq", cmd, "--help"}, &stdout, &stderr)
+		if want := "details, crm, production_log, shipping, invoice, email, webhook:<name>)"; !strings.Contains(stdout.String(), want) {
+			t.Errorf("dlq %s --help: no %q in\n%s", cmd, want, stdout.String())
+		}
 	}
 }
