@@ -182,6 +182,9 @@ func chainSteps(entries []chainEntry, prov processor.Providers, hooks map[string
 type namedValues map[string]string
 
 func (n *namedValues) String() string { return "" }
+
+// credential keeps parseFlags from echoing a bad value of the variable.
+func (n *namedValues) credential() {}
 func (n *namedValues) Set(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return nil

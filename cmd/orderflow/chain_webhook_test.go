@@ -131,7 +131,7 @@ func TestWebhookEnvironmentLists(t *testing.T) {
 	t.Setenv("ORDERFLOW_WEBHOOK", "erp=https://erp.shop.example/in?ids=1,2")
 	_, err = webhookConfigs(t, nil, "--steps", "details,webhook:erp")
 	want2 := "part 2 of 2 is not <name>=<value> (a value holding a comma cannot be split"
-	if err == nil || !strings.Contains(err.Error(), want2) || strings.Count(err.Error(), "ids=1") > 1 {
+	if err == nil || !strings.Contains(err.Error(), want2) || strings.Contains(err.Error(), "erp.shop.example") {
 		t.Errorf("URL with a comma: %v, want %q", err, want2)
 	}
 	t.Setenv("ORDERFLOW_WEBHOOK", "erp=https://a.example/1,erp=https://a.example/2")

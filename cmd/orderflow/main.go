@@ -154,7 +154,12 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		env := envName(f.Name)
 		if v, ok := os.LookupEnv(env); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Sprintf("%s=%q: %s", env, v, valueErrorText(f, err.Error())))
+				if _, ok := f.Value.(interface{ credential() }); ok {
+					// The value may hold a token (a webhook URL): not shown.
+					errs = append(errs, fmt.Sprintf("%s: %s", env, valueErrorText(f, err.Error())))
+				} else {
+					errs = append(errs, fmt.Sprintf("%s=%q: %s", env, v, valueErrorText(f, err.Error())))
+				}
 			}
 		}
 	})
