@@ -122,7 +122,7 @@ func (f *processorFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.clockDrift, "max-clock-drift", d.MaxClockDrift, "bound on the clock difference between processors: the next owner of an interrupted call waits for its lease to end plus this before looking it up")
 	fs.DurationVar(&f.lookupDelay, "lookup-delay", d.LookupDelay, "how long a provider's look-up may not yet show a booking, invoice or email: an interrupted call is made again only if a look-up this long after its lease still finds nothing")
 	fs.DurationVar(&f.holdAfter, "hold-after", d.HoldAfter, "how long look-ups of an interrupted call may fail before the order is held (dead-lettered with an alert, not called again)")
-	fs.DurationVar(&f.stepTimeout, "step-timeout", d.StepTimeout, "bound of one provider call")
+	fs.DurationVar(&f.stepTimeout, "step-timeout", d.StepTimeout, "bound of one provider call, a webhook step's delivery included")
 	fs.DurationVar(&f.revokeDeadline, "revoke-deadline", d.RevokeDeadline, "how long in-flight steps may finish after a revocation or SIGTERM")
 	fs.DurationVar(&f.sessionTimeout, "session-timeout", d.SessionTimeout, "how long the group waits for a silent processor before moving its partitions (how long a crash stalls its orders); at least 100ms and at most 24 days, and within what the brokers allow (by default 6s to 30m: group.min.session.timeout.ms, group.max.session.timeout.ms)")
 	fs.DurationVar(&f.rebalanceTO, "rebalance-timeout", d.RebalanceTimeout, "how long a processor may take to give up revoked partitions (keep above --revoke-deadline; at least 100ms and at most 24 days)")
