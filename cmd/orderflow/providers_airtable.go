@@ -51,7 +51,9 @@ func (p *airtableProvider) configure(s *setup) any {
 		return nil
 	}
 	c := &airtable.Config{
-		BaseURL:  s.base(p.url),
+		BaseURL: s.base(p.url),
+		// One call is bounded by --step-timeout, as the README says.
+		Timeout:  s.p.callTimeout(),
 		Token:    s.read(p.tokenFile, envAirtableToken, simAirtableToken, "airtable-token-file"),
 		BaseID:   s.need(s.orSim(p.baseID, simAirtableBaseID), "airtable-base-id"),
 		Table:    s.need(s.orSim(p.table, simAirtableTable), "airtable-table"),

@@ -82,7 +82,9 @@ func (p *dhlProvider) configure(s *setup) any {
 		s.need("", "label-dir")
 	}
 	return &dhl.Config{
-		BaseURL:                    s.base(p.url),
+		BaseURL: s.base(p.url),
+		// One call is bounded by --step-timeout, as the README says.
+		Timeout:                    s.p.callTimeout(),
 		APIKey:                     s.read(p.keyFile, envDHLAPIKey, simDHLAPIKey, "dhl-api-key-file"),
 		Username:                   s.need(s.orSim(p.user, simDHLUser), "dhl-username"),
 		Password:                   s.read(p.passFile, envDHLPassword, simDHLPassword, "dhl-password-file"),

@@ -46,7 +46,9 @@ func (p *mailgunProvider) configure(s *setup) any {
 		return nil
 	}
 	return &mailgun.Config{
-		BaseURL:  s.base(p.url),
+		BaseURL: s.base(p.url),
+		// One call is bounded by --step-timeout, as the README says.
+		Timeout:  s.p.callTimeout(),
 		APIKey:   s.read(p.keyFile, envMailgunKey, simMailgunKey, "mailgun-api-key-file"),
 		Domain:   s.need(s.orSim(p.domain, simMailgunDomain), "mailgun-domain"),
 		From:     s.orSim(p.from, simMailgunFrom),

@@ -74,7 +74,9 @@ func (p *netvisorProvider) configure(s *setup) any {
 		return nil
 	}
 	c := &netvisor.Config{
-		BaseURL:                     s.base(p.url),
+		BaseURL: s.base(p.url),
+		// One call is bounded by --step-timeout, as the README says.
+		Timeout:                     s.p.callTimeout(),
 		Sender:                      s.need(s.orSim(p.sender, simNetvisorSender), "netvisor-sender"),
 		CustomerID:                  s.need(s.orSim(p.custID, simNetvisorCustID), "netvisor-customer-id"),
 		CustomerKey:                 s.read(p.custFile, envNetvisorCustKey, simNetvisorCustKey, "netvisor-customer-key-file"),

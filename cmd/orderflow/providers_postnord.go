@@ -67,7 +67,9 @@ func (p *postnordProvider) configure(s *setup) any {
 		streets = []string{st}
 	}
 	return &postnord.Config{
-		BaseURL:          s.base(p.url),
+		BaseURL: s.base(p.url),
+		// One call is bounded by --step-timeout, as the README says.
+		Timeout:          s.p.callTimeout(),
 		APIKey:           s.read(p.keyFile, envPostNordAPIKey, simPostNordAPIKey, "postnord-api-key-file"),
 		Logger:           s.logger(),
 		IssuerCode:       p.issuer,

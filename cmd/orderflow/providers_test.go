@@ -509,3 +509,29 @@ func TestProviderFlagsTimeZone(t *testing.T) {
 		}
 	}
 }
+
+// Every provider client's request timeout is --step-timeout: a client's
+// own shorter default (Airtable's 10 s, Zoho's and Mailgun's 15 s) would
+// cut a call the README says --step-timeout bounds.
+func TestProviderCallsBoundedByStepTimeout(t *testing.T) {
+	for _, stepTimeout := range []time.Duration{0, 60 * time.Second} {
+		p := parseProviderFlags(t, nil, "--sim-url", "http://127.0.0.1:8090", "--label-dir", t.TempDir())
+		p.stepTimeout = stepTimeout
+		c, err := view(p.configs(discardLogger()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := stepTimeout
+		if want == 0 {
+			want = 30 * time.Second // the processor's default --step-timeout
+		}
+		for name, got := range map[string]time.Duration{
+			"zoho": c.Zoho.Timeout, "airtable": c.Airtable.Timeout, "postnord": c.PostNord.Timeout,
+			"netvisor": c.Netvisor.Timeout, "mailgun": c.Mailgun.Timeout,
+		} {
+			if got != want {
+				t.Errorf("--step-timeout %v: %s timeout %v, want %v", stepTimeout, name, got, want)
+			}
+		}
+	}
+}

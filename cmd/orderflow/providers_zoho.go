@@ -68,7 +68,9 @@ func (p *zohoProvider) configure(s *setup) any {
 		p.conc = 0
 	}
 	return &zoho.Config{
-		APIBaseURL:   s.base(p.url),
+		APIBaseURL: s.base(p.url),
+		// One call is bounded by --step-timeout, as the README says.
+		Timeout:      s.p.callTimeout(),
 		AccountsURL:  s.base(p.accountsURL),
 		ClientID:     s.need(s.orSim(p.clientID, simZohoClientID), "zoho-client-id"),
 		ClientSecret: s.read(p.secretFile, envZohoClientSecret, simZohoClientSecret, "zoho-client-secret-file"),
