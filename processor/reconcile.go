@@ -63,7 +63,9 @@ func (h *handling) resolveIntent(s Step, log *slog.Logger) (stepOutcome, bool) {
 //  3. A provider that cannot answer (errors) until HoldAfter has passed
 //     since step 1, or answers with a permanent error, holds the order: it
 //     is dead-lettered with the reason and an alert, never called again by
-//     itself; a replay reconciles again.
+//     itself; a replay reconciles again. While the step's circuit is open
+//     (the provider fails for every order) a failing look-up brings no
+//     hold nearer.
 func (h *handling) reconcile(step string, find lookup, what string, log *slog.Logger) (stepOutcome, bool) {
 	p, ss := h.p, h.st.Step(step)
 	from := p.leaseEnd(ss).Add(p.cfg.MaxClockDrift)
@@ -109,6 +111,13 @@ func (h *handling) reconcile(step string, find lookup, what string, log *slog.Lo
 			log.Info("not at the provider after the look-up delay; calling again", "what", what, "lookups", n)
 			ss.Intent, ss.Lease = nil, nil
 			return stepDone, false
+		case err != nil && !integrations.IsPermanent(err) && p.breakers[step] != nil && p.breakers[step].current() != circuitClosed:
+			// The provider fails for every order (its circuit is open): a
+			// look-up failing meanwhile says nothing of this call, and
+			// brings no hold nearer; the order waits for the provider as
+			// the others do. (An outage answering 502 would otherwise hold
+			// every order it left in doubt.)
+			holdAt = time.Now().Add(p.cfg.HoldAfter)
 		case err != nil && (integrations.IsPermanent(err) || !asked.Before(holdAt)):
 			return h.deadLetterOutcome(step, topics.ClassPermanent, fmt.Errorf(
 				"held: whether an interrupted %s call reached the provider is unknown (look-up of %s: %w); not called again: check at the provider, then replay", step, what, err)), true
