@@ -33,11 +33,14 @@ func (p *Processor) openStateRoot() error {
 		root, p.stateTmp = dir, true
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return fmt.Errorf("processor: state folder: %w", err)
+		return &StateDirError{Err: err}
+	}
+	if err := probeWrite(root); err != nil {
+		return &StateDirError{Err: fmt.Errorf("folder %s cannot be written: %w", root, err)}
 	}
 	f, err := os.OpenFile(filepath.Join(root, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return fmt.Errorf("processor: state folder: %w", err)
+		return &StateDirError{Err: err}
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
@@ -50,6 +53,30 @@ func (p *Processor) openStateRoot() error {
 	// One block cache for the stores of every assigned partition.
 	p.blockCache = statestore.NewCache(stateBlockCache)
 	return nil
+}
+
+// StateDirError is returned by New when Config.StateDir cannot be created
+// or written: a setting to correct, not a failure of the run.
+type StateDirError struct{ Err error }
+
+func (e *StateDirError) Error() string { return "processor: state folder: " + e.Err.Error() }
+func (e *StateDirError) Unwrap() error { return e.Err }
+
+// probeWrite creates, syncs and removes a temporary file in dir: a folder
+// that exists but cannot be written is refused at start, not when the
+// first partition's store is opened.
+func probeWrite(dir string) error {
+	f, err := os.CreateTemp(dir, ".probe-*.tmp")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write([]byte("probe"))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	cerr := f.Close()
+	rerr := os.Remove(f.Name())
+	return errors.Join(werr, cerr, rerr)
 }
 
 // closeStateRoot releases the state folder (and removes a temporary one).

@@ -237,6 +237,10 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if errors.As(err, &ce) {
 		return usagef("--steps: %s", ce.Reason)
 	}
+	var se *processor.StateDirError
+	if errors.As(err, &se) {
+		return usagef("--state-dir: %v", se.Err)
+	}
 	if err != nil {
 		return err
 	}

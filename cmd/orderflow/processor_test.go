@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +133,47 @@ func TestProcessorSilentBroker(t *testing.T) {
 	}
 	if strings.Contains(out, "consuming") {
 		t.Errorf("stdout %q: the processor said it consumes before Kafka answered", out)
+	}
+}
+
+// TestProcessorRefusesUnusableFolders: a --label-dir that exists but cannot
+// be written, and a --state-dir that cannot be created, are usage errors
+// (exit 2) naming the flag, found before Kafka is contacted.
+func TestProcessorRefusesUnusableFolders(t *testing.T) {
+	clearOrderflowEnv(t)
+	file := filepath.Join(t.TempDir(), "afile")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"processor", "--brokers", refusedBrokers, "--timeout", "1s", "--sim-url", "http://127.0.0.1:1", "--metrics-addr", ""}
+	ro := unwritableDir(t)
+	for _, tt := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"label dir not writable", []string{"--label-dir", ro},
+			[]string{"orderflow: --label-dir: labelstore: folder " + ro + " cannot be written: open " + ro + "/.label-probe-", "permission denied"}},
+		{"label dir under a file", []string{"--label-dir", file + "/labels"},
+			[]string{"orderflow: --label-dir: labelstore: mkdir " + file + ": not a directory"}},
+		{"state dir under a file", []string{"--label-dir", t.TempDir(), "--state-dir", file + "/state"},
+			[]string{"orderflow: --state-dir: mkdir " + file + ": not a directory"}},
+		{"state dir not writable", []string{"--label-dir", t.TempDir(), "--state-dir", ro},
+			[]string{"orderflow: --state-dir: folder " + ro + " cannot be written: open " + ro + "/.probe-", "permission denied"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := orderflow(t, append(base, tt.args...)...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2\n%s%s", code, out, errs)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errs)
+				}
+			}
+			if strings.Contains(out, "consuming") {
+				t.Errorf("stdout %q: the processor said it consumes", out)
+			}
+		})
 	}
 }

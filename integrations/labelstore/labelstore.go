@@ -78,8 +78,9 @@ var (
 	_ Finder = (*Dir)(nil)
 )
 
-// NewDir returns a Dir rooted at root, creating the folder if needed. The
-// root is made absolute so locations stay valid whatever the working
+// NewDir returns a Dir rooted at root, creating the folder if needed and
+// refusing one it cannot write a file in (it writes, syncs and removes a
+// hidden probe file). The root is made absolute so locations stay valid whatever the working
 // directory later is.
 func NewDir(root string) (*Dir, error) {
 	if root == "" {
@@ -92,11 +93,32 @@ func NewDir(root string) (*Dir, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("labelstore: %w", err)
 	}
+	if err := probeWrite(abs); err != nil {
+		return nil, fmt.Errorf("labelstore: folder %s cannot be written: %w", abs, err)
+	}
 	f, err := os.Open(abs)
 	if err != nil {
 		return nil, fmt.Errorf("labelstore: %w", err)
 	}
 	return &Dir{root: abs, folder: dirSync{dir: f, fsync: (*os.File).Sync}}, nil
+}
+
+// probeWrite creates, syncs and removes a temporary file in dir, as Put
+// does with a label: a folder that exists but cannot be written is found
+// at start, not after a shipment was booked whose label then has nowhere
+// to go.
+func probeWrite(dir string) error {
+	f, err := os.CreateTemp(dir, ".label-probe-*.tmp")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write([]byte("probe"))
+	if werr == nil {
+		werr = f.Sync()
+	}
+	cerr := f.Close()
+	rerr := os.Remove(f.Name())
+	return errors.Join(werr, cerr, rerr)
 }
 
 // Root is the folder labels are written to.

@@ -484,3 +484,53 @@ func BenchmarkPut(b *testing.B) {
 		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 }
+
+// unwritableDir is an existing folder this test process cannot create a
+// file in: a 0555 folder, or for root (whom modes do not stop) /sys.
+func unwritableDir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		dir := filepath.Join(t.TempDir(), "ro")
+		if err := os.Mkdir(dir, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	if fi, err := os.Stat("/sys"); err != nil || !fi.IsDir() {
+		t.Skip("running as root without /sys: no folder root cannot write")
+	}
+	if f, err := os.CreateTemp("/sys", ".probe-*"); err == nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		t.Skip("root can write /sys here")
+	}
+	return "/sys"
+}
+
+func TestNewDirRefusesUnwritableFolder(t *testing.T) {
+	dir := unwritableDir(t)
+	d, err := NewDir(dir)
+	if err == nil {
+		_ = d.Close()
+		t.Fatalf("NewDir(%s) accepted a folder it cannot write", dir)
+	}
+	if !strings.Contains(err.Error(), "cannot be written") || !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("err = %v, want it to say the folder cannot be written, permission denied", err)
+	}
+}
+
+func TestNewDirLeavesNoProbeFile(t *testing.T) {
+	dir := t.TempDir()
+	d, err := NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Fatalf("folder holds %v after NewDir, want it empty", entries)
+	}
+}

@@ -108,6 +108,11 @@ func OpenIndex(dir string, id Identity, cacheBytes int64) (ix *Index, rebuilt st
 	if cacheBytes <= 0 {
 		cacheBytes = 64 << 20
 	}
+	// A folder that cannot be created is a setting to correct, not an
+	// unreadable index to wipe.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("console: index folder: %w", err)
+	}
 	ix, reason, err := openIndex(dir, id, cacheBytes)
 	if err != nil && (errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")) {
 		// Pebble's lock: another console is using the folder. Not an

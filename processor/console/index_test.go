@@ -351,3 +351,17 @@ func TestIndexInUseIsRefused(t *testing.T) {
 		t.Errorf("the first console's lock is gone: %v", err)
 	}
 }
+
+// TestIndexFolderUnderAFileSaysMkdir: a --index-dir that cannot be created
+// is reported as such, not as an index that could not be cleared.
+func TestIndexFolderUnderAFileSaysMkdir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "afile")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := OpenIndex(filepath.Join(file, "idx"), Identity{ClusterID: "c1"}, 8<<20)
+	want := "console: index folder: mkdir " + file + ": not a directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("open: %v, want %q", err, want)
+	}
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// refusedBrokers is a broker address nothing listens on: a test that
+// expects a command to stop before it contacts Kafka passes it, so a
+// regression fails at once instead of joining whatever broker answers at
+// the default 127.0.0.1:9092 (a developer's `make run`).
+const refusedBrokers = "127.0.0.1:1"
+
+// clearOrderflowEnv unsets every ORDERFLOW_* variable but the test
+// infrastructure's ORDERFLOW_TEST_* for the test (they are restored
+// afterwards), so an exported ORDERFLOW_BROKERS or other setting of the
+// developer's shell cannot steer a command under test.
+func clearOrderflowEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "ORDERFLOW_") && !strings.HasPrefix(name, "ORDERFLOW_TEST_") {
+			t.Setenv(name, "") // records the value for restoring
+			if err := os.Unsetenv(name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// unwritableDir is an existing folder this test process cannot create a
+// file in: a 0555 folder, or for root (whom modes do not stop) /sys.
+func unwritableDir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		dir := filepath.Join(t.TempDir(), "ro")
+		if err := os.Mkdir(dir, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	if fi, err := os.Stat("/sys"); err != nil || !fi.IsDir() {
+		t.Skip("running as root without /sys: no folder root cannot write")
+	}
+	if f, err := os.CreateTemp("/sys", ".probe-*"); err == nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		t.Skip("root can write /sys here")
+	}
+	return "/sys"
+}
