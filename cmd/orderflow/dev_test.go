@@ -436,6 +436,38 @@ func TestDevProviders(t *testing.T) {
 	}
 }
 
+// TestDevStripeMockTakesTheBuiltInKey: dev --stripe-base-url <stripe-mock>
+// without --stripe-api-key reads order details with its built-in test key,
+// which the real stripe-mock must accept (it refuses a key with a "_" after
+// sk_test_ with a 401). stripe-mock's fixture amounts do not add up, so the
+// order is refused as such, or read; never unauthorised.
+func TestDevStripeMockTakesTheBuiltInKey(t *testing.T) {
+	base := testenv.StripeMock(t)
+	pf := devProviders(devConfig{DataDir: t.TempDir(), StripeBaseURL: base}, "127.0.0.1:8090")
+	c, err := view(pf.configs(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Stripe.BaseURL != strings.TrimRight(base, "/") || c.Stripe.SecretKey != "sk_test_orderflowsimulator" {
+		t.Fatalf("stripe %q %q, want stripe-mock and the built-in key", c.Stripe.BaseURL, c.Stripe.SecretKey)
+	}
+	cfg := c.Stripe
+	cfg.Timeout = 10 * time.Second
+	cl, err := stripe.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	o, err := cl.OrderDetails(ctx, "pi_123")
+	if err != nil && !(integrations.IsPermanent(err) && strings.Contains(err.Error(), "Stripe's amounts do not add up")) {
+		t.Fatalf("OrderDetails(pi_123) from stripe-mock with the built-in key: %v", err)
+	}
+	if err == nil && o.ID != "pi_123" {
+		t.Fatalf("order %+v, want pi_123", o)
+	}
+}
+
 // TestDevModeRedisDedup: with --redis-addr the gateway's dedup is in Redis,
 // so it outlives a restart.
 func TestDevModeRedisDedup(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 // Stripe reads the order's details. Its step is always on.
 
 const (
-	simStripeKey = "sk_test_orderflow_simulator"
+	simStripeKey = "sk_test_orderflowsimulator" // letters and digits only after sk_test_: stripe-mock refuses a key with another "_"
 	// envStripeKey holds the key when no --stripe-secret-key-file is given.
 	// Secrets are never flags of their own, so they do not end up in shell
 	// history or process listings.

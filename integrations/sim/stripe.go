@@ -35,7 +35,8 @@ type stripeSim struct {
 type obj = map[string]any
 
 // stripeAuth accepts what stripe-mock accepts: a test-mode secret or
-// restricted key as a Bearer token or as the basic-auth user name.
+// restricted key as a Bearer token or as the basic-auth user name, with no
+// further "_" after sk_test_ / rk_test_ (stripe-mock refuses one).
 func stripeAuth(r *http.Request) bool {
 	key := ""
 	if user, _, ok := r.BasicAuth(); ok {
@@ -43,7 +44,11 @@ func stripeAuth(r *http.Request) bool {
 	} else if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		key = strings.TrimSpace(v)
 	}
-	return (strings.HasPrefix(key, "sk_test_") || strings.HasPrefix(key, "rk_test_")) && len(key) > len("sk_test_")
+	rest, ok := strings.CutPrefix(key, "sk_test_")
+	if !ok {
+		rest, ok = strings.CutPrefix(key, "rk_test_")
+	}
+	return ok && rest != "" && !strings.Contains(rest, "_")
 }
 
 // stripeErrors writes Stripe's error body; 5xx are api_error, the rest

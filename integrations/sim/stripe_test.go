@@ -23,6 +23,9 @@ func TestStripeAuth(t *testing.T) {
 		{"bare prefix", map[string]string{"Authorization": "Bearer sk_test_"}, 401},
 		{"test key", stripeAuthHdr, 200},
 		{"restricted test key", map[string]string{"Authorization": "Bearer rk_test_9"}, 200},
+		// stripe-mock refuses a further "_" (its 401), so the simulator does.
+		{"test key with another underscore", map[string]string{"Authorization": "Bearer sk_test_abc_def"}, 401},
+		{"restricted key with another underscore", map[string]string{"Authorization": "Bearer rk_test_a_b"}, 401},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := call(t, "GET", ts.URL+"/v1/payment_intents/pi_1", tc.hdr, nil)
