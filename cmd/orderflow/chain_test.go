@@ -11,7 +11,8 @@ import (
 )
 
 // An invalid chain is refused at start, before any connection, with a
-// one-line reason and exit code 2.
+// one-line reason and exit code 2. The runs name a broker nothing listens
+// on: one that got past its refusal would start a real processor.
 func TestProcessorRefusesInvalidChain(t *testing.T) {
 	tests := []struct{ steps, want string }{
 		{"details,crm,klaviyo", `--steps: unknown step "klaviyo"`},
@@ -24,7 +25,7 @@ func TestProcessorRefusesInvalidChain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), []string{"processor", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", tt.steps}, &stdout, &stderr)
+		code := run(context.Background(), []string{"processor", "--brokers", refusedBrokers, "--timeout", "1s", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", tt.steps}, &stdout, &stderr)
 		out := stderr.String()
 		if code != 2 || !strings.Contains(out, tt.want) || strings.Count(out, "\n") != 1 {
 			t.Errorf("--steps %s: exit %d, stderr %q; want 2 and one line with %q", tt.steps, code, out, tt.want)
@@ -37,7 +38,7 @@ func TestProcessorRefusesInvalidChain(t *testing.T) {
 	}
 	for _, tt := range gates {
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), []string{"processor", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", tt.steps, "--webhook-gate", tt.gate}, &stdout, &stderr)
+		code := run(context.Background(), []string{"processor", "--brokers", refusedBrokers, "--timeout", "1s", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", tt.steps, "--webhook-gate", tt.gate}, &stdout, &stderr)
 		out := stderr.String()
 		if code != 2 || !strings.Contains(out, tt.want) || strings.Count(out, "\n") != 1 {
 			t.Errorf("--steps %s: exit %d, stderr %q; want 2 and one line with %q", tt.steps, code, out, tt.want)
@@ -56,7 +57,7 @@ func TestProcessorRefusesInvalidChain(t *testing.T) {
 	}
 	for _, tt := range stray {
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), append([]string{"processor", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", "details,webhook:erp"}, tt.args...), &stdout, &stderr)
+		code := run(context.Background(), append([]string{"processor", "--brokers", refusedBrokers, "--timeout", "1s", "--sim-url", "http://127.0.0.1:9", "--metrics-addr", "", "--steps", "details,webhook:erp"}, tt.args...), &stdout, &stderr)
 		out := stderr.String()
 		if code != 2 || !strings.Contains(out, tt.want) || strings.Count(out, "\n") != 1 {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line with %q", tt.args, code, out, tt.want)

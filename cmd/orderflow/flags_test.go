@@ -9,6 +9,7 @@ import (
 
 // A mistyped flag is one line on stderr, with the nearest flag, and exit 2.
 func TestBadFlagIsOneLine(t *testing.T) {
+	refuseKafka(t)
 	for _, tt := range []struct {
 		args []string
 		want string

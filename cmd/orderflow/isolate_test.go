@@ -13,20 +13,27 @@ import (
 // the default 127.0.0.1:9092 (a developer's `make run`).
 const refusedBrokers = "127.0.0.1:1"
 
-// clearOrderflowEnv unsets every ORDERFLOW_* variable but the test
-// infrastructure's ORDERFLOW_TEST_* for the test (they are restored
-// afterwards), so an exported ORDERFLOW_BROKERS or other setting of the
-// developer's shell cannot steer a command under test.
-func clearOrderflowEnv(t *testing.T) {
-	t.Helper()
+// TestMain unsets every ORDERFLOW_* variable but the test infrastructure's
+// ORDERFLOW_TEST_* before the tests run, so an ORDERFLOW_BROKERS or other
+// setting exported in the developer's shell cannot steer a command under
+// test; a test that wants one sets it with t.Setenv.
+func TestMain(m *testing.M) {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, "ORDERFLOW_") && !strings.HasPrefix(name, "ORDERFLOW_TEST_") {
-			t.Setenv(name, "") // records the value for restoring
-			if err := os.Unsetenv(name); err != nil {
-				t.Fatal(err)
-			}
+			_ = os.Unsetenv(name)
 		}
+	}
+	os.Exit(m.Run())
+}
+
+// refuseKafka makes a command of the test that is given no --brokers read
+// refusedBrokers from ORDERFLOW_BROKERS, unless the test set a broker
+// itself.
+func refuseKafka(t *testing.T) {
+	t.Helper()
+	if os.Getenv("ORDERFLOW_BROKERS") == "" {
+		t.Setenv("ORDERFLOW_BROKERS", refusedBrokers)
 	}
 }
 

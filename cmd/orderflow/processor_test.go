@@ -140,7 +140,6 @@ func TestProcessorSilentBroker(t *testing.T) {
 // be written, and a --state-dir that cannot be created, are usage errors
 // (exit 2) naming the flag, found before Kafka is contacted.
 func TestProcessorRefusesUnusableFolders(t *testing.T) {
-	clearOrderflowEnv(t)
 	file := filepath.Join(t.TempDir(), "afile")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -76,6 +76,7 @@ func TestTopicsCheckWrongPartitions(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	refuseKafka(t)
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -98,6 +99,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestBadEnvironmentIsAUsageError(t *testing.T) {
+	refuseKafka(t)
 	t.Setenv("ORDERFLOW_PARTITIONS", "many")
 	code, _, errs := orderflow(t, "topics", "check")
 	if code != 2 || !strings.Contains(errs, `ORDERFLOW_PARTITIONS="many"`) {
