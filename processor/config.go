@@ -108,6 +108,10 @@ type Config struct {
 	// per record handled, per step attempt and per state or dead-letter
 	// write, in the order's trace. Nil is off (no span is made).
 	Tracing *tracing.Tracing
+	// OnStarted, when set, is called once by Run when the topics were
+	// found usable (present and co-partitioned) and consuming begins; it
+	// is not called when Run refuses to start.
+	OnStarted func()
 	// MaxErrorLen cuts error texts stored in the state and DLQ headers.
 	MaxErrorLen int
 	// StateDir holds the local state store of each assigned partition

@@ -264,6 +264,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	}()
 
 	p.log.Info("processor started", "group", p.cfg.Group, "topic", p.cfg.Topics.Orders)
+	if p.cfg.OnStarted != nil {
+		p.cfg.OnStarted()
+	}
 	for {
 		// Never take more records than the global bound leaves room for.
 		// At the bound the loop waits instead of pausing the topic: franz-go

@@ -220,6 +220,9 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer stopTracing()
 	cfg.Tracing = tr
+	// Said once the topics were found present and co-partitioned: a
+	// script waiting for the line then knows the processor runs.
+	cfg.OnStarted = func() { fmt.Fprintf(stdout, "processor consuming %s as group %s\n", cfg.Topics.Orders, cfg.Group) }
 	traceProviderCalls(tr)
 	f.providers.stepTimeout = cfg.StepTimeout                           // a webhook call is bounded as every provider call
 	f.providers.fleet.group, f.providers.fleet.kafka = cfg.Group, kopts // live processors, for the limits' fallback share
@@ -289,8 +292,6 @@ func runProcessor(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}()
 		logger.Info("metrics listening", "metrics_addr", ln.Addr().String())
 	}
-	fmt.Fprintf(stdout, "processor consuming %s as group %s\n", cfg.Topics.Orders, cfg.Group)
-
 	runErr := f.kafka.withTopicsHint(proc.Run(ctx))
 	if msrv != nil {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

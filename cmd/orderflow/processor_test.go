@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -174,5 +175,50 @@ func TestProcessorRefusesUnusableFolders(t *testing.T) {
 				t.Errorf("stdout %q: the processor said it consumes", out)
 			}
 		})
+	}
+}
+
+// TestProcessorSaysConsumingOnlyOnceStarted: with its topic missing the
+// processor refuses to start without having said it consumes; with the
+// topics there it says so once.
+func TestProcessorSaysConsumingOnlyOnceStarted(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	prefix := testenv.Prefix(t)
+	group := prefix + "proc"
+	args := []string{"processor", "--brokers", brokers, "--topic-prefix", prefix, "--group", group, "--timeout", "10s",
+		"--sim-url", "http://127.0.0.1:1", "--metrics-addr", "", "--label-dir", t.TempDir(), "--log-level", "error"}
+	code, out, errs := orderflow(t, args...)
+	if code != 1 || !strings.Contains(errs, "orderflow: processor: topic "+prefix+"orders is missing") {
+		t.Fatalf("without topics: exit %d, stderr %q; want 1 naming the missing topic", code, errs)
+	}
+	if out != "" {
+		t.Fatalf("without topics: stdout %q, want nothing", out)
+	}
+
+	if code, out, errs := orderflow(t, "topics", "create", "--brokers", brokers, "--topic-prefix", prefix, "--partitions", "2", "--replication-factor", "1"); code != 0 {
+		t.Fatalf("topics create: exit %d\n%s%s", code, out, errs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, &stdout, &stderr) }()
+	want := "processor consuming " + prefix + "orders as group " + group + "\n"
+	deadline := time.After(30 * time.Second)
+	for stdout.String() != want {
+		select {
+		case code := <-done:
+			t.Fatalf("processor exited %d, stdout %q, stderr:\n%s", code, stdout.String(), stderr.String())
+		case <-deadline:
+			t.Fatalf("stdout %q, want %q", stdout.String(), want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("stopped processor: exit %d\n%s", code, stderr.String())
+	}
+	if stdout.String() != want {
+		t.Fatalf("stdout %q, want the line once", stdout.String())
 	}
 }
