@@ -28,6 +28,7 @@ var (
 	ErrBlankObjectID          = errors.New("object id is blank")
 	ErrObjectIDNotUTF8        = errors.New("object id is not valid UTF-8")
 	ErrObjectIDControl        = errors.New("object id has a control character")
+	ErrBlankPaymentIntentID   = errors.New("payment_intent id is blank")
 	ErrPaymentIntentIDNotUTF8 = errors.New("payment_intent id is not valid UTF-8")
 	ErrPaymentIntentIDControl = errors.New("payment_intent id has a control character")
 )
@@ -80,10 +81,12 @@ func parseEvent(body []byte) (event, string, error) {
 	if err := checkID(e.Data.Object.ID, ErrBlankObjectID, ErrObjectIDNotUTF8, ErrObjectIDControl); err != nil {
 		return event{}, "", err
 	}
-	key := orderKey(e)
-	if key != e.Data.Object.ID {
-		// The object's payment_intent: never blank (orderKey skips one).
-		if err := checkID(key, nil, ErrPaymentIntentIDNotUTF8, ErrPaymentIntentIDControl); err != nil {
+	key, fromPI := orderKey(e)
+	if fromPI {
+		// The object's payment_intent, the order's key: a blank one is
+		// refused as a blank object id is, not replaced by the object id
+		// (the order would be keyed apart from its PaymentIntent's events).
+		if err := checkID(key, ErrBlankPaymentIntentID, ErrPaymentIntentIDNotUTF8, ErrPaymentIntentIDControl); err != nil {
 			return event{}, "", err
 		}
 	}
@@ -116,38 +119,40 @@ func checkID(id string, blank, notUTF8, control error) error {
 // payment_intent.* events it is the object's own id; for anything else
 // (checkout.session.*, charge.*) it is the object's payment_intent, and when
 // there is none (a Checkout Session without payment, a legacy charge) the
-// object's id.
-func orderKey(e event) string {
+// object's id. fromPI says the key is the object's payment_intent, which
+// may then be blank (parseEvent refuses that).
+func orderKey(e event) (key string, fromPI bool) {
 	obj := e.Data.Object
 	if strings.HasPrefix(e.Type, "payment_intent.") {
-		return obj.ID
+		return obj.ID, false
 	}
-	if pi := paymentIntentID(obj.PaymentIntent); pi != "" {
-		return pi
+	if pi, ok := paymentIntentID(obj.PaymentIntent); ok {
+		return pi, true
 	}
-	return obj.ID
+	return obj.ID, false
 }
 
-// paymentIntentID reads an expandable payment_intent field: an id string,
-// an expanded object with an id, or null. A blank id reads as none.
-func paymentIntentID(raw json.RawMessage) string {
+// paymentIntentID reads an expandable payment_intent field: an id string
+// or an expanded object with an id string (ok, the id as given, blank
+// included); null, absent or of another shape is none.
+func paymentIntentID(raw json.RawMessage) (string, bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
-		return ""
+		return "", false
 	}
 	switch raw[0] {
 	case '"':
 		var s string
-		if json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
-			return s
+		if json.Unmarshal(raw, &s) == nil {
+			return s, true
 		}
 	case '{':
 		var o struct {
-			ID string `json:"id"`
+			ID *string `json:"id"`
 		}
-		if json.Unmarshal(raw, &o) == nil && strings.TrimSpace(o.ID) != "" {
-			return o.ID
+		if json.Unmarshal(raw, &o) == nil && o.ID != nil {
+			return *o.ID, true
 		}
 	}
-	return ""
+	return "", false
 }

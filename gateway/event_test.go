@@ -40,12 +40,9 @@ func TestOrderKey(t *testing.T) {
 		{"session with payment intent", `{"id":"evt","type":"checkout.session.async_payment_succeeded","data":{"object":{"id":"cs_1","payment_intent":"pi_2"}}}`, "pi_2"},
 		{"session with expanded payment intent", `{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":{"id":"pi_3","object":"payment_intent"}}}}`, "pi_3"},
 		{"session with null payment intent", `{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":null}}}`, "cs_1"},
-		{"session with empty payment intent", `{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":""}}}`, "cs_1"},
 		{"charge with payment intent", `{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":"pi_4"}}}`, "pi_4"},
 		{"legacy charge without payment intent", `{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1"}}}`, "ch_1"},
 		{"payment intent of an odd type", `{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":42}}}`, "ch_1"},
-		{"session with blank payment intent", `{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":" "}}}`, "cs_1"},
-		{"session with expanded blank payment intent", `{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":{"id":"\t"}}}}`, "cs_1"},
 		{"ids of other characters are carried unchanged", `{"id":"evt_\u00e9\ud83d\ude00","type":"payment_intent.succeeded","data":{"object":{"id":"pi_\u00e9 \u202e1"}}}`, "pi_\u00e9 \u202e1"},
 	}
 	for _, tt := range tests {
@@ -87,6 +84,11 @@ func TestParseEventErrors(t *testing.T) {
 		{`{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1\u007f"}}}`, ErrObjectIDControl},
 		{`{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1\u0085"}}}`, ErrObjectIDControl},
 		{`{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":"pi_A\rB"}}}`, ErrPaymentIntentIDControl},
+		// A blank payment_intent is refused, not replaced by the object's id.
+		{`{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":""}}}`, ErrBlankPaymentIntentID},
+		{`{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":"  "}}}`, ErrBlankPaymentIntentID},
+		{`{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":{"id":"\t"}}}}`, ErrBlankPaymentIntentID},
+		{`{"id":"evt","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":" "}}}`, ErrBlankPaymentIntentID},
 		{`{"id":"evt","type":"checkout.session.completed","data":{"object":{"id":"cs_1","payment_intent":{"id":"pi_\udfff"}}}}`, ErrPaymentIntentIDNotUTF8},
 	}
 	for _, tt := range tests {

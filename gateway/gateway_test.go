@@ -342,6 +342,7 @@ func TestRejections(t *testing.T) {
 		{name: "blank object id", body: nil, header: "", status: 400, reason: "object id is blank"},
 		{name: "object id with a newline", body: nil, header: "", status: 400, reason: "object id has a control character"},
 		{name: "payment_intent with a newline", body: nil, header: "", status: 400, reason: "payment_intent id has a control character"},
+		{name: "blank payment_intent", body: nil, header: "", status: 400, reason: "payment_intent id is blank"},
 	}
 	bodies := map[string]string{
 		"not JSON":                      `not json`,
@@ -359,6 +360,7 @@ func TestRejections(t *testing.T) {
 		"blank object id":               `{"id":"evt_1","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":" "}}}`,
 		"object id with a newline":      `{"id":"evt_1","object":"event","type":"payment_intent.succeeded","data":{"object":{"id":"A\nB"}}}`,
 		"payment_intent with a newline": `{"id":"evt_1","object":"event","type":"charge.refunded","data":{"object":{"id":"ch_1","payment_intent":"pi_A\nB"}}}`,
+		"blank payment_intent":          `{"id":"evt_1","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_x","payment_intent":"  "}}}`,
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -104,6 +104,27 @@ func TestBrokersMustBeHostPort(t *testing.T) {
 	}
 }
 
+// --redis-addr is host:port like --brokers: one without its port is a
+// usage error naming the flag, not a Redis that never answers.
+func TestRedisAddrMustBeHostPort(t *testing.T) {
+	var cases []usageCase
+	for _, cmd := range []string{"gateway", "processor", "dev"} {
+		cases = append(cases,
+			usageCase{[]string{cmd, "--redis-addr", "127.0.0.1"},
+				`orderflow: invalid value "127.0.0.1" for flag --redis-addr: Redis address "127.0.0.1" is not host:port. See orderflow ` + cmd + " --help\n"},
+			usageCase{[]string{cmd, "--redis-addr", "redis:0"},
+				`orderflow: invalid value "redis:0" for flag --redis-addr: Redis address "redis:0": port "0" is not a number from 1 to 65535. See orderflow ` + cmd + " --help\n"})
+	}
+	checkUsageCases(t, cases)
+	t.Setenv("ORDERFLOW_REDIS_ADDR", "127.0.0.1")
+	checkUsageCases(t, []usageCase{{[]string{"gateway"}, `orderflow: invalid environment: ORDERFLOW_REDIS_ADDR="127.0.0.1": Redis address "127.0.0.1" is not host:port` + "\n"}})
+	for _, ok := range []string{"", "127.0.0.1:6379", "redis:6379", "[::1]:6379"} {
+		if err := checkRedisAddr(ok); err != nil {
+			t.Errorf("checkRedisAddr(%q) = %v, want nil", ok, err)
+		}
+	}
+}
+
 // --topic-prefix takes what Kafka allows in a topic name, short enough for
 // every topic made from it; --replication-factor is -1 or 1 to 32767.
 func TestTopicFlagsAreChecked(t *testing.T) {

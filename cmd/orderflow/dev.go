@@ -109,7 +109,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&c.SimEnforceLimits, "sim-enforce-limits", false, "the simulator enforces the providers' documented limits (429s as the providers send them), and the clients keep to them")
 	fs.StringVar(&c.StripeAPIKey, "stripe-api-key", "", "a Stripe test-mode key (sk_test_… or rk_test_…): read order details from the real Stripe API instead of the simulator (better set as ORDERFLOW_STRIPE_API_KEY)")
 	fs.StringVar(&c.StripeBaseURL, "stripe-base-url", "", "read order details from this Stripe API instead of the simulator: your own fake, or stripe-mock (http://127.0.0.1:12111); the key is --stripe-api-key or a test key")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port for the gateway's dedup and the provider limits (empty: in memory)")
+	fs.Var(checkedString{&c.RedisAddr, checkRedisAddr}, "redis-addr", "Redis `host:port` for the gateway's dedup and the provider limits (empty: in memory)")
 	fs.IntVar(&c.Partitions, "partitions", 3, "partitions of the topics when they are first created")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {

@@ -66,7 +66,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&f.metricsAddr, "metrics-addr", ":9090", "listen address of /metrics (empty: no metrics listener)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on the metrics listener")
 	fs.StringVar(&f.secrets, "webhook-secret", "", "Stripe endpoint signing secrets (whsec_…), comma-separated; any of them is accepted, for rotation")
-	fs.StringVar(&f.redisAddr, "redis-addr", "", "Redis host:port for the dedup fast path (empty: an in-process dedup cache)")
+	fs.Var(checkedString{&f.redisAddr, checkRedisAddr}, "redis-addr", "Redis `host:port` for the dedup fast path (empty: an in-process dedup cache)")
 	fs.StringVar(&f.secretsFile, "webhook-secret-file", "", "file holding the signing secrets, comma- or newline-separated (keeps them out of the process list); added to --webhook-secret")
 	fs.StringVar(&f.redisUser, "redis-username", "", "Redis ACL user name (empty: the default user)")
 	fs.StringVar(&f.redisPassFile, "redis-password-file", "", "file holding the Redis password (or set ORDERFLOW_REDIS_PASSWORD)")

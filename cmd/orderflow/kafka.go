@@ -98,18 +98,37 @@ func checkBrokers(list string) error {
 		return errors.New("no broker: want host:port, comma-separated")
 	}
 	for _, b := range seeds {
-		host, port, err := net.SplitHostPort(b)
-		if err != nil {
-			return fmt.Errorf("broker %q is not host:port", b)
-		}
-		if !validHost(host) {
-			return fmt.Errorf("broker %q: %q is not a host name or IP address", b, host)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("broker %q: port %q is not a number from 1 to 65535", b, port)
+		if err := checkHostPort("broker", b); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// checkHostPort checks one host:port address; what names it in the error
+// ("broker").
+func checkHostPort(what, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q is not host:port", what, addr)
+	}
+	if !validHost(host) {
+		return fmt.Errorf("%s %q: %q is not a host name or IP address", what, addr, host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%s %q: port %q is not a number from 1 to 65535", what, addr, port)
+	}
+	return nil
+}
+
+// checkRedisAddr checks a --redis-addr: empty (no Redis) or host:port.
+// Without the check an address lacking its port would be taken, and every
+// connection to it fail for as long as the command runs.
+func checkRedisAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	return checkHostPort("Redis address", addr)
 }
 
 // validHost reports whether h is an IP address or a host name (letters,

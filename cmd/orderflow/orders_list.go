@@ -156,7 +156,11 @@ func runOrdersList(ctx context.Context, search bool, args []string, stdout, stde
 		if flags == "" {
 			flags = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.Number, o.Status, o.Step, o.Created.UTC().Format(time.RFC3339), amount, flags)
+		step := o.Step
+		if step == "" {
+			step = "-" // none current (a console's JSON leaves it out)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.Number, o.Status, step, o.Created.UTC().Format(time.RFC3339), amount, flags)
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(stdout, "%d order(s)\n", len(orders))

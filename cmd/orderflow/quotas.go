@@ -43,7 +43,7 @@ type quotaFlags struct {
 }
 
 func (q *quotaFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&q.redisAddr, "redis-addr", "", "Redis host:port holding the provider limits shared by every processor: a limit then holds for the fleet, and a 429 seen by one processor pauses all (empty: each processor keeps to the limits by itself)")
+	fs.Var(checkedString{&q.redisAddr, checkRedisAddr}, "redis-addr", "Redis `host:port` holding the provider limits shared by every processor: a limit then holds for the fleet, and a 429 seen by one processor pauses all (empty: each processor keeps to the limits by itself)")
 	fs.StringVar(&q.redisUser, "redis-username", "", "Redis ACL user name (empty: the default user)")
 	fs.StringVar(&q.redisPassFile, "redis-password-file", "", "file holding the Redis password (or set ORDERFLOW_REDIS_PASSWORD)")
 	fs.BoolVar(&q.redisTLS, "redis-tls", false, "connect to Redis over TLS")

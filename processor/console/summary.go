@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -109,6 +110,17 @@ type Summary struct {
 	// was read from on orders.state (the index keeps no copy of it).
 	StatePartition int32 `json:"state_partition"`
 	StateOffset    int64 `json:"state_offset"`
+}
+
+// MarshalJSON writes the summary for the JSON API and `orders list
+// --json`: an order with no current step (completed, erased) has no
+// "step", not the table's placeholder.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary // without this method
+	if s.Step == noStep {
+		s.Step = ""
+	}
+	return json.Marshal(plain(s))
 }
 
 // Summarize reads what the index keeps of a state: the summary of its

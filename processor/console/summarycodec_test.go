@@ -1,7 +1,9 @@
 package console
 
 import (
+	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,5 +40,26 @@ func TestSummaryCodecRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeSummary([]byte(`{"id":"pi_1"}`)); err == nil {
 		t.Error("decode of a JSON summary: no error")
+	}
+}
+
+// The JSON of a summary leaves out the step of an order with none (the
+// table's "-" is not a step) and keeps a current one.
+func TestSummaryJSONStep(t *testing.T) {
+	for _, tc := range []struct {
+		step, want string
+	}{
+		{noStep, `{"id":"pi_1","status":"completed","created":"0001-01-01T00:00:00Z","updated":"0001-01-01T00:00:00Z","state_status":"","state_partition":0,"state_offset":0}`},
+		{"crm", `{"id":"pi_1","status":"completed","step":"crm","created":"0001-01-01T00:00:00Z","updated":"0001-01-01T00:00:00Z","state_status":"","state_partition":0,"state_offset":0}`},
+	} {
+		got, err := json.Marshal(Summary{ID: "pi_1", Status: "completed", Step: tc.step})
+		if err != nil || string(got) != tc.want {
+			t.Errorf("step %q: %s %v, want %s", tc.step, got, err, tc.want)
+		}
+		// Inside a page too.
+		page, _ := json.Marshal(APIPage{Orders: []Summary{{ID: "pi_1", Status: "completed", Step: tc.step}}})
+		if !strings.Contains(string(page), tc.want) {
+			t.Errorf("page %s lacks %s", page, tc.want)
+		}
 	}
 }
