@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,14 +51,23 @@ type Summary struct {
 	FirstOrder string   // order id of the first alert that had one
 	Groups     []*Group // by step, in order of first appearance
 	byStep     map[string]*Group
+	// first is the group that first counted each order: an order is
+	// named there only, with the steps it failed at later in the batch.
+	first map[string]*Group
 }
 
 // Group is one step's alerts in a batch.
 type Group struct {
-	Step         string   // the step; "" for alerts about an order at no step (a refund after shipping), "other" past MaxSteps
-	Count        int      // alerts at this step
-	Orders       []string // the first MaxOrders orders, by OF- number, each once
-	MoreOrders   int      // orders beyond Orders
+	Step       string   // the step; "" for alerts about an order at no step (a refund after shipping), "other" past MaxSteps
+	Count      int      // alerts at this step
+	Orders     []string // the first MaxOrders orders, by OF- number, each once in the whole Summary
+	MoreOrders int      // orders beyond Orders
+	// Also are the later steps of this batch at which a listed order
+	// (by OF- number) failed too.
+	Also map[string][]string
+	// Earlier counts the orders of this step counted at an earlier step
+	// of the batch (named there, or among its MoreOrders).
+	Earlier      int
 	seen         map[string]bool
 	Reasons      []Reason // the first MaxReasons (MaxOrderReasons at no step) distinct reasons
 	OtherReasons int      // alerts whose reason is not in Reasons
@@ -70,7 +80,9 @@ type Reason struct {
 }
 
 // NewSummary returns an empty Summary.
-func NewSummary() *Summary { return &Summary{byStep: map[string]*Group{}} }
+func NewSummary() *Summary {
+	return &Summary{byStep: map[string]*Group{}, first: map[string]*Group{}}
+}
 
 // Add counts a in the summary.
 func (s *Summary) Add(a integrations.Alert) {
@@ -92,15 +104,28 @@ func (s *Summary) Add(a integrations.Alert) {
 		}
 	}
 	g.Count++
-	// Each order once, by its OF- number (what a person searches for).
+	// Each order once in the message, by its OF- number (what a person
+	// searches for): at the first step it failed at, with the later ones.
 	if a.OrderID != "" && !g.seen[a.OrderID] {
 		if g.seen == nil {
 			g.seen = map[string]bool{}
 		}
 		g.seen[a.OrderID] = true
-		if len(g.Orders) < MaxOrders {
-			g.Orders = append(g.Orders, integrations.OrderNumber(a.OrderID))
-		} else {
+		number := integrations.OrderNumber(a.OrderID)
+		switch first := s.first[a.OrderID]; {
+		case first != nil:
+			g.Earlier++
+			if slices.Contains(first.Orders, number) {
+				if first.Also == nil {
+					first.Also = map[string][]string{}
+				}
+				first.Also[number] = append(first.Also[number], g.Step)
+			}
+		case len(g.Orders) < MaxOrders:
+			s.first[a.OrderID] = g
+			g.Orders = append(g.Orders, number)
+		default:
+			s.first[a.OrderID] = g
 			g.MoreOrders++
 		}
 	}

@@ -2,6 +2,7 @@ package alertbatch
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/orderflow/orderflow/integrations"
@@ -29,5 +30,27 @@ func TestSummaryNamesEachOrderOnceByNumber(t *testing.T) {
 	}
 	if g := s.Groups[0]; len(g.Orders) != MaxOrders || g.MoreOrders != 2 {
 		t.Errorf("listed %d, more %d; want %d and 2", len(g.Orders), g.MoreOrders, MaxOrders)
+	}
+}
+
+// An order that failed at two steps of one batch is named once, at the
+// first, with the other step; the second step's line counts it as named
+// above.
+func TestSummaryNamesAnOrderOfTwoStepsOnce(t *testing.T) {
+	s := NewSummary()
+	s.Add(integrations.Alert{OrderID: "pi_3QBpzb3EiYC4YQ7NwL90RGOPLU", Step: "crm", Text: "zoho: upsert contact: HTTP 400"})
+	s.Add(integrations.Alert{OrderID: "pi_3QBpzb3EiYC4YQ7NwL90RGOPLU", Step: "invoice", Text: "netvisor: add sales invoice: HTTP 400"})
+	s.Add(integrations.Alert{OrderID: "pi_3QBpzb3EiYC4YQ7NwXuOfIyL", Step: "invoice", Text: "netvisor: add sales invoice: HTTP 400"})
+	got := Render(s, Markup{Bold: func(m string) string { return "*" + m + "*" }}, 4000)
+	want := "*orderflow: 3 alerts*\n\n" +
+		"*1 at step crm*: OF-WL90RGOPLU (also at step invoice)\n" +
+		"• zoho: upsert contact: HTTP 400\n\n" +
+		"*2 at step invoice*: OF-7NWXUOFIYL; 1 order named above\n" +
+		"• netvisor: add sales invoice: HTTP 400 (×2)"
+	if got != want {
+		t.Errorf("message\n%s\nwant\n%s", got, want)
+	}
+	if n := strings.Count(got, "OF-WL90RGOPLU"); n != 1 {
+		t.Errorf("OF-WL90RGOPLU named %d times, want once", n)
 	}
 }

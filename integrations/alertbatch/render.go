@@ -93,9 +93,30 @@ func Render(s *Summary, m Markup, limit int) string {
 	lines = append(lines, line{markup: m.Bold("orderflow: " + strconv.Itoa(s.Total) + " alerts")})
 	for _, g := range s.Groups {
 		lines = append(lines, line{})
-		orders := strings.Join(g.Orders, ", ")
+		named := make([]string, len(g.Orders))
+		for i, n := range g.Orders {
+			named[i] = n
+			if also := g.Also[n]; len(also) > 0 {
+				steps := make([]string, len(also))
+				for j, st := range also {
+					steps[j] = stepLabel(st)
+				}
+				named[i] += " (also " + strings.Join(steps, ", ") + ")"
+			}
+		}
+		orders := strings.Join(named, ", ")
 		if g.MoreOrders > 0 {
 			orders += " and " + strconv.Itoa(g.MoreOrders) + " more"
+		}
+		if g.Earlier > 0 {
+			above := strconv.Itoa(g.Earlier) + " orders named above"
+			if g.Earlier == 1 {
+				above = "1 order named above"
+			}
+			if orders != "" {
+				orders += "; "
+			}
+			orders += above
 		}
 		head := strconv.Itoa(g.Count) + " at step " + m.Escape(g.Step)
 		if g.Step == "" {
@@ -114,6 +135,14 @@ func Render(s *Summary, m Markup, limit int) string {
 		}
 	}
 	return m.fit(lines, limit)
+}
+
+// stepLabel names a step in an order's "also" list.
+func stepLabel(step string) string {
+	if step == "" {
+		return "about the order"
+	}
+	return "at step " + step
 }
 
 // fit joins lines with newlines, cutting the first line that does not fit
