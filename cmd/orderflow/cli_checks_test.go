@@ -125,6 +125,15 @@ func TestRedisAddrMustBeHostPort(t *testing.T) {
 	}
 }
 
+// --max-inflight-bytes below --max-body is refused naming both flags.
+func TestGatewayInflightBytesBelowMaxBody(t *testing.T) {
+	t.Setenv("ORDERFLOW_WEBHOOK_SECRET", "whsec_test")
+	checkUsageCases(t, []usageCase{
+		{[]string{"gateway", "--max-inflight-bytes", "1000"}, "orderflow: --max-inflight-bytes 1000 is below --max-body 524288: one body of the largest size would never be let in; raise --max-inflight-bytes or lower --max-body\n"},
+		{[]string{"gateway", "--max-body", "2048", "--max-inflight-bytes", "2047"}, "orderflow: --max-inflight-bytes 2047 is below --max-body 2048: one body of the largest size would never be let in; raise --max-inflight-bytes or lower --max-body\n"},
+	})
+}
+
 // --topic-prefix takes what Kafka allows in a topic name, short enough for
 // every topic made from it; --replication-factor is -1 or 1 to 32767.
 func TestTopicFlagsAreChecked(t *testing.T) {

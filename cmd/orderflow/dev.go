@@ -125,6 +125,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if w := devStripeKeyWarning(c, os.Getenv); w != "" {
+		logger.Warn(w)
+	}
 	d, err := startDev(ctx, c, stdout, logger)
 	if err != nil {
 		return err
@@ -179,6 +182,22 @@ func devProviders(c devConfig, simAddr string) *providerFlags {
 		}
 	}
 	return pf
+}
+
+// devStripeKeyWarning is the warning for a processor's Stripe key variable
+// set in dev mode's environment, which dev mode does not read (its key is
+// --stripe-api-key): without it a user who exported the processor's
+// variable would get the simulator's invented order details without a word.
+// The key itself is never named.
+func devStripeKeyWarning(c devConfig, getenv func(string) string) string {
+	if c.StripeAPIKey != "" || getenv(envStripeKey) == "" {
+		return ""
+	}
+	from := "the simulator"
+	if c.StripeBaseURL != "" {
+		from = "--stripe-base-url with the built-in test key"
+	}
+	return envStripeKey + " is set but dev mode does not read it (it is the processor's): order details come from " + from + "; for Stripe's own, give the key as --stripe-api-key or ORDERFLOW_STRIPE_API_KEY"
 }
 
 // devServer is a running dev mode.

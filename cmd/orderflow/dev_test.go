@@ -468,6 +468,38 @@ func TestDevStripeMockTakesTheBuiltInKey(t *testing.T) {
 	}
 }
 
+// The processor's Stripe key variable is not dev mode's: set, it is
+// warned about (never echoed), unless --stripe-api-key is given.
+func TestDevWarnsOfTheProcessorsStripeKeyVariable(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "ORDERFLOW_STRIPE_SECRET_KEY" {
+				return v
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		c    devConfig
+		env  string
+		want string
+	}{
+		{"set", devConfig{}, "sk_test_fromprocessor", "ORDERFLOW_STRIPE_SECRET_KEY is set but dev mode does not read it (it is the processor's): order details come from the simulator; for Stripe's own, give the key as --stripe-api-key or ORDERFLOW_STRIPE_API_KEY"},
+		{"set, stripe-mock", devConfig{StripeBaseURL: "http://127.0.0.1:12111"}, "sk_test_fromprocessor", "ORDERFLOW_STRIPE_SECRET_KEY is set but dev mode does not read it (it is the processor's): order details come from --stripe-base-url with the built-in test key; for Stripe's own, give the key as --stripe-api-key or ORDERFLOW_STRIPE_API_KEY"},
+		{"unset", devConfig{}, "", ""},
+		{"dev's own key given", devConfig{StripeAPIKey: "sk_test_dev"}, "sk_test_fromprocessor", ""},
+	} {
+		got := devStripeKeyWarning(tc.c, env(tc.env))
+		if got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+		if strings.Contains(got, "sk_test_fromprocessor") {
+			t.Errorf("%s: the warning names the key", tc.name)
+		}
+	}
+}
+
 // TestDevModeRedisDedup: with --redis-addr the gateway's dedup is in Redis,
 // so it outlives a restart.
 func TestDevModeRedisDedup(t *testing.T) {

@@ -139,6 +139,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if f.maxBody <= 0 || f.maxInflightBytes <= 0 || f.produceTimeout <= 0 || f.dedupTTL <= 0 {
 		return usagef("--max-body, --max-inflight-bytes, --produce-timeout and --dedup-ttl must be positive")
 	}
+	if f.maxInflightBytes < f.maxBody {
+		return usagef("--max-inflight-bytes %d is below --max-body %d: one body of the largest size would never be let in; raise --max-inflight-bytes or lower --max-body", f.maxInflightBytes, f.maxBody)
+	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", err)
 	}

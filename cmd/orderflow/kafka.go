@@ -437,6 +437,9 @@ func (k *kafkaFlags) explain(err error) error {
 	if errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism) {
 		return fmt.Errorf("%w: Kafka at %s does not take this SASL login; is SASL misconfigured? Check --kafka-sasl-mechanism against the listener's (a broker without SASL wants none) and --kafka-tls", err, k.brokers)
 	}
+	if de := (*net.DNSError)(nil); errors.As(err, &de) && de.IsNotFound {
+		return fmt.Errorf("Kafka at %s: the host %s is not known (no such host). Check --brokers: a name such as kafka resolves only where it is defined (inside its compose network or cluster); from this machine use an address it can resolve, e.g. 127.0.0.1:9092 for make run", k.brokers, de.Name)
+	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("Kafka at %s refused the connection: nothing listens there. Start it (make run starts one at %s) or point --brokers at it", k.brokers, devDefaultKafkaAddr)
 	}

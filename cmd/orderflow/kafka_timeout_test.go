@@ -59,3 +59,22 @@ func TestCommandsNameARefusedBroker(t *testing.T) {
 		}
 	}
 }
+
+// A broker host that does not resolve (.invalid never does) is explained
+// as such, not with the raw dial error.
+func TestCommandsNameAnUnknownBrokerHost(t *testing.T) {
+	const addr = "kafka.orderflow-test.invalid:9092"
+	for _, args := range [][]string{{"dlq", "list"}, {"orders", "show", "pi_1"}, {"topics", "check"},
+		{"processor", "--sim-url", "http://127.0.0.1:1", "--metrics-addr", "", "--label-dir", t.TempDir()}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), append(args, "--brokers", addr, "--timeout", "5s"), &stdout, &stderr); code != 1 {
+			t.Errorf("%v: exit %d, want 1", args, code)
+		}
+		if want := "orderflow: Kafka at " + addr + ": the host kafka.orderflow-test.invalid is not known (no such host). Check --brokers:"; !strings.Contains(stderr.String(), want) {
+			t.Errorf("%v: stderr lacks %q:\n%s", args, want, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "unable to dial") {
+			t.Errorf("%v: stderr also has the raw error:\n%s", args, stderr.String())
+		}
+	}
+}
