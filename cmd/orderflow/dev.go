@@ -606,14 +606,28 @@ func (d *devServer) printBanner(w io.Writer) {
 		fmt.Fprintf(w, "  %s orders list --console %s   (or open the console)\n", cmd, d.console.URL())
 	}
 	fmt.Fprintf(w, "Real test-mode webhooks from Stripe (Stripe CLI):\n  stripe listen --forward-to http://%s%s\n", d.httpAddr, gateway.WebhookPath)
+	// Without a key the simulator makes up the details of a forwarded
+	// event's order: the recipe names --stripe-api-key for the real ones.
+	noKey := c.StripeAPIKey == ""
 	if len(c.WebhookSecrets) > 0 {
 		fmt.Fprintf(w, "  its events, signed with the --webhook-secret given (%s), are accepted: no restart needed\n", maskSecret(c.WebhookSecrets[len(c.WebhookSecrets)-1]))
-	} else {
-		restart := cmd + " dev --webhook-secret whsec_…"
-		if c.UnderMake {
-			restart = `make run ARGS="--webhook-secret whsec_…"`
+		if noKey {
+			fmt.Fprintf(w, "  (their order details are invented by the simulator unless you also give --stripe-api-key sk_test_…)\n")
 		}
-		fmt.Fprintf(w, "  then restart with the whsec_… it prints: %s\n", restart)
+	} else {
+		args := "--webhook-secret whsec_…"
+		if noKey {
+			args += " --stripe-api-key sk_test_…"
+		}
+		restart := cmd + " dev " + args
+		if c.UnderMake {
+			restart = `make run ARGS="` + args + `"`
+		}
+		if noKey {
+			fmt.Fprintf(w, "  then restart with the whsec_… it prints and your test-mode key, for the events' real\n  customers and amounts (without it the simulator invents them): %s\n", restart)
+		} else {
+			fmt.Fprintf(w, "  then restart with the whsec_… it prints: %s\n", restart)
+		}
 	}
 	fmt.Fprintf(w, "Ctrl-C stops; the next start carries on with the same data.\n\n")
 }

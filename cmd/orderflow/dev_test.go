@@ -835,8 +835,8 @@ func TestDevBannerRestartLine(t *testing.T) {
 		underMake bool
 		want      string
 	}{
-		{false, "then restart with the whsec_… it prints: orderflow dev --webhook-secret whsec_…\n"},
-		{true, "then restart with the whsec_… it prints: make run ARGS=\"--webhook-secret whsec_…\"\n"},
+		{false, "  then restart with the whsec_… it prints and your test-mode key, for the events' real\n  customers and amounts (without it the simulator invents them): orderflow dev --webhook-secret whsec_… --stripe-api-key sk_test_…\n"},
+		{true, "  then restart with the whsec_… it prints and your test-mode key, for the events' real\n  customers and amounts (without it the simulator invents them): make run ARGS=\"--webhook-secret whsec_… --stripe-api-key sk_test_…\"\n"},
 	} {
 		cfg := devTestConfig(t.TempDir())
 		cfg.UnderMake = tt.underMake
@@ -856,6 +856,7 @@ func TestDevBannerAcknowledgesGivenSecret(t *testing.T) {
 	for _, want := range []string{
 		"             also accepting 1 secret from --webhook-secret: whsec_…cdef\n",
 		"  its events, signed with the --webhook-secret given (whsec_…cdef), are accepted: no restart needed\n",
+		"  (their order details are invented by the simulator unless you also give --stripe-api-key sk_test_…)\n",
 	} {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
