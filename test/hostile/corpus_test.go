@@ -204,7 +204,7 @@ func corpus() []request {
 		{name: "object id with a newline", body: event("payment_intent.succeeded", `{"id":"A\nB","object":"payment_intent"}`), want: bad("object id has a control character")},
 		{name: "object id with an escaped NUL", body: event("payment_intent.succeeded", `{"id":"pi_1\u0000","object":"payment_intent"}`), want: bad("object id has a control character")},
 		{name: "payment_intent with a newline", body: checkout(`"pi_A\nB"`), want: bad("payment_intent id has a control character")},
-		{name: "payment_intent blank: keyed by the session", body: checkout(`" "`), want: answer{status: 200, text: "queued", key: sessionID}},
+		{name: "payment_intent blank", body: checkout(`" "`), want: bad("payment_intent id is blank")},
 
 		// Event types the gateway does not queue.
 		{name: "unknown type customer.created", body: event("customer.created", `{"id":"cus_1","object":"customer","name":"Aino Virtanen"}`), want: ignored},
