@@ -98,6 +98,9 @@ type Processor struct {
 	killed      atomic.Bool
 	runCancel   context.CancelFunc
 	runCancelMu sync.Mutex
+	// stopErr is what Run returns after a stop the processor asked for
+	// itself (stopFor).
+	stopErr error
 	ran         atomic.Bool
 
 	// stateRoot holds the partitions' local stores; stateTmp says it is a
@@ -316,7 +319,23 @@ func (p *Processor) Run(ctx context.Context) error {
 	p.waitAlerts(p.cfg.AlertTimeout)
 	p.ioCancel()
 	p.log.Info("processor stopped")
-	return nil
+	p.runCancelMu.Lock()
+	defer p.runCancelMu.Unlock()
+	return p.stopErr
+}
+
+// stopFor stops the processor as a SIGTERM would (in-flight steps get the
+// revoke deadline, the offsets are committed) and makes Run return err:
+// for what only a restart mends.
+func (p *Processor) stopFor(err error) {
+	p.runCancelMu.Lock()
+	defer p.runCancelMu.Unlock()
+	if p.stopErr == nil {
+		p.stopErr = err
+	}
+	if p.runCancel != nil {
+		p.runCancel()
+	}
 }
 
 // closeProducer stops the group producer once nothing writes any more; what

@@ -120,7 +120,16 @@ func (p *Processor) restoreOnce(ctx context.Context, part *partition) (restoreRe
 
 	if part.store == nil {
 		id := statestore.Identity{ClusterID: meta.Cluster, Topic: topic, TopicID: td.ID.String(), Partition: part.num}
-		st, rebuilt, err := statestore.Open(p.storeDir(part.num), id, statestore.Options{Logger: p.log, Cache: p.blockCache})
+		num := part.num
+		st, rebuilt, err := statestore.Open(p.storeDir(part.num), id, statestore.Options{Logger: p.log, Cache: p.blockCache,
+			OnCorrupt: func(err error) {
+				// Pebble retries the compaction that found it for ever, a
+				// core's worth of CPU; the store is marked for a rebuild,
+				// which the next start does.
+				p.m.storeFailures.Inc()
+				p.alert(integrations.Alert{Text: fmt.Sprintf("local state store of partition %d is corrupt (%v): the processor stops; its next start rebuilds the store from %s", num, err, p.cfg.Topics.State)})
+				p.stopFor(fmt.Errorf("processor: local state store of partition %d is corrupt; restart to rebuild it from %s: %w", num, p.cfg.Topics.State, err))
+			}})
 		if err != nil {
 			return res, err
 		}

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -295,5 +296,28 @@ func TestEmailIntentIsReconciled(t *testing.T) {
 	}
 	if len(st.Flags) != 0 {
 		t.Errorf("flags %v, want none", st.Flags)
+	}
+}
+
+// A stop the processor asks for itself (a local store found corrupt while
+// running: only a restart rebuilds it) ends Run with its reason, after a
+// graceful stop.
+func TestStopForEndsRunWithItsReason(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 1)
+	f := newFakes()
+	r := h.start(h.config(), f.providers())
+	h.send(paid("pi_before_stop"))
+	h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_before_stop"}, StatusCompleted))
+	reason := errors.New("processor: local state store of partition 0 is corrupt; restart to rebuild it")
+	r.p.stopFor(reason)
+	select {
+	case err := <-r.done:
+		close(r.done)
+		if !errors.Is(err, reason) {
+			t.Fatalf("Run returned %v, want %v", err, reason)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not end")
 	}
 }

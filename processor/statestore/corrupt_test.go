@@ -1,12 +1,17 @@
 package statestore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // corruptTables writes garbage into the middle of every table file of the
@@ -100,4 +105,63 @@ func TestCorruptTableBlockIsRebuiltNotAPanic(t *testing.T) {
 		t.Errorf("read error %v, want ErrCorrupt", readErr)
 	}
 	s.Close()
+}
+
+// TestCorruptionFoundByACompaction: corrupt data met by a compaction while
+// the store runs (not by a read) is reported once to OnCorrupt however
+// often Pebble retries, and marks the store for a rebuild at its next open.
+func TestCorruptionFoundByACompaction(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "s")
+	var calls atomic.Int32
+	reported := make(chan error, 10)
+	opts := Options{OnCorrupt: func(err error) { calls.Add(1); reported <- err }}
+	s, _, err := Open(dir, testID, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(from int) {
+		for i := from; i < from+2000; i++ {
+			if err := s.Put(fmt.Sprintf("pi_%04d", i), []byte(`{"v":"a state of some length, so that the table has many blocks"}`), int64(i), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.writePending(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0)
+	// The first table, with the states' middle blocks, goes bad on disk.
+	if corruptTables(t, dir, func(size int64) int64 { return size / 2 }) != 1 {
+		t.Fatal("want one table to corrupt")
+	}
+	put(1000) // a second table overlapping it: compacting them reads both
+	cerr := s.db.Compact(context.Background(), []byte{statePrefix}, []byte{statePrefix + 1}, false)
+	if cerr == nil {
+		t.Fatal("the compaction read no corrupt block")
+	}
+	select {
+	case err := <-reported:
+		if !errors.Is(err, pebble.ErrCorruption) && !strings.Contains(err.Error(), "checksum") {
+			t.Errorf("reported %v, want the corruption", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnCorrupt not called")
+	}
+	// Retried compactions report nothing more.
+	_ = s.db.Compact(context.Background(), []byte{statePrefix}, []byte{statePrefix + 1}, false)
+	if n := calls.Load(); n != 1 {
+		t.Errorf("OnCorrupt called %d times, want 1", n)
+	}
+	s.Close()
+	s, rebuilt, err := Open(dir, testID, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if rebuilt == "" {
+		t.Error("the store was trusted at its next open, want it rebuilt")
+	}
 }

@@ -75,6 +75,12 @@ type Options struct {
 	WriteDelay time.Duration
 	WriteBytes int
 	Logger     *slog.Logger
+	// OnCorrupt is called once, on its own goroutine, when Pebble finds
+	// corrupt data while the store runs (a compaction or flush reading a
+	// block that fails its checksum). The store is marked for a rebuild at
+	// its next open before it is called; Pebble would retry the failed
+	// compaction for ever, so the owner should close the store.
+	OnCorrupt func(error)
 }
 
 // Cache is a block cache several stores can share.
@@ -253,13 +259,34 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	log := o.Logger
+	var corrupt, running atomic.Bool
+	onCorrupt := func(err error) {
+		// Once: Pebble retries a failed compaction at once and reports
+		// it again every time. Before the store is open, the failed read
+		// itself says the store is not usable.
+		if !running.Load() || !corrupt.CompareAndSwap(false, true) {
+			return
+		}
+		log.Error("state store: corrupt data found; it is rebuilt from the changelog at its next open", "dir", dir, "err", err)
+		_ = os.Remove(filepath.Join(dir, markerFile))
+		if o.OnCorrupt != nil {
+			go o.OnCorrupt(err)
+		}
+	}
 	opts.EventListener = &pebble.EventListener{
 		// A block failing its checksum fails the read with an error: at
 		// open the store is rebuilt, while running the partition reads
 		// the changelog and the store is rebuilt at its next open.
 		// Pebble's default ends the process, at every start again.
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
-			log.Error("state store: corrupt data found", "path", info.Path, "err", info.Details)
+			onCorrupt(fmt.Errorf("%s: %v", info.Path, info.Details))
+		},
+		BackgroundError: func(err error) {
+			if errors.Is(err, pebble.ErrCorruption) {
+				onCorrupt(err)
+				return
+			}
+			log.Error("state store: background error", "dir", dir, "err", err)
 		},
 	}
 	opts.EnsureDefaults()
@@ -292,6 +319,7 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 			return nil, "", fmt.Errorf("statestore: %w", err)
 		}
 		s.ckAt = time.Now()
+		running.Store(true)
 		return s, "", nil
 	}
 	var have Identity
@@ -318,6 +346,7 @@ func open(dir string, id Identity, o Options, fresh bool) (*Store, string, error
 	off, at := decodeCheckpoint(ck)
 	s.trk.next = off
 	s.ckAt = at
+	running.Store(true)
 	return s, "", nil
 }
 
