@@ -101,7 +101,7 @@ type Processor struct {
 	// stopErr is what Run returns after a stop the processor asked for
 	// itself (stopFor).
 	stopErr error
-	ran         atomic.Bool
+	ran     atomic.Bool
 
 	// stateRoot holds the partitions' local stores; stateTmp says it is a
 	// temporary folder of this processor, removed at the end of Run.
