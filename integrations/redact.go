@@ -123,7 +123,34 @@ func RedactValues(s string, values []string, with string) string {
 	if err != nil {
 		return s
 	}
-	return re.ReplaceAllLiteralString(s, with)
+	return redactCutTail(re.ReplaceAllLiteralString(s, with), vs, with)
+}
+
+// redactCutTail replaces the end of s when it is the start of one of the
+// values (four characters or more of it): a provider's message cut to a
+// length (and an ellipsis) before it reached here ends in part of a
+// value, which a whole-value match does not find.
+func redactCutTail(s string, values []string, with string) string {
+	body, tail := s, ""
+	for _, e := range []string{"…", "..."} {
+		if strings.HasSuffix(body, e) {
+			body, tail = strings.TrimSuffix(body, e), e
+			break
+		}
+	}
+	lower := strings.ToLower(body)
+	for _, v := range values {
+		lv := strings.ToLower(v)
+		for k := len(lv) - 1; k >= 4; k-- {
+			if !utf8.RuneStart(lv[k]) && k < len(lv) {
+				continue // not at a character boundary
+			}
+			if strings.HasSuffix(lower, lv[:k]) {
+				return body[:len(body)-k] + with + tail
+			}
+		}
+	}
+	return s
 }
 
 // RedactRequest returns s without the credentials req carried (see
