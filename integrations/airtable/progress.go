@@ -72,8 +72,29 @@ func (c *Client) progressFailedLocked(cl *call, err error) {
 	c.progressFailed++
 	if now := time.Now(); now.Sub(c.progressFailWarned) > time.Minute {
 		c.progressFailWarned = now
-		c.log.Warn("airtable: progress report not written", "order_id", cl.orderID, "failed_total", c.progressFailed, "err", err)
+		c.log.Warn("airtable: progress report not written", "order_id", cl.orderID, "failed_total", c.progressFailed,
+			"err", integrations.RedactValues(err.Error(), rowValues(cl.fields), integrations.MaskedPersonal))
 	}
+}
+
+// rowValues are the text values of a row (the customer's name among them)
+// and their words of four letters or more, as Airtable's error may quote
+// them ("Cannot parse value …"): the log carries ids only.
+func rowValues(fields map[string]any) []string {
+	var out []string
+	for _, v := range fields {
+		s, ok := v.(string)
+		if !ok || len(s) < 4 {
+			continue
+		}
+		out = append(out, s)
+		for _, w := range strings.Fields(s) {
+			if len([]rune(w)) >= 4 {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }
 
 // progressFields is the row of a progress report: the order's fields when
