@@ -90,6 +90,11 @@ func ClassifyStatus(status int) Class {
 // error may echo its Authorization header or query).
 func HTTPError(provider, op string, resp *http.Response, msg string) *Error {
 	msg = RedactRequest(msg, resp.Request)
+	if resp.Header.Get(HeaderNotSent) != "" {
+		// The 429 of a call held back by the limit, made before sending.
+		return &Error{Provider: provider, Op: op, Status: resp.StatusCode, Class: ClassifyStatus(resp.StatusCode),
+			RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), Msg: msg, NotSent: true, Err: ErrThrottled}
+	}
 	return &Error{
 		Provider:   provider,
 		Op:         op,
@@ -148,6 +153,11 @@ func NetError(provider, op string, err error) error {
 	}
 	return &Error{Provider: provider, Op: op, Class: Transient, Err: RedactURLError(err)}
 }
+
+// HeaderNotSent marks an answer made on this side, before the request was
+// sent (the 429 of a call whose wait for the provider's limit would
+// outlast its deadline).
+const HeaderNotSent = "Orderflow-Not-Sent"
 
 // ErrThrottled is wrapped by the error of a call held back by a
 // provider's limit (never sent, its wait for a turn cut short): like a

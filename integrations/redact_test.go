@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHTTPErrorRedactsTheRequestsCredentials: a provider answering with
@@ -89,5 +90,20 @@ func TestRedactValuesOfACutText(t *testing.T) {
 		if got := RedactValues(in, values, "***"); got != want {
 			t.Errorf("RedactValues(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestHTTPErrorOfACallNotSent: the 429 made on this side for a call held
+// back by the limit (HeaderNotSent) is a throttled error of a call never
+// sent, with its Retry-After.
+func TestHTTPErrorOfACallNotSent(t *testing.T) {
+	h := http.Header{"Retry-After": {"7"}, HeaderNotSent: {"limit"}}
+	e := HTTPError("postnord", "book shipment", &http.Response{StatusCode: 429, Header: h}, "wait of 7s outlasts the deadline")
+	if !e.NotSent || !errors.Is(e, ErrThrottled) || !IsThrottled(e) || e.RetryAfter != 7*time.Second {
+		t.Errorf("%+v: want not sent, throttled, Retry-After 7s", e)
+	}
+	real := HTTPError("postnord", "book shipment", &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {"7"}}}, "slow down")
+	if real.NotSent || errors.Is(real, ErrThrottled) || !IsThrottled(real) {
+		t.Errorf("the provider's own 429 %+v: want sent, a 429, not held back", real)
 	}
 }

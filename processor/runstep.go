@@ -251,20 +251,27 @@ func (h *handling) runStep(s Step) stepOutcome {
 			return h.deadLetterOutcome(step, topics.ClassPermanent, err)
 		}
 		p.m.stepDuration.WithLabelValues(step, outcomeTransient).Observe(elapsed)
-		var consumed bool
-		if integrations.IsThrottled(err) {
-			// Held back by the provider's limit (a 429, a wait for a turn
-			// cut short by the deadline): the provider is answering, so
-			// the circuit does not count it. The attempt counts, and its
-			// backoff honours Retry-After.
+		var consumed, heldBack bool
+		switch {
+		case errors.Is(err, integrations.ErrThrottled):
+			// Held back here by the provider's limit, nothing sent (a
+			// wait for a turn or a pause that would outlast the call's
+			// deadline): no attempt is spent, the circuit does not count
+			// it, and the call is made again once the wait is over.
+			br.release(probe)
+			heldBack = true
+		case integrations.IsThrottled(err):
+			// The provider's 429: it is answering, so the circuit does
+			// not count it. The attempt counts, and its backoff honours
+			// Retry-After.
 			br.release(probe)
 			consumed = true
-		} else {
+		default:
 			consumed = br.failure(probe, h.key)
 		}
 		if consumed {
 			ss.Attempts++
-		} else if ss.CircuitOpen == nil {
+		} else if !heldBack && ss.CircuitOpen == nil {
 			// Not counted: the circuit is open, and the order waits on it
 			// (recorded with the failure by the write below).
 			ss.CircuitOpen = &now
@@ -279,9 +286,14 @@ func (h *handling) runStep(s Step) stepOutcome {
 		if perr != nil {
 			return stepStopped
 		}
-		if consumed {
+		if consumed || heldBack {
 			var slept bool
 			wait := p.cfg.Retry.backoff(ss.Attempts, err)
+			if ra, ok := integrations.RetryAfterOf(err); ok && heldBack {
+				wait = min(max(ra, minHeldBackWait), maxHeldBackWait) // the whole wait, not capped at --retry-max-delay
+			} else if heldBack {
+				wait = max(wait, minHeldBackWait)
+			}
 			h.unlocked(func() { slept = sleep(wait, h.stopCh) })
 			if !slept {
 				return stepStopped
@@ -289,6 +301,14 @@ func (h *handling) runStep(s Step) stepOutcome {
 		}
 	}
 }
+
+// A call held back by the provider's limit waits at least minHeldBackWait
+// (never spinning) and at most maxHeldBackWait (a Retry-After of a day is
+// a quota, which holds the step instead) before it is made again.
+const (
+	minHeldBackWait = 10 * time.Millisecond
+	maxHeldBackWait = time.Hour
+)
 
 // record turns a step's result into what the state records: the first
 // step's order becomes State.Order (no result of its own), any other

@@ -63,3 +63,41 @@ func TestThrottledCallsDoNotOpenTheCircuit(t *testing.T) {
 		})
 	}
 }
+
+// A call held back by the provider's limit (nothing sent: Airtable's
+// penalty, a pause longer than the call's deadline) spends no attempt:
+// held back more often than the attempts allow, with a Retry-After longer
+// than --retry-max-delay, the order waits each one out whole and completes.
+func TestHeldBackCallsSpendNoAttempt(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 1)
+	f := newFakes()
+	var heldAt []time.Time
+	f.setFail(func(step, _ string, attempt int) error {
+		if step == StepProductionLog && attempt <= 5 {
+			f.mu.Lock()
+			heldAt = append(heldAt, time.Now())
+			f.mu.Unlock()
+			return &integrations.Error{Provider: "fake", Op: "upsert order", Class: integrations.Transient, RetryAfter: 100 * time.Millisecond,
+				Msg: "rate limited; waiting out the penalty", Err: integrations.ErrThrottled}
+		}
+		return nil
+	})
+	cfg := h.config() // 3 attempts, at most 40 ms between them
+	h.start(cfg, f.providers())
+	h.send(paid("pi_held_back"))
+	st := h.waitStates("completed", 30*time.Second, allStatus([]string{"pi_held_back"}, StatusCompleted))["pi_held_back"]
+	if ss := st.Step(StepProductionLog); ss.Attempts != 0 {
+		t.Errorf("attempts spent %d, want 0", ss.Attempts)
+	}
+	if dl := h.readAll(h.names.DLQ); len(dl) != 0 {
+		t.Errorf("%d dead letters, want none", len(dl))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := 1; i < len(heldAt); i++ {
+		if gap := heldAt[i].Sub(heldAt[i-1]); gap < 100*time.Millisecond {
+			t.Errorf("call %d made %v after the one held back, before its Retry-After of 100ms", i+1, gap)
+		}
+	}
+}

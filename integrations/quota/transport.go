@@ -105,6 +105,9 @@ func notSent(req *http.Request, e *DeadlineError) *http.Response {
 		Header: http.Header{
 			"Retry-After":  {strconv.FormatInt(secs, 10)},
 			"Content-Type": {"text/plain; charset=utf-8"},
+			// Not the provider's: integrations.HTTPError reads it as
+			// ErrThrottled and NotSent.
+			integrations.HeaderNotSent: {"limit"},
 		},
 		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)),
 		Request: req,
