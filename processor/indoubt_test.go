@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -60,6 +61,10 @@ func TestServerErrorAfterTheBookingIsLookedUp(t *testing.T) {
 				if s, err := stepResult[integrations.Shipment](st, StepShipping); err != nil || s.ShipmentID != "s-"+k {
 					t.Errorf("shipment in state %+v (%v), want the one found", s, err)
 				}
+				// Found without its label (it came with the lost answer):
+				// someone is told to print it.
+				want := "shipment found at the carrier after an interrupted booking, without its label: print the label of item T" + integrations.OrderNumber(k) + " from the carrier's portal"
+				eventually(t, "the missing label's alert", 10*time.Second, func() bool { return slices.Contains(f.alertTexts(k), want) })
 			}
 		})
 	}

@@ -96,6 +96,12 @@ func (h *handling) reconcile(step string, find lookup, what string, log *slog.Lo
 			return stepStopped, true
 		case err == nil && found:
 			log.Info("found at the provider after an interrupted call; not made again", "what", what, "lookups", n)
+			if sh, ok := res.(integrations.Shipment); ok && sh.LabelLocation == "" {
+				// The label came with the booking's answer, which was lost:
+				// someone must print it, so say so.
+				log.Warn("shipment found without its label; print it from the carrier's portal", "tracking_number", sh.TrackingNumber)
+				h.p.alert(integrations.Alert{OrderID: h.key, Step: step, Text: "shipment found at the carrier after an interrupted booking, without its label: print the label of item " + sh.TrackingNumber + " from the carrier's portal"})
+			}
 			result, jerr := json.Marshal(res)
 			if jerr != nil {
 				return h.deadLetterOutcome(step, topics.ClassPermanent, fmt.Errorf("%s: encode the result found: %w", step, jerr)), true
