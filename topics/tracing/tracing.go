@@ -242,8 +242,35 @@ func (ut unredactTransport) RoundTrip(c *http.Request) (*http.Response, error) {
 	if !ok {
 		return ut.base.RoundTrip(c)
 	}
-	return ut.base.RoundTrip(r.WithContext(c.Context()))
+	resp, err := ut.base.RoundTrip(r.WithContext(c.Context()))
+	if err != nil {
+		if secret, _ := r.Context().Value(secretURLKey{}).(bool); secret {
+			// The span's status is the error's text, which names the
+			// host ("lookup <host>: no such host").
+			err = &hiddenHostError{err: err, host: r.URL.Host, name: r.URL.Hostname()}
+		}
+	}
+	return resp, err
 }
+
+// hiddenHostError is a transport error of a secret URL, its text without
+// the host; it unwraps to the error itself.
+type hiddenHostError struct {
+	err        error
+	host, name string
+}
+
+func (e *hiddenHostError) Error() string {
+	s := e.err.Error()
+	for _, h := range []string{e.host, e.name} {
+		if h != "" {
+			s = strings.ReplaceAll(s, h, "REDACTED")
+		}
+	}
+	return s
+}
+
+func (e *hiddenHostError) Unwrap() error { return e.err }
 
 // RedactURL is u without user info and with every query value replaced by
 // REDACTED (the keys kept, in their order), as spans show it.

@@ -2,7 +2,9 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -119,5 +121,34 @@ func TestTransportHidesASecretURL(t *testing.T) {
 	}
 	if !seen {
 		t.Error("no url.full")
+	}
+}
+
+// TestTransportHidesASecretURLsHostInErrors: a transport error of a secret
+// URL (a DNS failure names the host) reaches the span's status without
+// the host, and still unwraps to what it was.
+func TestTransportHidesASecretURLsHostInErrors(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tr := New(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	cl := &http.Client{Transport: tr.Transport(http.DefaultTransport)}
+	ctx, span := tr.Tracer().Start(context.Background(), "attempt")
+	req, _ := http.NewRequestWithContext(WithSecretURL(ctx), http.MethodPost, "https://user-tok3n-s3cr3t.hooks.invalid/hook", nil)
+	_, err := cl.Do(req)
+	span.End()
+	var dnsErr *net.DNSError
+	if err == nil || !errors.As(err, &dnsErr) {
+		t.Fatalf("err %v, want a DNS error", err)
+	}
+	for _, s := range rec.Ended() {
+		if strings.Contains(s.Status().Description, "tok3n") {
+			t.Errorf("span %q status %q names the host", s.Name(), s.Status().Description)
+		}
+		for _, ev := range s.Events() {
+			for _, a := range ev.Attributes {
+				if strings.Contains(a.Value.Emit(), "tok3n") {
+					t.Errorf("span event %s %s = %q", ev.Name, a.Key, a.Value.Emit())
+				}
+			}
+		}
 	}
 }
