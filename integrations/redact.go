@@ -127,9 +127,9 @@ func RedactValues(s string, values []string, with string) string {
 }
 
 // redactCutTail replaces the end of s when it is the start of one of the
-// values (four characters or more of it): a provider's message cut to a
-// length (and an ellipsis) before it reached here ends in part of a
-// value, which a whole-value match does not find.
+// values (four characters or more of it after an ellipsis, twelve without
+// one): a provider's message cut to a length before it reached here ends
+// in part of a value, which a whole-value match does not find.
 func redactCutTail(s string, values []string, with string) string {
 	body, tail := s, ""
 	for _, e := range []string{"…", "..."} {
@@ -138,10 +138,17 @@ func redactCutTail(s string, values []string, with string) string {
 			break
 		}
 	}
+	// Without an ellipsis saying the text was cut, only a long part
+	// counts: a message ending in an ordinary word ("no_service") may
+	// begin a value (a Slack URL's "services" segment).
+	least := 12
+	if tail != "" {
+		least = 4
+	}
 	lower := strings.ToLower(body)
 	for _, v := range values {
 		lv := strings.ToLower(v)
-		for k := len(lv) - 1; k >= 4; k-- {
+		for k := len(lv) - 1; k >= least; k-- {
 			if !utf8.RuneStart(lv[k]) && k < len(lv) {
 				continue // not at a character boundary
 			}

@@ -79,13 +79,15 @@ func (timeoutErr) Temporary() bool { return true }
 // TestRedactValuesOfACutText: a message cut to a length before it is
 // masked ends in part of a value; that part goes too.
 func TestRedactValuesOfACutText(t *testing.T) {
-	values := []string{"zqx6.privmail@privtest.example", "1000.sim.22d8f26f0e66457778b8d384be8ca1d9"}
+	values := []string{"zqx6.privmail@privtest.example", "1000.sim.22d8f26f0e66457778b8d384be8ca1d9", "services"}
 	for in, want := range map[string]string{
 		"refused for zqx6.privmail@pri…":                             "refused for ***…",
 		"Authorization=Zoho-oauthtoken 1000.sim.22d8f26f0e66457778b": "Authorization=Zoho-oauthtoken ***",
 		"email zqx6.privmail@privtest.example refused":               "email *** refused",
-		"ends with zqx":   "ends with zqx", // too short a part to tell
-		"ends with zqx6…": "ends with ***…",
+		"ends with zqx":       "ends with zqx", // too short a part to tell
+		"ends with zqx6…":     "ends with ***…",
+		"ends with zqx6.priv": "ends with zqx6.priv", // not cut, and short: a word
+		"no_service":          "no_service",
 	} {
 		if got := RedactValues(in, values, "***"); got != want {
 			t.Errorf("RedactValues(%q) = %q, want %q", in, got, want)
