@@ -330,7 +330,7 @@ func (h *handling) record(s Step, first bool, res any) (json.RawMessage, error) 
 }
 
 // answered reports whether the call certainly created nothing: the
-// provider answered it with an error status other than 502 and 504,
+// provider answered it with an error status other than 500, 502 and 504,
 // or the client refused the order before sending anything (NotSent).
 func answered(err error) bool {
 	var e *integrations.Error
@@ -338,10 +338,10 @@ func answered(err error) bool {
 		return false
 	}
 	switch e.Status {
-	case http.StatusBadGateway, http.StatusGatewayTimeout:
-		// A gateway in front of the provider that lost or gave up on the
-		// backend's answer: the call may have been carried out. (A 500 is
-		// the provider's own answer that it failed.)
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
+		// The provider's application failing midway, or a gateway in front
+		// of it that lost or gave up on its answer: the call may have been
+		// carried out.
 		return false
 	}
 	return e.Status != 0 || e.NotSent
