@@ -337,6 +337,9 @@ func answered(err error) bool {
 	if !errors.As(err, &e) {
 		return false
 	}
+	if e.NotSent {
+		return true
+	}
 	switch e.Status {
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
 		// The provider's application failing midway, or a gateway in front
@@ -344,7 +347,7 @@ func answered(err error) bool {
 		// carried out.
 		return false
 	}
-	return e.Status != 0 || e.NotSent
+	return e.Status != 0
 }
 
 // completedSteps lists the steps done so far, in chain order.
