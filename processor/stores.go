@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/orderflow/orderflow/integrations/labelstore"
 	"github.com/orderflow/orderflow/processor/statestore"
 	"github.com/orderflow/orderflow/topics"
 )
@@ -35,7 +36,9 @@ func (p *Processor) openStateRoot() error {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return &StateDirError{Err: err}
 	}
-	if err := probeWrite(root); err != nil {
+	// A folder that exists but cannot be written is refused at start, not
+	// when the first partition's store is opened.
+	if err := labelstore.ProbeWrite(root); err != nil {
 		return &StateDirError{Err: fmt.Errorf("folder %s cannot be written: %w", root, err)}
 	}
 	f, err := os.OpenFile(filepath.Join(root, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -61,23 +64,6 @@ type StateDirError struct{ Err error }
 
 func (e *StateDirError) Error() string { return "processor: state folder: " + e.Err.Error() }
 func (e *StateDirError) Unwrap() error { return e.Err }
-
-// probeWrite creates, syncs and removes a temporary file in dir: a folder
-// that exists but cannot be written is refused at start, not when the
-// first partition's store is opened.
-func probeWrite(dir string) error {
-	f, err := os.CreateTemp(dir, ".probe-*.tmp")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write([]byte("probe"))
-	if werr == nil {
-		werr = f.Sync()
-	}
-	cerr := f.Close()
-	rerr := os.Remove(f.Name())
-	return errors.Join(werr, cerr, rerr)
-}
 
 // closeStateRoot releases the state folder (and removes a temporary one).
 func (p *Processor) closeStateRoot() {

@@ -153,7 +153,7 @@ func TestProcessorRefusesUnusableFolders(t *testing.T) {
 		want []string
 	}{
 		{"label dir not writable", []string{"--label-dir", ro},
-			[]string{"orderflow: --label-dir: labelstore: folder " + ro + " cannot be written: open " + ro + "/.label-probe-", "permission denied"}},
+			[]string{"orderflow: --label-dir: labelstore: folder " + ro + " cannot be written: open " + ro + "/.probe-", "permission denied"}},
 		{"label dir under a file", []string{"--label-dir", file + "/labels"},
 			[]string{"orderflow: --label-dir: labelstore: mkdir " + file + ": not a directory"}},
 		{"state dir under a file", []string{"--label-dir", t.TempDir(), "--state-dir", file + "/state"},

@@ -93,7 +93,7 @@ func NewDir(root string) (*Dir, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("labelstore: %w", err)
 	}
-	if err := probeWrite(abs); err != nil {
+	if err := ProbeWrite(abs); err != nil {
 		return nil, fmt.Errorf("labelstore: folder %s cannot be written: %w", abs, err)
 	}
 	f, err := os.Open(abs)
@@ -103,12 +103,12 @@ func NewDir(root string) (*Dir, error) {
 	return &Dir{root: abs, folder: dirSync{dir: f, fsync: (*os.File).Sync}}, nil
 }
 
-// probeWrite creates, syncs and removes a temporary file in dir, as Put
+// ProbeWrite creates, syncs and removes a temporary file in dir, as Put
 // does with a label: a folder that exists but cannot be written is found
 // at start, not after a shipment was booked whose label then has nowhere
-// to go.
-func probeWrite(dir string) error {
-	f, err := os.CreateTemp(dir, ".label-probe-*.tmp")
+// to go (the processor probes its --state-dir the same way).
+func ProbeWrite(dir string) error {
+	f, err := os.CreateTemp(dir, ".probe-*.tmp")
 	if err != nil {
 		return err
 	}
