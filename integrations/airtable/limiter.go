@@ -31,22 +31,11 @@ type limiter struct {
 // newLimiter returns a limiter for perSecond requests per second; 0 means
 // no spacing (only the pause after a 429).
 func newLimiter(perSecond float64) *limiter {
-	l := &limiter{now: time.Now, sleep: sleepCtx}
+	l := &limiter{now: time.Now, sleep: integrations.Sleep}
 	if perSecond > 0 {
 		l.interval = time.Duration(float64(time.Second) / perSecond)
 	}
 	return l
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // wait blocks until the caller may send a request, or until ctx ends. It

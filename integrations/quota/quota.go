@@ -343,7 +343,7 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 			if err := l.beyondDeadline(ctx, d, true); err != nil {
 				return nil, err
 			}
-			if err := sleepCtx(ctx, d); err != nil {
+			if err := integrations.Sleep(ctx, d); err != nil {
 				return nil, err
 			}
 			continue
@@ -366,7 +366,7 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 			<-l.turn
 			return nil, err
 		}
-		err = sleepCtx(ctx, wait)
+		err = integrations.Sleep(ctx, wait)
 		<-l.turn
 		if err != nil {
 			return nil, err
@@ -392,17 +392,6 @@ func (l *Limiter) beyondDeadline(ctx context.Context, d time.Duration, paused bo
 		return &DeadlineError{Limit: l.l.Name, Wait: d, Paused: paused}
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // TryAcquire is one attempt of Acquire: a release function when the call
