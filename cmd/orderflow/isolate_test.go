@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -35,26 +34,4 @@ func refuseKafka(t *testing.T) {
 	if os.Getenv("ORDERFLOW_BROKERS") == "" {
 		t.Setenv("ORDERFLOW_BROKERS", refusedBrokers)
 	}
-}
-
-// unwritableDir is an existing folder this test process cannot create a
-// file in: a 0555 folder, or for root (whom modes do not stop) /sys.
-func unwritableDir(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		dir := filepath.Join(t.TempDir(), "ro")
-		if err := os.Mkdir(dir, 0o555); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	if fi, err := os.Stat("/sys"); err != nil || !fi.IsDir() {
-		t.Skip("running as root without /sys: no folder root cannot write")
-	}
-	if f, err := os.CreateTemp("/sys", ".probe-*"); err == nil {
-		_ = f.Close()
-		_ = os.Remove(f.Name())
-		t.Skip("root can write /sys here")
-	}
-	return "/sys"
 }

@@ -146,7 +146,7 @@ func TestProcessorRefusesUnusableFolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := []string{"processor", "--brokers", refusedBrokers, "--timeout", "1s", "--sim-url", "http://127.0.0.1:1", "--metrics-addr", ""}
-	ro := unwritableDir(t)
+	ro := testenv.UnwritableDir(t)
 	for _, tt := range []struct {
 		name string
 		args []string

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/test/testenv"
 )
 
 func TestDirPutWritesAndReturnsFileURL(t *testing.T) {
@@ -485,30 +487,8 @@ func BenchmarkPut(b *testing.B) {
 	}
 }
 
-// unwritableDir is an existing folder this test process cannot create a
-// file in: a 0555 folder, or for root (whom modes do not stop) /sys.
-func unwritableDir(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		dir := filepath.Join(t.TempDir(), "ro")
-		if err := os.Mkdir(dir, 0o555); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
-	if fi, err := os.Stat("/sys"); err != nil || !fi.IsDir() {
-		t.Skip("running as root without /sys: no folder root cannot write")
-	}
-	if f, err := os.CreateTemp("/sys", ".probe-*"); err == nil {
-		_ = f.Close()
-		_ = os.Remove(f.Name())
-		t.Skip("root can write /sys here")
-	}
-	return "/sys"
-}
-
 func TestNewDirRefusesUnwritableFolder(t *testing.T) {
-	dir := unwritableDir(t)
+	dir := testenv.UnwritableDir(t)
 	d, err := NewDir(dir)
 	if err == nil {
 		_ = d.Close()
