@@ -124,6 +124,8 @@ func TestSummaryFromDigestHeader(t *testing.T) {
 		}
 		want := c.want
 		want.StatePartition, want.StateOffset = 3, int64(100+i)
+		// Each new order is numbered in the index, in order.
+		want.Seq = uint32(i + 1)
 		if !reflect.DeepEqual(*got, want) {
 			t.Errorf("%s: filed\n%+v\nwant\n%+v", c.st.OrderID, *got, want)
 		}

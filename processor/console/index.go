@@ -38,13 +38,12 @@ import (
 //	                             order has one: the unfiltered list merges them)
 //	f<flag>0<created><id>        flagged orders (possible_duplicate:<step>,
 //	                             refunded_after_shipping, partially_refunded)
-//	@<email>0<id>  e<event id>0<id>
-//	                             search keys (the email's, and the event ids
-//	                             of orders records; OF- numbers, tracking and
+//	e<event id>0<id>             search keys of the event ids of orders
+//	                             records (OF- numbers, emails, tracking and
 //	                             invoice numbers and a state's event ids are
 //	                             in memory, terms.go)
-//	h<order hash><id>            the orders of a 16-bit hash of their OF-
-//	                             number (terms.go)
+//	i<seq>                       the id of the order numbered seq in the
+//	                             index (Summary.Seq, terms.go)
 //	v<id>0<partition><offset>    an orders record of the order (EventInfo)
 //	d<partition><offset>         a dead letter (LetterInfo, without the event)
 //	D<id>0<partition><offset>    the order's dead letters
@@ -63,7 +62,9 @@ const (
 	// or in part), which the refunded filter lists.
 	// 6: no n, k and i keys nor e keys of a state's events (terms.go);
 	// h keys; summaries keep the event ids.
-	formatVersion = "6"
+	// 7: no @ keys nor h keys: emails and OF- numbers are in memory too,
+	// the table giving each order's number in the index (i keys).
+	formatVersion = "7"
 	sep           = 0x00
 )
 
@@ -99,6 +100,7 @@ type Index struct {
 	stats   *Stats
 	seen    *seen
 	terms   *terms
+	seq     uint32 // the highest order number given (Summary.Seq)
 }
 
 // OpenIndex opens the index in dir, creating it when absent. An index of
@@ -254,6 +256,7 @@ func (ix *Index) load() error {
 			return err
 		}
 		ix.terms.add(nil, s)
+		ix.seq = max(ix.seq, s.Seq)
 	}
 	if err := it.Close(); err != nil {
 		return err
@@ -457,7 +460,7 @@ var (
 type decoded struct {
 	sum *Summary // nil for a tombstone
 	bad bool     // unreadable: the index keeps what it had
-	enc []byte   // sum as stored
+	enc []byte   // sum as stored, but its Seq (appendSummaryBody)
 }
 
 // decodeStates reads the last state of each order in recs, on every
@@ -485,7 +488,7 @@ func decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
 					s := SummaryFromDigest(&dg)
 					s.StatePartition, s.StateOffset = r.Partition, r.Offset
 					d.sum = &s
-					d.enc = appendSummary(nil, &s)
+					d.enc = appendSummaryBody(nil, &s)
 				} else if r.Value != nil {
 					var st *processor.State
 					ok := false
@@ -504,7 +507,7 @@ func decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
 						// Kafka, the index keeps no copy.
 						s.StatePartition, s.StateOffset = r.Partition, r.Offset
 						d.sum = &s
-						d.enc = appendSummary(nil, &s)
+						d.enc = appendSummaryBody(nil, &s)
 					}
 				}
 				out[k] = d
@@ -571,19 +574,20 @@ func (ix *Index) applyState(b *pebble.Batch, r *kgo.Record, d *decoded, counts m
 	if cur == nil {
 		_ = b.Delete(oKey(id), nil)
 		if old != nil {
-			_ = b.Delete(hKey(old), nil)
+			_ = b.Delete(iKey(old.Seq), nil)
 		}
 		return nil
 	}
-	if old == nil {
-		_ = b.Set(hKey(cur), nil, nil)
-	} else if orderHash(old) != orderHash(cur) {
-		_ = b.Delete(hKey(old), nil)
-		_ = b.Set(hKey(cur), nil, nil)
+	if old != nil {
+		cur.Seq = old.Seq
+	} else {
+		ix.seq++
+		cur.Seq = ix.seq
+		_ = b.Set(iKey(cur.Seq), []byte(id), nil)
 	}
 	ix.terms.add(old, cur)
 	ix.seen.add(id)
-	_ = b.Set(oKey(id), d.enc, nil)
+	_ = b.Set(oKey(id), appendSeq(d.enc, cur.Seq), nil)
 	ix.stats.observe(old, cur, r.Timestamp)
 	ix.deriveAlerts(b, old, cur, r.Timestamp)
 	return nil
@@ -599,9 +603,6 @@ func summaryKeys(s *Summary) [][]byte {
 		if strings.HasPrefix(f, processor.FlagPossibleDuplicatePrefix) || slices.Contains(refundFlags, f) {
 			keys = append(keys, cat([]byte{'f'}, []byte(f), []byte{sep}, ts, []byte(s.ID)))
 		}
-	}
-	if s.Email != "" {
-		keys = append(keys, termKey('@', strings.ToLower(s.Email), s.ID))
 	}
 	return keys
 }
@@ -1076,64 +1077,37 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 	} else if v != nil {
 		add(term)
 	}
-	for _, p := range []struct {
-		kind byte
-		term string
-	}{
-		{'@', strings.ToLower(term)}, {'e', term},
-	} {
-		pre := cat([]byte{p.kind}, []byte(p.term), []byte{sep})
-		if err := scanLimit(it, pre, limit, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
-			return nil, err
-		}
+	// The event ids of orders records.
+	pre := cat([]byte{'e'}, []byte(term), []byte{sep})
+	if err := scanLimit(it, pre, limit, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
+		return nil, err
 	}
-	// An OF- number by its h keys, the terms kept in memory by theirs: each
-	// candidate checked against its summary.
-	for _, kind := range []byte{termNumber, termTracking, termInvoice, termEvent} {
-		hashes := []uint16{numberHash(term)}
-		if kind != termNumber {
-			hashes = ix.terms.lookup(kind, term)
-		}
-		for _, h := range hashes {
-			pre := hPrefix(h)
-			var cands []string
-			if err := scanLimit(it, pre, 1<<20, func(k []byte) { cands = append(cands, string(k[len(pre):])) }); err != nil {
+	// The terms kept in memory: each candidate's id from its i key, checked
+	// against its summary.
+	for _, kind := range []byte{termNumber, termEmail, termTracking, termInvoice, termEvent} {
+		for _, seq := range ix.terms.lookup(kind, term) {
+			v, err := ix.get(iKey(seq))
+			if err != nil {
 				return nil, err
 			}
-			for _, id := range cands {
-				if ids[id] {
-					continue
-				}
-				s, err := summary(id)
-				if err != nil {
-					return nil, err
-				}
-				if s != nil && hasTerm(s, kind, term) {
-					add(id)
-				}
+			id := string(v)
+			if v == nil || ids[id] {
+				continue
+			}
+			s, err := summary(id)
+			if err != nil {
+				return nil, err
+			}
+			if s != nil && s.Seq == seq && hasTerm(s, kind, term) {
+				add(id)
 			}
 		}
 	}
-	// An email or an order id given by its beginning.
+	// An order id given by its beginning.
 	if len(term) >= 3 && len(order) == 0 {
-		for _, kind := range []byte{'@', 'o'} {
-			t := term
-			if kind == '@' {
-				t = strings.ToLower(term)
-			}
-			pre := cat([]byte{kind}, []byte(t))
-			if err := scanLimit(it, pre, limit, func(k []byte) {
-				rest := k[1:]
-				if kind == '@' {
-					if i := bytes.LastIndexByte(rest, sep); i >= 0 {
-						add(string(rest[i+1:]))
-					}
-					return
-				}
-				add(string(rest))
-			}); err != nil {
-				return nil, err
-			}
+		pre := cat([]byte{'o'}, []byte(term))
+		if err := scanLimit(it, pre, limit, func(k []byte) { add(string(k[1:])) }); err != nil {
+			return nil, err
 		}
 	}
 	var out []Summary
@@ -1265,9 +1239,7 @@ func (ix *Index) Stats() *Stats { return ix.stats }
 
 func oKey(id string) []byte { return append([]byte{'o'}, id...) }
 
-func hKey(s *Summary) []byte { return append(hPrefix(orderHash(s)), s.ID...) }
-
-func hPrefix(h uint16) []byte { return binary.BigEndian.AppendUint16([]byte{'h'}, h) }
+func iKey(seq uint32) []byte { return binary.BigEndian.AppendUint32([]byte{'i'}, seq) }
 
 func termKey(kind byte, term, id string) []byte {
 	return cat([]byte{kind}, []byte(term), []byte{sep}, []byte(id))

@@ -76,16 +76,16 @@ func TestIndexOfAnEarlierFormatIsRebuilt(t *testing.T) {
 	dir := t.TempDir()
 	ix := testIndex(t, dir)
 	apply(t, ix, stateRecord(t, order("pi_old0000002", "o@example.com", processor.StatusCompleted, t0, 6), 0, 0))
-	// Format 5 kept OF- numbers, tracking and invoice numbers as keys,
-	// and summaries without their event ids: this build would not find
-	// those orders by them, so it is rebuilt.
-	if err := ix.db.Set(keyFormat, []byte("5"), pebble.NoSync); err != nil {
+	// Format 6 kept emails as keys and summaries without their number in
+	// the index: this build would not find those orders by email or OF-
+	// number, so it is rebuilt.
+	if err := ix.db.Set(keyFormat, []byte("6"), pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	ix.Close()
 	ix, rebuilt := reopenIndex(t, dir)
 	defer ix.Close()
-	if rebuilt != `index format "5", this build writes "6"` {
+	if rebuilt != `index format "6", this build writes "7"` {
 		t.Fatalf("rebuilt = %q", rebuilt)
 	}
 	wantEmptied(t, ix, "pi_old0000002")

@@ -110,6 +110,9 @@ type Summary struct {
 	// was read from on orders.state (the index keeps no copy of it).
 	StatePartition int32 `json:"state_partition"`
 	StateOffset    int64 `json:"state_offset"`
+	// Seq is the order's number in the index (terms.go), given at its
+	// first state.
+	Seq uint32 `json:"-"`
 }
 
 // MarshalJSON writes the summary for the JSON API and `orders list

@@ -15,14 +15,24 @@ import (
 // then each field in the order of Summary, strings and lists prefixed with
 // their length (uvarint), integers as varints, times as their
 // MarshalBinary bytes (length-prefixed), the attempts by step name in
-// sorted order, and last the event ids (the in-memory table of search
-// terms is filled from them at open, terms.go).
-const summaryCodec = 2
+// sorted order, the event ids (the in-memory table of search terms is
+// filled from them at open, terms.go), and last the order's number in
+// the index (Seq, uvarint).
+const summaryCodec = 3
 
 var errSummaryCodec = errors.New("console: stored summary unreadable")
 
 // appendSummary appends the stored form of s to b.
 func appendSummary(b []byte, s *Summary) []byte {
+	return appendSeq(appendSummaryBody(b, s), s.Seq)
+}
+
+// appendSeq ends a stored summary appendSummaryBody began: the order's
+// number is known only when the summary is filed, after it was encoded.
+func appendSeq(b []byte, seq uint32) []byte { return binary.AppendUvarint(b, uint64(seq)) }
+
+// appendSummaryBody appends the stored form of s but its Seq.
+func appendSummaryBody(b []byte, s *Summary) []byte {
 	b = append(b, summaryCodec)
 	for _, v := range []string{s.ID, s.Number, s.Status, s.Step} {
 		b = appendStr(b, v)
@@ -180,6 +190,11 @@ func decodeSummary(b []byte) (*Summary, error) {
 	s.StatePartition = int32(r.varint())
 	s.StateOffset = r.varint()
 	s.Events = r.strs()
+	if seq := r.uvarint(); seq <= 1<<32-1 {
+		s.Seq = uint32(seq)
+	} else {
+		r.fail()
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail()
 	}

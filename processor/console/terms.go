@@ -1,82 +1,85 @@
 package console
 
 import (
-	"hash/crc32"
+	"encoding/binary"
 	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
 )
 
-// terms finds the orders by the search terms only ever matched whole: the
-// tracking number, the invoice number and the event ids of the state
-// (and, through the h keys alone, the OF- number). It is kept in memory,
-// not as keys of the store: those keys were half of a catch-up's CPU
-// (BenchmarkApplyLarge), and the table is filled again from the summaries
-// at open.
+// terms finds the orders by the search terms only ever matched whole:
+// the OF- number, the email, the tracking number, the invoice number and
+// the event ids of the state. It is kept in memory, not as keys of the
+// store: those keys (random, one or more per order) were most of a
+// catch-up's CPU (BenchmarkApplyLarge), and the table is filled again
+// from the summaries at open.
 //
-// An order's hash (orderHash) is 16 bits of the CRC-32C of its OF- number
-// in upper case (of its id when it has none); the store's h keys list the
-// orders of each hash, so an OF- number needs no entry here. Each entry
-// is 32 bits: 16 bits of the term's hash (its kind with it) and the
-// order's hash. The term's other bits pick one of 65,536 buckets, a slice
-// of entries searched in full (about 61 entries per bucket at 1,000,000
-// orders of four terms each). A term thus gives the hashes of the orders
-// that may hold it, the h keys give those orders' ids, and every
-// candidate is checked against its summary: a hash shared by chance costs
-// a read, never a wrong answer. Entries are never removed: a term an order
-// no longer has (an erased order, a changed tracking number) fails that
+// Each order has a number in the index (Summary.Seq, given at its first
+// state, never reused while the index runs); the store's i keys give the
+// order's id from it. An entry is 6 bytes: 16 bits of the term's hash
+// (its kind with it) and the order's number (32 bits); 12 other bits of
+// the hash pick one of 4,096 buckets, a slice searched in full (about
+// 1,500 entries, 9 KiB, at 1,000,000 orders of six terms: a few
+// microseconds). So few buckets keep the ends being appended to in the
+// processor's cache: with 65,536 of them filing the terms was a fifth of
+// a catch-up's CPU. A term thus gives the numbers of the
+// orders that may hold it, the i keys their ids, and every candidate is
+// checked against its summary: a hash shared by chance costs a read,
+// never a wrong answer. Entries are never removed: a term an order no
+// longer has (an erased order, a changed tracking number) fails that
 // check, and is dropped when the table is next filled at open; an entry
 // may be there twice (a tracking number changed and changed back).
 type terms struct {
-	mu      sync.RWMutex
-	seed    maphash.Seed
-	buckets [][]uint32
+	mu   sync.RWMutex
+	seed maphash.Seed
+	// Each bucket is a list of chunks of entries: a bucket grows by a
+	// chunk, never by copying what it holds (that was garbage twice the
+	// table's size, and the console's peak RSS with it).
+	buckets [][][]byte
 	n       int
 }
 
-const termBuckets = 1 << 16
+const (
+	termBuckets = 1 << 12
+	termEntry   = 6 // bytes: 16 bits of the hash, the order's number
+	termChunk   = 256 * termEntry
+)
 
 func newTerms() *terms {
-	return &terms{seed: maphash.MakeSeed(), buckets: make([][]uint32, termBuckets)}
+	return &terms{seed: maphash.MakeSeed(), buckets: make([][][]byte, termBuckets)}
 }
 
-// Kinds of the terms in the table, as in the key layout's search keys.
+// Kinds of the terms in the table.
 const (
 	termNumber   = 'n'
+	termEmail    = '@'
 	termTracking = 'k'
 	termInvoice  = 'i'
 	termEvent    = 'e'
 )
 
-// termHash hashes a term of a kind.
+// termHash hashes a term of a kind, as searched: an OF- number in upper
+// case, an email in lower case.
 func (t *terms) termHash(kind byte, term string) uint64 {
-	return maphash.String(t.seed, term) ^ uint64(kind)*0x9e3779b97f4a7c15
-}
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// numberHash is the hash of an OF- number as searched (in any case).
-func numberHash(number string) uint16 {
-	return uint16(crc32.Checksum([]byte(strings.ToUpper(number)), castagnoli))
-}
-
-// orderHash is the hash the h keys file an order by: its OF- number's,
-// or its id's when it has none.
-func orderHash(s *Summary) uint16 {
-	if s.Number != "" {
-		return numberHash(s.Number)
+	switch kind {
+	case termNumber:
+		term = strings.ToUpper(term)
+	case termEmail:
+		term = strings.ToLower(term)
 	}
-	return uint16(crc32.Checksum([]byte(s.ID), castagnoli))
+	return maphash.String(t.seed, term) ^ uint64(kind)*0x9e3779b97f4a7c15
 }
 
 // summaryTerms calls fn with each term of s the table keeps.
 func summaryTerms(s *Summary, fn func(kind byte, term string)) {
-	if s.Tracking != "" {
-		fn(termTracking, s.Tracking)
-	}
-	if s.Invoice != "" {
-		fn(termInvoice, s.Invoice)
+	for _, kt := range [...]struct {
+		kind byte
+		term string
+	}{{termNumber, s.Number}, {termEmail, s.Email}, {termTracking, s.Tracking}, {termInvoice, s.Invoice}} {
+		if kt.term != "" {
+			fn(kt.kind, kt.term)
+		}
 	}
 	for _, e := range s.Events {
 		if e != "" {
@@ -90,6 +93,8 @@ func hasTerm(s *Summary, kind byte, term string) bool {
 	switch kind {
 	case termNumber:
 		return strings.EqualFold(s.Number, term)
+	case termEmail:
+		return strings.EqualFold(s.Email, term)
 	case termTracking:
 		return s.Tracking == term
 	case termInvoice:
@@ -101,14 +106,10 @@ func hasTerm(s *Summary, kind byte, term string) bool {
 }
 
 // add files the terms of cur that old (the order's summary before, or
-// nil) did not have under the same order hash.
+// nil) did not have.
 func (t *terms) add(old, cur *Summary) {
 	if cur == nil {
 		return
-	}
-	h := uint32(orderHash(cur))
-	if old != nil && uint32(orderHash(old)) != h {
-		old = nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -117,23 +118,31 @@ func (t *terms) add(old, cur *Summary) {
 			return
 		}
 		th := t.termHash(kind, term)
-		b := &t.buckets[th>>48]
-		*b = append(*b, uint32(th)<<16|h)
+		b := &t.buckets[th>>(64-12)]
+		if len(*b) == 0 || len((*b)[len(*b)-1]) == termChunk {
+			*b = append(*b, make([]byte, 0, termChunk))
+		}
+		c := &(*b)[len(*b)-1]
+		*c = binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(*c, uint16(th)), cur.Seq)
 		t.n++
 	})
 }
 
-// lookup returns the hashes of the orders that may hold term as a term of
-// kind, each once.
-func (t *terms) lookup(kind byte, term string) []uint16 {
+// lookup returns the numbers of the orders that may hold term as a term
+// of kind, each once.
+func (t *terms) lookup(kind byte, term string) []uint32 {
 	th := t.termHash(kind, term)
-	fp := uint32(th) << 16
+	fp := uint16(th)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	var out []uint16
-	for _, x := range t.buckets[th>>48] {
-		if x&0xffff0000 == fp && !slices.Contains(out, uint16(x)) {
-			out = append(out, uint16(x))
+	var out []uint32
+	for _, c := range t.buckets[th>>(64-12)] {
+		for j := 0; j+termEntry <= len(c); j += termEntry {
+			if binary.BigEndian.Uint16(c[j:]) == fp {
+				if seq := binary.BigEndian.Uint32(c[j+2:]); !slices.Contains(out, seq) {
+					out = append(out, seq)
+				}
+			}
 		}
 	}
 	return out
