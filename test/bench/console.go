@@ -49,8 +49,16 @@ type ConsoleRun struct {
 	IndexPerSec       float64 `json:"index_catch_up_records_per_sec"`
 	CatchUpSecs       float64 `json:"index_catch_up_seconds"`
 	Ratio             float64 `json:"catch_up_of_plain"`
-	PeakRSS           int64   `json:"console_peak_rss"`
-	IndexBytes        int64   `json:"index_bytes"`
+	// CPU of each read per record (µs), the broker's apart: the plain
+	// consumer's (this process, the faster read's) and the console's from
+	// its start to caught up. A catch-up at half the plain rate on a
+	// machine both saturate may spend per record what the read does.
+	PlainCPUMicros        float64 `json:"plain_consumer_cpu_us_per_record"`
+	PlainBrokerCPUMicros  float64 `json:"plain_consumer_broker_cpu_us_per_record"`
+	CatchUpCPUMicros      float64 `json:"catch_up_cpu_us_per_record"`
+	CatchUpBrokerCPUMicro float64 `json:"catch_up_broker_cpu_us_per_record"`
+	PeakRSS               int64   `json:"console_peak_rss"`
+	IndexBytes            int64   `json:"index_bytes"`
 	// Latencies (ms) measured over HTTP from this process: p50 and p99.
 	Queries []QueryLatency `json:"queries"`
 }
@@ -177,12 +185,22 @@ func (b *bench) console(ctx context.Context) error {
 func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin string, res *ConsoleRun) error {
 	tag := fmt.Sprintf("%s, round %d", res.Build, res.Round)
 	// The plain consumer: read every record, decode nothing.
+	kafka, _ := infraPIDs()
+	perRecord := func(cpu map[string]float64, name string, n int) float64 {
+		if v, ok := cpu[name]; ok && n > 0 {
+			return v * 1e6 / float64(n)
+		}
+		return 0
+	}
 	t0 := time.Now()
+	meter := newCPUMeter(map[string]int{"client": os.Getpid(), "kafka": kafka})
 	got, err := b.plainReadAll(ctx, names.State, n)
 	if err != nil {
 		return err
 	}
 	res.PlainBeforePerSec = float64(got) / time.Since(t0).Seconds()
+	cpu := meter.stop()
+	res.PlainCPUMicros, res.PlainBrokerCPUMicros = perRecord(cpu, "client", got), perRecord(cpu, "kafka", got)
 
 	// The console, as its own process, from an empty index.
 	token := "bench-console-token"
@@ -216,6 +234,7 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 		return err
 	}
 	defer b.stop(proc)
+	meter = newCPUMeter(map[string]int{"console": proc.PID(), "kafka": kafka})
 	// The profiles end before the console stops (deferred calls run last
 	// first), and one at a time: Go serves one CPU profile at once.
 	var catchUpProfile, searchProfile sync.WaitGroup
@@ -259,12 +278,19 @@ func (b *bench) consoleRun(ctx context.Context, names topics.Names, n int, bin s
 	}
 	res.CatchUpSecs = time.Since(t0).Seconds()
 	res.IndexPerSec = float64(n) / res.CatchUpSecs
+	cpu = meter.stop()
+	res.CatchUpCPUMicros, res.CatchUpBrokerCPUMicro = perRecord(cpu, "console", n), perRecord(cpu, "kafka", n)
 	t1 := time.Now()
+	meter = newCPUMeter(map[string]int{"client": os.Getpid(), "kafka": kafka})
 	got, err = b.plainReadAll(ctx, names.State, n)
 	if err != nil {
 		return err
 	}
 	res.PlainAfterPerSec = float64(got) / time.Since(t1).Seconds()
+	if res.PlainAfterPerSec > res.PlainBeforePerSec {
+		cpu = meter.stop()
+		res.PlainCPUMicros, res.PlainBrokerCPUMicros = perRecord(cpu, "client", got), perRecord(cpu, "kafka", got)
+	}
 	res.PlainPerSec = max(res.PlainBeforePerSec, res.PlainAfterPerSec)
 	res.Ratio = res.IndexPerSec / res.PlainPerSec
 	fmt.Fprintf(os.Stderr, "bench: console (%s): plain consumer %.0f records/s (before %.0f, after %.0f), index catch-up %.0f records/s (%.2f×) in %.1fs\n",
@@ -418,6 +444,10 @@ func (r *Results) consoleMarkdown(s *strings.Builder) {
 	fmt.Fprintf(s, "| plain consumer | %.0f records/s (before %.0f, after %.0f) | |\n", c.PlainPerSec, c.PlainBeforePerSec, c.PlainAfterPerSec)
 	fmt.Fprintf(s, "| index catch-up | %.0f records/s (%.1f s) | |\n", c.IndexPerSec, c.CatchUpSecs)
 	fmt.Fprintf(s, "| catch-up ÷ plain | %.2f | ≥ 0.5 |\n", c.Ratio)
+	if c.PlainCPUMicros > 0 {
+		fmt.Fprintf(s, "| CPU per record, plain read (the faster one) | %.2f µs consumer + %.2f µs broker | |\n", c.PlainCPUMicros, c.PlainBrokerCPUMicros)
+		fmt.Fprintf(s, "| CPU per record, catch-up | %.2f µs console + %.2f µs broker | |\n", c.CatchUpCPUMicros, c.CatchUpBrokerCPUMicro)
+	}
 	fmt.Fprintf(s, "| console peak RSS | %d MiB | ≤ 256 MiB |\n", c.PeakRSS>>20)
 	fmt.Fprintf(s, "| index on disk | %d MiB | |\n\n", c.IndexBytes>>20)
 	s.WriteString("| request (over HTTP, 300 each) | p50 ms | p99 ms | target p99 |\n|---|---|---|---|\n")
@@ -428,13 +458,14 @@ func (r *Results) consoleMarkdown(s *strings.Builder) {
 	if len(c.Runs) < 2 {
 		return
 	}
-	s.WriteString("Every run, in the order run (p99 ms of each request):\n\n| build | round | plain rec/s | catch-up rec/s | ratio | peak RSS MiB |")
+	s.WriteString("Every run, in the order run (p99 ms of each request; CPU µs per record, consumer or console + broker):\n\n| build | round | plain rec/s | catch-up rec/s | ratio | CPU plain | CPU catch-up | peak RSS MiB |")
 	for _, q := range c.Runs[0].Queries {
 		fmt.Fprintf(s, " %s |", q.What)
 	}
-	s.WriteString("\n|---|---|---|---|---|---|" + strings.Repeat("---|", len(c.Runs[0].Queries)) + "\n")
+	s.WriteString("\n|---|---|---|---|---|---|---|---|" + strings.Repeat("---|", len(c.Runs[0].Queries)) + "\n")
 	for _, run := range c.Runs {
-		fmt.Fprintf(s, "| %s | %d | %.0f | %.0f | %.2f | %d |", run.Build, run.Round, run.PlainPerSec, run.IndexPerSec, run.Ratio, run.PeakRSS>>20)
+		fmt.Fprintf(s, "| %s | %d | %.0f | %.0f | %.2f | %.2f + %.2f | %.2f + %.2f | %d |", run.Build, run.Round, run.PlainPerSec, run.IndexPerSec, run.Ratio,
+			run.PlainCPUMicros, run.PlainBrokerCPUMicros, run.CatchUpCPUMicros, run.CatchUpBrokerCPUMicro, run.PeakRSS>>20)
 		for _, q := range run.Queries {
 			fmt.Fprintf(s, " %.1f |", q.P99Ms)
 		}
