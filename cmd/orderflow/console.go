@@ -146,8 +146,18 @@ func runConsole(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "console at %s (index in %s)\n", cs.URL(), c.IndexDir)
-	<-ctx.Done()
-	return cs.Stop()
+	select {
+	case <-ctx.Done():
+		return cs.Stop()
+	case err := <-cs.Failed():
+		// Stopped, not serving a copy that no longer follows: a
+		// supervisor restarts it (and a corrupt index is rebuilt then).
+		logger.Error("console: stopping", "err", err)
+		if serr := cs.Stop(); serr != nil {
+			logger.Error("console: stop", "err", serr)
+		}
+		return fmt.Errorf("console: %w", err)
+	}
 }
 
 func (c *consoleConfig) validate() error {
@@ -203,7 +213,21 @@ type consoleServer struct {
 	admCl       *kgo.Client
 	cancel      context.CancelFunc
 	followed    chan error
+	failed      chan error // the first failure that leaves the console unable to go on
 	follower    *console.Follower
+}
+
+// Failed is sent why the console cannot go on, once: its follower stopped
+// on an error (the index could not be written), or the index found corrupt
+// data while running (marked to be rebuilt at the next start). The pages
+// would show a copy that no longer follows the topics.
+func (cs *consoleServer) Failed() <-chan error { return cs.failed }
+
+func (cs *consoleServer) fail(err error) {
+	select {
+	case cs.failed <- err:
+	default:
+	}
 }
 
 // URL is where the console answers.
@@ -231,7 +255,7 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 			}
 		}
 	}
-	cs := &consoleServer{log: logger, followed: make(chan error, 1), tls: c.TLSCert != ""}
+	cs := &consoleServer{log: logger, followed: make(chan error, 1), failed: make(chan error, 1), tls: c.TLSCert != ""}
 	defer func() {
 		if err != nil {
 			cs.Stop()
@@ -278,7 +302,20 @@ func startConsole(ctx context.Context, c consoleConfig, logger *slog.Logger) (_ 
 	cs.follower = console.NewFollower(c.Names, c.Kafka, cs.index, layout, logger)
 	fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
 	cs.cancel = fcancel
-	go func() { cs.followed <- cs.follower.Run(fctx) }()
+	go func() {
+		err := cs.follower.Run(fctx)
+		if err != nil && fctx.Err() == nil {
+			cs.fail(fmt.Errorf("following the topics stopped: %w", err))
+		}
+		cs.followed <- err
+	}()
+	go func() {
+		select {
+		case err := <-cs.index.Corrupt():
+			cs.fail(fmt.Errorf("the index in %s is corrupt (%v); it is rebuilt from the topics at the next start", c.IndexDir, err))
+		case <-fctx.Done():
+		}
+	}()
 
 	if cs.dlq, err = dlq.New(c.Names, c.Kafka); err == nil {
 		// Replays from the console are traced as the CLI's.

@@ -434,6 +434,13 @@ func startDev(ctx context.Context, c devConfig, out io.Writer, logger *slog.Logg
 		if d.console, err = startConsole(ctx, cc, logger.With("component", "console")); err != nil {
 			return nil, fmt.Errorf("console: %w", err)
 		}
+		go func(cs *consoleServer) {
+			select {
+			case err := <-cs.Failed():
+				logger.Error("console: its pages no longer follow the topics; stop dev and start it again (a corrupt index is rebuilt then)", "err", err)
+			case <-ctx.Done():
+			}
+		}(d.console)
 	}
 
 	logger.Info("dev mode started", "http_addr", d.httpAddr, "kafka_addr", d.kafkaAddr, "sim_addr", d.simAddr, "data_dir", c.DataDir)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -101,6 +102,31 @@ type Index struct {
 	seen    *seen
 	terms   *terms
 	seq     uint32 // the highest order number given (Summary.Seq)
+
+	running     atomic.Bool
+	corruptOnce sync.Once
+	corrupt     chan error
+}
+
+// corruptMarker is the file an index found corrupt while running leaves
+// in its folder: the next open rebuilds it.
+const corruptMarker = "CORRUPT"
+
+// Corrupt is sent an error, once, when the store finds corrupt data
+// while the console runs (a compaction or a read meeting a block that
+// fails its checksum). The index is then marked to be rebuilt at its next
+// open. Pebble retries a failed compaction for ever, a core's worth of
+// CPU, so the console should stop.
+func (ix *Index) Corrupt() <-chan error { return ix.corrupt }
+
+func (ix *Index) corrupted(err error) {
+	if !ix.running.Load() {
+		return
+	}
+	ix.corruptOnce.Do(func() {
+		_ = os.WriteFile(filepath.Join(ix.dir, corruptMarker), []byte(err.Error()+"\n"), 0o600)
+		ix.corrupt <- err
+	})
 }
 
 // OpenIndex opens the index in dir, creating it when absent. An index of
@@ -139,9 +165,16 @@ func OpenIndex(dir string, id Identity, cacheBytes int64) (ix *Index, rebuilt st
 			_ = ix.db.Close()
 			return nil, "", fmt.Errorf("console: new index in %s unusable: %s", dir, again)
 		}
-		return ix, reason, nil
+		return ix.opened(), reason, nil
 	}
-	return ix, "", nil
+	return ix.opened(), "", nil
+}
+
+// opened marks ix open: from here on, corruption the store finds is
+// reported (before, the open itself fails and the index is rebuilt).
+func (ix *Index) opened() *Index {
+	ix.running.Store(true)
+	return ix
 }
 
 func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error) {
@@ -175,15 +208,29 @@ func openIndex(dir string, id Identity, cacheBytes int64) (*Index, string, error
 		opts.Levels[i] = opts.Levels[0]
 	}
 	st := &stallClock{}
+	ix := &Index{dir: dir, stallClock: st, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen(), terms: newTerms(), corrupt: make(chan error, 1)}
 	opts.EventListener = &pebble.EventListener{WriteStallBegin: st.begin, WriteStallEnd: st.end,
-		// A block failing its checksum fails the read (the index is then
-		// rebuilt at open); Pebble's default would end the process.
-		DataCorruption: func(pebble.DataCorruptionInfo) {}}
+		// A block failing its checksum fails the read: at open the index
+		// is rebuilt, while running it is marked to be (Corrupt). Pebble's
+		// default would end the process, at every start again.
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			ix.corrupted(fmt.Errorf("%s: %v", info.Path, info.Details))
+		},
+		BackgroundError: func(err error) {
+			if errors.Is(err, pebble.ErrCorruption) {
+				ix.corrupted(err)
+			}
+		}}
 	db, err := pebble.Open(filepath.Clean(dir), opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("console: open index: %w", err)
 	}
-	ix := &Index{db: db, dir: dir, stallClock: st, counts: map[string]int64{}, offsets: map[string]map[int32]int64{}, stats: newStats(), seen: newSeen(), terms: newTerms()}
+	ix.db = db
+	if _, err := os.Stat(filepath.Join(dir, corruptMarker)); err == nil {
+		// Checked with the store's lock held: a console still running on
+		// the folder is not wiped from under.
+		return ix, "index found corrupt while the console ran", nil
+	}
 	want, _ := json.Marshal(id)
 	f, err := ix.get(keyFormat)
 	if err != nil {

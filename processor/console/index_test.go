@@ -1,6 +1,9 @@
 package console
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -363,5 +366,72 @@ func TestIndexFolderUnderAFileSaysMkdir(t *testing.T) {
 	want := "console: index folder: mkdir " + file + ": not a directory"
 	if err == nil || err.Error() != want {
 		t.Fatalf("open: %v, want %q", err, want)
+	}
+}
+
+// TestCorruptionFoundWhileRunning: corrupt data a compaction meets while
+// the console runs is reported once on Corrupt (Pebble retries the
+// compaction for ever), and the next open rebuilds the index.
+func TestCorruptionFoundWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	ix := testIndex(t, dir)
+	put := func(suffix string) {
+		var recs []*kgo.Record
+		for i := range 2000 {
+			id := fmt.Sprintf("pi_cor%08d%s", i, suffix)
+			recs = append(recs, stateRecord(t, order(id, id+"@example.com", processor.StatusCompleted, t0.Add(time.Duration(i)*time.Second), 6), 0, int64(i)))
+		}
+		apply(t, ix, recs...)
+		if err := ix.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("")
+	// The table of those orders goes bad in its middle, where the
+	// summaries are.
+	var largest string
+	var size int64
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".sst") && fi.Size() > size {
+			largest, size = e.Name(), fi.Size()
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, largest), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteAt([]byte("XXXXXXXXXXXXXXXXXXXX"), size/2)
+	f.Close()
+	put("b") // new orders between those: compacting the two tables reads both
+	if err := ix.db.Compact(context.Background(), []byte{'o'}, []byte{'o' + 1}, false); err == nil {
+		t.Fatal("the compaction read no corrupt block")
+	}
+	select {
+	case err := <-ix.Corrupt():
+		if !errors.Is(err, pebble.ErrCorruption) && !strings.Contains(err.Error(), "checksum") {
+			t.Errorf("reported %v, want the corruption", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the corruption was not reported")
+	}
+	_ = ix.db.Compact(context.Background(), []byte{'o'}, []byte{'o' + 1}, false)
+	select {
+	case err := <-ix.Corrupt():
+		t.Errorf("reported again: %v", err)
+	default:
+	}
+	if _, err := os.Stat(filepath.Join(dir, corruptMarker)); err != nil {
+		t.Fatalf("not marked for a rebuild: %v", err)
+	}
+	ix.Close()
+	ix, rebuilt := reopenIndex(t, dir)
+	defer ix.Close()
+	if rebuilt != "index found corrupt while the console ran" {
+		t.Fatalf("rebuilt = %q", rebuilt)
+	}
+	wantEmptied(t, ix, "pi_cor00000001")
+	if _, err := os.Stat(filepath.Join(dir, corruptMarker)); !os.IsNotExist(err) {
+		t.Errorf("the rebuilt index is still marked: %v", err)
 	}
 }
