@@ -417,27 +417,27 @@ func (ix *Index) Apply(names Names, recs []*kgo.Record) (int, error) {
 // ApplyDecoded. Decoding needs no lock: a follower decodes the next poll
 // while the index writes the one before.
 type Decoded struct {
-	names     Names
-	recs      []*kgo.Record
-	lastState map[string]int
-	states    map[int]*decoded
+	names Names
+	recs  []*kgo.Record
+	// states[i] is recs[i] read, when it is the last state of its order
+	// in recs (nil for every other record).
+	states []*decoded
 }
 
 // Decode reads the last state of each order in recs (on every core).
 func Decode(names Names, recs []*kgo.Record) *Decoded {
-	d := &Decoded{names: names, recs: recs, lastState: map[string]int{}}
+	last := map[string]int{}
 	for i, r := range recs {
 		if r.Topic == names.State {
-			d.lastState[string(r.Key)] = i
+			last[string(r.Key)] = i
 		}
 	}
-	d.states = decodeStates(recs, d.lastState)
-	return d
+	return &Decoded{names: names, recs: recs, states: decodeStates(recs, last)}
 }
 
 // ApplyDecoded files a decoded poll as Apply does.
 func (ix *Index) ApplyDecoded(d *Decoded) (int, error) {
-	names, recs, lastState, decoded := d.names, d.recs, d.lastState, d.states
+	names, recs, decoded := d.names, d.recs, d.states
 	if len(recs) == 0 {
 		return 0, nil
 	}
@@ -455,7 +455,7 @@ func (ix *Index) ApplyDecoded(d *Decoded) (int, error) {
 		var err error
 		switch r.Topic {
 		case names.State:
-			if lastState[string(r.Key)] == i {
+			if decoded[i] != nil {
 				err = ix.applyState(b, r, decoded[i], counts)
 			}
 		case names.Orders:
@@ -515,7 +515,7 @@ type decoded struct {
 // (processor.RecordDigest), else the fields the index keeps are scanned
 // (scan.go), and a record the scan does not answer for is decoded in
 // full.
-func decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
+func decodeStates(recs []*kgo.Record, last map[string]int) []*decoded {
 	idx := make([]int, 0, len(last))
 	for _, i := range last {
 		idx = append(idx, i)
@@ -562,7 +562,7 @@ func decodeStates(recs []*kgo.Record, last map[string]int) map[int]*decoded {
 		}()
 	}
 	wg.Wait()
-	m := make(map[int]*decoded, len(idx))
+	m := make([]*decoded, len(recs))
 	for k, i := range idx {
 		m[i] = out[k]
 	}
