@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/orderflow/orderflow/integrations"
 	"github.com/orderflow/orderflow/test/testenv"
 	"github.com/orderflow/orderflow/topics"
 )
@@ -781,5 +782,56 @@ func TestOrdersWaitingOnOpenCircuitAreMarked(t *testing.T) {
 		if n := f.createdCount(StepShipping, k); n != 1 {
 			t.Errorf("%s: %d shipments, want 1", k, n)
 		}
+	}
+}
+
+// TestPermanentFailureIsRecordedWhileOtherStepsRun: a step that fails for
+// good while other steps of the order are still running (a slow CRM and
+// production log) is
+// recorded in the state and alerted at once, not when the slow step ends;
+// the order is dead-lettered when it does, with one alert.
+func TestPermanentFailureIsRecordedWhileOtherStepsRun(t *testing.T) {
+	t.Parallel()
+	h := newLogicHarness(t, 1)
+	f := newFakes()
+	release := make(chan struct{})
+	f.setFail(func(step, _ string, _ int) error {
+		switch step {
+		case StepCRM, StepProductionLog:
+			select {
+			case <-release:
+			case <-time.After(time.Minute):
+			}
+		case StepInvoice:
+			// Refused with an answer: nothing was made.
+			return &integrations.Error{Provider: "fake", Op: "create invoice", Status: 422, Class: integrations.Permanent, Msg: "HTTP 422 invalid postcode"}
+		}
+		return nil
+	})
+	h.start(h.config(), f.providers())
+	key := "pi_n9slowcrm01"
+	h.send(paid(key))
+	st := h.waitStates("the invoice's failure recorded while the CRM call runs", 20*time.Second, func(m map[string]*State) bool {
+		s := m[key]
+		return s != nil && s.Steps[StepInvoice] != nil && s.Steps[StepInvoice].LastError != ""
+	})[key]
+	if f.createdCount(StepCRM, key) != 0 {
+		t.Fatal("the CRM call ended before the check")
+	}
+	inv := st.Steps[StepInvoice]
+	if st.Status != StatusInProgress || inv.Done || inv.Attempts != 1 || inv.Intent != nil || inv.Lease != nil || !strings.Contains(inv.LastError, "HTTP 422 invalid postcode") {
+		t.Errorf("state while the CRM runs: status %s, invoice %+v", st.Status, inv)
+	}
+	eventually(t, "the alert, while the CRM call runs", 10*time.Second, func() bool { return f.alertCount() == 1 })
+	if f.createdCount(StepCRM, key) != 0 {
+		t.Fatal("the CRM call ended before the alert")
+	}
+	close(release)
+	done := h.waitStates("dead-lettered once the CRM call ended", 20*time.Second, allStatus([]string{key}, StatusDeadLettered))[key]
+	if done.DeadLetter == nil || done.DeadLetter.Step != StepInvoice || !done.Steps[StepCRM].Done {
+		t.Errorf("final state: dead letter %+v, crm %+v", done.DeadLetter, done.Steps[StepCRM])
+	}
+	if n := f.alertCount(); n != 1 {
+		t.Errorf("%d alerts, want 1", n)
 	}
 }

@@ -231,8 +231,8 @@ func (h *handling) pending() []string {
 }
 
 // finishDeadLettered records the run's dead letters in the state once every
-// step has ended: the order is dead-lettered at the first of them, and one
-// alert per dead-lettered step tells a human. Called with mu held.
+// step has ended: the order is dead-lettered at the first of them (each
+// step's alert went when its letter was written). Called with mu held.
 func (h *handling) finishDeadLettered() bool {
 	st, first := h.st, h.dead[0]
 	st.Status = StatusDeadLettered
@@ -242,16 +242,14 @@ func (h *handling) finishDeadLettered() bool {
 		return false
 	}
 	h.p.m.orders.WithLabelValues(string(StatusDeadLettered)).Inc()
-	for _, d := range h.dead {
-		h.p.alert(integrations.Alert{OrderID: h.key, Step: d.step,
-			Text: fmt.Sprintf("order dead-lettered at step %s (%s) after %s: %s", d.step, d.class, attempts(d.attempts), truncate(d.err, 200))})
-	}
 	return true
 }
 
-// deadLetterOutcome writes the dead letter of a step that failed for good;
-// the state records it when the chain's run ends (finishDeadLettered), so
-// the steps that do not read this one go on. Called with mu held.
+// deadLetterOutcome writes the dead letter of a step that failed for good,
+// tells a human, and records the step's failure in the state at once: the
+// order is marked dead-lettered when the chain's run ends
+// (finishDeadLettered), so the steps that do not read this one go on, and
+// a slow provider's retries there can take minutes. Called with mu held.
 func (h *handling) deadLetterOutcome(step, class string, cause error) stepOutcome {
 	ss := h.st.Step(step)
 	now := time.Now().UTC()
@@ -267,6 +265,14 @@ func (h *handling) deadLetterOutcome(step, class string, cause error) stepOutcom
 		return stepStopped
 	}
 	h.dead = append(h.dead, deadStep{step: step, class: class, err: cause.Error(), attempts: ss.Attempts, out: out, at: now})
+	h.p.alert(integrations.Alert{OrderID: h.key, Step: step,
+		Text: fmt.Sprintf("order dead-lettered at step %s (%s) after %s: %s", step, class, attempts(ss.Attempts), truncate(cause.Error(), 200))})
+	if h.othersRunning(step) {
+		// Else the state is written as the run ends, right after.
+		if err := h.persist(); err != nil {
+			return stepStopped
+		}
+	}
 	for i := range h.p.chain {
 		if slices.Contains(waitsFor(h.p.chain, i), step) {
 			h.log().Warn("steps reading or gated by this one wait for its replay", "step", step)
@@ -274,4 +280,15 @@ func (h *handling) deadLetterOutcome(step, class string, cause error) stepOutcom
 		}
 	}
 	return stepDeadLettered
+}
+
+// othersRunning reports whether a step of the chain other than step was
+// started in this run and has not ended (done or dead-lettered).
+func (h *handling) othersRunning(step string) bool {
+	for name := range h.started {
+		if name != step && !h.stepDone(name) && !slices.ContainsFunc(h.dead, func(d deadStep) bool { return d.step == name }) {
+			return true
+		}
+	}
+	return false
 }
