@@ -1126,7 +1126,7 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 	}
 	// The event ids of orders records.
 	pre := cat([]byte{'e'}, []byte(term), []byte{sep})
-	if err := scanLimit(it, pre, limit, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
+	if err := scanLimit(it, pre, 1<<20, func(k []byte) { add(string(k[len(pre):])) }); err != nil {
 		return nil, err
 	}
 	// The terms kept in memory: each candidate's id from its i key, checked
@@ -1150,13 +1150,8 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 			}
 		}
 	}
-	// An order id given by its beginning.
-	if len(term) >= 3 && len(order) == 0 {
-		pre := cat([]byte{'o'}, []byte(term))
-		if err := scanLimit(it, pre, limit, func(k []byte) { add(string(k[1:])) }); err != nil {
-			return nil, err
-		}
-	}
+	// Every match, newest first, then the limit: an email many orders
+	// share gives its newest orders, as the search over Kafka does.
 	var out []Summary
 	for _, id := range order {
 		s, err := summary(id)
@@ -1166,12 +1161,9 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 		if s != nil && q.Match(s) {
 			out = append(out, *s)
 		}
-		if len(out) >= limit {
-			break
-		}
 	}
 	slices.SortStableFunc(out, func(a, b Summary) int { return b.Created.Compare(a.Created) })
-	return out, nil
+	return out[:min(len(out), limit)], nil
 }
 
 // scanLimit calls fn with the first keys of prefix, at most limit.

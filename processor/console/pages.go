@@ -152,8 +152,8 @@ func (s *Server) orders(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 // by an opaque handle, so no email or other search term is in a URL.
 func (s *Server) search(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	term := strings.TrimSpace(r.PostFormValue("term"))
-	if len(term) > 200 {
-		s.fail(w, r, rc, http.StatusBadRequest, "Bad search", "The search term is longer than 200 characters.")
+	if len(term) > MaxTerm {
+		s.fail(w, r, rc, http.StatusBadRequest, "Bad search", fmt.Sprintf("The search term is longer than %d bytes.", MaxTerm))
 		return
 	}
 	v := url.Values{}

@@ -242,11 +242,15 @@ func (q Query) Validate() error {
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
 		return fmt.Errorf("%w: since %s is not before until %s", ErrBadQuery, q.Since.Format(time.RFC3339), q.Until.Format(time.RFC3339))
 	}
-	if len(q.Term) > 200 {
-		return fmt.Errorf("%w: search term longer than 200 characters", ErrBadQuery)
+	if len(q.Term) > MaxTerm {
+		return fmt.Errorf("%w: search term longer than %d bytes", ErrBadQuery, MaxTerm)
 	}
 	return nil
 }
+
+// MaxTerm is the longest search term, in bytes: an email may have 254
+// characters, more bytes where they are not ASCII.
+const MaxTerm = 1024
 
 // Match reports whether s is selected by everything but Term (the index
 // finds the term's candidates; Match filters them).

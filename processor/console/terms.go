@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // terms finds the orders by the search terms only ever matched whole:
@@ -59,16 +61,40 @@ const (
 	termEvent    = 'e'
 )
 
-// termHash hashes a term of a kind, as searched: an OF- number in upper
-// case, an email in lower case.
+// termHash hashes a term of a kind, as searched: an OF- number and an
+// email in any case (foldCase), as hasTerm compares them.
 func (t *terms) termHash(kind byte, term string) uint64 {
-	switch kind {
-	case termNumber:
-		term = strings.ToUpper(term)
-	case termEmail:
-		term = strings.ToLower(term)
+	if kind == termNumber || kind == termEmail {
+		term = foldCase(term)
 	}
 	return maphash.String(t.seed, term) ^ uint64(kind)*0x9e3779b97f4a7c15
+}
+
+// foldCase maps s to one form of all those strings.EqualFold calls equal
+// to it: each letter to the smallest of its case forms (unicode.SimpleFold),
+// so ς, σ and Σ fold alike, as do ſ, s and S, or the Kelvin sign and k.
+// (strings.ToLower would keep ς and σ apart.)
+func foldCase(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToUpper(s) // the smallest case form of an ASCII letter
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 // summaryTerms calls fn with each term of s the table keeps.

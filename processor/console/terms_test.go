@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -169,4 +170,84 @@ func TestUnreadableSummaryRebuildsTheIndex(t *testing.T) {
 		t.Fatalf("rebuilt = %q", rebuilt)
 	}
 	wantEmptied(t, ix, "pi_broken000001")
+}
+
+// A search gives the newest matches up to its limit, however many orders
+// share the term, and only whole terms: an id's beginning finds nothing,
+// as over Kafka (MatchTerm).
+func TestSearchNewestMatchesWhole(t *testing.T) {
+	ix := testIndex(t, t.TempDir())
+	defer ix.Close()
+	var recs []*kgo.Record
+	for i := range 60 {
+		id := fmt.Sprintf("pi_shared%04d", i)
+		recs = append(recs, stateRecord(t, order(id, "Many.Share@Example.com", processor.StatusCompleted, t0.Add(time.Duration(i)*time.Minute), 6), 0, int64(i)))
+	}
+	apply(t, ix, recs...)
+	found, err := ix.Search(Query{Term: "many.share@example.com"}, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range found {
+		got = append(got, s.ID)
+	}
+	if want := []string{"pi_shared0059", "pi_shared0058", "pi_shared0057", "pi_shared0056", "pi_shared0055"}; !slices.Equal(got, want) {
+		t.Errorf("the newest 5 of 60: %v, want %v", got, want)
+	}
+	// Filtered, then cut: the limit counts what the filter keeps.
+	found, err = ix.Search(Query{Term: "MANY.SHARE@EXAMPLE.COM", Until: t0.Add(10 * time.Minute)}, 3)
+	if err != nil || len(found) != 3 || found[0].ID != "pi_shared0009" || found[2].ID != "pi_shared0007" {
+		t.Errorf("until the 10th minute, 3: %+v %v", found, err)
+	}
+	for _, term := range []string{"pi_shared", "pi_shared005", "Many.Share@Example", "many.share@"} {
+		if got := searchIDs(t, ix, term); got != nil {
+			t.Errorf("search %q (a beginning) = %v, want none", term, got)
+		}
+	}
+}
+
+// Emails and OF- numbers are found in any case, as strings.EqualFold has
+// it, beyond ASCII too: Greek final sigma, the Kelvin sign, the long s.
+func TestSearchFoldsCaseAsEqualFold(t *testing.T) {
+	ix := testIndex(t, t.TempDir())
+	defer ix.Close()
+	greek := order("pi_fold00000001", "ΟΔΥΣΣΕΥΣ@example.gr", processor.StatusCompleted, t0, 6)
+	kelvin := order("pi_fold00000002", "kate@example.com", processor.StatusCompleted, t0.Add(time.Minute), 6)
+	apply(t, ix, stateRecord(t, greek, 0, 0), stateRecord(t, kelvin, 0, 1))
+	for term, want := range map[string]string{
+		"οδυσσευς@example.gr":   "pi_fold00000001", // final sigma, as written in lower case
+		"οδυσσευσ@example.gr":   "pi_fold00000001",
+		"ΟΔΥΣΣΕΥΣ@EXAMPLE.GR":   "pi_fold00000001",
+		"\u212Aate@example.com": "pi_fold00000002", // the Kelvin sign
+		"KATE@EXAMPLE.COM":      "pi_fold00000002",
+		"kate@example.\u017Fe":  "", // long s is s: another address
+	} {
+		got := searchIDs(t, ix, term)
+		if want == "" && got != nil || want != "" && !slices.Equal(got, []string{want}) {
+			t.Errorf("search %q = %v, want %q", term, got, want)
+		}
+		for _, s := range []*processor.State{greek, kelvin} {
+			sum := Summarize(s)
+			if MatchTerm(term, &sum) != (sum.ID == want) {
+				t.Errorf("MatchTerm(%q, %s) disagrees with the index", term, sum.ID)
+			}
+		}
+	}
+}
+
+// A term as long as the longest email is searched; a longer one than
+// MaxTerm is refused with the reason.
+func TestSearchTermLength(t *testing.T) {
+	email := strings.Repeat("b", 64) + "@" + strings.Repeat("c", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("e", 57) + ".com"
+	if len(email) != 254 {
+		t.Fatalf("email of %d characters", len(email))
+	}
+	if err := (Query{Term: email}).Validate(); err != nil {
+		t.Errorf("a 254-character email: %v", err)
+	}
+	err := (Query{Term: strings.Repeat("x", 1025)}).Validate()
+	if err == nil || err.Error() != "bad filter: search term longer than 1024 bytes" {
+		t.Errorf("1,025 bytes: %v", err)
+	}
 }
