@@ -1086,8 +1086,9 @@ func (q Query) prefixes() [][]byte {
 }
 
 // Search finds the orders whose id, OF- number, customer email, tracking
-// number, invoice number or event id is the term (an email or id may also
-// be given by its beginning), then keeps those the rest of q selects.
+// number, invoice number or event id is the term, whole (an OF- number
+// and an email in any case, as MatchTerm), keeps those the rest of q
+// selects, and returns the newest, at most limit.
 func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 	term := strings.TrimSpace(q.Term)
 	if term == "" {
