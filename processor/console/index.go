@@ -1146,7 +1146,7 @@ func (ix *Index) Search(q Query, limit int) ([]Summary, error) {
 			if err != nil {
 				return nil, err
 			}
-			if s != nil && s.Seq == seq && hasTerm(s, kind, term) {
+			if s != nil && s.Seq == seq && MatchTerm(term, s) {
 				add(id)
 			}
 		}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"slices"
-	"strings"
 	"sync"
 	"unicode"
 	"unicode/utf8"
@@ -62,39 +61,41 @@ const (
 )
 
 // termHash hashes a term of a kind, as searched: an OF- number and an
-// email in any case (foldCase), as hasTerm compares them.
+// email in any case (appendFold), as MatchTerm compares them.
 func (t *terms) termHash(kind byte, term string) uint64 {
+	var h uint64
 	if kind == termNumber || kind == termEmail {
-		term = foldCase(term)
+		var buf [128]byte
+		h = maphash.Bytes(t.seed, appendFold(buf[:0], term))
+	} else {
+		h = maphash.String(t.seed, term)
 	}
-	return maphash.String(t.seed, term) ^ uint64(kind)*0x9e3779b97f4a7c15
+	return h ^ uint64(kind)*0x9e3779b97f4a7c15
 }
 
-// foldCase maps s to one form of all those strings.EqualFold calls equal
-// to it: each letter to the smallest of its case forms (unicode.SimpleFold),
-// so ς, σ and Σ fold alike, as do ſ, s and S, or the Kelvin sign and k.
-// (strings.ToLower would keep ς and σ apart.)
-func foldCase(s string) string {
-	ascii := true
+// appendFold appends s in one form of all those strings.EqualFold calls
+// equal to it: each letter as the smallest of its case forms
+// (unicode.SimpleFold), so ς, σ and Σ fold alike, as do ſ, s and S, or
+// the Kelvin sign and k (strings.ToLower would keep ς and σ apart).
+func appendFold(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			for _, r := range s[i:] {
+				least := r
+				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+					least = min(least, f)
+				}
+				b = utf8.AppendRune(b, least)
+			}
+			return b
 		}
-	}
-	if ascii {
-		return strings.ToUpper(s) // the smallest case form of an ASCII letter
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		least := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			least = min(least, f)
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A' // an ASCII letter's smallest case form
 		}
-		b.WriteRune(least)
+		b = append(b, c)
 	}
-	return b.String()
+	return b
 }
 
 // summaryTerms calls fn with each term of s the table keeps.
@@ -114,33 +115,24 @@ func summaryTerms(s *Summary, fn func(kind byte, term string)) {
 	}
 }
 
-// hasTerm reports whether s holds term (not empty) as a term of kind.
-func hasTerm(s *Summary, kind byte, term string) bool {
-	switch kind {
-	case termNumber:
-		return strings.EqualFold(s.Number, term)
-	case termEmail:
-		return strings.EqualFold(s.Email, term)
-	case termTracking:
-		return s.Tracking == term
-	case termInvoice:
-		return s.Invoice == term
-	case termEvent:
-		return slices.Contains(s.Events, term)
-	}
-	return false
-}
-
 // add files the terms of cur that old (the order's summary before, or
 // nil) did not have.
 func (t *terms) add(old, cur *Summary) {
 	if cur == nil {
 		return
 	}
+	type kt struct {
+		kind byte
+		term string
+	}
+	var had []kt
+	if old != nil {
+		summaryTerms(old, func(kind byte, term string) { had = append(had, kt{kind, term}) })
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	summaryTerms(cur, func(kind byte, term string) {
-		if old != nil && hasTerm(old, kind, term) {
+		if slices.Contains(had, kt{kind, term}) {
 			return
 		}
 		th := t.termHash(kind, term)
