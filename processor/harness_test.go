@@ -396,6 +396,21 @@ func (h *harness) replayLetter(d *kgo.Record) {
 	}
 }
 
+// lastLetter is the newest dead letter of key; the test fails without one.
+func (h *harness) lastLetter(key string) *kgo.Record {
+	h.t.Helper()
+	var dl *kgo.Record
+	for _, d := range h.readAll(h.names.DLQ) {
+		if string(d.Key) == key {
+			dl = d
+		}
+	}
+	if dl == nil {
+		h.t.Fatalf("no dead letter of %s", key)
+	}
+	return dl
+}
+
 // paid is the payment_intent.succeeded event of an order.
 func paid(key string) event {
 	return event{key: key, typ: EventPaymentSucceeded, id: "evt_pi_" + key, object: key}

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/orderflow/orderflow/integrations/webhook"
 	"github.com/orderflow/orderflow/topics"
 )
@@ -121,16 +119,7 @@ func TestWebhookGateHoldsLaterSteps(t *testing.T) {
 	// The warehouse accepts it now: a replay of the dead letter sends the
 	// webhook again and runs the steps after it.
 	rc.refuse.Store(false)
-	var dl *kgo.Record
-	for _, d := range h.readAll(h.names.DLQ) {
-		if string(d.Key) == "pi_gatebad" {
-			dl = d
-		}
-	}
-	if dl == nil {
-		t.Fatal("no dead letter of pi_gatebad")
-	}
-	h.replayLetter(dl)
+	h.replayLetter(h.lastLetter("pi_gatebad"))
 	done := h.waitStates("pi_gatebad completed after the replay", 30*time.Second, allStatus([]string{"pi_gatebad"}, StatusCompleted))["pi_gatebad"]
 	if got := rc.deliveries("pi_gatebad"); !slices.Equal(got, []int{0, 0}) {
 		t.Errorf("pi_gatebad after the replay: deliveries %v, want [0 0] (shipping only after the accepted one)", got)
@@ -256,16 +245,7 @@ func TestWebhookGateHoldsProgressReports(t *testing.T) {
 
 	// The refused order is accepted on its replay: only then is it reported.
 	g.refuse.Store(false)
-	var dl *kgo.Record
-	for _, d := range h.readAll(h.names.DLQ) {
-		if string(d.Key) == "pi_gatebad" {
-			dl = d
-		}
-	}
-	if dl == nil {
-		t.Fatal("no dead letter of pi_gatebad")
-	}
-	h.replayLetter(dl)
+	h.replayLetter(h.lastLetter("pi_gatebad"))
 	h.waitStates("pi_gatebad completed after the replay", 30*time.Second, allStatus([]string{"pi_gatebad"}, StatusCompleted))
 	eventually(t, "pi_gatebad's completion reported", 10*time.Second, func() bool {
 		r := pl.of("pi_gatebad")

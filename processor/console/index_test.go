@@ -16,6 +16,7 @@ import (
 
 	"github.com/orderflow/orderflow/processor"
 	"github.com/orderflow/orderflow/processor/dlq"
+	"github.com/orderflow/orderflow/test/testenv"
 	"github.com/orderflow/orderflow/topics"
 )
 
@@ -311,20 +312,7 @@ func TestCorruptIndexIsRebuiltNotAPanic(t *testing.T) {
 	if err := ix.Close(); err != nil {
 		t.Fatal(err)
 	}
-	entries, _ := os.ReadDir(dir)
-	n := 0
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".sst") {
-			f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _ = f.WriteAt([]byte("XXXXXXXXXXXXXXXXXXXX"), 20)
-			f.Close()
-			n++
-		}
-	}
-	if n == 0 {
+	if testenv.CorruptTables(t, dir, func(int64) int64 { return 20 }) == 0 {
 		t.Fatal("no table to corrupt")
 	}
 	ix, rebuilt := reopenIndex(t, dir)
@@ -387,22 +375,10 @@ func TestCorruptionFoundWhileRunning(t *testing.T) {
 		}
 	}
 	put("")
-	// The table of those orders goes bad in its middle, where the
-	// summaries are.
-	var largest string
-	var size int64
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if fi, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".sst") && fi.Size() > size {
-			largest, size = e.Name(), fi.Size()
-		}
+	// The tables go bad in their middle, where the summaries are.
+	if testenv.CorruptTables(t, dir, func(size int64) int64 { return size / 2 }) == 0 {
+		t.Fatal("no table to corrupt")
 	}
-	f, err := os.OpenFile(filepath.Join(dir, largest), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.WriteAt([]byte("XXXXXXXXXXXXXXXXXXXX"), size/2)
-	f.Close()
 	put("b") // new orders between those: compacting the two tables reads both
 	if err := ix.db.Compact(context.Background(), []byte{'o'}, []byte{'o' + 1}, false); err == nil {
 		t.Fatal("the compaction read no corrupt block")

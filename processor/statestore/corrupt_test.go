@@ -12,34 +12,25 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/orderflow/orderflow/test/testenv"
 )
 
-// corruptTables writes garbage into the middle of every table file of the
-// store in dir, as a bad disk would: the files keep their size, so only
-// the blocks' checksums tell.
-func corruptTables(t *testing.T, dir string, at func(size int64) int64) int {
+// putTable puts 2,000 states from pi_<from> and flushes them to a table
+// of many blocks.
+func putTable(t *testing.T, s *Store, from int) {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	for i := from; i < from+2000; i++ {
+		if err := s.Put(fmt.Sprintf("pi_%04d", i), []byte(`{"v":"a state of some length, so that the table has many blocks"}`), int64(i), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.writePending(); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".sst") {
-			continue
-		}
-		f, err := os.OpenFile(filepath.Join(dir, e.Name()), os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, _ := f.Stat()
-		if _, err := f.WriteAt([]byte("XXXXXXXXXXXXXXXXXXXX"), at(fi.Size())); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		n++
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
 	}
-	return n
 }
 
 // TestCorruptTableBlockIsRebuiltNotAPanic: a table whose block fails its
@@ -53,23 +44,13 @@ func TestCorruptTableBlockIsRebuiltNotAPanic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := range 2000 {
-			if err := s.Put(fmt.Sprintf("pi_%04d", i), []byte(`{"v":"a state of some length, so that the table has many blocks"}`), int64(i), false); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := s.writePending(); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.db.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		putTable(t, s, 0)
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	fill()
-	if corruptTables(t, dir, func(int64) int64 { return 100 }) == 0 {
+	if testenv.CorruptTables(t, dir, func(int64) int64 { return 100 }) == 0 {
 		t.Fatal("no table to corrupt")
 	}
 	s, rebuilt, err := Open(dir, testID, Options{})
@@ -93,7 +74,7 @@ func TestCorruptTableBlockIsRebuiltNotAPanic(t *testing.T) {
 	if err != nil || rebuilt != "" {
 		t.Fatalf("reopen: %q %v", rebuilt, err)
 	}
-	corruptTables(t, dir, func(size int64) int64 { return size / 2 })
+	testenv.CorruptTables(t, dir, func(size int64) int64 { return size / 2 })
 	var readErr error
 	for i := range 2000 {
 		if _, _, _, err := s.Get(fmt.Sprintf("pi_%04d", i)); err != nil {
@@ -119,25 +100,12 @@ func TestCorruptionFoundByACompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := func(from int) {
-		for i := from; i < from+2000; i++ {
-			if err := s.Put(fmt.Sprintf("pi_%04d", i), []byte(`{"v":"a state of some length, so that the table has many blocks"}`), int64(i), false); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := s.writePending(); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.db.Flush(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put(0)
+	putTable(t, s, 0)
 	// The first table, with the states' middle blocks, goes bad on disk.
-	if corruptTables(t, dir, func(size int64) int64 { return size / 2 }) != 1 {
+	if testenv.CorruptTables(t, dir, func(size int64) int64 { return size / 2 }) != 1 {
 		t.Fatal("want one table to corrupt")
 	}
-	put(1000) // a second table overlapping it: compacting them reads both
+	putTable(t, s, 1000) // a second table overlapping it: compacting them reads both
 	cerr := s.db.Compact(context.Background(), []byte{statePrefix}, []byte{statePrefix + 1}, false)
 	if cerr == nil {
 		t.Fatal("the compaction read no corrupt block")
